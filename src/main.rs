@@ -1,1 +1,11 @@
-fn main() {}
+//! The `questline` binary: parse the command line, run the command, exit with its code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = questline::cli::Cli::parse();
+    if let Err(failure) = questline::cli::run(cli) {
+        eprintln!("questline: {failure}");
+        std::process::exit(failure.exit_code());
+    }
+}

@@ -1,0 +1,52 @@
+//! The command line (CONTRACT.md "Command line"): one module per command.
+//!
+//! Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
+
+pub mod check;
+pub mod replay;
+
+use clap::{Parser, Subcommand};
+
+/// A gamification and rewards engine that runs as a Kafka stream-processing worker.
+#[derive(Debug, Parser)]
+#[command(name = "questline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate JSON lines offline and deterministically; write output events as JSON lines.
+    Replay(replay::ReplayArgs),
+    /// Validate the catalog and mappings; report every error with file and line.
+    Check(check::CheckArgs),
+}
+
+/// How a command ended, mapped to the process exit code by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad usage or configuration: exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Failed while running: exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Config(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Replay(args) => replay::run(args),
+        Command::Check(args) => check::run(args),
+    }
+}

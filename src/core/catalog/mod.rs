@@ -1,0 +1,220 @@
+//! The catalog: reward types, inventories, categories, triggers and challenges, per tenant.
+//!
+//! Parsing is pure: [`Catalog::from_sources`] takes `(file name, text)` pairs, so `check`,
+//! the worker, `replay` and tests share one validator, and reading the directory is the
+//! caller's IO. Every problem is reported with its file and line, all of them at once.
+
+mod model;
+mod parse;
+
+pub use model::*;
+pub use parse::{CatalogError, CatalogErrors};
+
+use super::model::{TriggerKey, DEFAULT_TENANT};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+
+/// All tenants' catalogs, validated and indexed for the evaluator.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    tenants: BTreeMap<String, TenantCatalog>,
+}
+
+/// One tenant's catalog. Groups and triggers are kept sorted by their `order`, so the
+/// evaluator and the progress query walk them as they are.
+#[derive(Debug, Clone, Default)]
+pub struct TenantCatalog {
+    pub tenant: String,
+    pub reward_types: Vec<RewardType>,
+    pub inventories: Vec<Inventory>,
+    pub categories: Vec<Category>,
+    pub triggers: Vec<TriggerDef>,
+    pub challenges: Vec<Challenge>,
+    trigger_by_id: FxHashMap<u32, usize>,
+    triggers_by_key: FxHashMap<String, Vec<usize>>,
+    challenges_by_trigger: FxHashMap<u32, Vec<usize>>,
+    challenge_by_id: FxHashMap<u32, usize>,
+    reward_type_by_name: FxHashMap<String, usize>,
+}
+
+/// Why an action's trigger does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("unknown tenant '{0}'")]
+    UnknownTenant(String),
+    #[error("unknown trigger '{0}'")]
+    UnknownTrigger(String),
+}
+
+impl Catalog {
+    /// Parses and validates catalog files given as `(file name, TOML text)`.
+    pub fn from_sources<N: AsRef<str>, T: AsRef<str>>(
+        sources: &[(N, T)],
+    ) -> Result<Catalog, CatalogErrors> {
+        parse::parse_sources(sources)
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantCatalog> {
+        self.tenants.get(tenant)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantCatalog> {
+        self.tenants.values()
+    }
+
+    /// Resolves an action's trigger key (id, or name with an optional location) to a trigger.
+    pub fn resolve_trigger(
+        &self,
+        tenant: &str,
+        key: &TriggerKey,
+        location: Option<&str>,
+    ) -> Result<&TriggerDef, ResolveError> {
+        let catalog = self
+            .tenant(tenant)
+            .ok_or_else(|| ResolveError::UnknownTenant(tenant.to_string()))?;
+        catalog
+            .resolve_trigger(key, location)
+            .ok_or_else(|| ResolveError::UnknownTrigger(describe_key(key, location)))
+    }
+
+    pub(crate) fn insert(&mut self, catalog: TenantCatalog) {
+        self.tenants.insert(catalog.tenant.clone(), catalog);
+    }
+}
+
+fn describe_key(key: &TriggerKey, location: Option<&str>) -> String {
+    match location {
+        Some(loc) => format!("{key}@{loc}"),
+        None => key.to_string(),
+    }
+}
+
+impl TenantCatalog {
+    pub(crate) fn new(tenant: String) -> Self {
+        TenantCatalog {
+            tenant,
+            ..Default::default()
+        }
+    }
+
+    /// Builds the lookup indexes; called once after validation.
+    pub(crate) fn build_indexes(&mut self) {
+        for challenge in &mut self.challenges {
+            challenge.groups.sort_by_key(|g| (g.order, g.id));
+            for group in &mut challenge.groups {
+                group.triggers.sort_by_key(|t| (t.order, t.trigger));
+            }
+            challenge
+                .prizes
+                .sort_by(|a, b| a.reward_type.cmp(&b.reward_type));
+        }
+        self.challenges.sort_by_key(|c| c.id);
+        self.triggers.sort_by_key(|t| t.id);
+        self.categories.sort_by_key(|c| c.id);
+        self.trigger_by_id = self
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        self.triggers_by_key.clear();
+        for (i, t) in self.triggers.iter().enumerate() {
+            if let Some(key) = &t.key {
+                self.triggers_by_key.entry(key.clone()).or_default().push(i);
+            }
+        }
+        self.challenge_by_id = self
+            .challenges
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
+        self.challenges_by_trigger.clear();
+        for (i, c) in self.challenges.iter().enumerate() {
+            for g in &c.groups {
+                for t in &g.triggers {
+                    let list = self.challenges_by_trigger.entry(t.trigger).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        self.reward_type_by_name = self
+            .reward_types
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.reward_type.clone(), i))
+            .collect();
+    }
+
+    pub fn trigger(&self, id: u32) -> Option<&TriggerDef> {
+        self.trigger_by_id.get(&id).map(|&i| &self.triggers[i])
+    }
+
+    pub fn challenge(&self, id: u32) -> Option<&Challenge> {
+        self.challenge_by_id.get(&id).map(|&i| &self.challenges[i])
+    }
+
+    pub fn category(&self, id: u32) -> Option<&Category> {
+        self.categories.iter().find(|c| c.id == id)
+    }
+
+    pub fn reward_type(&self, name: &str) -> Option<&RewardType> {
+        self.reward_type_by_name
+            .get(name)
+            .map(|&i| &self.reward_types[i])
+    }
+
+    /// Inventories of a reward type, in catalog order: grants draw from the first with stock.
+    pub fn inventories_of<'a>(
+        &'a self,
+        reward_type: &'a str,
+    ) -> impl Iterator<Item = &'a Inventory> {
+        self.inventories
+            .iter()
+            .filter(move |i| i.reward_type == reward_type)
+    }
+
+    /// Whether grants of this reward type go through the inventory stage.
+    pub fn is_limited(&self, reward_type: &str) -> bool {
+        self.inventories_of(reward_type).next().is_some()
+    }
+
+    /// The challenges that count a trigger, in id order.
+    pub fn challenges_for_trigger(&self, trigger: u32) -> impl Iterator<Item = &Challenge> {
+        self.challenges_by_trigger
+            .get(&trigger)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(|&i| &self.challenges[i])
+    }
+
+    /// An exact location match wins over a trigger without a location.
+    pub fn resolve_trigger(&self, key: &TriggerKey, location: Option<&str>) -> Option<&TriggerDef> {
+        match key {
+            TriggerKey::Id(id) => self.trigger(*id),
+            TriggerKey::Name(name) => {
+                let candidates = self.triggers_by_key.get(name)?;
+                let mut fallback = None;
+                for &i in candidates {
+                    let t = &self.triggers[i];
+                    match (&t.location, location) {
+                        (Some(want), Some(have)) if want == have => return Some(t),
+                        (None, _) => fallback = fallback.or(Some(t)),
+                        _ => {}
+                    }
+                }
+                fallback
+            }
+        }
+    }
+}
+
+impl Catalog {
+    /// The default tenant's catalog, the one most callers and the demo use.
+    pub fn default_tenant(&self) -> Option<&TenantCatalog> {
+        self.tenant(DEFAULT_TENANT)
+    }
+}

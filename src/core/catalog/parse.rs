@@ -1,0 +1,495 @@
+//! Catalog files → a validated [`Catalog`], with every error's file and line.
+
+use super::*;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashSet};
+use toml::Spanned;
+
+/// One problem in one catalog file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogError {
+    pub file: String,
+    /// 1-based; 0 when the problem concerns the catalog as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+/// Every problem found, so one `questline check` run shows them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CatalogErrors(pub Vec<CatalogError>);
+
+impl std::fmt::Display for CatalogErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The shape of one catalog file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    reward_types: Vec<Spanned<RewardType>>,
+    #[serde(default)]
+    inventories: Vec<Spanned<Inventory>>,
+    #[serde(default)]
+    categories: Vec<Spanned<Category>>,
+    #[serde(default)]
+    triggers: Vec<Spanned<TriggerDef>>,
+    #[serde(default)]
+    challenges: Vec<Spanned<Challenge>>,
+}
+
+/// Where an item was defined, for errors found after parsing.
+#[derive(Clone)]
+struct Origin {
+    file: String,
+    line: usize,
+}
+
+#[derive(Default)]
+struct Collected {
+    reward_types: Vec<(RewardType, Origin)>,
+    inventories: Vec<(Inventory, Origin)>,
+    categories: Vec<(Category, Origin)>,
+    triggers: Vec<(TriggerDef, Origin)>,
+    challenges: Vec<(Challenge, Origin)>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
+    sources: &[(N, T)],
+) -> Result<Catalog, CatalogErrors> {
+    let mut errors = Vec::new();
+    let mut by_tenant: BTreeMap<String, Collected> = BTreeMap::new();
+    for (name, text) in sources {
+        let (name, text) = (name.as_ref(), text.as_ref());
+        let file: CatalogFile = match toml::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+                errors.push(CatalogError {
+                    file: name.to_string(),
+                    line,
+                    message: e.message().to_string(),
+                });
+                continue;
+            }
+        };
+        let tenant = file.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
+        let collected = by_tenant.entry(tenant).or_default();
+        let origin = |span: std::ops::Range<usize>| Origin {
+            file: name.to_string(),
+            line: line_of(text, span.start),
+        };
+        macro_rules! take {
+            ($field:ident) => {
+                for item in file.$field {
+                    let o = origin(item.span());
+                    collected.$field.push((item.into_inner(), o));
+                }
+            };
+        }
+        take!(reward_types);
+        take!(inventories);
+        take!(categories);
+        take!(triggers);
+        take!(challenges);
+    }
+    let mut catalog = Catalog::default();
+    for (tenant, collected) in by_tenant {
+        let mut v = Validator {
+            errors: &mut errors,
+        };
+        let tenant_catalog = v.validate(tenant, collected);
+        catalog.insert(tenant_catalog);
+    }
+    if errors.is_empty() {
+        Ok(catalog)
+    } else {
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(CatalogErrors(errors))
+    }
+}
+
+struct Validator<'a> {
+    errors: &'a mut Vec<CatalogError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, origin: &Origin, message: impl Into<String>) {
+        self.errors.push(CatalogError {
+            file: origin.file.clone(),
+            line: origin.line,
+            message: message.into(),
+        });
+    }
+
+    fn unique<K: std::hash::Hash + Eq + std::fmt::Display>(
+        &mut self,
+        what: &str,
+        items: impl Iterator<Item = (K, Origin)>,
+    ) -> HashSet<K> {
+        let mut seen = HashSet::new();
+        for (key, origin) in items {
+            if seen.contains(&key) {
+                self.err(&origin, format!("duplicate {what} '{key}'"));
+            } else {
+                seen.insert(key);
+            }
+        }
+        seen
+    }
+
+    fn validate(&mut self, tenant: String, c: Collected) -> TenantCatalog {
+        let reward_types = self.unique(
+            "reward type",
+            c.reward_types
+                .iter()
+                .map(|(r, o)| (r.reward_type.clone(), o.clone())),
+        );
+        let categories = self.unique(
+            "category id",
+            c.categories.iter().map(|(x, o)| (x.id, o.clone())),
+        );
+        let triggers = self.unique(
+            "trigger id",
+            c.triggers.iter().map(|(x, o)| (x.id, o.clone())),
+        );
+        let challenges = self.unique(
+            "challenge id",
+            c.challenges.iter().map(|(x, o)| (x.id, o.clone())),
+        );
+        self.unique(
+            "inventory id",
+            c.inventories.iter().map(|(x, o)| (x.id.clone(), o.clone())),
+        );
+
+        for (r, o) in &c.reward_types {
+            if r.reward_type.trim().is_empty() {
+                self.err(o, "reward_type must not be empty");
+            }
+        }
+        let mut inventoried = BTreeSet::new();
+        for (inv, o) in &c.inventories {
+            if !reward_types.contains(&inv.reward_type) {
+                self.err(
+                    o,
+                    format!(
+                        "inventory '{}': unknown reward_type '{}'",
+                        inv.id, inv.reward_type
+                    ),
+                );
+            }
+            if !inv.codes.is_empty() && (inv.codes.len() as u64) < inv.amount_total {
+                self.err(
+                    o,
+                    format!(
+                        "inventory '{}': amount_total {} but only {} codes",
+                        inv.id,
+                        inv.amount_total,
+                        inv.codes.len()
+                    ),
+                );
+            }
+            inventoried.insert(inv.reward_type.clone());
+        }
+        for (r, o) in &c.reward_types {
+            if r.kind == RewardKind::Voucher
+                && !c
+                    .inventories
+                    .iter()
+                    .any(|(i, _)| i.reward_type == r.reward_type && !i.codes.is_empty())
+            {
+                self.err(
+                    o,
+                    format!(
+                        "voucher reward type '{}' needs an inventory with codes",
+                        r.reward_type
+                    ),
+                );
+            }
+        }
+        for (t, o) in &c.triggers {
+            if matches!(&t.key, Some(k) if k.trim().is_empty() || k.parse::<u32>().is_ok()) {
+                self.err(
+                    o,
+                    format!("trigger {}: key must be a non-numeric name", t.id),
+                );
+            }
+            if t.location.is_some() && t.key.is_none() {
+                self.err(
+                    o,
+                    format!(
+                        "trigger {}: a location needs a key (action + location)",
+                        t.id
+                    ),
+                );
+            }
+        }
+        let trigger_aggregation: FxHashMap<u32, Aggregation> = c
+            .triggers
+            .iter()
+            .map(|(t, _)| (t.id, t.aggregation))
+            .collect();
+        for (ch, o) in &c.challenges {
+            self.validate_challenge(
+                ch,
+                o,
+                &triggers,
+                &categories,
+                &challenges,
+                &reward_types,
+                &trigger_aggregation,
+            );
+        }
+        self.check_parent_cycles(&c.challenges);
+
+        let mut catalog = TenantCatalog::new(tenant);
+        catalog.reward_types = c.reward_types.into_iter().map(|(x, _)| x).collect();
+        catalog.inventories = c.inventories.into_iter().map(|(x, _)| x).collect();
+        catalog.categories = c.categories.into_iter().map(|(x, _)| x).collect();
+        catalog.triggers = c.triggers.into_iter().map(|(x, _)| x).collect();
+        catalog.challenges = c.challenges.into_iter().map(|(x, _)| x).collect();
+        catalog.build_indexes();
+        catalog
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn validate_challenge(
+        &mut self,
+        ch: &Challenge,
+        o: &Origin,
+        triggers: &HashSet<u32>,
+        categories: &HashSet<u32>,
+        challenges: &HashSet<u32>,
+        reward_types: &HashSet<String>,
+        aggregation: &FxHashMap<u32, Aggregation>,
+    ) {
+        let id = ch.id;
+        if ch.groups.is_empty() {
+            self.err(o, format!("challenge {id}: needs at least one group"));
+        }
+        if let (Some(s), Some(e)) = (ch.start, ch.end) {
+            if s >= e {
+                self.err(o, format!("challenge {id}: start must be before end"));
+            }
+        }
+        if let Some(cat) = ch.category {
+            if !categories.contains(&cat) {
+                self.err(o, format!("challenge {id}: unknown category {cat}"));
+            }
+        }
+        if let Some(parent) = ch.parent {
+            if parent == id {
+                self.err(o, format!("challenge {id}: cannot be its own parent"));
+            } else if !challenges.contains(&parent) {
+                self.err(
+                    o,
+                    format!("challenge {id}: unknown parent challenge {parent}"),
+                );
+            }
+        }
+        if ch.max_per_user == Some(0) {
+            self.err(
+                o,
+                format!("challenge {id}: max_per_user must be at least 1"),
+            );
+        }
+        if ch.max_winners == Some(0) {
+            self.err(o, format!("challenge {id}: max_winners must be at least 1"));
+        }
+        if ch.overshoot == Overshoot::Carry && !ch.repeatable {
+            self.err(
+                o,
+                format!("challenge {id}: overshoot = \"carry\" needs repeatable = true"),
+            );
+        }
+        let mut group_ids = HashSet::new();
+        for g in &ch.groups {
+            if !group_ids.insert(g.id) {
+                self.err(o, format!("challenge {id}: duplicate group id {}", g.id));
+            }
+            if g.triggers.is_empty() {
+                self.err(o, format!("challenge {id}: group {} has no triggers", g.id));
+            }
+            let mut seen = HashSet::new();
+            for t in &g.triggers {
+                if !seen.insert(t.trigger) {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: group {} lists trigger {} twice",
+                            g.id, t.trigger
+                        ),
+                    );
+                }
+                if !triggers.contains(&t.trigger) {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: group {}: unknown trigger {}",
+                            g.id, t.trigger
+                        ),
+                    );
+                } else if aggregation.get(&t.trigger) == Some(&Aggregation::Sum)
+                    && t.frequency <= Decimal::ZERO
+                {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: trigger {}: frequency must be greater than 0",
+                            t.trigger
+                        ),
+                    );
+                }
+            }
+        }
+        for p in &ch.prizes {
+            if !reward_types.contains(&p.reward_type) {
+                self.err(
+                    o,
+                    format!(
+                        "challenge {id}: prize of unknown reward_type '{}'",
+                        p.reward_type
+                    ),
+                );
+            }
+            if p.amount <= Decimal::ZERO {
+                self.err(
+                    o,
+                    format!("challenge {id}: prize amount must be greater than 0"),
+                );
+            }
+        }
+    }
+
+    fn check_parent_cycles(&mut self, challenges: &[(Challenge, Origin)]) {
+        let parent: FxHashMap<u32, u32> = challenges
+            .iter()
+            .filter_map(|(c, _)| c.parent.map(|p| (c.id, p)))
+            .collect();
+        for (c, o) in challenges {
+            let mut at = c.id;
+            let mut steps = 0;
+            while let Some(&p) = parent.get(&at) {
+                if p == c.id && steps > 0 {
+                    self.err(o, format!("challenge {}: parent chain forms a cycle", c.id));
+                    break;
+                }
+                at = p;
+                steps += 1;
+                if steps > challenges.len() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[reward_types]]
+reward_type = "points"
+display_name = "Points"
+
+[[categories]]
+id = 1
+name = { en = "Points", ar = "نقاط" }
+
+[[triggers]]
+id = 1
+name = "Earned Points"
+type = 2
+
+[[challenges]]
+id = 1
+name = "Earn 1000 Points"
+category = 1
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 1, frequency = 1000 }]
+[[challenges.prizes]]
+reward_type = "points"
+amount = 100
+"#;
+
+    #[test]
+    fn parses_a_good_catalog() {
+        let c = Catalog::from_sources(&[("a.toml", GOOD)]).unwrap();
+        let t = c.default_tenant().unwrap();
+        assert_eq!(t.challenges.len(), 1);
+        assert_eq!(t.challenges_for_trigger(1).count(), 1);
+        assert_eq!(t.category(1).unwrap().name.pick(&["ar".into()]), "نقاط");
+    }
+
+    #[test]
+    fn syntax_errors_have_file_and_line() {
+        let text = "[[triggers]]\nid = 1\nname = \"x\"\nbogus = 3\n";
+        let err = Catalog::from_sources(&[("t.toml", text)]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].file, "t.toml");
+        assert!(err.0[0].line >= 1, "{err}");
+        assert!(err.0[0].message.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_item() {
+        let text = GOOD.replace("trigger = 1, frequency", "trigger = 9, frequency");
+        let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
+        let e = &err.0[0];
+        assert_eq!(e.line, 16, "{err}");
+        assert!(e.message.contains("unknown trigger 9"), "{err}");
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let text = GOOD
+            .replace(
+                "trigger = 1, frequency = 1000",
+                "trigger = 1, frequency = 0",
+            )
+            .replace("category = 1\n", "category = 7\n");
+        let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn rejects_parent_cycles() {
+        let text = format!(
+            "{GOOD}\n[[challenges]]\nid = 2\nname = \"b\"\nparent = 3\n[[challenges.groups]]\nid = 1\ntriggers = [{{ trigger = 1, frequency = 1 }}]\n\
+             [[challenges]]\nid = 3\nname = \"c\"\nparent = 2\n[[challenges.groups]]\nid = 1\ntriggers = [{{ trigger = 1, frequency = 1 }}]\n"
+        );
+        let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! Decimal conversions at the JSON boundary.
+//!
+//! Values and money are `rust_decimal` end to end. JSON producers send numbers (`1000`,
+//! `999.5`) or strings (`"1000.00"`); both are read exactly: a JSON number is parsed from its
+//! shortest textual form, never through arithmetic on a float. On output a decimal becomes a
+//! JSON number when it has at most 15 significant digits (so every JSON reader, even one that
+//! parses into an IEEE double, reads back the same decimal), and a string otherwise.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serializer};
+use serde_json::Value;
+use std::str::FromStr;
+
+/// Significant digits a double round-trips exactly through its shortest representation.
+const EXACT_DOUBLE_DIGITS: u32 = 15;
+
+/// A decimal given by a test or a builder as an integer, a string or a decimal.
+#[derive(Debug, Clone, Copy)]
+pub struct DecimalInput(pub Decimal);
+
+impl From<i64> for DecimalInput {
+    fn from(v: i64) -> Self {
+        DecimalInput(Decimal::from(v))
+    }
+}
+impl From<Decimal> for DecimalInput {
+    fn from(v: Decimal) -> Self {
+        DecimalInput(v)
+    }
+}
+impl From<&str> for DecimalInput {
+    fn from(v: &str) -> Self {
+        DecimalInput(Decimal::from_str(v).expect("a decimal literal"))
+    }
+}
+
+/// Why a JSON value is not a decimal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("expected a decimal number or a string holding one, found {0}")]
+    WrongType(&'static str),
+    #[error("'{0}' is not a decimal number")]
+    Unparsable(String),
+}
+
+/// Reads a decimal from a JSON number or string, exactly.
+pub fn from_json(value: &Value) -> Result<Decimal, DecimalError> {
+    match value {
+        Value::Number(n) => parse_text(&n.to_string()),
+        Value::String(s) => parse_text(s.trim()),
+        other => Err(DecimalError::WrongType(json_type_name(other))),
+    }
+}
+
+/// Parses `1000`, `1000.00`, `-3`, `1.5e3`; rejects anything else, including NaN and infinities.
+pub fn parse_text(text: &str) -> Result<Decimal, DecimalError> {
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| DecimalError::Unparsable(truncate(text, 40)))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        text.to_string()
+    } else {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &text[..end])
+    }
+}
+
+/// The JSON type's name, for error messages.
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The JSON form of a decimal: a number when exact for every reader, else a string.
+pub fn to_json(value: Decimal) -> Value {
+    let normalized = value.normalize();
+    let digits = significant_digits(normalized);
+    if digits <= EXACT_DOUBLE_DIGITS {
+        if normalized.scale() == 0 {
+            if let Some(i) = normalized.to_i64() {
+                return Value::from(i);
+            }
+        }
+        if let Some(f) = normalized.to_f64() {
+            if let Some(n) = serde_json::Number::from_f64(f) {
+                return Value::Number(n);
+            }
+        }
+    }
+    Value::String(normalized.to_string())
+}
+
+fn significant_digits(value: Decimal) -> u32 {
+    let mantissa = value.mantissa().unsigned_abs();
+    if mantissa == 0 {
+        1
+    } else {
+        mantissa.ilog10() + 1
+    }
+}
+
+/// Serializes a decimal as [`to_json`] does.
+pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&to_json(*value), serializer)
+}
+
+/// `#[serde(with = "lenient")]`: accepts numbers and strings, writes as [`to_json`].
+pub mod lenient {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+        super::serialize(value, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// As [`lenient`], for optional decimals.
+pub mod lenient_opt {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Decimal>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => super::serialize(v, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Decimal>, D::Error> {
+        let value = Option::<Value>::deserialize(deserializer)?;
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => from_json(&v).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Percent of `part` in `whole`, truncated (never rounded up) to two decimals and clamped to
+/// 0–100, so 999.999 of 1000 shows 99.99 % and never a premature 100 %.
+pub fn percent(part: Decimal, whole: Decimal) -> Decimal {
+    if whole <= Decimal::ZERO {
+        return if part > Decimal::ZERO {
+            Decimal::ONE_HUNDRED
+        } else {
+            Decimal::ZERO
+        };
+    }
+    let ratio = part
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|p| p.checked_div(whole))
+        .unwrap_or(Decimal::ONE_HUNDRED);
+    ratio
+        .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero)
+        .normalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_numbers_and_strings_exactly() {
+        assert_eq!(from_json(&json!(1000)).unwrap(), Decimal::from(1000));
+        assert_eq!(from_json(&json!("1000.00")).unwrap(), Decimal::from(1000));
+        assert_eq!(
+            from_json(&json!(999.5)).unwrap(),
+            Decimal::from_str("999.5").unwrap()
+        );
+        assert_eq!(
+            from_json(&json!(0.1)).unwrap(),
+            Decimal::from_str("0.1").unwrap()
+        );
+        assert_eq!(from_json(&json!("1.5e3")).unwrap(), Decimal::from(1500));
+        assert_eq!(from_json(&json!(-3)).unwrap(), Decimal::from(-3));
+    }
+
+    #[test]
+    fn rejects_non_numbers_naming_the_type() {
+        assert_eq!(
+            from_json(&json!(true)),
+            Err(DecimalError::WrongType("a boolean"))
+        );
+        assert!(matches!(
+            from_json(&json!("ten")),
+            Err(DecimalError::Unparsable(_))
+        ));
+        assert!(matches!(
+            from_json(&json!("NaN")),
+            Err(DecimalError::Unparsable(_))
+        ));
+    }
+
+    #[test]
+    fn writes_numbers_when_exact_and_strings_otherwise() {
+        assert_eq!(to_json(Decimal::from(1000)), json!(1000));
+        assert_eq!(to_json(Decimal::from_str("99.95").unwrap()), json!(99.95));
+        assert_eq!(to_json(Decimal::from_str("1000.00").unwrap()), json!(1000));
+        let long = Decimal::from_str("1234567890.1234567890").unwrap();
+        assert_eq!(to_json(long), json!("1234567890.123456789"));
+    }
+
+    #[test]
+    fn percent_truncates_and_clamps() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(percent(d("999.5"), d("1000")), d("99.95"));
+        assert_eq!(percent(d("999.999"), d("1000")), d("99.99"));
+        assert_eq!(percent(d("1"), d("3")), d("33.33"));
+        assert_eq!(percent(d("2000"), d("1000")), d("100"));
+        assert_eq!(percent(d("-5"), d("1000")), d("0"));
+    }
+}

@@ -1,0 +1,213 @@
+//! Output events: what downstream services consume, one JSON object per Kafka record.
+//!
+//! The envelope is common to every type; the body is tagged by `type`. Field names and
+//! meanings are the product contract (CONTRACT.md "Output events") and each type has a JSON
+//! Schema in `schemas/`. Events are also what the outbox stores, so they round-trip through
+//! serde exactly.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::model::SourceRef;
+
+/// One output event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Deterministic: derived from the source and the effect's position, so a replay or a
+    /// re-publish after a crash carries the same id and consumers can deduplicate.
+    pub event_id: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+    pub tenant: String,
+    pub user_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub source: SourceRef,
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+
+    /// Progress goes to the progress topic, dead letters to theirs, everything else to rewards.
+    pub fn stream(&self) -> Stream {
+        match self.body {
+            EventBody::ProgressUpdated { .. } => Stream::Progress,
+            EventBody::DeadLetter { .. } => Stream::DeadLetter,
+            _ => Stream::Rewards,
+        }
+    }
+}
+
+/// Which output topic an event belongs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Progress,
+    Rewards,
+    DeadLetter,
+}
+
+/// A prize as the progress query and `milestone.achieved` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrizeInfo {
+    /// Points amount or voucher code; a code arrives once the inventory stage drew one.
+    pub value: Option<String>,
+    pub expiration_date: Option<DateTime<Utc>>,
+    pub description: String,
+    pub reward_type: String,
+}
+
+/// Why a reward was granted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum GrantReason {
+    #[serde(rename_all = "camelCase")]
+    Milestone {
+        challenge_id: u32,
+        milestone_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Rule { rule: String },
+    #[serde(rename_all = "camelCase")]
+    Operation { code: String },
+}
+
+/// Why a reward was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The inventory is out of stock and does not grant when depleted.
+    Depleted,
+    /// The user reached the challenge's per-user cap.
+    Capped,
+    /// The reward type is inactive.
+    Inactive,
+    /// The challenge's global winners cap was reached.
+    Limit,
+}
+
+/// One line of a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimItem {
+    pub reward_type: String,
+    #[serde(with = "super::decimal::lenient")]
+    pub amount: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    #[serde(rename = "progress.updated", rename_all = "camelCase")]
+    ProgressUpdated {
+        challenge_id: u32,
+        group_id: u32,
+        trigger_id: u32,
+        #[serde(with = "super::decimal::lenient")]
+        trigger_frequency: Decimal,
+        #[serde(with = "super::decimal::lenient")]
+        accumulated: Decimal,
+        #[serde(with = "super::decimal::lenient")]
+        action_left: Decimal,
+        #[serde(with = "super::decimal::lenient")]
+        progress: Decimal,
+    },
+    #[serde(rename = "milestone.achieved", rename_all = "camelCase")]
+    MilestoneAchieved {
+        challenge_id: u32,
+        milestone_id: String,
+        prizes: Vec<PrizeInfo>,
+    },
+    #[serde(rename = "reward.granted", rename_all = "camelCase")]
+    RewardGranted {
+        reward_type: String,
+        #[serde(
+            default,
+            with = "super::decimal::lenient_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        amount: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        reason: GrantReason,
+        #[serde(with = "super::decimal::lenient")]
+        balance: Decimal,
+    },
+    #[serde(rename = "reward.rejected", rename_all = "camelCase")]
+    RewardRejected {
+        reward_type: String,
+        reason: RejectReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        challenge_id: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        milestone_id: Option<String>,
+    },
+    #[serde(rename = "claim.completed", rename_all = "camelCase")]
+    ClaimCompleted {
+        claim_id: String,
+        items: Vec<ClaimItem>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    #[serde(rename = "claim.failed", rename_all = "camelCase")]
+    ClaimFailed {
+        claim_id: String,
+        items: Vec<ClaimItem>,
+        reason: String,
+    },
+    #[serde(rename = "dead_letter", rename_all = "camelCase")]
+    DeadLetter {
+        reason: String,
+        /// The seed-style numbered error, when the mapping declares one (KickApps' 13 …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_code: Option<i32>,
+        /// The field at fault, when one is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        /// The original record: as text when it is UTF-8, else base64.
+        original: String,
+        encoding: OriginalEncoding,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginalEncoding {
+    Utf8,
+    Base64,
+}
+
+impl EventBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::ProgressUpdated { .. } => "progress.updated",
+            EventBody::MilestoneAchieved { .. } => "milestone.achieved",
+            EventBody::RewardGranted { .. } => "reward.granted",
+            EventBody::RewardRejected { .. } => "reward.rejected",
+            EventBody::ClaimCompleted { .. } => "claim.completed",
+            EventBody::ClaimFailed { .. } => "claim.failed",
+            EventBody::DeadLetter { .. } => "dead_letter",
+        }
+    }
+}
+
+/// Keeps the original bytes of a bad record: text when it is UTF-8, base64 otherwise.
+pub fn encode_original(bytes: &[u8]) -> (String, OriginalEncoding) {
+    use base64::Engine as _;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), OriginalEncoding::Utf8),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            OriginalEncoding::Base64,
+        ),
+    }
+}

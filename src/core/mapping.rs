@@ -1,0 +1,561 @@
+//! Field mappings: any producer's JSON → an [`Action`].
+//!
+//! A mapping file (`mappings/*.toml`) names the topics it applies to and, for each action
+//! field, where to find it (an RFC 6901 JSON Pointer), a constant or a default, a value map
+//! (a producer's event name → a trigger id) and checks with the producer's own error codes
+//! (KickApps' 13 = invalid userId …). Applying a mapping is pure and never panics: a record
+//! that cannot be mapped yields a [`MapError`] naming the field, which the pipeline turns
+//! into a dead letter.
+
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use super::decimal;
+use super::model::{Action, TriggerKey, DEFAULT_TENANT};
+
+/// Records larger than this are dead-lettered unless the mapping says otherwise.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// One mapping file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// A short name, used in metrics and dead letters.
+    pub name: String,
+    /// Input topics this mapping reads.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Tenant of every action unless the `tenant` field says otherwise.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default = "default_max_bytes")]
+    pub max_record_bytes: usize,
+    /// What to do with an action whose trigger the catalog does not know.
+    #[serde(default)]
+    pub unknown_trigger: UnknownTrigger,
+    #[serde(default)]
+    pub fields: Fields,
+}
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_string()
+}
+
+fn default_max_bytes() -> usize {
+    DEFAULT_MAX_RECORD_BYTES
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownTrigger {
+    /// Strict: the record goes to the dead-letter topic with the reason.
+    #[default]
+    DeadLetter,
+    /// Lenient: the record is counted and skipped.
+    Ignore,
+}
+
+/// Where each action field comes from. Absent entries use the native action's field name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    pub user_id: Option<FieldSpec>,
+    pub trigger_id: Option<FieldSpec>,
+    pub value: Option<FieldSpec>,
+    pub action_id: Option<FieldSpec>,
+    pub occurred_at: Option<FieldSpec>,
+    pub params: Option<FieldSpec>,
+    pub location: Option<FieldSpec>,
+    pub tenant: Option<FieldSpec>,
+    pub action_type: Option<FieldSpec>,
+}
+
+/// How to read one field.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// RFC 6901 JSON Pointer into the record (`/event/name`).
+    pub pointer: Option<String>,
+    /// A value used for every record (no pointer needed).
+    pub constant: Option<Value>,
+    /// Used when the pointer finds nothing (or null).
+    pub default: Option<Value>,
+    /// Missing is an error (user and trigger are always required).
+    #[serde(default)]
+    pub required: bool,
+    /// Source value (as text) → value, e.g. an event name → a trigger id.
+    #[serde(default)]
+    pub value_map: BTreeMap<String, Value>,
+    /// With a value map, a source value it does not list is an error (else passed through).
+    #[serde(default)]
+    pub strict_map: bool,
+    /// Strings longer than this are an error (KickApps: location ≤ 64).
+    pub max_len: Option<usize>,
+    /// The value must be a whole number (KickApps: quantity is an integer).
+    #[serde(default)]
+    pub integer: bool,
+    /// Epoch numbers in `seconds` or `millis`; `auto` guesses by magnitude.
+    #[serde(default)]
+    pub epoch_unit: EpochUnit,
+    /// The producer's own error codes, reported in the dead letter.
+    #[serde(default)]
+    pub error_codes: ErrorCodes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochUnit {
+    #[default]
+    Auto,
+    Seconds,
+    Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorCodes {
+    /// Missing, null or blank.
+    pub missing: Option<i32>,
+    /// Present but of the wrong type or unparsable.
+    pub invalid: Option<i32>,
+    /// Longer than `max_len`.
+    pub too_long: Option<i32>,
+}
+
+/// Why a record could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct MapError {
+    /// The action field at fault (`userId`), or `record` for the record as a whole.
+    pub field: String,
+    pub reason: String,
+    pub error_code: Option<i32>,
+}
+
+impl MapError {
+    fn describe(&self) -> String {
+        format!("{}: {}", self.field, self.reason)
+    }
+
+    fn record(reason: impl Into<String>) -> Self {
+        MapError {
+            field: "record".into(),
+            reason: reason.into(),
+            error_code: None,
+        }
+    }
+}
+
+/// Problems in a mapping file itself, found by [`Mapping::validate`].
+pub fn validate(mapping: &Mapping) -> Vec<String> {
+    let mut problems = Vec::new();
+    let f = &mapping.fields;
+    let all = [
+        ("user_id", &f.user_id),
+        ("trigger_id", &f.trigger_id),
+        ("value", &f.value),
+        ("action_id", &f.action_id),
+        ("occurred_at", &f.occurred_at),
+        ("params", &f.params),
+        ("location", &f.location),
+        ("tenant", &f.tenant),
+        ("action_type", &f.action_type),
+    ];
+    for (name, spec) in all {
+        let Some(spec) = spec else { continue };
+        if let Some(p) = &spec.pointer {
+            if !p.is_empty() && !p.starts_with('/') {
+                problems.push(format!(
+                    "fields.{name}.pointer '{p}' is not a JSON Pointer (must start with '/')"
+                ));
+            }
+        }
+        if spec.pointer.is_none() && spec.constant.is_none() && spec.default.is_none() {
+            problems.push(format!(
+                "fields.{name} needs a pointer, a constant or a default"
+            ));
+        }
+        if spec.strict_map && spec.value_map.is_empty() {
+            problems.push(format!("fields.{name}.strict_map needs a value_map"));
+        }
+    }
+    if mapping.max_record_bytes == 0 {
+        problems.push("max_record_bytes must be greater than 0".into());
+    }
+    problems
+}
+
+/// Field names as producers see them in errors (the action's camelCase names).
+const USER_ID: &str = "userId";
+const TRIGGER_ID: &str = "triggerId";
+
+impl Mapping {
+    /// The native action format: the seed's body, field names as they are.
+    pub fn native() -> Mapping {
+        Mapping {
+            name: "native".into(),
+            topics: Vec::new(),
+            tenant: default_tenant(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            unknown_trigger: UnknownTrigger::DeadLetter,
+            fields: Fields::default(),
+        }
+    }
+
+    /// Maps one record. Never panics, whatever the bytes.
+    pub fn apply(&self, bytes: &[u8]) -> Result<Action, MapError> {
+        if bytes.len() > self.max_record_bytes {
+            return Err(MapError::record(format!(
+                "record of {} bytes exceeds the limit of {} bytes",
+                bytes.len(),
+                self.max_record_bytes
+            )));
+        }
+        let doc: Value = serde_json::from_slice(bytes)
+            .map_err(|e| MapError::record(format!("not JSON: {e}")))?;
+        if !doc.is_object() {
+            return Err(MapError::record(format!(
+                "expected a JSON object, found {}",
+                decimal::json_type_name(&doc)
+            )));
+        }
+        self.apply_value(&doc)
+    }
+
+    /// Maps an already parsed record.
+    pub fn apply_value(&self, doc: &Value) -> Result<Action, MapError> {
+        let f = &self.fields;
+        let user_id = read(doc, f.user_id.as_ref(), "/userId", USER_ID, true)?;
+        let user_id = as_text(user_id, f.user_id.as_ref(), USER_ID)?
+            .ok_or_else(|| missing(f.user_id.as_ref(), USER_ID))?;
+        let trigger = read(doc, f.trigger_id.as_ref(), "/triggerId", TRIGGER_ID, true)?
+            .ok_or_else(|| missing(f.trigger_id.as_ref(), TRIGGER_ID))?;
+        let trigger_id = TriggerKey::from_json(&trigger).ok_or_else(|| {
+            invalid(
+                f.trigger_id.as_ref(),
+                TRIGGER_ID,
+                format!(
+                    "expected a trigger id or name, found {}",
+                    describe(&trigger)
+                ),
+            )
+        })?;
+        let value = match read(doc, f.value.as_ref(), "/value", "value", false)? {
+            None => Decimal::ONE,
+            Some(v) => {
+                let d = decimal::from_json(&v)
+                    .map_err(|e| invalid(f.value.as_ref(), "value", e.to_string()))?;
+                if f.value.as_ref().is_some_and(|s| s.integer) && !d.fract().is_zero() {
+                    return Err(invalid(
+                        f.value.as_ref(),
+                        "value",
+                        format!("must be an integer, found {d}"),
+                    ));
+                }
+                d
+            }
+        };
+        let action_id = as_text(
+            read(doc, f.action_id.as_ref(), "/actionId", "actionId", false)?,
+            f.action_id.as_ref(),
+            "actionId",
+        )?;
+        let occurred_at = match read(
+            doc,
+            f.occurred_at.as_ref(),
+            "/occurredAt",
+            "occurredAt",
+            false,
+        )? {
+            None => None,
+            Some(v) => Some(timestamp(&v, f.occurred_at.as_ref())?),
+        };
+        let params = match read(doc, f.params.as_ref(), "/params", "params", false)? {
+            None => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(invalid(
+                    f.params.as_ref(),
+                    "params",
+                    format!("expected an object, found {}", describe(&other)),
+                ))
+            }
+        };
+        let location = as_text(
+            read(doc, f.location.as_ref(), "/location", "location", false)?,
+            f.location.as_ref(),
+            "location",
+        )?;
+        let tenant = as_text(
+            read(doc, f.tenant.as_ref(), "/tenant", "tenant", false)?,
+            f.tenant.as_ref(),
+            "tenant",
+        )?
+        .unwrap_or_else(|| self.tenant.clone());
+        let action_type = read(
+            doc,
+            f.action_type.as_ref(),
+            "/actionType",
+            "actionType",
+            false,
+        )?;
+        Ok(Action {
+            tenant,
+            user_id,
+            trigger_id,
+            value,
+            action_id,
+            occurred_at,
+            params,
+            location,
+            action_type,
+        })
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() > 40 => format!("a string of {} characters", s.chars().count()),
+        Value::String(s) => format!("'{s}'"),
+        Value::Number(n) => n.to_string(),
+        other => decimal::json_type_name(other).to_string(),
+    }
+}
+
+fn missing(spec: Option<&FieldSpec>, field: &str) -> MapError {
+    MapError {
+        field: field.into(),
+        reason: "is required".into(),
+        error_code: spec.and_then(|s| s.error_codes.missing),
+    }
+}
+
+fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
+    MapError {
+        field: field.into(),
+        reason,
+        error_code: spec.and_then(|s| s.error_codes.invalid),
+    }
+}
+
+/// Reads a field: constant, else pointer (native name when unmapped), else default;
+/// applies the value map; enforces `required` and `max_len`.
+fn read(
+    doc: &Value,
+    spec: Option<&FieldSpec>,
+    native_pointer: &str,
+    field: &str,
+    always_required: bool,
+) -> Result<Option<Value>, MapError> {
+    let found = match spec {
+        None => doc.pointer(native_pointer).cloned(),
+        Some(s) => match &s.constant {
+            Some(c) => Some(c.clone()),
+            None => s.pointer.as_deref().and_then(|p| doc.pointer(p)).cloned(),
+        },
+    };
+    let found = match found {
+        Some(Value::Null) | None => spec.and_then(|s| s.default.clone()),
+        Some(Value::String(s)) if s.trim().is_empty() => spec.and_then(|s| s.default.clone()),
+        Some(v) => Some(v),
+    };
+    let required = always_required || spec.is_some_and(|s| s.required);
+    let Some(value) = found else {
+        return if required {
+            Err(missing(spec, field))
+        } else {
+            Ok(None)
+        };
+    };
+    let Some(spec) = spec else {
+        return Ok(Some(value));
+    };
+    let value = if spec.value_map.is_empty() {
+        value
+    } else {
+        let key = match &value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(invalid(
+                    Some(spec),
+                    field,
+                    format!("cannot map {}", describe(other)),
+                ))
+            }
+        };
+        match spec.value_map.get(&key) {
+            Some(mapped) => mapped.clone(),
+            None if spec.strict_map => {
+                return Err(invalid(
+                    Some(spec),
+                    field,
+                    format!("{} is not in the value map", describe(&value)),
+                ))
+            }
+            None => value,
+        }
+    };
+    if let (Some(max), Value::String(s)) = (spec.max_len, &value) {
+        let len = s.chars().count();
+        if len > max {
+            return Err(MapError {
+                field: field.into(),
+                reason: format!("cannot exceed {max} characters, found {len}"),
+                error_code: spec.error_codes.too_long.or(spec.error_codes.invalid),
+            });
+        }
+    }
+    Ok(Some(value))
+}
+
+/// Text fields accept strings and numbers (a user id sent as a number is still an id).
+fn as_text(
+    value: Option<Value>,
+    spec: Option<&FieldSpec>,
+    field: &str,
+) -> Result<Option<String>, MapError> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(invalid(
+            spec,
+            field,
+            format!("expected a string, found {}", describe(&other)),
+        )),
+    }
+}
+
+/// RFC 3339 text, or an epoch number in seconds or milliseconds.
+fn timestamp(value: &Value, spec: Option<&FieldSpec>) -> Result<DateTime<Utc>, MapError> {
+    let field = "occurredAt";
+    let unit = spec.map(|s| s.epoch_unit).unwrap_or_default();
+    let from_epoch = |n: f64| -> Option<DateTime<Utc>> {
+        let millis = match unit {
+            EpochUnit::Seconds => n * 1000.0,
+            EpochUnit::Millis => n,
+            // Seconds until 5138 AD are below 1e11; milliseconds since 1973 are above.
+            EpochUnit::Auto if n.abs() < 1e11 => n * 1000.0,
+            EpochUnit::Auto => n,
+        };
+        if !millis.is_finite() || millis.abs() > 8.2e15 {
+            return None;
+        }
+        Utc.timestamp_millis_opt(millis as i64).single()
+    };
+    let parsed = match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+            .or_else(|| s.trim().parse::<f64>().ok().and_then(from_epoch)),
+        Value::Number(n) => n.as_f64().and_then(from_epoch),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        invalid(
+            spec,
+            field,
+            format!(
+                "expected an RFC 3339 time or an epoch number, found {}",
+                describe(value)
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::str::FromStr;
+
+    fn map(mapping: &Mapping, v: Value) -> Result<Action, MapError> {
+        mapping.apply(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn native_mapping_reads_the_seed_body() {
+        let a = map(
+            &Mapping::native(),
+            json!({"userId": "151631", "triggerId": 1, "value": 1000}),
+        )
+        .unwrap();
+        assert_eq!(a.user_id, "151631");
+        assert_eq!(a.trigger_id, TriggerKey::Id(1));
+        assert_eq!(a.value, Decimal::from(1000));
+        assert_eq!(a.tenant, "default");
+    }
+
+    #[test]
+    fn value_defaults_to_one_and_accepts_strings() {
+        let m = Mapping::native();
+        assert_eq!(
+            map(&m, json!({"userId": "u", "triggerId": 1}))
+                .unwrap()
+                .value,
+            Decimal::ONE
+        );
+        assert_eq!(
+            map(
+                &m,
+                json!({"userId": "u", "triggerId": "1", "value": "1000.00"})
+            )
+            .unwrap()
+            .value,
+            Decimal::from(1000)
+        );
+        assert_eq!(
+            map(&m, json!({"userId": 42, "triggerId": 1, "value": 999.5}))
+                .unwrap()
+                .value,
+            Decimal::from_str("999.5").unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let m = Mapping::native();
+        let e = map(&m, json!({"triggerId": 1})).unwrap_err();
+        assert_eq!(e.field, "userId");
+        let e = map(&m, json!({"userId": "u", "triggerId": 1, "value": "lots"})).unwrap_err();
+        assert_eq!(e.field, "value");
+        let e = map(&m, json!({"userId": "u", "triggerId": [1]})).unwrap_err();
+        assert_eq!(e.field, "triggerId");
+        let e = m.apply(b"not json").unwrap_err();
+        assert_eq!(e.field, "record");
+        assert!(e.reason.starts_with("not JSON"), "{e}");
+        let e = m.apply(b"[1,2]").unwrap_err();
+        assert!(e.reason.contains("an array"), "{e}");
+    }
+
+    #[test]
+    fn oversized_records_are_rejected_before_parsing() {
+        let mut m = Mapping::native();
+        m.max_record_bytes = 10;
+        let e = m.apply(br#"{"userId": "u", "triggerId": 1}"#).unwrap_err();
+        assert!(e.reason.contains("exceeds the limit of 10 bytes"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_from_rfc3339_and_epochs() {
+        let m = Mapping::native();
+        let at = |v: Value| {
+            map(&m, json!({"userId": "u", "triggerId": 1, "occurredAt": v}))
+                .map(|a| a.occurred_at.unwrap())
+        };
+        let expected = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(at(json!("2026-11-25T10:00:00Z")).unwrap(), expected);
+        assert_eq!(at(json!("2026-11-25T12:00:00+02:00")).unwrap(), expected);
+        assert_eq!(at(json!(expected.timestamp())).unwrap(), expected);
+        assert_eq!(at(json!(expected.timestamp_millis())).unwrap(), expected);
+        assert_eq!(at(json!("yesterday")).unwrap_err().field, "occurredAt");
+        assert!(at(json!(1e300)).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! The pure core: model, catalog, mapping, evaluators, events and ids.
+//!
+//! Nothing in here does IO, reads the clock, spawns tasks or draws random numbers: time and
+//! identity arrive as values. That is what lets the worker, `replay`, `demo` and the tests
+//! run the very same code and get the very same output.
+
+pub mod catalog;
+pub mod decimal;
+pub mod decode;
+pub mod engine;
+pub mod evaluator;
+pub mod events;
+pub mod ids;
+pub mod inventory;
+pub mod mapping;
+pub mod model;
+pub mod state;

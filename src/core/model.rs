@@ -1,0 +1,136 @@
+//! The action: what every producer's record becomes after mapping, and what the evaluator eats.
+//!
+//! An action is deliberately small and owned: it crosses the mapping → evaluator boundary once
+//! per record, and everything the evaluator needs (tenant, user, trigger, value, event time)
+//! is resolved up front so the evaluator never looks at raw JSON.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::decimal::DecimalInput;
+
+/// The tenant every action belongs to when neither the action nor its mapping names one.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How an action names its trigger: the seed uses numbers (1 = Earned Points), KickApps and
+/// Kwegg producers use names (`post_comment`, `product_viewed`). Both resolve against the
+/// catalog; see [`crate::core::catalog::Catalog::resolve_trigger`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TriggerKey {
+    Id(u32),
+    Name(String),
+}
+
+impl TriggerKey {
+    /// Reads a trigger key from a JSON value: a non-negative integer (or a string holding one)
+    /// is an id, any other non-empty string is a name.
+    pub fn from_json(value: &Value) -> Option<TriggerKey> {
+        match value {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(TriggerKey::Id),
+            Value::String(s) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    None
+                } else if let Ok(id) = s.parse::<u32>() {
+                    Some(TriggerKey::Id(id))
+                } else {
+                    Some(TriggerKey::Name(s.to_string()))
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TriggerKey::Id(id) => write!(f, "{id}"),
+            TriggerKey::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A user action in the native format (the seed's body is one as it is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Action {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub user_id: String,
+    pub trigger_id: TriggerKey,
+    /// Decimal, from a JSON number or string; 1 when absent (seed: "Default is 1").
+    #[serde(default = "one", with = "super::decimal::lenient")]
+    pub value: Decimal,
+    /// Idempotency key: an action id already applied for this user changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    /// Event time; windows, streaks and caps use it. Defaults to the record timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Typed event parameters (Kwegg), for rules.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Map<String, Value>,
+    /// KickApps: action + location is the action's compound key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The seed marks it "not used"; carried through for producers that send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_type: Option<Value>,
+}
+
+fn default_tenant() -> String {
+    DEFAULT_TENANT.to_string()
+}
+
+fn one() -> Decimal {
+    Decimal::ONE
+}
+
+impl Action {
+    /// A minimal action, as the seed's body: user, trigger, value.
+    pub fn new(user_id: impl Into<String>, trigger: TriggerKey, value: Decimal) -> Self {
+        Action {
+            tenant: default_tenant(),
+            user_id: user_id.into(),
+            trigger_id: trigger,
+            value,
+            action_id: None,
+            occurred_at: None,
+            params: Map::new(),
+            location: None,
+            action_type: None,
+        }
+    }
+
+    /// The value as given, for callers that accept `DecimalInput` (tests, builders).
+    pub fn with_value(mut self, value: impl Into<DecimalInput>) -> Self {
+        self.value = value.into().0;
+        self
+    }
+}
+
+/// Where a piece of input came from: the Kafka coordinates, or `replay` and a line number.
+/// Event ids are derived from it, so the same source always yields the same ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl SourceRef {
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        SourceRef {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+}
