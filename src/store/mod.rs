@@ -1,0 +1,159 @@
+//! The state store port: everything the worker persists and the sidecar reads.
+//!
+//! Key/value shaped on purpose: every hot-path read and write is by full key (a user, a
+//! resource), so the same trait maps onto ScyllaDB partitions and onto an embedded B-tree,
+//! and the CQL schema needs no lightweight transactions, ranges or ORDER BY on the hot path.
+//! Two implementations ([`embedded`], [`scylla`]) pass one conformance suite
+//! (`tests/store_conformance.rs`).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::core::events::Event;
+use crate::core::inventory::{Request, ResourceState, Response};
+use crate::core::state::UserState;
+
+pub mod embedded;
+pub mod scylla;
+
+/// A user's identity: state is partitioned by (tenant, user).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserKey {
+    pub tenant: String,
+    pub user_id: String,
+}
+
+impl UserKey {
+    pub fn new(tenant: impl Into<String>, user_id: impl Into<String>) -> Self {
+        UserKey {
+            tenant: tenant.into(),
+            user_id: user_id.into(),
+        }
+    }
+}
+
+/// Per input partition (`"topic:partition"`), the highest offset already applied. A record
+/// at or below it is a redelivery and is skipped (DESIGN §2 step 2).
+pub type Watermark = BTreeMap<String, i64>;
+
+/// Everything stored for one user, written as one unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub state: UserState,
+    pub applied: Watermark,
+    /// Events evaluated but not yet acknowledged by the broker; re-published after a crash.
+    #[serde(default)]
+    pub outbox: Vec<Event>,
+    /// Inventory requests not yet acknowledged by the broker.
+    #[serde(default)]
+    pub outbox_requests: Vec<Request>,
+    /// Number of history entries: the next entry's sequence number.
+    #[serde(default)]
+    pub history_len: u64,
+}
+
+/// Everything stored for one inventory-stage resource (`tenant/reward/tshirt` …).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub state: ResourceState,
+    pub applied: Watermark,
+    #[serde(default)]
+    pub outbox: Vec<Response>,
+}
+
+/// One entry of a user's reward history (grants, rejections, milestones, claims).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// 0-based position in the user's history; pages are read newest (highest) first.
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// A claim's final status, as `claim.completed` / `claim.failed` said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub claim_id: String,
+    pub event: Event,
+}
+
+/// Per (tenant, challenge, input partition), how many users achieved the challenge. Each
+/// partition's owner writes only its own counter (single writer per key); readers sum them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedCount {
+    pub tenant: String,
+    pub challenge_id: u32,
+    pub partition: String,
+    pub count: u64,
+}
+
+/// All the writes of one batch, applied together by [`StateStore::write_batch`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchWrite {
+    pub users: Vec<(UserKey, UserRecord)>,
+    pub resources: Vec<(String, ResourceRecord)>,
+    pub history: Vec<(UserKey, HistoryEntry)>,
+    pub claims: Vec<(UserKey, ClaimRecord)>,
+    pub finished: Vec<FinishedCount>,
+    /// Fencing: a write carries its owner's timestamp (derived from the partition's ownership
+    /// epoch and the batch's offset) and never overwrites a row written with a larger one,
+    /// so a zombie owner cannot clobber its successor's state. `None`: unfenced (tests, demo).
+    pub write_timestamp: Option<i64>,
+}
+
+impl BatchWrite {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.resources.is_empty()
+            && self.history.is_empty()
+            && self.claims.is_empty()
+            && self.finished.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or timed out: the caller pauses and retries.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes do not decode: a bug or a schema mismatch, not retried.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Opening or configuring the store failed (lock held, bad schema …).
+    #[error("{0}")]
+    Setup(String),
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Loads users by key; `None` where a user has no record yet. Same order as `keys`.
+    async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError>;
+
+    /// Loads inventory-stage resources by key. Same order as `keys`.
+    async fn load_resources(&self, keys: &[String]) -> Result<Vec<Option<ResourceRecord>>, StoreError>;
+
+    /// Applies one batch's writes. Upserts: applying the same batch twice is harmless.
+    async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError>;
+
+    /// A page (1-based) of a user's history, newest first, and the total number of entries.
+    async fn history(&self, key: &UserKey, page: u32, per_page: u32) -> Result<(Vec<HistoryEntry>, u64), StoreError>;
+
+    /// A claim's final status, if it has one yet.
+    async fn claim(&self, key: &UserKey, claim_id: &str) -> Result<Option<ClaimRecord>, StoreError>;
+
+    /// Per challenge, how many users of the tenant achieved it (all partitions summed).
+    async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError>;
+
+    /// Takes ownership of an input partition: returns a new epoch, larger than any before,
+    /// from which the owner derives its write timestamps.
+    async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The write timestamp of a batch: epoch in the high bits, offset in the low 40, so every
+/// write of a newer owner outranks every write of an older one.
+pub fn write_timestamp(epoch: i64, offset: i64) -> i64 {
+    (epoch << 40) | (offset & ((1 << 40) - 1))
+}

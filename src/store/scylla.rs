@@ -1,0 +1,1 @@
+//! ScyllaDB store (see module docs in mod.rs).
