@@ -28,6 +28,10 @@ use super::inventory::{self, Request, RequestKind};
 use super::model::{Action, SourceRef};
 use super::state::{ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, UserState};
 
+/// The most completions one action can cause on one challenge; the rest of a huge value
+/// stays accumulated and completes on the next action.
+pub const MAX_COMPLETIONS_PER_ACTION: usize = 100;
+
 /// A claim command, as the sidecar produces it to the commands topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -213,7 +217,14 @@ fn apply_action(
                 ));
             }
         }
-        if groups_satisfied(challenge, cs, catalog) {
+        // One action can complete a repeatable challenge more than once when the excess
+        // carries over (250 toward 100 is two wins and 50); bounded so that no input can
+        // make an evaluation unbounded.
+        for _ in 0..MAX_COMPLETIONS_PER_ACTION {
+            let cs = state.challenges.entry(challenge.id).or_default();
+            if cs.status != ChallengeStatus::Active || !groups_satisfied(challenge, cs, catalog) {
+                break;
+            }
             complete(state, challenge, catalog, out);
         }
     }

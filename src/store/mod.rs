@@ -130,16 +130,25 @@ pub trait StateStore: Send + Sync + 'static {
     async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError>;
 
     /// Loads inventory-stage resources by key. Same order as `keys`.
-    async fn load_resources(&self, keys: &[String]) -> Result<Vec<Option<ResourceRecord>>, StoreError>;
+    async fn load_resources(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<ResourceRecord>>, StoreError>;
 
     /// Applies one batch's writes. Upserts: applying the same batch twice is harmless.
     async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError>;
 
     /// A page (1-based) of a user's history, newest first, and the total number of entries.
-    async fn history(&self, key: &UserKey, page: u32, per_page: u32) -> Result<(Vec<HistoryEntry>, u64), StoreError>;
+    async fn history(
+        &self,
+        key: &UserKey,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<HistoryEntry>, u64), StoreError>;
 
     /// A claim's final status, if it has one yet.
-    async fn claim(&self, key: &UserKey, claim_id: &str) -> Result<Option<ClaimRecord>, StoreError>;
+    async fn claim(&self, key: &UserKey, claim_id: &str)
+        -> Result<Option<ClaimRecord>, StoreError>;
 
     /// Per challenge, how many users of the tenant achieved it (all partitions summed).
     async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError>;

@@ -1,0 +1,456 @@
+//! The evaluator's rules, one test each, on the shipped example catalog.
+
+mod engine_support;
+
+use engine_support::*;
+use questline::core::events::{EventBody, RejectReason};
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::str::FromStr;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn progress(events: &[questline::core::events::Event]) -> Vec<(Decimal, Decimal, Decimal)> {
+    of_kind(events, "progress.updated")
+        .into_iter()
+        .map(|b| match b {
+            EventBody::ProgressUpdated {
+                accumulated,
+                action_left,
+                progress,
+                ..
+            } => (*accumulated, *action_left, *progress),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_seeds_worked_example_holds_exactly() {
+    let mut t = Driver::new();
+    let e = t.act("151631", json!(1), json!(200));
+    assert_eq!(progress(&e), vec![(d("200"), d("800"), d("20"))]);
+    let e = t.act("151631", json!(1), json!(300));
+    assert_eq!(progress(&e), vec![(d("500"), d("500"), d("50"))]);
+    let e = t.act("151631", json!(1), json!(500));
+    assert_eq!(progress(&e), vec![(d("1000"), d("0"), d("100"))]);
+    assert_eq!(
+        kinds(&e),
+        ["progress.updated", "milestone.achieved", "reward.granted"]
+    );
+    let v = json(&e);
+    assert_eq!(v[1]["milestoneId"], "1-1");
+    assert_eq!(
+        v[1]["prizes"][0]["description"],
+        "You have won 40% off Buffalo Burger"
+    );
+    assert_eq!(v[1]["prizes"][0]["expirationDate"], "2026-12-25T10:00:00Z");
+    assert_eq!(v[2]["code"], "BURGER-0001");
+    assert_eq!(v[2]["balance"], 1);
+    // The milestone is awarded unclaimed: it waits in the user's state with its code.
+    let user = t.engine.user("default", "151631").unwrap();
+    assert_eq!(user.milestones.len(), 1);
+    assert_eq!(
+        user.milestones[0].prizes[0].value.as_deref(),
+        Some("BURGER-0001")
+    );
+}
+
+#[test]
+fn values_are_decimals_end_to_end() {
+    let mut t = Driver::new();
+    let e = t.act("u", json!(1), json!("1000.00"));
+    assert_eq!(progress(&e), vec![(d("1000"), d("0"), d("100"))]);
+    let mut t = Driver::new();
+    let e = t.act("u", json!(1), json!(999.5));
+    assert_eq!(progress(&e), vec![(d("999.5"), d("0.5"), d("99.95"))]);
+    assert_eq!(json(&e)[0]["progress"], json!(99.95));
+    assert_eq!(kinds(&e), ["progress.updated"], "99.95 % is not done");
+}
+
+#[test]
+fn a_non_repeatable_challenge_is_done_after_its_milestone() {
+    let mut t = Driver::new();
+    t.act("u", json!(1), json!(1000));
+    let e = t.act("u", json!(1), json!(1000));
+    assert!(
+        e.is_empty(),
+        "finished challenges take no more progress: {e:?}"
+    );
+}
+
+#[test]
+fn an_action_id_already_applied_changes_nothing() {
+    let mut t = Driver::new();
+    let first = t.send(json!({"userId": "u", "triggerId": 1, "value": 300, "actionId": "a-1"}));
+    assert_eq!(first.events.len(), 1);
+    let before = t.engine.user("default", "u").cloned();
+    let again = t.send(json!({"userId": "u", "triggerId": 1, "value": 300, "actionId": "a-1"}));
+    assert!(again.duplicate);
+    assert!(again.events.is_empty());
+    assert_eq!(t.engine.user("default", "u").cloned(), before);
+}
+
+#[test]
+fn negative_quantities_adjust_progress_but_never_below_zero() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let send = |t: &mut Driver, q: i64| {
+        t.send_with(
+            &kick,
+            json!({"user_id": "k", "actionId": "post_comment", "location": "forum", "quantity": q}),
+        )
+    };
+    assert_eq!(
+        progress(&send(&mut t, 3).events),
+        vec![(d("3"), d("2"), d("60"))]
+    );
+    assert_eq!(
+        progress(&send(&mut t, -1).events),
+        vec![(d("2"), d("3"), d("40"))]
+    );
+    assert_eq!(
+        progress(&send(&mut t, -10).events),
+        vec![(d("0"), d("5"), d("0"))]
+    );
+    assert!(
+        send(&mut t, -1).events.is_empty(),
+        "already at zero: nothing changes"
+    );
+}
+
+#[test]
+fn action_and_location_form_the_compound_key() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let forum = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": "post_comment", "location": "forum"}),
+    );
+    let other = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": "post_comment", "location": "blog"}),
+    );
+    let challenge = |e: &[questline::core::events::Event]| json(e)[0]["challengeId"].clone();
+    assert_eq!(
+        challenge(&forum.events),
+        json!(5),
+        "forum comments count toward challenge 5"
+    );
+    assert_eq!(
+        challenge(&other.events),
+        json!(6),
+        "comments elsewhere toward challenge 6"
+    );
+}
+
+#[test]
+fn and_binds_tighter_than_or_between_groups() {
+    // Challenge 4: (2 subscriptions AND 1 redemption) OR (balance >= 5000).
+    let mut t = Driver::new();
+    t.act("a", json!(2), json!(2));
+    assert!(of_kind(&t.act("a", json!(2), json!(0)), "milestone.achieved").is_empty());
+    let e = t.act("a", json!(4), json!(1));
+    assert_eq!(
+        of_kind(&e, "milestone.achieved").len(),
+        1,
+        "first group satisfied"
+    );
+
+    let mut t = Driver::new();
+    let e = t.act("b", json!(5), json!(5200));
+    assert_eq!(
+        of_kind(&e, "milestone.achieved").len(),
+        1,
+        "second group alone satisfies OR"
+    );
+
+    let mut t = Driver::new();
+    t.act("c", json!(2), json!(5));
+    let e = t.act("c", json!(5), json!(10));
+    assert!(
+        of_kind(&e, "milestone.achieved").is_empty(),
+        "neither side complete"
+    );
+}
+
+#[test]
+fn join_in_order_follows_the_documented_precedence() {
+    use questline::core::catalog::Operator::{And, Or};
+    use questline::core::evaluator::join_in_order;
+    // A OR B AND C == A OR (B AND C)
+    assert!(join_in_order([(And, true), (Or, false), (And, false)]));
+    assert!(!join_in_order([(And, false), (Or, true), (And, false)]));
+    assert!(join_in_order([(And, false), (Or, true), (And, true)]));
+    // A AND B OR C == (A AND B) OR C
+    assert!(join_in_order([(And, false), (And, true), (Or, true)]));
+    assert!(!join_in_order(Vec::new()));
+}
+
+#[test]
+fn a_match_trigger_needs_the_exact_value_in_one_action() {
+    let mut t = Driver::new();
+    t.act("u", json!(1), json!(1000)); // unlocks challenge 3 (parent 1)
+    assert!(
+        t.act("u", json!(6), json!(2)).is_empty(),
+        "tier 2 is not tier 3"
+    );
+    let e = t.act("u", json!(6), json!(3));
+    assert_eq!(progress(&e), vec![(d("3"), d("0"), d("100"))]);
+    assert_eq!(of_kind(&e, "milestone.achieved").len(), 1);
+}
+
+#[test]
+fn a_child_challenge_is_locked_until_its_parent_is_achieved() {
+    let mut t = Driver::new();
+    assert!(
+        t.act("u", json!(6), json!(3)).is_empty(),
+        "challenge 3 is locked"
+    );
+    t.act("u", json!(1), json!(1000));
+    assert_eq!(
+        of_kind(&t.act("u", json!(6), json!(3)), "milestone.achieved").len(),
+        1
+    );
+}
+
+#[test]
+fn windows_use_event_time() {
+    let mut t = Driver::new();
+    let outside = t.send(json!({"userId": "u", "triggerId": "post_comment", "location": "blog", "occurredAt": "2025-06-01T00:00:00Z"}));
+    assert!(
+        outside.events.is_empty(),
+        "challenge 6 runs during 2026 only"
+    );
+    let inside = t.send(json!({"userId": "u", "triggerId": "post_comment", "location": "blog", "occurredAt": "2026-06-01T00:00:00Z"}));
+    assert_eq!(inside.events.len(), 1);
+    assert_eq!(
+        json(&inside.events)[0]["occurredAt"],
+        "2026-06-01T00:00:00Z"
+    );
+}
+
+#[test]
+fn repeatable_challenges_start_over_and_carry_the_excess() {
+    // Challenge 2: redeem 100, repeatable, overshoot carries, 2 wins a day.
+    let mut t = Driver::new();
+    let e = t.act("u", json!(3), json!(250));
+    assert_eq!(
+        of_kind(&e, "milestone.achieved").len(),
+        2,
+        "250 is two wins of 100"
+    );
+    let state = t.engine.user("default", "u").unwrap();
+    assert_eq!(state.challenges[&2].triggers[0].accumulated, d("50"));
+    assert_eq!(state.balance("points"), d("20"));
+    let v = json(&e);
+    let milestones: Vec<_> = v
+        .iter()
+        .filter(|e| e["type"] == "milestone.achieved")
+        .map(|e| e["milestoneId"].clone())
+        .collect();
+    assert_eq!(milestones, [json!("2-1"), json!("2-2")]);
+}
+
+#[test]
+fn the_per_user_cap_stops_prizes_and_says_why() {
+    let mut t = Driver::new();
+    t.act("u", json!(3), json!(200)); // two wins: the daily cap
+    let e = t.act("u", json!(3), json!(100));
+    assert!(of_kind(&e, "milestone.achieved").is_empty());
+    assert!(of_kind(&e, "reward.granted").is_empty());
+    let rejected = of_kind(&e, "reward.rejected");
+    assert!(matches!(
+        rejected[..],
+        [EventBody::RewardRejected {
+            reason: RejectReason::Capped,
+            ..
+        }]
+    ));
+    // The next day the cap starts over.
+    t.now = at(26, 10);
+    let e = t.act("u", json!(3), json!(100));
+    assert_eq!(of_kind(&e, "milestone.achieved").len(), 1);
+}
+
+#[test]
+fn the_global_winners_cap_admits_exactly_max_winners() {
+    // Challenge 5: max_winners = 2; prize: a t-shirt from a stock of 2.
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let mut results = Vec::new();
+    for user in ["a", "b", "c"] {
+        let e = t.send_with(&kick, json!({"user_id": user, "actionId": "post_comment", "location": "forum", "quantity": 5}));
+        results.push(e.events);
+    }
+    for winner in &results[..2] {
+        assert_eq!(
+            kinds(winner),
+            ["progress.updated", "milestone.achieved", "reward.granted"]
+        );
+        assert_eq!(json(winner)[2]["rewardType"], "tshirt");
+    }
+    assert_eq!(kinds(&results[2]), ["progress.updated", "reward.rejected"]);
+    assert_eq!(json(&results[2])[1]["reason"], "limit");
+    // The loser's challenge is closed: more comments change nothing.
+    let e = t.send_with(
+        &kick,
+        json!({"user_id": "c", "actionId": "post_comment", "location": "forum"}),
+    );
+    assert!(e.events.is_empty());
+}
+
+#[test]
+fn a_depleted_voucher_pool_rejects_the_prize_but_awards_the_milestone() {
+    let mut t = Driver::new();
+    let mut codes = Vec::new();
+    for user in ["a", "b", "c", "d"] {
+        let e = t.act(user, json!(1), json!(1000));
+        codes.push(json(&e).last().unwrap().clone());
+    }
+    assert_eq!(codes[0]["code"], "BURGER-0001");
+    assert_eq!(codes[2]["code"], "BURGER-0003");
+    assert_eq!(codes[3]["type"], "reward.rejected");
+    assert_eq!(codes[3]["reason"], "depleted");
+    let d_state = t.engine.user("default", "d").unwrap();
+    assert_eq!(d_state.milestones.len(), 1);
+    assert!(
+        d_state.milestones[0].prizes.is_empty(),
+        "the rejected prize is not shown"
+    );
+}
+
+#[test]
+fn an_inactive_reward_type_is_rejected_and_the_others_granted() {
+    let mut t = Driver::new();
+    let e = t.act("u", json!("order_food"), json!(3));
+    let v = json(&e);
+    assert_eq!(
+        kinds(&e),
+        [
+            "progress.updated",
+            "milestone.achieved",
+            "reward.rejected",
+            "reward.granted"
+        ]
+    );
+    assert_eq!(v[2]["reason"], "inactive");
+    assert_eq!(v[2]["rewardType"], "legacy_coins");
+    assert_eq!(v[3]["amount"], 30);
+}
+
+#[test]
+fn hidden_challenges_still_count() {
+    let mut t = Driver::new();
+    let kwegg = mapping("kwegg");
+    let mut last = Vec::new();
+    for i in 0..10 {
+        last = t
+            .send_with(&kwegg, json!({"userId": "12", "event": {"name": "PRODUCT_VIEWED", "params": {"id": format!("view-{i}")}}}))
+            .events;
+    }
+    assert_eq!(of_kind(&last, "milestone.achieved").len(), 1);
+}
+
+#[test]
+fn claims_move_milestones_to_history_and_spend_the_balance() {
+    let mut t = Driver::new();
+    t.act("u", json!(3), json!(100)); // milestone 2-1: 10 points
+    let e = t.claim("u", "c-1", &["2-1"], &[]);
+    let v = json(&e);
+    assert_eq!(v[0]["type"], "claim.completed");
+    assert_eq!(v[0]["items"][0]["amount"], 10);
+    let state = t.engine.user("default", "u").unwrap();
+    assert!(state.milestones.is_empty());
+    assert_eq!(state.balance("points"), Decimal::ZERO);
+    // Claiming it again fails and says why; so does claiming more than the balance.
+    let v = json(&t.claim("u", "c-2", &["2-1"], &[]));
+    assert_eq!(v[0]["type"], "claim.failed");
+    assert!(v[0]["reason"].as_str().unwrap().contains("already claimed"));
+    let v = json(&t.claim("u", "c-3", &[], &[("points", 5)]));
+    assert!(
+        v[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient balance"),
+        "{v:?}"
+    );
+    // The same claim id twice is one claim.
+    assert!(t.claim("u", "c-3", &[], &[("points", 5)]).is_empty());
+}
+
+#[test]
+fn a_claim_of_an_inventory_item_goes_through_the_inventory_stage() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    t.send_with(
+        &kick,
+        json!({"user_id": "a", "actionId": "post_comment", "location": "forum", "quantity": 5}),
+    );
+    assert_eq!(
+        t.engine.user("default", "a").unwrap().balance("tshirt"),
+        Decimal::ONE
+    );
+    let v = json(&t.claim("a", "shirt", &[], &[("tshirt", 1)]));
+    assert_eq!(v[0]["type"], "claim.completed");
+    let stock = t.engine.resource("default/reward/tshirt").unwrap();
+    assert_eq!(stock.claimed["tshirts-fall"], 1);
+}
+
+#[test]
+fn unknown_triggers_and_bad_records_become_dead_letters_naming_the_field() {
+    let mut t = Driver::new();
+    let e = t.send(json!({"userId": "u", "triggerId": 999, "value": 1}));
+    let v = json(&e.events);
+    assert_eq!(v[0]["type"], "dead_letter");
+    assert_eq!(v[0]["field"], "triggerId");
+    assert_eq!(v[0]["userId"], "u");
+    let kick = mapping("kickapps");
+    let e = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": "post_comment", "location": "x".repeat(65)}),
+    );
+    let v = json(&e.events);
+    assert_eq!(
+        v[0]["errorCode"], 20,
+        "KickApps: location cannot exceed 64 characters"
+    );
+    let e = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": "post_comment", "location": "forum", "quantity": 1.5}),
+    );
+    assert_eq!(
+        json(&e.events)[0]["errorCode"],
+        11,
+        "KickApps: quantity must be an integer"
+    );
+    let e = t.send_with(
+        &kick,
+        json!({"actionId": "post_comment", "location": "forum"}),
+    );
+    assert_eq!(
+        json(&e.events)[0]["errorCode"],
+        13,
+        "KickApps: invalid userId"
+    );
+}
+
+#[test]
+fn event_ids_are_deterministic_and_unique() {
+    let run = || {
+        let mut t = Driver::new();
+        let mut ids = Vec::new();
+        for user in ["a", "b", "c", "d"] {
+            for e in t.act(user, json!(1), json!(1000)) {
+                ids.push(e.event_id);
+            }
+        }
+        ids
+    };
+    let first = run();
+    assert_eq!(first, run());
+    let unique: std::collections::HashSet<_> = first.iter().collect();
+    assert_eq!(unique.len(), first.len());
+}
