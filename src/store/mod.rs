@@ -14,6 +14,8 @@ use crate::core::events::Event;
 use crate::core::inventory::{Request, ResourceState, Response};
 use crate::core::state::UserState;
 
+mod codec;
+pub mod cql_schema;
 pub mod embedded;
 pub mod scylla;
 

@@ -1,1 +1,925 @@
-//! ScyllaDB store (see module docs in mod.rs).
+//! The ScyllaDB store: the production [`StateStore`], through the `scylla` driver.
+//!
+//! # Choices, and why
+//!
+//! - **Key/value shaped schema** (`schemas/cql/`): users by `(tenant, user_id)`, resources by
+//!   key, history as one partition per user with one row per `seq`, claims by id, finished
+//!   counts as one row per (challenge, input partition). Every hot-path read and write is by
+//!   the full primary key; nothing needs ALLOW FILTERING, counters, TTL or ORDER BY.
+//! - **History pages are point reads.** The user record holds `history_len`, so a page is a
+//!   known set of seqs, read concurrently by exact key. This is as cheap as a clustering
+//!   range on ScyllaDB, and it is the only form the CQL test server answers correctly.
+//! - **Prepared statements only, every value bound**; statements are prepared once, lazily, so
+//!   [`ScyllaStore::connect`] works before [`ScyllaStore::migrate`] has created the tables.
+//! - **One unlogged batch per partition**: a user's record, history entries and claims go in
+//!   one batch routed to the user's replicas; batches of different users run concurrently
+//!   (bounded). Logged (multi-partition atomic) batches would double the write cost, and are
+//!   not needed: every write is an idempotent upsert that the worker replays after a failure.
+//! - **Fencing by cell timestamps.** A fenced batch carries its owner's write timestamp as the
+//!   batch's protocol-level default timestamp — the same cell timestamp `USING TIMESTAMP ?`
+//!   would set. ScyllaDB keeps the cell with the larger timestamp, so a zombie owner's late
+//!   writes lose to its successor's without any read-before-write or lightweight transaction
+//!   on the hot path. (The protocol-level form is used rather than a `USING TIMESTAMP ?` bind
+//!   marker because the CQL test server ignores the `USING` clause and then rejects the extra
+//!   bound value; on ScyllaDB the two are equivalent.)
+//! - **Claiming a partition is the one lightweight transaction**: `INSERT ... IF NOT EXISTS` of
+//!   the new epoch, so two consumers claiming at once never get the same epoch. It runs once
+//!   per partition assignment, never per record.
+//! - **Idempotent, retried, timed out on purpose.** Every statement is an upsert or a read, so
+//!   all are marked idempotent and the driver's default retry policy may retry them on
+//!   timeouts and on another node; each request has a client-side timeout, after which the
+//!   caller sees [`StoreError::Unavailable`] and pauses its partitions instead of piling up.
+//! - **Consistency** is configurable, LOCAL_QUORUM by default: with replication factor 3 a
+//!   write survives one replica down and a LOCAL_QUORUM read always sees it.
+
+use futures::{StreamExt, TryStreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{
+    DbError, ExecutionError, IntoRowsResultError, MaybeFirstRowError, PrepareError,
+    RequestAttemptError, RowsError,
+};
+use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::response::query_result::QueryResult;
+use scylla::response::PagingState;
+use scylla::serialize::row::{RowSerializationContext, SerializeRow};
+use scylla::serialize::writers::RowWriter;
+use scylla::serialize::SerializationError;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency, Statement};
+use scylla::value::{CqlTimestamp, CqlValue, Row};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+use async_trait::async_trait;
+
+use super::codec::{self, decode, encode, page_seqs};
+use super::cql_schema::{validate_keyspace, DEFAULT_REPLICATION, MIGRATIONS};
+use super::{
+    BatchWrite, ClaimRecord, HistoryEntry, ResourceRecord, StateStore, StoreError, UserKey,
+    UserRecord,
+};
+
+/// At most this many statements per batch: ScyllaDB warns above 128 KiB per batch and fails
+/// above 1 MiB by default; a user's batch is normally one record and a few history entries.
+const MAX_BATCH_STATEMENTS: usize = 32;
+/// Page size for the one multi-row read (finished counts of a tenant).
+const SCAN_PAGE_SIZE: i32 = 500;
+/// How many times a partition claim retries after losing a race for an epoch.
+const CLAIM_ATTEMPTS: usize = 64;
+
+/// Connection settings. [`ScyllaOptions::new`] gives the defaults for everything but the
+/// contact points and keyspace.
+#[derive(Debug, Clone)]
+pub struct ScyllaOptions {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    /// Keyspace of every table; lower-case letters, digits and `_`.
+    pub keyspace: String,
+    /// Consistency of every read and write; LOCAL_QUORUM by default.
+    pub consistency: Consistency,
+    /// Replication map used only when `migrate` creates the keyspace.
+    pub replication: String,
+    /// Client-side timeout of one request, retries included.
+    pub request_timeout: Duration,
+    /// Timeout of establishing the session.
+    pub connect_timeout: Duration,
+    /// Requests in flight per store call (a batch's partitions, a page's history reads).
+    pub concurrency: usize,
+}
+
+impl ScyllaOptions {
+    pub fn new(nodes: Vec<String>, keyspace: impl Into<String>) -> Self {
+        ScyllaOptions {
+            nodes,
+            keyspace: keyspace.into(),
+            consistency: Consistency::LocalQuorum,
+            replication: DEFAULT_REPLICATION.to_string(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            concurrency: 128,
+        }
+    }
+}
+
+/// Parses a consistency level as written in configuration (`local_quorum`, `QUORUM`, `one` …).
+pub fn parse_consistency(text: &str) -> Result<Consistency, StoreError> {
+    let c = match text.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => {
+            return Err(StoreError::Setup(format!(
+                "unknown consistency level {text:?} (expected e.g. LOCAL_QUORUM, QUORUM, ONE)"
+            )))
+        }
+    };
+    Ok(c)
+}
+
+/// The ScyllaDB [`StateStore`].
+pub struct ScyllaStore {
+    session: Session,
+    keyspace: String,
+    replication: String,
+    concurrency: usize,
+    statements: OnceCell<Statements>,
+    /// Set once the server was seen ignoring `IF NOT EXISTS` (logged once).
+    warned_no_lwt: AtomicBool,
+}
+
+impl std::fmt::Debug for ScyllaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaStore")
+            .field("keyspace", &self.keyspace)
+            .finish()
+    }
+}
+
+/// Every statement the store runs, prepared once.
+struct Statements {
+    put_user: PreparedStatement,
+    get_user: PreparedStatement,
+    put_resource: PreparedStatement,
+    get_resource: PreparedStatement,
+    put_history: PreparedStatement,
+    get_history: PreparedStatement,
+    put_claim: PreparedStatement,
+    get_claim: PreparedStatement,
+    put_finished: PreparedStatement,
+    scan_finished: PreparedStatement,
+    get_epoch: PreparedStatement,
+    put_epoch: PreparedStatement,
+    claim_epoch: PreparedStatement,
+}
+
+impl ScyllaStore {
+    /// Connects with default options (see [`ScyllaOptions::new`]) and the given consistency.
+    pub async fn connect(
+        nodes: &[String],
+        keyspace: &str,
+        consistency: Consistency,
+    ) -> Result<Self, StoreError> {
+        let mut options = ScyllaOptions::new(nodes.to_vec(), keyspace);
+        options.consistency = consistency;
+        Self::connect_with(options).await
+    }
+
+    /// Connects to the cluster. Does not need the schema to exist yet: statements are prepared
+    /// on first use, so `questline migrate` can connect and then create it.
+    pub async fn connect_with(options: ScyllaOptions) -> Result<Self, StoreError> {
+        validate_keyspace(&options.keyspace).map_err(StoreError::Setup)?;
+        let replication = options.replication.trim();
+        if !(replication.starts_with('{') && replication.ends_with('}'))
+            || replication.contains(';')
+        {
+            return Err(StoreError::Setup(format!(
+                "invalid replication {replication:?}: expected a CQL map such as {DEFAULT_REPLICATION}"
+            )));
+        }
+        if options.nodes.is_empty() {
+            return Err(StoreError::Setup(
+                "no ScyllaDB contact points configured".into(),
+            ));
+        }
+        let profile = ExecutionProfile::builder()
+            .consistency(options.consistency)
+            // Only the partition claim is a lightweight transaction; keep it in the local DC.
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .request_timeout(Some(options.request_timeout))
+            // Retries idempotent statements on timeouts and unavailable replicas (once, or on
+            // the next node); every statement here is marked idempotent.
+            .retry_policy(Arc::new(DefaultRetryPolicy::new()))
+            .build();
+        let builder = SessionBuilder::new()
+            .known_nodes(&options.nodes)
+            .default_execution_profile_handle(profile.into_handle())
+            .connection_timeout(options.connect_timeout)
+            // The store never reads schema metadata (statements carry their own), and the
+            // CQL test server has an empty system.peers, on which the driver's automatic
+            // schema-agreement wait fails: DDL waits explicitly in `migrate` instead.
+            .fetch_schema_metadata(false)
+            .auto_await_schema_agreement(false);
+        let session = tokio::time::timeout(options.connect_timeout * 2, builder.build())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "connecting to ScyllaDB at {} timed out",
+                    options.nodes.join(",")
+                ))
+            })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to ScyllaDB at {}: {e}",
+                    options.nodes.join(",")
+                ))
+            })?;
+        Ok(ScyllaStore {
+            session,
+            keyspace: options.keyspace,
+            replication: replication.to_string(),
+            concurrency: options.concurrency.max(1),
+            statements: OnceCell::new(),
+            warned_no_lwt: AtomicBool::new(false),
+        })
+    }
+
+    /// The driver session, for operational tooling and tests.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn keyspace(&self) -> &str {
+        &self.keyspace
+    }
+
+    /// Creates or upgrades the schema: applies the numbered files of `schemas/cql/` that the
+    /// keyspace's `schema_migrations` table does not list yet, in order, waiting for schema
+    /// agreement after each. Idempotent. Returns the names of the files applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let ks = &self.keyspace;
+        let Some((first, later)) = MIGRATIONS.split_first() else {
+            return Ok(Vec::new());
+        };
+        // The first file creates the keyspace and the ledger itself; all IF NOT EXISTS.
+        self.run_ddl(first.statements(ks, &self.replication))
+            .await?;
+        let mut applied = Vec::new();
+        let get = self
+            .prepare(format!(
+                "SELECT version FROM {ks}.schema_migrations WHERE version = ?"
+            ))
+            .await?;
+        let put = self
+            .prepare(format!(
+                "INSERT INTO {ks}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+            ))
+            .await?;
+        for migration in std::iter::once(first).chain(later) {
+            let done = self
+                .session
+                .execute_unpaged(&get, (migration.version,))
+                .await
+                .map_err(|e| execution_error("reading schema_migrations", e))?
+                .into_rows_result()
+                .map_err(|e| rows_error("schema_migrations", e))?
+                .maybe_first_row::<(i32,)>()
+                .map_err(|e| first_row_error("schema_migrations", e))?
+                .is_some();
+            if done {
+                continue;
+            }
+            if migration.version != first.version {
+                self.run_ddl(migration.statements(ks, &self.replication))
+                    .await?;
+            }
+            self.session
+                .execute_unpaged(
+                    &put,
+                    (
+                        migration.version,
+                        migration.name,
+                        CqlTimestamp(now_millis()),
+                    ),
+                )
+                .await
+                .map_err(|e| execution_error("recording a migration", e))?;
+            tracing::info!(keyspace = %ks, migration = migration.name, "schema migration applied");
+            applied.push(migration.name.to_string());
+        }
+        Ok(applied)
+    }
+
+    async fn run_ddl(&self, statements: Vec<String>) -> Result<(), StoreError> {
+        for cql in statements {
+            self.session
+                .query_unpaged(cql.as_str(), ())
+                .await
+                .map_err(|e| StoreError::Setup(format!("schema statement failed: {e}: {cql}")))?;
+        }
+        self.session
+            .await_schema_agreement()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("schema agreement not reached: {e}")))?;
+        Ok(())
+    }
+
+    async fn prepare(&self, cql: String) -> Result<PreparedStatement, StoreError> {
+        let mut statement = Statement::new(cql);
+        statement.set_is_idempotent(true);
+        let mut prepared = self
+            .session
+            .prepare(statement)
+            .await
+            .map_err(|e| prepare_error(&e))?;
+        prepared.set_is_idempotent(true);
+        Ok(prepared)
+    }
+
+    async fn statements(&self) -> Result<&Statements, StoreError> {
+        self.statements
+            .get_or_try_init(|| async {
+                let ks = &self.keyspace;
+                let mut get_history = self
+                    .prepare(format!(
+                        "SELECT seq, entry FROM {ks}.history WHERE tenant = ? AND user_id = ? AND seq = ?"
+                    ))
+                    .await?;
+                // See `read_exact_row`: small pages keep a misbehaving server's extra rows cheap.
+                get_history.set_page_size(EXACT_READ_PAGE);
+                let mut get_claim = self
+                    .prepare(format!(
+                        "SELECT claim_id, record FROM {ks}.claims WHERE tenant = ? AND user_id = ? AND claim_id = ?"
+                    ))
+                    .await?;
+                get_claim.set_page_size(EXACT_READ_PAGE);
+                let mut scan_finished = self
+                    .prepare(format!(
+                        "SELECT challenge_id, users_finished FROM {ks}.finished WHERE tenant = ?"
+                    ))
+                    .await?;
+                scan_finished.set_page_size(SCAN_PAGE_SIZE);
+                Ok(Statements {
+                    put_user: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.users (tenant, user_id, record) VALUES (?, ?, ?)"
+                        ))
+                        .await?,
+                    get_user: self
+                        .prepare(format!(
+                            "SELECT record FROM {ks}.users WHERE tenant = ? AND user_id = ?"
+                        ))
+                        .await?,
+                    put_resource: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.resources (resource_key, record) VALUES (?, ?)"
+                        ))
+                        .await?,
+                    get_resource: self
+                        .prepare(format!(
+                            "SELECT record FROM {ks}.resources WHERE resource_key = ?"
+                        ))
+                        .await?,
+                    put_history: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.history (tenant, user_id, seq, entry) VALUES (?, ?, ?, ?)"
+                        ))
+                        .await?,
+                    get_history,
+                    put_claim: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.claims (tenant, user_id, claim_id, record) VALUES (?, ?, ?, ?)"
+                        ))
+                        .await?,
+                    get_claim,
+                    put_finished: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.finished (tenant, challenge_id, input_partition, users_finished) VALUES (?, ?, ?, ?)"
+                        ))
+                        .await?,
+                    scan_finished,
+                    get_epoch: self
+                        .prepare(format!(
+                            "SELECT epoch FROM {ks}.partition_epochs WHERE consumer_group = ? AND input_partition = ?"
+                        ))
+                        .await?,
+                    put_epoch: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.partition_epochs (consumer_group, input_partition, epoch) VALUES (?, ?, ?)"
+                        ))
+                        .await?,
+                    claim_epoch: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.partition_claims (consumer_group, input_partition, epoch) VALUES (?, ?, ?) IF NOT EXISTS"
+                        ))
+                        .await?,
+                })
+            })
+            .await
+    }
+
+    /// Reads one row by its full key and returns its blob column.
+    async fn read_blob<V: SerializeRow>(
+        &self,
+        statement: &PreparedStatement,
+        values: V,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self
+            .session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(|e| execution_error(what, e))?
+            .into_rows_result()
+            .map_err(|e| rows_error(what, e))?;
+        Ok(rows
+            .maybe_first_row::<(Vec<u8>,)>()
+            .map_err(|e| first_row_error(what, e))?
+            .map(|(blob,)| blob))
+    }
+
+    /// Reads the row whose last clustering column equals `wanted`, returning its blob.
+    ///
+    /// On ScyllaDB the full key selects at most one row. The CQL test server (kassandra)
+    /// answers `c = ?` on a single clustering column with the rows from `c` onwards, so the
+    /// rows are checked and the first page is enough: rows come in clustering order there.
+    async fn read_exact_row<K, V>(
+        &self,
+        statement: &PreparedStatement,
+        values: V,
+        wanted: &K,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>
+    where
+        K: PartialEq + for<'f, 'm> scylla::deserialize::value::DeserializeValue<'f, 'm>,
+        V: SerializeRow,
+    {
+        let (result, _) = self
+            .session
+            .execute_single_page(statement, values, PagingState::start())
+            .await
+            .map_err(|e| execution_error(what, e))?;
+        let rows = result.into_rows_result().map_err(|e| rows_error(what, e))?;
+        for row in rows
+            .rows::<(K, Vec<u8>)>()
+            .map_err(|e| typed_rows_error(what, e))?
+        {
+            let (key, blob) = row.map_err(|e| corrupt(what, e))?;
+            if &key == wanted {
+                return Ok(Some(blob));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn load_user(
+        &self,
+        st: &Statements,
+        key: &UserKey,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let what = format!("user {}/{}", key.tenant, key.user_id);
+        match self
+            .read_blob(&st.get_user, (&key.tenant, &key.user_id), &what)
+            .await?
+        {
+            Some(blob) => decode(&what, &blob).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the LWT outcome of a claim: `Some(applied)`, or `None` when the server answered
+    /// without an `[applied]` column, i.e. it does not implement lightweight transactions.
+    fn lwt_applied(result: QueryResult) -> Result<Option<bool>, StoreError> {
+        let what = "partition claim";
+        let rows = match result.into_rows_result() {
+            Ok(rows) => rows,
+            Err(IntoRowsResultError::ResultNotRows(_)) => return Ok(None),
+            Err(e) => return Err(rows_error(what, e)),
+        };
+        let Some((index, _)) = rows.column_specs().get_by_name("[applied]") else {
+            return Ok(None);
+        };
+        let row: Row = rows.first_row().map_err(|e| corrupt(what, e))?;
+        match row.columns.get(index) {
+            Some(Some(CqlValue::Boolean(applied))) => Ok(Some(*applied)),
+            other => Err(StoreError::Corrupt {
+                key: what.to_string(),
+                reason: format!("unexpected [applied] value {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Page size of exact-key reads (see [`ScyllaStore::read_exact_row`]).
+const EXACT_READ_PAGE: i32 = 4;
+
+/// One statement's values in a batch mixing tables (a user's record, history and claims).
+enum BatchRow<'a> {
+    User(&'a str, &'a str, Vec<u8>),
+    Resource(&'a str, Vec<u8>),
+    History(&'a str, &'a str, i64, Vec<u8>),
+    Claim(&'a str, &'a str, &'a str, Vec<u8>),
+    Finished(&'a str, i64, &'a str, i64),
+}
+
+impl SerializeRow for BatchRow<'_> {
+    fn serialize(
+        &self,
+        ctx: &RowSerializationContext<'_>,
+        writer: &mut RowWriter,
+    ) -> Result<(), SerializationError> {
+        match self {
+            BatchRow::User(t, u, r) => (t, u, r.as_slice()).serialize(ctx, writer),
+            BatchRow::Resource(k, r) => (k, r.as_slice()).serialize(ctx, writer),
+            BatchRow::History(t, u, s, e) => (t, u, s, e.as_slice()).serialize(ctx, writer),
+            BatchRow::Claim(t, u, c, r) => (t, u, c, r.as_slice()).serialize(ctx, writer),
+            BatchRow::Finished(t, c, p, n) => (t, c, p, n).serialize(ctx, writer),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The index of `key`'s group, appending a new group the first time `key` is seen.
+fn group_index<K: std::hash::Hash + Eq, T>(
+    groups: &mut Vec<Vec<T>>,
+    index: &mut HashMap<K, usize>,
+    key: K,
+) -> usize {
+    *index.entry(key).or_insert_with(|| {
+        groups.push(Vec::new());
+        groups.len() - 1
+    })
+}
+
+fn to_bigint(what: &str, n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt {
+        key: what.to_string(),
+        reason: format!("{n} does not fit a CQL bigint"),
+    })
+}
+
+#[async_trait]
+impl StateStore for ScyllaStore {
+    async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        let st = self.statements().await?;
+        // Futures collected first: a closure inside the stream trips rustc's higher-ranked
+        // `Send` check of the boxed trait future.
+        let reads: Vec<_> = keys.iter().map(|key| self.load_user(st, key)).collect();
+        futures::stream::iter(reads)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn load_resources(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<ResourceRecord>>, StoreError> {
+        let st = self.statements().await?;
+        let reads: Vec<_> = keys
+            .iter()
+            .map(|key| async move {
+                let what = format!("resource {key}");
+                match self.read_blob(&st.get_resource, (key,), &what).await? {
+                    Some(blob) => decode(&what, &blob).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .collect();
+        futures::stream::iter(reads)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let st = self.statements().await?;
+        let timestamp = batch
+            .write_timestamp
+            .unwrap_or_else(codec::unfenced_timestamp);
+
+        // Group the statements by partition, keeping the batch's order within each.
+        let mut groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>> = Vec::new();
+        let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
+        for (key, record) in &batch.users {
+            let what = format!("user {}/{}", key.tenant, key.user_id);
+            let row = BatchRow::User(&key.tenant, &key.user_id, encode(&what, record)?);
+            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            groups[g].push((&st.put_user, row));
+        }
+        for (key, entry) in &batch.history {
+            let what = format!("history {}/{}#{}", key.tenant, key.user_id, entry.seq);
+            let row = BatchRow::History(
+                &key.tenant,
+                &key.user_id,
+                to_bigint(&what, entry.seq)?,
+                encode(&what, entry)?,
+            );
+            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            groups[g].push((&st.put_history, row));
+        }
+        for (key, claim) in &batch.claims {
+            let what = format!("claim {}/{}/{}", key.tenant, key.user_id, claim.claim_id);
+            let row = BatchRow::Claim(
+                &key.tenant,
+                &key.user_id,
+                &claim.claim_id,
+                encode(&what, claim)?,
+            );
+            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            groups[g].push((&st.put_claim, row));
+        }
+        for (key, record) in &batch.resources {
+            let what = format!("resource {key}");
+            groups.push(vec![(
+                &st.put_resource,
+                BatchRow::Resource(key, encode(&what, record)?),
+            )]);
+        }
+        let mut tenant_group: HashMap<&str, usize> = HashMap::new();
+        for count in &batch.finished {
+            let what = format!("finished {}/{}", count.tenant, count.challenge_id);
+            let row = BatchRow::Finished(
+                &count.tenant,
+                i64::from(count.challenge_id),
+                &count.partition,
+                to_bigint(&what, count.count)?,
+            );
+            let g = group_index(&mut groups, &mut tenant_group, count.tenant.as_str());
+            groups[g].push((&st.put_finished, row));
+        }
+
+        let mut batches = Vec::new();
+        for group in groups {
+            let mut rest = group;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_BATCH_STATEMENTS));
+                let mut cql = Batch::new(BatchType::Unlogged);
+                cql.set_is_idempotent(true);
+                // Protocol-level default timestamp of every cell the batch writes: fencing.
+                cql.set_timestamp(Some(timestamp));
+                let mut values = Vec::with_capacity(rest.len());
+                for (statement, row) in rest {
+                    cql.append_statement(statement.clone());
+                    values.push(row);
+                }
+                batches.push((cql, values));
+                rest = tail;
+            }
+        }
+        let writes: Vec<_> = batches
+            .into_iter()
+            .map(|(cql, values)| async move {
+                self.session
+                    .batch(&cql, values)
+                    .await
+                    .map(drop)
+                    .map_err(|e| execution_error("writing a batch", e))
+            })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        key: &UserKey,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
+        let st = self.statements().await?;
+        let total = self
+            .load_user(st, key)
+            .await?
+            .map_or(0, |record| record.history_len);
+        let reads: Vec<_> = page_seqs(total, page, per_page)
+            .into_iter()
+            .map(|seq| async move {
+                let what = format!("history {}/{}#{seq}", key.tenant, key.user_id);
+                let seq_i = to_bigint(&what, seq)?;
+                match self
+                    .read_exact_row(
+                        &st.get_history,
+                        (&key.tenant, &key.user_id, seq_i),
+                        &seq_i,
+                        &what,
+                    )
+                    .await?
+                {
+                    Some(blob) => decode(&what, &blob).map(Some),
+                    // Written in the same round as the record but not atomically with it: an
+                    // entry may trail its count for a moment. Leave it out rather than fail.
+                    None => Ok(None),
+                }
+            })
+            .collect();
+        let entries: Vec<Option<HistoryEntry>> = futures::stream::iter(reads)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        Ok((entries.into_iter().flatten().collect(), total))
+    }
+
+    async fn claim(
+        &self,
+        key: &UserKey,
+        claim_id: &str,
+    ) -> Result<Option<ClaimRecord>, StoreError> {
+        let st = self.statements().await?;
+        let what = format!("claim {}/{}/{claim_id}", key.tenant, key.user_id);
+        let wanted = claim_id.to_string();
+        match self
+            .read_exact_row(
+                &st.get_claim,
+                (&key.tenant, &key.user_id, claim_id),
+                &wanted,
+                &what,
+            )
+            .await?
+        {
+            Some(blob) => decode(&what, &blob).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
+        let st = self.statements().await?;
+        let what = format!("finished counts of {tenant}");
+        let mut sums = BTreeMap::new();
+        let mut paging = PagingState::start();
+        loop {
+            let (result, next) = self
+                .session
+                .execute_single_page(&st.scan_finished, (tenant,), paging)
+                .await
+                .map_err(|e| execution_error(&what, e))?;
+            let rows = result
+                .into_rows_result()
+                .map_err(|e| rows_error(&what, e))?;
+            for row in rows
+                .rows::<(i64, i64)>()
+                .map_err(|e| typed_rows_error(&what, e))?
+            {
+                let (challenge, count) = row.map_err(|e| corrupt(&what, e))?;
+                let (Ok(challenge), Ok(count)) = (u32::try_from(challenge), u64::try_from(count))
+                else {
+                    return Err(StoreError::Corrupt {
+                        key: what,
+                        reason: format!("out of range: challenge {challenge}, count {count}"),
+                    });
+                };
+                let sum: &mut u64 = sums.entry(challenge).or_default();
+                *sum = sum.saturating_add(count);
+            }
+            match next.into_paging_control_flow() {
+                ControlFlow::Break(()) => break,
+                ControlFlow::Continue(state) => paging = state,
+            }
+        }
+        Ok(sums)
+    }
+
+    async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError> {
+        let st = self.statements().await?;
+        let what = format!("epoch of {group}/{partition}");
+        let previous = self
+            .session
+            .execute_unpaged(&st.get_epoch, (group, partition))
+            .await
+            .map_err(|e| execution_error(&what, e))?
+            .into_rows_result()
+            .map_err(|e| rows_error(&what, e))?
+            .maybe_first_row::<(i64,)>()
+            .map_err(|e| first_row_error(&what, e))?
+            .map(|(epoch,)| epoch);
+        let mut epoch = codec::next_epoch(previous);
+        let mut won = false;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let result = self
+                .session
+                .execute_unpaged(&st.claim_epoch, (group, partition, epoch))
+                .await
+                .map_err(|e| execution_error(&what, e))?;
+            match Self::lwt_applied(result)? {
+                Some(true) => {
+                    won = true;
+                    break;
+                }
+                Some(false) => epoch = codec::next_epoch(Some(epoch)),
+                None => {
+                    if !self.warned_no_lwt.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "the CQL server ignores IF NOT EXISTS (no lightweight transactions): \
+                             two consumers claiming one partition at the same moment could get \
+                             the same epoch; use ScyllaDB in production"
+                        );
+                    }
+                    won = true;
+                    break;
+                }
+            }
+        }
+        if !won {
+            return Err(StoreError::Unavailable(format!(
+                "{what}: lost {CLAIM_ATTEMPTS} claim races in a row"
+            )));
+        }
+        // The hint only moves forward: its cell timestamp is the epoch itself.
+        let mut put = st.put_epoch.clone();
+        put.set_timestamp(Some(epoch));
+        self.session
+            .execute_unpaged(&put, (group, partition, epoch))
+            .await
+            .map_err(|e| execution_error(&what, e))?;
+        Ok(epoch)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let st = self.statements().await?;
+        self.session
+            .execute_unpaged(&st.get_epoch, ("questline.ping", "0"))
+            .await
+            .map(drop)
+            .map_err(|e| execution_error("ping", e))
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Maps a driver error. Reaching the cluster (connections, timeouts, overloaded or missing
+/// replicas) is `Unavailable`: the worker pauses and retries. A statement the cluster rejects
+/// (missing table, bad syntax, no permission) is `Setup`: retrying cannot help.
+fn execution_error(what: &str, e: ExecutionError) -> StoreError {
+    match &e {
+        ExecutionError::LastAttemptError(attempt) => attempt_error(what, attempt, &e),
+        ExecutionError::PrepareError(p) => prepare_error(p),
+        ExecutionError::BadQuery(_) => StoreError::Setup(format!("{what}: {e}")),
+        _ => StoreError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+fn attempt_error(
+    what: &str,
+    attempt: &RequestAttemptError,
+    shown: &dyn std::fmt::Display,
+) -> StoreError {
+    match attempt {
+        RequestAttemptError::DbError(db, message) => match db {
+            DbError::SyntaxError
+            | DbError::Invalid
+            | DbError::AlreadyExists { .. }
+            | DbError::Unauthorized
+            | DbError::AuthenticationError
+            | DbError::ConfigError => {
+                let hint = if message.contains("unconfigured table")
+                    || message.contains("does not exist")
+                {
+                    " (has `questline migrate` been run?)"
+                } else {
+                    ""
+                };
+                StoreError::Setup(format!("{what}: {shown}{hint}"))
+            }
+            _ => StoreError::Unavailable(format!("{what}: {shown}")),
+        },
+        RequestAttemptError::SerializationError(_)
+        | RequestAttemptError::CqlRequestSerialization(_) => {
+            StoreError::Setup(format!("{what}: {shown}"))
+        }
+        _ => StoreError::Unavailable(format!("{what}: {shown}")),
+    }
+}
+
+fn prepare_error(e: &PrepareError) -> StoreError {
+    match e {
+        PrepareError::AllAttemptsFailed { first_attempt } => {
+            attempt_error("preparing a statement", first_attempt, e)
+        }
+        _ => StoreError::Unavailable(format!("preparing a statement: {e}")),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn rows_error(what: &str, e: IntoRowsResultError) -> StoreError {
+    corrupt(what, format!("unexpected result: {e}"))
+}
+
+fn first_row_error(what: &str, e: MaybeFirstRowError) -> StoreError {
+    corrupt(what, format!("unexpected row: {e}"))
+}
+
+fn typed_rows_error(what: &str, e: RowsError) -> StoreError {
+    corrupt(what, format!("unexpected columns: {e}"))
+}
