@@ -1,1 +1,116 @@
-fn main() {}
+//! The evaluator alone: actions/s on one core with 100 active challenges (DESIGN §6).
+//!
+//! The catalog has 100 challenges over 50 sum triggers (two triggers AND-ed per challenge,
+//! so each action advances about four challenges), 10,000 users, and every action's trigger is
+//! resolved up front, as the worker does in its decode step.
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use questline::core::catalog::Catalog;
+use questline::core::evaluator::{evaluate, Context, UserInput};
+use questline::core::model::{Action, SourceRef, TriggerKey};
+use questline::core::state::UserState;
+use rust_decimal::Decimal;
+
+const CHALLENGES: u32 = 100;
+const TRIGGERS: u32 = 50;
+const USERS: usize = 10_000;
+const ACTIONS: usize = 100_000;
+
+fn catalog() -> Catalog {
+    let mut text = String::from("[[reward_types]]\nreward_type = \"points\"\n");
+    for t in 1..=TRIGGERS {
+        text += &format!("[[triggers]]\nid = {t}\nname = \"t{t}\"\n");
+    }
+    for c in 1..=CHALLENGES {
+        let (a, b) = (c % TRIGGERS + 1, (c * 7) % TRIGGERS + 1);
+        let b = if a == b { a % TRIGGERS + 1 } else { b };
+        text += &format!(
+            "[[challenges]]\nid = {c}\nname = \"c{c}\"\nrepeatable = true\n[[challenges.groups]]\nid = 1\ntriggers = [{{ trigger = {a}, frequency = 500 }}, {{ trigger = {b}, frequency = 300 }}]\n[[challenges.prizes]]\nreward_type = \"points\"\namount = 10\n"
+        );
+    }
+    Catalog::from_sources(&[("bench.toml", text)]).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let catalog = catalog();
+    let tenant = catalog.default_tenant().unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let actions: Vec<(usize, Action)> = (0..ACTIONS)
+        .map(|_| {
+            let user = next() as usize % USERS;
+            let trigger = (next() % u64::from(TRIGGERS)) as u32 + 1;
+            let value = Decimal::from(next() % 100 + 1);
+            (
+                user,
+                Action::new(format!("user-{user}"), TriggerKey::Id(trigger), value),
+            )
+        })
+        .collect();
+    let source = SourceRef::new("bench", 0, 0);
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+    let mut group = c.benchmark_group("evaluator");
+    group.throughput(Throughput::Elements(ACTIONS as u64));
+    group.sample_size(20);
+    group.bench_function("100_challenges_10k_users", |b| {
+        b.iter_batched_ref(
+            || vec![UserState::default(); USERS],
+            |states| {
+                for (user, action) in &actions {
+                    let TriggerKey::Id(id) = action.trigger_id else {
+                        unreachable!()
+                    };
+                    let trigger = tenant.trigger(id).unwrap();
+                    let ctx = Context {
+                        source: &source,
+                        cause: "bench:0:0",
+                        record_time: now,
+                    };
+                    let effects = evaluate(
+                        &mut states[*user],
+                        UserInput::Action(action, trigger),
+                        tenant,
+                        &action.user_id,
+                        &ctx,
+                    );
+                    std::hint::black_box(effects);
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+
+    // The hot state's serialized size for a user with 10 active challenges (DESIGN §6: ≤ 1 KiB).
+    let mut state = UserState::default();
+    let ctx = Context {
+        source: &source,
+        cause: "bench:0:0",
+        record_time: now,
+    };
+    for t in 1..=10u32 {
+        let action = Action::new("sized", TriggerKey::Id(t), Decimal::from(7));
+        evaluate(
+            &mut state,
+            UserInput::Action(&action, tenant.trigger(t).unwrap()),
+            tenant,
+            "sized",
+            &ctx,
+        );
+    }
+    let bytes = serde_json::to_vec(&state).unwrap();
+    eprintln!(
+        "hot state: {} active challenges, {} bytes as JSON",
+        state.challenges.len(),
+        bytes.len()
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

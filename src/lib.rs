@@ -8,4 +8,5 @@
 pub mod cli;
 pub mod core;
 pub mod files;
+pub mod pipeline;
 pub mod store;

@@ -1,0 +1,66 @@
+//! Commands: what the sidecar produces to the commands topic (CONTRACT.md: "the sidecar never
+//! writes state: a direct action or a claim is produced to a topic, keyed by user, and
+//! evaluated like any other action").
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::core::evaluator::ClaimCommand;
+use crate::core::model::Action;
+
+/// One record of the commands topic, keyed by user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "camelCase")]
+pub enum Command {
+    /// `POST /api/v1/Integration/AddAction`.
+    AddAction(Action),
+    /// `POST /api/v1/users/{userId}/claims`.
+    Claim(ClaimCommand),
+}
+
+impl Command {
+    pub fn user_id(&self) -> &str {
+        match self {
+            Command::AddAction(a) => &a.user_id,
+            Command::Claim(c) => &c.user_id,
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        match self {
+            Command::AddAction(a) => &a.tenant,
+            Command::Claim(c) => &c.tenant,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The log did not acknowledge the command in time; the client may retry.
+    #[error("the command log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where commands go: the Kafka commands topic in production, the in-process log in `demo`.
+/// `submit` returns once the command is durably in the log (acks=all), not once evaluated.
+#[async_trait]
+pub trait CommandSink: Send + Sync + 'static {
+    async fn submit(&self, command: &Command) -> Result<(), SubmitError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::TriggerKey;
+
+    #[test]
+    fn commands_round_trip_with_their_tag() {
+        let c = Command::AddAction(Action::new("151631", TriggerKey::Id(1), 1000.into()));
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(
+            text.starts_with(r#"{"command":"addAction","tenant":"default","userId":"151631""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), c);
+    }
+}
