@@ -10,3 +10,4 @@ pub mod core;
 pub mod files;
 pub mod pipeline;
 pub mod store;
+pub mod telemetry;
