@@ -9,5 +9,6 @@ pub mod cli;
 pub mod core;
 pub mod files;
 pub mod pipeline;
+pub mod settings;
 pub mod store;
 pub mod telemetry;
