@@ -870,24 +870,25 @@ fn attempt_error(
     shown: &dyn std::fmt::Display,
 ) -> StoreError {
     match attempt {
-        RequestAttemptError::DbError(db, message) => match db {
+        RequestAttemptError::DbError(
             DbError::SyntaxError
             | DbError::Invalid
             | DbError::AlreadyExists { .. }
             | DbError::Unauthorized
             | DbError::AuthenticationError
-            | DbError::ConfigError => {
-                let hint = if message.contains("unconfigured table")
-                    || message.contains("does not exist")
-                {
-                    " (has `questline migrate` been run?)"
-                } else {
-                    ""
-                };
-                StoreError::Setup(format!("{what}: {shown}{hint}"))
-            }
-            _ => StoreError::Unavailable(format!("{what}: {shown}")),
-        },
+            | DbError::ConfigError,
+            message,
+        ) => {
+            // ScyllaDB says "unconfigured table", Cassandra "does not exist", kassandra
+            // "does nor exist".
+            let lower = message.to_lowercase();
+            let hint = if lower.contains("unconfigured") || lower.contains("exist") {
+                " (has `questline migrate` been run?)"
+            } else {
+                ""
+            };
+            StoreError::Setup(format!("{what}: {shown}{hint}"))
+        }
         RequestAttemptError::SerializationError(_)
         | RequestAttemptError::CqlRequestSerialization(_) => {
             StoreError::Setup(format!("{what}: {shown}"))
