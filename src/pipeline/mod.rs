@@ -1,3 +1,13 @@
-//! The processing pipeline, generic over its ports (the log and the store).
+//! The processing pipeline, generic over its ports: the log ([`log::Log`]: Kafka or the
+//! in-process [`memory::MemoryLog`]) and the store ([`crate::store::StateStore`]).
+//!
+//! - [`input`]: what each consumed record is (mapped action, command, inventory message).
+//! - [`partition`]: one partition's state cache and the evaluation of a batch.
+//! - [`worker`]: the loop and the commit protocol (DESIGN §2).
 
 pub mod commands;
+pub mod input;
+pub mod log;
+pub mod memory;
+pub mod partition;
+pub mod worker;

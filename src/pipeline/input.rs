@@ -1,0 +1,178 @@
+//! Routing consumed records to what they are: mapped actions, commands, inventory requests
+//! and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition.
+
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+use super::commands::Command;
+use super::log::InRecord;
+use crate::core::catalog::Catalog;
+use crate::core::decode::{self, Decoded, Rejection};
+use crate::core::evaluator::ClaimCommand;
+use crate::core::inventory;
+use crate::core::mapping::{Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::model::Action;
+use crate::store::UserKey;
+
+/// What one record is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Action {
+        action: Action,
+        trigger_id: u32,
+    },
+    Claim(ClaimCommand),
+    /// Inventory stage → user stage.
+    Response(inventory::Response),
+    /// User stage → inventory stage.
+    Request(inventory::Request),
+    DeadLetter(Rejection),
+    Ignored(String),
+}
+
+impl Input {
+    /// The user whose state this input changes.
+    pub fn user(&self) -> Option<UserKey> {
+        match self {
+            Input::Action { action, .. } => Some(UserKey::new(&action.tenant, &action.user_id)),
+            Input::Claim(c) => Some(UserKey::new(&c.tenant, &c.user_id)),
+            Input::Response(r) => Some(UserKey::new(&r.tenant, &r.user_id)),
+            _ => None,
+        }
+    }
+}
+
+/// The topics the worker reads and how each is decoded.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    catalog: Arc<Catalog>,
+    mappings: FxHashMap<String, Arc<Mapping>>,
+    commands: String,
+    requests: String,
+    responses: String,
+}
+
+impl Inputs {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        mappings: &[Mapping],
+        topics: &crate::settings::Topics,
+    ) -> Self {
+        let mut by_topic = FxHashMap::default();
+        for m in mappings {
+            let m = Arc::new(m.clone());
+            for t in &m.topics {
+                by_topic.insert(t.clone(), Arc::clone(&m));
+            }
+        }
+        Inputs {
+            catalog,
+            mappings: by_topic,
+            commands: topics.commands.clone(),
+            requests: topics.inventory_requests.clone(),
+            responses: topics.inventory_responses.clone(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Every topic the worker subscribes to, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.mappings.keys().cloned().collect();
+        t.extend([
+            self.commands.clone(),
+            self.requests.clone(),
+            self.responses.clone(),
+        ]);
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    pub fn decode(&self, record: &InRecord) -> Input {
+        let topic = record.topic.as_str();
+        if let Some(mapping) = self.mappings.get(topic) {
+            return match decode::decode(mapping, &self.catalog, &record.payload) {
+                Ok(Decoded::Action { action, trigger_id }) => Input::Action { action, trigger_id },
+                Ok(Decoded::Ignored { reason }) => Input::Ignored(reason),
+                Err(r) => Input::DeadLetter(r),
+            };
+        }
+        if topic == self.commands {
+            return self.decode_command(&record.payload);
+        }
+        let internal = |what: &str, e: serde_json::Error| {
+            Input::DeadLetter(Rejection {
+                reason: format!("record: not a valid {what}: {e}"),
+                field: None,
+                error_code: None,
+                user_id: None,
+                tenant: crate::core::model::DEFAULT_TENANT.into(),
+            })
+        };
+        if topic == self.requests {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::Request)
+                .unwrap_or_else(|e| internal("inventory request", e));
+        }
+        if topic == self.responses {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::Response)
+                .unwrap_or_else(|e| internal("inventory response", e));
+        }
+        Input::Ignored(format!("no mapping for topic '{topic}'"))
+    }
+
+    fn decode_command(&self, payload: &[u8]) -> Input {
+        let reject = |reason: String, field: Option<&str>, user: Option<&str>, tenant: &str| {
+            Input::DeadLetter(Rejection {
+                reason,
+                field: field.map(str::to_string),
+                error_code: None,
+                user_id: user.map(str::to_string),
+                tenant: tenant.to_string(),
+            })
+        };
+        let default_tenant = crate::core::model::DEFAULT_TENANT;
+        if payload.len() > DEFAULT_MAX_RECORD_BYTES {
+            return reject(
+                format!(
+                    "record of {} bytes exceeds the limit of {DEFAULT_MAX_RECORD_BYTES} bytes",
+                    payload.len()
+                ),
+                None,
+                None,
+                default_tenant,
+            );
+        }
+        match serde_json::from_slice::<Command>(payload) {
+            Err(e) => reject(
+                format!("record: not a valid command: {e}"),
+                None,
+                None,
+                default_tenant,
+            ),
+            Ok(Command::Claim(c)) => Input::Claim(c),
+            Ok(Command::AddAction(action)) => {
+                match self.catalog.resolve_trigger(
+                    &action.tenant,
+                    &action.trigger_id,
+                    action.location.as_deref(),
+                ) {
+                    Ok(t) => {
+                        let trigger_id = t.id;
+                        Input::Action { action, trigger_id }
+                    }
+                    Err(e) => reject(
+                        format!("triggerId: {e}"),
+                        Some("triggerId"),
+                        Some(&action.user_id),
+                        &action.tenant,
+                    ),
+                }
+            }
+        }
+    }
+}
