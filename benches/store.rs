@@ -1,0 +1,351 @@
+//! State store benchmarks: per-batch write rate and point-read rate (issue 4, DESIGN §3).
+//!
+//! A batch is what the worker persists per poll: `BATCH` user records (a realistic user: 10
+//! challenges with progress, balances, a milestone, a pending request, a two-partition
+//! watermark and an outbox of two events, ~3 KiB of JSON). Stores are pre-filled with
+//! 20,000 users (5,000 for CQL) so the B-tree / LSM is not trivially small, and each iteration writes or
+//! reads a different slice of them.
+//!
+//! Groups (throughput in user records per second):
+//! - `store/embedded`: the whole [`EmbeddedStore`] path (JSON, fencing check, one durable redb
+//!   transaction per batch, `spawn_blocking`).
+//! - `engine/redb`, `engine/fjall`: the two candidate engines alone with the same pre-encoded
+//!   bytes, each write batch committed durably (redb `Durability::Immediate`, fjall
+//!   `PersistMode::SyncAll`) — the comparison behind choosing redb.
+//! - `codec`: serde_json encode/decode of the records, the CPU part of every store call.
+//! - `store/cql`: the [`ScyllaStore`] against the server in `QUESTLINE_TEST_CQL` (skipped when
+//!   unset), e.g. `scripts/test`'s dev CQL server or a real ScyllaDB.
+//!
+//! Run: `cargo bench --bench store` (add `QUESTLINE_TEST_CQL=host:port` for the CQL group).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use questline::core::events::{Event, EventBody};
+use questline::core::model::SourceRef;
+use questline::core::state::{ChallengeState, ChallengeStatus, TriggerProgress, UserState};
+use questline::store::embedded::EmbeddedStore;
+use questline::store::scylla::{ScyllaOptions, ScyllaStore};
+use questline::store::{BatchWrite, StateStore, UserKey, UserRecord};
+
+const BATCH: usize = 500;
+const TENANT: &str = "acme";
+
+/// Users stored before measuring: 20,000 under `cargo bench`; 1,000 when the bench runs as a
+/// smoke test (`cargo test --all-targets`, nextest), which passes no `--bench` flag.
+fn prefill() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        20_000
+    } else {
+        1_000
+    }
+}
+
+fn user_id(i: usize) -> String {
+    format!("user-{i:07}")
+}
+
+fn record(i: usize) -> UserRecord {
+    let challenges = (1..=10u32)
+        .map(|c| {
+            (
+                c,
+                ChallengeState {
+                    triggers: vec![TriggerProgress {
+                        group: 1,
+                        trigger: c,
+                        accumulated: Decimal::new(i as i64 * 10 + i64::from(c), 1),
+                        met: false,
+                    }],
+                    wins: c % 3,
+                    period_wins: 0,
+                    period: Some("2026-W48".into()),
+                    status: ChallengeStatus::Active,
+                },
+            )
+        })
+        .collect();
+    let event = |n: i64| Event {
+        event_id: format!("{}-{n}", user_id(i)),
+        body: EventBody::ProgressUpdated {
+            challenge_id: 7,
+            group_id: 1,
+            trigger_id: 1,
+            trigger_frequency: Decimal::new(1000, 0),
+            accumulated: Decimal::new(250, 0),
+            action_left: Decimal::new(750, 0),
+            progress: Decimal::new(2500, 2),
+        },
+        tenant: TENANT.into(),
+        user_id: user_id(i),
+        occurred_at: chrono::DateTime::from_timestamp(1_764_000_000 + n, 0).unwrap(),
+        source: SourceRef::new("questline.actions", 3, n),
+    };
+    UserRecord {
+        state: UserState {
+            challenges,
+            balances: BTreeMap::from([("points".to_string(), Decimal::new(i as i64, 0))]),
+            recent_action_ids: VecDeque::from(vec![format!("a-{i}")]),
+            ..Default::default()
+        },
+        applied: BTreeMap::from([
+            ("questline.actions:3".to_string(), i as i64),
+            ("questline.actions:0".to_string(), 17),
+        ]),
+        outbox: vec![event(1), event(2)],
+        outbox_requests: vec![],
+        history_len: 0,
+    }
+}
+
+/// Batch number `n`: the `n`-th slice of `BATCH` users out of the pre-filled ones.
+fn batch(n: usize, population: usize) -> BatchWrite {
+    let start = (n * BATCH) % population;
+    BatchWrite {
+        users: (start..start + BATCH)
+            .map(|i| (UserKey::new(TENANT, user_id(i)), record(i)))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn keys(n: usize, population: usize) -> Vec<UserKey> {
+    let start = (n * BATCH) % population;
+    (start..start + BATCH)
+        .map(|i| UserKey::new(TENANT, user_id(i)))
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    // On the target's disk (not a tmpfs), so fsync costs what it costs.
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn embedded(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = bench_dir();
+    let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
+    let population = prefill();
+    let batches: Vec<BatchWrite> = (0..population / BATCH)
+        .map(|n| batch(n, population))
+        .collect();
+    for b in &batches {
+        rt.block_on(store.write_batch(b)).unwrap();
+    }
+    let mut group = c.benchmark_group("store/embedded");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    let mut n = 0;
+    group.bench_function(format!("write_batch_{BATCH}_users"), |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(store.write_batch(&batches[n % batches.len()]))
+                .unwrap()
+        })
+    });
+    let key_sets: Vec<Vec<UserKey>> = (0..population / BATCH)
+        .map(|n| keys(n, population))
+        .collect();
+    let mut n = 0;
+    group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
+        b.iter(|| {
+            n += 1;
+            let loaded = rt
+                .block_on(store.load_users(&key_sets[n % key_sets.len()]))
+                .unwrap();
+            assert!(loaded.iter().all(Option::is_some));
+        })
+    });
+    group.finish();
+}
+
+/// Pre-encoded (key, value) pairs of one batch, as an engine would receive them.
+fn encoded(n: usize, population: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    batch(n, population)
+        .users
+        .iter()
+        .map(|(key, rec)| {
+            let k = format!("{}\0{}", key.tenant, key.user_id).into_bytes();
+            let mut v = vec![1u8; 9];
+            v.extend(serde_json::to_vec(rec).unwrap());
+            (k, v)
+        })
+        .collect()
+}
+
+fn engines(c: &mut Criterion) {
+    let population = prefill();
+    let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = (0..population / BATCH)
+        .map(|n| encoded(n, population))
+        .collect();
+
+    // redb, as the embedded store uses it.
+    {
+        const USERS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("users");
+        let dir = bench_dir();
+        let db = redb::Database::create(dir.path().join("bench.redb")).unwrap();
+        let write = |pairs: &[(Vec<u8>, Vec<u8>)]| {
+            let mut txn = db.begin_write().unwrap();
+            txn.set_durability(redb::Durability::Immediate);
+            {
+                let mut table = txn.open_table(USERS).unwrap();
+                for (k, v) in pairs {
+                    table.insert(k.as_slice(), v.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        };
+        batches.iter().for_each(|b| write(b));
+        let mut group = c.benchmark_group("engine/redb");
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.sample_size(20);
+        let mut n = 0;
+        group.bench_function(format!("durable_batch_{BATCH}"), |b| {
+            b.iter(|| {
+                n += 1;
+                write(&batches[n % batches.len()])
+            })
+        });
+        let mut n = 0;
+        group.bench_function(format!("point_reads_{BATCH}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let txn = db.begin_read().unwrap();
+                let table = txn.open_table(USERS).unwrap();
+                for (k, _) in &batches[n % batches.len()] {
+                    assert!(table.get(k.as_slice()).unwrap().is_some());
+                }
+            })
+        });
+        group.finish();
+    }
+
+    // fjall, with every batch synced like redb's commits.
+    {
+        let dir = bench_dir();
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let users = db
+            .keyspace("users", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        let write = |pairs: &[(Vec<u8>, Vec<u8>)]| {
+            let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncAll));
+            for (k, v) in pairs {
+                batch.insert(&users, k.as_slice(), v.as_slice());
+            }
+            batch.commit().unwrap();
+        };
+        batches.iter().for_each(|b| write(b));
+        let mut group = c.benchmark_group("engine/fjall");
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.sample_size(20);
+        let mut n = 0;
+        group.bench_function(format!("durable_batch_{BATCH}"), |b| {
+            b.iter(|| {
+                n += 1;
+                write(&batches[n % batches.len()])
+            })
+        });
+        let mut n = 0;
+        group.bench_function(format!("point_reads_{BATCH}"), |b| {
+            b.iter(|| {
+                n += 1;
+                for (k, _) in &batches[n % batches.len()] {
+                    assert!(users.get(k.as_slice()).unwrap().is_some());
+                }
+            })
+        });
+        group.finish();
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let records: Vec<UserRecord> = (0..BATCH).map(record).collect();
+    let bytes: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("json_encode_{BATCH}_records"), |b| {
+        b.iter(|| {
+            for r in &records {
+                std::hint::black_box(serde_json::to_vec(r).unwrap());
+            }
+        })
+    });
+    group.bench_function(format!("json_decode_{BATCH}_records"), |b| {
+        b.iter(|| {
+            for bytes in &bytes {
+                std::hint::black_box(serde_json::from_slice::<UserRecord>(bytes).unwrap());
+            }
+        })
+    });
+    group.finish();
+    let average = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
+    println!("codec: average user record {average} bytes of JSON");
+}
+
+fn cql(c: &mut Criterion) {
+    let Ok(addr) = std::env::var("QUESTLINE_TEST_CQL") else {
+        println!("store/cql: skipped (set QUESTLINE_TEST_CQL=host:port to run it)");
+        return;
+    };
+    let rt = runtime();
+    let keyspace = format!("qlbench_{}", std::process::id());
+    let population = prefill().min(5_000);
+    let store = rt.block_on(async {
+        let mut options = ScyllaOptions::new(vec![addr], keyspace);
+        options.replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}".into();
+        let store = ScyllaStore::connect_with(options).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    });
+    let batches: Vec<BatchWrite> = (0..population / BATCH)
+        .map(|n| batch(n, population))
+        .collect();
+    for b in &batches {
+        rt.block_on(store.write_batch(b)).unwrap();
+    }
+    let mut group = c.benchmark_group("store/cql");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    let mut n = 0;
+    group.bench_function(format!("write_batch_{BATCH}_users"), |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                &batches[n % batches.len()]
+            },
+            |batch| rt.block_on(store.write_batch(batch)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let key_sets: Vec<Vec<UserKey>> = (0..population / BATCH)
+        .map(|n| keys(n, population))
+        .collect();
+    let mut n = 0;
+    group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
+        b.iter(|| {
+            n += 1;
+            let loaded = rt
+                .block_on(store.load_users(&key_sets[n % key_sets.len()]))
+                .unwrap();
+            assert!(loaded.iter().all(Option::is_some));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, embedded, engines, codec, cql);
+criterion_main!(benches);
