@@ -4,10 +4,15 @@
 //!
 //! - [`core`]: the pure engine — model, catalog, field mappings, the per-user evaluator and
 //!   the inventory evaluator, events and deterministic ids. No IO, no clock.
+//! - [`http`]: the sidecar — progress, AddAction, balances, history, claims, health — which
+//!   reads the store and submits commands to the log, never writing state itself.
 //! - `main.rs`: parses the command line and hands over to the commands in [`cli`].
+pub mod app;
 pub mod cli;
 pub mod core;
 pub mod files;
+pub mod http;
+pub mod kafka;
 pub mod pipeline;
 pub mod settings;
 pub mod store;

@@ -5,6 +5,8 @@
 pub mod check;
 pub mod replay;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 /// A gamification and rewards engine that runs as a Kafka stream-processing worker.
@@ -21,6 +23,26 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Validate the catalog and mappings; report every error with file and line.
     Check(check::CheckArgs),
+    /// The Kafka worker (consumer group member).
+    Run(RunArgs),
+    /// Create or upgrade the ScyllaDB schema (idempotent).
+    Migrate(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// The TOML configuration file; every key can be overridden by QUESTLINE__SECTION__KEY.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also serve the HTTP sidecar in this process.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// How a command ended, mapped to the process exit code by `main`.
@@ -48,5 +70,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Check(args) => check::run(args),
+        Command::Run(args) => {
+            let settings = crate::app::settings_from(args.config.config.as_deref())?;
+            runtime()?.block_on(crate::app::run_worker(settings))
+        }
+        Command::Migrate(args) => {
+            let settings = crate::app::settings_from(args.config.as_deref())?;
+            runtime()?.block_on(crate::app::migrate(settings))
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    crate::telemetry::init_tracing();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
 }

@@ -92,7 +92,7 @@ pub fn dead_letter(
     source: &SourceRef,
     at: DateTime<Utc>,
 ) -> Event {
-    let (original, encoding) = encode_original(bytes);
+    let (original, encoding, truncated_from) = encode_original(bytes);
     Event {
         event_id: ids::event_id(&ids::cause_of(source), 0),
         body: EventBody::DeadLetter {
@@ -101,6 +101,7 @@ pub fn dead_letter(
             field: rejection.field.clone(),
             original,
             encoding,
+            truncated_from,
         },
         tenant: rejection.tenant.clone(),
         user_id: rejection.user_id.clone().unwrap_or_default(),

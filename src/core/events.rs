@@ -173,9 +173,13 @@ pub enum EventBody {
         /// The field at fault, when one is.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         field: Option<String>,
-        /// The original record: as text when it is UTF-8, else base64.
+        /// The original record: as text when it is UTF-8, else base64; cut to
+        /// [`MAX_ORIGINAL_BYTES`] so the dead letter itself always fits in a Kafka record.
         original: String,
         encoding: OriginalEncoding,
+        /// The original's full size when `original` was cut.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        truncated_from: Option<usize>,
     },
 }
 
@@ -200,8 +204,29 @@ impl EventBody {
     }
 }
 
-/// Keeps the original bytes of a bad record: text when it is UTF-8, base64 otherwise.
-pub fn encode_original(bytes: &[u8]) -> (String, OriginalEncoding) {
+/// The most of a bad record's bytes a dead letter carries (librdkafka's default maximum
+/// message is 1 MB; a 2 MB poison record must not make its own dead letter unpublishable).
+pub const MAX_ORIGINAL_BYTES: usize = 256 * 1024;
+
+/// Keeps the original bytes of a bad record: text when it is UTF-8, base64 otherwise, cut to
+/// [`MAX_ORIGINAL_BYTES`] (the third value is the full size when cut).
+pub fn encode_original(bytes: &[u8]) -> (String, OriginalEncoding, Option<usize>) {
+    if bytes.len() > MAX_ORIGINAL_BYTES {
+        let mut end = MAX_ORIGINAL_BYTES;
+        // Cut on a character boundary when the record is text.
+        if std::str::from_utf8(bytes).is_ok() {
+            while std::str::from_utf8(&bytes[..end]).is_err() {
+                end -= 1;
+            }
+        }
+        let (text, encoding) = encode_whole(&bytes[..end]);
+        return (text, encoding, Some(bytes.len()));
+    }
+    let (text, encoding) = encode_whole(bytes);
+    (text, encoding, None)
+}
+
+fn encode_whole(bytes: &[u8]) -> (String, OriginalEncoding) {
     use base64::Engine as _;
     match std::str::from_utf8(bytes) {
         Ok(text) => (text.to_string(), OriginalEncoding::Utf8),

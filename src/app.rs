@@ -1,0 +1,139 @@
+//! The composition root: the only place that picks concrete adapters (Kafka or the
+//! in-process log, ScyllaDB or the embedded store) and wires them into the pipeline.
+
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use crate::cli::Failure;
+use crate::core::catalog::Catalog;
+use crate::core::mapping::Mapping;
+use crate::files;
+use crate::kafka::{self, KafkaLog};
+use crate::pipeline::input::Inputs;
+use crate::pipeline::worker::Worker;
+use crate::settings::{Settings, StoreKind};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::scylla::{parse_consistency, ScyllaOptions, ScyllaStore};
+use crate::store::StateStore;
+
+/// The catalog and mappings a process runs with; bad ones fail startup with file and line.
+pub fn load_configuration(settings: &Settings) -> Result<(Arc<Catalog>, Vec<Mapping>), Failure> {
+    let catalog =
+        files::load_catalog(&settings.catalog.path).map_err(|e| Failure::Config(e.to_string()))?;
+    let mappings = if settings.mappings.dir.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        files::load_mappings(&settings.mappings.dir).map_err(|e| Failure::Config(e.to_string()))?
+    };
+    Ok((Arc::new(catalog), mappings))
+}
+
+/// Opens the configured store.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Failure> {
+    match settings.store.kind {
+        StoreKind::Embedded => {
+            let store = EmbeddedStore::open(&settings.store.path)
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            Ok(Arc::new(store))
+        }
+        StoreKind::Scylla => Ok(Arc::new(connect_scylla(settings).await?)),
+    }
+}
+
+pub async fn connect_scylla(settings: &Settings) -> Result<ScyllaStore, Failure> {
+    let s = &settings.store.scylla;
+    let mut options = ScyllaOptions::new(s.nodes.clone(), s.keyspace.clone());
+    options.consistency =
+        parse_consistency(&s.consistency).map_err(|e| Failure::Config(e.to_string()))?;
+    options.replication = format!(
+        "{{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
+        s.replication_factor
+    );
+    ScyllaStore::connect_with(options)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// A watch that turns true on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing the batch in flight, committing, exiting"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: finishing the batch in flight, committing, exiting"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// `questline run`: the Kafka worker.
+pub async fn run_worker(settings: Settings) -> Result<(), Failure> {
+    let (catalog, mappings) = load_configuration(&settings)?;
+    if mappings.is_empty() {
+        tracing::warn!(dir = %settings.mappings.dir.display(), "no mappings: only the commands topic is read");
+    }
+    let inputs = Inputs::new(Arc::clone(&catalog), &mappings, &settings.topics);
+    let mut topics = inputs.topics();
+    if settings.kafka.create_topics {
+        let t = &settings.topics;
+        topics.extend([t.progress.clone(), t.rewards.clone(), t.dead_letter.clone()]);
+        topics.sort();
+        topics.dedup();
+        kafka::ensure_topics(&settings.kafka, &topics)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+    }
+    let store = open_store(&settings).await?;
+    let log = Arc::new(
+        KafkaLog::connect(&settings.kafka, &inputs.topics())
+            .map_err(|e| Failure::Runtime(e.into()))?,
+    );
+    let shutdown = shutdown_signal();
+    tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, "worker starting");
+    let worker = Worker::new(
+        Arc::clone(&log),
+        store,
+        inputs,
+        settings.topics.clone(),
+        settings.pipeline.clone(),
+        settings.kafka.group_id.clone(),
+        shutdown,
+    );
+    let result = worker.run().await;
+    log.close().await;
+    result.map(|_| ()).map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// `questline migrate`: creates or upgrades the ScyllaDB schema.
+pub async fn migrate(settings: Settings) -> Result<(), Failure> {
+    if settings.store.kind != StoreKind::Scylla {
+        println!("store.kind is 'embedded': nothing to migrate (the embedded store creates its tables itself)");
+        return Ok(());
+    }
+    let store = connect_scylla(&settings).await?;
+    let applied = store
+        .migrate()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    for file in applied {
+        println!("applied {file}");
+    }
+    println!("schema up to date in keyspace '{}'", store.keyspace());
+    Ok(())
+}
+
+/// Loads settings for a command taking `--config`.
+pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
+    Settings::load(config).map_err(|e| Failure::Config(e.to_string()))
+}

@@ -1,0 +1,455 @@
+//! The Kafka adapter of the log port, on rdkafka (librdkafka).
+//!
+//! Settings chosen on purpose (each can be overridden by `kafka.properties.*`):
+//! - consumer: `enable.auto.commit=false` and offsets committed by the worker only after the
+//!   batch is durable and published; `partition.assignment.strategy=range`, which gives the
+//!   same partition numbers of every co-partitioned topic to the same member, so a user's
+//!   actions, commands and inventory answers meet in one place; `auto.offset.reset=earliest`.
+//! - producer: `enable.idempotence=true` (acks=all, no duplicates from producer retries) and
+//!   `partitioner=murmur2_random`, the Java client's partitioner, so producers in any language
+//!   put a user on the same partition.
+//! - statistics every 5 s, from which the per-partition consumer lag is read without a
+//!   network round trip.
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as RdRebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::pipeline::commands::{Command, CommandSink, SubmitError};
+use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use crate::settings::KafkaSettings;
+
+/// Shared between librdkafka's callbacks and the worker.
+#[derive(Default)]
+pub struct WorkerContext {
+    rebalances: Mutex<Vec<Rebalance>>,
+    lag: Mutex<Vec<(String, i32, i64)>>,
+}
+
+fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    lag.push((topic.clone(), *p, part.consumer_lag));
+                }
+            }
+        }
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &RdRebalance<'_>) {
+        let event = match rebalance {
+            RdRebalance::Assign(tpl) => Rebalance::Assigned(parts(tpl)),
+            RdRebalance::Revoke(tpl) => Rebalance::Revoked(parts(tpl)),
+            RdRebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        tracing::info!(?event, "rebalance");
+        self.rebalances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // At-least-once: a lost commit only means a replay, which the watermark absorbs.
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+fn base_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    config
+}
+
+fn apply_properties(
+    config: &mut ClientConfig,
+    settings: &KafkaSettings,
+    allowed: impl Fn(&str) -> bool,
+) {
+    for (k, v) in &settings.properties {
+        if allowed(k) {
+            config.set(k, v);
+        }
+    }
+}
+
+/// Properties that only make sense for one side; passing them to the other makes librdkafka
+/// log warnings, so each side gets its own.
+fn consumer_only(key: &str) -> bool {
+    key.starts_with("fetch.")
+        || key.starts_with("session.")
+        || key.starts_with("heartbeat.")
+        || key.starts_with("max.poll")
+        || key.starts_with("auto.offset")
+        || key.starts_with("partition.assignment")
+        || key.starts_with("group.")
+        || key == "isolation.level"
+}
+
+fn producer_only(key: &str) -> bool {
+    key.starts_with("linger")
+        || key.starts_with("batch.")
+        || key.starts_with("compression")
+        || key.starts_with("acks")
+        || key.starts_with("message.timeout")
+        || key.starts_with("queue.buffering")
+        || key == "partitioner"
+        || key == "enable.idempotence"
+}
+
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, LogError> {
+    let mut config = base_config(settings);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000");
+    apply_properties(&mut config, settings, |k| !consumer_only(k));
+    config
+        .create()
+        .map_err(|e| LogError::Fatal(format!("kafka producer: {e}")))
+}
+
+/// The worker's log: one consumer group member and one idempotent producer.
+pub struct KafkaLog {
+    consumer: StreamConsumer<WorkerContext>,
+    producer: FutureProducer,
+    last_committed: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+impl KafkaLog {
+    pub fn connect(settings: &KafkaSettings, topics: &[String]) -> Result<Self, LogError> {
+        let mut config = base_config(settings);
+        config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("statistics.interval.ms", "5000");
+        apply_properties(&mut config, settings, |k| !producer_only(k));
+        let consumer: StreamConsumer<WorkerContext> = config
+            .create_with_context(WorkerContext::default())
+            .map_err(|e| LogError::Fatal(format!("kafka consumer: {e}")))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| LogError::Fatal(format!("subscribe to {names:?}: {e}")))?;
+        Ok(KafkaLog {
+            consumer,
+            producer: producer(settings)?,
+            last_committed: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> InRecord {
+        let timestamp = m
+            .timestamp()
+            .to_millis()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .unwrap_or_else(Utc::now);
+        InRecord {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            timestamp,
+        }
+    }
+
+    /// Commits the last processed offsets synchronously and leaves the group (shutdown).
+    pub async fn close(&self) {
+        let tpl = {
+            let committed = self
+                .last_committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut tpl = TopicPartitionList::new();
+            for ((t, p), o) in committed.iter() {
+                let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+            }
+            tpl
+        };
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final commit failed");
+            }
+        }
+        let _ = self.producer.flush(Duration::from_secs(10));
+        self.consumer.unsubscribe();
+    }
+}
+
+fn unavailable(e: KafkaError) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl Log for KafkaLog {
+    async fn poll_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Result<Vec<InRecord>, LogError> {
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(idle, self.consumer.recv()).await {
+            Err(_) => return Ok(out),
+            Ok(Err(e)) => return Err(unavailable(e)),
+            Ok(Ok(m)) => Self::to_record(&m),
+        };
+        if max == 0 {
+            // A keep-alive poll while paused should not deliver; if it did, nothing is lost:
+            // the record was not committed and is seen again after a restart. Seek back so
+            // this member sees it again too.
+            let _ = self.consumer.seek(
+                &first.topic,
+                first.partition,
+                Offset::Offset(first.offset),
+                Duration::from_secs(1),
+            );
+            return Ok(out);
+        }
+        out.push(first);
+        let deadline = tokio::time::Instant::now() + linger;
+        while out.len() < max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error mid-batch");
+                    break;
+                }
+                Ok(Ok(m)) => out.push(Self::to_record(&m)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in &records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(&r.topic)
+                .key(&r.key)
+                .payload(&r.payload)
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(unavailable(e)),
+                }
+            }
+        }
+        for result in join_all(pending).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(unavailable(e)),
+                Err(_) => return Err(LogError::Unavailable("delivery cancelled".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for (t, p, o) in processed {
+            let slot = next.entry((t.clone(), *p)).or_insert(o + 1);
+            *slot = (*slot).max(o + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &next {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(|e| LogError::Fatal(e.to_string()))?;
+        }
+        // Async: the batch is already durable and published, so a lost commit costs only a
+        // replay that the watermark skips; the final commit on shutdown is synchronous.
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(unavailable)?;
+        self.last_committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(next);
+        Ok(())
+    }
+
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        let events = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .rebalances
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for e in &events {
+            if let Rebalance::Revoked(parts) = e {
+                let mut committed = self
+                    .last_committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for p in parts {
+                    committed.remove(p);
+                }
+            }
+        }
+        events
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
+        let assignment = self.consumer.assignment().map_err(unavailable)?;
+        if paused {
+            self.consumer.pause(&assignment).map_err(unavailable)
+        } else {
+            self.consumer.resume(&assignment).map_err(unavailable)
+        }
+    }
+
+    fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.consumer
+            .context()
+            .lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Creates missing topics with the configured partitions and replication; existing ones are
+/// left as they are. Fails with a clear message when the broker refuses.
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
+    let mut config = base_config(settings);
+    apply_properties(&mut config, settings, |k| {
+        !consumer_only(k) && !producer_only(k)
+    });
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| LogError::Fatal(format!("kafka admin: {e}")))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .map_err(|e| LogError::Fatal(format!("creating topics {topics:?}: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(LogError::Fatal(format!(
+                    "cannot create topic '{topic}': {code} (create it yourself, or allow this client to; \
+                     set kafka.create_topics = false to skip)"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
+/// in-sync replicas before `submit` returns.
+pub struct KafkaCommandSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaCommandSink {
+    pub fn new(settings: &KafkaSettings, topic: &str) -> Result<Self, LogError> {
+        Ok(KafkaCommandSink {
+            producer: producer(settings)?,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl CommandSink for KafkaCommandSink {
+    async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
+        let payload =
+            serde_json::to_vec(command).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let record = FutureRecord::to(&self.topic)
+            .key(command.user_id())
+            .payload(&payload);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| SubmitError::Unavailable(e.to_string()))
+    }
+}
+
+/// Reads header values as text, for tests and tools.
+pub fn header_map(headers: Option<&rdkafka::message::BorrowedHeaders>) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    if let Some(h) = headers {
+        for i in 0..h.count() {
+            let header = h.get(i);
+            map.insert(
+                header.key.to_string(),
+                header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    map
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""An independent Kafka client for questline's integration tests (confluent-kafka, its own
+librdkafka): produces the inputs and reads the outputs, so the wire formats are checked by
+someone else's code.
+
+  client.py produce BOOTSTRAP TOPIC < lines      # each line: KEY<TAB>VALUE (key may be empty)
+  client.py consume BOOTSTRAP COUNT TIMEOUT TOPIC...   # prints one JSON object per record
+  client.py create BOOTSTRAP PARTITIONS TOPIC...
+"""
+import base64
+import json
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def produce(bootstrap, topic):
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                         "partitioner": "murmur2_random", "linger.ms": 5,
+                         "message.max.bytes": 16 * 1024 * 1024})
+    errors = []
+    count = 0
+    for line in sys.stdin.buffer:
+        line = line.rstrip(b"\n")
+        if not line:
+            continue
+        key, _, value = line.partition(b"\t")
+        producer.produce(topic, key=key or None, value=value,
+                         on_delivery=lambda err, msg: errors.append(str(err)) if err else None)
+        count += 1
+        if count % 10000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or errors:
+        sys.exit(f"produce failed: {remaining} undelivered, errors {errors[:3]}")
+    print(count)
+
+
+def consume(bootstrap, count, timeout, topics):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 20})
+    consumer.subscribe(topics)
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while seen < count and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        value = msg.value() or b""
+        try:
+            text = value.decode("utf-8")
+            decoded = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            decoded = {"_base64": base64.b64encode(value).decode()}
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
+        print(json.dumps({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                          "key": (msg.key() or b"").decode("utf-8", "replace"), "headers": headers,
+                          "value": decoded}), flush=True)
+        seen += 1
+    consumer.close()
+
+
+def create(bootstrap, partitions, topics):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+    for topic, f in futures.items():
+        try:
+            f.result(15)
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                sys.exit(f"create {topic}: {e}")
+
+
+def committed(bootstrap, group, topic, partitions):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    print(json.dumps({str(p.partition): p.offset for p in parts}))
+    consumer.close()
+
+
+if __name__ == "__main__":
+    cmd, bootstrap = sys.argv[1], sys.argv[2]
+    if cmd == "produce":
+        produce(bootstrap, sys.argv[3])
+    elif cmd == "consume":
+        consume(bootstrap, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
+    elif cmd == "create":
+        create(bootstrap, int(sys.argv[3]), sys.argv[4:])
+    elif cmd == "committed":
+        committed(bootstrap, sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        sys.exit(f"unknown command {cmd}")

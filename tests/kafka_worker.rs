@@ -1,0 +1,164 @@
+//! The Kafka worker against a real broker (tansu, started by scripts/test): the real binary,
+//! an independent client on the other side.
+
+mod kafka_support;
+
+use kafka_support::*;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+fn line(v: Value) -> String {
+    v.to_string()
+}
+
+#[test]
+fn seed_kickapps_and_kwegg_shapes_become_the_expected_events() {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "shapes", 2);
+    setup.create_all_topics(&broker, 2);
+    let worker = setup.spawn_worker(None);
+    // The seed's walk-through, on the seed's own shape.
+    broker.produce(
+        &setup.topic("questline.actions"),
+        &[200, 300, 500]
+            .iter()
+            .map(|v| {
+                (
+                    "151631".to_string(),
+                    line(json!({"userId": "151631", "triggerId": 1, "value": v})),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    // KickApps: five forum comments win a limited t-shirt.
+    broker.produce(
+        &setup.topic("kickapps.user-actions"),
+        &[(
+            "kick-1".to_string(),
+            line(json!({"user_id": "kick-1", "actionId": "post_comment", "location": "forum", "quantity": 5})),
+        )],
+    );
+    // Kwegg: three food orders (one inactive prize rejected, 30 points granted).
+    broker.produce(
+        &setup.topic("kwegg.events"),
+        &(0..3)
+            .map(|i| ("12".to_string(), line(json!({"userId": "12", "event": {"name": "ORDER_FOOD", "params": {"id": format!("o-{i}")}}}))))
+            .collect::<Vec<_>>(),
+    );
+    // progress: 3 (seed, coalescing may merge them) ..; rewards: milestone+grant x3, plus the
+    // tshirt's request/response round trip, the kwegg rejection.
+    let rewards = broker.consume(&[setup.topic("rewards")], 10, Duration::from_secs(30));
+    let milestones: BTreeSet<(String, u64)> = of_type(&rewards, "milestone.achieved")
+        .iter()
+        .map(|r| {
+            (
+                r["value"]["userId"].as_str().unwrap().to_string(),
+                r["value"]["challengeId"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        milestones,
+        BTreeSet::from([("151631".into(), 1), ("kick-1".into(), 5), ("12".into(), 8)]),
+        "{rewards:#?}"
+    );
+    let granted: BTreeMap<String, Value> = of_type(&rewards, "reward.granted")
+        .iter()
+        .map(|r| {
+            (
+                r["value"]["rewardType"].as_str().unwrap().to_string(),
+                r["value"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(granted["voucher_burger"]["code"], "BURGER-0001");
+    assert_eq!(granted["tshirt"]["amount"], 1);
+    assert_eq!(granted["points"]["amount"], 30);
+    let rejected = of_type(&rewards, "reward.rejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["value"]["reason"], "inactive");
+    // Keyed by user, with the event id as a header too.
+    for r in &rewards {
+        assert_eq!(r["key"], r["value"]["userId"]);
+        assert_eq!(r["headers"]["questline-event-id"], r["value"]["eventId"]);
+    }
+    // The last progress event of the seed's user shows the walk-through's end state.
+    let progress = broker.consume(&[setup.topic("progress")], 100, Duration::from_secs(3));
+    let last = progress
+        .iter()
+        .filter(|r| r["value"]["userId"] == "151631")
+        .last()
+        .expect("progress for the seed's user");
+    assert_eq!(last["value"]["accumulated"], 1000);
+    assert_eq!(last["value"]["actionLeft"], 0);
+    assert_eq!(last["value"]["progress"], 100);
+    assert_eq!(
+        worker.terminate(Duration::from_secs(20)),
+        Some(0),
+        "SIGTERM exits 0"
+    );
+}
+
+#[test]
+fn poison_records_go_to_the_dead_letter_topic_and_the_good_ones_around_them_are_processed() {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "poison", 1);
+    setup.create_all_topics(&broker, 1);
+    let worker = setup.spawn_worker(None);
+    let big = format!(
+        "{{\"userId\": \"p\", \"triggerId\": 1, \"pad\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let records = vec![
+        (
+            "p".to_string(),
+            line(json!({"userId": "p", "triggerId": 1, "value": 100})),
+        ),
+        ("p".to_string(), "this is not JSON".to_string()),
+        ("p".to_string(), big),
+        (
+            "p".to_string(),
+            line(json!({"userId": "p", "triggerId": 1, "value": "a lot"})),
+        ),
+        (
+            "p".to_string(),
+            line(json!({"userId": "p", "triggerId": 4242, "value": 1})),
+        ),
+        (
+            "p".to_string(),
+            line(json!({"userId": "p", "triggerId": 1, "value": 150})),
+        ),
+    ];
+    broker.produce(&setup.topic("questline.actions"), &records);
+    let dead = broker.consume(&[setup.topic("dead-letter")], 4, Duration::from_secs(30));
+    assert_eq!(dead.len(), 4, "{dead:#?}");
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|r| r["value"]["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[0].starts_with("record: not JSON"), "{reasons:?}");
+    assert!(reasons[1].contains("exceeds the limit"), "{reasons:?}");
+    assert!(reasons[2].starts_with("value:"), "{reasons:?}");
+    assert!(reasons[3].contains("unknown trigger '4242'"), "{reasons:?}");
+    assert_eq!(dead[0]["value"]["original"], "this is not JSON");
+    for (i, r) in dead.iter().enumerate() {
+        assert_eq!(r["headers"]["questline-reason"], r["value"]["reason"]);
+        assert_eq!(
+            r["headers"]["questline-source-topic"],
+            setup.topic("questline.actions")
+        );
+        assert_eq!(r["headers"]["questline-source-offset"], (i + 1).to_string());
+    }
+    let progress = broker.consume(&[setup.topic("progress")], 2, Duration::from_secs(10));
+    let accumulated: Vec<&Value> = progress
+        .iter()
+        .map(|r| &r["value"]["accumulated"])
+        .collect();
+    assert_eq!(
+        accumulated.last().map(|v| (*v).clone()),
+        Some(json!(250)),
+        "good records on both sides processed"
+    );
+    assert_eq!(worker.terminate(Duration::from_secs(20)), Some(0));
+}
