@@ -11,7 +11,6 @@ pub mod app;
 pub mod cli;
 pub mod core;
 pub mod files;
-pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod settings;
