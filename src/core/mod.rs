@@ -15,3 +15,4 @@ pub mod inventory;
 pub mod mapping;
 pub mod model;
 pub mod state;
+pub mod view;
