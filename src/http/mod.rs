@@ -1,0 +1,263 @@
+//! The HTTP sidecar (axum): progress, AddAction, balances, history, claims and operations.
+//!
+//! A thin adapter, by design (DESIGN §1): queries read the store's read models and render
+//! them with the pure [`crate::core::view`]; actions and claims are validated and *submitted*
+//! to the commands log through a [`CommandSink`] — the sidecar never writes state, so the
+//! worker stays the single writer of every user and the sidecar can be scaled or restarted
+//! freely.
+//!
+//! | method | path | module |
+//! |---|---|---|
+//! | GET | `/api/v1/Challenges/GetProgressChallengesInfoForUser` | [`progress`] |
+//! | POST | `/api/v1/Integration/AddAction` | [`actions`] |
+//! | GET | `/api/v1/users/{userId}/balances` | [`users`] |
+//! | GET | `/api/v1/users/{userId}/history` | [`users`] |
+//! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
+//! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
+//!
+//! The router and the OpenAPI document are built from one list of annotated handlers
+//! (`utoipa-axum`), so a route cannot exist undocumented. Errors are seed-style bodies
+//! ([`error`]); authentication is optional ([`auth`]); every request is traced and measured
+//! ([`observe`]).
+
+pub mod actions;
+pub mod auth;
+pub mod error;
+pub mod images;
+pub mod observe;
+pub mod ops;
+pub mod progress;
+pub mod request;
+pub mod users;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::future::Future;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::core::catalog::Catalog;
+use crate::pipeline::commands::CommandSink;
+use crate::settings::HttpSettings;
+use crate::store::StateStore;
+use error::{ApiError, Kind};
+use images::ImageUrls;
+
+/// Everything the handlers share. Built once by the composition root.
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    /// Read models: user state, history, claim outcomes, finished counters.
+    pub store: Arc<dyn StateStore>,
+    /// Where actions and claims go (the commands topic; the in-process log in `demo`).
+    pub commands: Arc<dyn CommandSink>,
+    pub settings: HttpSettings,
+    /// The process's own readiness (e.g. not ready until the worker caught up).
+    pub ready: Readiness,
+    /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
+    pub images: ImageUrls,
+}
+
+impl AppState {
+    /// A ready state with images returned as the catalog gives them.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        store: Arc<dyn StateStore>,
+        commands: Arc<dyn CommandSink>,
+        settings: HttpSettings,
+    ) -> Self {
+        AppState {
+            catalog,
+            store,
+            commands,
+            settings,
+            ready: Readiness::default(),
+            images: ImageUrls::default(),
+        }
+    }
+}
+
+/// A readiness flag shared with the rest of the process; ready unless told otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<RwLock<Option<String>>>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Marks the process not ready; `/readyz` answers 503 with `reason`.
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.0.read().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "questline sidecar",
+        description = "Progress, actions, balances, history and claims of the questline gamification engine. \
+Errors are `{statusCode, statusName, message, field?}`; statusCode 1 is success. \
+When authentication is configured, send X-ClientId, X-Timestamp (Unix seconds) and X-Message = \
+hex HMAC-SHA256(secret, timestamp + \"\\n\" + METHOD + \"\\n\" + path?query + \"\\n\" + body)."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "challenges", description = "The seed's progress query"),
+        (name = "integration", description = "The seed's AddAction"),
+        (name = "users", description = "Balances, history and claims"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The three headers of client authentication, as OpenAPI security schemes.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, header, description) in [
+            (
+                "clientId",
+                "X-ClientId",
+                "The client's id (http.auth.clients)",
+            ),
+            (
+                "timestamp",
+                "X-Timestamp",
+                "Unix time in seconds; at most http.auth.max_skew_seconds away",
+            ),
+            (
+                "message",
+                "X-Message",
+                "Hex or base64 HMAC-SHA256 of timestamp\\nMETHOD\\npath?query\\nbody",
+            ),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    header,
+                    description,
+                ))),
+            );
+        }
+    }
+}
+
+type Shared = Arc<AppState>;
+
+/// The authenticated API: the seed's endpoints and the native user endpoints.
+fn api_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(progress::get_progress))
+        .routes(routes!(actions::add_action))
+        .routes(routes!(users::balances))
+        .routes(routes!(users::history))
+        .routes(routes!(users::create_claim))
+        .routes(routes!(users::claim_status))
+}
+
+/// The open endpoints: probes, metrics, the document itself.
+fn open_routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+}
+
+/// The OpenAPI document of every route, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_routes().split_for_parts();
+    let (_, open) = open_routes().split_for_parts();
+    doc.merge(open);
+    doc
+}
+
+/// The document as JSON, rendered once per process.
+fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi().to_pretty_json().unwrap_or_else(|e| {
+            format!(r#"{{"error": "the OpenAPI document did not render: {e}"}}"#)
+        })
+    })
+}
+
+/// The sidecar's router.
+pub fn router(state: AppState) -> Router {
+    let state: Shared = Arc::new(state);
+    let (api, _) = api_routes().split_for_parts();
+    let api = api
+        .route_layer(from_fn_with_state(Arc::clone(&state), auth::authenticate))
+        .route_layer(from_fn(observe::observe));
+    let (open, _) = open_routes().split_for_parts();
+    let open = open.route_layer(from_fn(observe::observe));
+    api.merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(|_panic| {
+            tracing::error!("a request handler panicked");
+            ApiError::new(Kind::Internal, "internal error").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, req: Request) -> Response {
+    let started = Instant::now();
+    let response = ApiError::not_found(format!(
+        "no endpoint {method} {}; see /openapi.json",
+        request::clip(req.uri().path())
+    ))
+    .into_response();
+    observe::record(observe::UNMATCHED, &response, started);
+    response
+}
+
+async fn method_not_allowed(method: Method, matched: Option<MatchedPath>) -> Response {
+    let started = Instant::now();
+    let route = matched
+        .as_ref()
+        .map_or(observe::UNMATCHED, MatchedPath::as_str);
+    let response = ApiError::new(
+        Kind::MethodNotAllowed,
+        format!("{method} is not allowed on {route}; see /openapi.json"),
+    )
+    .into_response();
+    observe::record(route, &response, started);
+    response
+}
+
+/// Serves the sidecar on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish (graceful shutdown).
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "sidecar listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
