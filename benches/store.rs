@@ -290,6 +290,11 @@ fn codec(c: &mut Criterion) {
             }
         })
     });
+    // The embedded store clones a batch to move it onto the blocking pool.
+    let whole = batch(0, BATCH);
+    group.bench_function(format!("clone_batch_{BATCH}_records"), |b| {
+        b.iter(|| std::hint::black_box(whole.clone()))
+    });
     group.finish();
     let average = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
     println!("codec: average user record {average} bytes of JSON");

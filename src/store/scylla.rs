@@ -207,10 +207,12 @@ impl ScyllaStore {
             .known_nodes(&options.nodes)
             .default_execution_profile_handle(profile.into_handle())
             .connection_timeout(options.connect_timeout)
-            // The store never reads schema metadata (statements carry their own), and the
-            // CQL test server has an empty system.peers, on which the driver's automatic
+            // Only the light metadata that token- and tablet-aware routing needs (partitioners,
+            // replication), and only for our keyspace: the store never inspects columns.
+            .keyspaces_to_fetch([options.keyspace.clone()])
+            .fetch_full_schema_metadata(false)
+            // The CQL test server has an empty system.peers, on which the driver's automatic
             // schema-agreement wait fails: DDL waits explicitly in `migrate` instead.
-            .fetch_schema_metadata(false)
             .auto_await_schema_agreement(false);
         let session = tokio::time::timeout(options.connect_timeout * 2, builder.build())
             .await
