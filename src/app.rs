@@ -9,7 +9,8 @@ use crate::cli::Failure;
 use crate::core::catalog::Catalog;
 use crate::core::mapping::Mapping;
 use crate::files;
-use crate::kafka::{self, KafkaLog};
+use crate::http::{self, AppState};
+use crate::kafka::{self, KafkaCommandSink, KafkaLog};
 use crate::pipeline::input::Inputs;
 use crate::pipeline::worker::Worker;
 use crate::settings::{Settings, StoreKind};
@@ -77,8 +78,44 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// Binds the sidecar's address or fails with a clear message.
+pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::Config(format!("http.listen = {listen}: cannot listen: {e}")))
+}
+
+/// The worker's own endpoints when it does not serve the API: health, readiness, metrics.
+fn ops_router(state: AppState) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(http::ops::healthz))
+        .route("/readyz", get(http::ops::readyz))
+        .route("/metrics", get(http::ops::metrics))
+        .with_state(Arc::new(state))
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// `questline serve`: the sidecar alone, against the configured store. With the embedded
+/// store only one process may open it: use `questline run --serve` there.
+pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
+    let (catalog, _) = load_configuration(&settings)?;
+    let store = open_store(&settings).await?;
+    let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let state = AppState::new(catalog, store, Arc::new(sink), settings.http.clone());
+    let listener = bind(&settings.http.listen).await?;
+    let shutdown = shutdown_signal();
+    http::serve(listener, state, wait_for(shutdown))
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
 /// `questline run`: the Kafka worker.
-pub async fn run_worker(settings: Settings) -> Result<(), Failure> {
+pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> {
     let (catalog, mappings) = load_configuration(&settings)?;
     if mappings.is_empty() {
         tracing::warn!(dir = %settings.mappings.dir.display(), "no mappings: only the commands topic is read");
@@ -100,7 +137,29 @@ pub async fn run_worker(settings: Settings) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.into()))?,
     );
     let shutdown = shutdown_signal();
-    tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, "worker starting");
+    let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let state = AppState::new(
+        Arc::clone(&catalog),
+        Arc::clone(&store),
+        Arc::new(sink),
+        settings.http.clone(),
+    );
+    let listener = bind(&settings.http.listen).await?;
+    let app = if serve {
+        http::router(state)
+    } else {
+        ops_router(state)
+    };
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(wait_for(shutdown))
+                .await
+        }
+    });
+    tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
     let worker = Worker::new(
         Arc::clone(&log),
         store,
@@ -112,6 +171,7 @@ pub async fn run_worker(settings: Settings) -> Result<(), Failure> {
     );
     let result = worker.run().await;
     log.close().await;
+    let _ = server.await;
     result.map(|_| ()).map_err(|e| Failure::Runtime(e.into()))
 }
 

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod core;
+pub mod demo;
 pub mod files;
 pub mod http;
 pub mod kafka;

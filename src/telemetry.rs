@@ -17,7 +17,8 @@
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -44,13 +45,24 @@ pub struct Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
@@ -60,41 +72,88 @@ const LATENCY: [f64; 14] = [
 
 impl Metrics {
     fn new() -> Self {
-        let registry = Registry::new_custom(Some("questline".into()), None).expect("valid registry");
+        let registry =
+            Registry::new_custom(Some("questline".into()), None).expect("valid registry");
         let r = &registry;
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("batch_size", "Records per batch").buckets(vec![1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]),
+            HistogramOpts::new("batch_size", "Records per batch")
+                .buckets(vec![1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0]),
         )
         .expect("valid metric");
-        r.register(Box::new(batch_size.clone())).expect("unique metric");
+        r.register(Box::new(batch_size.clone()))
+            .expect("unique metric");
         let batch_seconds = Histogram::with_opts(
-            HistogramOpts::new("batch_seconds", "Batch latency from poll to commit").buckets(LATENCY.to_vec()),
+            HistogramOpts::new("batch_seconds", "Batch latency from poll to commit")
+                .buckets(LATENCY.to_vec()),
         )
         .expect("valid metric");
-        r.register(Box::new(batch_seconds.clone())).expect("unique metric");
+        r.register(Box::new(batch_seconds.clone()))
+            .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new("consumer_lag", "High watermark minus committed position"),
             &["topic", "partition"],
         )
         .expect("valid metric");
-        r.register(Box::new(consumer_lag.clone())).expect("unique metric");
-        let reward_amount = CounterVec::new(Opts::new("reward_amount_total", "Units granted"), &["reward_type"])
-            .expect("valid metric");
-        r.register(Box::new(reward_amount.clone())).expect("unique metric");
+        r.register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let reward_amount = CounterVec::new(
+            Opts::new("reward_amount_total", "Units granted"),
+            &["reward_type"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(reward_amount.clone()))
+            .expect("unique metric");
         Metrics {
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
-            actions_processed: counter(r, "actions_processed_total", "Actions evaluated or skipped", &["outcome"]),
+            actions_processed: counter(
+                r,
+                "actions_processed_total",
+                "Actions evaluated or skipped",
+                &["outcome"],
+            ),
             events_out: counter(r, "events_out_total", "Events produced", &["topic", "type"]),
-            dead_letters: counter(r, "dead_letters_total", "Records dead-lettered", &["reason"]),
-            rewards_granted: counter(r, "rewards_granted_total", "reward.granted events", &["reward_type"]),
+            dead_letters: counter(
+                r,
+                "dead_letters_total",
+                "Records dead-lettered",
+                &["reason"],
+            ),
+            rewards_granted: counter(
+                r,
+                "rewards_granted_total",
+                "reward.granted events",
+                &["reward_type"],
+            ),
             batch_size,
             batch_seconds,
-            store_seconds: histogram(r, "store_seconds", "Store latency", &["op"], LATENCY.to_vec()),
+            store_seconds: histogram(
+                r,
+                "store_seconds",
+                "Store latency",
+                &["op"],
+                LATENCY.to_vec(),
+            ),
             store_errors: counter(r, "store_errors_total", "Failed store calls", &["op"]),
-            rebalances: counter(r, "rebalances_total", "Consumer group rebalances", &["kind"]),
+            rebalances: counter(
+                r,
+                "rebalances_total",
+                "Consumer group rebalances",
+                &["kind"],
+            ),
             consumer_lag,
-            http_requests: counter(r, "http_requests_total", "Sidecar requests", &["route", "status"]),
-            http_request_seconds: histogram(r, "http_request_seconds", "Sidecar latency", &["route"], LATENCY.to_vec()),
+            http_requests: counter(
+                r,
+                "http_requests_total",
+                "Sidecar requests",
+                &["route", "status"],
+            ),
+            http_request_seconds: histogram(
+                r,
+                "http_request_seconds",
+                "Sidecar latency",
+                &["route"],
+                LATENCY.to_vec(),
+            ),
             reward_amount,
             registry,
         }
@@ -119,10 +178,20 @@ pub fn metrics() -> &'static Metrics {
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), JSON lines when
 /// `QUESTLINE_LOG_FORMAT=json`, and the scylla driver's noisy metadata refreshes filtered out.
 pub fn init_tracing() {
+    init_tracing_at("info")
+}
+
+/// As [`init_tracing`], with another default level (the demo keeps its output for events).
+pub fn init_tracing_at(level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,scylla::cluster=off,scylla::network=warn,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},scylla::cluster=off,scylla::network=warn,rdkafka=warn"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if std::env::var("QUESTLINE_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()
     } else {

@@ -25,8 +25,13 @@ pub enum Command {
     Check(check::CheckArgs),
     /// The Kafka worker (consumer group member).
     Run(RunArgs),
+    /// The HTTP sidecar alone, against the configured store.
+    Serve(ConfigArgs),
     /// Create or upgrade the ScyllaDB schema (idempotent).
     Migrate(ConfigArgs),
+    /// The whole engine on the embedded defaults, no services: feeds the example actions,
+    /// prints the events, then serves the sidecar until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +77,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check::run(args),
         Command::Run(args) => {
             let settings = crate::app::settings_from(args.config.config.as_deref())?;
-            runtime()?.block_on(crate::app::run_worker(settings))
+            runtime()?.block_on(crate::app::run_worker(settings, args.serve))
+        }
+        Command::Serve(args) => {
+            let settings = crate::app::settings_from(args.config.as_deref())?;
+            runtime()?.block_on(crate::app::serve_sidecar(settings))
+        }
+        Command::Demo(args) => {
+            crate::telemetry::init_tracing_at("warn");
+            runtime()?.block_on(crate::demo::run(args))
         }
         Command::Migrate(args) => {
             let settings = crate::app::settings_from(args.config.as_deref())?;
