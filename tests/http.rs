@@ -1002,3 +1002,69 @@ async fn graceful_shutdown_finishes_and_frees_the_port() {
         .expect("the server stops when asked");
     assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
 }
+
+#[tokio::test]
+async fn an_unavailable_store_is_503_with_retry_after() {
+    let (base, shutdown) = start_with_down_store().await;
+    let client = reqwest::Client::new();
+    for path in [
+        progress("UserId=u200"),
+        "/api/v1/users/u200/balances".to_string(),
+        "/api/v1/users/u200/history".to_string(),
+        "/api/v1/users/u200/claims/c-1".to_string(),
+        "/readyz".to_string(),
+    ] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.headers()["retry-after"], "1", "{path}");
+        let (status, body) = status_json(response).await;
+        assert_error(status, &body, 503, None);
+        assert!(
+            body["message"].as_str().unwrap().contains("store"),
+            "{path}: {body}"
+        );
+    }
+    // Liveness does not depend on the store; validation still answers 400 first.
+    let (status, _) =
+        status_json(client.get(format!("{base}/healthz")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let response = client
+        .get(format!("{base}{PROGRESS}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let _ = shutdown.send(());
+}
+
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_get_413_too() {
+    let server = Server::start().await;
+    let limit = HttpSettings::default().max_body_bytes;
+    // No Content-Length: the limit is enforced while reading.
+    let chunk = "x".repeat(16 * 1024);
+    let mut request = format!(
+        "POST {ADD_ACTION} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    let mut sent = 0;
+    while sent <= limit {
+        request.extend(format!("{:x}\r\n{chunk}\r\n", chunk.len()).into_bytes());
+        sent += chunk.len();
+    }
+    request.extend(b"0\r\n\r\n");
+    let (status, body) = raw_request(&server.base, &request).await;
+    assert_error(status, &body, 413, None);
+    // A small chunked body is read and validated normally.
+    let small = r#"{"userId": "u", "triggerId": 1}"#;
+    let request = format!(
+        "POST {ADD_ACTION} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{small}\r\n0\r\n\r\n",
+        small.len()
+    );
+    let (status, body) = raw_request(&server.base, request.as_bytes()).await;
+    assert_eq!(
+        (status, body["statusCode"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
+    server.stop().await;
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::error::{ApiError, Kind, StatusBody};
 use super::request::{self, LimitedBody};
 use super::AppState;
-use crate::core::catalog::ResolveError;
+use crate::core::catalog::{Catalog, ResolveError};
 use crate::core::decimal;
 use crate::core::mapping::Mapping;
 use crate::core::model::Action;
@@ -97,7 +97,11 @@ fn canonical_keys(map: Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Validates an `AddAction` body into an action whose trigger exists in its tenant.
-pub fn parse_action(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Action, ApiError> {
+pub fn parse_action(
+    catalog: &Catalog,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Action, ApiError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("body: not valid JSON ({e})")))?;
     let Value::Object(map) = doc else {
@@ -119,7 +123,7 @@ pub fn parse_action(app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<
         .apply_value(&Value::Object(map))
         .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
     request::user_id("userId", Some(&action.user_id))?;
-    match app.catalog.resolve_trigger(
+    match catalog.resolve_trigger(
         &action.tenant,
         &action.trigger_id,
         action.location.as_deref(),
@@ -171,7 +175,7 @@ pub async fn add_action(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Json<StatusBody>, ApiError> {
-    let action = parse_action(&app, &headers, &body)?;
+    let action = parse_action(&app.catalog, &headers, &body)?;
     submit(&app, Command::AddAction(action)).await?;
     Ok(Json(StatusBody::success()))
 }
@@ -193,5 +197,43 @@ mod tests {
         assert_eq!(out["value"], 5);
         assert_eq!(out["extra"], true);
         assert!(!out.contains_key("UserId"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn catalog() -> Catalog {
+            Catalog::from_sources(&[("c.toml", "[[triggers]]\nid = 1\nname = \"t\"\n")]).unwrap()
+        }
+
+        proptest! {
+            /// Whatever the bytes, the body parser answers Ok or a 400 naming a field.
+            #[test]
+            fn any_body_is_accepted_or_rejected_by_name(body in prop::collection::vec(any::<u8>(), 0..200)) {
+                if let Err(e) = parse_action(&catalog(), &HeaderMap::new(), &body) {
+                    prop_assert_eq!(e.kind, Kind::InvalidInput);
+                    prop_assert!(e.field.is_some());
+                }
+            }
+
+            #[test]
+            fn any_json_object_is_accepted_or_rejected_by_name(
+                user in prop::option::of(".{0,300}"),
+                trigger in prop::option::of(prop_oneof![any::<i64>().prop_map(Value::from), ".{0,10}".prop_map(Value::from)]),
+                value in prop::option::of(prop_oneof![any::<f64>().prop_map(Value::from), ".{0,10}".prop_map(Value::from)]),
+            ) {
+                let mut map = Map::new();
+                if let Some(u) = user { map.insert("userId".into(), Value::from(u)); }
+                if let Some(t) = trigger { map.insert("triggerId".into(), t); }
+                if let Some(v) = value { map.insert("value".into(), v); }
+                let body = serde_json::to_vec(&Value::Object(map)).unwrap();
+                if let Err(e) = parse_action(&catalog(), &HeaderMap::new(), &body) {
+                    prop_assert_eq!(e.kind, Kind::InvalidInput);
+                    let field = e.field.unwrap();
+                    prop_assert!(["userId", "triggerId", "value"].contains(&field.as_str()), "{}", field);
+                }
+            }
+        }
     }
 }

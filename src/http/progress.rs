@@ -179,4 +179,36 @@ mod tests {
             Some("SearchQuery")
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the query string, the parser answers Ok or a 400 naming a parameter.
+            #[test]
+            fn any_query_is_accepted_or_rejected_by_name(query in ".{0,200}") {
+                if let Err(e) = parse_query(Some(&query)) {
+                    prop_assert_eq!(e.kind, crate::http::error::Kind::InvalidInput);
+                    prop_assert!(e.field.is_some());
+                }
+            }
+
+            #[test]
+            fn any_parameter_values_are_accepted_or_rejected_by_name(
+                values in prop::collection::vec(prop_oneof!["[0-9]{0,12}", "-?[0-9]{1,3}", ".{0,20}"], 7),
+            ) {
+                let names = ["UserId", "CategoryId", "Page", "ItemsPerPage", "SearchQuery", "OrderBy", "IsAscending"];
+                let query: Vec<String> = names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| format!("{n}={}", v.replace('&', "%26").replace('#', "%23")))
+                    .collect();
+                if let Err(e) = parse_query(Some(&query.join("&"))) {
+                    let field = e.field.unwrap();
+                    prop_assert!(names.contains(&field.as_str()), "{}", field);
+                }
+            }
+        }
+    }
 }

@@ -338,3 +338,99 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, field: Opti
 
 pub const PROGRESS: &str = "/api/v1/Challenges/GetProgressChallengesInfoForUser";
 pub const ADD_ACTION: &str = "/api/v1/Integration/AddAction";
+
+/// A mock [`StateStore`] that is down: every call fails with `Unavailable`, as a store that
+/// cannot be reached does. For the sidecar's 503 paths.
+#[derive(Debug, Default)]
+pub struct DownStore;
+
+fn down() -> questline::store::StoreError {
+    questline::store::StoreError::Unavailable("mock store is down".into())
+}
+
+#[async_trait]
+impl StateStore for DownStore {
+    async fn load_users(
+        &self,
+        _: &[UserKey],
+    ) -> Result<Vec<Option<UserRecord>>, questline::store::StoreError> {
+        Err(down())
+    }
+    async fn load_resources(
+        &self,
+        _: &[String],
+    ) -> Result<Vec<Option<questline::store::ResourceRecord>>, questline::store::StoreError> {
+        Err(down())
+    }
+    async fn write_batch(&self, _: &BatchWrite) -> Result<(), questline::store::StoreError> {
+        Err(down())
+    }
+    async fn history(
+        &self,
+        _: &UserKey,
+        _: u32,
+        _: u32,
+    ) -> Result<(Vec<HistoryEntry>, u64), questline::store::StoreError> {
+        Err(down())
+    }
+    async fn claim(
+        &self,
+        _: &UserKey,
+        _: &str,
+    ) -> Result<Option<ClaimRecord>, questline::store::StoreError> {
+        Err(down())
+    }
+    async fn people_finished(
+        &self,
+        _: &str,
+    ) -> Result<BTreeMap<u32, u64>, questline::store::StoreError> {
+        Err(down())
+    }
+    async fn claim_partition(&self, _: &str, _: &str) -> Result<i64, questline::store::StoreError> {
+        Err(down())
+    }
+    async fn ping(&self) -> Result<(), questline::store::StoreError> {
+        Err(down())
+    }
+}
+
+/// The real router over a [`DownStore`]; returns its base URL and the shutdown sender.
+pub async fn start_with_down_store() -> (String, oneshot::Sender<()>) {
+    let state = AppState::new(
+        example_catalog(),
+        Arc::new(DownStore),
+        Arc::new(RecordingSink::default()),
+        HttpSettings::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(http::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+/// Sends raw bytes on a new connection and returns the status line's code and the body.
+pub async fn raw_request(base: &str, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer before the whole request is written (413 on the declared size):
+    // a write error after that is expected, the answer is what counts.
+    let _ = stream.write_all(request).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
