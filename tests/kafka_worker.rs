@@ -87,8 +87,8 @@ fn seed_kickapps_and_kwegg_shapes_become_the_expected_events() {
     let progress = broker.consume(&[setup.topic("progress")], 100, Duration::from_secs(3));
     let last = progress
         .iter()
-        .filter(|r| r["value"]["userId"] == "151631")
-        .last()
+        .rev()
+        .find(|r| r["value"]["userId"] == "151631")
         .expect("progress for the seed's user");
     assert_eq!(last["value"]["accumulated"], 1000);
     assert_eq!(last["value"]["actionLeft"], 0);
