@@ -551,6 +551,75 @@ async fn same_batch_twice_is_harmless<S: StateStore>(store: &S) {
     store.write_batch(&BatchWrite::default()).await.unwrap();
 }
 
+/// A batch that names a key twice keeps the later item, for every kind of row.
+async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
+    let batch = BatchWrite {
+        users: vec![
+            (key("twice"), user_record("twice", 1)),
+            (key("once"), user_record("once", 5)),
+            (key("twice"), user_record("twice", 2)),
+        ],
+        resources: vec![
+            ("acme/reward/mug".into(), resource_record(1)),
+            ("acme/reward/mug".into(), resource_record(2)),
+        ],
+        history: vec![
+            (key("twice"), history_entry("twice", 0)),
+            (
+                key("twice"),
+                HistoryEntry {
+                    seq: 0,
+                    event: event("twice", 7),
+                },
+            ),
+        ],
+        claims: vec![
+            (key("twice"), claim_record("twice", "c", 1)),
+            (key("twice"), claim_record("twice", "c", 2)),
+        ],
+        finished: vec![
+            finished(TENANT, 4, "questline.actions:0", 1),
+            finished(TENANT, 4, "questline.actions:0", 2),
+        ],
+        write_timestamp: None,
+    };
+    store.write_batch(&batch).await.unwrap();
+    let mut twice = user_record("twice", 2);
+    twice.history_len = 0;
+    assert_eq!(
+        store
+            .load_users(&[key("twice"), key("once")])
+            .await
+            .unwrap(),
+        vec![Some(twice), Some(user_record("once", 5))]
+    );
+    assert_eq!(
+        store
+            .load_resources(&["acme/reward/mug".into()])
+            .await
+            .unwrap(),
+        vec![Some(resource_record(2))]
+    );
+    assert_eq!(
+        store.claim(&key("twice"), "c").await.unwrap(),
+        Some(claim_record("twice", "c", 2))
+    );
+    assert_eq!(
+        store.people_finished(TENANT).await.unwrap(),
+        BTreeMap::from([(4, 2)])
+    );
+    // The history entry is only visible through a record that counts it.
+    let mut counted = user_record("twice", 3);
+    counted.history_len = 1;
+    let batch = BatchWrite {
+        users: vec![(key("twice"), counted)],
+        ..Default::default()
+    };
+    store.write_batch(&batch).await.unwrap();
+    let (entries, _) = store.history(&key("twice"), 1, 5).await.unwrap();
+    assert_eq!(entries[0].event, event("twice", 7));
+}
+
 /// The record is written whole: the watermark advances as written (not merged), and an
 /// outbox cleared after publishing stays cleared (DESIGN §2 steps 3–4).
 async fn watermark_and_outbox<S: StateStore>(store: &S) {
@@ -847,6 +916,7 @@ conformance!(
     claims_round_trip,
     finished_counts_sum_partitions,
     same_batch_twice_is_harmless,
+    later_item_of_a_batch_wins,
     watermark_and_outbox,
     concurrent_writes_to_different_users,
     claim_partition_is_monotonic,

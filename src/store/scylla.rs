@@ -536,6 +536,31 @@ impl SerializeRow for BatchRow<'_> {
     }
 }
 
+/// The items of a batch with, for a key named more than once, only its last item.
+///
+/// The embedded store applies a batch in order, so the last write of a key wins there. In
+/// CQL all of a batch's cells share one timestamp, and ScyllaDB breaks timestamp ties by
+/// comparing values, so "last" would not be guaranteed; dropping the earlier items keeps the
+/// two stores alike.
+fn last_wins<'a, T, K: std::hash::Hash + Eq>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a T> {
+    let mut last: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        last.insert(key(item), i);
+    }
+    if last.len() == items.len() {
+        return items.iter().collect();
+    }
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| last.get(&key(item)) == Some(i))
+        .map(|(_, item)| item)
+        .collect()
+}
+
 /// The index of `key`'s group, appending a new group the first time `key` is seen.
 fn group_index<K: std::hash::Hash + Eq, T>(
     groups: &mut Vec<Vec<T>>,
@@ -601,13 +626,13 @@ impl StateStore for ScyllaStore {
         // Group the statements by partition, keeping the batch's order within each.
         let mut groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>> = Vec::new();
         let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
-        for (key, record) in &batch.users {
+        for (key, record) in last_wins(&batch.users, |(k, _)| k) {
             let what = format!("user {}/{}", key.tenant, key.user_id);
             let row = BatchRow::User(&key.tenant, &key.user_id, encode(&what, record)?);
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_user, row));
         }
-        for (key, entry) in &batch.history {
+        for (key, entry) in last_wins(&batch.history, |(k, e)| (k, e.seq)) {
             let what = format!("history {}/{}#{}", key.tenant, key.user_id, entry.seq);
             let row = BatchRow::History(
                 &key.tenant,
@@ -618,7 +643,7 @@ impl StateStore for ScyllaStore {
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_history, row));
         }
-        for (key, claim) in &batch.claims {
+        for (key, claim) in last_wins(&batch.claims, |(k, c)| (k, &c.claim_id)) {
             let what = format!("claim {}/{}/{}", key.tenant, key.user_id, claim.claim_id);
             let row = BatchRow::Claim(
                 &key.tenant,
@@ -629,7 +654,7 @@ impl StateStore for ScyllaStore {
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_claim, row));
         }
-        for (key, record) in &batch.resources {
+        for (key, record) in last_wins(&batch.resources, |(k, _)| k) {
             let what = format!("resource {key}");
             groups.push(vec![(
                 &st.put_resource,
@@ -637,7 +662,9 @@ impl StateStore for ScyllaStore {
             )]);
         }
         let mut tenant_group: HashMap<&str, usize> = HashMap::new();
-        for count in &batch.finished {
+        for count in last_wins(&batch.finished, |c| {
+            (&c.tenant, c.challenge_id, &c.partition)
+        }) {
             let what = format!("finished {}/{}", count.tenant, count.challenge_id);
             let row = BatchRow::Finished(
                 &count.tenant,
