@@ -36,9 +36,10 @@ use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -48,7 +49,7 @@ use utoipa_axum::routes;
 use crate::core::catalog::Catalog;
 use crate::pipeline::commands::CommandSink;
 use crate::settings::HttpSettings;
-use crate::store::StateStore;
+use crate::store::{StateStore, StoreError};
 use error::{ApiError, Kind};
 use images::ImageUrls;
 
@@ -64,7 +65,20 @@ pub struct AppState {
     pub ready: Readiness,
     /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
     pub images: ImageUrls,
+    finished: FinishedCache,
 }
+
+/// How long a tenant's "people finished" counters are reused. They are a sum over every
+/// user and every partition, shown as a popularity figure: a second of lag is invisible,
+/// while reading them on every progress query would double the store calls per request.
+/// A user's own progress is never cached.
+pub const FINISHED_TTL: Duration = Duration::from_secs(1);
+
+type FinishedCounts = Arc<BTreeMap<u32, u64>>;
+
+/// Per tenant, the finished counters and when they were read.
+#[derive(Default)]
+struct FinishedCache(Mutex<HashMap<String, (Instant, FinishedCounts)>>);
 
 impl AppState {
     /// A ready state with images returned as the catalog gives them.
@@ -81,7 +95,28 @@ impl AppState {
             settings,
             ready: Readiness::default(),
             images: ImageUrls::default(),
+            finished: FinishedCache::default(),
         }
+    }
+
+    /// Per challenge, how many users of `tenant` achieved it; at most [`FINISHED_TTL`] old.
+    pub async fn people_finished(&self, tenant: &str) -> Result<FinishedCounts, StoreError> {
+        let now = Instant::now();
+        {
+            let cache = self.finished.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, counts)) = cache.get(tenant) {
+                if now.duration_since(*at) < FINISHED_TTL {
+                    return Ok(Arc::clone(counts));
+                }
+            }
+        }
+        let counts = Arc::new(self.store.people_finished(tenant).await?);
+        self.finished
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), (now, Arc::clone(&counts)));
+        Ok(counts)
     }
 }
 

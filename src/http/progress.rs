@@ -116,7 +116,7 @@ pub async fn get_progress(
     let key = UserKey::new(catalog.tenant.clone(), user_id.clone());
     let (users, finished) = tokio::try_join!(
         app.store.load_users(std::slice::from_ref(&key)),
-        app.store.people_finished(&catalog.tenant),
+        app.people_finished(&catalog.tenant),
     )?;
     let record = users.into_iter().next().flatten();
     let input = ProgressInput {
