@@ -199,8 +199,10 @@ impl ScyllaStore {
             // Only the partition claim is a lightweight transaction; keep it in the local DC.
             .serial_consistency(Some(SerialConsistency::LocalSerial))
             .request_timeout(Some(options.request_timeout))
-            // Retries idempotent statements on timeouts and unavailable replicas (once, or on
-            // the next node); every statement here is marked idempotent.
+            // The driver's default policy: an idempotent statement is retried on the next node
+            // after an overloaded or failing node or a broken connection, and once after an
+            // unavailable or a read timeout. Every statement here is marked idempotent (upserts
+            // and reads); a retried partition claim at worst skips an epoch.
             .retry_policy(Arc::new(DefaultRetryPolicy::new()))
             .build();
         let builder = SessionBuilder::new()
@@ -952,4 +954,38 @@ fn first_row_error(what: &str, e: MaybeFirstRowError) -> StoreError {
 
 fn typed_rows_error(what: &str, e: RowsError) -> StoreError {
     corrupt(what, format!("unexpected columns: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_duplicates_replace_earlier_ones_in_place() {
+        let items = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        let kept: Vec<_> = last_wins(&items, |(k, _)| *k)
+            .into_iter()
+            .copied()
+            .collect();
+        assert_eq!(kept, vec![("a", 3), ("c", 4), ("b", 5)]);
+        let unique = [("x", 1), ("y", 2)];
+        assert_eq!(last_wins(&unique, |(k, _)| *k).len(), 2);
+    }
+
+    #[test]
+    fn consistency_levels_parse_as_configured() {
+        assert_eq!(
+            parse_consistency("local_quorum").unwrap(),
+            Consistency::LocalQuorum
+        );
+        assert_eq!(
+            parse_consistency(" LOCAL-ONE ").unwrap(),
+            Consistency::LocalOne
+        );
+        assert_eq!(parse_consistency("Quorum").unwrap(), Consistency::Quorum);
+        assert!(matches!(
+            parse_consistency("serial"),
+            Err(StoreError::Setup(_))
+        ));
+    }
 }
