@@ -5,7 +5,8 @@
 //! The embedded store is what `questline demo` and a single-node `questline run` use, so it
 //! must survive `kill -9` and power loss with no operator around. It is built on
 //! [redb](https://docs.rs/redb) rather than fjall (the other maintained pure-Rust engine we
-//! measured; numbers in the README):
+//! measured, `benches/store.rs`: fjall commits a durable 500-record batch ~1.5× faster, redb
+//! reads ~3× faster):
 //!
 //! - **One file, nothing else.** A redb database is a single file with copy-on-write B-trees
 //!   and a checksummed commit slot; there is no write-ahead log, no segment or manifest files
