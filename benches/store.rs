@@ -2,9 +2,9 @@
 //!
 //! A batch is what the worker persists per poll: `BATCH` user records (a realistic user: 10
 //! challenges with progress, balances, a milestone, a pending request, a two-partition
-//! watermark and an outbox of two events, ~3 KiB of JSON). Stores are pre-filled with
-//! 20,000 users (5,000 for CQL) so the B-tree / LSM is not trivially small, and each iteration writes or
-//! reads a different slice of them.
+//! watermark and an outbox of two events, ~2.2 KiB of JSON). Stores are pre-filled with
+//! 20,000 users (5,000 for CQL) so the B-tree / LSM is not trivially small, and each
+//! iteration writes or reads a different slice of them.
 //!
 //! Groups (throughput in user records per second):
 //! - `store/embedded`: the whole [`EmbeddedStore`] path (JSON, fencing check, one durable redb
@@ -17,6 +17,8 @@
 //!   unset), e.g. `scripts/test`'s dev CQL server or a real ScyllaDB.
 //!
 //! Run: `cargo bench --bench store` (add `QUESTLINE_TEST_CQL=host:port` for the CQL group).
+//! Fixtures are built lazily, inside the first benchmark that needs them, so listing the
+//! benchmarks (`--list`, as cargo-nextest does) costs nothing and prints only the list.
 //!
 //! # Measured
 //!
@@ -43,8 +45,9 @@
 //! CQL server, dev profile, same machine), not ScyllaDB's; run this bench against a real
 //! ScyllaDB (`docker compose -f deploy/docker-compose.yml up -d scylla`) for those.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -156,7 +159,16 @@ fn bench_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
-fn embedded(c: &mut Criterion) {
+/// The embedded store, pre-filled.
+struct EmbeddedFixture {
+    rt: tokio::runtime::Runtime,
+    store: EmbeddedStore,
+    batches: Vec<BatchWrite>,
+    key_sets: Vec<Vec<UserKey>>,
+    _dir: tempfile::TempDir,
+}
+
+fn embedded_fixture() -> EmbeddedFixture {
     let rt = runtime();
     let dir = bench_dir();
     let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
@@ -167,27 +179,40 @@ fn embedded(c: &mut Criterion) {
     for b in &batches {
         rt.block_on(store.write_batch(b)).unwrap();
     }
+    let key_sets = (0..population / BATCH)
+        .map(|n| keys(n, population))
+        .collect();
+    EmbeddedFixture {
+        rt,
+        store,
+        batches,
+        key_sets,
+        _dir: dir,
+    }
+}
+
+fn embedded(c: &mut Criterion) {
+    let fixture = OnceCell::new();
     let mut group = c.benchmark_group("store/embedded");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(20);
     let mut n = 0;
     group.bench_function(format!("write_batch_{BATCH}_users"), |b| {
+        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
         b.iter(|| {
             n += 1;
-            rt.block_on(store.write_batch(&batches[n % batches.len()]))
+            f.rt.block_on(f.store.write_batch(&f.batches[n % f.batches.len()]))
                 .unwrap()
         })
     });
-    let key_sets: Vec<Vec<UserKey>> = (0..population / BATCH)
-        .map(|n| keys(n, population))
-        .collect();
     let mut n = 0;
     group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
+        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
         b.iter(|| {
             n += 1;
-            let loaded = rt
-                .block_on(store.load_users(&key_sets[n % key_sets.len()]))
-                .unwrap();
+            let loaded =
+                f.rt.block_on(f.store.load_users(&f.key_sets[n % f.key_sets.len()]))
+                    .unwrap();
             assert!(loaded.iter().all(Option::is_some));
         })
     });
@@ -195,146 +220,214 @@ fn embedded(c: &mut Criterion) {
 }
 
 /// Pre-encoded (key, value) pairs of one batch, as an engine would receive them.
-fn encoded(n: usize, population: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    batch(n, population)
-        .users
-        .iter()
-        .map(|(key, rec)| {
-            let k = format!("{}\0{}", key.tenant, key.user_id).into_bytes();
-            let mut v = vec![1u8; 9];
-            v.extend(serde_json::to_vec(rec).unwrap());
-            (k, v)
+type Encoded = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn encoded_batches() -> Vec<Encoded> {
+    let population = prefill();
+    (0..population / BATCH)
+        .map(|n| {
+            batch(n, population)
+                .users
+                .iter()
+                .map(|(key, rec)| {
+                    let k = format!("{}\0{}", key.tenant, key.user_id).into_bytes();
+                    let mut v = vec![1u8; 9];
+                    v.extend(serde_json::to_vec(rec).unwrap());
+                    (k, v)
+                })
+                .collect()
         })
         .collect()
 }
 
-fn engines(c: &mut Criterion) {
-    let population = prefill();
-    let batches: Vec<Vec<(Vec<u8>, Vec<u8>)>> = (0..population / BATCH)
-        .map(|n| encoded(n, population))
-        .collect();
+const REDB_USERS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("users");
 
-    // redb, as the embedded store uses it.
-    {
-        const USERS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("users");
+/// redb alone, as the embedded store uses it: one durable write transaction per batch.
+struct RedbFixture {
+    db: redb::Database,
+    batches: Vec<Encoded>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedbFixture {
+    fn new() -> Self {
         let dir = bench_dir();
         let db = redb::Database::create(dir.path().join("bench.redb")).unwrap();
-        let write = |pairs: &[(Vec<u8>, Vec<u8>)]| {
-            let mut txn = db.begin_write().unwrap();
-            txn.set_durability(redb::Durability::Immediate);
-            {
-                let mut table = txn.open_table(USERS).unwrap();
-                for (k, v) in pairs {
-                    table.insert(k.as_slice(), v.as_slice()).unwrap();
-                }
-            }
-            txn.commit().unwrap();
+        let fixture = RedbFixture {
+            db,
+            batches: encoded_batches(),
+            _dir: dir,
         };
-        batches.iter().for_each(|b| write(b));
-        let mut group = c.benchmark_group("engine/redb");
-        group.throughput(Throughput::Elements(BATCH as u64));
-        group.sample_size(20);
-        let mut n = 0;
-        group.bench_function(format!("durable_batch_{BATCH}"), |b| {
-            b.iter(|| {
-                n += 1;
-                write(&batches[n % batches.len()])
-            })
-        });
-        let mut n = 0;
-        group.bench_function(format!("point_reads_{BATCH}"), |b| {
-            b.iter(|| {
-                n += 1;
-                let txn = db.begin_read().unwrap();
-                let table = txn.open_table(USERS).unwrap();
-                for (k, _) in &batches[n % batches.len()] {
-                    assert!(table.get(k.as_slice()).unwrap().is_some());
-                }
-            })
-        });
-        group.finish();
+        fixture.batches.iter().for_each(|b| fixture.write(b));
+        fixture
     }
 
-    // fjall, with every batch synced like redb's commits.
-    {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut txn = self.db.begin_write().unwrap();
+        txn.set_durability(redb::Durability::Immediate);
+        {
+            let mut table = txn.open_table(REDB_USERS).unwrap();
+            for (k, v) in pairs {
+                table.insert(k.as_slice(), v.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+}
+
+/// fjall alone, every batch synced like redb's commits.
+struct FjallFixture {
+    db: fjall::Database,
+    users: fjall::Keyspace,
+    batches: Vec<Encoded>,
+    _dir: tempfile::TempDir,
+}
+
+impl FjallFixture {
+    fn new() -> Self {
         let dir = bench_dir();
         let db = fjall::Database::builder(dir.path()).open().unwrap();
         let users = db
             .keyspace("users", fjall::KeyspaceCreateOptions::default)
             .unwrap();
-        let write = |pairs: &[(Vec<u8>, Vec<u8>)]| {
-            let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncAll));
-            for (k, v) in pairs {
-                batch.insert(&users, k.as_slice(), v.as_slice());
-            }
-            batch.commit().unwrap();
+        let fixture = FjallFixture {
+            db,
+            users,
+            batches: encoded_batches(),
+            _dir: dir,
         };
-        batches.iter().for_each(|b| write(b));
-        let mut group = c.benchmark_group("engine/fjall");
-        group.throughput(Throughput::Elements(BATCH as u64));
-        group.sample_size(20);
-        let mut n = 0;
-        group.bench_function(format!("durable_batch_{BATCH}"), |b| {
-            b.iter(|| {
-                n += 1;
-                write(&batches[n % batches.len()])
-            })
-        });
-        let mut n = 0;
-        group.bench_function(format!("point_reads_{BATCH}"), |b| {
-            b.iter(|| {
-                n += 1;
-                for (k, _) in &batches[n % batches.len()] {
-                    assert!(users.get(k.as_slice()).unwrap().is_some());
-                }
-            })
-        });
-        group.finish();
+        fixture.batches.iter().for_each(|b| fixture.write(b));
+        fixture
+    }
+
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut batch = self
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
+        for (k, v) in pairs {
+            batch.insert(&self.users, k.as_slice(), v.as_slice());
+        }
+        batch.commit().unwrap();
     }
 }
 
-fn codec(c: &mut Criterion) {
+fn engines(c: &mut Criterion) {
+    let redb = OnceCell::new();
+    let mut group = c.benchmark_group("engine/redb");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    let mut n = 0;
+    group.bench_function(format!("durable_batch_{BATCH}"), |b| {
+        let f: &RedbFixture = redb.get_or_init(RedbFixture::new);
+        b.iter(|| {
+            n += 1;
+            f.write(&f.batches[n % f.batches.len()])
+        })
+    });
+    let mut n = 0;
+    group.bench_function(format!("point_reads_{BATCH}"), |b| {
+        let f: &RedbFixture = redb.get_or_init(RedbFixture::new);
+        b.iter(|| {
+            n += 1;
+            let txn = f.db.begin_read().unwrap();
+            let table = txn.open_table(REDB_USERS).unwrap();
+            for (k, _) in &f.batches[n % f.batches.len()] {
+                assert!(table.get(k.as_slice()).unwrap().is_some());
+            }
+        })
+    });
+    group.finish();
+
+    let fjall = OnceCell::new();
+    let mut group = c.benchmark_group("engine/fjall");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    let mut n = 0;
+    group.bench_function(format!("durable_batch_{BATCH}"), |b| {
+        let f: &FjallFixture = fjall.get_or_init(FjallFixture::new);
+        b.iter(|| {
+            n += 1;
+            f.write(&f.batches[n % f.batches.len()])
+        })
+    });
+    let mut n = 0;
+    group.bench_function(format!("point_reads_{BATCH}"), |b| {
+        let f: &FjallFixture = fjall.get_or_init(FjallFixture::new);
+        b.iter(|| {
+            n += 1;
+            for (k, _) in &f.batches[n % f.batches.len()] {
+                assert!(f.users.get(k.as_slice()).unwrap().is_some());
+            }
+        })
+    });
+    group.finish();
+}
+
+/// Records, their JSON, and a whole batch.
+struct CodecFixture {
+    records: Vec<UserRecord>,
+    bytes: Vec<Vec<u8>>,
+    whole: BatchWrite,
+}
+
+fn codec_fixture() -> CodecFixture {
     let records: Vec<UserRecord> = (0..BATCH).map(record).collect();
     let bytes: Vec<Vec<u8>> = records
         .iter()
         .map(|r| serde_json::to_vec(r).unwrap())
         .collect();
+    let average = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
+    eprintln!("codec: average user record {average} bytes of JSON");
+    CodecFixture {
+        records,
+        bytes,
+        whole: batch(0, BATCH),
+    }
+}
+
+fn codec(c: &mut Criterion) {
+    let fixture = OnceCell::new();
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function(format!("json_encode_{BATCH}_records"), |b| {
+        let f: &CodecFixture = fixture.get_or_init(codec_fixture);
         b.iter(|| {
-            for r in &records {
+            for r in &f.records {
                 std::hint::black_box(serde_json::to_vec(r).unwrap());
             }
         })
     });
     group.bench_function(format!("json_decode_{BATCH}_records"), |b| {
+        let f: &CodecFixture = fixture.get_or_init(codec_fixture);
         b.iter(|| {
-            for bytes in &bytes {
+            for bytes in &f.bytes {
                 std::hint::black_box(serde_json::from_slice::<UserRecord>(bytes).unwrap());
             }
         })
     });
     // The embedded store clones a batch to move it onto the blocking pool.
-    let whole = batch(0, BATCH);
     group.bench_function(format!("clone_batch_{BATCH}_records"), |b| {
-        b.iter(|| std::hint::black_box(whole.clone()))
+        let f: &CodecFixture = fixture.get_or_init(codec_fixture);
+        b.iter(|| std::hint::black_box(f.whole.clone()))
     });
     group.finish();
-    let average = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
-    println!("codec: average user record {average} bytes of JSON");
 }
 
-fn cql(c: &mut Criterion) {
-    let Ok(addr) = std::env::var("QUESTLINE_TEST_CQL") else {
-        println!("store/cql: skipped (set QUESTLINE_TEST_CQL=host:port to run it)");
-        return;
-    };
+/// The CQL store on a fresh keyspace of the server in `QUESTLINE_TEST_CQL`, pre-filled.
+struct CqlFixture {
+    rt: tokio::runtime::Runtime,
+    store: ScyllaStore,
+    batches: Vec<BatchWrite>,
+    key_sets: Vec<Vec<UserKey>>,
+}
+
+fn cql_fixture(addr: &str) -> CqlFixture {
     let rt = runtime();
     let keyspace = format!("qlbench_{}", std::process::id());
     let population = prefill().min(5_000);
     let store = rt.block_on(async {
-        let mut options = ScyllaOptions::new(vec![addr], keyspace);
+        let mut options = ScyllaOptions::new(vec![addr.to_string()], keyspace);
         options.replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}".into();
         let store = ScyllaStore::connect_with(options).await.unwrap();
         store.migrate().await.unwrap();
@@ -346,31 +439,44 @@ fn cql(c: &mut Criterion) {
     for b in &batches {
         rt.block_on(store.write_batch(b)).unwrap();
     }
+    let key_sets = (0..population / BATCH)
+        .map(|n| keys(n, population))
+        .collect();
+    CqlFixture {
+        rt,
+        store,
+        batches,
+        key_sets,
+    }
+}
+
+fn cql(c: &mut Criterion) {
+    let Ok(addr) = std::env::var("QUESTLINE_TEST_CQL") else {
+        eprintln!("store/cql: skipped (set QUESTLINE_TEST_CQL=host:port to run it)");
+        return;
+    };
+    let fixture = OnceCell::new();
     let mut group = c.benchmark_group("store/cql");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     let mut n = 0;
     group.bench_function(format!("write_batch_{BATCH}_users"), |b| {
-        b.iter_batched(
-            || {
-                n += 1;
-                &batches[n % batches.len()]
-            },
-            |batch| rt.block_on(store.write_batch(batch)).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
-    let key_sets: Vec<Vec<UserKey>> = (0..population / BATCH)
-        .map(|n| keys(n, population))
-        .collect();
-    let mut n = 0;
-    group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
+        let f: &CqlFixture = fixture.get_or_init(|| cql_fixture(&addr));
         b.iter(|| {
             n += 1;
-            let loaded = rt
-                .block_on(store.load_users(&key_sets[n % key_sets.len()]))
-                .unwrap();
+            f.rt.block_on(f.store.write_batch(&f.batches[n % f.batches.len()]))
+                .unwrap()
+        })
+    });
+    let mut n = 0;
+    group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
+        let f: &CqlFixture = fixture.get_or_init(|| cql_fixture(&addr));
+        b.iter(|| {
+            n += 1;
+            let loaded =
+                f.rt.block_on(f.store.load_users(&f.key_sets[n % f.key_sets.len()]))
+                    .unwrap();
             assert!(loaded.iter().all(Option::is_some));
         })
     });
