@@ -78,6 +78,35 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
+/// The sidecar's state, with image URLs as configured.
+pub fn app_state(
+    catalog: Arc<Catalog>,
+    store: Arc<dyn StateStore>,
+    commands: Arc<dyn crate::pipeline::commands::CommandSink>,
+    settings: &Settings,
+) -> Result<AppState, Failure> {
+    use crate::http::images::{BucketConfig, ImageUrls, Presigner};
+    let mut state = AppState::new(catalog, store, commands, settings.http.clone());
+    let images = &settings.http.images;
+    state.images = match (&images.s3, &images.base_url) {
+        (Some(s3), _) => ImageUrls::Presigned(Box::new(
+            Presigner::new(&BucketConfig {
+                endpoint: s3.endpoint.clone(),
+                bucket: s3.bucket.clone(),
+                region: s3.region.clone(),
+                path_style: s3.path_style,
+                access_key: s3.access_key.clone(),
+                secret_key: s3.secret_key.clone(),
+                expires: std::time::Duration::from_secs(s3.expires_seconds),
+            })
+            .map_err(|e| Failure::Config(format!("http.images.s3: {e}")))?,
+        )),
+        (None, Some(base)) => ImageUrls::Plain { base: base.clone() },
+        (None, None) => ImageUrls::AsIs,
+    };
+    Ok(state)
+}
+
 /// Binds the sidecar's address or fails with a clear message.
 pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, Failure> {
     tokio::net::TcpListener::bind(listen)
@@ -106,7 +135,7 @@ pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
     let store = open_store(&settings).await?;
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let state = AppState::new(catalog, store, Arc::new(sink), settings.http.clone());
+    let state = app_state(catalog, store, Arc::new(sink), &settings)?;
     let listener = bind(&settings.http.listen).await?;
     let shutdown = shutdown_signal();
     http::serve(listener, state, wait_for(shutdown))

@@ -155,6 +155,35 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Client authentication (`X-ClientId` + `X-Message`); off when no clients are listed.
     pub auth: AuthSettings,
+    /// How catalog image keys become URLs.
+    pub images: ImageSettings,
+}
+
+/// Image URLs: keys as they are (default), joined to `base_url`, or presigned from a private
+/// S3-compatible bucket when `s3` is set.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageSettings {
+    pub base_url: Option<String>,
+    pub s3: Option<S3Settings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key: String,
+    pub secret_key: String,
+    #[serde(default = "default_expiry")]
+    pub expires_seconds: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
 }
 
 impl Default for HttpSettings {
@@ -163,6 +192,7 @@ impl Default for HttpSettings {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             auth: AuthSettings::default(),
+            images: ImageSettings::default(),
         }
     }
 }
