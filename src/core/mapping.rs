@@ -233,20 +233,20 @@ impl Mapping {
             .ok_or_else(|| missing(f.user_id.as_ref(), USER_ID))?;
         let trigger = read(doc, f.trigger_id.as_ref(), "/triggerId", TRIGGER_ID, true)?
             .ok_or_else(|| missing(f.trigger_id.as_ref(), TRIGGER_ID))?;
-        let trigger_id = TriggerKey::from_json(&trigger).ok_or_else(|| {
+        let trigger_id = TriggerKey::from_json(trigger).ok_or_else(|| {
             invalid(
                 f.trigger_id.as_ref(),
                 TRIGGER_ID,
                 format!(
                     "expected a trigger id or name, found {}",
-                    describe(&trigger)
+                    describe(trigger)
                 ),
             )
         })?;
         let value = match read(doc, f.value.as_ref(), "/value", "value", false)? {
             None => Decimal::ONE,
             Some(v) => {
-                let d = decimal::from_json(&v)
+                let d = decimal::from_json(v)
                     .map_err(|e| invalid(f.value.as_ref(), "value", e.to_string()))?;
                 if f.value.as_ref().is_some_and(|s| s.integer) && !d.fract().is_zero() {
                     return Err(invalid(
@@ -271,16 +271,16 @@ impl Mapping {
             false,
         )? {
             None => None,
-            Some(v) => Some(timestamp(&v, f.occurred_at.as_ref())?),
+            Some(v) => Some(timestamp(v, f.occurred_at.as_ref())?),
         };
         let params = match read(doc, f.params.as_ref(), "/params", "params", false)? {
             None => Map::new(),
-            Some(Value::Object(m)) => m,
+            Some(Value::Object(m)) => m.clone(),
             Some(other) => {
                 return Err(invalid(
                     f.params.as_ref(),
                     "params",
-                    format!("expected an object, found {}", describe(&other)),
+                    format!("expected an object, found {}", describe(other)),
                 ))
             }
         };
@@ -301,7 +301,8 @@ impl Mapping {
             "/actionType",
             "actionType",
             false,
-        )?;
+        )?
+        .cloned();
         Ok(Action {
             tenant,
             user_id,
@@ -343,23 +344,25 @@ fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
 
 /// Reads a field: constant, else pointer (native name when unmapped), else default;
 /// applies the value map; enforces `required` and `max_len`.
-fn read(
-    doc: &Value,
-    spec: Option<&FieldSpec>,
+fn read<'a>(
+    doc: &'a Value,
+    spec: Option<&'a FieldSpec>,
     native_pointer: &str,
     field: &str,
     always_required: bool,
-) -> Result<Option<Value>, MapError> {
+) -> Result<Option<&'a Value>, MapError> {
+    // Borrowed all the way: a record is mapped without copying any of its values until the
+    // action's own fields are built.
     let found = match spec {
-        None => doc.pointer(native_pointer).cloned(),
+        None => doc.pointer(native_pointer),
         Some(s) => match &s.constant {
-            Some(c) => Some(c.clone()),
-            None => s.pointer.as_deref().and_then(|p| doc.pointer(p)).cloned(),
+            Some(c) => Some(c),
+            None => s.pointer.as_deref().and_then(|p| doc.pointer(p)),
         },
     };
     let found = match found {
-        Some(Value::Null) | None => spec.and_then(|s| s.default.clone()),
-        Some(Value::String(s)) if s.trim().is_empty() => spec.and_then(|s| s.default.clone()),
+        Some(Value::Null) | None => spec.and_then(|s| s.default.as_ref()),
+        Some(Value::String(s)) if s.trim().is_empty() => spec.and_then(|s| s.default.as_ref()),
         Some(v) => Some(v),
     };
     let required = always_required || spec.is_some_and(|s| s.required);
@@ -376,10 +379,10 @@ fn read(
     let value = if spec.value_map.is_empty() {
         value
     } else {
-        let key = match &value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
+        let mapped = match value {
+            Value::String(s) => spec.value_map.get(s.as_str()),
+            Value::Number(n) => spec.value_map.get(&n.to_string()),
+            Value::Bool(b) => spec.value_map.get(&b.to_string()),
             other => {
                 return Err(invalid(
                     Some(spec),
@@ -388,19 +391,19 @@ fn read(
                 ))
             }
         };
-        match spec.value_map.get(&key) {
-            Some(mapped) => mapped.clone(),
+        match mapped {
+            Some(mapped) => mapped,
             None if spec.strict_map => {
                 return Err(invalid(
                     Some(spec),
                     field,
-                    format!("{} is not in the value map", describe(&value)),
+                    format!("{} is not in the value map", describe(value)),
                 ))
             }
             None => value,
         }
     };
-    if let (Some(max), Value::String(s)) = (spec.max_len, &value) {
+    if let (Some(max), Value::String(s)) = (spec.max_len, value) {
         let len = s.chars().count();
         if len > max {
             return Err(MapError {
@@ -415,7 +418,7 @@ fn read(
 
 /// Text fields accept strings and numbers (a user id sent as a number is still an id).
 fn as_text(
-    value: Option<Value>,
+    value: Option<&Value>,
     spec: Option<&FieldSpec>,
     field: &str,
 ) -> Result<Option<String>, MapError> {
@@ -426,7 +429,7 @@ fn as_text(
         Some(other) => Err(invalid(
             spec,
             field,
-            format!("expected a string, found {}", describe(&other)),
+            format!("expected a string, found {}", describe(other)),
         )),
     }
 }
