@@ -467,7 +467,7 @@ amount = 100
         let text = GOOD.replace("trigger = 1, frequency", "trigger = 9, frequency");
         let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
         let e = &err.0[0];
-        assert_eq!(e.line, 16, "{err}");
+        assert_eq!(e.line, 15, "{err}"); // the `[[challenges]]` header of the item
         assert!(e.message.contains("unknown trigger 9"), "{err}");
     }
 
