@@ -1,0 +1,1257 @@
+//! End-to-end benchmark against a real Kafka-protocol broker (DESIGN §6): the rate at which
+//! the broker can be produced to and consumed raw by librdkafka, the rate of the real
+//! `questline run` worker on the same broker, the produce-to-event latency at half that rate,
+//! and the worker's peak memory.
+//!
+//! ```text
+//! scripts/bench                                   # builds, starts tansu, runs this
+//! target/release/examples/bench_e2e --broker 127.0.0.1:9092 \
+//!     --questline target/release/questline [--actions 200000] [--users 10000]
+//! ```
+//!
+//! Options: `--actions N` (200000), `--users M` (10000), `--partitions P` (4),
+//! `--batch-size B` (worker `pipeline.batch_size`, 2000), `--linger-ms L` (worker
+//! `pipeline.linger_ms`, 5), `--latency-secs S` (10), `--latency-rate R` (actions/s of the
+//! latency phase; default half the worker's measured rate), `--warmup W` (200), `--keep`
+//! (keep the worker's directory: config, store, log).
+//!
+//! Phases, all on topics with a unique prefix:
+//! 1. produce N native actions (keyed by user id, idempotent producer, acks=all);
+//! 2. raw consume them with a plain librdkafka consumer (the ceiling);
+//! 3. the worker: spawned on its own input topic, joined (a warm-up is produced and waited
+//!    for), then N actions produced and timed from the first send until the group's
+//!    committed offsets reach the end. The worker commits only after the batch's state is
+//!    durable in the embedded store and every event is acknowledged, so that is the rate with
+//!    everything done;
+//! 4. latency: actions of fresh users at half the worker's rate; every output event is
+//!    matched to its input by `source.partition`/`source.offset`; latency = the event's
+//!    CreateTime (set by the worker's producer) − the action's CreateTime, and also the time
+//!    it reached a consumer here;
+//! 5. the worker's peak RSS (VmHWM), SIGTERM, exit status.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    broker: String,
+    questline: PathBuf,
+    actions: usize,
+    users: usize,
+    partitions: i32,
+    batch_size: usize,
+    linger_ms: u64,
+    latency_secs: f64,
+    latency_rate: Option<f64>,
+    warmup: usize,
+    keep: bool,
+}
+
+fn parse_args() -> Result<Options> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut keep = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "--keep" => keep = true,
+            "-h" | "--help" => {
+                println!(
+                    "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
+                     [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
+                     [--latency-rate R] [--warmup W] [--keep]"
+                );
+                std::process::exit(0);
+            }
+            _ if a.starts_with("--") => {
+                let v = args
+                    .get(i + 1)
+                    .ok_or_else(|| anyhow!("{a} needs a value"))?;
+                map.insert(a[2..].to_string(), v.clone());
+                i += 1;
+            }
+            _ => bail!("unexpected argument {a:?} (see --help)"),
+        }
+        i += 1;
+    }
+    fn num<T: std::str::FromStr>(map: &HashMap<String, String>, k: &str, d: T) -> Result<T> {
+        match map.get(k) {
+            None => Ok(d),
+            Some(v) => v
+                .replace('_', "")
+                .parse()
+                .map_err(|_| anyhow!("--{k}: not a number: {v}")),
+        }
+    }
+    let broker = map
+        .get("broker")
+        .cloned()
+        .or_else(|| std::env::var("QUESTLINE_TEST_KAFKA").ok())
+        .ok_or_else(|| anyhow!("--broker HOST:PORT is required (or QUESTLINE_TEST_KAFKA)"))?;
+    let questline = map
+        .get("questline")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/questline"));
+    if !questline.is_file() {
+        bail!(
+            "questline binary not found at {} (--questline)",
+            questline.display()
+        );
+    }
+    let o = Options {
+        broker,
+        questline,
+        actions: num(&map, "actions", 200_000)?,
+        users: num(&map, "users", 10_000)?,
+        partitions: num(&map, "partitions", 4)?,
+        batch_size: num(&map, "batch-size", 2_000)?,
+        linger_ms: num(&map, "linger-ms", 5)?,
+        latency_secs: num(&map, "latency-secs", 10.0)?,
+        latency_rate: map
+            .get("latency-rate")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| anyhow!("--latency-rate: not a number: {v}"))
+            })
+            .transpose()?,
+        warmup: num(&map, "warmup", 200)?,
+        keep,
+    };
+    if o.actions == 0 || o.users == 0 || o.partitions <= 0 || o.warmup == 0 {
+        bail!("--actions, --users, --partitions and --warmup must be positive");
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+/// splitmix64: deterministic values without a random-number dependency.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k/s", r / 1e3)
+    } else {
+        format!("{r:.0} /s")
+    }
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return -1;
+    }
+    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn proc_field(pid: u32, field: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l[field.len()..].trim().to_string())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producing
+
+/// Delivery reports: the end offset of every partition, failures, and (for the latency phase)
+/// each record's CreateTime by partition and offset.
+struct Tracker {
+    ends: Vec<AtomicI64>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    stamps: Option<Mutex<HashMap<(i32, i64), i64>>>,
+}
+
+impl Tracker {
+    fn new(partitions: i32, stamps: bool) -> Self {
+        Tracker {
+            ends: (0..partitions).map(|_| AtomicI64::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            stamps: stamps.then(|| Mutex::new(HashMap::new())),
+        }
+    }
+    fn ends(&self) -> Vec<i64> {
+        self.ends.iter().map(|e| e.load(Ordering::SeqCst)).collect()
+    }
+}
+
+impl ClientContext for Tracker {}
+
+impl ProducerContext for Tracker {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                let (p, o) = (m.partition(), m.offset());
+                if let Some(end) = self.ends.get(p as usize) {
+                    end.fetch_max(o + 1, Ordering::SeqCst);
+                }
+                if let (Some(stamps), Some(ts)) = (&self.stamps, m.timestamp().to_millis()) {
+                    stamps.lock().unwrap().insert((p, o), ts);
+                }
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.first_error
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+type BenchProducer = ThreadedProducer<Tracker>;
+
+/// A producer that has already connected and got its idempotent producer id (one record to
+/// `scratch`), so timings start with a ready client.
+fn producer(broker: &str, partitions: i32, stamps: bool, scratch: &str) -> Result<BenchProducer> {
+    let p: BenchProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(Tracker::new(partitions, stamps))
+        .context("creating the producer")?;
+    p.send(BaseRecord::to(scratch).key("warm-up").payload("{}"))
+        .map_err(|(e, _)| anyhow!("producing to {scratch}: {e}"))?;
+    p.flush(Duration::from_secs(30))
+        .context("first produce (connect, producer id)")?;
+    if p.context().failed.load(Ordering::SeqCst) > 0 {
+        bail!(
+            "first produce failed: {}",
+            p.context()
+                .first_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_default()
+        );
+    }
+    if let Some(stamps) = &p.context().stamps {
+        stamps.lock().unwrap().clear();
+    }
+    for e in &p.context().ends {
+        e.store(0, Ordering::SeqCst);
+    }
+    Ok(p)
+}
+
+/// A native (seed-shaped) action, ~130 bytes: `(key, payload)`.
+fn action(user: &str, trigger: u32, value: u64, action_id: &str) -> (String, String) {
+    let payload = format!(
+        r#"{{"userId": "{user}", "triggerId": {trigger}, "value": {value}, "actionId": "{action_id}", "actionType": "purchase.in_store"}}"#
+    );
+    (user.to_string(), payload)
+}
+
+/// Sends `n` records made by `make(i)`, at most `per_sec` a second when given; returns the
+/// time from the first send until every record is acknowledged.
+fn produce(
+    p: &BenchProducer,
+    topic: &str,
+    n: usize,
+    per_sec: Option<f64>,
+    mut make: impl FnMut(usize) -> (String, String),
+) -> Result<Duration> {
+    let before = p.context().failed.load(Ordering::SeqCst);
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n {
+        if let Some(r) = per_sec {
+            // Paced in 1 ms steps: send what is due, then sleep.
+            let due = ((start.elapsed().as_secs_f64() * r) as usize + 1).min(n);
+            if i >= due {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+        }
+        let (key, payload) = make(i);
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .timestamp(now_ms());
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                Err((e, _)) => bail!("produce to {topic}: {e}"),
+            }
+        }
+        i += 1;
+    }
+    p.flush(Duration::from_secs(60))
+        .with_context(|| format!("flushing the producer of {topic}"))?;
+    let elapsed = start.elapsed();
+    let failed = p.context().failed.load(Ordering::SeqCst) - before;
+    if failed > 0 {
+        bail!(
+            "{failed} records to {topic} failed: {}",
+            p.context()
+                .first_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_default()
+        );
+    }
+    Ok(elapsed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consuming
+
+/// Consumer settings the worker uses (src/kafka), with the fetch wait of TEST-SERVERS.md.
+fn consumer_config(broker: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500");
+    c
+}
+
+struct RawResult {
+    /// From the first record received to the last.
+    steady: Duration,
+    /// From subscribe to the last record (join and first fetch included).
+    total: Duration,
+    bytes: u64,
+}
+
+/// A plain librdkafka group member reading `n` records of `topic`: the ceiling.
+fn raw_consume(broker: &str, topic: &str, group: &str, n: usize) -> Result<RawResult> {
+    let consumer: BaseConsumer = consumer_config(broker, group)
+        .create()
+        .context("raw consumer")?;
+    let start = Instant::now();
+    consumer.subscribe(&[topic])?;
+    let deadline = start + Duration::from_secs(120);
+    let mut first: Option<Instant> = None;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    while count < n {
+        if Instant::now() > deadline {
+            bail!("raw consumer read {count} of {n} records in 120 s");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += m.payload().map_or(0, |p| p.len() as u64);
+                count += 1;
+            }
+            Some(Err(e)) => log(format!("raw consumer: {e}")),
+        }
+    }
+    let end = Instant::now();
+    consumer.unsubscribe();
+    Ok(RawResult {
+        steady: end - first.unwrap_or(start),
+        total: end - start,
+        bytes,
+    })
+}
+
+/// The group's committed offsets on the input topic, read by a client that never joins the
+/// group (no subscribe, an explicit partition list): TEST-SERVERS.md warns that committed()
+/// on a member whose partitions changed can hang.
+struct CommitWatcher {
+    consumer: BaseConsumer,
+    tpl: TopicPartitionList,
+}
+
+impl CommitWatcher {
+    fn new(broker: &str, group: &str, topic: &str, partitions: i32) -> Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("commit watcher")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        Ok(CommitWatcher { consumer, tpl })
+    }
+
+    fn committed(&self) -> Result<Vec<i64>> {
+        let tpl = self
+            .consumer
+            .committed_offsets(self.tpl.clone(), Duration::from_secs(5))?;
+        let mut out = vec![0; self.tpl.count()];
+        for e in tpl.elements() {
+            if let (Offset::Offset(o), Some(slot)) =
+                (e.offset(), out.get_mut(e.partition() as usize))
+            {
+                *slot = o;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn reached(committed: &[i64], ends: &[i64]) -> bool {
+    committed.iter().zip(ends).all(|(c, e)| c >= e)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker process
+
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "the worker exited early ({status}); last lines of its log:\n{}",
+                self.tail(30)
+            );
+        }
+        Ok(())
+    }
+
+    fn tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// SIGTERM; the exit code, or None if it had to be killed after `timeout`.
+    fn terminate(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status.code().unwrap_or(-1)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(None)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Names {
+    prefix: String,
+}
+
+impl Names {
+    fn t(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+}
+
+/// Writes the worker's config (like tests/kafka_support): its own topics and group, the
+/// example catalog, the seed mapping on the bench's input topic, an embedded store.
+fn write_config(
+    dir: &Path,
+    o: &Options,
+    names: &Names,
+    input: &str,
+    http_port: u16,
+) -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mappings = dir.join("mappings");
+    std::fs::create_dir_all(&mappings)?;
+    let seed = std::fs::read_to_string(root.join("mappings/seed.toml"))?;
+    let renamed = seed.replace("\"questline.actions\"", &format!("\"{input}\""));
+    if renamed == seed {
+        bail!("mappings/seed.toml no longer names \"questline.actions\"");
+    }
+    std::fs::write(mappings.join("seed.toml"), renamed)?;
+    let config = dir.join("questline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[kafka]
+brokers = "{broker}"
+group_id = "{group}"
+partitions = {partitions}
+[kafka.properties]
+"fetch.wait.max.ms" = "10"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[topics]
+progress = "{progress}"
+rewards = "{rewards}"
+dead_letter = "{dead}"
+commands = "{commands}"
+inventory_requests = "{requests}"
+inventory_responses = "{responses}"
+[catalog]
+path = "{catalog}"
+[mappings]
+dir = "{mappings}"
+[store]
+path = "{store}"
+[http]
+listen = "127.0.0.1:{http_port}"
+[pipeline]
+linger_ms = {linger}
+batch_size = {batch}
+"#,
+            broker = o.broker,
+            group = names.t("worker"),
+            partitions = o.partitions,
+            progress = names.t("progress"),
+            rewards = names.t("rewards"),
+            dead = names.t("dead-letter"),
+            commands = names.t("commands"),
+            requests = names.t("inventory-requests"),
+            responses = names.t("inventory-responses"),
+            catalog = root.join("examples/catalog").display(),
+            mappings = mappings.display(),
+            store = dir.join("store").display(),
+            linger = o.linger_ms,
+            batch = o.batch_size,
+        ),
+    )?;
+    Ok(config)
+}
+
+fn spawn_worker(o: &Options, config: &Path, dir: &Path) -> Result<Worker> {
+    let log = dir.join("worker.log");
+    let file = std::fs::File::create(&log)?;
+    let child = Command::new(&o.questline)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .env_remove("QUESTLINE__STORE__PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("spawning {}", o.questline.display()))?;
+    Ok(Worker { child, log })
+}
+
+/// Waits until the group has committed `ends` on the input topic (the worker polls, so this
+/// is checked every few milliseconds); `done` says whether `ends` is final yet.
+fn wait_committed(
+    watcher: &CommitWatcher,
+    worker: &mut Worker,
+    ends: impl Fn() -> Vec<i64>,
+    done: impl Fn() -> bool,
+    timeout: Duration,
+    what: &str,
+) -> Result<Instant> {
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let finished = done();
+        let target = ends();
+        let committed = watcher.committed()?;
+        if finished && reached(&committed, &target) {
+            return Ok(Instant::now());
+        }
+        worker.check_alive()?;
+        if start.elapsed() > timeout {
+            bail!(
+                "{what}: committed {committed:?} of {target:?} after {timeout:?}; worker log:\n{}",
+                worker.tail(20)
+            );
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            let c: i64 = committed.iter().sum();
+            let t: i64 = target.iter().sum();
+            log(format!("{what}: {c} of {t} offsets committed"));
+            last_report = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker's Prometheus metrics (src/telemetry.rs), for a breakdown of its time
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `/metrics` as `series → value` (series with their labels, as rendered).
+fn scrape(port: u16) -> Result<HashMap<String, f64>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| anyhow!("no HTTP body from /metrics"))?;
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Where the worker's time went between two scrapes.
+struct Breakdown {
+    batches: f64,
+    records: f64,
+    events: f64,
+    batch_s: f64,
+    process_s: f64,
+    write_s: f64,
+}
+
+impl Breakdown {
+    fn between(a: &HashMap<String, f64>, b: &HashMap<String, f64>) -> Self {
+        let d = |k: &str| b.get(k).copied().unwrap_or(0.0) - a.get(k).copied().unwrap_or(0.0);
+        let sum_prefix = |m: &HashMap<String, f64>, p: &str| -> f64 {
+            m.iter()
+                .filter(|(k, _)| k.starts_with(p))
+                .map(|(_, v)| v)
+                .sum()
+        };
+        Breakdown {
+            batches: d("questline_batch_seconds_count"),
+            records: d("questline_batch_size_sum"),
+            events: sum_prefix(b, "questline_events_out_total")
+                - sum_prefix(a, "questline_events_out_total"),
+            batch_s: d("questline_batch_seconds_sum"),
+            process_s: d("questline_store_seconds_sum{op=\"load\"}"),
+            write_s: d("questline_store_seconds_sum{op=\"write\"}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output events (src/core/events.rs): only what the latency match needs.
+
+#[derive(Deserialize)]
+struct OutEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    source: OutSource,
+}
+
+#[derive(Deserialize)]
+struct OutSource {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+struct Seen {
+    rewards_topic: bool,
+    kind: String,
+    partition: i32,
+    offset: i64,
+    created: Option<i64>,
+    received: i64,
+}
+
+fn output_consumer(o: &Options, names: &Names, topics: &[String]) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = consumer_config(&o.broker, &names.t("latency-reader"))
+        .create()
+        .context("output consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..o.partitions {
+            tpl.add_partition_offset(t, p, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+struct Stats {
+    n: usize,
+    p50: i64,
+    p99: i64,
+    max: i64,
+}
+
+fn stats(mut v: Vec<i64>) -> Stats {
+    v.sort_unstable();
+    Stats {
+        n: v.len(),
+        p50: percentile(&v, 0.50),
+        p99: percentile(&v, 0.99),
+        max: v.last().copied().unwrap_or(-1),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Report {
+    produce_rate: f64,
+    raw: RawResult,
+    raw_rate: f64,
+    worker_produce: Duration,
+    worker_elapsed: Duration,
+    worker_rate: f64,
+    breakdown: Breakdown,
+    latency_target_rate: f64,
+    latency_sent: usize,
+    latency_send_rate: f64,
+    latency_matched_inputs: usize,
+    latency_all: Stats,
+    latency_rewards: Stats,
+    latency_arrival: Stats,
+    kinds: Vec<(String, usize)>,
+    throughput_outputs: usize,
+    hwm: String,
+    rss: String,
+    exit: Option<i32>,
+}
+
+fn main() {
+    match run() {
+        Ok(ok) => std::process::exit(if ok { 0 } else { 1 }),
+        Err(e) => {
+            eprintln!("bench: FAILED: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Ok(true) when every phase ran and the worker exited 0 (targets met or not).
+fn run() -> Result<bool> {
+    let o = parse_args()?;
+    let load_before = loadavg();
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() % 1_000_000_000;
+    let names = Names {
+        prefix: format!("bench-{}-{stamp}", std::process::id()),
+    };
+    let raw_topic = names.t("raw-actions");
+    let scratch = names.t("scratch");
+    let input = names.t("actions");
+    let outputs = [names.t("progress"), names.t("rewards")];
+    let all_topics: Vec<String> = [
+        scratch.clone(),
+        raw_topic.clone(),
+        input.clone(),
+        names.t("progress"),
+        names.t("rewards"),
+        names.t("dead-letter"),
+        names.t("commands"),
+        names.t("inventory-requests"),
+        names.t("inventory-responses"),
+    ]
+    .into();
+    log(format!(
+        "broker {}, {} actions for {} users, {} partitions, prefix {}",
+        o.broker, o.actions, o.users, o.partitions, names.prefix
+    ));
+
+    // Topics, created up front (tansu does not create them on produce).
+    {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &o.broker)
+            .create()
+            .context("admin client")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let new: Vec<NewTopic<'_>> = all_topics
+            .iter()
+            .map(|t| NewTopic::new(t, o.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for r in rt.block_on(admin.create_topics(new.iter(), &opts))? {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => bail!("creating topic {t}: {code}"),
+            }
+        }
+    }
+
+    let users = o.users;
+    let run_tag = stamp;
+    // Throughput actions: user i % M, triggers 1 (earned points, challenge 1 at 1000) and 3
+    // (redeemed points, repeatable challenge 2 at 100, capped twice a day), so the mix makes
+    // progress, milestones, rewards, capped rejections and inventory requests.
+    let make_action = |tag: &'static str| {
+        move |i: usize| {
+            let r = mix(i as u64 ^ run_tag as u64);
+            let user = format!("user-{:06}", i % users);
+            let (trigger, value) = if r & 1 == 0 {
+                (1, 50 + (r >> 8) % 200)
+            } else {
+                (3, 20 + (r >> 8) % 100)
+            };
+            action(&user, trigger, value, &format!("{tag}-{run_tag}-{i:09}"))
+        }
+    };
+
+    // ---- 1. produce
+    let p1 = producer(&o.broker, o.partitions, false, &scratch)?;
+    log(format!("1. producing {} actions to {raw_topic}", o.actions));
+    let d = produce(&p1, &raw_topic, o.actions, None, make_action("raw"))?;
+    let produce_rate = rate(o.actions, d);
+    log(format!(
+        "   {} in {:.2} s",
+        fmt_rate(produce_rate),
+        d.as_secs_f64()
+    ));
+    drop(p1);
+
+    // ---- 2. raw consume
+    log("2. raw consume (plain librdkafka group member, fetch.wait.max.ms=10)");
+    let raw = raw_consume(&o.broker, &raw_topic, &names.t("raw-reader"), o.actions)?;
+    let raw_rate = rate(o.actions, raw.steady);
+    log(format!(
+        "   {} (first to last record; {:.2} s with the join)",
+        fmt_rate(raw_rate),
+        raw.total.as_secs_f64()
+    ));
+
+    // ---- 3. worker
+    let dir = tempfile::Builder::new()
+        .prefix("questline-bench.")
+        .tempdir()?;
+    let http_port = free_port()?;
+    let config = write_config(dir.path(), &o, &names, &input, http_port)?;
+    let mut worker = spawn_worker(&o, &config, dir.path())?;
+    let pid = worker.child.id();
+    log(format!(
+        "3. worker (pid {pid}, batch_size {}, linger_ms {}), dir {}",
+        o.batch_size,
+        o.linger_ms,
+        dir.path().display()
+    ));
+    let watcher = CommitWatcher::new(&o.broker, &names.t("worker"), &input, o.partitions)?;
+    let p3 = Arc::new(producer(&o.broker, o.partitions, false, &scratch)?);
+    produce(&p3, &input, o.warmup, None, |i| {
+        action(&format!("warm-{i}"), 1, 10, &format!("warm-{run_tag}-{i}"))
+    })?;
+    wait_committed(
+        &watcher,
+        &mut worker,
+        || p3.context().ends(),
+        || true,
+        Duration::from_secs(90),
+        "warm-up",
+    )?;
+    log(format!(
+        "   joined and warm ({} records committed); producing {} actions",
+        o.warmup, o.actions
+    ));
+    let metrics_before = scrape(http_port).context("worker /metrics")?;
+    let produced = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let producing = {
+        let (p3, produced, input) = (Arc::clone(&p3), Arc::clone(&produced), input.clone());
+        let make = make_action("run");
+        let n = o.actions;
+        std::thread::spawn(move || {
+            let r = produce(&p3, &input, n, None, make);
+            produced.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    let timeout = Duration::from_secs(60).max(Duration::from_secs_f64(o.actions as f64 / 2_000.0));
+    let waited = wait_committed(
+        &watcher,
+        &mut worker,
+        || p3.context().ends(),
+        || produced.load(Ordering::SeqCst),
+        timeout,
+        "worker",
+    );
+    let worker_produce = producing
+        .join()
+        .map_err(|_| anyhow!("producer thread panicked"))??;
+    let worker_elapsed = waited? - t0;
+    let breakdown = Breakdown::between(
+        &metrics_before,
+        &scrape(http_port).context("worker /metrics")?,
+    );
+    let worker_rate = rate(o.actions, worker_elapsed);
+    log(format!(
+        "   {} ({:.2} s; producing took {:.2} s)",
+        fmt_rate(worker_rate),
+        worker_elapsed.as_secs_f64(),
+        worker_produce.as_secs_f64()
+    ));
+
+    // ---- 4. latency
+    let reader = output_consumer(&o, &names, &outputs)?;
+    // Catch up with the throughput phase's output first, so the reader is idle at the start.
+    let mut throughput_outputs = 0usize;
+    let mut idle_since = Instant::now();
+    let catch_up = Instant::now();
+    while idle_since.elapsed() < Duration::from_millis(1500)
+        && catch_up.elapsed() < Duration::from_secs(60)
+    {
+        match reader.poll(Duration::from_millis(50)) {
+            Some(Ok(_)) => {
+                throughput_outputs += 1;
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => log(format!("output reader: {e}")),
+            None => {}
+        }
+    }
+    let target = o.latency_rate.unwrap_or(worker_rate / 2.0);
+    let count = ((target * o.latency_secs) as usize).max(1);
+    log(format!(
+        "4. latency: {count} actions of fresh users at {} for {:.0} s ({} output events of phase 3 read first)",
+        fmt_rate(target),
+        o.latency_secs,
+        throughput_outputs
+    ));
+    let p4 = producer(&o.broker, o.partitions, true, &scratch)?;
+    let stop = AtomicBool::new(false);
+    let lat_start_ms = now_ms();
+    let (seen, sent) = std::thread::scope(|s| -> Result<(Vec<Seen>, Duration)> {
+        let reading = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let m = match reader.poll(Duration::from_millis(20)) {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        log(format!("output reader: {e}"));
+                        continue;
+                    }
+                    None => continue,
+                };
+                let received = now_ms();
+                let created = m.timestamp().to_millis();
+                if created.is_some_and(|c| c < lat_start_ms - 1_000) {
+                    continue; // late output of phase 3
+                }
+                let Some(ev) = m
+                    .payload()
+                    .and_then(|p| serde_json::from_slice::<OutEvent>(p).ok())
+                else {
+                    continue;
+                };
+                if ev.source.topic != input {
+                    continue; // an inventory answer's event: its source is internal
+                }
+                seen.push(Seen {
+                    rewards_topic: m.topic() == outputs[1],
+                    kind: ev.kind,
+                    partition: ev.source.partition,
+                    offset: ev.source.offset,
+                    created,
+                    received,
+                });
+            }
+            seen
+        });
+        let result = (|| -> Result<Duration> {
+            let d = produce(&p4, &input, count, Some(target), |i| {
+                let user = format!("lat-{run_tag}-{i}");
+                if i % 2 == 0 {
+                    action(&user, 1, 100 + (i as u64 % 800), &format!("lat-{i}"))
+                } else {
+                    // At least 100: challenge 2 is achieved, so a milestone and a reward.
+                    action(&user, 3, 100 + (i as u64 % 100), &format!("lat-{i}"))
+                }
+            })?;
+            let ends = |ends_a: Vec<i64>, ends_b: Vec<i64>| -> Vec<i64> {
+                ends_a.iter().zip(&ends_b).map(|(a, b)| *a.max(b)).collect()
+            };
+            let fin = ends(p3.context().ends(), p4.context().ends());
+            wait_committed(
+                &watcher,
+                &mut worker,
+                || fin.clone(),
+                || true,
+                Duration::from_secs(60),
+                "latency",
+            )?;
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(d)
+        })();
+        stop.store(true, Ordering::SeqCst);
+        let seen = reading
+            .join()
+            .map_err(|_| anyhow!("reader thread panicked"))?;
+        Ok((seen, result?))
+    })?;
+    let stamps = p4
+        .context()
+        .stamps
+        .as_ref()
+        .unwrap()
+        .lock()
+        .unwrap()
+        .clone();
+    let mut all = Vec::new();
+    let mut rewards = Vec::new();
+    let mut arrival = Vec::new();
+    let mut matched = std::collections::HashSet::new();
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    for e in &seen {
+        let Some(&sent_at) = stamps.get(&(e.partition, e.offset)) else {
+            continue;
+        };
+        matched.insert((e.partition, e.offset));
+        *kinds.entry(e.kind.clone()).or_default() += 1;
+        if let Some(c) = e.created {
+            all.push(c - sent_at);
+            if e.rewards_topic {
+                rewards.push(c - sent_at);
+            }
+        }
+        arrival.push(e.received - sent_at);
+    }
+    let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
+    kinds.sort();
+    let latency_sent = stamps.len();
+
+    // ---- 5. memory and shutdown
+    let hwm = proc_field(pid, "VmHWM:").unwrap_or_else(|| "?".into());
+    let rss = proc_field(pid, "VmRSS:").unwrap_or_else(|| "?".into());
+    log(format!("5. worker VmHWM {hwm}, VmRSS {rss}; SIGTERM"));
+    let exit = worker.terminate(Duration::from_secs(30))?;
+    if o.keep {
+        let kept = dir.keep();
+        log(format!("kept {}", kept.display()));
+    }
+
+    let report = Report {
+        produce_rate,
+        raw_rate,
+        raw,
+        worker_produce,
+        worker_elapsed,
+        worker_rate,
+        breakdown,
+        latency_target_rate: target,
+        latency_sent,
+        latency_send_rate: rate(latency_sent, sent),
+        latency_matched_inputs: matched.len(),
+        latency_all: stats(all),
+        latency_rewards: stats(rewards),
+        latency_arrival: stats(arrival),
+        kinds,
+        throughput_outputs,
+        hwm,
+        rss,
+        exit,
+    };
+    print!("{}", table(&o, &report, &load_before));
+    Ok(report.exit == Some(0) && report.latency_matched_inputs == report.latency_sent)
+}
+
+fn table(o: &Options, r: &Report, load_before: &str) -> String {
+    let mut s = String::new();
+    let ratio = r.worker_rate / r.raw_rate;
+    let mark = |ok: bool| if ok { "met" } else { "MISSED" };
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "questline end to end: {} actions, {} users, {} partitions, batch_size {}, linger_ms {}",
+        o.actions, o.users, o.partitions, o.batch_size, o.linger_ms
+    );
+    let _ = writeln!(
+        s,
+        "machine: {} cores, {}; load average {} before, {} after (shared machine: figures are noisy)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        load_before,
+        loadavg()
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| what | figure | target (DESIGN §6) |");
+    let _ = writeln!(s, "|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| produce, idempotent, acks=all, ~{} B actions | {} | |",
+        r.raw.bytes / o.actions.max(1) as u64,
+        fmt_rate(r.produce_rate)
+    );
+    let _ = writeln!(
+        s,
+        "| raw consume, librdkafka, fetch.wait.max.ms=10 (ceiling) | {} | |",
+        fmt_rate(r.raw_rate)
+    );
+    let _ = writeln!(
+        s,
+        "| worker: first produce to all offsets committed (state durable, events acked) | {} ({:.2} s) | |",
+        fmt_rate(r.worker_rate),
+        r.worker_elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        s,
+        "| worker / raw | {:.2} | ≥ 0.50 {} |",
+        ratio,
+        mark(ratio >= 0.5)
+    );
+    let l = &r.latency_all;
+    let _ = writeln!(
+        s,
+        "| latency, action → event CreateTime, p50 / p99 / max ({} events) | {} / {} / {} ms | p99 ≤ 50 ms {} |",
+        l.n,
+        l.p50,
+        l.p99,
+        l.max,
+        mark(l.n > 0 && l.p99 <= 50)
+    );
+    let w = &r.latency_rewards;
+    let _ = writeln!(
+        s,
+        "| latency, rewards topic only ({} events) | {} / {} / {} ms | |",
+        w.n, w.p50, w.p99, w.max
+    );
+    let a = &r.latency_arrival;
+    let _ = writeln!(
+        s,
+        "| latency, action → received by a consumer ({} events) | {} / {} / {} ms | |",
+        a.n, a.p50, a.p99, a.max
+    );
+    let _ = writeln!(s, "| worker peak RSS (VmHWM) | {} | |", r.hwm);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "raw consume with the group join: {:.2} s; worker phase: producing the {} actions took {:.2} s of the {:.2} s",
+        r.raw.total.as_secs_f64(),
+        o.actions,
+        r.worker_produce.as_secs_f64(),
+        r.worker_elapsed.as_secs_f64()
+    );
+    let b = &r.breakdown;
+    let e = r.worker_elapsed.as_secs_f64();
+    let pct = |x: f64| 100.0 * x / e.max(1e-9);
+    let _ = writeln!(
+        s,
+        "worker phase, from its metrics: {:.0} batches of {:.0} records on average ({:.0} records \
+         with the internal topics), {:.0} events out ({} read back from progress+rewards, warm-up included)",
+        b.batches,
+        b.records / b.batches.max(1.0),
+        b.records,
+        b.events,
+        r.throughput_outputs
+    );
+    let _ = writeln!(
+        s,
+        "  of the {e:.2} s: evaluate + store reads {:.2} s ({:.0}%), store writes {:.2} s ({:.0}%), \
+         publish + commit {:.2} s ({:.0}%), outside batches (poll, linger) {:.2} s ({:.0}%)",
+        b.process_s,
+        pct(b.process_s),
+        b.write_s,
+        pct(b.write_s),
+        b.batch_s - b.process_s - b.write_s,
+        pct(b.batch_s - b.process_s - b.write_s),
+        e - b.batch_s,
+        pct(e - b.batch_s)
+    );
+    let _ = writeln!(
+        s,
+        "latency phase: {} actions sent at {} (target {}), {} of them matched by an event; events: {}",
+        r.latency_sent,
+        fmt_rate(r.latency_send_rate),
+        fmt_rate(r.latency_target_rate),
+        r.latency_matched_inputs,
+        r.kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "worker: VmRSS {} at the end; SIGTERM exit status {}",
+        r.rss,
+        r.exit
+            .map_or("none (killed after 30 s)".into(), |c| c.to_string())
+    );
+    s
+}
