@@ -124,6 +124,7 @@ fn record(i: usize) -> UserRecord {
         ]),
         outbox: vec![event(1), event(2)],
         outbox_requests: vec![],
+        outbox_causes: vec![],
         history_len: 0,
     }
 }

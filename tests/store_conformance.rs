@@ -212,6 +212,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
         applied: BTreeMap::from([(format!("{TOPIC}:3"), n), (format!("{TOPIC}:0"), 17)]),
         outbox: vec![event(user, n), event(user, n + 1)],
         outbox_requests: vec![request(user, n)],
+        outbox_causes: vec![],
         history_len: 0,
     }
 }

@@ -56,8 +56,12 @@ pub struct Partition {
     pub id: i32,
     users: LruCache<UserKey, UserRecord>,
     resources: FxHashMap<String, ResourceRecord>,
-    /// Published outboxes whose clearing is written with the next batch.
-    users_to_clear: FxHashSet<UserKey>,
+    /// Per consumed topic-partition, the offset below which everything is committed: the
+    /// first offset seen after taking the partition (the group's committed position), then
+    /// this owner's own commits. Outbox events caused below it were published.
+    floors: FxHashMap<(String, i32), i64>,
+    /// Published resource outboxes whose clearing is written with the next batch (inventory
+    /// traffic is small, so resources keep the simple explicit clear).
     resources_to_clear: FxHashSet<String>,
     /// Ownership epoch from the store, for fenced writes; and the batch counter under it.
     epoch: Option<i64>,
@@ -76,7 +80,7 @@ impl Partition {
             id,
             users: LruCache::new(NonZeroUsize::new(cache_users.max(16)).expect("non-zero")),
             resources: FxHashMap::default(),
-            users_to_clear: FxHashSet::default(),
+            floors: FxHashMap::default(),
             resources_to_clear: FxHashSet::default(),
             epoch: None,
             batch_seq: 0,
@@ -98,7 +102,6 @@ impl Partition {
     pub fn reset(&mut self) {
         self.users.clear();
         self.resources.clear();
-        self.users_to_clear.clear();
         self.resources_to_clear.clear();
         self.counters_loaded = false;
     }
@@ -109,17 +112,12 @@ impl Partition {
 
     /// Whether a pending outbox clear must still be written before the cache is dropped.
     pub fn has_pending_clears(&self) -> bool {
-        !self.users_to_clear.is_empty() || !self.resources_to_clear.is_empty()
+        !self.resources_to_clear.is_empty()
     }
 
     /// A write of just the pending clears (on revoke and shutdown).
     pub fn flush_clears(&mut self) -> BatchWrite {
         let mut write = BatchWrite::default();
-        for key in self.users_to_clear.drain() {
-            if let Some(r) = self.users.peek(&key) {
-                write.users.push((key, r.clone()));
-            }
-        }
         for key in self.resources_to_clear.drain() {
             if let Some(r) = self.resources.get(&key) {
                 write.resources.push((key, r.clone()));
@@ -136,11 +134,54 @@ impl Partition {
         })
     }
 
+    /// Removes outbox events whose cause is below its partition's committed floor: they were
+    /// published before the offsets were committed. What remains is re-published (same ids).
+    fn drop_published(&self, record: &mut UserRecord) {
+        if record.outbox_causes.len() != record.outbox.len() {
+            record
+                .outbox_causes
+                .resize(record.outbox.len(), SourceRef::new("", -1, -1));
+        }
+        let floors = &self.floors;
+        let published = |cause: &SourceRef| {
+            floors
+                .get(&(cause.topic.clone(), cause.partition))
+                .is_some_and(|&floor| cause.offset < floor)
+        };
+        let keep: Vec<bool> = record.outbox_causes.iter().map(|c| !published(c)).collect();
+        let mut i = 0;
+        record.outbox.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut j = 0;
+        record.outbox_causes.retain(|_| {
+            j += 1;
+            keep[j - 1]
+        });
+        record
+            .outbox_requests
+            .retain(|r| match cause_of_request(&r.request_id) {
+                Some((topic, partition, offset)) => {
+                    !published(&SourceRef::new(topic, partition, offset))
+                }
+                None => true,
+            });
+    }
+
+    /// After a commit: everything processed is below the floor now.
+    pub fn committed(&mut self, processed: &[(String, i32, i64)]) {
+        for (t, p, o) in processed {
+            let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
+            *floor = (*floor).max(o + 1);
+        }
+    }
+
     async fn load<S: StateStore + ?Sized>(
         &mut self,
         store: &S,
         catalog: &Catalog,
-        decoded: &[(InRecord, Input)],
+        decoded: &[(&InRecord, Input)],
     ) -> Result<(), StoreError> {
         let mut users: Vec<UserKey> = Vec::new();
         let mut resources: Vec<String> = Vec::new();
@@ -166,7 +207,9 @@ impl Partition {
         if !users.is_empty() {
             let loaded = store.load_users(&users).await?;
             for (key, record) in users.into_iter().zip(loaded) {
-                self.users.put(key, record.unwrap_or_default());
+                let mut record = record.unwrap_or_default();
+                self.drop_published(&mut record);
+                self.users.put(key, record);
             }
         }
         if !resources.is_empty() {
@@ -186,16 +229,17 @@ impl Partition {
         store: &S,
         inputs: &Inputs,
         topics: &Topics,
-        records: Vec<InRecord>,
+        records: &[InRecord],
     ) -> Result<Batch, StoreError> {
         let catalog = Arc::clone(inputs.catalog());
-        let decoded: Vec<(InRecord, Input)> = records
-            .into_iter()
-            .map(|r| {
-                let input = inputs.decode(&r);
-                (r, input)
-            })
-            .collect();
+        for r in records {
+            // The first record seen of a topic-partition starts at the committed position.
+            self.floors
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset);
+        }
+        let decoded: Vec<(&InRecord, Input)> =
+            records.iter().map(|r| (r, inputs.decode(r))).collect();
         self.load(store, &catalog, &decoded).await?;
         let mut batch = Batch::default();
         let mut touched_users: FxHashSet<UserKey> = FxHashSet::default();
@@ -319,35 +363,33 @@ impl Partition {
                         );
                     }
                     for event in effects.events {
-                        push_coalesced(&mut user.outbox, start, event);
+                        push_coalesced(user, start, event, &source_of_cause(&record));
                     }
                     user.outbox_requests.extend(effects.requests);
                 }
             }
         }
-        // Step 3 material: every touched (and every published-last-time) user and resource.
-        for key in touched_users.iter().chain(self.users_to_clear.iter()) {
+        // Step 3 material: every touched user; every touched, counted or published-last-time
+        // resource. (A user's published outbox is not rewritten just to clear it: its causes
+        // are below the committed floor, so a reload drops it.)
+        for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
-                if !batch.write.users.iter().any(|(k, _)| k == key) {
-                    batch.write.users.push((key.clone(), r.clone()));
-                }
+                batch.write.users.push((key.clone(), r.clone()));
             }
         }
-        let counters: Vec<String> = batch
-            .write
-            .finished
-            .iter()
-            .map(|f| finished_key(&f.tenant, f.challenge_id, self.id))
-            .collect();
-        for key in touched_resources
-            .iter()
-            .chain(self.resources_to_clear.iter())
-            .chain(counters.iter())
-        {
-            if let Some(r) = self.resources.get(key) {
-                if !batch.write.resources.iter().any(|(k, _)| k == key) {
-                    batch.write.resources.push((key.clone(), r.clone()));
-                }
+        let mut resource_keys: FxHashSet<String> = touched_resources.clone();
+        resource_keys.extend(self.resources_to_clear.iter().cloned());
+        resource_keys.extend(
+            batch
+                .write
+                .finished
+                .iter()
+                .map(|f| finished_key(&f.tenant, f.challenge_id, self.id)),
+        );
+        for key in resource_keys {
+            if let Some(r) = self.resources.get(&key) {
+                let record = r.clone();
+                batch.write.resources.push((key, record));
             }
         }
         batch.write.write_timestamp = self.next_timestamp();
@@ -378,26 +420,22 @@ impl Partition {
         Ok(batch)
     }
 
-    /// After the batch was written: pending clears are durable now.
-    pub fn written(&mut self, batch: &Batch) {
-        for (key, _) in &batch.write.users {
-            self.users_to_clear.remove(key);
-        }
-        for (key, _) in &batch.write.resources {
+    /// After the batch was written: the resources' pending clears are durable now.
+    pub fn written(&mut self, resources: &[String]) {
+        for key in resources {
             self.resources_to_clear.remove(key);
         }
     }
 
-    /// After the batch's records were acknowledged: the outboxes are published; their
-    /// clearing rides with the next write.
+    /// After the batch's records were acknowledged: the outboxes are published. The cached
+    /// copies are emptied; the stored ones are superseded by the user's next write, and until
+    /// then dropped on reload by the committed floor.
     pub fn published(&mut self, batch: &Batch) {
         for key in &batch.touched_users {
             if let Some(r) = self.users.peek_mut(key) {
-                if !r.outbox.is_empty() || !r.outbox_requests.is_empty() {
-                    r.outbox.clear();
-                    r.outbox_requests.clear();
-                    self.users_to_clear.insert(key.clone());
-                }
+                r.outbox.clear();
+                r.outbox_causes.clear();
+                r.outbox_requests.clear();
             }
         }
         for key in &batch.touched_resources {
@@ -411,9 +449,25 @@ impl Partition {
     }
 }
 
+/// The coordinates of a consumed record, as an outbox event's cause.
+fn source_of_cause(record: &InRecord) -> SourceRef {
+    SourceRef::new(&record.topic, record.partition, record.offset)
+}
+
+/// The consumed record behind a request id (`topic:partition:offset#r0…`), if it parses.
+fn cause_of_request(request_id: &str) -> Option<(String, i32, i64)> {
+    let cause = request_id.split('#').next()?;
+    let mut parts = cause.rsplitn(3, ':');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?.to_string();
+    Some((topic, partition, offset))
+}
+
 /// Progress events coalesce within a batch: only the last state per user, challenge, group
 /// and trigger is kept, so output volume does not double the input.
-fn push_coalesced(outbox: &mut Vec<Event>, start: usize, event: Event) {
+fn push_coalesced(user: &mut UserRecord, start: usize, event: Event, cause: &SourceRef) {
+    let outbox = &mut user.outbox;
     if let EventBody::ProgressUpdated {
         challenge_id,
         group_id,
@@ -427,9 +481,13 @@ fn push_coalesced(outbox: &mut Vec<Event>, start: usize, event: Event) {
         });
         if let Some(i) = same {
             outbox.remove(start + i);
+            if start + i < user.outbox_causes.len() {
+                user.outbox_causes.remove(start + i);
+            }
         }
     }
-    outbox.push(event);
+    user.outbox.push(event);
+    user.outbox_causes.push(cause.clone());
 }
 
 /// History, claims and "people finished" from the batch's new events.
@@ -557,5 +615,55 @@ pub fn reason_class(rejection: &Rejection) -> &'static str {
         "unknown_tenant"
     } else {
         "mapping"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::events::{EventBody, OriginalEncoding};
+    use chrono::Utc;
+
+    fn event(offset: i64) -> Event {
+        Event {
+            event_id: format!("e{offset}"),
+            body: EventBody::DeadLetter {
+                reason: "x".into(),
+                error_code: None,
+                field: None,
+                original: String::new(),
+                encoding: OriginalEncoding::Utf8,
+                truncated_from: None,
+            },
+            tenant: "default".into(),
+            user_id: "u".into(),
+            occurred_at: Utc::now(),
+            source: SourceRef::new("t", 0, offset),
+        }
+    }
+
+    #[test]
+    fn request_ids_name_their_cause() {
+        assert_eq!(cause_of_request("a.b:3:42#r0"), Some(("a.b".into(), 3, 42)));
+        assert_eq!(cause_of_request("a:3:42#r0#r1"), Some(("a".into(), 3, 42)));
+        assert_eq!(cause_of_request("nonsense"), None);
+    }
+
+    #[test]
+    fn a_reloaded_outbox_drops_what_was_published_before_the_commit() {
+        let mut p = Partition::new(0, 16);
+        p.committed(&[("t".into(), 0, 4)]); // offsets 0..=4 committed: floor 5
+        let mut record = UserRecord::default();
+        for o in [3, 7] {
+            record.outbox.push(event(o));
+            record.outbox_causes.push(SourceRef::new("t", 0, o));
+        }
+        // Caused on a partition this owner knows nothing of: kept (re-published, same ids).
+        record.outbox.push(event(1));
+        record.outbox_causes.push(SourceRef::new("other", 0, 1));
+        p.drop_published(&mut record);
+        let kept: Vec<&str> = record.outbox.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(kept, ["e7", "e1"]);
+        assert_eq!(record.outbox_causes.len(), 2);
     }
 }

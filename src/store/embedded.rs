@@ -290,13 +290,26 @@ impl std::fmt::Display for UserLabel<'_> {
 }
 
 fn apply_batch(inner: &Inner, batch: &BatchWrite) -> Result<(), StoreError> {
-    let ts = batch
-        .write_timestamp
-        .unwrap_or_else(codec::unfenced_timestamp);
+    apply_batches(inner, std::slice::from_ref(batch))
+}
+
+/// Every batch in one durable transaction: one fsync per poll instead of one per partition.
+fn apply_batches(inner: &Inner, batches: &[BatchWrite]) -> Result<(), StoreError> {
     let ctx = "writing a batch";
     let mut txn = inner.db.begin_write().map_err(|e| storage_error(ctx, e))?;
     // Explicit even though it is redb's default: the commit protocol relies on it.
     txn.set_durability(Durability::Immediate);
+    for batch in batches {
+        write_into(&txn, batch)?;
+    }
+    txn.commit().map_err(|e| storage_error(ctx, e))
+}
+
+fn write_into(txn: &redb::WriteTransaction, batch: &BatchWrite) -> Result<(), StoreError> {
+    let ts = batch
+        .write_timestamp
+        .unwrap_or_else(codec::unfenced_timestamp);
+    let ctx = "writing a batch";
     {
         let mut users = txn.open_table(USERS).map_err(|e| storage_error(ctx, e))?;
         for (key, record) in &batch.users {
@@ -368,7 +381,7 @@ fn apply_batch(inner: &Inner, batch: &BatchWrite) -> Result<(), StoreError> {
             )?;
         }
     }
-    txn.commit().map_err(|e| storage_error(ctx, e))
+    Ok(())
 }
 
 #[async_trait]
@@ -426,6 +439,15 @@ impl StateStore for EmbeddedStore {
         // Cloned so the encoding, too, happens off the async workers.
         let batch = batch.clone();
         self.blocking(move |inner| apply_batch(inner, &batch)).await
+    }
+
+    async fn write_batches(&self, batches: Vec<BatchWrite>) -> Result<(), StoreError> {
+        let batches: Vec<BatchWrite> = batches.into_iter().filter(|b| !b.is_empty()).collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |inner| apply_batches(inner, &batches))
+            .await
     }
 
     async fn history(

@@ -47,6 +47,12 @@ pub struct UserRecord {
     /// Events evaluated but not yet acknowledged by the broker; re-published after a crash.
     #[serde(default)]
     pub outbox: Vec<Event>,
+    /// For each outbox event, the consumed record that caused it. An event whose cause is
+    /// below its partition's committed offset was published (offsets are committed only after
+    /// publishing), so a reloaded outbox drops it instead of publishing it twice; this is what
+    /// lets a published outbox stay in the store until the user's next write.
+    #[serde(default)]
+    pub outbox_causes: Vec<crate::core::model::SourceRef>,
     /// Inventory requests not yet acknowledged by the broker.
     #[serde(default)]
     pub outbox_requests: Vec<Request>,
@@ -139,6 +145,13 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Applies one batch's writes. Upserts: applying the same batch twice is harmless.
     async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError>;
+
+    /// Applies several batches (one per partition of a poll) — in one transaction where the
+    /// store has transactions, concurrently otherwise. Each keeps its own write timestamp.
+    async fn write_batches(&self, batches: Vec<BatchWrite>) -> Result<(), StoreError> {
+        let results = futures::future::join_all(batches.iter().map(|b| self.write_batch(b))).await;
+        results.into_iter().collect()
+    }
 
     /// A page (1-based) of a user's history, newest first, and the total number of entries.
     async fn history(
