@@ -237,10 +237,7 @@ impl Mapping {
             invalid(
                 f.trigger_id.as_ref(),
                 TRIGGER_ID,
-                format!(
-                    "expected a trigger id or name, found {}",
-                    describe(trigger)
-                ),
+                format!("expected a trigger id or name, found {}", describe(trigger)),
             )
         })?;
         let value = match read(doc, f.value.as_ref(), "/value", "value", false)? {
