@@ -363,7 +363,7 @@ impl Partition {
                         );
                     }
                     for event in effects.events {
-                        push_coalesced(user, start, event, &source_of_cause(&record));
+                        push_coalesced(user, start, event, &source_of_cause(record));
                     }
                     user.outbox_requests.extend(effects.requests);
                 }
