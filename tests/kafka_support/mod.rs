@@ -191,6 +191,8 @@ path = "{catalog}"
 dir = "{mappings}"
 [store]
 path = "{store}"
+[http]
+listen = "127.0.0.1:0"
 [pipeline]
 linger_ms = 5
 batch_size = 200
