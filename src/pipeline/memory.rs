@@ -154,6 +154,33 @@ impl MemoryLog {
         self.lock().committed.clone()
     }
 
+    /// Consumer positions (next offset to hand out), by topic and partition: with
+    /// [`MemoryLog::committed`], how many records the member holds in flight.
+    pub fn positions(&self) -> BTreeMap<(String, i32), i64> {
+        self.lock().positions.clone()
+    }
+
+    /// Whether the member paused fetching ([`Log::set_paused`]).
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// An eager rebalance that hands every partition back to the same member, as Kafka's
+    /// classic protocol does when a member joins or leaves: everything is revoked, then
+    /// assigned again, and fetching restarts from the committed offsets.
+    pub fn rebalance(&self) {
+        let mut inner = self.lock();
+        let assigned: Vec<(String, i32)> = inner.positions.keys().cloned().collect();
+        for key in &assigned {
+            let from = inner.committed.get(key).copied().unwrap_or(0);
+            inner.positions.insert(key.clone(), from);
+        }
+        inner.rebalances.push(Rebalance::Revoked(assigned.clone()));
+        inner.rebalances.push(Rebalance::Assigned(assigned));
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
     /// Waits until something is appended (or the timeout passes).
     pub async fn wait_for_change(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.changed.notified()).await;

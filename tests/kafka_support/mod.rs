@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -76,9 +77,21 @@ impl Broker {
 
     /// Produces `(key, value)` records with the independent client.
     pub fn produce(&self, topic: &str, records: &[(String, String)]) {
+        self.produce_with(topic, records, false)
+    }
+
+    /// Produces one record per record batch: what tests that resume mid-topic (restarts,
+    /// rebalances) need on tansu 0.6.0, whose fetch at an offset inside a batch skips to the
+    /// next batch (see `client.py`); Kafka has no such gap.
+    pub fn produce_unbatched(&self, topic: &str, records: &[(String, String)]) {
+        self.produce_with(topic, records, true)
+    }
+
+    fn produce_with(&self, topic: &str, records: &[(String, String)], unbatched: bool) {
         let mut child = Command::new(&self.python)
             .arg(client())
             .args(["produce", &self.bootstrap, topic])
+            .args(unbatched.then_some("unbatched"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -118,6 +131,70 @@ impl Broker {
             .collect()
     }
 
+    /// Every record of `topics`, until `idle` passes without a new one (at most `timeout`).
+    pub fn drain(&self, topics: &[String], idle: Duration, timeout: Duration) -> Vec<Value> {
+        let out = Command::new(&self.python)
+            .arg(client())
+            .args([
+                "drain",
+                &self.bootstrap,
+                &idle.as_secs_f64().to_string(),
+                &timeout.as_secs_f64().to_string(),
+            ])
+            .args(topics)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The group's committed offsets of `topic`, summed over its partitions (0 where none).
+    pub fn committed_total(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let offsets = self.committed(group, topic, partitions);
+        offsets
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap().max(0))
+            .sum()
+    }
+
+    /// Waits until the group has committed `total` records of `topic`; panics after `timeout`
+    /// with `context()` (worker logs) in the message.
+    pub fn wait_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        total: i64,
+        timeout: Duration,
+        context: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.committed_total(group, topic, partitions);
+            if now == total {
+                return;
+            }
+            assert!(now < total, "committed {now} of {total} records");
+            if Instant::now() > deadline {
+                panic!(
+                    "only {now} of {total} records committed after {timeout:?}\n{}",
+                    context()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Value {
         let out = Command::new(&self.python)
             .arg(client())
@@ -139,16 +216,70 @@ impl Broker {
     }
 }
 
+/// Where a worker keeps its state.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// The embedded store in `<setup dir>/store`.
+    Embedded,
+    /// A CQL store (the dev CQL server of `scripts/test`), in a keyspace of its own: what
+    /// several workers of one group share, since each embedded store belongs to one process.
+    Cql { node: String, keyspace: String },
+}
+
+/// What a [`Setup`] writes into the worker's configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub catalog: PathBuf,
+    pub store: StoreChoice,
+    pub batch_size: usize,
+    pub linger_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            catalog: root().join("examples/catalog"),
+            store: StoreChoice::Embedded,
+            batch_size: 200,
+            linger_ms: 5,
+        }
+    }
+}
+
+/// The catalog of the fault tests: per-user challenges only (see its header).
+pub fn unlimited_catalog() -> PathBuf {
+    root().join("tests/kafka/catalog.toml")
+}
+
+/// The dev CQL server of `scripts/test`, if it runs; like [`broker`], a failure under CI.
+pub fn cql_node() -> Option<String> {
+    match std::env::var("QUESTLINE_TEST_CQL") {
+        Ok(node) => Some(node),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("QUESTLINE_TEST_CQL unset under CI: run scripts/test")
+        }
+        _ => {
+            eprintln!("skipped: no CQL server (run scripts/test, which starts one)");
+            None
+        }
+    }
+}
+
 /// A worker configuration in a temporary directory: its own topics, group, mappings and store.
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub names: Names,
     pub config: PathBuf,
+    pub options: Options,
 }
 
 impl Setup {
     /// Writes the shipped mappings with their topics renamed, and a config file.
     pub fn new(broker: &Broker, test: &str, partitions: i32) -> Setup {
+        Self::with_options(broker, test, partitions, Options::default())
+    }
+
+    pub fn with_options(broker: &Broker, test: &str, partitions: i32, options: Options) -> Setup {
         let names = Names::new(test);
         let dir = tempfile::tempdir().unwrap();
         let mappings = dir.path().join("mappings");
@@ -167,6 +298,15 @@ impl Setup {
         }
         let config = dir.path().join("questline.toml");
         let t = |n: &str| names.topic(n);
+        let store = match &options.store {
+            StoreChoice::Embedded => format!(
+                "[store]\npath = \"{}\"\n",
+                dir.path().join("store").display()
+            ),
+            StoreChoice::Cql { node, keyspace } => format!(
+                "[store]\nkind = \"scylla\"\n[store.scylla]\nnodes = [\"{node}\"]\nkeyspace = \"{keyspace}\"\nconsistency = \"one\"\nreplication_factor = 1\n"
+            ),
+        };
         std::fs::write(
             &config,
             format!(
@@ -189,13 +329,13 @@ inventory_responses = "{responses}"
 path = "{catalog}"
 [mappings]
 dir = "{mappings}"
-[store]
-path = "{store}"
+{store}[http]
+listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 [pipeline]
-linger_ms = 5
-batch_size = 200
+linger_ms = {linger}
+batch_size = {batch}
 "#,
                 bootstrap = broker.bootstrap,
                 group = names.group(),
@@ -205,13 +345,39 @@ batch_size = 200
                 commands = t("commands"),
                 requests = t("inventory-requests"),
                 responses = t("inventory-responses"),
-                catalog = root().join("examples/catalog").display(),
+                catalog = options.catalog.display(),
                 mappings = mappings.display(),
-                store = dir.path().join("store").display(),
+                linger = options.linger_ms,
+                batch = options.batch_size,
             ),
         )
         .unwrap();
-        Setup { dir, names, config }
+        Setup {
+            dir,
+            names,
+            config,
+            options,
+        }
+    }
+
+    /// `questline migrate` with this config (creates the CQL keyspace and tables).
+    pub fn migrate(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+            .args(["migrate", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The embedded store's directory (with [`StoreChoice::Embedded`]).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -257,9 +423,14 @@ batch_size = 200
             Instant::now().elapsed().as_nanos() ^ rand_suffix()
         ));
         let file = std::fs::File::create(&log).unwrap();
-        cmd.env("RUST_LOG", "info,scylla=off,rdkafka=warn")
-            .stdout(Stdio::null())
-            .stderr(file);
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("QL_WORKER_LOG")
+                .unwrap_or_else(|_| "info,scylla=off,rdkafka=warn".into()),
+        )
+        .env("QUESTLINE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(file);
         WorkerProcess {
             child: cmd.spawn().unwrap(),
             log,
@@ -310,6 +481,62 @@ impl WorkerProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The worker's log lines (JSON, see `spawn_worker`) whose message is `message`.
+    pub fn log_events(&self, message: &str) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == message)
+            .collect()
+    }
+
+    /// Partition numbers this worker has taken (claimed an epoch for) so far.
+    pub fn partitions_taken(&self) -> BTreeSet<i64> {
+        self.log_events("partition taken")
+            .iter()
+            .filter_map(|v| v["fields"]["partition"].as_i64())
+            .collect()
+    }
+
+    /// The partition numbers of this worker's latest assignment, if it has one.
+    pub fn assignment(&self) -> Option<BTreeSet<i64>> {
+        let last = self.log_events("rebalance").into_iter().rev().find(|v| {
+            v["fields"]["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Assigned"))
+        })?;
+        let text = last["fields"]["event"].as_str()?.to_string();
+        // `Assigned([("topic", 0), ("topic", 1)])`: the number before each `)`.
+        Some(
+            text.split(')')
+                .filter_map(|chunk| chunk.rsplit(", ").next()?.trim().parse().ok())
+                .collect(),
+        )
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `context()` after `timeout`.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Drop for WorkerProcess {
@@ -327,4 +554,139 @@ pub fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|r| r["value"]["type"] == kind)
         .collect()
+}
+
+/// `count` actions of the seed's shape for `users` users (`u0` … ), as `(key, JSON)`:
+/// about 70% earn 1–120 points (trigger 1), the rest are check-ins (trigger 2), so every user
+/// fires many milestones of the unlimited catalog. Deterministic for a `seed`.
+pub fn actions(count: usize, users: usize, seed: u64) -> Vec<(String, String)> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    (0..count)
+        .map(|_| {
+            let user = format!("u{}", next() % users as u64);
+            let action = if next() % 10 < 7 {
+                serde_json::json!({"userId": user, "triggerId": 1, "value": 1 + next() % 120})
+            } else {
+                serde_json::json!({"userId": user, "triggerId": 2, "value": 1})
+            };
+            (user, action.to_string())
+        })
+        .collect()
+}
+
+/// What the pure engine makes of the input records, read back from the input topic with their
+/// real coordinates (so event ids, which derive from them, match the worker's).
+pub struct Expected {
+    /// The rewards topic's events (milestones, grants, rejections) by event id, as JSON.
+    pub rewards: std::collections::BTreeMap<String, Value>,
+    pub engine: questline::core::engine::Engine,
+}
+
+/// Feeds `inputs` (records from [`Broker::consume`]/[`Broker::drain`] of one input topic)
+/// through the engine in each partition's offset order — the order a worker applies them in
+/// per user — with the mapping at `mapping` and the catalog at `catalog`.
+pub fn expected(inputs: &[Value], catalog: &Path, mapping: &Path) -> Expected {
+    use chrono::TimeZone;
+    use questline::core::events::Stream;
+    let catalog = std::sync::Arc::new(questline::files::load_catalog(catalog).unwrap());
+    let mapping = questline::files::load_mapping(mapping).unwrap();
+    let mut engine = questline::core::engine::Engine::new(catalog);
+    let mut records: Vec<&Value> = inputs.iter().collect();
+    records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+    let mut rewards = std::collections::BTreeMap::new();
+    for r in records {
+        let source = questline::core::model::SourceRef::new(
+            r["topic"].as_str().unwrap(),
+            r["partition"].as_i64().unwrap() as i32,
+            r["offset"].as_i64().unwrap(),
+        );
+        let at = chrono::Utc
+            .timestamp_millis_opt(r["timestamp"].as_i64().unwrap())
+            .unwrap();
+        let bytes = serde_json::to_vec(&r["value"]).unwrap();
+        let processed = engine.process_record(&mapping, &bytes, &source, at);
+        for event in processed.events {
+            if event.stream() == Stream::Rewards {
+                let old = rewards.insert(
+                    event.event_id.clone(),
+                    serde_json::to_value(&event).unwrap(),
+                );
+                assert!(old.is_none(), "the engine minted {} twice", event.event_id);
+            }
+        }
+    }
+    Expected { rewards, engine }
+}
+
+/// The events of consumed output records by event id, and how many records carried an id
+/// already seen. Panics if one event id comes with two different payloads: a redelivered
+/// event must be the same event.
+pub fn by_event_id(records: &[Value]) -> (std::collections::BTreeMap<String, Value>, usize) {
+    let mut events = std::collections::BTreeMap::new();
+    let mut copies = 0;
+    for r in records {
+        let id = r["value"]["eventId"]
+            .as_str()
+            .expect("an eventId")
+            .to_string();
+        assert!(!id.is_empty(), "empty eventId in {r}");
+        assert_eq!(
+            r["headers"]["questline-event-id"].as_str(),
+            Some(id.as_str()),
+            "header and payload ids differ"
+        );
+        match events.get(&id) {
+            Some(seen) => {
+                assert_eq!(seen, &r["value"], "event {id} published with two payloads");
+                copies += 1;
+            }
+            None => {
+                events.insert(id, r["value"].clone());
+            }
+        }
+    }
+    (events, copies)
+}
+
+/// Asserts that `got` holds exactly the expected events (ids and payloads), naming the first
+/// few differences.
+pub fn assert_same_events(
+    got: &std::collections::BTreeMap<String, Value>,
+    want: &std::collections::BTreeMap<String, Value>,
+) {
+    let missing: Vec<&Value> = want
+        .iter()
+        .filter(|(id, _)| !got.contains_key(*id))
+        .map(|(_, v)| v)
+        .collect();
+    let unexpected: Vec<&Value> = got
+        .iter()
+        .filter(|(id, _)| !want.contains_key(*id))
+        .map(|(_, v)| v)
+        .collect();
+    let differ: Vec<(&Value, &Value)> = want
+        .iter()
+        .filter_map(|(id, w)| got.get(id).filter(|g| *g != w).map(|g| (g, w)))
+        .collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty() && differ.is_empty(),
+        "{} expected events, {} published: {} missing (first: {:#?}), {} unexpected (first: {:#?}), \
+         {} with other payloads (first, got/want: {:#?})",
+        want.len(),
+        got.len(),
+        missing.len(),
+        missing.first(),
+        unexpected.len(),
+        unexpected.first(),
+        differ.len(),
+        differ.first()
+    );
 }
