@@ -55,6 +55,9 @@ pub struct Batch {
 pub struct Partition {
     pub id: i32,
     users: LruCache<UserKey, UserRecord>,
+    /// The configured cache size; a batch with more users grows the cache to hold them all
+    /// until the next batch (see `load`).
+    cache_users: usize,
     resources: FxHashMap<String, ResourceRecord>,
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
@@ -76,9 +79,11 @@ fn finished_key(tenant: &str, challenge: u32, partition: i32) -> String {
 
 impl Partition {
     pub fn new(id: i32, cache_users: usize) -> Self {
+        let cache_users = cache_users.max(16);
         Partition {
             id,
-            users: LruCache::new(NonZeroUsize::new(cache_users.max(16)).expect("non-zero")),
+            users: LruCache::new(NonZeroUsize::new(cache_users).expect("non-zero")),
+            cache_users,
             resources: FxHashMap::default(),
             floors: FxHashMap::default(),
             resources_to_clear: FxHashSet::default(),
@@ -183,20 +188,37 @@ impl Partition {
         catalog: &Catalog,
         decoded: &[(&InRecord, Input)],
     ) -> Result<(), StoreError> {
-        let mut users: Vec<UserKey> = Vec::new();
+        // Every user of the batch stays cached until the batch is committed: `process` works
+        // on the cached records, so one evicted mid-batch would be evaluated from an empty
+        // record, and its write and its events would be lost. So the cache holds at least the
+        // batch's users, whatever `cache_users` says (it shrinks back at the next batch,
+        // evicting only users of committed batches), and the batch's cached users are made
+        // the most recent before the missing ones are loaded.
+        let mut needed: FxHashSet<UserKey> = FxHashSet::default();
+        let mut batch_users: Vec<UserKey> = Vec::new();
         let mut resources: Vec<String> = Vec::new();
+        let mut wanted_resources: FxHashSet<String> = FxHashSet::default();
         for (_, input) in decoded {
             if let Some(key) = input.user() {
-                if !self.users.contains(&key) && !users.contains(&key) {
-                    users.push(key);
+                if needed.insert(key.clone()) {
+                    batch_users.push(key);
                 }
             } else if let Input::Request(r) = input {
                 let key = r.resource();
-                if !self.resources.contains_key(&key) && !resources.contains(&key) {
+                if !self.resources.contains_key(&key) && wanted_resources.insert(key.clone()) {
                     resources.push(key);
                 }
             }
         }
+        let capacity = batch_users.len().max(self.cache_users);
+        if self.users.cap().get() != capacity {
+            self.users
+                .resize(NonZeroUsize::new(capacity).expect("at least 16"));
+        }
+        let users: Vec<UserKey> = batch_users
+            .into_iter()
+            .filter(|key| self.users.get(key).is_none())
+            .collect();
         if !self.counters_loaded {
             for tenant in catalog.tenants() {
                 for c in &tenant.challenges {

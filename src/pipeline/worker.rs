@@ -121,6 +121,20 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             }
             Err(e) => return Err(e.into()),
         };
+        // Ownership changes that came with this poll (librdkafka runs the rebalance callbacks
+        // inside it) apply before its records: a partition revoked mid-poll is another
+        // member's now, which replays it from the committed offset, so its records here are
+        // dropped rather than evaluated, written and committed by a second writer; and one
+        // revoked and assigned back starts over with a fresh cache and epoch.
+        self.apply_rebalances().await;
+        let polled = records.len();
+        let records: Vec<InRecord> = records.into_iter().filter(|r| self.owns(r)).collect();
+        if records.len() < polled {
+            tracing::info!(
+                dropped = polled - records.len(),
+                "records of partitions revoked during the poll left to their new owner"
+            );
+        }
         if records.is_empty() {
             return Ok(());
         }
@@ -233,7 +247,15 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                         tracing::debug!(error = %e, "keep-alive poll failed");
                     }
                     self.apply_rebalances().await;
-                    work.retain(|p, _| self.partitions.contains_key(p));
+                    // Keep every record this member still owns, whether or not its partition
+                    // was taken yet (a failed claim leaves it untaken): a record dropped here
+                    // is never fetched again, since the consumer's position is past it, and
+                    // the partition's next commit would skip it. Revoked partitions' records
+                    // are the new owner's to replay from the committed offset.
+                    for records in work.values_mut() {
+                        records.retain(|r| self.owns(r));
+                    }
+                    work.retain(|_, records| !records.is_empty());
                     if work.is_empty() {
                         if paused {
                             self.log.set_paused(false)?;
@@ -369,6 +391,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         // The LRU evicts on insert; nothing else to do here but keep the hook for metrics.
         let cached: usize = self.partitions.values().map(Partition::cached_users).sum();
         tracing::trace!(cached, "users cached");
+    }
+
+    /// Whether the record's topic-partition is assigned to this member.
+    fn owns(&self, record: &InRecord) -> bool {
+        self.owned
+            .get(&record.partition)
+            .is_some_and(|topics| topics.contains(&record.topic))
     }
 
     async fn take_partition(&mut self, p: i32) -> Result<(), StoreError> {

@@ -331,8 +331,6 @@ path = "{catalog}"
 dir = "{mappings}"
 {store}[http]
 listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
 [pipeline]
 linger_ms = {linger}
 batch_size = {batch}

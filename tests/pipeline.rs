@@ -1,0 +1,714 @@
+//! The worker loop and the commit protocol (DESIGN §2) under faults, on the in-process log:
+//! an unavailable store, a crash between publishing and committing (duplicate delivery), a
+//! crash between writing and publishing, a rebalance, a cache smaller than a batch, and a
+//! zombie partition owner.
+//!
+//! Expected events and states come from the pure engine fed the same records at the same
+//! coordinates; the catalog (`tests/kafka/catalog.toml`) has per-user challenges only, so the
+//! outcome does not depend on how users interleave across partitions.
+
+mod kafka_support;
+
+use async_trait::async_trait;
+use kafka_support::{actions, assert_same_events, unlimited_catalog};
+use questline::core::catalog::Catalog;
+use questline::core::engine::Engine;
+use questline::core::events::Stream;
+use questline::core::mapping::Mapping;
+use questline::core::model::SourceRef;
+use questline::pipeline::input::Inputs;
+use questline::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use questline::pipeline::memory::MemoryLog;
+use questline::pipeline::partition::Partition;
+use questline::pipeline::worker::{Totals, Worker};
+use questline::settings::{PipelineSettings, Topics};
+use questline::store::embedded::EmbeddedStore;
+use questline::store::{
+    BatchWrite, ClaimRecord, HistoryEntry, ResourceRecord, StateStore, StoreError, UserKey,
+    UserRecord,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const INPUT: &str = "actions";
+const PARTITIONS: i32 = 4;
+
+/// An injected-fault mock of the store (a test double, not a store of its own): the real
+/// embedded store behind a switch. While the switch is on, every call fails with
+/// [`StoreError::Unavailable`], as an unreachable or overloaded ScyllaDB would; calls are
+/// counted either way.
+struct FlakyStore {
+    inner: EmbeddedStore,
+    failing: AtomicBool,
+    failed: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl FlakyStore {
+    fn new(inner: EmbeddedStore) -> Self {
+        FlakyStore {
+            inner,
+            failing: AtomicBool::new(false),
+            failed: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, what: &str) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable(format!(
+                "injected fault: {what} while the store is down"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StateStore for FlakyStore {
+    async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        self.check("load_users")?;
+        self.inner.load_users(keys).await
+    }
+
+    async fn load_resources(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<ResourceRecord>>, StoreError> {
+        self.check("load_resources")?;
+        self.inner.load_resources(keys).await
+    }
+
+    async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        self.check("write_batch")?;
+        self.inner.write_batch(batch).await
+    }
+
+    async fn write_batches(&self, batches: Vec<BatchWrite>) -> Result<(), StoreError> {
+        self.check("write_batches")?;
+        self.inner.write_batches(batches).await
+    }
+
+    async fn history(
+        &self,
+        key: &UserKey,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
+        self.check("history")?;
+        self.inner.history(key, page, per_page).await
+    }
+
+    async fn claim(
+        &self,
+        key: &UserKey,
+        claim_id: &str,
+    ) -> Result<Option<ClaimRecord>, StoreError> {
+        self.check("claim")?;
+        self.inner.claim(key, claim_id).await
+    }
+
+    async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
+        self.check("people_finished")?;
+        self.inner.people_finished(tenant).await
+    }
+
+    async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError> {
+        self.check("claim_partition")?;
+        self.inner.claim_partition(group, partition).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check("ping")?;
+        self.inner.ping().await
+    }
+}
+
+/// A log, a store and the engine's view of what they should end up holding.
+struct Rig {
+    log: Arc<MemoryLog>,
+    store: Arc<FlakyStore>,
+    inputs: Inputs,
+    topics: Topics,
+    catalog: Arc<Catalog>,
+    mapping: Mapping,
+    _dir: tempfile::TempDir,
+}
+
+fn settings(batch_size: usize, cache_users: usize) -> PipelineSettings {
+    PipelineSettings {
+        batch_size,
+        linger_ms: 0,
+        cache_users,
+        retry_min_ms: 10,
+        retry_max_ms: 50,
+    }
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(questline::files::load_catalog(&unlimited_catalog()).unwrap());
+        let mut mapping = questline::files::load_mapping(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/seed.toml"),
+        )
+        .unwrap();
+        mapping.topics = vec![INPUT.to_string()];
+        let topics = Topics::default();
+        let inputs = Inputs::new(Arc::clone(&catalog), &[mapping.clone()], &topics);
+        let log = MemoryLog::new(PARTITIONS);
+        log.subscribe(&inputs.topics());
+        let store = Arc::new(FlakyStore::new(
+            EmbeddedStore::open(dir.path().join("store")).unwrap(),
+        ));
+        Rig {
+            log,
+            store,
+            inputs,
+            topics,
+            catalog,
+            mapping,
+            _dir: dir,
+        }
+    }
+
+    fn worker<L: Log>(
+        &self,
+        log: Arc<L>,
+        settings: PipelineSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Worker<L, FlakyStore> {
+        Worker::new(
+            log,
+            Arc::clone(&self.store),
+            self.inputs.clone(),
+            self.topics.clone(),
+            settings,
+            "g".into(),
+            shutdown,
+        )
+    }
+
+    fn append(&self, actions: &[(String, String)]) {
+        for (key, value) in actions {
+            self.log.append(INPUT, key, value.clone().into_bytes());
+        }
+    }
+
+    fn committed_total(&self) -> i64 {
+        self.log
+            .committed()
+            .iter()
+            .filter(|((t, _), _)| t == INPUT)
+            .map(|(_, o)| *o)
+            .sum()
+    }
+
+    /// Records of the input topic handed to the worker and not committed yet.
+    fn in_flight(&self) -> i64 {
+        let committed = self.log.committed();
+        self.log
+            .positions()
+            .iter()
+            .filter(|((t, _), _)| t == INPUT)
+            .map(|(k, pos)| pos - committed.get(k).copied().unwrap_or(0))
+            .sum()
+    }
+
+    async fn wait_committed(&self, total: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.committed_total() != total {
+            assert!(
+                self.committed_total() < total,
+                "committed {} records, more than the {total} expected",
+                self.committed_total()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "committed {} of {total} within {timeout:?}",
+                self.committed_total()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The engine over every input record so far, in each partition's offset order.
+    fn expected(&self) -> (BTreeMap<String, Value>, Engine) {
+        let mut engine = Engine::new(Arc::clone(&self.catalog));
+        let mut rewards = BTreeMap::new();
+        for r in self.log.records(INPUT) {
+            let source = SourceRef::new(&r.topic, r.partition, r.offset);
+            for event in engine
+                .process_record(&self.mapping, &r.payload, &source, r.timestamp)
+                .events
+            {
+                if event.stream() == Stream::Rewards {
+                    rewards.insert(
+                        event.event_id.clone(),
+                        serde_json::to_value(&event).unwrap(),
+                    );
+                }
+            }
+        }
+        (rewards, engine)
+    }
+
+    /// The rewards topic by event id, and how many records repeated an id. Panics when an id
+    /// comes with two different payloads.
+    fn rewards(&self) -> (BTreeMap<String, Value>, usize) {
+        let mut events = BTreeMap::new();
+        let mut copies = 0;
+        for r in self.log.records(&self.topics.rewards) {
+            let v: Value = serde_json::from_slice(&r.payload).unwrap();
+            let id = v["eventId"].as_str().unwrap().to_string();
+            match events.get(&id) {
+                Some(seen) => {
+                    assert_eq!(seen, &v, "event {id} published with two payloads");
+                    copies += 1;
+                }
+                None => {
+                    events.insert(id, v);
+                }
+            }
+        }
+        (events, copies)
+    }
+
+    /// Every user's stored state equals the engine's: nothing applied twice or missed.
+    async fn assert_states(&self, engine: &Engine, users: usize) {
+        let keys: Vec<UserKey> = (0..users)
+            .map(|u| UserKey::new("default", format!("u{u}")))
+            .collect();
+        let stored = self.store.inner.load_users(&keys).await.unwrap();
+        for (key, record) in keys.iter().zip(stored) {
+            assert_eq!(
+                record.map(|r| r.state).as_ref(),
+                engine.user(&key.tenant, &key.user_id),
+                "state of {}",
+                key.user_id
+            );
+        }
+    }
+
+    /// Exactly the engine's events, each once, and the engine's states.
+    async fn assert_exactly_once(&self, users: usize) {
+        let (want, engine) = self.expected();
+        let (got, copies) = self.rewards();
+        assert_same_events(&got, &want);
+        assert_eq!(copies, 0, "events published more than once");
+        self.assert_states(&engine, users).await;
+    }
+}
+
+/// Runs `worker` in a task until `stop` is signalled.
+fn spawn<L: Log>(worker: Worker<L, FlakyStore>) -> tokio::task::JoinHandle<Totals> {
+    tokio::spawn(async move { worker.run().await.expect("the worker loop") })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_store_pauses_without_committing_or_dead_lettering_and_resumes_by_itself() {
+    const USERS: usize = 60;
+    const BATCH: usize = 50;
+    let rig = Rig::new();
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(BATCH, 1_000), shutdown));
+    let all = actions(800, USERS, 4);
+    rig.append(&all[..400]);
+    rig.wait_committed(400, Duration::from_secs(20)).await;
+    let committed = rig.log.committed();
+
+    // The store goes away; records keep coming.
+    rig.store.set_failing(true);
+    rig.append(&all[400..]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rig.store.failed() > 2, "the worker kept retrying");
+    assert!(rig.log.is_paused(), "consumption paused");
+    let in_flight = rig.in_flight();
+    assert!(
+        (1..=BATCH as i64).contains(&in_flight),
+        "one batch in flight, not the backlog: {in_flight}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.in_flight(), in_flight, "no more polled while paused");
+    assert_eq!(rig.log.committed(), committed, "no offset progress");
+    assert!(
+        rig.log.records(&rig.topics.dead_letter).is_empty(),
+        "good records are not dead letters"
+    );
+    let failed = rig.store.failed();
+
+    // It comes back: the worker resumes by itself.
+    rig.store.set_failing(false);
+    rig.wait_committed(800, Duration::from_secs(20)).await;
+    assert!(!rig.log.is_paused());
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert!(totals.retries >= failed.min(3), "{totals:?}");
+    assert_eq!(totals.applied, 800, "{totals:?}");
+    assert!(rig.log.records(&rig.topics.dead_letter).is_empty());
+    rig.assert_exactly_once(USERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_down_from_the_start_loses_nothing_once_it_comes_up() {
+    // Down before the worker could take (claim an epoch for) any partition.
+    const USERS: usize = 40;
+    let rig = Rig::new();
+    rig.store.set_failing(true);
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(100, 1_000), shutdown));
+    let all = actions(300, USERS, 5);
+    rig.append(&all);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rig.store.failed() > 2);
+    assert_eq!(rig.committed_total(), 0);
+    rig.store.set_failing(false);
+    rig.wait_committed(300, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert_eq!(totals.applied, 300, "{totals:?}");
+    rig.assert_exactly_once(USERS).await;
+}
+
+/// The in-process log with its commits swallowed: the process "dies" after publishing and
+/// before its offsets reach the log.
+struct CommitsLost(Arc<MemoryLog>);
+
+#[async_trait]
+impl Log for CommitsLost {
+    async fn poll_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Result<Vec<InRecord>, LogError> {
+        self.0.poll_batch(max, linger, idle).await
+    }
+    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+        self.0.publish(records).await
+    }
+    async fn commit(&self, _processed: &[(String, i32, i64)]) -> Result<(), LogError> {
+        Ok(())
+    }
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        self.0.take_rebalances()
+    }
+    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
+        self.0.set_paused(paused)
+    }
+}
+
+/// The in-process log with publishing broken: the process "dies" after writing its state and
+/// before the broker acknowledged its events.
+struct PublishFails(Arc<MemoryLog>);
+
+#[async_trait]
+impl Log for PublishFails {
+    async fn poll_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Result<Vec<InRecord>, LogError> {
+        self.0.poll_batch(max, linger, idle).await
+    }
+    async fn publish(&self, _records: Vec<OutRecord>) -> Result<(), LogError> {
+        Err(LogError::Unavailable("injected fault: broker gone".into()))
+    }
+    async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
+        self.0.commit(processed).await
+    }
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        self.0.take_rebalances()
+    }
+    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
+        self.0.set_paused(paused)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_publish_and_commit_redelivers_skips_by_watermark_and_republishes_the_same_ids(
+) {
+    const USERS: usize = 30;
+    let rig = Rig::new();
+    let all = actions(200, USERS, 6);
+    rig.append(&all);
+    // First life: every batch evaluated, written and published; no offset committed.
+    let (_stop, shutdown) = watch::channel(false);
+    let mut first = rig.worker(
+        Arc::new(CommitsLost(Arc::clone(&rig.log))),
+        settings(40, 1_000),
+        shutdown,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rig.in_flight() < 200 {
+        first.step().await.unwrap();
+        assert!(Instant::now() < deadline);
+    }
+    assert_eq!(first.totals().applied, 200);
+    drop(first); // the crash: nothing flushed, nothing committed
+    assert_eq!(rig.committed_total(), 0);
+    let (want, engine) = rig.expected();
+    let (before, copies) = rig.rewards();
+    assert_same_events(&before, &want);
+    assert_eq!(copies, 0);
+
+    // Second life: the same records again, at the same offsets.
+    rig.log.subscribe(&rig.inputs.topics());
+    let (stop, shutdown) = watch::channel(false);
+    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(40, 1_000), shutdown));
+    rig.wait_committed(200, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = second.await.unwrap();
+    assert_eq!(totals.applied, 0, "nothing applied twice: {totals:?}");
+    assert_eq!(totals.redelivered, 200, "{totals:?}");
+    let (after, copies) = rig.rewards();
+    assert_same_events(&after, &want);
+    // The outboxes not yet known to be published went out again, with the same ids and
+    // payloads (`rewards` checks): at least once, never a new id.
+    assert!(copies > 0, "the uncommitted outboxes were re-published");
+    rig.assert_states(&engine, USERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_write_and_publish_publishes_the_stored_outbox_exactly_once() {
+    const USERS: usize = 30;
+    let rig = Rig::new();
+    let all = actions(120, USERS, 7);
+    rig.append(&all);
+    // First life: the whole input in one batch, state written, publishing fails, and the
+    // process stops there (shutdown already requested, so no retry).
+    let (_stop, shutdown) = watch::channel(true);
+    let mut first = rig.worker(
+        Arc::new(PublishFails(Arc::clone(&rig.log))),
+        settings(1_000, 1_000),
+        shutdown,
+    );
+    first.step().await.unwrap();
+    assert_eq!(first.totals().retries, 1);
+    drop(first);
+    assert_eq!(rig.committed_total(), 0);
+    assert!(rig.rewards().0.is_empty(), "nothing published yet");
+
+    // Second life: the records are skipped by the stored watermark, and the stored outboxes
+    // are the events, published once.
+    rig.log.set_paused(false).unwrap(); // a new process starts unpaused
+    rig.log.subscribe(&rig.inputs.topics());
+    let (stop, shutdown) = watch::channel(false);
+    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(1_000, 1_000), shutdown));
+    rig.wait_committed(120, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = second.await.unwrap();
+    assert_eq!((totals.applied, totals.redelivered), (0, 120), "{totals:?}");
+    rig.assert_exactly_once(USERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_back_to_the_same_member_republishes_nothing() {
+    const USERS: usize = 40;
+    let rig = Rig::new();
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(25, 1_000), shutdown));
+    let all = actions(400, USERS, 8);
+    rig.append(&all[..200]);
+    rig.wait_committed(200, Duration::from_secs(20)).await;
+    // Every partition revoked and assigned again (a member joined or left).
+    rig.log.rebalance();
+    rig.append(&all[200..]);
+    rig.wait_committed(400, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert_eq!(totals.applied, 400, "{totals:?}");
+    rig.assert_exactly_once(USERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cache_smaller_than_a_batch_loses_no_state() {
+    // 16 users cached per partition (the minimum), batches touching many more.
+    const USERS: usize = 200;
+    let rig = Rig::new();
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(400, 16), shutdown));
+    rig.append(&actions(1_200, USERS, 10));
+    rig.wait_committed(1_200, Duration::from_secs(30)).await;
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    rig.assert_exactly_once(USERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner() {
+    let rig = Rig::new();
+    let store = &rig.store.inner;
+    // One user's actions on partition 0.
+    let records: Vec<InRecord> = (0..8)
+        .map(|offset| InRecord {
+            topic: INPUT.into(),
+            partition: 0,
+            offset,
+            key: Some(b"z".to_vec()),
+            payload: serde_json::json!({"userId": "z", "triggerId": 1, "value": 60})
+                .to_string()
+                .into_bytes(),
+            timestamp: chrono::Utc::now(),
+        })
+        .collect();
+    let key = UserKey::new("default", "z");
+    let load = || async { store.load_users(std::slice::from_ref(&key)).await.unwrap()[0].clone() };
+
+    // The old owner took partition 0, then stalled past its session; the group gave the
+    // partition to a new owner, which claimed a newer epoch.
+    let mut zombie = Partition::new(0, 100);
+    zombie.set_epoch(store.claim_partition("g", "p0").await.unwrap());
+    let mut owner = Partition::new(0, 100);
+    owner.set_epoch(store.claim_partition("g", "p0").await.unwrap());
+    assert!(owner.epoch() > zombie.epoch());
+
+    // The zombie evaluates offsets 0..=5 (loaded before anyone wrote); the new owner
+    // evaluates 0..=2 and writes first.
+    let late = zombie
+        .process(store, &rig.inputs, &rig.topics, &records[..6])
+        .await
+        .unwrap();
+    let first = owner
+        .process(store, &rig.inputs, &rig.topics, &records[..3])
+        .await
+        .unwrap();
+    store.write_batch(&first.write).await.unwrap();
+    let owners = load().await.unwrap();
+    assert_eq!(owners.applied[&format!("{INPUT}:0")], 2);
+
+    // The zombie wakes up and writes: fenced, the new owner's row stays.
+    store.write_batch(&late.write).await.unwrap();
+    let after = load().await.unwrap();
+    assert_eq!(
+        after, owners,
+        "the zombie's write overwrote the new owner's state"
+    );
+
+    // The new owner goes on from where it is; the result is what one owner would have made.
+    let second = owner
+        .process(store, &rig.inputs, &rig.topics, &records[3..])
+        .await
+        .unwrap();
+    store.write_batch(&second.write).await.unwrap();
+    let mut engine = Engine::new(Arc::clone(&rig.catalog));
+    for r in &records {
+        let source = SourceRef::new(&r.topic, r.partition, r.offset);
+        engine.process_record(&rig.mapping, &r.payload, &source, r.timestamp);
+    }
+    let end = load().await.unwrap();
+    assert_eq!(Some(&end.state), engine.user("default", "z"));
+    assert_eq!(end.applied[&format!("{INPUT}:0")], 7);
+    // The history the zombie wrote beyond the new owner's is overwritten by the owner's own.
+    let (history, total) = store.history(&key, 1, 100).await.unwrap();
+    assert_eq!(total, end.history_len);
+    assert!(history.iter().all(|h| h.event.source.offset <= 7));
+}
+
+/// The in-process log, with partition `revoke` taken away from the member during its first
+/// poll that returns records, as librdkafka's rebalance callback does inside a poll: the
+/// records came with the poll, the revocation with them.
+struct RevokedMidPoll {
+    log: Arc<MemoryLog>,
+    revoke: i32,
+    topics: Vec<String>,
+    fired: AtomicBool,
+    events: std::sync::Mutex<Vec<Rebalance>>,
+}
+
+#[async_trait]
+impl Log for RevokedMidPoll {
+    async fn poll_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Result<Vec<InRecord>, LogError> {
+        let records = self.log.poll_batch(max, linger, idle).await?;
+        if !records.is_empty() && !self.fired.swap(true, Ordering::SeqCst) {
+            let parts = self
+                .topics
+                .iter()
+                .map(|t| (t.clone(), self.revoke))
+                .collect();
+            self.events.lock().unwrap().push(Rebalance::Revoked(parts));
+        }
+        Ok(records)
+    }
+    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+        self.log.publish(records).await
+    }
+    async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
+        self.log.commit(processed).await
+    }
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        let mut events = self.log.take_rebalances();
+        events.append(&mut self.events.lock().unwrap());
+        events
+    }
+    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
+        self.log.set_paused(paused)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_a_partition_revoked_during_the_poll_are_left_to_its_new_owner() {
+    const USERS: usize = 40;
+    const REVOKED: i32 = 1;
+    let rig = Rig::new();
+    rig.append(&actions(300, USERS, 11));
+    let log = Arc::new(RevokedMidPoll {
+        log: Arc::clone(&rig.log),
+        revoke: REVOKED,
+        topics: rig.inputs.topics(),
+        fired: AtomicBool::new(false),
+        events: Default::default(),
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(log, settings(1_000, 1_000), shutdown));
+    let kept: i64 = rig
+        .log
+        .records(INPUT)
+        .iter()
+        .filter(|r| r.partition != REVOKED)
+        .count() as i64;
+    assert!(kept < 300);
+    rig.wait_committed(kept, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    // Nothing of the revoked partition evaluated, committed or published by this member.
+    assert_eq!(totals.applied, kept as u64, "{totals:?}");
+    assert_eq!(rig.committed_total(), kept);
+    assert!(!rig
+        .log
+        .committed()
+        .contains_key(&(INPUT.to_string(), REVOKED)));
+    let (got, copies) = rig.rewards();
+    assert_eq!(copies, 0);
+    assert!(got
+        .values()
+        .all(|e| e["source"]["partition"].as_i64() != Some(REVOKED as i64)));
+    // Everything else exactly as the engine has it.
+    let (want, _) = rig.expected();
+    let want: BTreeMap<String, Value> = want
+        .into_iter()
+        .filter(|(_, e)| e["source"]["partition"].as_i64() != Some(REVOKED as i64))
+        .collect();
+    assert_same_events(&got, &want);
+}
