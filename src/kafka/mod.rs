@@ -38,6 +38,38 @@ use crate::settings::KafkaSettings;
 pub struct WorkerContext {
     rebalances: Mutex<Vec<Rebalance>>,
     lag: Mutex<Vec<(String, i32, i64)>>,
+    /// The current assignment: statistics keep reporting a partition for a while after it
+    /// was revoked, and its lag is no longer this member's.
+    assigned: Mutex<std::collections::BTreeSet<(String, i32)>>,
+    /// Per owned partition, the offset the worker last asked to commit (next to read).
+    requested: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Per partition, the offset the last completed commit wrote. Behind `requested` when a
+    /// commit failed or is still in flight — or when librdkafka's internal retry of an older
+    /// commit landed after a newer one and put the group's offset back (seen on the mock
+    /// cluster with failing OffsetCommit requests).
+    confirmed: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl WorkerContext {
+    /// The requested offsets the broker has not confirmed, of `only` partitions if given.
+    fn unconfirmed(&self, only: Option<&[(String, i32)]>) -> TopicPartitionList {
+        let requested = locked(&self.requested);
+        let confirmed = locked(&self.confirmed);
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in requested.iter() {
+            if only.is_some_and(|parts| !parts.iter().any(|(ot, op)| ot == t && op == p)) {
+                continue;
+            }
+            if confirmed.get(&(t.clone(), *p)).is_none_or(|c| c != o) {
+                let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+            }
+        }
+        tpl
+    }
 }
 
 fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -49,10 +81,11 @@ fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
+        let assigned = locked(&self.assigned);
         let mut lag = Vec::new();
         for (topic, t) in &statistics.topics {
             for (p, part) in &t.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
+                if *p >= 0 && part.consumer_lag >= 0 && assigned.contains(&(topic.clone(), *p)) {
                     lag.push((topic.clone(), *p, part.consumer_lag));
                 }
             }
@@ -62,10 +95,51 @@ impl ClientContext for WorkerContext {
 }
 
 impl ConsumerContext for WorkerContext {
+    /// Before partitions go (the worker has no batch in flight: callbacks run inside its
+    /// poll, between batches), their last offsets are committed synchronously if the broker
+    /// has not confirmed them yet, so the next owner starts where this one stopped instead of
+    /// replaying from an older commit still in flight.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &RdRebalance<'_>) {
+        if let RdRebalance::Revoke(tpl) = rebalance {
+            let revoked = parts(tpl);
+            let pending = self.unconfirmed(Some(&revoked));
+            if pending.count() > 0 {
+                match consumer.commit(&pending, CommitMode::Sync) {
+                    Ok(()) => {
+                        let mut confirmed = locked(&self.confirmed);
+                        for e in pending.elements() {
+                            if let Offset::Offset(o) = e.offset() {
+                                confirmed.insert((e.topic().to_string(), e.partition()), o);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "commit before revocation failed; the next owner replays from the last commit")
+                    }
+                }
+            }
+            let mut requested = locked(&self.requested);
+            for p in &revoked {
+                requested.remove(p);
+            }
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &RdRebalance<'_>) {
         let event = match rebalance {
-            RdRebalance::Assign(tpl) => Rebalance::Assigned(parts(tpl)),
-            RdRebalance::Revoke(tpl) => Rebalance::Revoked(parts(tpl)),
+            RdRebalance::Assign(tpl) => {
+                locked(&self.assigned).extend(parts(tpl));
+                Rebalance::Assigned(parts(tpl))
+            }
+            RdRebalance::Revoke(tpl) => {
+                let revoked = parts(tpl);
+                let mut assigned = locked(&self.assigned);
+                for p in &revoked {
+                    assigned.remove(p);
+                }
+                locked(&self.lag).retain(|(t, p, _)| assigned.contains(&(t.clone(), *p)));
+                Rebalance::Revoked(revoked)
+            }
             RdRebalance::Error(e) => {
                 tracing::warn!(error = %e, "rebalance error");
                 return;
@@ -81,11 +155,20 @@ impl ConsumerContext for WorkerContext {
     fn commit_callback(
         &self,
         result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
+        offsets: &TopicPartitionList,
     ) {
-        if let Err(e) = result {
-            // At-least-once: a lost commit only means a replay, which the watermark absorbs.
-            tracing::warn!(error = %e, "offset commit failed");
+        match result {
+            Ok(()) => {
+                let mut confirmed = locked(&self.confirmed);
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        confirmed.insert((e.topic().to_string(), e.partition()), o);
+                    }
+                }
+            }
+            // At-least-once: a lost commit only means a replay, which the watermark absorbs;
+            // and the worker commits again once idle (see `KafkaLog::recommit`).
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
         }
     }
 }
@@ -150,8 +233,12 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, LogError> {
 pub struct KafkaLog {
     consumer: StreamConsumer<WorkerContext>,
     producer: FutureProducer,
-    last_committed: Mutex<BTreeMap<(String, i32), i64>>,
+    /// When unconfirmed offsets were last committed again.
+    recommitted: Mutex<std::time::Instant>,
 }
+
+/// How often an idle worker re-sends offsets the broker has not confirmed.
+const RECOMMIT_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaLog {
     pub fn connect(settings: &KafkaSettings, topics: &[String]) -> Result<Self, LogError> {
@@ -174,7 +261,7 @@ impl KafkaLog {
         Ok(KafkaLog {
             consumer,
             producer: producer(settings)?,
-            last_committed: Mutex::new(BTreeMap::new()),
+            recommitted: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -197,12 +284,9 @@ impl KafkaLog {
     /// Commits the last processed offsets synchronously and leaves the group (shutdown).
     pub async fn close(&self) {
         let tpl = {
-            let committed = self
-                .last_committed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let requested = locked(&self.consumer.context().requested);
             let mut tpl = TopicPartitionList::new();
-            for ((t, p), o) in committed.iter() {
+            for ((t, p), o) in requested.iter() {
                 let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
             }
             tpl
@@ -214,6 +298,30 @@ impl KafkaLog {
         }
         let _ = self.producer.flush(Duration::from_secs(10));
         self.consumer.unsubscribe();
+    }
+}
+
+impl KafkaLog {
+    /// While idle: commits again the offsets the broker has not confirmed (a failed async
+    /// commit, or an older commit's retry that landed after a newer one), at most once per
+    /// [`RECOMMIT_EVERY`]. Without this a stream that goes quiet after a commit error keeps
+    /// a stale group offset — lag that never drains, and a replay on the next restart.
+    fn recommit(&self) {
+        let mut at = locked(&self.recommitted);
+        if at.elapsed() < RECOMMIT_EVERY {
+            return;
+        }
+        *at = std::time::Instant::now();
+        let pending = self.consumer.context().unconfirmed(None);
+        if pending.count() > 0 {
+            tracing::debug!(
+                partitions = pending.count(),
+                "committing unconfirmed offsets again"
+            );
+            if let Err(e) = self.consumer.commit(&pending, CommitMode::Async) {
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
     }
 }
 
@@ -231,7 +339,10 @@ impl Log for KafkaLog {
     ) -> Result<Vec<InRecord>, LogError> {
         let mut out = Vec::new();
         let first = match tokio::time::timeout(idle, self.consumer.recv()).await {
-            Err(_) => return Ok(out),
+            Err(_) => {
+                self.recommit();
+                return Ok(out);
+            }
             Ok(Err(e)) => return Err(unavailable(e)),
             Ok(Ok(m)) => Self::to_record(&m),
         };
@@ -316,34 +427,13 @@ impl Log for KafkaLog {
         self.consumer
             .commit(&tpl, CommitMode::Async)
             .map_err(unavailable)?;
-        self.last_committed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(next);
+        locked(&self.consumer.context().requested).extend(next);
         Ok(())
     }
 
     fn take_rebalances(&self) -> Vec<Rebalance> {
-        let events = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .rebalances
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for e in &events {
-            if let Rebalance::Revoked(parts) = e {
-                let mut committed = self
-                    .last_committed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                for p in parts {
-                    committed.remove(p);
-                }
-            }
-        }
-        events
+        // Revoked partitions left `requested` in `pre_rebalance`, before they went.
+        std::mem::take(&mut *locked(&self.consumer.context().rebalances))
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), LogError> {

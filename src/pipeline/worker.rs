@@ -115,6 +115,9 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         {
             Ok(r) => r,
             Err(LogError::Unavailable(e)) => {
+                // librdkafka reports broker trouble as events on the consumer queue, one per
+                // failed connection attempt: each is drained after a short pause, not a growing
+                // backoff, or a backlog of them would outlast the outage itself.
                 tracing::warn!(error = %e, "poll failed; retrying");
                 tokio::time::sleep(Duration::from_millis(self.settings.retry_min_ms)).await;
                 return Ok(());
@@ -127,6 +130,14 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         // dropped rather than evaluated, written and committed by a second writer; and one
         // revoked and assigned back starts over with a fresh cache and epoch.
         self.apply_rebalances().await;
+        // Lag is refreshed on every poll, idle ones included: a worker that stopped receiving
+        // records is exactly when the gauge must not be stuck at its last busy value.
+        for (topic, partition, lag) in self.log.lag() {
+            metrics()
+                .consumer_lag
+                .with_label_values(&[&topic, &partition.to_string()])
+                .set(lag);
+        }
         let polled = records.len();
         let records: Vec<InRecord> = records.into_iter().filter(|r| self.owns(r)).collect();
         if records.len() < polled {
@@ -171,11 +182,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             }
         }
         m.batch_seconds.observe(started.elapsed().as_secs_f64());
-        for (topic, partition, lag) in self.log.lag() {
-            m.consumer_lag
-                .with_label_values(&[&topic, &partition.to_string()])
-                .set(lag);
-        }
         Ok(())
     }
 
@@ -424,6 +430,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 Rebalance::Revoked(parts) => {
                     metrics().rebalances.with_label_values(&["revoke"]).inc();
                     for (topic, p) in parts {
+                        // Another member reports this partition's lag now.
+                        let _ = metrics()
+                            .consumer_lag
+                            .remove_label_values(&[&topic, &p.to_string()]);
                         let now_empty = self.owned.get_mut(&p).is_some_and(|t| {
                             t.remove(&topic);
                             t.is_empty()
