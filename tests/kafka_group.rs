@@ -14,6 +14,8 @@
 mod kafka_support;
 
 use kafka_support::*;
+use questline::store::scylla::{ScyllaOptions, ScyllaStore};
+use questline::store::{StateStore, UserKey};
 use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -173,5 +175,32 @@ fn two_workers_split_the_partitions_and_a_clean_leave_mid_stream_loses_and_dupli
         logs(&[&b])
     );
     assert_eq!(b.terminate(Duration::from_secs(20)), Some(0));
+    // The totals: every user's state in the shared store equals the engine's (points
+    // balance, progress, milestones), whichever member evaluated which of its actions.
+    let StoreChoice::Cql { node, keyspace } = &setup.options.store else {
+        unreachable!()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored = runtime.block_on(async {
+        let store = ScyllaStore::connect_with(ScyllaOptions::new(vec![node.clone()], keyspace))
+            .await
+            .unwrap();
+        let keys: Vec<UserKey> = (0..USERS)
+            .map(|u| UserKey::new("default", format!("u{u}")))
+            .collect();
+        store.load_users(&keys).await.unwrap()
+    });
+    for (u, record) in stored.into_iter().enumerate() {
+        let user = format!("u{u}");
+        assert_eq!(
+            record.map(|r| r.state).as_ref(),
+            want.engine.user("default", &user),
+            "state of {user}"
+        );
+    }
     eprintln!("took {:?}", started.elapsed());
 }

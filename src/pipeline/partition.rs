@@ -254,11 +254,19 @@ impl Partition {
         records: &[InRecord],
     ) -> Result<Batch, StoreError> {
         let catalog = Arc::clone(inputs.catalog());
+        // The first records seen of a topic-partition start at the committed position. The
+        // lowest of the batch, not the first: a poll that spans an eager revoke-and-reassign
+        // can hand over records fetched before it and then again from the committed offset,
+        // and a floor too high would drop outbox events that were never published.
+        let mut lowest: FxHashMap<(&str, i32), i64> = FxHashMap::default();
         for r in records {
-            // The first record seen of a topic-partition starts at the committed position.
+            let low = lowest.entry((&r.topic, r.partition)).or_insert(r.offset);
+            *low = (*low).min(r.offset);
+        }
+        for ((topic, partition), offset) in lowest {
             self.floors
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(r.offset);
+                .entry((topic.to_string(), partition))
+                .or_insert(offset);
         }
         let decoded: Vec<(&InRecord, Input)> =
             records.iter().map(|r| (r, inputs.decode(r))).collect();
