@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const PARTITIONS: i32 = 4;
-const INPUT: &str = "actions";
 const GROUP: &str = "questline-mock";
 
 type Running = tokio::task::JoinHandle<Totals>;
@@ -48,7 +47,9 @@ struct Produced {
 }
 
 struct MockRig {
-    // Dropped last: the clients below must go before the cluster they talk to.
+    /// The input topic, named per test: the tests of this file share one metrics registry
+    /// when they run as threads of one process.
+    input: String,
     settings: KafkaSettings,
     topics: Topics,
     inputs: Inputs,
@@ -58,9 +59,10 @@ struct MockRig {
     _dir: tempfile::TempDir,
 }
 
-fn create_topics(cluster: &MockCluster<'_, impl rdkafka::ClientContext>, topics: &Topics) {
+fn create_topics(cluster: &MockCluster<'_, impl rdkafka::ClientContext>, rig: &MockRig) {
+    let topics = &rig.topics;
     for t in [
-        INPUT,
+        &rig.input,
         &topics.progress,
         &topics.rewards,
         &topics.dead_letter,
@@ -73,14 +75,14 @@ fn create_topics(cluster: &MockCluster<'_, impl rdkafka::ClientContext>, topics:
 }
 
 impl MockRig {
-    fn new(bootstrap: String) -> MockRig {
+    fn new(bootstrap: String, input: &str) -> MockRig {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Arc::new(questline::files::load_catalog(&unlimited_catalog()).unwrap());
         let mut mapping = questline::files::load_mapping(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/seed.toml"),
         )
         .unwrap();
-        mapping.topics = vec![INPUT.to_string()];
+        mapping.topics = vec![input.to_string()];
         let topics = Topics::default();
         let inputs = Inputs::new(Arc::clone(&catalog), &[mapping.clone()], &topics);
         let settings = KafkaSettings {
@@ -109,6 +111,7 @@ impl MockRig {
         };
         let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
         MockRig {
+            input: input.to_string(),
             settings,
             topics,
             inputs,
@@ -147,14 +150,18 @@ impl MockRig {
     }
 
     /// Produces `records`, waiting for every acknowledgement (also across an outage).
-    async fn produce(producer: &FutureProducer, records: &[(String, String)]) -> Vec<Produced> {
+    async fn produce(
+        producer: &FutureProducer,
+        topic: &str,
+        records: &[(String, String)],
+    ) -> Vec<Produced> {
         let base = chrono::Utc::now().timestamp_millis();
         let mut pending = Vec::new();
         for (i, (key, value)) in records.iter().enumerate() {
             let timestamp_ms = base + i as i64;
             let delivery = producer
                 .send_result(
-                    FutureRecord::to(INPUT)
+                    FutureRecord::to(topic)
                         .key(key)
                         .payload(value)
                         .timestamp(timestamp_ms),
@@ -185,7 +192,7 @@ impl MockRig {
             .unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition(INPUT, p);
+            tpl.add_partition(&self.input, p);
         }
         match consumer.committed_offsets(tpl, Duration::from_secs(5)) {
             Ok(offsets) => offsets
@@ -263,7 +270,7 @@ impl MockRig {
         records.sort_by_key(|r| (r.partition, r.offset));
         let mut rewards = BTreeMap::new();
         for r in records {
-            let source = SourceRef::new(INPUT, r.partition, r.offset);
+            let source = SourceRef::new(&self.input, r.partition, r.offset);
             let at = chrono::Utc.timestamp_millis_opt(r.timestamp_ms).unwrap();
             for event in engine
                 .process_record(&self.mapping, r.payload.as_bytes(), &source, at)
@@ -301,13 +308,13 @@ async fn the_broker_going_down_mid_stream_and_coming_back_loses_nothing_and_gran
     const USERS: usize = 80;
     questline::telemetry::init_tracing();
     let cluster = MockCluster::new(1).unwrap();
-    let rig = MockRig::new(cluster.bootstrap_servers());
-    create_topics(&cluster, &rig.topics);
+    let rig = MockRig::new(cluster.bootstrap_servers(), "actions-outage");
+    create_topics(&cluster, &rig);
     let all = actions(1_200, USERS, 21);
     let producer = rig.producer();
     // A backlog, worked through in small batches so the broker vanishes mid-way: with a
     // batch's events in flight, commits pending and fetches going on.
-    let mut produced = MockRig::produce(&producer, &all[..600]).await;
+    let mut produced = MockRig::produce(&producer, &rig.input, &all[..600]).await;
     let (log, stop, worker) = rig.start_worker(10);
     let started = Instant::now();
     while rig.committed_total() <= 0 {
@@ -322,8 +329,8 @@ async fn the_broker_going_down_mid_stream_and_coming_back_loses_nothing_and_gran
     // The rest is produced while it is down (acknowledged once it is back).
     let second = {
         let producer = producer.clone();
-        let rest = all[600..].to_vec();
-        tokio::spawn(async move { MockRig::produce(&producer, &rest).await })
+        let (input, rest) = (rig.input.clone(), all[600..].to_vec());
+        tokio::spawn(async move { MockRig::produce(&producer, &input, &rest).await })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.broker_up(-1).unwrap();
@@ -350,11 +357,11 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
     questline::telemetry::init_tracing();
     const USERS: usize = 60;
     let cluster = MockCluster::new(1).unwrap();
-    let rig = MockRig::new(cluster.bootstrap_servers());
-    create_topics(&cluster, &rig.topics);
+    let rig = MockRig::new(cluster.bootstrap_servers(), "actions-errors");
+    create_topics(&cluster, &rig);
     let all = actions(900, USERS, 22);
     let producer = rig.producer();
-    let mut produced = MockRig::produce(&producer, &all[..300]).await;
+    let mut produced = MockRig::produce(&producer, &rig.input, &all[..300]).await;
     let (log, stop, worker) = rig.start_worker(100);
     rig.wait_committed(300, Duration::from_secs(30)).await;
     // A graceful stop (final synchronous commit), the rest of the input, then a new worker on
@@ -364,7 +371,7 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
     log.close().await;
     drop(log);
     assert_eq!(rig.committed_total(), 300);
-    produced.extend(MockRig::produce(&producer, &all[300..]).await);
+    produced.extend(MockRig::produce(&producer, &rig.input, &all[300..]).await);
 
     use RDKafkaRespErr::*;
     // Publishing: retriable errors the idempotent producer retries by itself, then one it
@@ -403,7 +410,7 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
         let lag: BTreeMap<i32, i64> = log
             .lag()
             .into_iter()
-            .filter(|(t, _, _)| t == INPUT)
+            .filter(|(t, _, _)| *t == rig.input)
             .map(|(_, p, l)| (p, l))
             .collect();
         if lag.len() == PARTITIONS as usize && lag.values().all(|&l| l == 0) {
@@ -414,7 +421,7 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
     }
     let metric = questline::telemetry::metrics()
         .consumer_lag
-        .with_label_values(&[INPUT, "0"])
+        .with_label_values(&[&rig.input, "0"])
         .get();
     assert_eq!(metric, 0);
 
@@ -444,14 +451,14 @@ async fn a_second_member_joining_mid_stream_takes_partitions_losing_nothing_and_
     questline::telemetry::init_tracing();
     const USERS: usize = 80;
     let cluster = MockCluster::new(1).unwrap();
-    let rig = MockRig::new(cluster.bootstrap_servers());
-    create_topics(&cluster, &rig.topics);
+    let rig = MockRig::new(cluster.bootstrap_servers(), "actions-join");
+    create_topics(&cluster, &rig);
     let all = actions(1_200, USERS, 23);
     let producer = rig.producer();
     // One member works through a backlog in small batches; a second joins half-way (the
     // group rebalances while the first is busy) and both share the store, as two processes
     // share ScyllaDB.
-    let mut produced = MockRig::produce(&producer, &all[..600]).await;
+    let mut produced = MockRig::produce(&producer, &rig.input, &all[..600]).await;
     let (log_a, stop_a, worker_a) = rig.start_worker(10);
     let started = Instant::now();
     while rig.committed_total() <= 0 {
@@ -463,7 +470,7 @@ async fn a_second_member_joining_mid_stream_takes_partitions_losing_nothing_and_
     }
     let at_join = rig.committed_total();
     let (log_b, stop_b, worker_b) = rig.start_worker(10);
-    produced.extend(MockRig::produce(&producer, &all[600..]).await);
+    produced.extend(MockRig::produce(&producer, &rig.input, &all[600..]).await);
     rig.wait_committed(1_200, Duration::from_secs(40)).await;
 
     stop_a.send(true).unwrap();
