@@ -40,6 +40,9 @@ mod tests {
         assert_ne!(event_id(&cause, 0), event_id(&cause, 1));
         assert_ne!(event_id("actions:3:42", 0), event_id("actions:3:43", 0));
         // Pinned: a change here changes every event id downstream consumers have stored.
-        assert_eq!(event_id("replay:0:1", 0), "ccb7f46e-98a6-57b4-8616-1c4006bb305a");
+        assert_eq!(
+            event_id("replay:0:1", 0),
+            "ccb7f46e-98a6-57b4-8616-1c4006bb305a"
+        );
     }
 }
