@@ -478,7 +478,11 @@ async fn a_second_member_joining_mid_stream_takes_partitions_losing_nothing_and_
     let (a, b) = (worker_a.await.unwrap(), worker_b.await.unwrap());
     log_a.close().await;
     log_b.close().await;
-    assert!(b.applied > 0, "the second member took partitions: {b:?}");
+    // B consumed from the partitions it took. Whether it applied any of them first depends on
+    // timing: the mock broker refuses A's commits during the rebalance, so B may find all of
+    // its records already applied (redelivered, skipped by the watermark). Exactness is
+    // checked below either way.
+    assert!(b.records > 0, "the second member took partitions: {b:?}");
     let (want, engine) = rig.expected(&produced);
     let (got, copies) = rig.rewards();
     assert_same_events(&got, &want);
