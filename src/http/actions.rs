@@ -21,7 +21,6 @@ use super::error::{ApiError, Kind, StatusBody};
 use super::request::{self, LimitedBody};
 use super::AppState;
 use crate::core::catalog::{Catalog, ResolveError};
-use crate::core::decimal;
 use crate::core::mapping::Mapping;
 use crate::core::model::Action;
 use crate::pipeline::commands::Command;
@@ -102,17 +101,7 @@ pub fn parse_action(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Action, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("body", format!("body: not valid JSON ({e})")))?;
-    let Value::Object(map) = doc else {
-        return Err(ApiError::invalid(
-            "body",
-            format!(
-                "body: expected a JSON object, found {}",
-                decimal::json_type_name(&doc)
-            ),
-        ));
-    };
+    let map = super::request::json_object(body)?;
     let mut map = canonical_keys(map);
     if !map.contains_key("tenant") {
         if let Some(tenant) = request::tenant_header(headers)? {

@@ -235,6 +235,22 @@ pub fn user_id(field: &str, value: Option<&str>) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
+/// A request body that must be a JSON object; anything else is a 400 naming the body.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let doc: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("body: not valid JSON ({e})")))?;
+    match doc {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(ApiError::invalid(
+            "body",
+            format!(
+                "body: expected a JSON object, found {}",
+                crate::core::decimal::json_type_name(&other)
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

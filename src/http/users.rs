@@ -324,17 +324,7 @@ pub fn parse_claim(
     user_id: &str,
     body: &[u8],
 ) -> Result<ClaimCommand, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid("body", format!("body: not valid JSON ({e})")))?;
-    let Value::Object(map) = doc else {
-        return Err(ApiError::invalid(
-            "body",
-            format!(
-                "body: expected a JSON object, found {}",
-                decimal::json_type_name(&doc)
-            ),
-        ));
-    };
+    let map = super::request::json_object(body)?;
     let claim_id = match map.get("claimId") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
         Some(Value::String(id)) if valid_claim_id(id) => id.clone(),
