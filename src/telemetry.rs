@@ -17,8 +17,8 @@
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -38,9 +38,6 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
-    /// Reserved for amounts (e.g. points granted); float by Prometheus' nature, never used for
-    /// balances themselves.
-    pub reward_amount: CounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -96,13 +93,6 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
-        let reward_amount = CounterVec::new(
-            Opts::new("reward_amount_total", "Units granted"),
-            &["reward_type"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(reward_amount.clone()))
-            .expect("unique metric");
         Metrics {
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
@@ -154,7 +144,6 @@ impl Metrics {
                 &["route"],
                 LATENCY.to_vec(),
             ),
-            reward_amount,
             registry,
         }
     }

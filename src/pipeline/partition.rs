@@ -153,17 +153,13 @@ impl Partition {
                 .get(&(cause.topic.clone(), cause.partition))
                 .is_some_and(|&floor| cause.offset < floor)
         };
-        let keep: Vec<bool> = record.outbox_causes.iter().map(|c| !published(c)).collect();
-        let mut i = 0;
-        record.outbox.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        let mut j = 0;
-        record.outbox_causes.retain(|_| {
-            j += 1;
-            keep[j - 1]
-        });
+        let (outbox, causes): (Vec<Event>, Vec<SourceRef>) = std::mem::take(&mut record.outbox)
+            .into_iter()
+            .zip(std::mem::take(&mut record.outbox_causes))
+            .filter(|(_, cause)| !published(cause))
+            .unzip();
+        record.outbox = outbox;
+        record.outbox_causes = causes;
         record
             .outbox_requests
             .retain(|r| match cause_of_request(&r.request_id) {

@@ -389,14 +389,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 }
             }
         }
-        self.evict();
         Ok(batches.into_iter().map(|(_, b)| b).collect())
-    }
-
-    fn evict(&mut self) {
-        // The LRU evicts on insert; nothing else to do here but keep the hook for metrics.
-        let cached: usize = self.partitions.values().map(Partition::cached_users).sum();
-        tracing::trace!(cached, "users cached");
     }
 
     /// Whether the record's topic-partition is assigned to this member.
