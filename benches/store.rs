@@ -2,7 +2,8 @@
 //!
 //! A batch is what the worker persists per poll: `BATCH` user records (a realistic user: 10
 //! challenges with progress, balances, a milestone, a pending request, a two-partition
-//! watermark and an outbox of two events, ~2.2 KiB of JSON). Stores are pre-filled with
+//! watermark) plus, in the partition outbox, two progress events per user as they are
+//! produced. Stores are pre-filled with
 //! 20,000 users (5,000 for CQL) so the B-tree / LSM is not trivially small, and each
 //! iteration writes or reads a different slice of them.
 //!
@@ -54,9 +55,11 @@ use std::time::Duration;
 use questline::core::events::{Event, EventBody};
 use questline::core::model::SourceRef;
 use questline::core::state::{ChallengeState, ChallengeStatus, TriggerProgress, UserState};
+use questline::pipeline::log::OutRecord;
+use questline::pipeline::outbox::{self, OutboxEntry};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
-use questline::store::{BatchWrite, StateStore, UserKey, UserRecord};
+use questline::store::{BatchWrite, OutboxWrite, StateStore, UserKey, UserRecord};
 
 const BATCH: usize = 500;
 const TENANT: &str = "acme";
@@ -95,6 +98,23 @@ fn record(i: usize) -> UserRecord {
             )
         })
         .collect();
+    UserRecord {
+        state: UserState {
+            challenges,
+            balances: BTreeMap::from([("points".to_string(), Decimal::new(i as i64, 0))]),
+            recent_action_ids: VecDeque::from(vec![format!("a-{i}")]),
+            ..Default::default()
+        },
+        applied: BTreeMap::from([
+            ("questline.actions:3".to_string(), i as i64),
+            ("questline.actions:0".to_string(), 17),
+        ]),
+        history_len: 0,
+    }
+}
+
+/// User `i`'s two progress events, as the partition outbox holds them.
+fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
     let event = |n: i64| Event {
         event_id: format!("{}-{n}", user_id(i)),
         body: EventBody::ProgressUpdated {
@@ -111,22 +131,18 @@ fn record(i: usize) -> UserRecord {
         occurred_at: chrono::DateTime::from_timestamp(1_764_000_000 + n, 0).unwrap(),
         source: SourceRef::new("questline.actions", 3, n),
     };
-    UserRecord {
-        state: UserState {
-            challenges,
-            balances: BTreeMap::from([("points".to_string(), Decimal::new(i as i64, 0))]),
-            recent_action_ids: VecDeque::from(vec![format!("a-{i}")]),
-            ..Default::default()
-        },
-        applied: BTreeMap::from([
-            ("questline.actions:3".to_string(), i as i64),
-            ("questline.actions:0".to_string(), 17),
-        ]),
-        outbox: vec![event(1), event(2)],
-        outbox_requests: vec![],
-        outbox_causes: vec![],
-        history_len: 0,
-    }
+    [event(1), event(2)]
+        .into_iter()
+        .map(|e| OutboxEntry {
+            cause: e.source.clone(),
+            record: OutRecord {
+                topic: "questline.progress".into(),
+                key: e.user_id.clone(),
+                payload: serde_json::to_vec(&e).unwrap(),
+                headers: vec![("questline-event-id".into(), e.event_id.clone())],
+            },
+        })
+        .collect()
 }
 
 /// Batch number `n`: the `n`-th slice of `BATCH` users out of the pre-filled ones.
@@ -136,6 +152,14 @@ fn batch(n: usize, population: usize) -> BatchWrite {
         users: (start..start + BATCH)
             .map(|i| (UserKey::new(TENANT, user_id(i)), record(i)))
             .collect(),
+        outbox: Some(OutboxWrite {
+            owner: "bench/p0".into(),
+            bytes: outbox::encode(
+                &(start..start + BATCH)
+                    .flat_map(outbox_entries)
+                    .collect::<Vec<_>>(),
+            ),
+        }),
         ..Default::default()
     }
 }

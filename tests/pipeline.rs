@@ -93,6 +93,11 @@ impl StateStore for FlakyStore {
         self.inner.load_resources(keys).await
     }
 
+    async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check("load_outbox")?;
+        self.inner.load_outbox(owner).await
+    }
+
     async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError> {
         self.check("write_batch")?;
         self.inner.write_batch(batch).await
@@ -572,9 +577,9 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
 
     // The old owner took partition 0, then stalled past its session; the group gave the
     // partition to a new owner, which claimed a newer epoch.
-    let mut zombie = Partition::new(0, 100);
+    let mut zombie = Partition::new("g", 0, 100);
     zombie.set_epoch(store.claim_partition("g", "p0").await.unwrap());
-    let mut owner = Partition::new(0, 100);
+    let mut owner = Partition::new("g", 0, 100);
     owner.set_epoch(store.claim_partition("g", "p0").await.unwrap());
     assert!(owner.epoch() > zombie.epoch());
 
@@ -591,13 +596,20 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     store.write_batch(&first.write).await.unwrap();
     let owners = load().await.unwrap();
     assert_eq!(owners.applied[&format!("{INPUT}:0")], 2);
+    let owners_outbox = store.load_outbox("g/p0").await.unwrap();
+    assert!(owners_outbox.is_some());
 
-    // The zombie wakes up and writes: fenced, the new owner's row stays.
+    // The zombie wakes up and writes: fenced, the new owner's row and outbox stay.
     store.write_batch(&late.write).await.unwrap();
     let after = load().await.unwrap();
     assert_eq!(
         after, owners,
         "the zombie's write overwrote the new owner's state"
+    );
+    assert_eq!(
+        store.load_outbox("g/p0").await.unwrap(),
+        owners_outbox,
+        "the zombie's write replaced the new owner's outbox"
     );
 
     // The new owner goes on from where it is; the result is what one owner would have made.

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use questline::core::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
-use questline::core::inventory::{Outcome, Request, RequestKind, ResourceState, Response};
+use questline::core::inventory::{Outcome, ResourceState};
 use questline::core::model::SourceRef;
 use questline::core::state::{
     ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, TriggerProgress, UserState,
@@ -28,8 +28,8 @@ use questline::core::state::{
 use questline::store::embedded::EmbeddedStore;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
 use questline::store::{
-    write_timestamp, BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, ResourceRecord,
-    StateStore, StoreError, UserKey, UserRecord,
+    write_timestamp, BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, OutboxWrite,
+    ResourceRecord, StateStore, StoreError, UserKey, UserRecord,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -123,24 +123,8 @@ fn claim_item() -> ClaimItem {
     }
 }
 
-fn request(user: &str, n: i64) -> Request {
-    Request {
-        request_id: format!("req-{user}-{n}"),
-        tenant: TENANT.into(),
-        user_id: user.into(),
-        kind: if n % 2 == 0 {
-            RequestKind::Grant {
-                reward_type: "tshirt".into(),
-                amount: dec(1, 0),
-            }
-        } else {
-            RequestKind::WinnerSlot { challenge_id: 9 }
-        },
-    }
-}
-
 /// A user with progress on several challenges, balances, milestones, pending requests, a
-/// watermark over two input partitions, and (optionally) an outbox.
+/// watermark over two input partitions.
 fn user_record(user: &str, n: i64) -> UserRecord {
     let mut challenges = BTreeMap::new();
     for c in 1..=10u32 {
@@ -210,9 +194,6 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     UserRecord {
         state,
         applied: BTreeMap::from([(format!("{TOPIC}:3"), n), (format!("{TOPIC}:0"), 17)]),
-        outbox: vec![event(user, n), event(user, n + 1)],
-        outbox_requests: vec![request(user, n)],
-        outbox_causes: vec![],
         history_len: 0,
     }
 }
@@ -240,15 +221,6 @@ fn resource_record(n: u64) -> ResourceRecord {
             ]),
         },
         applied: BTreeMap::from([("questline.inventory:1".to_string(), n as i64)]),
-        outbox: vec![Response {
-            request_id: "req-a".into(),
-            tenant: TENANT.into(),
-            user_id: "u1".into(),
-            outcome: Outcome::Granted {
-                inventory_id: Some("inv-2026".into()),
-                code: Some("CODE-0001".into()),
-            },
-        }],
     }
 }
 
@@ -319,9 +291,7 @@ fn seqs(entries: &[HistoryEntry]) -> Vec<u64> {
 async fn users_round_trip<S: StateStore>(store: &S) {
     assert_eq!(store.load_users(&[]).await.unwrap(), vec![]);
     let a = user_record("alice", 1);
-    let mut b = user_record("bob ✓/ünïcode", 2);
-    b.outbox.clear();
-    b.outbox_requests.clear();
+    let b = user_record("bob ✓/ünïcode", 2);
     let other_tenant = UserKey::new("globex", "alice");
     let batch = BatchWrite {
         users: vec![
@@ -582,6 +552,7 @@ async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
             finished(TENANT, 4, "questline.actions:0", 1),
             finished(TENANT, 4, "questline.actions:0", 2),
         ],
+        outbox: None,
         write_timestamp: None,
     };
     store.write_batch(&batch).await.unwrap();
@@ -621,31 +592,59 @@ async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
     assert_eq!(entries[0].event, event("twice", 7));
 }
 
-/// The record is written whole: the watermark advances as written (not merged), and an
-/// outbox cleared after publishing stays cleared (DESIGN §2 steps 3–4).
+/// The record is written whole: the watermark advances as written (not merged). The outbox
+/// is written with the state and each write replaces it whole, whatever its size: a shorter
+/// outbox after a longer one (several chunks on CQL) reads back as itself, never as a mix
+/// (DESIGN §2 steps 3–4).
 async fn watermark_and_outbox<S: StateStore>(store: &S) {
+    let owner = "group-a/p3";
+    assert_eq!(store.load_outbox(owner).await.unwrap(), None);
     let mut record = user_record("gina", 10);
-    assert_eq!(record.outbox.len(), 2);
-    let write = |record: &UserRecord| BatchWrite {
+    let write = |record: &UserRecord, bytes: Vec<u8>| BatchWrite {
         users: vec![(key("gina"), record.clone())],
+        outbox: Some(OutboxWrite {
+            owner: owner.into(),
+            bytes,
+        }),
         ..Default::default()
     };
-    // Step 3: state, watermark and the not-yet-published effects, together.
-    store.write_batch(&write(&record)).await.unwrap();
+    // Step 3: state, watermark and the not-yet-published records, together. Large enough
+    // to need several chunks where the store splits outboxes.
+    let large: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    store
+        .write_batch(&write(&record, large.clone()))
+        .await
+        .unwrap();
     let stored = load_one(store, "gina").await.unwrap();
-    assert_eq!(stored.outbox, record.outbox);
-    assert_eq!(stored.outbox_requests, record.outbox_requests);
     assert_eq!(stored.applied[&format!("{TOPIC}:3")], 10);
+    assert_eq!(store.load_outbox(owner).await.unwrap(), Some(large));
+    assert_eq!(store.load_outbox("group-b/p3").await.unwrap(), None);
 
-    // Step 4: published, outbox cleared; the watermark moves on and a partition is dropped.
-    record.outbox.clear();
-    record.outbox_requests.clear();
+    // The next batch: the watermark moves on and a partition is dropped; the outbox is
+    // replaced by a shorter one, then by an empty one.
     record.applied = BTreeMap::from([(format!("{TOPIC}:3"), 11)]);
-    store.write_batch(&write(&record)).await.unwrap();
+    store
+        .write_batch(&write(&record, b"short".to_vec()))
+        .await
+        .unwrap();
     let stored = load_one(store, "gina").await.unwrap();
-    assert!(stored.outbox.is_empty() && stored.outbox_requests.is_empty());
     assert_eq!(stored.applied, record.applied);
     assert_eq!(stored, record);
+    assert_eq!(
+        store.load_outbox(owner).await.unwrap(),
+        Some(b"short".to_vec())
+    );
+    store
+        .write_batch(&BatchWrite {
+            outbox: Some(OutboxWrite {
+                owner: owner.into(),
+                bytes: Vec::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.load_outbox(owner).await.unwrap(), Some(Vec::new()));
 }
 
 /// Many batches for different users written at once all land, each intact.
@@ -740,6 +739,10 @@ async fn fencing<S: StateStore>(store: &S) {
             )],
             claims: vec![(key(user), claim_record(user, "claim-z", n))],
             finished: vec![finished(TENANT, 1, "questline.actions:0", n as u64)],
+            outbox: Some(OutboxWrite {
+                owner: "questline/p3".into(),
+                bytes: n.to_string().into_bytes(),
+            }),
             write_timestamp: timestamp,
         }
     };
@@ -756,7 +759,9 @@ async fn fencing<S: StateStore>(store: &S) {
         let (history, _) = store.history(&key(user), 1, 1).await.unwrap();
         let claim = store.claim(&key(user), "claim-z").await.unwrap().unwrap();
         let finished = store.people_finished(TENANT).await.unwrap()[&1];
+        let outbox = store.load_outbox("questline/p3").await.unwrap().unwrap();
         [
+            String::from_utf8(outbox).unwrap(),
             record.applied[&format!("{TOPIC}:3")].to_string(),
             resource.state.winners.to_string(),
             history[0].event.event_id.clone(),
@@ -766,6 +771,7 @@ async fn fencing<S: StateStore>(store: &S) {
     };
     let from_batch = |n: i64| {
         [
+            n.to_string(),
             n.to_string(),
             n.to_string(),
             format!("{user}-{n}-ev"),

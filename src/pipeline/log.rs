@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +19,12 @@ pub struct InRecord {
 
 /// A record to produce. The key decides the partition (librdkafka's murmur2, the Java
 /// client's default, so producers in any language agree on where a user lives).
-#[derive(Debug, Clone, PartialEq)]
+/// Serializable because the partition outbox stores records as they will be produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutRecord {
     pub topic: String,
     pub key: String,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }

@@ -2,6 +2,7 @@
 //! in-process [`memory::MemoryLog`]) and the store ([`crate::store::StateStore`]).
 //!
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
+//! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
 //! - [`worker`]: the loop and the commit protocol (DESIGN §2).
 
@@ -9,5 +10,6 @@ pub mod commands;
 pub mod input;
 pub mod log;
 pub mod memory;
+pub mod outbox;
 pub mod partition;
 pub mod worker;

@@ -13,17 +13,18 @@ use std::sync::Arc;
 
 use super::input::{Input, Inputs};
 use super::log::{InRecord, OutRecord};
+use super::outbox::{self, OutboxEntry};
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Rejection};
 use crate::core::evaluator::{self, Context, UserInput};
 use crate::core::events::{Event, EventBody, Stream};
 use crate::core::ids;
-use crate::core::inventory;
+use crate::core::inventory::{self, Request, Response};
 use crate::core::model::SourceRef;
 use crate::settings::Topics;
 use crate::store::{
-    BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, ResourceRecord, StateStore, StoreError,
-    UserKey, UserRecord,
+    BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, OutboxWrite, ResourceRecord, StateStore,
+    StoreError, UserKey, UserRecord,
 };
 
 /// What happened to the records of a batch, for metrics and tests.
@@ -47,8 +48,6 @@ pub struct Batch {
     /// `(topic, partition, offset)` of every record, for the commit.
     pub processed: Vec<(String, i32, i64)>,
     pub stats: Stats,
-    touched_users: Vec<UserKey>,
-    touched_resources: Vec<String>,
 }
 
 /// The state cache and bookkeeping of one partition number.
@@ -61,11 +60,13 @@ pub struct Partition {
     resources: FxHashMap<String, ResourceRecord>,
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
-    /// this owner's own commits. Outbox events caused below it were published.
+    /// this owner's own commits. Outbox entries caused below it were published.
     floors: FxHashMap<(String, i32), i64>,
-    /// Published resource outboxes whose clearing is written with the next batch (inventory
-    /// traffic is small, so resources keep the simple explicit clear).
-    resources_to_clear: FxHashSet<String>,
+    /// Whose outbox this partition writes (`group/pN`).
+    outbox_owner: String,
+    /// Whether the stored outbox was read since the partition was taken or its cache reset;
+    /// until then the next batch reads it and publishes what may not have been published.
+    outbox_loaded: bool,
     /// Ownership epoch from the store, for fenced writes; and the batch counter under it.
     epoch: Option<i64>,
     batch_seq: i64,
@@ -78,7 +79,8 @@ fn finished_key(tenant: &str, challenge: u32, partition: i32) -> String {
 }
 
 impl Partition {
-    pub fn new(id: i32, cache_users: usize) -> Self {
+    /// Partition `id` of consumer group `group` (which names its stored outbox).
+    pub fn new(group: &str, id: i32, cache_users: usize) -> Self {
         let cache_users = cache_users.max(16);
         Partition {
             id,
@@ -86,7 +88,8 @@ impl Partition {
             cache_users,
             resources: FxHashMap::default(),
             floors: FxHashMap::default(),
-            resources_to_clear: FxHashSet::default(),
+            outbox_owner: format!("{group}/p{id}"),
+            outbox_loaded: false,
             epoch: None,
             batch_seq: 0,
             counters_loaded: false,
@@ -107,29 +110,25 @@ impl Partition {
     pub fn reset(&mut self) {
         self.users.clear();
         self.resources.clear();
-        self.resources_to_clear.clear();
         self.counters_loaded = false;
+        self.outbox_loaded = false;
     }
 
     pub fn cached_users(&self) -> usize {
         self.users.len()
     }
 
-    /// Whether a pending outbox clear must still be written before the cache is dropped.
-    pub fn has_pending_clears(&self) -> bool {
-        !self.resources_to_clear.is_empty()
-    }
-
-    /// A write of just the pending clears (on revoke and shutdown).
-    pub fn flush_clears(&mut self) -> BatchWrite {
-        let mut write = BatchWrite::default();
-        for key in self.resources_to_clear.drain() {
-            if let Some(r) = self.resources.get(&key) {
-                write.resources.push((key, r.clone()));
-            }
+    /// A write that empties the stored outbox: on a clean stop, once the last batch is
+    /// committed, so the next owner has nothing to consider re-publishing.
+    pub fn clear_outbox(&mut self) -> BatchWrite {
+        BatchWrite {
+            outbox: Some(OutboxWrite {
+                owner: self.outbox_owner.clone(),
+                bytes: outbox::encode(&[]),
+            }),
+            write_timestamp: self.next_timestamp(),
+            ..BatchWrite::default()
         }
-        write.write_timestamp = self.next_timestamp();
-        write
     }
 
     fn next_timestamp(&mut self) -> Option<i64> {
@@ -139,35 +138,13 @@ impl Partition {
         })
     }
 
-    /// Removes outbox events whose cause is below its partition's committed floor: they were
-    /// published before the offsets were committed. What remains is re-published (same ids).
-    fn drop_published(&self, record: &mut UserRecord) {
-        if record.outbox_causes.len() != record.outbox.len() {
-            record
-                .outbox_causes
-                .resize(record.outbox.len(), SourceRef::new("", -1, -1));
-        }
-        let floors = &self.floors;
-        let published = |cause: &SourceRef| {
-            floors
-                .get(&(cause.topic.clone(), cause.partition))
-                .is_some_and(|&floor| cause.offset < floor)
-        };
-        let (outbox, causes): (Vec<Event>, Vec<SourceRef>) = std::mem::take(&mut record.outbox)
-            .into_iter()
-            .zip(std::mem::take(&mut record.outbox_causes))
-            .filter(|(_, cause)| !published(cause))
-            .unzip();
-        record.outbox = outbox;
-        record.outbox_causes = causes;
-        record
-            .outbox_requests
-            .retain(|r| match cause_of_request(&r.request_id) {
-                Some((topic, partition, offset)) => {
-                    !published(&SourceRef::new(topic, partition, offset))
-                }
-                None => true,
-            });
+    /// Whether a stored outbox entry may not have been published: its cause is at or above
+    /// its input partition's committed floor, or this owner has not seen that partition yet.
+    fn unpublished(&self, entry: &OutboxEntry) -> bool {
+        let cause = &entry.cause;
+        self.floors
+            .get(&(cause.topic.clone(), cause.partition))
+            .is_none_or(|&floor| cause.offset >= floor)
     }
 
     /// After a commit: everything processed is below the floor now.
@@ -178,12 +155,15 @@ impl Partition {
         }
     }
 
+    /// Reads what the batch needs that is not cached: its users, resources and counters, and
+    /// (first batch after taking or a reset) the stored outbox, whose entries that may not
+    /// have been published are returned.
     async fn load<S: StateStore + ?Sized>(
         &mut self,
         store: &S,
         catalog: &Catalog,
         decoded: &[(&InRecord, Input)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         // Every user of the batch stays cached until the batch is committed: `process` works
         // on the cached records, so one evicted mid-batch would be evaluated from an empty
         // record, and its write and its events would be lost. So the cache holds at least the
@@ -225,9 +205,7 @@ impl Partition {
         if !users.is_empty() {
             let loaded = store.load_users(&users).await?;
             for (key, record) in users.into_iter().zip(loaded) {
-                let mut record = record.unwrap_or_default();
-                self.drop_published(&mut record);
-                self.users.put(key, record);
+                self.users.put(key, record.unwrap_or_default());
             }
         }
         if !resources.is_empty() {
@@ -237,7 +215,25 @@ impl Partition {
             }
         }
         self.counters_loaded = true;
-        Ok(())
+        let mut carried = Vec::new();
+        if !self.outbox_loaded {
+            if let Some(bytes) = store.load_outbox(&self.outbox_owner).await? {
+                carried = outbox::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+                    key: format!("outbox {}", self.outbox_owner),
+                    reason,
+                })?;
+                carried.retain(|entry| self.unpublished(entry));
+                if !carried.is_empty() {
+                    tracing::info!(
+                        partition = self.id,
+                        records = carried.len(),
+                        "publishing the stored outbox again (same event ids)"
+                    );
+                }
+            }
+            self.outbox_loaded = true;
+        }
+        Ok(carried)
     }
 
     /// Evaluates a batch of this partition's records in offset order. On error nothing is
@@ -253,7 +249,7 @@ impl Partition {
         // The first records seen of a topic-partition start at the committed position. The
         // lowest of the batch, not the first: a poll that spans an eager revoke-and-reassign
         // can hand over records fetched before it and then again from the committed offset,
-        // and a floor too high would drop outbox events that were never published.
+        // and a floor too high would drop outbox entries that were never published.
         let mut lowest: FxHashMap<(&str, i32), i64> = FxHashMap::default();
         for r in records {
             let low = lowest.entry((&r.topic, r.partition)).or_insert(r.offset);
@@ -266,12 +262,11 @@ impl Partition {
         }
         let decoded: Vec<(&InRecord, Input)> =
             records.iter().map(|r| (r, inputs.decode(r))).collect();
-        self.load(store, &catalog, &decoded).await?;
+        let carried = self.load(store, &catalog, &decoded).await?;
         let mut batch = Batch::default();
         let mut touched_users: FxHashSet<UserKey> = FxHashSet::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
-        // Where this batch's events start in each outbox (progress coalesces only among them).
-        let mut outbox_start: FxHashMap<UserKey, usize> = FxHashMap::default();
+        let mut produced = Produced::default();
         for (record, input) in decoded {
             batch
                 .processed
@@ -302,7 +297,7 @@ impl Partition {
                     }
                     let response = inventory::evaluate(&mut res.state, &request, tenant);
                     res.applied.insert(mark, record.offset);
-                    res.outbox.push(response);
+                    produced.push(source, Produce::Response(response));
                     batch.stats.applied += 1;
                 }
                 input => {
@@ -331,7 +326,6 @@ impl Partition {
                         .users
                         .get_or_insert_mut(key.clone(), UserRecord::default);
                     touched_users.insert(key.clone());
-                    let start = *outbox_start.entry(key.clone()).or_insert(user.outbox.len());
                     if user.applied.get(&mark).is_some_and(|&o| o >= record.offset) {
                         batch.stats.redelivered += 1;
                         continue;
@@ -389,22 +383,21 @@ impl Partition {
                         );
                     }
                     for event in effects.events {
-                        push_coalesced(user, start, event, &source_of_cause(record));
+                        produced.push_event(&key, source.clone(), event);
                     }
-                    user.outbox_requests.extend(effects.requests);
+                    for request in effects.requests {
+                        produced.push(source.clone(), Produce::Request(request));
+                    }
                 }
             }
         }
-        // Step 3 material: every touched user; every touched, counted or published-last-time
-        // resource. (A user's published outbox is not rewritten just to clear it: its causes
-        // are below the committed floor, so a reload drops it.)
+        // Step 3 material: every touched user; every touched or counted resource; the outbox.
         for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
                 batch.write.users.push((key.clone(), r.clone()));
             }
         }
-        let mut resource_keys: FxHashSet<String> = touched_resources.clone();
-        resource_keys.extend(self.resources_to_clear.iter().cloned());
+        let mut resource_keys = touched_resources;
         resource_keys.extend(
             batch
                 .write
@@ -414,106 +407,114 @@ impl Partition {
         );
         for key in resource_keys {
             if let Some(r) = self.resources.get(&key) {
-                let record = r.clone();
-                batch.write.resources.push((key, record));
+                batch.write.resources.push((key, r.clone()));
             }
         }
         batch.write.write_timestamp = self.next_timestamp();
-        // Step 4 material: outboxes, in a stable order.
-        let mut users: Vec<UserKey> = touched_users.into_iter().collect();
-        users.sort();
-        for key in &users {
-            if let Some(r) = self.users.peek(key) {
-                publish_user_outbox(&mut batch.publish, r, topics);
-            }
-        }
-        let mut resources: Vec<String> = touched_resources.into_iter().collect();
-        resources.sort();
-        for key in &resources {
-            if let Some(r) = self.resources.get(key) {
-                for response in &r.outbox {
-                    batch.publish.push(OutRecord {
-                        topic: topics.inventory_responses.clone(),
-                        key: response.user_id.clone(),
-                        payload: serde_json::to_vec(response).expect("responses serialize"),
-                        headers: Vec::new(),
-                    });
-                }
-            }
-        }
-        batch.touched_users = users;
-        batch.touched_resources = resources;
+        let entries = produced.into_entries(carried, topics);
+        batch.write.outbox = Some(OutboxWrite {
+            owner: self.outbox_owner.clone(),
+            bytes: outbox::encode(&entries),
+        });
+        // Step 4 material: dead letters (already in `publish`), then the outbox.
+        batch
+            .publish
+            .extend(entries.into_iter().map(|entry| entry.record));
         Ok(batch)
     }
+}
 
-    /// After the batch was written: the resources' pending clears are durable now.
-    pub fn written(&mut self, resources: &[String]) {
-        for key in resources {
-            self.resources_to_clear.remove(key);
-        }
-    }
+/// What a user or resource evaluation produced, before it is encoded as a record.
+enum Produce {
+    Event(Event),
+    Request(Request),
+    Response(Response),
+}
 
-    /// After the batch's records were acknowledged: the outboxes are published. The cached
-    /// copies are emptied; the stored ones are superseded by the user's next write, and until
-    /// then dropped on reload by the committed floor.
-    pub fn published(&mut self, batch: &Batch) {
-        for key in &batch.touched_users {
-            if let Some(r) = self.users.peek_mut(key) {
-                r.outbox.clear();
-                r.outbox_causes.clear();
-                r.outbox_requests.clear();
-            }
-        }
-        for key in &batch.touched_resources {
-            if let Some(r) = self.resources.get_mut(key) {
-                if !r.outbox.is_empty() {
-                    r.outbox.clear();
-                    self.resources_to_clear.insert(key.clone());
+impl Produce {
+    fn into_record(self, topics: &Topics) -> OutRecord {
+        match self {
+            Produce::Event(event) => {
+                let topic = match event.stream() {
+                    Stream::Progress => &topics.progress,
+                    Stream::Rewards => &topics.rewards,
+                    Stream::DeadLetter => &topics.dead_letter,
+                };
+                OutRecord {
+                    topic: topic.clone(),
+                    payload: serde_json::to_vec(&event).expect("events serialize"),
+                    headers: vec![
+                        ("questline-event-id".into(), event.event_id),
+                        ("questline-event-type".into(), event.body.kind().into()),
+                    ],
+                    key: event.user_id,
                 }
             }
+            Produce::Request(request) => OutRecord {
+                topic: topics.inventory_requests.clone(),
+                key: request.resource(),
+                payload: serde_json::to_vec(&request).expect("requests serialize"),
+                headers: Vec::new(),
+            },
+            Produce::Response(response) => OutRecord {
+                topic: topics.inventory_responses.clone(),
+                payload: serde_json::to_vec(&response).expect("responses serialize"),
+                key: response.user_id,
+                headers: Vec::new(),
+            },
         }
     }
 }
 
-/// The coordinates of a consumed record, as an outbox event's cause.
-fn source_of_cause(record: &InRecord) -> SourceRef {
-    SourceRef::new(&record.topic, record.partition, record.offset)
+/// The batch's output in processing order, with progress events coalesced: only the last
+/// state per user, challenge, group and trigger is kept, so output volume does not double
+/// the input. Encoded only at the end, so coalesced-away events cost no serialization.
+#[derive(Default)]
+struct Produced {
+    items: Vec<Option<(SourceRef, Produce)>>,
+    last_progress: FxHashMap<(UserKey, u32, u32, u32), usize>,
 }
 
-/// The consumed record behind a request id (`topic:partition:offset#r0…`), if it parses.
-fn cause_of_request(request_id: &str) -> Option<(String, i32, i64)> {
-    let cause = request_id.split('#').next()?;
-    let mut parts = cause.rsplitn(3, ':');
-    let offset = parts.next()?.parse().ok()?;
-    let partition = parts.next()?.parse().ok()?;
-    let topic = parts.next()?.to_string();
-    Some((topic, partition, offset))
-}
+impl Produced {
+    fn push(&mut self, cause: SourceRef, what: Produce) {
+        self.items.push(Some((cause, what)));
+    }
 
-/// Progress events coalesce within a batch: only the last state per user, challenge, group
-/// and trigger is kept, so output volume does not double the input.
-fn push_coalesced(user: &mut UserRecord, start: usize, event: Event, cause: &SourceRef) {
-    let outbox = &mut user.outbox;
-    if let EventBody::ProgressUpdated {
-        challenge_id,
-        group_id,
-        trigger_id,
-        ..
-    } = &event.body
-    {
-        let same = outbox[start.min(outbox.len())..].iter().position(|e| {
-            matches!(&e.body, EventBody::ProgressUpdated { challenge_id: c, group_id: g, trigger_id: t, .. }
-                if c == challenge_id && g == group_id && t == trigger_id)
-        });
-        if let Some(i) = same {
-            outbox.remove(start + i);
-            if start + i < user.outbox_causes.len() {
-                user.outbox_causes.remove(start + i);
+    fn push_event(&mut self, user: &UserKey, cause: SourceRef, event: Event) {
+        if let EventBody::ProgressUpdated {
+            challenge_id,
+            group_id,
+            trigger_id,
+            ..
+        } = &event.body
+        {
+            let key = (user.clone(), *challenge_id, *group_id, *trigger_id);
+            if let Some(earlier) = self.last_progress.insert(key, self.items.len()) {
+                self.items[earlier] = None;
             }
         }
+        self.push(cause, Produce::Event(event));
     }
-    user.outbox.push(event);
-    user.outbox_causes.push(cause.clone());
+
+    /// The outbox: entries carried from the stored outbox first (their causes come first),
+    /// then this batch's, minus any the carried ones already hold (a batch re-evaluated after
+    /// an interrupted write produces the same ids again).
+    fn into_entries(self, carried: Vec<OutboxEntry>, topics: &Topics) -> Vec<OutboxEntry> {
+        let carried_ids: FxHashSet<String> = carried
+            .iter()
+            .filter_map(|e| outbox::event_id(&e.record).map(str::to_string))
+            .collect();
+        let mut entries = carried;
+        entries.reserve(self.items.len());
+        for (cause, what) in self.items.into_iter().flatten() {
+            let record = what.into_record(topics);
+            if outbox::event_id(&record).is_some_and(|id| carried_ids.contains(id)) {
+                continue;
+            }
+            entries.push(OutboxEntry { cause, record });
+        }
+        entries
+    }
 }
 
 /// History, claims and "people finished" from the batch's new events.
@@ -579,33 +580,6 @@ fn record_read_models(
     }
 }
 
-fn publish_user_outbox(out: &mut Vec<OutRecord>, record: &UserRecord, topics: &Topics) {
-    for event in &record.outbox {
-        let topic = match event.stream() {
-            Stream::Progress => &topics.progress,
-            Stream::Rewards => &topics.rewards,
-            Stream::DeadLetter => &topics.dead_letter,
-        };
-        out.push(OutRecord {
-            topic: topic.clone(),
-            key: event.user_id.clone(),
-            payload: serde_json::to_vec(event).expect("events serialize"),
-            headers: vec![
-                ("questline-event-id".into(), event.event_id.clone()),
-                ("questline-event-type".into(), event.kind().into()),
-            ],
-        });
-    }
-    for request in &record.outbox_requests {
-        out.push(OutRecord {
-            topic: topics.inventory_requests.clone(),
-            key: request.resource(),
-            payload: serde_json::to_vec(request).expect("requests serialize"),
-            headers: Vec::new(),
-        });
-    }
-}
-
 /// The dead-letter record: the event as its value, the reason and source as headers too.
 fn dead_letter_record(event: &Event, rejection: &Rejection, topics: &Topics) -> OutRecord {
     OutRecord {
@@ -647,49 +621,62 @@ pub fn reason_class(rejection: &Rejection) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::events::{EventBody, OriginalEncoding};
-    use chrono::Utc;
 
-    fn event(offset: i64) -> Event {
-        Event {
-            event_id: format!("e{offset}"),
-            body: EventBody::DeadLetter {
-                reason: "x".into(),
-                error_code: None,
-                field: None,
-                original: String::new(),
-                encoding: OriginalEncoding::Utf8,
-                truncated_from: None,
+    fn entry(topic: &str, offset: i64) -> OutboxEntry {
+        OutboxEntry {
+            cause: SourceRef::new(topic, 0, offset),
+            record: OutRecord {
+                topic: "out".into(),
+                key: "u".into(),
+                payload: Vec::new(),
+                headers: vec![("questline-event-id".into(), format!("e{offset}"))],
+            },
+        }
+    }
+
+    #[test]
+    fn stored_entries_below_the_committed_floor_count_as_published() {
+        let mut p = Partition::new("g", 0, 16);
+        p.committed(&[("t".into(), 0, 4)]); // offsets 0..=4 committed: floor 5
+        assert!(!p.unpublished(&entry("t", 3)));
+        assert!(!p.unpublished(&entry("t", 4)));
+        assert!(p.unpublished(&entry("t", 5)));
+        assert!(p.unpublished(&entry("t", 7)));
+        // Caused on a partition this owner knows nothing of yet: kept (re-published, same id).
+        assert!(p.unpublished(&entry("other", 1)));
+    }
+
+    #[test]
+    fn progress_coalesces_to_the_last_state_and_carried_ids_are_not_repeated() {
+        let topics = Topics::default();
+        let user = UserKey::new("default", "u");
+        let progress = |offset: i64, id: &str| Event {
+            event_id: id.into(),
+            body: EventBody::ProgressUpdated {
+                challenge_id: 1,
+                group_id: 1,
+                trigger_id: 1,
+                trigger_frequency: 1.into(),
+                accumulated: offset.into(),
+                action_left: 0.into(),
+                progress: 0.into(),
             },
             tenant: "default".into(),
             user_id: "u".into(),
-            occurred_at: Utc::now(),
+            occurred_at: chrono::Utc::now(),
             source: SourceRef::new("t", 0, offset),
-        }
-    }
-
-    #[test]
-    fn request_ids_name_their_cause() {
-        assert_eq!(cause_of_request("a.b:3:42#r0"), Some(("a.b".into(), 3, 42)));
-        assert_eq!(cause_of_request("a:3:42#r0#r1"), Some(("a".into(), 3, 42)));
-        assert_eq!(cause_of_request("nonsense"), None);
-    }
-
-    #[test]
-    fn a_reloaded_outbox_drops_what_was_published_before_the_commit() {
-        let mut p = Partition::new(0, 16);
-        p.committed(&[("t".into(), 0, 4)]); // offsets 0..=4 committed: floor 5
-        let mut record = UserRecord::default();
-        for o in [3, 7] {
-            record.outbox.push(event(o));
-            record.outbox_causes.push(SourceRef::new("t", 0, o));
-        }
-        // Caused on a partition this owner knows nothing of: kept (re-published, same ids).
-        record.outbox.push(event(1));
-        record.outbox_causes.push(SourceRef::new("other", 0, 1));
-        p.drop_published(&mut record);
-        let kept: Vec<&str> = record.outbox.iter().map(|e| e.event_id.as_str()).collect();
-        assert_eq!(kept, ["e7", "e1"]);
-        assert_eq!(record.outbox_causes.len(), 2);
+        };
+        let mut produced = Produced::default();
+        produced.push_event(&user, SourceRef::new("t", 0, 1), progress(1, "p1"));
+        produced.push_event(&user, SourceRef::new("t", 0, 2), progress(2, "p2"));
+        produced.push_event(&user, SourceRef::new("t", 0, 3), progress(3, "e9"));
+        let entries = produced.into_entries(vec![entry("t", 9)], &topics);
+        let ids: Vec<_> = entries
+            .iter()
+            .map(|e| outbox::event_id(&e.record).unwrap())
+            .collect();
+        // p1 and p2 coalesced into the last state; its id equals a carried one, so only the
+        // carried copy is kept.
+        assert_eq!(ids, ["e9"]);
     }
 }

@@ -307,15 +307,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         // Step 3: persist every partition's writes in one store call (one transaction and
         // one fsync on the embedded store; concurrent partitions on ScyllaDB).
         let write = Instant::now();
-        let written: Vec<(i32, Vec<String>)> = batches
-            .iter()
-            .map(|(p, b)| {
-                (
-                    *p,
-                    b.write.resources.iter().map(|(k, _)| k.clone()).collect(),
-                )
-            })
-            .collect();
         let writes: Vec<_> = batches
             .iter_mut()
             .map(|(_, b)| std::mem::take(&mut b.write))
@@ -328,11 +319,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         if let Err(e) = result {
             metrics().store_errors.with_label_values(&["write"]).inc();
             return Err(e.to_string());
-        }
-        for (p, keys) in &written {
-            if let Some(partition) = self.partitions.get_mut(p) {
-                partition.written(keys);
-            }
         }
         // Step 4: publish effects and dead letters; wait for every acknowledgement.
         let out: Vec<_> = batches
@@ -357,11 +343,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 .events_out
                 .with_label_values(&[&topic, &kind])
                 .inc();
-        }
-        for (p, b) in &batches {
-            if let Some(partition) = self.partitions.get_mut(p) {
-                partition.published(b);
-            }
         }
         // Step 5: commit the offsets, only now.
         let processed: Vec<_> = batches
@@ -400,7 +381,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     }
 
     async fn take_partition(&mut self, p: i32) -> Result<(), StoreError> {
-        let mut partition = Partition::new(p, self.settings.cache_users);
+        let mut partition = Partition::new(&self.group, p, self.settings.cache_users);
         let epoch = self
             .store
             .claim_partition(&self.group, &format!("p{p}"))
@@ -445,15 +426,17 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         }
     }
 
-    /// On shutdown: write the pending outbox clears so a restart does not re-publish.
+    /// On shutdown, every batch committed: empty the stored outboxes, so the next owner has
+    /// nothing to consider re-publishing. Best effort: a leftover outbox only costs repeats
+    /// (same event ids) of events whose cause this owner had not seen committed.
     async fn flush_all(&mut self) {
-        for partition in self.partitions.values_mut() {
-            if partition.has_pending_clears() {
-                let write = partition.flush_clears();
-                if let Err(e) = self.store.write_batch(&write).await {
-                    tracing::warn!(error = %e, "could not write outbox clears; a restart may re-publish (same event ids)");
-                }
-            }
+        let writes: Vec<_> = self
+            .partitions
+            .values_mut()
+            .map(Partition::clear_outbox)
+            .collect();
+        if let Err(e) = self.store.write_batches(writes).await {
+            tracing::warn!(error = %e, "could not clear the outboxes; a restart may re-publish (same event ids)");
         }
     }
 }

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_state.cql",
         text: include_str!("../../schemas/cql/002_state.cql"),
     },
+    Migration {
+        version: 3,
+        name: "003_outbox.cql",
+        text: include_str!("../../schemas/cql/003_outbox.cql"),
+    },
 ];
 
 /// The default replication for a keyspace that `migrate` creates: fine for one node and for

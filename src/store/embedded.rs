@@ -28,7 +28,8 @@
 //!
 //! `<dir>/questline.redb` holds the tables below; `<dir>/LOCK` is held (an OS file lock) by
 //! the one process that owns the directory and names its pid. Every data row is stored as
-//! `[format: u8 = 1][write timestamp: i64 big-endian][JSON payload]`: the timestamp implements
+//! `[format: u8 = 1][write timestamp: i64 big-endian][payload]` (JSON, except the partition
+//! outboxes, which are the pipeline's own binary format): the timestamp implements
 //! fencing exactly like a CQL cell timestamp (a write never replaces a row stored with a larger
 //! one), so a zombie owner cannot clobber its successor's state in either store.
 
@@ -58,14 +59,17 @@ const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new(
 const CLAIMS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("claims");
 /// Finished counters by (tenant, challenge id, input partition).
 const FINISHED: TableDefinition<(&str, u32, &str), &[u8]> = TableDefinition::new("finished");
+/// Each partition's outbox (`group/pN`): opaque bytes, replaced by every batch.
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// The last epoch handed out per (consumer group, input partition).
 const EPOCHS: TableDefinition<(&str, &str), i64> = TableDefinition::new("partition_epochs");
 /// Store metadata: the on-disk format version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// On-disk format of this code. A directory written by a newer format is refused at open
-/// rather than misread.
-const FORMAT_VERSION: u64 = 1;
+/// On-disk format of this code. A directory written by another format is refused at open
+/// rather than misread. Format 1 (development builds before the partition outbox) kept
+/// unpublished events inside user rows, which this format does not read.
+const FORMAT_VERSION: u64 = 2;
 const FORMAT_KEY: &str = "format_version";
 /// First byte of every stored row.
 const ROW_FORMAT: u8 = 1;
@@ -161,6 +165,7 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
         txn.open_table(FINISHED)
             .map_err(|e| storage_error(ctx, e))?;
         txn.open_table(EPOCHS).map_err(|e| storage_error(ctx, e))?;
+        txn.open_table(OUTBOX).map_err(|e| storage_error(ctx, e))?;
         let mut meta = txn.open_table(META).map_err(|e| storage_error(ctx, e))?;
         let stored = meta
             .get(FORMAT_KEY)
@@ -170,6 +175,14 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
             Some(v) if v > FORMAT_VERSION => {
                 return Err(StoreError::Setup(format!(
                     "the store was written by a newer questline (format {v}, this build reads up to {FORMAT_VERSION})"
+                )));
+            }
+            Some(v) if v < FORMAT_VERSION => {
+                return Err(StoreError::Setup(format!(
+                    "the store was written by a development build of questline (format {v}; this \
+                     build reads format {FORMAT_VERSION}): its unpublished events cannot be carried \
+                     over. Stop that build cleanly (SIGTERM publishes everything) and start this \
+                     one on a new store directory"
                 )));
             }
             Some(_) => {}
@@ -380,6 +393,17 @@ fn write_into(txn: &redb::WriteTransaction, batch: &BatchWrite) -> Result<(), St
                 &payload,
             )?;
         }
+        if let Some(outbox) = &batch.outbox {
+            let mut table = txn.open_table(OUTBOX).map_err(|e| storage_error(ctx, e))?;
+            let label = format!("outbox {}", outbox.owner);
+            put_fenced(
+                &mut table,
+                &outbox.owner.as_str(),
+                &label,
+                ts,
+                &outbox.bytes,
+            )?;
+        }
     }
     Ok(())
 }
@@ -428,6 +452,24 @@ impl StateStore for EmbeddedStore {
                     }
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let owner = owner.to_string();
+        self.blocking(move |inner| {
+            let ctx = "loading an outbox";
+            let label = format!("outbox {owner}");
+            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let table = txn.open_table(OUTBOX).map_err(|e| storage_error(ctx, e))?;
+            match table
+                .get(owner.as_str())
+                .map_err(|e| storage_error(ctx, e))?
+            {
+                Some(row) => unseal(&label, row.value()).map(|(_, bytes)| Some(bytes.to_vec())),
+                None => Ok(None),
+            }
         })
         .await
     }

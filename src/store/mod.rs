@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::core::events::Event;
-use crate::core::inventory::{Request, ResourceState, Response};
+use crate::core::inventory::ResourceState;
 use crate::core::state::UserState;
 
 mod codec;
@@ -40,22 +40,13 @@ impl UserKey {
 pub type Watermark = BTreeMap<String, i64>;
 
 /// Everything stored for one user, written as one unit.
+///
+/// The records a user's actions produced are not here: they are in the partition's outbox
+/// ([`BatchWrite::outbox`]), written in the same batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub state: UserState,
     pub applied: Watermark,
-    /// Events evaluated but not yet acknowledged by the broker; re-published after a crash.
-    #[serde(default)]
-    pub outbox: Vec<Event>,
-    /// For each outbox event, the consumed record that caused it. An event whose cause is
-    /// below its partition's committed offset was published (offsets are committed only after
-    /// publishing), so a reloaded outbox drops it instead of publishing it twice; this is what
-    /// lets a published outbox stay in the store until the user's next write.
-    #[serde(default)]
-    pub outbox_causes: Vec<crate::core::model::SourceRef>,
-    /// Inventory requests not yet acknowledged by the broker.
-    #[serde(default)]
-    pub outbox_requests: Vec<Request>,
     /// Number of history entries: the next entry's sequence number.
     #[serde(default)]
     pub history_len: u64,
@@ -66,8 +57,6 @@ pub struct UserRecord {
 pub struct ResourceRecord {
     pub state: ResourceState,
     pub applied: Watermark,
-    #[serde(default)]
-    pub outbox: Vec<Response>,
 }
 
 /// One entry of a user's reward history (grants, rejections, milestones, claims).
@@ -103,6 +92,10 @@ pub struct BatchWrite {
     pub history: Vec<(UserKey, HistoryEntry)>,
     pub claims: Vec<(UserKey, ClaimRecord)>,
     pub finished: Vec<FinishedCount>,
+    /// Replaces the stored outbox of a partition (opaque bytes: `pipeline::outbox`). Stores
+    /// without atomic batches write it before everything else, so a half-applied batch never
+    /// has state whose records are missing from the outbox.
+    pub outbox: Option<OutboxWrite>,
     /// Fencing: a write carries its owner's timestamp (derived from the partition's ownership
     /// epoch and the batch's offset) and never overwrites a row written with a larger one,
     /// so a zombie owner cannot clobber its successor's state. `None`: unfenced (tests, demo).
@@ -116,7 +109,16 @@ impl BatchWrite {
             && self.history.is_empty()
             && self.claims.is_empty()
             && self.finished.is_empty()
+            && self.outbox.is_none()
     }
+}
+
+/// A partition's outbox as it replaces the stored one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxWrite {
+    /// Whose outbox: the consumer group and partition (`group/p3`).
+    pub owner: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,9 @@ pub trait StateStore: Send + Sync + 'static {
         &self,
         keys: &[String],
     ) -> Result<Vec<Option<ResourceRecord>>, StoreError>;
+
+    /// The outbox last written for `owner` ([`OutboxWrite`]), if any.
+    async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Applies one batch's writes. Upserts: applying the same batch twice is harmless.
     async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError>;

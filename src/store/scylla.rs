@@ -62,13 +62,16 @@ use async_trait::async_trait;
 use super::codec::{self, decode, encode, page_seqs};
 use super::cql_schema::{validate_keyspace, DEFAULT_REPLICATION, MIGRATIONS};
 use super::{
-    BatchWrite, ClaimRecord, HistoryEntry, ResourceRecord, StateStore, StoreError, UserKey,
-    UserRecord,
+    BatchWrite, ClaimRecord, HistoryEntry, OutboxWrite, ResourceRecord, StateStore, StoreError,
+    UserKey, UserRecord,
 };
 
 /// At most this many statements per batch: ScyllaDB warns above 128 KiB per batch and fails
 /// above 1 MiB by default; a user's batch is normally one record and a few history entries.
 const MAX_BATCH_STATEMENTS: usize = 32;
+/// The largest outbox chunk: well under ScyllaDB's default 128 KiB batch-size warning
+/// once the row's other columns are added.
+const OUTBOX_CHUNK: usize = 120 * 1024;
 /// Page size for the one multi-row read (finished counts of a tenant).
 const SCAN_PAGE_SIZE: i32 = 500;
 /// How many times a partition claim retries after losing a race for an epoch.
@@ -163,6 +166,8 @@ struct Statements {
     get_epoch: PreparedStatement,
     put_epoch: PreparedStatement,
     claim_epoch: PreparedStatement,
+    put_outbox: PreparedStatement,
+    get_outbox: PreparedStatement,
 }
 
 impl ScyllaStore {
@@ -355,7 +360,19 @@ impl ScyllaStore {
                     ))
                     .await?;
                 scan_finished.set_page_size(SCAN_PAGE_SIZE);
+                let mut get_outbox = self
+                    .prepare(format!(
+                        "SELECT chunk, write_id, chunks, bytes FROM {ks}.outbox WHERE owner = ? AND chunk = ?"
+                    ))
+                    .await?;
+                get_outbox.set_page_size(EXACT_READ_PAGE);
                 Ok(Statements {
+                    put_outbox: self
+                        .prepare(format!(
+                            "INSERT INTO {ks}.outbox (owner, chunk, write_id, chunks, bytes) VALUES (?, ?, ?, ?, ?)"
+                        ))
+                        .await?,
+                    get_outbox,
                     put_user: self
                         .prepare(format!(
                             "INSERT INTO {ks}.users (tenant, user_id, record) VALUES (?, ?, ?)"
@@ -450,19 +467,34 @@ impl ScyllaStore {
         K: PartialEq + for<'f, 'm> scylla::deserialize::value::DeserializeValue<'f, 'm>,
         V: SerializeRow,
     {
+        let row = self
+            .read_matching_row::<(K, Vec<u8>), V>(statement, values, |(key, _)| key == wanted, what)
+            .await?;
+        Ok(row.map(|(_, blob)| blob))
+    }
+
+    /// The first row of the first page that `matches` (see [`Self::read_exact_row`]).
+    async fn read_matching_row<R, V>(
+        &self,
+        statement: &PreparedStatement,
+        values: V,
+        matches: impl Fn(&R) -> bool,
+        what: &str,
+    ) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+        V: SerializeRow,
+    {
         let (result, _) = self
             .session
             .execute_single_page(statement, values, PagingState::start())
             .await
             .map_err(|e| execution_error(what, e))?;
         let rows = result.into_rows_result().map_err(|e| rows_error(what, e))?;
-        for row in rows
-            .rows::<(K, Vec<u8>)>()
-            .map_err(|e| typed_rows_error(what, e))?
-        {
-            let (key, blob) = row.map_err(|e| corrupt(what, e))?;
-            if &key == wanted {
-                return Ok(Some(blob));
+        for row in rows.rows::<R>().map_err(|e| typed_rows_error(what, e))? {
+            let row = row.map_err(|e| corrupt(what, e))?;
+            if matches(&row) {
+                return Ok(Some(row));
             }
         }
         Ok(None)
@@ -481,6 +513,96 @@ impl ScyllaStore {
             Some(blob) => decode(&what, &blob).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Runs each group of statements as unlogged batches of at most [`MAX_BATCH_STATEMENTS`],
+    /// groups concurrently, every cell stamped with `timestamp`.
+    async fn write_groups(
+        &self,
+        groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>>,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
+        let mut batches = Vec::new();
+        for group in groups {
+            let mut rest = group;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_BATCH_STATEMENTS));
+                let mut cql = Batch::new(BatchType::Unlogged);
+                cql.set_is_idempotent(true);
+                // Protocol-level default timestamp of every cell the batch writes: fencing.
+                cql.set_timestamp(Some(timestamp));
+                let mut values = Vec::with_capacity(rest.len());
+                for (statement, row) in rest {
+                    cql.append_statement(statement.clone());
+                    values.push(row);
+                }
+                batches.push((cql, values));
+                rest = tail;
+            }
+        }
+        let writes: Vec<_> = batches
+            .into_iter()
+            .map(|(cql, values)| async move {
+                self.session
+                    .batch(&cql, values)
+                    .await
+                    .map(drop)
+                    .map_err(|e| execution_error("writing a batch", e))
+            })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces an outbox: chunks 1..n, then chunk 0 with the count and this write's id
+    /// (its timestamp), so chunk 0 is only ever seen complete with its chunks.
+    async fn write_outbox(
+        &self,
+        st: &Statements,
+        outbox: &OutboxWrite,
+        timestamp: i64,
+    ) -> Result<(), StoreError> {
+        let pieces: Vec<&[u8]> = if outbox.bytes.is_empty() {
+            vec![&[]]
+        } else {
+            outbox.bytes.chunks(OUTBOX_CHUNK).collect()
+        };
+        let count = i32::try_from(pieces.len()).map_err(|_| StoreError::Corrupt {
+            key: format!("outbox {}", outbox.owner),
+            reason: format!("{} bytes is too large an outbox", outbox.bytes.len()),
+        })?;
+        let row = |i: usize| {
+            let chunk = i32::try_from(i).expect("fewer chunks than count");
+            vec![(
+                &st.put_outbox,
+                BatchRow::Outbox(&outbox.owner, chunk, timestamp, count, pieces[i]),
+            )]
+        };
+        self.write_groups((1..pieces.len()).map(row).collect(), timestamp)
+            .await?;
+        self.write_groups(vec![row(0)], timestamp).await
+    }
+
+    /// One outbox chunk: `(write id, chunk count, bytes)`. Checked like `read_exact_row`.
+    async fn read_outbox_chunk(
+        &self,
+        st: &Statements,
+        owner: &str,
+        chunk: i32,
+    ) -> Result<Option<(i64, i32, Vec<u8>)>, StoreError> {
+        let what = format!("outbox {owner}#{chunk}");
+        let row = self
+            .read_matching_row::<(i32, i64, i32, Vec<u8>), _>(
+                &st.get_outbox,
+                (owner, chunk),
+                |(at, ..)| *at == chunk,
+                &what,
+            )
+            .await?;
+        Ok(row.map(|(_, id, count, bytes)| (id, count, bytes)))
     }
 
     /// Records the LWT outcome of a claim: `Some(applied)`, or `None` when the server answered
@@ -516,6 +638,8 @@ enum BatchRow<'a> {
     History(&'a str, &'a str, i64, Vec<u8>),
     Claim(&'a str, &'a str, &'a str, Vec<u8>),
     Finished(&'a str, i64, &'a str, i64),
+    /// owner, chunk, write id, chunk count, bytes.
+    Outbox(&'a str, i32, i64, i32, &'a [u8]),
 }
 
 impl SerializeRow for BatchRow<'_> {
@@ -530,6 +654,7 @@ impl SerializeRow for BatchRow<'_> {
             BatchRow::History(t, u, s, e) => (t, u, s, e.as_slice()).serialize(ctx, writer),
             BatchRow::Claim(t, u, c, r) => (t, u, c, r.as_slice()).serialize(ctx, writer),
             BatchRow::Finished(t, c, p, n) => (t, c, p, n).serialize(ctx, writer),
+            BatchRow::Outbox(o, c, id, n, b) => (o, c, id, n, b).serialize(ctx, writer),
         }
     }
 
@@ -616,6 +741,37 @@ impl StateStore for ScyllaStore {
             .await
     }
 
+    async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let st = self.statements().await?;
+        let Some((id, count, mut bytes)) = self.read_outbox_chunk(st, owner, 0).await? else {
+            return Ok(None);
+        };
+        let reads: Vec<_> = (1..count.max(1))
+            .map(|chunk| self.read_outbox_chunk(st, owner, chunk))
+            .collect();
+        let chunks: Vec<_> = futures::stream::iter(reads)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        for chunk in chunks {
+            match chunk {
+                Some((chunk_id, _, piece)) if chunk_id == id => bytes.extend_from_slice(&piece),
+                // A later write was interrupted after overwriting some of this outbox's chunks.
+                // Chunk 0 is written last, so that write had not stored state yet, and this
+                // outbox belongs to a batch that was published and committed before it began:
+                // there is nothing to re-publish.
+                _ => {
+                    tracing::info!(
+                        owner,
+                        "outbox superseded by an interrupted write; nothing to re-publish"
+                    );
+                    return Ok(Some(Vec::new()));
+                }
+            }
+        }
+        Ok(Some(bytes))
+    }
+
     async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -678,39 +834,12 @@ impl StateStore for ScyllaStore {
             groups[g].push((&st.put_finished, row));
         }
 
-        let mut batches = Vec::new();
-        for group in groups {
-            let mut rest = group;
-            while !rest.is_empty() {
-                let tail = rest.split_off(rest.len().min(MAX_BATCH_STATEMENTS));
-                let mut cql = Batch::new(BatchType::Unlogged);
-                cql.set_is_idempotent(true);
-                // Protocol-level default timestamp of every cell the batch writes: fencing.
-                cql.set_timestamp(Some(timestamp));
-                let mut values = Vec::with_capacity(rest.len());
-                for (statement, row) in rest {
-                    cql.append_statement(statement.clone());
-                    values.push(row);
-                }
-                batches.push((cql, values));
-                rest = tail;
-            }
+        // The outbox first: a batch interrupted after it wrote state must find that state's
+        // records in the outbox (see `BatchWrite::outbox`).
+        if let Some(outbox) = &batch.outbox {
+            self.write_outbox(st, outbox, timestamp).await?;
         }
-        let writes: Vec<_> = batches
-            .into_iter()
-            .map(|(cql, values)| async move {
-                self.session
-                    .batch(&cql, values)
-                    .await
-                    .map(drop)
-                    .map_err(|e| execution_error("writing a batch", e))
-            })
-            .collect();
-        futures::stream::iter(writes)
-            .buffer_unordered(self.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+        self.write_groups(groups, timestamp).await
     }
 
     async fn history(

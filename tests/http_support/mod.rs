@@ -362,6 +362,9 @@ impl StateStore for DownStore {
     ) -> Result<Vec<Option<questline::store::ResourceRecord>>, questline::store::StoreError> {
         Err(down())
     }
+    async fn load_outbox(&self, _: &str) -> Result<Option<Vec<u8>>, questline::store::StoreError> {
+        Err(down())
+    }
     async fn write_batch(&self, _: &BatchWrite) -> Result<(), questline::store::StoreError> {
         Err(down())
     }

@@ -1,0 +1,112 @@
+//! The partition outbox: the records a partition's last batch produced, stored in the same
+//! write as the batch's state and published after it (DESIGN §2 steps 3–4).
+//!
+//! # Why one outbox per partition, replaced by every batch
+//!
+//! A batch's records are all acknowledged by the broker before its offsets are committed, and
+//! the next batch is evaluated only after that. So at any moment only the *last* batch's
+//! records can be unpublished, and each batch's write simply replaces the stored outbox: one
+//! row per partition, written once per batch, never cleared record by record. (An outbox
+//! inside each user's row, which is what this replaced, made every write carry and re-encode
+//! the events, and forced a second write to clear them.)
+//!
+//! After a crash the new owner reads the outbox when it takes the partition. An entry whose
+//! cause is below its input partition's committed offset was published (offsets are committed
+//! only after publishing) and is dropped; the rest are published again with the batch that
+//! redelivers their causes, with the same event ids, and carried into that batch's outbox.
+//!
+//! # Encoding
+//!
+//! The records are already the bytes that go to the broker, so the outbox is binary: a format
+//! byte, then the entries in [postcard](https://docs.rs/postcard). Nothing but the pipeline
+//! reads it; the store keeps it as an opaque blob.
+
+use serde::{Deserialize, Serialize};
+
+use super::log::OutRecord;
+use crate::core::model::SourceRef;
+
+/// The first byte of an encoded outbox; a different one is refused, never misread.
+const FORMAT: u8 = 1;
+
+/// One record to produce, and the consumed record whose processing produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub cause: SourceRef,
+    pub record: OutRecord,
+}
+
+/// Encodes a batch's entries for [`crate::store::BatchWrite::outbox`].
+pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
+    let bytes = vec![FORMAT];
+    // Encoding plain structs of strings, integers and byte strings into a growing vector
+    // cannot fail.
+    postcard::to_extend(entries, bytes).expect("outbox entries encode")
+}
+
+/// Decodes a stored outbox; bad bytes are an error naming the problem, never a panic.
+pub fn decode(bytes: &[u8]) -> Result<Vec<OutboxEntry>, String> {
+    match bytes.split_first() {
+        None => Ok(Vec::new()),
+        Some((&FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| format!("outbox does not decode: {e}"))
+        }
+        Some((other, _)) => Err(format!(
+            "outbox format {other} is not {FORMAT} (written by another version)"
+        )),
+    }
+}
+
+/// The event id of an entry (its `questline-event-id` header), if it carries one.
+pub fn event_id(record: &OutRecord) -> Option<&str> {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == "questline-event-id")
+        .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(offset: i64, payload: &[u8]) -> OutboxEntry {
+        OutboxEntry {
+            cause: SourceRef::new("actions", 3, offset),
+            record: OutRecord {
+                topic: "questline.progress".into(),
+                key: "user-1".into(),
+                payload: payload.to_vec(),
+                headers: vec![("questline-event-id".into(), format!("id-{offset}"))],
+            },
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let entries = vec![entry(1, b"{\"a\":1}"), entry(2, &[0, 255, 7])];
+        let bytes = encode(&entries);
+        assert_eq!(bytes[0], FORMAT);
+        assert_eq!(decode(&bytes).unwrap(), entries);
+        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+        assert_eq!(decode(&[]).unwrap(), vec![]);
+        assert_eq!(event_id(&entries[1].record), Some("id-2"));
+    }
+
+    #[test]
+    fn other_formats_and_truncated_bytes_are_errors() {
+        let bytes = encode(&[entry(1, b"x")]);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(decode(&other).unwrap_err().contains("format 9"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+    }
+}
