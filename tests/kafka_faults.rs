@@ -4,7 +4,9 @@
 //!
 //! Expected events and states come from the pure engine fed the same records at the same
 //! coordinates, with the catalog of `tests/kafka/catalog.toml` (per-user challenges only, so
-//! the outcome is independent of how users interleave across partitions; see its header).
+//! the outcome is independent of how users interleave across partitions; see its header). The
+//! kill -9 test also runs the real `questline replay --records` on the input topic as the
+//! independent client dumps it, and compares the milestones and grants by event id.
 
 mod kafka_support;
 
@@ -12,6 +14,8 @@ use kafka_support::*;
 use questline::core::engine::Engine;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{StateStore, UserKey};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
@@ -132,6 +136,35 @@ fn kill_9_mid_stream_twice_then_restart_on_the_same_store_loses_nothing_and_gran
     eprintln!(
         "{} events, {copies} repeated after the kills ((committed, produced) at the kills: {kills:?})",
         got.len()
+    );
+    // And `questline replay` itself (the real binary, the worker's configuration) on the input
+    // topic as the independent client dumped it: the milestones and grants published across
+    // the kills are exactly the replay's, ids and payloads — none lost, none twice.
+    let dump = broker.dump(
+        std::slice::from_ref(&input),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    assert_eq!(dump.lines().count(), ACTIONS);
+    let dump_file = setup.dir.path().join("input-dump.jsonl");
+    std::fs::write(&dump_file, dump).unwrap();
+    const KINDS: [&str; 2] = ["milestone.achieved", "reward.granted"];
+    let replayed = replay_dump(&setup.config, &dump_file, &KINDS);
+    let published: BTreeMap<String, Value> = got
+        .iter()
+        .filter(|(_, event)| KINDS.iter().any(|k| event["type"] == *k))
+        .map(|(id, event)| (id.clone(), event.clone()))
+        .collect();
+    for kind in KINDS {
+        assert!(
+            replayed.values().any(|e| e["type"] == kind),
+            "replay emitted no {kind}"
+        );
+    }
+    assert_same_events(&published, &replayed);
+    eprintln!(
+        "{} milestones and grants, the same as `questline replay --records` on the dump",
+        replayed.len()
     );
     // And the state: no grant applied twice, none missed.
     let store = EmbeddedStore::open(setup.store_dir()).unwrap();

@@ -12,6 +12,9 @@
 //! - the good example actions validate against `action.v1`, the bad ones that are type errors
 //!   do not, and hand-written actions are accepted or rejected by the schema and the code alike;
 //! - serialized commands of each variant validate against `command.v1`;
+//! - topic dump lines (`replay --records`) written by the code validate against
+//!   `kafka-record.v1`, and hand-written lines are accepted or rejected by the schema and the
+//!   code alike;
 //! - the example catalog and the shipped mappings validate against `catalog.v1` / `mapping.v1`,
 //!   the parsed model written back as JSON does too, and broken files (unknown key, wrong enum
 //!   value, …) are rejected by the schema and the code alike;
@@ -25,6 +28,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use jsonschema::{Draft, Resource, Validator};
+use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
     Aggregation, CapPeriod, Catalog, Challenge, Comparator, Inventory, Operator, Overshoot, Prize,
     RewardKind, RewardType, TriggerDef, TriggerGroup, TriggerRequirement,
@@ -37,6 +41,7 @@ use questline::core::events::{
 use questline::core::mapping::{self, EpochUnit, FieldSpec, Mapping, UnknownTrigger};
 use questline::core::model::{Action, SourceRef, TriggerKey};
 use questline::pipeline::commands::Command;
+use questline::pipeline::log::InRecord;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -58,9 +63,10 @@ const EVENT_TYPES: [&str; 7] = [
 ];
 
 /// The schema files besides the per-type event files.
-const OTHER_SCHEMAS: [&str; 6] = [
+const OTHER_SCHEMAS: [&str; 7] = [
     "action.v1.json",
     "command.v1.json",
+    "kafka-record.v1.json",
     ENVELOPE,
     "events.v1.json",
     "catalog.v1.json",
@@ -400,6 +406,7 @@ fn every_schema_file_is_a_valid_draft_2020_12_schema() {
     for file in [
         "action.v1.json",
         "command.v1.json",
+        "kafka-record.v1.json",
         "catalog.v1.json",
         "mapping.v1.json",
     ] {
@@ -1012,6 +1019,81 @@ fn serialized_commands_validate() {
     }
 }
 
+// --- topic dumps (`replay --records`) ---------------------------------------------------------
+
+fn code_accepts_dump_line(line: &Value) -> bool {
+    DumpedRecord::parse(line.to_string().as_bytes(), chrono::Utc::now()).is_ok()
+}
+
+#[test]
+fn kafka_record_schema_and_code_agree() {
+    const FILE: &str = "kafka-record.v1.json";
+    let schema = validator(FILE);
+    let record = |payload: &[u8], key: Option<&str>| InRecord {
+        topic: "questline.actions".into(),
+        partition: 3,
+        offset: 42,
+        key: key.map(|k| k.as_bytes().to_vec()),
+        payload: payload.to_vec(),
+        timestamp: "2026-11-25T10:00:00.123Z".parse().unwrap(),
+    };
+    // What the code writes: text values, binary values, no key.
+    let text = serde_json::to_value(DumpedRecord::of(&record(
+        br#"{"userId": "151631", "triggerId": 1}"#,
+        Some("151631"),
+    )))
+    .unwrap();
+    let binary = serde_json::to_value(DumpedRecord::of(&record(&[0xff, 0xfe, 0], None))).unwrap();
+    for line in [&text, &binary] {
+        assert_valid(schema, FILE, line);
+        assert_valid(strict_validator(FILE), FILE, line);
+    }
+    let mut written = keys(&text);
+    written.extend(keys(&binary));
+    assert_eq!(written, property_names(doc(FILE)));
+
+    let accepted = [
+        json!({"topic": "t", "partition": 0, "offset": 0}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "timestamp": null, "key": null, "value": null}),
+        json!({"topic": "t", "partition": 2147483647, "offset": 9223372036854775807i64, "value": ""}),
+        json!({"topic": "t", "partition": 1, "offset": 7, "timestamp": 253402300799999i64, "value": "x"}),
+        json!({"topic": "t", "partition": 1, "offset": 7, "valueBase64": "/w=="}),
+        json!({"topic": "t", "partition": 1, "offset": 7, "valueBase64": ""}),
+        json!({"topic": "t", "partition": 1, "offset": 7, "value": null, "valueBase64": "e30="}),
+        text,
+        binary,
+    ];
+    for line in &accepted {
+        assert_valid(schema, FILE, line);
+        assert!(code_accepts_dump_line(line), "the code rejects {line}");
+    }
+    let rejected = [
+        json!({"partition": 0, "offset": 0}),
+        json!({"topic": "t", "offset": 0}),
+        json!({"topic": "t", "partition": 0}),
+        json!({"topic": "", "partition": 0, "offset": 0}),
+        json!({"topic": "t", "partition": -1, "offset": 0}),
+        json!({"topic": "t", "partition": 2147483648i64, "offset": 0}),
+        json!({"topic": "t", "partition": 0, "offset": -1}),
+        json!({"topic": "t", "partition": 0, "offset": 1.5}),
+        json!({"topic": "t", "partition": 0, "offset": "1"}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "timestamp": -1}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "timestamp": 253402300800000i64}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "timestamp": "2026-11-25T10:00:00Z"}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "key": 5}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "value": {"userId": "u"}}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "value": "x", "valueBase64": "eA=="}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "valueBase64": "e30"}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "valueBase64": "not base64!"}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "valueBase64": null}),
+        json!({"topic": "t", "partition": 0, "offset": 0, "headers": {}}),
+    ];
+    for line in &rejected {
+        assert_invalid(schema, FILE, line);
+        assert!(!code_accepts_dump_line(line), "the code accepts {line}");
+    }
+}
+
 // --- catalog and mappings ---------------------------------------------------------------------
 
 /// A TOML file as JSON. A bare TOML datetime becomes an object, which no schema here accepts:
@@ -1529,6 +1611,17 @@ fn schema_defaults_are_the_code_defaults() {
             serde_json::to_value(
                 serde_json::from_value::<Command>(
                     json!({"command": "claim", "claimId": "c", "userId": "u"}),
+                )
+                .unwrap(),
+            )
+            .unwrap(),
+        ),
+        (
+            "kafka record",
+            doc("kafka-record.v1.json"),
+            serde_json::to_value(
+                serde_json::from_value::<DumpedRecord>(
+                    json!({"topic": "t", "partition": 0, "offset": 0}),
                 )
                 .unwrap(),
             )

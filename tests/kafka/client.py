@@ -6,6 +6,8 @@ someone else's code.
   client.py produce BOOTSTRAP TOPIC [unbatched] < lines   # each line: KEY<TAB>VALUE (key may be empty)
   client.py consume BOOTSTRAP COUNT TIMEOUT TOPIC...   # prints one JSON object per record
   client.py drain BOOTSTRAP IDLE TIMEOUT TOPIC...      # every record, until IDLE s without one
+  client.py dump BOOTSTRAP IDLE TIMEOUT TOPIC...       # like drain, as `questline replay --records`
+                                                       # lines (schemas/kafka-record.v1.json)
   client.py create BOOTSTRAP PARTITIONS TOPIC...
 """
 import base64
@@ -14,7 +16,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -47,9 +49,40 @@ def produce(bootstrap, topic, unbatched=False):
     print(count)
 
 
-def consume(bootstrap, count, timeout, topics, idle=None):
-    """Prints records as JSON lines: up to `count` within `timeout` seconds, or with `idle`,
-    every record until `idle` seconds pass without one (counted from the first assignment)."""
+def described(msg):
+    """A record as the tests read it: the value parsed as JSON when it is, headers as text."""
+    value = msg.value() or b""
+    try:
+        decoded = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        decoded = {"_base64": base64.b64encode(value).decode()}
+    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
+    _, timestamp = msg.timestamp()
+    return {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+            "timestamp": timestamp,
+            "key": (msg.key() or b"").decode("utf-8", "replace"), "headers": headers,
+            "value": decoded}
+
+
+def dumped(msg):
+    """A record as a line of a topic dump (schemas/kafka-record.v1.json): the value's exact
+    bytes, as text when they are UTF-8 and as base64 otherwise."""
+    kind, timestamp = msg.timestamp()
+    line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+            "timestamp": None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
+            "key": None if msg.key() is None else msg.key().decode("utf-8", "replace")}
+    value = msg.value()
+    try:
+        line["value"] = None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        line["valueBase64"] = base64.b64encode(value).decode()
+    return line
+
+
+def consume(bootstrap, count, timeout, topics, idle=None, form=described):
+    """Prints records as JSON lines (`form` of each): up to `count` within `timeout` seconds, or
+    with `idle`, every record until `idle` seconds pass without one (counted from the first
+    assignment)."""
     assigned = []
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -67,18 +100,7 @@ def consume(bootstrap, count, timeout, topics, idle=None):
                     break
             continue
         last = time.monotonic()
-        value = msg.value() or b""
-        try:
-            text = value.decode("utf-8")
-            decoded = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            decoded = {"_base64": base64.b64encode(value).decode()}
-        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
-        _, timestamp = msg.timestamp()
-        print(json.dumps({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                          "timestamp": timestamp,
-                          "key": (msg.key() or b"").decode("utf-8", "replace"), "headers": headers,
-                          "value": decoded}), flush=True)
+        print(json.dumps(form(msg)), flush=True)
         seen += 1
     consumer.close()
 
@@ -109,6 +131,9 @@ if __name__ == "__main__":
         consume(bootstrap, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
     elif cmd == "drain":
         consume(bootstrap, float("inf"), float(sys.argv[4]), sys.argv[5:], idle=float(sys.argv[3]))
+    elif cmd == "dump":
+        consume(bootstrap, float("inf"), float(sys.argv[4]), sys.argv[5:], idle=float(sys.argv[3]),
+                form=dumped)
     elif cmd == "create":
         create(bootstrap, int(sys.argv[3]), sys.argv[4:])
     elif cmd == "committed":

@@ -108,39 +108,36 @@ impl Broker {
 
     /// Reads up to `count` records from `topics` (from the beginning), waiting up to `timeout`.
     pub fn consume(&self, topics: &[String], count: usize, timeout: Duration) -> Vec<Value> {
-        let out = Command::new(&self.python)
-            .arg(client())
-            .args([
-                "consume",
-                &self.bootstrap,
-                &count.to_string(),
-                &timeout.as_secs_f64().to_string(),
-            ])
-            .args(topics)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let args = [count.to_string(), timeout.as_secs_f64().to_string()];
+        json_lines(&self.run_client("consume", &args, topics))
     }
 
     /// Every record of `topics`, until `idle` passes without a new one (at most `timeout`).
     pub fn drain(&self, topics: &[String], idle: Duration, timeout: Duration) -> Vec<Value> {
+        let args = [
+            idle.as_secs_f64().to_string(),
+            timeout.as_secs_f64().to_string(),
+        ];
+        json_lines(&self.run_client("drain", &args, topics))
+    }
+
+    /// Like [`Broker::drain`], as a topic dump: one `questline replay --records` line per
+    /// record (`schemas/kafka-record.v1.json`), the values' exact bytes, as text.
+    pub fn dump(&self, topics: &[String], idle: Duration, timeout: Duration) -> String {
+        let args = [
+            idle.as_secs_f64().to_string(),
+            timeout.as_secs_f64().to_string(),
+        ];
+        self.run_client("dump", &args, topics)
+    }
+
+    /// `client.py COMMAND BOOTSTRAP ARGS... TOPICS...`: its standard output; panics with its
+    /// standard error when it fails.
+    fn run_client(&self, command: &str, args: &[String], topics: &[String]) -> String {
         let out = Command::new(&self.python)
             .arg(client())
-            .args([
-                "drain",
-                &self.bootstrap,
-                &idle.as_secs_f64().to_string(),
-                &timeout.as_secs_f64().to_string(),
-            ])
+            .args([command, &self.bootstrap])
+            .args(args)
             .args(topics)
             .output()
             .unwrap();
@@ -149,11 +146,7 @@ impl Broker {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The group's committed offsets of `topic`, summed over its partitions (0 where none).
@@ -196,24 +189,16 @@ impl Broker {
     }
 
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Value {
-        let out = Command::new(&self.python)
-            .arg(client())
-            .args([
-                "committed",
-                &self.bootstrap,
-                group,
-                topic,
-                &partitions.to_string(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let args = [group.to_string(), topic.to_string(), partitions.to_string()];
+        serde_json::from_str(&self.run_client("committed", &args, &[])).unwrap()
     }
+}
+
+/// One JSON value a line.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Where a worker keeps its state.
@@ -622,6 +607,37 @@ pub fn expected(inputs: &[Value], catalog: &Path, mapping: &Path) -> Expected {
         }
     }
     Expected { rewards, engine }
+}
+
+/// `questline replay --records --config CONFIG` (the real binary) on the topic dump at `dump`:
+/// its output events, by event id, of the types in `kinds`. Panics on an id minted twice.
+pub fn replay_dump(
+    config: &Path,
+    dump: &Path,
+    kinds: &[&str],
+) -> std::collections::BTreeMap<String, Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+        .args(["replay", "--records", "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "questline replay --records: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut events = std::collections::BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if kinds.iter().any(|k| event["type"] == *k) {
+            let id = event["eventId"].as_str().unwrap().to_string();
+            let old = events.insert(id.clone(), event);
+            assert!(old.is_none(), "replay minted {id} twice");
+        }
+    }
+    events
 }
 
 /// The events of consumed output records by event id, and how many records carried an id
