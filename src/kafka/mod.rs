@@ -456,8 +456,15 @@ impl Log for KafkaLog {
 }
 
 /// Creates missing topics with the configured partitions and replication; existing ones are
-/// left as they are. Fails with a clear message when the broker refuses.
+/// left as they are. Fails with a clear message when the broker refuses: every refused topic
+/// with the broker's reason, and the remedy.
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
+    const REMEDY: &str = "Create the topics yourself or allow this client to create them, or \
+         set kafka.create_topics = false to skip creating them.";
+    fn quoted(topics: &[String]) -> String {
+        let quoted: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
+        quoted.join(", ")
+    }
     let mut config = base_config(settings);
     apply_properties(&mut config, settings, |k| {
         !consumer_only(k) && !producer_only(k)
@@ -479,19 +486,31 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     let results = admin
         .create_topics(new.iter(), &options)
         .await
-        .map_err(|e| LogError::Fatal(format!("creating topics {topics:?}: {e}")))?;
+        .map_err(|e| {
+            LogError::Fatal(format!(
+                "cannot create topics {}: {e}. {REMEDY}",
+                quoted(topics)
+            ))
+        })?;
+    // The refused topics, grouped by the broker's reason.
+    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(LogError::Fatal(format!(
-                    "cannot create topic '{topic}': {code} (create it yourself, or allow this client to; \
-                     set kafka.create_topics = false to skip)"
-                )))
-            }
+            Err((topic, code)) => refused.entry(code.to_string()).or_default().push(topic),
         }
     }
-    Ok(())
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|(reason, topics)| {
+            let noun = if topics.len() == 1 { "topic" } else { "topics" };
+            format!("cannot create {noun} {}: {reason}", quoted(topics))
+        })
+        .collect();
+    Err(LogError::Fatal(format!("{}. {REMEDY}", reasons.join("; "))))
 }
 
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
