@@ -192,6 +192,31 @@ fn proc_field(pid: u32, field: &str) -> Option<String> {
         .map(|l| l[field.len()..].trim().to_string())
 }
 
+/// CPU time (user + system) the process has used so far, from /proc/PID/stat. A rate on a
+/// shared machine moves with whatever else runs; CPU per action much less so.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc_sysconf_clk_tck() };
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// `sysconf(_SC_CLK_TCK)`; 100 on every Linux this runs on, read anyway.
+unsafe fn libc_sysconf_clk_tck() -> i64 {
+    extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    const SC_CLK_TCK: i32 = 2;
+    match sysconf(SC_CLK_TCK) {
+        n if n > 0 => n,
+        _ => 100,
+    }
+}
+
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -783,6 +808,7 @@ struct Report {
     worker_produce: Duration,
     worker_elapsed: Duration,
     worker_rate: f64,
+    worker_cpu: Option<Duration>,
     breakdown: Breakdown,
     latency_target_rate: f64,
     latency_sent: usize,
@@ -931,6 +957,7 @@ fn run() -> Result<bool> {
         o.warmup, o.actions
     ));
     let metrics_before = scrape(http_port).context("worker /metrics")?;
+    let cpu_before = cpu_time(worker.child.id());
     let produced = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let producing = {
@@ -956,6 +983,9 @@ fn run() -> Result<bool> {
         .join()
         .map_err(|_| anyhow!("producer thread panicked"))??;
     let worker_elapsed = waited? - t0;
+    let worker_cpu = cpu_time(worker.child.id())
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let breakdown = Breakdown::between(
         &metrics_before,
         &scrape(http_port).context("worker /metrics")?,
@@ -1112,6 +1142,7 @@ fn run() -> Result<bool> {
         raw,
         worker_produce,
         worker_elapsed,
+        worker_cpu,
         worker_rate,
         breakdown,
         latency_target_rate: target,
@@ -1169,6 +1200,15 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         fmt_rate(r.worker_rate),
         r.worker_elapsed.as_secs_f64()
     );
+    if let Some(cpu) = r.worker_cpu {
+        let _ = writeln!(
+            s,
+            "| worker CPU (user + system) per action | {:.1} µs ({:.2} s of CPU in {:.2} s) | |",
+            cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+            cpu.as_secs_f64(),
+            r.worker_elapsed.as_secs_f64()
+        );
+    }
     let _ = writeln!(
         s,
         "| worker / raw | {:.2} | ≥ 0.50 {} |",

@@ -272,24 +272,29 @@ fn put_fenced<'k, K: redb::Key + 'static>(
     payload: &[u8],
 ) -> Result<(), StoreError> {
     let ctx = "writing a batch";
-    let stored = match table.get(key).map_err(|e| storage_error(ctx, e))? {
-        None => None,
-        Some(guard) => match unseal(label, guard.value()) {
-            Ok((ts, _)) => Some(ts),
-            Err(e) => {
-                tracing::warn!(key = %label, error = %e, "overwriting an unreadable row");
-                None
-            }
-        },
-    };
-    if stored.is_some_and(|stored| stored > timestamp) {
-        tracing::debug!(key = %label, timestamp, ?stored, "fenced: a newer owner wrote this row");
-        return Ok(());
-    }
     let row = seal(timestamp, payload);
-    table
+    // Insert first and look at what it replaced: one B-tree descent per row on the hot path.
+    // A replaced row with a newer timestamp (a zombie's write arriving late: rare) is put back.
+    let replaced = table
         .insert(key, row.as_slice())
-        .map_err(|e| storage_error(ctx, e))?;
+        .map_err(|e| storage_error(ctx, e))?
+        .and_then(|old| {
+            let old = old.value();
+            match unseal(label, old) {
+                Ok((stored, _)) if stored > timestamp => Some((stored, old.to_vec())),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(key = %label, error = %e, "overwrote an unreadable row");
+                    None
+                }
+            }
+        });
+    if let Some((stored, newer)) = replaced {
+        tracing::debug!(key = %label, timestamp, stored, "fenced: a newer owner wrote this row");
+        table
+            .insert(key, newer.as_slice())
+            .map_err(|e| storage_error(ctx, e))?;
+    }
     Ok(())
 }
 
