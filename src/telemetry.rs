@@ -8,8 +8,9 @@
 //! | `questline_dead_letters_total` | counter | reason (`mapping`, `unknown_trigger`, `unknown_tenant`, `too_large`, `not_json`) | records dead-lettered |
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
 //! | `questline_batch_size` | histogram | | records per batch |
-//! | `questline_batch_seconds` | histogram | | batch latency, poll to commit |
+//! | `questline_batch_seconds` | histogram | | batch latency, evaluation start to commit (batches overlap: one is evaluated while the previous one is written, published and committed) |
 //! | `questline_store_seconds` | histogram | op (`load`, `write`, `read`) | store latency |
+//! | `questline_log_seconds` | histogram | op (`publish`, `commit`) | publishing a batch until every record is acknowledged; committing its offsets |
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
@@ -33,6 +34,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub batch_seconds: Histogram,
     pub store_seconds: HistogramVec,
+    pub log_seconds: HistogramVec,
     pub store_errors: IntCounterVec,
     pub rebalances: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
@@ -120,6 +122,13 @@ impl Metrics {
                 r,
                 "store_seconds",
                 "Store latency",
+                &["op"],
+                LATENCY.to_vec(),
+            ),
+            log_seconds: histogram(
+                r,
+                "log_seconds",
+                "Publish (until acknowledged) and commit latency",
                 &["op"],
                 LATENCY.to_vec(),
             ),

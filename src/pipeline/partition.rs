@@ -48,6 +48,8 @@ pub struct Batch {
     /// `(topic, partition, offset)` of every record, for the commit.
     pub processed: Vec<(String, i32, i64)>,
     pub stats: Stats,
+    /// How many users it touched: they stay cached until it is committed.
+    pub users: usize,
 }
 
 /// The state cache and bookkeeping of one partition number.
@@ -71,6 +73,10 @@ pub struct Partition {
     epoch: Option<i64>,
     batch_seq: i64,
     counters_loaded: bool,
+    /// Users touched by batches evaluated but not committed yet (at most the one being
+    /// finished while the next is evaluated): the cache must not evict them, since the
+    /// store does not hold their new state yet.
+    uncommitted_users: usize,
 }
 
 /// The key of a per-partition "users who achieved this challenge" counter.
@@ -93,6 +99,7 @@ impl Partition {
             epoch: None,
             batch_seq: 0,
             counters_loaded: false,
+            uncommitted_users: 0,
         }
     }
 
@@ -112,6 +119,7 @@ impl Partition {
         self.resources.clear();
         self.counters_loaded = false;
         self.outbox_loaded = false;
+        self.uncommitted_users = 0;
     }
 
     pub fn cached_users(&self) -> usize {
@@ -147,8 +155,10 @@ impl Partition {
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
-    /// After a commit: everything processed is below the floor now.
-    pub fn committed(&mut self, processed: &[(String, i32, i64)]) {
+    /// After a batch's commit: everything it processed is below the floor now, and its
+    /// `users` may leave the cache.
+    pub fn committed(&mut self, processed: &[(String, i32, i64)], users: usize) {
+        self.uncommitted_users = self.uncommitted_users.saturating_sub(users);
         for (t, p, o) in processed {
             let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
             *floor = (*floor).max(o + 1);
@@ -186,15 +196,18 @@ impl Partition {
                 }
             }
         }
-        let capacity = batch_users.len().max(self.cache_users);
-        if self.users.cap().get() != capacity {
-            self.users
-                .resize(NonZeroUsize::new(capacity).expect("at least 16"));
-        }
+        // Cached users of this batch become the most recent, right after those of the batch
+        // still being finished (if any); the cache then holds both batches whatever
+        // `cache_users` says, so only users of committed batches are ever evicted.
+        let capacity = (batch_users.len() + self.uncommitted_users).max(self.cache_users);
         let users: Vec<UserKey> = batch_users
             .into_iter()
             .filter(|key| self.users.get(key).is_none())
             .collect();
+        if self.users.cap().get() != capacity {
+            self.users
+                .resize(NonZeroUsize::new(capacity).expect("at least 16"));
+        }
         if !self.counters_loaded {
             for tenant in catalog.tenants() {
                 for c in &tenant.challenges {
@@ -392,6 +405,8 @@ impl Partition {
             }
         }
         // Step 3 material: every touched user; every touched or counted resource; the outbox.
+        batch.users = touched_users.len();
+        self.uncommitted_users += batch.users;
         for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
                 batch.write.users.push((key.clone(), r.clone()));
@@ -637,7 +652,7 @@ mod tests {
     #[test]
     fn stored_entries_below_the_committed_floor_count_as_published() {
         let mut p = Partition::new("g", 0, 16);
-        p.committed(&[("t".into(), 0, 4)]); // offsets 0..=4 committed: floor 5
+        p.committed(&[("t".into(), 0, 4)], 0); // offsets 0..=4 committed: floor 5
         assert!(!p.unpublished(&entry("t", 3)));
         assert!(!p.unpublished(&entry("t", 4)));
         assert!(p.unpublished(&entry("t", 5)));
