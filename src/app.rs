@@ -34,7 +34,8 @@ pub fn load_configuration(settings: &Settings) -> Result<(Arc<Catalog>, Vec<Mapp
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Failure> {
     match settings.store.kind {
         StoreKind::Embedded => {
-            let store = EmbeddedStore::open(&settings.store.path)
+            let cache = settings.store.cache_mb.saturating_mul(1 << 20);
+            let store = EmbeddedStore::open_with_cache(&settings.store.path, cache)
                 .map_err(|e| Failure::Runtime(e.into()))?;
             Ok(Arc::new(store))
         }

@@ -113,6 +113,8 @@ pub enum StoreKind {
 pub struct StoreSettings {
     pub kind: StoreKind,
     pub path: PathBuf,
+    /// The embedded store's page cache, in MiB: what bounds its memory.
+    pub cache_mb: usize,
     pub scylla: ScyllaSettings,
 }
 
@@ -121,6 +123,7 @@ impl Default for StoreSettings {
         StoreSettings {
             kind: StoreKind::Embedded,
             path: "./questline-data".into(),
+            cache_mb: crate::store::embedded::DEFAULT_CACHE_BYTES >> 20,
             scylla: ScyllaSettings::default(),
         }
     }

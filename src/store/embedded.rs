@@ -76,6 +76,8 @@ const ROW_FORMAT: u8 = 1;
 const ROW_HEADER: usize = 9;
 
 const DB_FILE: &str = "questline.redb";
+/// The page cache of [`EmbeddedStore::open`] (`store.cache_mb` in configuration).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 const LOCK_FILE: &str = "LOCK";
 
 /// The embedded [`StateStore`]: cheap to clone, all clones share one open database.
@@ -107,6 +109,13 @@ impl EmbeddedStore {
     /// format. After a crash, redb verifies and if necessary repairs the file here, which takes
     /// time proportional to its size; this is a blocking call meant for start-up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`EmbeddedStore::open`] with redb's page cache limited to `cache_bytes`: the cache
+    /// holds pages read and written, so without a limit the process grows towards the file's
+    /// size (redb's own default allows 1 GiB).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| {
             StoreError::Setup(format!(
@@ -116,13 +125,16 @@ impl EmbeddedStore {
         })?;
         let lock = DirLock::acquire(&dir)?;
         let file = dir.join(DB_FILE);
-        let db = Database::create(&file).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Setup(format!(
-                "{} is already open in another process",
-                file.display()
-            )),
-            other => storage_error(&format!("opening {}", file.display()), other),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&file)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Setup(format!(
+                    "{} is already open in another process",
+                    file.display()
+                )),
+                other => storage_error(&format!("opening {}", file.display()), other),
+            })?;
         init_tables(&db)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
