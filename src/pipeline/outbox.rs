@@ -4,8 +4,8 @@
 //! # Why one outbox per partition, replaced by every batch
 //!
 //! A batch's records are all acknowledged by the broker before its offsets are committed, and
-//! the next batch is evaluated only after that. So at any moment only the *last* batch's
-//! records can be unpublished, and each batch's write simply replaces the stored outbox: one
+//! the next batch is written only after that (it may be evaluated meanwhile: see the worker's
+//! pipelining). So at any moment only the *last written* batch's records can be unpublished, and each batch's write simply replaces the stored outbox: one
 //! row per partition, written once per batch, never cleared record by record. (An outbox
 //! inside each user's row, which is what this replaced, made every write carry and re-encode
 //! the events, and forced a second write to clear them.)
