@@ -49,7 +49,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use questline::core::events::{Event, EventBody};
@@ -102,7 +102,7 @@ fn record(i: usize) -> UserRecord {
         state: UserState {
             challenges,
             balances: BTreeMap::from([("points".to_string(), Decimal::new(i as i64, 0))]),
-            recent_action_ids: VecDeque::from(vec![format!("a-{i}")]),
+            recent_action_ids: [format!("a-{i}")].into_iter().collect(),
             ..Default::default()
         },
         applied: BTreeMap::from([

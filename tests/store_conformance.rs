@@ -188,7 +188,9 @@ fn user_record(user: &str, n: i64) -> UserRecord {
             }],
         }],
         claimed_challenges: vec![4],
-        recent_action_ids: VecDeque::from(vec![format!("a-{n}"), format!("a-{}", n + 1)]),
+        recent_action_ids: [format!("a-{n}"), format!("a-{}", n + 1)]
+            .into_iter()
+            .collect(),
         pending,
     };
     UserRecord {

@@ -29,8 +29,8 @@ pub struct UserState {
     /// Challenges with a claimed milestone; limited ones then leave the progress list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_challenges: Vec<u32>,
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
-    pub recent_action_ids: VecDeque<String>,
+    #[serde(default, skip_serializing_if = "RecentActionIds::is_empty")]
+    pub recent_action_ids: RecentActionIds,
     /// Inventory requests sent and not yet answered, by request id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Pending>,
@@ -121,14 +121,7 @@ pub enum PendingKind {
 impl UserState {
     /// Remembers an action id; returns false when it was already applied.
     pub fn remember_action(&mut self, action_id: &str) -> bool {
-        if self.recent_action_ids.iter().any(|seen| seen == action_id) {
-            return false;
-        }
-        if self.recent_action_ids.len() >= RECENT_ACTION_IDS {
-            self.recent_action_ids.pop_front();
-        }
-        self.recent_action_ids.push_back(action_id.to_string());
-        true
+        self.recent_action_ids.remember(action_id)
     }
 
     pub fn balance(&self, reward_type: &str) -> Decimal {
@@ -165,5 +158,152 @@ impl ChallengeState {
             }
         };
         &mut self.triggers[i]
+    }
+}
+
+/// The last [`RECENT_ACTION_IDS`] action ids of a user, kept as 64-bit digests.
+///
+/// Why digests: the ring is in every user record, written with every batch that touches the
+/// user. 64 UUID action ids as JSON strings are ~2.5 KB, more than the rest of a typical
+/// user's state; as 8-byte digests packed into one base64 string they are 684 bytes, and
+/// comparing them needs no string allocation. The digest is the first 8 bytes of SHA-256,
+/// stable across builds and platforms. Two different ids of one user share a digest with
+/// probability about 2^-64 per pair, i.e. a false "duplicate" is expected once in ~10^17
+/// actions of a single user: far below any other failure rate of the system.
+///
+/// Stored as `"<base64 of the big-endian digests>"`; rows written as a JSON array of id
+/// strings (development builds before this format) are read and digested.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentActionIds(VecDeque<u64>);
+
+impl RecentActionIds {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `action_id` is among the remembered ones.
+    pub fn contains(&self, action_id: &str) -> bool {
+        self.0.contains(&digest(action_id))
+    }
+
+    /// Remembers `action_id`, forgetting the oldest beyond [`RECENT_ACTION_IDS`]; returns
+    /// false when it was remembered already.
+    pub fn remember(&mut self, action_id: &str) -> bool {
+        let d = digest(action_id);
+        if self.0.contains(&d) {
+            return false;
+        }
+        if self.0.len() >= RECENT_ACTION_IDS {
+            self.0.pop_front();
+        }
+        self.0.push_back(d);
+        true
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for RecentActionIds {
+    fn from_iter<I: IntoIterator<Item = S>>(ids: I) -> Self {
+        let mut recent = RecentActionIds::default();
+        for id in ids {
+            recent.remember(id.as_ref());
+        }
+        recent
+    }
+}
+
+fn digest(action_id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(action_id.as_bytes());
+    u64::from_be_bytes(hash[..8].try_into().expect("SHA-256 has 32 bytes"))
+}
+
+impl Serialize for RecentActionIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let bytes: Vec<u8> = self.0.iter().flat_map(|d| d.to_be_bytes()).collect();
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for RecentActionIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Packed(String),
+            Ids(Vec<String>),
+        }
+        match Stored::deserialize(deserializer)? {
+            Stored::Ids(ids) => Ok(ids.into_iter().collect()),
+            Stored::Packed(text) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text.as_bytes())
+                    .map_err(|e| serde::de::Error::custom(format!("recent action ids: {e}")))?;
+                if bytes.len() % 8 != 0 {
+                    return Err(serde::de::Error::custom(format!(
+                        "recent action ids: {} bytes is not a whole number of 8-byte digests",
+                        bytes.len()
+                    )));
+                }
+                let digests = bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))
+                    .collect();
+                Ok(RecentActionIds(digests))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod recent_action_ids {
+    use super::*;
+
+    #[test]
+    fn remembers_the_last_64_and_refuses_repeats() {
+        let mut recent = RecentActionIds::default();
+        assert!(recent.remember("a-0"));
+        assert!(!recent.remember("a-0"));
+        for i in 1..RECENT_ACTION_IDS + 10 {
+            assert!(recent.remember(&format!("a-{i}")));
+        }
+        assert_eq!(recent.len(), RECENT_ACTION_IDS);
+        // The oldest were forgotten, the newest are remembered.
+        assert!(!recent.contains("a-0") && !recent.contains("a-9"));
+        assert!(
+            recent.contains("a-10") && recent.contains(&format!("a-{}", RECENT_ACTION_IDS + 9))
+        );
+    }
+
+    #[test]
+    fn packs_into_one_string_and_reads_back() {
+        let recent: RecentActionIds = (0..64).map(|i| format!("{i:036}")).collect();
+        let json = serde_json::to_string(&recent).unwrap();
+        assert_eq!(json.len(), 684 + 2, "{json}");
+        let back: RecentActionIds = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, recent);
+        // The digest is pinned: a change would make every stored ring forget its ids.
+        assert_eq!(digest("a"), 0xca97_8112_ca1b_bdca);
+    }
+
+    #[test]
+    fn reads_rows_written_as_id_strings() {
+        let old: RecentActionIds = serde_json::from_str(r#"["x", "y"]"#).unwrap();
+        assert!(old.contains("x") && old.contains("y") && !old.contains("z"));
+    }
+
+    #[test]
+    fn bad_stored_values_are_errors_not_panics() {
+        for bad in [r#""@@@""#, r#""AAAA""#, "17", r#"{"a":1}"#] {
+            assert!(
+                serde_json::from_str::<RecentActionIds>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
