@@ -526,7 +526,7 @@ async fn same_batch_twice_is_harmless<S: StateStore>(store: &S) {
 
 /// A batch that names a key twice keeps the later item, for every kind of row.
 async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
-    let batch = BatchWrite {
+    let mut batch = BatchWrite {
         users: vec![
             (key("twice"), user_record("twice", 1)),
             (key("once"), user_record("once", 5)),
@@ -555,8 +555,11 @@ async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
             finished(TENANT, 4, "questline.actions:0", 2),
         ],
         outbox: None,
+        encoded: Default::default(),
         write_timestamp: None,
     };
+    // Serialized ahead, as the worker does: the store writes the bytes given.
+    batch.encode().unwrap();
     store.write_batch(&batch).await.unwrap();
     let mut twice = user_record("twice", 2);
     twice.history_len = 0;
@@ -745,6 +748,7 @@ async fn fencing<S: StateStore>(store: &S) {
                 owner: "questline/p3".into(),
                 bytes: n.to_string().into_bytes(),
             }),
+            encoded: Default::default(),
             write_timestamp: timestamp,
         }
     };

@@ -426,6 +426,8 @@ impl Partition {
             }
         }
         batch.write.write_timestamp = self.next_timestamp();
+        // Serialized here, while the previous batch is being written, not in the write.
+        batch.write.encode()?;
         let entries = produced.into_entries(carried, topics);
         batch.write.outbox = Some(OutboxWrite {
             owner: self.outbox_owner.clone(),

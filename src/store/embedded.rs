@@ -310,6 +310,15 @@ fn put_fenced<'k, K: redb::Key + 'static>(
     Ok(())
 }
 
+/// Display of a history row's key for error messages (formatted only when one is needed).
+struct HistoryLabel<'a>(&'a UserKey, u64);
+
+impl std::fmt::Display for HistoryLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::history_label(self.0, self.1))
+    }
+}
+
 /// Display of a (tenant, user) key for error messages.
 struct UserLabel<'a>(&'a str, &'a str);
 
@@ -342,9 +351,8 @@ fn write_into(txn: &redb::WriteTransaction, batch: &BatchWrite) -> Result<(), St
     let ctx = "writing a batch";
     {
         let mut users = txn.open_table(USERS).map_err(|e| storage_error(ctx, e))?;
-        for (key, record) in &batch.users {
+        for (key, payload) in batch.user_rows()? {
             let label = UserLabel(&key.tenant, &key.user_id);
-            let payload = encode(&label, record)?;
             put_fenced(
                 &mut users,
                 &(key.tenant.as_str(), key.user_id.as_str()),
@@ -362,12 +370,11 @@ fn write_into(txn: &redb::WriteTransaction, batch: &BatchWrite) -> Result<(), St
             put_fenced(&mut resources, &key.as_str(), &label, ts, &payload)?;
         }
         let mut history = txn.open_table(HISTORY).map_err(|e| storage_error(ctx, e))?;
-        for (key, entry) in &batch.history {
-            let label = format!("history {}/{}#{}", key.tenant, key.user_id, entry.seq);
-            let payload = encode(&label, entry)?;
+        for (key, seq, payload) in batch.history_rows()? {
+            let label = HistoryLabel(key, seq);
             put_fenced(
                 &mut history,
-                &(key.tenant.as_str(), key.user_id.as_str(), entry.seq),
+                &(key.tenant.as_str(), key.user_id.as_str(), seq),
                 &label,
                 ts,
                 &payload,

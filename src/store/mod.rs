@@ -96,6 +96,9 @@ pub struct BatchWrite {
     /// without atomic batches write it before everything else, so a half-applied batch never
     /// has state whose records are missing from the outbox.
     pub outbox: Option<OutboxWrite>,
+    /// The user and history rows serialized ahead of the write ([`BatchWrite::encode`]);
+    /// leave it empty (default) and the store serializes them itself.
+    pub encoded: EncodedRows,
     /// Fencing: a write carries its owner's timestamp (derived from the partition's ownership
     /// epoch and the batch's offset) and never overwrites a row written with a larger one,
     /// so a zombie owner cannot clobber its successor's state. `None`: unfenced (tests, demo).
@@ -111,6 +114,91 @@ impl BatchWrite {
             && self.finished.is_empty()
             && self.outbox.is_none()
     }
+}
+
+/// Serialized user and history rows of a [`BatchWrite`], in the order of its `users` and
+/// `history`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedRows {
+    users: Vec<Vec<u8>>,
+    history: Vec<Vec<u8>>,
+}
+
+impl BatchWrite {
+    /// Serializes the user and history rows now. The worker calls it while it evaluates, so
+    /// the store's write, the pipeline's critical path, only copies bytes. Call it last:
+    /// rows changed afterwards would be written as they were when encoded.
+    pub fn encode(&mut self) -> Result<(), StoreError> {
+        self.encoded = EncodedRows {
+            users: self
+                .users
+                .iter()
+                .map(|(key, record)| codec::encode(user_label(key), record))
+                .collect::<Result<_, _>>()?,
+            history: self
+                .history
+                .iter()
+                .map(|(key, entry)| codec::encode(history_label(key, entry.seq), entry))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(())
+    }
+
+    /// Each user row with its serialized record (encoded now unless [`BatchWrite::encode`]
+    /// did it).
+    pub(crate) fn user_rows(&self) -> Result<Vec<(&UserKey, Payload<'_>)>, StoreError> {
+        let rows = serialized(&self.users, &self.encoded.users, |key, _| user_label(key))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, _, bytes)| (key, bytes))
+            .collect())
+    }
+
+    /// Each history row, `(user, seq, serialized entry)`, like [`BatchWrite::user_rows`].
+    pub(crate) fn history_rows(&self) -> Result<Vec<(&UserKey, u64, Payload<'_>)>, StoreError> {
+        let rows = serialized(&self.history, &self.encoded.history, |key, entry| {
+            history_label(key, entry.seq)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, entry, bytes)| (key, entry.seq, bytes))
+            .collect())
+    }
+}
+
+/// `items` with their serialized values: the `encoded` ones when there is one per item,
+/// else serialized now (`label` names an item in errors).
+fn serialized<'a, T: Serialize>(
+    items: &'a [(UserKey, T)],
+    encoded: &'a [Vec<u8>],
+    label: impl Fn(&UserKey, &T) -> String,
+) -> Result<Vec<(&'a UserKey, &'a T, Payload<'a>)>, StoreError> {
+    let ready = encoded.len() == items.len();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (key, item))| {
+            let bytes = if ready {
+                Payload::Borrowed(encoded[i].as_slice())
+            } else {
+                Payload::Owned(codec::encode(label(key, item), item)?)
+            };
+            Ok((key, item, bytes))
+        })
+        .collect()
+}
+
+/// A row's serialized value: borrowed when encoded ahead, owned when encoded on the spot.
+pub(crate) type Payload<'a> = std::borrow::Cow<'a, [u8]>;
+
+/// How a user row is named in errors.
+pub(crate) fn user_label(key: &UserKey) -> String {
+    format!("user {}/{}", key.tenant, key.user_id)
+}
+
+/// How a history row is named in errors.
+pub(crate) fn history_label(key: &UserKey, seq: u64) -> String {
+    format!("history {}/{}#{seq}", key.tenant, key.user_id)
 }
 
 /// A partition's outbox as it replaces the stored one.

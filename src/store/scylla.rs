@@ -633,9 +633,9 @@ const EXACT_READ_PAGE: i32 = 4;
 
 /// One statement's values in a batch mixing tables (a user's record, history and claims).
 enum BatchRow<'a> {
-    User(&'a str, &'a str, Vec<u8>),
+    User(&'a str, &'a str, &'a [u8]),
     Resource(&'a str, Vec<u8>),
-    History(&'a str, &'a str, i64, Vec<u8>),
+    History(&'a str, &'a str, i64, &'a [u8]),
     Claim(&'a str, &'a str, &'a str, Vec<u8>),
     Finished(&'a str, i64, &'a str, i64),
     /// owner, chunk, write id, chunk count, bytes.
@@ -649,9 +649,9 @@ impl SerializeRow for BatchRow<'_> {
         writer: &mut RowWriter,
     ) -> Result<(), SerializationError> {
         match self {
-            BatchRow::User(t, u, r) => (t, u, r.as_slice()).serialize(ctx, writer),
+            BatchRow::User(t, u, r) => (t, u, r).serialize(ctx, writer),
             BatchRow::Resource(k, r) => (k, r.as_slice()).serialize(ctx, writer),
-            BatchRow::History(t, u, s, e) => (t, u, s, e.as_slice()).serialize(ctx, writer),
+            BatchRow::History(t, u, s, e) => (t, u, s, e).serialize(ctx, writer),
             BatchRow::Claim(t, u, c, r) => (t, u, c, r.as_slice()).serialize(ctx, writer),
             BatchRow::Finished(t, c, p, n) => (t, c, p, n).serialize(ctx, writer),
             BatchRow::Outbox(o, c, id, n, b) => (o, c, id, n, b).serialize(ctx, writer),
@@ -784,20 +784,16 @@ impl StateStore for ScyllaStore {
         // Group the statements by partition, keeping the batch's order within each.
         let mut groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>> = Vec::new();
         let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
-        for (key, record) in last_wins(&batch.users, |(k, _)| k) {
-            let what = format!("user {}/{}", key.tenant, key.user_id);
-            let row = BatchRow::User(&key.tenant, &key.user_id, encode(&what, record)?);
+        let user_rows = batch.user_rows()?;
+        for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
+            let row = BatchRow::User(&key.tenant, &key.user_id, record);
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_user, row));
         }
-        for (key, entry) in last_wins(&batch.history, |(k, e)| (k, e.seq)) {
-            let what = format!("history {}/{}#{}", key.tenant, key.user_id, entry.seq);
-            let row = BatchRow::History(
-                &key.tenant,
-                &key.user_id,
-                to_bigint(&what, entry.seq)?,
-                encode(&what, entry)?,
-            );
+        let history_rows = batch.history_rows()?;
+        for (key, seq, entry) in last_wins(&history_rows, |(k, seq, _)| (*k, *seq)) {
+            let what = super::history_label(key, *seq);
+            let row = BatchRow::History(&key.tenant, &key.user_id, to_bigint(&what, *seq)?, entry);
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_history, row));
         }
