@@ -587,6 +587,62 @@ async fn a_rebalance_back_to_the_same_member_republishes_nothing() {
     rig.assert_exactly_once(USERS).await;
 }
 
+/// The worker evaluates a batch while the previous one is still being written, so a user of
+/// both must come from the cache, never from the store, even when the cache shrinks back
+/// after a batch that grew it: batch A (40 users, not written yet) then batch B (20 users,
+/// among them A's least recently used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
+    let rig = Rig::new();
+    let store = &rig.store.inner;
+    let record = |offset: i64, user: usize| InRecord {
+        topic: INPUT.into(),
+        partition: 0,
+        offset,
+        key: Some(format!("u{user}").into_bytes()),
+        payload: serde_json::json!({"userId": format!("u{user}"), "triggerId": 1, "value": 10})
+            .to_string()
+            .into_bytes(),
+        timestamp: chrono::Utc::now(),
+    };
+    let a: Vec<InRecord> = (0..40).map(|u| record(u as i64, u)).collect();
+    let mut b: Vec<InRecord> = (40..59).map(|u| record(u as i64, u)).collect();
+    b.push(record(59, 0)); // u0: A's first, so least recently used, user
+    let mut partition = Partition::new("g", 0, 16);
+    let first = partition
+        .process(store, &rig.inputs, &rig.topics, &a)
+        .await
+        .unwrap();
+    // A is not written yet (its write is in flight) when B is evaluated.
+    let second = partition
+        .process(store, &rig.inputs, &rig.topics, &b)
+        .await
+        .unwrap();
+    let u0 = |batch: &questline::pipeline::partition::Batch| {
+        batch
+            .write
+            .users
+            .iter()
+            .find(|(k, _)| k.user_id == "u0")
+            .map(|(_, r)| r.clone())
+            .unwrap()
+    };
+    let after_a = u0(&first);
+    let after_b = u0(&second);
+    assert_eq!(after_a.applied[&format!("{INPUT}:0")], 0);
+    assert_eq!(
+        after_b.applied[&format!("{INPUT}:0")],
+        59,
+        "B continued from A's state"
+    );
+    let progress =
+        |r: &UserRecord| r.state.challenges.values().next().unwrap().triggers[0].accumulated;
+    assert_eq!(
+        progress(&after_b),
+        progress(&after_a) * rust_decimal::Decimal::from(2)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_cache_smaller_than_a_batch_loses_no_state() {
     // 16 users cached per partition (the minimum), batches touching many more.

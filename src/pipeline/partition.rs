@@ -48,8 +48,6 @@ pub struct Batch {
     /// `(topic, partition, offset)` of every record, for the commit.
     pub processed: Vec<(String, i32, i64)>,
     pub stats: Stats,
-    /// How many users it touched: they stay cached until it is committed.
-    pub users: usize,
 }
 
 /// The state cache and bookkeeping of one partition number.
@@ -73,10 +71,6 @@ pub struct Partition {
     epoch: Option<i64>,
     batch_seq: i64,
     counters_loaded: bool,
-    /// Users touched by batches evaluated but not committed yet (at most the one being
-    /// finished while the next is evaluated): the cache must not evict them, since the
-    /// store does not hold their new state yet.
-    uncommitted_users: usize,
 }
 
 /// The key of a per-partition "users who achieved this challenge" counter.
@@ -99,7 +93,6 @@ impl Partition {
             epoch: None,
             batch_seq: 0,
             counters_loaded: false,
-            uncommitted_users: 0,
         }
     }
 
@@ -119,7 +112,6 @@ impl Partition {
         self.resources.clear();
         self.counters_loaded = false;
         self.outbox_loaded = false;
-        self.uncommitted_users = 0;
     }
 
     pub fn cached_users(&self) -> usize {
@@ -155,10 +147,8 @@ impl Partition {
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
-    /// After a batch's commit: everything it processed is below the floor now, and its
-    /// `users` may leave the cache.
-    pub fn committed(&mut self, processed: &[(String, i32, i64)], users: usize) {
-        self.uncommitted_users = self.uncommitted_users.saturating_sub(users);
+    /// After a batch's commit: everything it processed is below the floor now.
+    pub fn committed(&mut self, processed: &[(String, i32, i64)]) {
         for (t, p, o) in processed {
             let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
             *floor = (*floor).max(o + 1);
@@ -196,10 +186,13 @@ impl Partition {
                 }
             }
         }
-        // Cached users of this batch become the most recent, right after those of the batch
-        // still being finished (if any); the cache then holds both batches whatever
-        // `cache_users` says, so only users of committed batches are ever evicted.
-        let capacity = (batch_users.len() + self.uncommitted_users).max(self.cache_users);
+        // Cached users of this batch become the most recent *before* the cache shrinks: a
+        // user of the previous batch may not be durable yet (the worker evaluates a batch
+        // while the previous one is written), and if it were evicted here and reloaded, this
+        // batch would start from its stale stored state. Evicting a previous batch's user
+        // that this batch does not touch is harmless: its write is already built, and it is
+        // next read after that write.
+        let capacity = batch_users.len().max(self.cache_users);
         let users: Vec<UserKey> = batch_users
             .into_iter()
             .filter(|key| self.users.get(key).is_none())
@@ -405,8 +398,6 @@ impl Partition {
             }
         }
         // Step 3 material: every touched user; every touched or counted resource; the outbox.
-        batch.users = touched_users.len();
-        self.uncommitted_users += batch.users;
         for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
                 batch.write.users.push((key.clone(), r.clone()));
@@ -654,7 +645,7 @@ mod tests {
     #[test]
     fn stored_entries_below_the_committed_floor_count_as_published() {
         let mut p = Partition::new("g", 0, 16);
-        p.committed(&[("t".into(), 0, 4)], 0); // offsets 0..=4 committed: floor 5
+        p.committed(&[("t".into(), 0, 4)]); // offsets 0..=4 committed: floor 5
         assert!(!p.unpublished(&entry("t", 3)));
         assert!(!p.unpublished(&entry("t", 4)));
         assert!(p.unpublished(&entry("t", 5)));

@@ -11,7 +11,8 @@
 //! acknowledged (so N+1's outbox may replace N's), and polls happen only with no batch in
 //! flight (so a rebalance, which librdkafka runs inside the poll, never meets one; a revoked
 //! partition's evaluated-but-unwritten share of N+1 is simply dropped, for the new owner to
-//! replay). The cache keeps every user of an unfinished batch (see `Partition::load`).
+//! replay). The cache never evicts a user the batch being evaluated needs (see
+//! `Partition::load`), so no user is reloaded before its previous write is durable.
 //!
 //! Failure handling is one rule: if persisting, publishing or committing a batch fails, the
 //! partitions' caches are dropped, consumption pauses, and the same records (with those of
@@ -294,7 +295,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .unwrap_or_else(|e| Err(format!("batch task failed: {e}")))?;
         for (p, b) in &batches {
             if let Some(partition) = self.partitions.get_mut(p) {
-                partition.committed(&b.processed, b.users);
+                partition.committed(&b.processed);
             }
             self.count(&b.stats);
         }
@@ -423,7 +424,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     }
                     for (p, b) in &batches {
                         if let Some(partition) = self.partitions.get_mut(p) {
-                            partition.committed(&b.processed, b.users);
+                            partition.committed(&b.processed);
                         }
                     }
                     return Ok(Attempt::Done(batches.into_iter().map(|(_, b)| b).collect()));
