@@ -200,21 +200,12 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc_sysconf_clk_tck() };
-    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
-}
-
-/// `sysconf(_SC_CLK_TCK)`; 100 on every Linux this runs on, read anyway.
-unsafe fn libc_sysconf_clk_tck() -> i64 {
-    extern "C" {
-        fn sysconf(name: i32) -> i64;
-    }
-    const SC_CLK_TCK: i32 = 2;
-    match sysconf(SC_CLK_TCK) {
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
         n if n > 0 => n,
         _ => 100,
-    }
+    };
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 fn cpu_model() -> String {

@@ -213,7 +213,8 @@ pub fn replay_records(
         let record = match DumpedRecord::parse(line, clock) {
             Ok(record) => record,
             Err(reason) => {
-                let rejection = rejection(format!("record: {reason}"), None, None, DEFAULT_TENANT);
+                let rejection =
+                    Rejection::new(format!("record: {reason}"), None, None, DEFAULT_TENANT);
                 let event = decode::dead_letter(&rejection, line, &line_source(number), clock);
                 return write_events(&mut out, &[event]);
             }
@@ -231,7 +232,7 @@ pub fn replay_records(
         let input = if read.contains(record.topic.as_str()) {
             inputs.decode(&record)
         } else {
-            Input::DeadLetter(rejection(
+            Input::DeadLetter(Rejection::new(
                 format!(
                     "record: no mapping for topic '{}' (give --mappings, --mapping or --config)",
                     record.topic
@@ -240,16 +241,6 @@ pub fn replay_records(
                 None,
                 DEFAULT_TENANT,
             ))
-        };
-        // The worker dead-letters an input whose tenant the catalog does not know.
-        let input = match input.user() {
-            Some(user) if catalog.tenant(&user.tenant).is_none() => Input::DeadLetter(rejection(
-                format!("tenant: unknown tenant '{}'", user.tenant),
-                Some("tenant"),
-                Some(&user.user_id),
-                &user.tenant,
-            )),
-            _ => input,
         };
         let events = match input {
             Input::Action { action, trigger_id } => {
@@ -273,21 +264,6 @@ pub fn replay_records(
     })?;
     out.flush().context("writing output")?;
     Ok(skipped)
-}
-
-fn rejection(
-    reason: String,
-    field: Option<&str>,
-    user_id: Option<&str>,
-    tenant: &str,
-) -> Rejection {
-    Rejection {
-        reason,
-        field: field.map(str::to_string),
-        error_code: None,
-        user_id: user_id.map(str::to_string),
-        tenant: tenant.to_string(),
-    }
 }
 
 /// Where a line of plain input (or a malformed dump line) comes from: `replay:0:<line>`.

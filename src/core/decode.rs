@@ -35,6 +35,24 @@ pub struct Rejection {
     pub tenant: String,
 }
 
+impl Rejection {
+    /// A rejection without a producer error code.
+    pub fn new(
+        reason: impl Into<String>,
+        field: Option<&str>,
+        user_id: Option<&str>,
+        tenant: &str,
+    ) -> Self {
+        Rejection {
+            reason: reason.into(),
+            field: field.map(str::to_string),
+            error_code: None,
+            user_id: user_id.map(str::to_string),
+            tenant: tenant.to_string(),
+        }
+    }
+}
+
 pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Decoded, Rejection> {
     let action = mapping.apply(bytes).map_err(|e| Rejection {
         reason: e.to_string(),

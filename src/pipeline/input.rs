@@ -91,7 +91,24 @@ impl Inputs {
         t
     }
 
+    /// What a consumed record is. An input naming a tenant the catalog does not know is a
+    /// dead letter, whatever its topic.
     pub fn decode(&self, record: &InRecord) -> Input {
+        let input = self.decode_topic(record);
+        match input.user() {
+            Some(user) if self.catalog.tenant(&user.tenant).is_none() => {
+                Input::DeadLetter(Rejection::new(
+                    format!("tenant: unknown tenant '{}'", user.tenant),
+                    Some("tenant"),
+                    Some(&user.user_id),
+                    &user.tenant,
+                ))
+            }
+            _ => input,
+        }
+    }
+
+    fn decode_topic(&self, record: &InRecord) -> Input {
         let topic = record.topic.as_str();
         if let Some(mapping) = self.mappings.get(topic) {
             return match decode::decode(mapping, &self.catalog, &record.payload) {
@@ -104,13 +121,12 @@ impl Inputs {
             return self.decode_command(&record.payload);
         }
         let internal = |what: &str, e: serde_json::Error| {
-            Input::DeadLetter(Rejection {
-                reason: format!("record: not a valid {what}: {e}"),
-                field: None,
-                error_code: None,
-                user_id: None,
-                tenant: crate::core::model::DEFAULT_TENANT.into(),
-            })
+            Input::DeadLetter(Rejection::new(
+                format!("record: not a valid {what}: {e}"),
+                None,
+                None,
+                crate::core::model::DEFAULT_TENANT,
+            ))
         };
         if topic == self.requests {
             return serde_json::from_slice(&record.payload)
@@ -127,13 +143,7 @@ impl Inputs {
 
     fn decode_command(&self, payload: &[u8]) -> Input {
         let reject = |reason: String, field: Option<&str>, user: Option<&str>, tenant: &str| {
-            Input::DeadLetter(Rejection {
-                reason,
-                field: field.map(str::to_string),
-                error_code: None,
-                user_id: user.map(str::to_string),
-                tenant: tenant.to_string(),
-            })
+            Input::DeadLetter(Rejection::new(reason, field, user, tenant))
         };
         let default_tenant = crate::core::model::DEFAULT_TENANT;
         if payload.len() > DEFAULT_MAX_RECORD_BYTES {

@@ -308,24 +308,9 @@ impl Partition {
                 }
                 input => {
                     let key = input.user().expect("user inputs name their user");
+                    // `Inputs::decode` dead-letters inputs of unknown tenants.
                     let Some(tenant) = catalog.tenant(&key.tenant) else {
-                        let rejection = Rejection {
-                            reason: format!("tenant: unknown tenant '{}'", key.tenant),
-                            field: Some("tenant".into()),
-                            error_code: None,
-                            user_id: Some(key.user_id.clone()),
-                            tenant: key.tenant.clone(),
-                        };
-                        batch.stats.dead_letters.push("unknown_tenant");
-                        let event = decode::dead_letter(
-                            &rejection,
-                            &record.payload,
-                            &source,
-                            record.timestamp,
-                        );
-                        batch
-                            .publish
-                            .push(dead_letter_record(&event, &rejection, topics));
+                        batch.stats.ignored += 1;
                         continue;
                     };
                     let user = self

@@ -72,7 +72,7 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
 }
 
 enum Attempt {
-    Done(Vec<Batch>),
+    Done(Vec<(i32, Batch)>),
     /// The records' partitions were revoked while retrying: drop them, the new owner replays.
     Abandoned,
 }
@@ -293,7 +293,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         let batches = task
             .await
             .unwrap_or_else(|e| Err(format!("batch task failed: {e}")))?;
-        for (p, b) in &batches {
+        self.settled(&batches, started);
+        Ok(())
+    }
+
+    /// After batches were committed: their partitions learn the commit, their stats count.
+    fn settled(&mut self, batches: &[(i32, Batch)], started: Instant) {
+        for (p, b) in batches {
             if let Some(partition) = self.partitions.get_mut(p) {
                 partition.committed(&b.processed);
             }
@@ -303,7 +309,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         metrics()
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
-        Ok(())
     }
 
     /// Processes `work` again through the sequential protocol, after a failure (`reason`)
@@ -315,19 +320,11 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         reason: String,
     ) -> Result<(), WorkerError> {
         match self.process_until_done(work, Some(reason)).await? {
-            Attempt::Done(batches) => {
-                for b in &batches {
-                    self.count(&b.stats);
-                }
-                self.totals.batches += 1;
-            }
+            Attempt::Done(batches) => self.settled(&batches, started),
             Attempt::Abandoned => {
                 tracing::info!("batch abandoned after a rebalance; the new owner replays it")
             }
         }
-        metrics()
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -422,12 +419,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     if paused {
                         self.log.set_paused(false)?;
                     }
-                    for (p, b) in &batches {
-                        if let Some(partition) = self.partitions.get_mut(p) {
-                            partition.committed(&b.processed);
-                        }
-                    }
-                    return Ok(Attempt::Done(batches.into_iter().map(|(_, b)| b).collect()));
+                    return Ok(Attempt::Done(batches));
                 }
                 Err(reason) => failure = Some(reason),
             }
