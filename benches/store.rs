@@ -244,149 +244,218 @@ fn embedded(c: &mut Criterion) {
     group.finish();
 }
 
-/// Pre-encoded (key, value) pairs of one batch, as an engine would receive them.
-type Encoded = Vec<(Vec<u8>, Vec<u8>)>;
+/// Pre-encoded rows of one batch, as an engine receives them: `(key, value)` pairs.
+#[derive(Default)]
+struct Encoded {
+    users: Vec<(Vec<u8>, Vec<u8>)>,
+    history: Vec<(Vec<u8>, Vec<u8>)>,
+}
 
-fn encoded_batches() -> Vec<Encoded> {
+/// Users of a scattered batch (and as many history rows), and their value size: the
+/// worker's batch in `scripts/bench` (2,000 actions over 10,000 users, ~400-byte rows).
+const SCATTERED: usize = 2_000;
+const SCATTERED_VALUE: usize = 400;
+
+fn engine_key(user: usize) -> Vec<u8> {
+    format!("{TENANT}\0{}", user_id(user)).into_bytes()
+}
+
+/// The store bench's batches: `BATCH` consecutive users each, no history.
+fn sequential_batches() -> Vec<Encoded> {
     let population = prefill();
     (0..population / BATCH)
-        .map(|n| {
-            batch(n, population)
+        .map(|n| Encoded {
+            users: batch(n, population)
                 .users
                 .iter()
-                .map(|(key, rec)| {
-                    let k = format!("{}\0{}", key.tenant, key.user_id).into_bytes();
+                .enumerate()
+                .map(|(i, (_, rec))| {
                     let mut v = vec![1u8; 9];
                     v.extend(serde_json::to_vec(rec).unwrap());
-                    (k, v)
+                    (engine_key((n * BATCH) % population + i), v)
                 })
-                .collect()
+                .collect(),
+            history: Vec::new(),
+        })
+        .collect()
+}
+
+/// The worker's pattern: `SCATTERED` users drawn at random from half the pre-filled
+/// population (10,000 under `cargo bench`), each with its next history row, so nearly
+/// every row lands far from the previous one.
+fn scattered_batches() -> Vec<Encoded> {
+    let population = prefill() / 2;
+    let count = if population >= 10_000 { 40 } else { 3 };
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next_seq = vec![0u64; population];
+    let value = vec![b'v'; SCATTERED_VALUE];
+    (0..count)
+        .map(|_| {
+            let mut batch = Encoded::default();
+            for _ in 0..SCATTERED {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let user = (rng % population as u64) as usize;
+                let seq = next_seq[user];
+                next_seq[user] += 1;
+                batch.users.push((engine_key(user), value.clone()));
+                let history_key = [engine_key(user), seq.to_be_bytes().to_vec()].concat();
+                batch.history.push((history_key, value.clone()));
+            }
+            batch
         })
         .collect()
 }
 
 const REDB_USERS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("users");
+const REDB_HISTORY: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("history");
 
-/// redb alone, as the embedded store uses it: one durable write transaction per batch.
-struct RedbFixture {
-    db: redb::Database,
-    batches: Vec<Encoded>,
+/// Both engines alike: one durable commit per batch.
+trait Engine {
+    fn write(&self, batch: &Encoded);
+    fn read_all(&self, keys: &[(Vec<u8>, Vec<u8>)]);
+}
+
+/// An engine with both patterns' batches written once, so they overwrite from then on.
+struct EngineFixture<E> {
+    engine: E,
+    sequential: Vec<Encoded>,
+    scattered: Vec<Encoded>,
     _dir: tempfile::TempDir,
 }
 
-impl RedbFixture {
-    fn new() -> Self {
+impl<E: Engine> EngineFixture<E> {
+    fn new(open: impl FnOnce(&std::path::Path) -> E) -> Self {
         let dir = bench_dir();
-        let db = redb::Database::create(dir.path().join("bench.redb")).unwrap();
-        let fixture = RedbFixture {
-            db,
-            batches: encoded_batches(),
+        let fixture = EngineFixture {
+            engine: open(dir.path()),
+            sequential: sequential_batches(),
+            scattered: scattered_batches(),
             _dir: dir,
         };
-        fixture.batches.iter().for_each(|b| fixture.write(b));
+        for b in fixture.sequential.iter().chain(&fixture.scattered) {
+            fixture.engine.write(b);
+        }
         fixture
     }
+}
 
-    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
-        let mut txn = self.db.begin_write().unwrap();
+/// redb as the embedded store used it before fjall: one durable write transaction per batch.
+struct Redb(redb::Database);
+
+impl Engine for Redb {
+    fn write(&self, batch: &Encoded) {
+        let mut txn = self.0.begin_write().unwrap();
         txn.set_durability(redb::Durability::Immediate);
         {
-            let mut table = txn.open_table(REDB_USERS).unwrap();
-            for (k, v) in pairs {
-                table.insert(k.as_slice(), v.as_slice()).unwrap();
+            let mut users = txn.open_table(REDB_USERS).unwrap();
+            for (k, v) in &batch.users {
+                users.insert(k.as_slice(), v.as_slice()).unwrap();
+            }
+            let mut history = txn.open_table(REDB_HISTORY).unwrap();
+            for (k, v) in &batch.history {
+                history.insert(k.as_slice(), v.as_slice()).unwrap();
             }
         }
         txn.commit().unwrap();
     }
+
+    fn read_all(&self, keys: &[(Vec<u8>, Vec<u8>)]) {
+        let txn = self.0.begin_read().unwrap();
+        let table = txn.open_table(REDB_USERS).unwrap();
+        for (k, _) in keys {
+            assert!(table.get(k.as_slice()).unwrap().is_some());
+        }
+    }
 }
 
-/// fjall alone, every batch synced like redb's commits.
-struct FjallFixture {
+/// fjall as the embedded store uses it: every batch synced before the commit returns.
+struct Fjall {
     db: fjall::Database,
     users: fjall::Keyspace,
-    batches: Vec<Encoded>,
-    _dir: tempfile::TempDir,
+    history: fjall::Keyspace,
 }
 
-impl FjallFixture {
-    fn new() -> Self {
-        let dir = bench_dir();
-        let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let users = db
-            .keyspace("users", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        let fixture = FjallFixture {
-            db,
-            users,
-            batches: encoded_batches(),
-            _dir: dir,
-        };
-        fixture.batches.iter().for_each(|b| fixture.write(b));
-        fixture
-    }
-
-    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
-        let mut batch = self
+impl Engine for Fjall {
+    fn write(&self, batch: &Encoded) {
+        let mut write = self
             .db
             .batch()
             .durability(Some(fjall::PersistMode::SyncAll));
-        for (k, v) in pairs {
-            batch.insert(&self.users, k.as_slice(), v.as_slice());
+        for (k, v) in &batch.users {
+            write.insert(&self.users, k.as_slice(), v.as_slice());
         }
-        batch.commit().unwrap();
+        for (k, v) in &batch.history {
+            write.insert(&self.history, k.as_slice(), v.as_slice());
+        }
+        write.commit().unwrap();
+    }
+
+    fn read_all(&self, keys: &[(Vec<u8>, Vec<u8>)]) {
+        for (k, _) in keys {
+            assert!(self.users.get(k.as_slice()).unwrap().is_some());
+        }
     }
 }
 
-fn engines(c: &mut Criterion) {
-    let redb = OnceCell::new();
-    let mut group = c.benchmark_group("engine/redb");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.sample_size(20);
-    let mut n = 0;
-    group.bench_function(format!("durable_batch_{BATCH}"), |b| {
-        let f: &RedbFixture = redb.get_or_init(RedbFixture::new);
-        b.iter(|| {
-            n += 1;
-            f.write(&f.batches[n % f.batches.len()])
-        })
-    });
-    let mut n = 0;
-    group.bench_function(format!("point_reads_{BATCH}"), |b| {
-        let f: &RedbFixture = redb.get_or_init(RedbFixture::new);
-        b.iter(|| {
-            n += 1;
-            let txn = f.db.begin_read().unwrap();
-            let table = txn.open_table(REDB_USERS).unwrap();
-            for (k, _) in &f.batches[n % f.batches.len()] {
-                assert!(table.get(k.as_slice()).unwrap().is_some());
-            }
-        })
-    });
-    group.finish();
+fn open_redb(dir: &std::path::Path) -> Redb {
+    Redb(redb::Database::create(dir.join("bench.redb")).unwrap())
+}
 
-    let fjall = OnceCell::new();
-    let mut group = c.benchmark_group("engine/fjall");
-    group.throughput(Throughput::Elements(BATCH as u64));
+fn open_fjall(dir: &std::path::Path) -> Fjall {
+    let db = fjall::Database::builder(dir).open().unwrap();
+    let users = db
+        .keyspace("users", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    let history = db
+        .keyspace("history", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    Fjall { db, users, history }
+}
+
+fn engine_group<E: Engine>(c: &mut Criterion, name: &str, open: fn(&std::path::Path) -> E) {
+    let fixture = OnceCell::new();
+    let get = || fixture.get_or_init(|| EngineFixture::new(open));
+    let mut group = c.benchmark_group(format!("engine/{name}"));
     group.sample_size(20);
+    group.throughput(Throughput::Elements(BATCH as u64));
     let mut n = 0;
     group.bench_function(format!("durable_batch_{BATCH}"), |b| {
-        let f: &FjallFixture = fjall.get_or_init(FjallFixture::new);
+        let f: &EngineFixture<E> = get();
         b.iter(|| {
             n += 1;
-            f.write(&f.batches[n % f.batches.len()])
+            f.engine.write(&f.sequential[n % f.sequential.len()])
         })
     });
     let mut n = 0;
     group.bench_function(format!("point_reads_{BATCH}"), |b| {
-        let f: &FjallFixture = fjall.get_or_init(FjallFixture::new);
+        let f: &EngineFixture<E> = get();
         b.iter(|| {
             n += 1;
-            for (k, _) in &f.batches[n % f.batches.len()] {
-                assert!(f.users.get(k.as_slice()).unwrap().is_some());
-            }
+            f.engine
+                .read_all(&f.sequential[n % f.sequential.len()].users)
         })
     });
+    group.throughput(Throughput::Elements(2 * SCATTERED as u64));
+    group.sample_size(10);
+    let mut n = 0;
+    group.bench_function(
+        format!("scattered_batch_{SCATTERED}_users_{SCATTERED}_history"),
+        |b| {
+            let f: &EngineFixture<E> = get();
+            b.iter(|| {
+                n += 1;
+                f.engine.write(&f.scattered[n % f.scattered.len()])
+            })
+        },
+    );
     group.finish();
+}
+
+fn engines(c: &mut Criterion) {
+    engine_group(c, "redb", open_redb);
+    engine_group(c, "fjall", open_fjall);
 }
 
 /// Records, their JSON, and a whole batch.

@@ -794,6 +794,23 @@ fn stats(mut v: Vec<i64>) -> Stats {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The broker's own limit on the worker: every action yields `events_per_action` events
+/// of about `event_bytes`, and producing such records alone, with nothing else running,
+/// reached `output_rate`.
+struct BrokerBound {
+    events_per_action: f64,
+    event_bytes: usize,
+    output_rate: f64,
+}
+
+impl BrokerBound {
+    /// Actions/s beyond which the broker could not take the events, even if evaluating,
+    /// storing and consuming cost nothing.
+    fn worker_cap(&self) -> f64 {
+        self.output_rate / self.events_per_action.max(1e-9)
+    }
+}
+
 struct Report {
     produce_rate: f64,
     raw: RawResult,
@@ -812,6 +829,7 @@ struct Report {
     latency_arrival: Stats,
     kinds: Vec<(String, usize)>,
     throughput_outputs: usize,
+    broker_bound: BrokerBound,
     hwm: String,
     rss: String,
     exit: Option<i32>,
@@ -995,14 +1013,16 @@ fn run() -> Result<bool> {
     let reader = output_consumer(&o, &names, &outputs)?;
     // Catch up with the throughput phase's output first, so the reader is idle at the start.
     let mut throughput_outputs = 0usize;
+    let mut output_bytes = 0u64;
     let mut idle_since = Instant::now();
     let catch_up = Instant::now();
     while idle_since.elapsed() < Duration::from_millis(1500)
         && catch_up.elapsed() < Duration::from_secs(60)
     {
         match reader.poll(Duration::from_millis(50)) {
-            Some(Ok(_)) => {
+            Some(Ok(m)) => {
                 throughput_outputs += 1;
+                output_bytes += (m.key_len() + m.payload_len()) as u64;
                 idle_since = Instant::now();
             }
             Some(Err(e)) => log(format!("output reader: {e}")),
@@ -1124,6 +1144,32 @@ fn run() -> Result<bool> {
     let rss = proc_field(pid, "VmRSS:").unwrap_or_else(|| "?".into());
     log(format!("5. worker VmHWM {hwm}, VmRSS {rss}; SIGTERM"));
     let exit = worker.terminate(Duration::from_secs(30))?;
+
+    // ---- 6. what the broker alone can take of the worker's output
+    let events_per_action = breakdown.events / o.actions.max(1) as f64;
+    let event_bytes = (output_bytes / throughput_outputs.max(1) as u64).max(1) as usize;
+    let output_rate = {
+        let n = o.actions;
+        log(format!(
+            "6. broker bound: producing {n} records of {event_bytes} B (the worker's average event) to {scratch}"
+        ));
+        let p6 = producer(&o.broker, o.partitions, false, &scratch)?;
+        let filler = "x".repeat(event_bytes.saturating_sub(12));
+        let d = produce(&p6, &scratch, n, None, |i| {
+            (format!("user-{:06}", i % o.users), filler.clone())
+        })?;
+        rate(n, d)
+    };
+    let broker_bound = BrokerBound {
+        events_per_action,
+        event_bytes,
+        output_rate,
+    };
+    log(format!(
+        "   {} in this phase; {events_per_action:.2} events per action: the broker alone caps the worker at {}",
+        fmt_rate(output_rate),
+        fmt_rate(broker_bound.worker_cap())
+    ));
     if o.keep {
         let kept = dir.keep();
         log(format!("kept {}", kept.display()));
@@ -1147,6 +1193,7 @@ fn run() -> Result<bool> {
         latency_arrival: stats(arrival),
         kinds,
         throughput_outputs,
+        broker_bound,
         hwm,
         rss,
         exit,
@@ -1207,6 +1254,20 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         "| worker / raw | {:.2} | ≥ 0.50 {} |",
         ratio,
         mark(ratio >= 0.5)
+    );
+    let bb = &r.broker_bound;
+    let _ = writeln!(
+        s,
+        "| broker alone: produce of {} B records (the worker's average event) | {} | |",
+        bb.event_bytes,
+        fmt_rate(bb.output_rate)
+    );
+    let _ = writeln!(
+        s,
+        "| broker bound on the worker: that / {:.2} events per action (worker / raw at most) | {} ({:.2}) | |",
+        bb.events_per_action,
+        fmt_rate(bb.worker_cap()),
+        bb.worker_cap() / r.raw_rate
     );
     let l = &r.latency_all;
     let _ = writeln!(
