@@ -435,59 +435,96 @@ async fn a_store_down_from_the_start_loses_nothing_once_it_comes_up() {
     rig.assert_exactly_once(USERS).await;
 }
 
-/// The in-process log with its commits swallowed: the process "dies" after publishing and
-/// before its offsets reach the log.
-struct CommitsLost(Arc<MemoryLog>);
+/// A fault injected into the in-process log (a mock: no server fails on cue like this).
+enum Fault {
+    /// Commits are swallowed: the process "dies" after publishing and before its offsets
+    /// reach the log.
+    CommitsLost,
+    /// Publishing fails: the process "dies" after writing its state and before the broker
+    /// acknowledged its events.
+    PublishFails,
+    /// Partition `revoke` is taken away from the member during its first poll that returns
+    /// records, as librdkafka's rebalance callback does inside a poll: the records came with
+    /// the poll, the revocation with them.
+    RevokedMidPoll {
+        revoke: i32,
+        topics: Vec<String>,
+        fired: AtomicBool,
+        events: std::sync::Mutex<Vec<Rebalance>>,
+    },
+}
 
-#[async_trait]
-impl Log for CommitsLost {
-    async fn poll_batch(
-        &self,
-        max: usize,
-        linger: Duration,
-        idle: Duration,
-    ) -> Result<Vec<InRecord>, LogError> {
-        self.0.poll_batch(max, linger, idle).await
+/// The in-process log with one [`Fault`]; everything else is passed through.
+struct Faulty {
+    log: Arc<MemoryLog>,
+    fault: Fault,
+}
+
+impl Faulty {
+    fn new(log: &Arc<MemoryLog>, fault: Fault) -> Arc<Self> {
+        Arc::new(Faulty {
+            log: Arc::clone(log),
+            fault,
+        })
     }
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
-        self.0.publish(records).await
-    }
-    async fn commit(&self, _processed: &[(String, i32, i64)]) -> Result<(), LogError> {
-        Ok(())
-    }
-    fn take_rebalances(&self) -> Vec<Rebalance> {
-        self.0.take_rebalances()
-    }
-    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
-        self.0.set_paused(paused)
+
+    fn revoked_mid_poll(log: &Arc<MemoryLog>, revoke: i32, topics: Vec<String>) -> Arc<Self> {
+        Faulty::new(
+            log,
+            Fault::RevokedMidPoll {
+                revoke,
+                topics,
+                fired: AtomicBool::new(false),
+                events: Default::default(),
+            },
+        )
     }
 }
 
-/// The in-process log with publishing broken: the process "dies" after writing its state and
-/// before the broker acknowledged its events.
-struct PublishFails(Arc<MemoryLog>);
-
 #[async_trait]
-impl Log for PublishFails {
+impl Log for Faulty {
     async fn poll_batch(
         &self,
         max: usize,
         linger: Duration,
         idle: Duration,
     ) -> Result<Vec<InRecord>, LogError> {
-        self.0.poll_batch(max, linger, idle).await
+        let records = self.log.poll_batch(max, linger, idle).await?;
+        if let Fault::RevokedMidPoll {
+            revoke,
+            topics,
+            fired,
+            events,
+        } = &self.fault
+        {
+            if !records.is_empty() && !fired.swap(true, Ordering::SeqCst) {
+                let parts = topics.iter().map(|t| (t.clone(), *revoke)).collect();
+                events.lock().unwrap().push(Rebalance::Revoked(parts));
+            }
+        }
+        Ok(records)
     }
-    async fn publish(&self, _records: Vec<OutRecord>) -> Result<(), LogError> {
-        Err(LogError::Unavailable("injected fault: broker gone".into()))
+    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+        match self.fault {
+            Fault::PublishFails => Err(LogError::Unavailable("injected fault: broker gone".into())),
+            _ => self.log.publish(records).await,
+        }
     }
     async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
-        self.0.commit(processed).await
+        match self.fault {
+            Fault::CommitsLost => Ok(()),
+            _ => self.log.commit(processed).await,
+        }
     }
     fn take_rebalances(&self) -> Vec<Rebalance> {
-        self.0.take_rebalances()
+        let mut taken = self.log.take_rebalances();
+        if let Fault::RevokedMidPoll { events, .. } = &self.fault {
+            taken.append(&mut events.lock().unwrap());
+        }
+        taken
     }
     fn set_paused(&self, paused: bool) -> Result<(), LogError> {
-        self.0.set_paused(paused)
+        self.log.set_paused(paused)
     }
 }
 
@@ -501,7 +538,7 @@ async fn a_crash_between_publish_and_commit_redelivers_skips_by_watermark_and_re
     // First life: every batch evaluated, written and published; no offset committed.
     let (_stop, shutdown) = watch::channel(false);
     let mut first = rig.worker(
-        Arc::new(CommitsLost(Arc::clone(&rig.log))),
+        Faulty::new(&rig.log, Fault::CommitsLost),
         settings(40, 1_000),
         shutdown,
     );
@@ -545,7 +582,7 @@ async fn a_crash_between_write_and_publish_publishes_the_stored_outbox_exactly_o
     // process stops there (shutdown already requested, so no retry).
     let (_stop, shutdown) = watch::channel(true);
     let mut first = rig.worker(
-        Arc::new(PublishFails(Arc::clone(&rig.log))),
+        Faulty::new(&rig.log, Fault::PublishFails),
         settings(1_000, 1_000),
         shutdown,
     );
@@ -734,65 +771,13 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     assert!(history.iter().all(|h| h.event.source.offset <= 7));
 }
 
-/// The in-process log, with partition `revoke` taken away from the member during its first
-/// poll that returns records, as librdkafka's rebalance callback does inside a poll: the
-/// records came with the poll, the revocation with them.
-struct RevokedMidPoll {
-    log: Arc<MemoryLog>,
-    revoke: i32,
-    topics: Vec<String>,
-    fired: AtomicBool,
-    events: std::sync::Mutex<Vec<Rebalance>>,
-}
-
-#[async_trait]
-impl Log for RevokedMidPoll {
-    async fn poll_batch(
-        &self,
-        max: usize,
-        linger: Duration,
-        idle: Duration,
-    ) -> Result<Vec<InRecord>, LogError> {
-        let records = self.log.poll_batch(max, linger, idle).await?;
-        if !records.is_empty() && !self.fired.swap(true, Ordering::SeqCst) {
-            let parts = self
-                .topics
-                .iter()
-                .map(|t| (t.clone(), self.revoke))
-                .collect();
-            self.events.lock().unwrap().push(Rebalance::Revoked(parts));
-        }
-        Ok(records)
-    }
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
-        self.log.publish(records).await
-    }
-    async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
-        self.log.commit(processed).await
-    }
-    fn take_rebalances(&self) -> Vec<Rebalance> {
-        let mut events = self.log.take_rebalances();
-        events.append(&mut self.events.lock().unwrap());
-        events
-    }
-    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
-        self.log.set_paused(paused)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_a_partition_revoked_during_the_poll_are_left_to_its_new_owner() {
     const USERS: usize = 40;
     const REVOKED: i32 = 1;
     let rig = Rig::new();
     rig.append(&actions(300, USERS, 11));
-    let log = Arc::new(RevokedMidPoll {
-        log: Arc::clone(&rig.log),
-        revoke: REVOKED,
-        topics: rig.inputs.topics(),
-        fired: AtomicBool::new(false),
-        events: Default::default(),
-    });
+    let log = Faulty::revoked_mid_poll(&rig.log, REVOKED, rig.inputs.topics());
     let (stop, shutdown) = watch::channel(false);
     let worker = spawn(rig.worker(log, settings(1_000, 1_000), shutdown));
     let kept: i64 = rig
