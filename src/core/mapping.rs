@@ -171,6 +171,10 @@ pub fn validate(mapping: &Mapping) -> Vec<String> {
                 problems.push(format!(
                     "fields.{name}.pointer '{p}' is not a JSON Pointer (must start with '/')"
                 ));
+            } else if let Err(e) = jsonptr::Pointer::parse(p) {
+                problems.push(format!(
+                    "fields.{name}.pointer '{p}' is not a JSON Pointer: {e}"
+                ));
             }
         }
         if spec.pointer.is_none() && spec.constant.is_none() && spec.default.is_none() {
@@ -339,6 +343,16 @@ fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
     }
 }
 
+/// The value `pointer` (RFC 6901) points to in `doc`, if any.
+///
+/// Through jsonptr rather than serde_json's `Value::pointer`, which unescapes every token
+/// into a new `String`: that was a quarter to a third of the mapping's time (measured with
+/// `cargo bench --bench mapping`: 593 k → 857 k records/s native, 543 k → 710 k KickApps).
+/// jsonptr borrows each token unless it holds an escape (`~0`, `~1`).
+fn resolve<'a>(doc: &'a Value, pointer: &str) -> Option<&'a Value> {
+    jsonptr::Pointer::parse(pointer).ok()?.resolve(doc).ok()
+}
+
 /// Reads a field: constant, else pointer (native name when unmapped), else default;
 /// applies the value map; enforces `required` and `max_len`.
 fn read<'a>(
@@ -351,10 +365,10 @@ fn read<'a>(
     // Borrowed all the way: a record is mapped without copying any of its values until the
     // action's own fields are built.
     let found = match spec {
-        None => doc.pointer(native_pointer),
+        None => resolve(doc, native_pointer),
         Some(s) => match &s.constant {
             Some(c) => Some(c),
-            None => s.pointer.as_deref().and_then(|p| doc.pointer(p)),
+            None => s.pointer.as_deref().and_then(|p| resolve(doc, p)),
         },
     };
     let found = match found {
@@ -531,6 +545,41 @@ mod tests {
         assert!(e.reason.starts_with("not JSON"), "{e}");
         let e = m.apply(b"[1,2]").unwrap_err();
         assert!(e.reason.contains("an array"), "{e}");
+    }
+
+    /// Pointers follow RFC 6901: escaped tokens, array indexes, the root; a bad pointer is
+    /// a problem of the mapping file, found at load.
+    #[test]
+    fn pointers_follow_rfc_6901_and_bad_ones_are_refused_at_load() {
+        let doc = json!({"a/b": {"m~n": [10, 20]}, "": 1});
+        assert_eq!(resolve(&doc, "/a~1b/m~0n/1"), Some(&json!(20)));
+        assert_eq!(resolve(&doc, "/a~1b/m~0n/01"), None);
+        assert_eq!(resolve(&doc, "/a~1b/m~0n/-"), None);
+        assert_eq!(resolve(&doc, "/a~1b/m~0n/2"), None);
+        assert_eq!(resolve(&doc, "/"), Some(&json!(1)));
+        assert_eq!(resolve(&doc, ""), Some(&doc));
+        assert_eq!(resolve(&doc, "/missing/deeper"), None);
+
+        let mut m = Mapping::native();
+        m.fields.user_id = Some(FieldSpec {
+            pointer: Some("/user~2id".into()),
+            ..Default::default()
+        });
+        m.fields.value = Some(FieldSpec {
+            pointer: Some("value".into()),
+            ..Default::default()
+        });
+        let problems = validate(&m);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("fields.user_id.pointer '/user~2id' is not a JSON Pointer:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("(must start with '/')")),
+            "{problems:?}"
+        );
     }
 
     #[test]
