@@ -3,10 +3,12 @@
 mod engine_support;
 
 use engine_support::*;
+use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
+use std::sync::Arc;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
@@ -453,4 +455,220 @@ fn event_ids_are_deterministic_and_unique() {
     assert_eq!(first, run());
     let unique: std::collections::HashSet<_> = first.iter().collect();
     assert_eq!(unique.len(), first.len());
+}
+
+/// A catalog that exercises every path of the action evaluator at once: decimal frequencies,
+/// match comparators, carry and discard, day/week/month caps, a parent, a window, one trigger
+/// in two groups, an inactive reward type, a voucher pool and a limited challenge.
+const PINNED: &str = r#"
+[[reward_types]]
+reward_type = "points"
+[[reward_types]]
+reward_type = "coins"
+active = false
+[[reward_types]]
+reward_type = "voucher"
+kind = "voucher"
+[[reward_types]]
+reward_type = "item"
+kind = "item"
+[[inventories]]
+id = "vouchers"
+reward_type = "voucher"
+amount_total = 2
+codes = ["V-1", "V-2"]
+[[inventories]]
+id = "items"
+reward_type = "item"
+amount_total = 3
+[[triggers]]
+id = 1
+name = "sum one"
+[[triggers]]
+id = 2
+name = "sum two"
+[[triggers]]
+id = 3
+name = "at least"
+aggregation = "match"
+comparator = "gte"
+[[triggers]]
+id = 4
+name = "below"
+aggregation = "match"
+comparator = "lt"
+[[triggers]]
+id = 5
+name = "exactly"
+aggregation = "match"
+[[triggers]]
+id = 6
+name = "sum six"
+[[challenges]]
+id = 10
+name = "carry weekly"
+repeatable = true
+overshoot = "carry"
+max_per_user = 3
+cap_period = "week"
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 1, frequency = "99.5" }, { trigger = 2, frequency = "0.3" }]
+[[challenges.groups]]
+id = 2
+operator = "OR"
+triggers = [{ trigger = 6, frequency = "1234.567" }]
+[[challenges.prizes]]
+reward_type = "points"
+amount = "7.25"
+[[challenges.prizes]]
+reward_type = "coins"
+[[challenges]]
+id = 11
+name = "discard monthly"
+repeatable = true
+max_per_user = 2
+cap_period = "month"
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 1, frequency = 1000 }, { trigger = 3, operator = "OR", frequency = 50 }]
+[[challenges.prizes]]
+reward_type = "points"
+expires_after_days = 10
+[[challenges]]
+id = 12
+name = "child"
+parent = 10
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 4, frequency = 0 }, { trigger = 5, frequency = 42 }]
+[[challenges.prizes]]
+reward_type = "voucher"
+[[challenges]]
+id = 13
+name = "limited"
+max_winners = 3
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 6, frequency = 17 }]
+[[challenges.prizes]]
+reward_type = "item"
+[[challenges]]
+id = 14
+name = "window daily"
+repeatable = true
+max_per_user = 1
+cap_period = "day"
+start = "2026-11-20T00:00:00Z"
+end = "2026-12-20T00:00:00Z"
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 2, frequency = 5 }]
+[[challenges.prizes]]
+reward_type = "points"
+amount = 3
+expires_at = "2027-01-01T00:00:00Z"
+[[challenges]]
+id = 15
+name = "one trigger, two groups"
+repeatable = true
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 1, frequency = 10 }]
+[[challenges.groups]]
+id = 2
+triggers = [{ trigger = 1, frequency = 20 }]
+[[challenges.prizes]]
+reward_type = "points"
+amount = 2
+"#;
+
+/// A fixed pseudo-random run of actions and claims, as `(events, final states)` JSON text.
+fn pinned_run(mut t: Driver, triggers: &[u32], steps: usize) -> String {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let values = [
+        json!(1),
+        json!(7),
+        json!(42),
+        json!(50),
+        json!(120),
+        json!("0.3"),
+        json!("12.345"),
+        json!("-40"),
+        json!(0),
+        json!(2000),
+        json!("1234.567"),
+        json!("0.0001"),
+    ];
+    let mut out = String::new();
+    for step in 0..steps {
+        t.now += chrono::Duration::minutes(next(60) as i64);
+        let user = format!("u{}", next(6));
+        let events = if next(25) == 0 {
+            let claim_id = format!("c{step}");
+            t.claim(&user, &claim_id, &[], &[("points", 1 + next(60) as i64)])
+        } else {
+            let mut record = json!({
+                "userId": user,
+                "triggerId": triggers[next(triggers.len() as u64) as usize],
+                "value": values[next(values.len() as u64) as usize],
+            });
+            if next(4) == 0 {
+                record["actionId"] = json!(format!("a{}", next(40)));
+            }
+            if next(5) == 0 {
+                record["occurredAt"] = json!(t.now - chrono::Duration::days(next(40) as i64));
+            }
+            t.send(record).events
+        };
+        for e in &events {
+            out += &serde_json::to_string(e).unwrap();
+            out.push('\n');
+        }
+    }
+    let mut users: Vec<_> = t.engine.users().collect();
+    users.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, state) in users {
+        out += &format!("{key:?} {}\n", serde_json::to_string(state).unwrap());
+    }
+    out
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Pins the evaluator's whole output (event ids, payloads and the users' states) for a long
+/// mixed run, byte for byte, so that an optimisation cannot change behaviour unnoticed. If
+/// this fails after a deliberate change of semantics, check the diff of the run's text before
+/// updating the digest.
+#[test]
+fn a_long_mixed_run_is_pinned_byte_for_byte() {
+    let pinned = Arc::new(Catalog::from_sources(&[("pinned.toml", PINNED)]).unwrap());
+    let text = pinned_run(Driver::with(pinned), &[1, 2, 3, 4, 5, 6], 3000);
+    assert_eq!(
+        (text.lines().count(), sha256_hex(&text)),
+        (
+            5679,
+            "0970fce8bdb886b655b6e4002e471a6faba2fce89fadd29ad049cd9e6acf2b64".to_string()
+        )
+    );
+    let text = pinned_run(Driver::new(), &[1, 2, 3, 4, 5, 6, 20, 21, 30, 31], 3000);
+    assert_eq!(
+        (text.lines().count(), sha256_hex(&text)),
+        (
+            1128,
+            "98d4272e2fafe8ff8d370296dc5ae01e03d19857674ee3ea4e7a54374ae1f8da".to_string()
+        )
+    );
 }

@@ -17,6 +17,7 @@
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use super::catalog::{
     Aggregation, CapPeriod, Challenge, Operator, Overshoot, TenantCatalog, TriggerDef,
@@ -91,23 +92,32 @@ pub struct Effects {
 /// Collects effects, minting their deterministic ids in order.
 struct Emitter<'a> {
     cause: &'a str,
+    /// Made on the first event: inputs that emit nothing never build it.
+    event_ids: Option<ids::EventIds>,
     tenant: &'a str,
     user_id: &'a str,
     occurred_at: DateTime<Utc>,
-    source: SourceRef,
+    /// Borrowed from the context, except for an inventory response, whose events cite the
+    /// input that caused the request (kept in the state, which the response changes).
+    source: Cow<'a, SourceRef>,
     effects: Effects,
 }
 
 impl Emitter<'_> {
     fn emit(&mut self, body: EventBody) {
-        let event_id = ids::event_id(self.cause, self.effects.events.len());
+        let index = self.effects.events.len();
+        let cause = self.cause;
+        let event_id = self
+            .event_ids
+            .get_or_insert_with(|| ids::EventIds::new(cause))
+            .id(index);
         self.effects.events.push(Event {
             event_id,
             body,
             tenant: self.tenant.to_string(),
             user_id: self.user_id.to_string(),
             occurred_at: self.occurred_at,
-            source: self.source.clone(),
+            source: SourceRef::clone(&self.source),
         });
     }
 
@@ -116,7 +126,7 @@ impl Emitter<'_> {
         state.pending.insert(
             request_id.clone(),
             Pending {
-                source: self.source.clone(),
+                source: SourceRef::clone(&self.source),
                 occurred_at: self.occurred_at,
                 what,
             },
@@ -139,15 +149,19 @@ pub fn evaluate(
     ctx: &Context<'_>,
 ) -> Effects {
     let (occurred_at, source) = match &input {
-        UserInput::Action(a, _) => (a.occurred_at.unwrap_or(ctx.record_time), ctx.source.clone()),
+        UserInput::Action(a, _) => (
+            a.occurred_at.unwrap_or(ctx.record_time),
+            Cow::Borrowed(ctx.source),
+        ),
         UserInput::Response(r) => match state.pending.get(&r.request_id) {
-            Some(p) => (p.occurred_at, p.source.clone()),
+            Some(p) => (p.occurred_at, Cow::Owned(p.source.clone())),
             None => return Effects::default(),
         },
-        UserInput::Claim(_) => (ctx.record_time, ctx.source.clone()),
+        UserInput::Claim(_) => (ctx.record_time, Cow::Borrowed(ctx.source)),
     };
     let mut out = Emitter {
         cause: ctx.cause,
+        event_ids: None,
         tenant: &catalog.tenant,
         user_id,
         occurred_at,
@@ -189,44 +203,69 @@ fn apply_action(
         if cs.status != ChallengeStatus::Active {
             continue;
         }
-        for group in &challenge.groups {
-            for req in group.triggers.iter().filter(|r| r.trigger == trigger.id) {
-                let tp = cs.trigger_mut(group.id, trigger.id);
-                let (accumulated, met) = match trigger.aggregation {
-                    Aggregation::Sum => {
-                        let acc = (tp.accumulated + action.value).max(Decimal::ZERO);
-                        (acc, acc >= req.frequency)
-                    }
-                    Aggregation::Match if trigger.comparator.holds(action.value, req.frequency) => {
-                        (action.value, true)
-                    }
-                    Aggregation::Match => (tp.accumulated, tp.met),
-                };
-                if accumulated == tp.accumulated && met == tp.met {
-                    continue;
+        advance(challenge, cs, trigger, action.value, out);
+        // Checked on the entry at hand: most actions complete nothing, and looking the
+        // challenge up again for the loop below would cost every one of them.
+        if groups_satisfied(challenge, cs, catalog) {
+            complete_while_satisfied(state, challenge, catalog, out);
+        }
+    }
+}
+
+/// Counts an action's value toward every requirement of `challenge` on its trigger, emitting
+/// progress for each requirement whose state changed.
+fn advance(
+    challenge: &Challenge,
+    cs: &mut ChallengeState,
+    trigger: &TriggerDef,
+    value: Decimal,
+    out: &mut Emitter<'_>,
+) {
+    for group in &challenge.groups {
+        for req in group.triggers.iter().filter(|r| r.trigger == trigger.id) {
+            let tp = cs.trigger_mut(group.id, trigger.id);
+            let (accumulated, met) = match trigger.aggregation {
+                Aggregation::Sum => {
+                    let acc = (tp.accumulated + value).max(Decimal::ZERO);
+                    (acc, acc >= req.frequency)
                 }
-                tp.accumulated = accumulated;
-                tp.met = met;
-                out.emit(progress_body(
-                    challenge.id,
-                    group.id,
-                    trigger,
-                    req.frequency,
-                    accumulated,
-                    met,
-                ));
+                Aggregation::Match if trigger.comparator.holds(value, req.frequency) => {
+                    (value, true)
+                }
+                Aggregation::Match => (tp.accumulated, tp.met),
+            };
+            if accumulated == tp.accumulated && met == tp.met {
+                continue;
             }
+            tp.accumulated = accumulated;
+            tp.met = met;
+            out.emit(progress_body(
+                challenge.id,
+                group.id,
+                trigger,
+                req.frequency,
+                accumulated,
+                met,
+            ));
         }
-        // One action can complete a repeatable challenge more than once when the excess
-        // carries over (250 toward 100 is two wins and 50); bounded so that no input can
-        // make an evaluation unbounded.
-        for _ in 0..MAX_COMPLETIONS_PER_ACTION {
-            let cs = state.challenges.entry(challenge.id).or_default();
-            if cs.status != ChallengeStatus::Active || !groups_satisfied(challenge, cs, catalog) {
-                break;
-            }
-            complete(state, challenge, catalog, out);
+    }
+}
+
+/// Completes `challenge` for as long as it stays active and satisfied. One action can
+/// complete a repeatable challenge more than once when the excess carries over (250 toward
+/// 100 is two wins and 50); bounded so that no input can make an evaluation unbounded.
+fn complete_while_satisfied(
+    state: &mut UserState,
+    challenge: &Challenge,
+    catalog: &TenantCatalog,
+    out: &mut Emitter<'_>,
+) {
+    for _ in 0..MAX_COMPLETIONS_PER_ACTION {
+        let cs = state.challenges.entry(challenge.id).or_default();
+        if cs.status != ChallengeStatus::Active || !groups_satisfied(challenge, cs, catalog) {
+            break;
         }
+        complete(state, challenge, catalog, out);
     }
 }
 
