@@ -53,40 +53,13 @@ impl EventIds {
     /// The id of the `index`-th event of this cause.
     pub fn id(&self, index: usize) -> String {
         let mut hasher = self.prefix.clone();
-        hasher.update(decimal_digits(index).as_slice());
+        hasher.update(itoa::Buffer::new().format(index).as_bytes());
         let digest = hasher.finalize();
         let bytes: [u8; 16] = digest[..16].try_into().expect("SHA-1 has 20 bytes");
         let uuid = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
         uuid.hyphenated()
             .encode_lower(&mut Uuid::encode_buffer())
             .to_owned()
-    }
-}
-
-/// `n` in decimal, as `format!("{n}")` writes it, without formatting machinery.
-fn decimal_digits(mut n: usize) -> Digits {
-    let mut digits = Digits {
-        bytes: [0; 20], // u64::MAX has 20 digits
-        start: 20,
-    };
-    loop {
-        digits.start -= 1;
-        digits.bytes[digits.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return digits;
-        }
-    }
-}
-
-struct Digits {
-    bytes: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[self.start..]
     }
 }
 
