@@ -104,11 +104,30 @@ fn bench(c: &mut Criterion) {
             &ctx,
         );
     }
-    let bytes = serde_json::to_vec(&state).unwrap();
+    let size = |state: &UserState| serde_json::to_vec(state).unwrap().len();
     eprintln!(
         "hot state: {} active challenges, {} bytes as JSON",
         state.challenges.len(),
-        bytes.len()
+        size(&state)
+    );
+    // Exactly 10 active challenges: the first ten of that state.
+    let mut ten = state.clone();
+    let keep: Vec<u32> = ten.challenges.keys().copied().take(10).collect();
+    ten.challenges.retain(|id, _| keep.contains(id));
+    eprintln!(
+        "hot state: {} active challenges, {} bytes as JSON",
+        ten.challenges.len(),
+        size(&ten)
+    );
+    // ... and a full window of remembered action ids (a producer that sends them).
+    for i in 0..questline::core::state::RECENT_ACTION_IDS {
+        ten.remember_action(&format!("action-{i}"));
+    }
+    eprintln!(
+        "hot state: {} active challenges and {} remembered action ids, {} bytes as JSON",
+        ten.challenges.len(),
+        ten.recent_action_ids.len(),
+        size(&ten)
     );
 }
 

@@ -634,8 +634,10 @@ fn pinned_run(mut t: Driver, triggers: &[u32], steps: usize) -> String {
     }
     let mut users: Vec<_> = t.engine.users().collect();
     users.sort_by(|a, b| a.0.cmp(b.0));
+    // States by value (Debug), not by their stored JSON: how a state is serialized may
+    // change (smaller rows) without the evaluator's behaviour changing.
     for (key, state) in users {
-        out += &format!("{key:?} {}\n", serde_json::to_string(state).unwrap());
+        out += &format!("{key:?} {state:?}\n");
     }
     out
 }
@@ -660,7 +662,7 @@ fn a_long_mixed_run_is_pinned_byte_for_byte() {
         (text.lines().count(), sha256_hex(&text)),
         (
             5679,
-            "0970fce8bdb886b655b6e4002e471a6faba2fce89fadd29ad049cd9e6acf2b64".to_string()
+            "bf73751d754977904b404367cca02c7fb000fbce70a94c1f824a94f5856b81c1".to_string()
         )
     );
     let text = pinned_run(Driver::new(), &[1, 2, 3, 4, 5, 6, 20, 21, 30, 31], 3000);
@@ -668,7 +670,7 @@ fn a_long_mixed_run_is_pinned_byte_for_byte() {
         (text.lines().count(), sha256_hex(&text)),
         (
             1128,
-            "98d4272e2fafe8ff8d370296dc5ae01e03d19857674ee3ea4e7a54374ae1f8da".to_string()
+            "4a47f4fe84fa82642770fd01aefa13ff0a84c6f48672ded17c220fe19b19a24c".to_string()
         )
     );
 }

@@ -43,15 +43,22 @@ pub struct ChallengeState {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<TriggerProgress>,
     /// Milestones achieved on this challenge, all time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub wins: u32,
     /// Wins in the current cap period (`period` names it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub period_wins: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "ChallengeStatus::is_active")]
     pub status: ChallengeStatus,
+}
+
+/// Default values are left out of the stored JSON (and read back as defaults): a user row is
+/// rewritten with every batch that touches the user, and most challenges in it are active,
+/// unwon and have unmet triggers, so the defaults were half of each challenge's bytes.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,13 +75,19 @@ pub enum ChallengeStatus {
     Closed,
 }
 
+impl ChallengeStatus {
+    fn is_active(&self) -> bool {
+        *self == ChallengeStatus::Active
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerProgress {
     pub group: u32,
     pub trigger: u32,
     /// Sum triggers: the accumulated value. Match triggers: the last matching value.
     pub accumulated: Decimal,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub met: bool,
 }
 
