@@ -320,3 +320,41 @@ mod recent_action_ids {
         }
     }
 }
+
+#[cfg(test)]
+mod stored_form {
+    use super::*;
+
+    /// Defaults are left out when written, and rows that spell them out still read the same.
+    #[test]
+    fn defaults_are_left_out_and_old_rows_read_the_same() {
+        let mut challenge = ChallengeState::default();
+        challenge.trigger_mut(1, 3).accumulated = Decimal::from(7);
+        let state = UserState {
+            challenges: BTreeMap::from([(12, challenge)]),
+            ..Default::default()
+        };
+        let written = serde_json::to_string(&state).unwrap();
+        assert_eq!(
+            written,
+            r#"{"challenges":{"12":{"triggers":[{"group":1,"trigger":3,"accumulated":"7"}]}}}"#
+        );
+        let old = r#"{"challenges":{"12":{"triggers":[{"group":1,"trigger":3,"accumulated":"7","met":false}],"wins":0,"period_wins":0,"status":"active"}}}"#;
+        assert_eq!(serde_json::from_str::<UserState>(old).unwrap(), state);
+
+        // Values other than the defaults are written.
+        let mut won = state.clone();
+        let c = won.challenges.get_mut(&12).unwrap();
+        c.wins = 2;
+        c.status = ChallengeStatus::Finished;
+        c.triggers[0].met = true;
+        let written = serde_json::to_string(&won).unwrap();
+        assert!(
+            written.contains(r#""met":true"#)
+                && written.contains(r#""wins":2"#)
+                && written.contains(r#""status":"finished""#),
+            "{written}"
+        );
+        assert_eq!(serde_json::from_str::<UserState>(&written).unwrap(), won);
+    }
+}
