@@ -12,8 +12,9 @@
 //! Options: `--actions N` (200000), `--users M` (10000), `--partitions P` (4),
 //! `--batch-size B` (worker `pipeline.batch_size`, 2000), `--linger-ms L` (worker
 //! `pipeline.linger_ms`, 5), `--latency-secs S` (10), `--latency-rate R` (actions/s of the
-//! latency phase; default half the worker's measured rate), `--warmup W` (200), `--keep`
-//! (keep the worker's directory: config, store, log).
+//! latency phase; default half the worker's measured rate), `--warmup W` (200),
+//! `--compression C` (the worker's librdkafka `compression.type`, `none`), `--keep` (keep the
+//! worker's directory: config, store, log).
 //!
 //! Phases, all on topics with a unique prefix:
 //! 1. produce N native actions (keyed by user id, idempotent producer, acks=all);
@@ -27,7 +28,10 @@
 //!    matched to its input by `source.partition`/`source.offset`; latency = the event's
 //!    CreateTime (set by the worker's producer) − the action's CreateTime, and also the time
 //!    it reached a consumer here;
-//! 5. the worker's peak RSS (VmHWM), SIGTERM, exit status.
+//! 5. the worker's peak RSS (VmHWM), SIGTERM, exit status;
+//! 6. the broker's own bound: the worker's events read back in phase 4 are produced again,
+//!    alone, uncompressed and with lz4; the better rate divided by the events per action is
+//!    the most any worker could do on this broker (and the ratio it could reach).
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -61,6 +65,8 @@ struct Options {
     latency_secs: f64,
     latency_rate: Option<f64>,
     warmup: usize,
+    /// The worker's `compression.type` (librdkafka), `none` by default as in questline.
+    compression: String,
     keep: bool,
 }
 
@@ -77,7 +83,7 @@ fn parse_args() -> Result<Options> {
                 println!(
                     "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
                      [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
-                     [--latency-rate R] [--warmup W] [--keep]"
+                     [--latency-rate R] [--warmup W] [--compression none|lz4|zstd|...] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -133,6 +139,10 @@ fn parse_args() -> Result<Options> {
             })
             .transpose()?,
         warmup: num(&map, "warmup", 200)?,
+        compression: map
+            .get("compression")
+            .cloned()
+            .unwrap_or_else(|| "none".into()),
         keep,
     };
     if o.actions == 0 || o.users == 0 || o.partitions <= 0 || o.warmup == 0 {
@@ -590,6 +600,7 @@ partitions = {partitions}
 "fetch.wait.max.ms" = "10"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
+"compression.type" = "{compression}"
 [topics]
 progress = "{progress}"
 rewards = "{rewards}"
@@ -623,6 +634,7 @@ batch_size = {batch}
             store = dir.join("store").display(),
             linger = o.linger_ms,
             batch = o.batch_size,
+            compression = o.compression,
         ),
     )?;
     Ok(config)
