@@ -155,9 +155,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     async fn settle(&mut self) -> Result<(), WorkerError> {
         if let Some(pending) = self.pending.take() {
             let task = self.spawn_finish(pending.batches);
-            if let Err(reason) = self.finished(task, pending.started).await {
-                self.redo(pending.work, pending.started, reason).await?;
-            }
+            self.finished_or_redone(task, pending.work, pending.started)
+                .await?;
         }
         Ok(())
     }
@@ -219,9 +218,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         });
         if records.is_empty() {
             if let Some((task, previous, started)) = finishing {
-                if let Err(reason) = self.finished(task, started).await {
-                    self.redo(previous, started, reason).await?;
-                }
+                self.finished_or_redone(task, previous, started).await?;
             }
             return Ok(());
         }
@@ -295,6 +292,19 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .unwrap_or_else(|e| Err(format!("batch task failed: {e}")))?;
         self.settled(&batches, started);
         Ok(())
+    }
+
+    /// Waits for a finishing batch and, if it failed, processes its records (`work`) again.
+    async fn finished_or_redone(
+        &mut self,
+        task: FinishTask,
+        work: Work,
+        started: Instant,
+    ) -> Result<(), WorkerError> {
+        match self.finished(task, started).await {
+            Ok(()) => Ok(()),
+            Err(reason) => self.redo(work, started, reason).await,
+        }
     }
 
     /// After batches were committed: their partitions learn the commit, their stats count.
@@ -583,10 +593,16 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
                 .with_label_values(&[&topic, &kind])
                 .inc_by(n);
         }
-        // Step 5: commit the offsets, only now.
-        let processed: Vec<_> = batches
-            .iter()
-            .flat_map(|(_, b)| b.processed.iter().cloned())
+        // Step 5: commit the offsets, only now: each topic-partition's highest processed
+        // offset (one entry per partition, not a copy of every record's).
+        let mut highest: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for (t, p, o) in batches.iter().flat_map(|(_, b)| &b.processed) {
+            let slot = highest.entry((t.as_str(), *p)).or_insert(*o);
+            *slot = (*slot).max(*o);
+        }
+        let processed: Vec<(String, i32, i64)> = highest
+            .into_iter()
+            .map(|((t, p), o)| (t.to_string(), p, o))
             .collect();
         let mut backoff = self.retry_min;
         let commit = Instant::now();

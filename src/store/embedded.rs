@@ -56,8 +56,8 @@ use async_trait::async_trait;
 
 use super::codec::{self, decode, encode, page_seqs};
 use super::{
-    BatchWrite, ClaimRecord, HistoryEntry, ResourceRecord, StateStore, StoreError, UserKey,
-    UserRecord,
+    BatchWrite, ClaimRecord, HistoryEntry, HistoryLabel, ResourceRecord, StateStore, StoreError,
+    UserKey, UserLabel, UserRecord,
 };
 
 /// Users by (tenant, user id).
@@ -319,24 +319,6 @@ fn put_fenced<'k, K: redb::Key + 'static>(
             .map_err(|e| storage_error(ctx, e))?;
     }
     Ok(())
-}
-
-/// Display of a history row's key for error messages (formatted only when one is needed).
-struct HistoryLabel<'a>(&'a UserKey, u64);
-
-impl std::fmt::Display for HistoryLabel<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&super::history_label(self.0, self.1))
-    }
-}
-
-/// Display of a (tenant, user) key for error messages.
-struct UserLabel<'a>(&'a str, &'a str);
-
-impl std::fmt::Display for UserLabel<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "user {}/{}", self.0, self.1)
-    }
 }
 
 fn apply_batch(inner: &Inner, batch: &BatchWrite) -> Result<(), StoreError> {

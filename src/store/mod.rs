@@ -133,12 +133,12 @@ impl BatchWrite {
             users: self
                 .users
                 .iter()
-                .map(|(key, record)| codec::encode(user_label(key), record))
+                .map(|(key, record)| codec::encode(UserLabel::of(key), record))
                 .collect::<Result<_, _>>()?,
             history: self
                 .history
                 .iter()
-                .map(|(key, entry)| codec::encode(history_label(key, entry.seq), entry))
+                .map(|(key, entry)| codec::encode(HistoryLabel(key, entry.seq), entry))
                 .collect::<Result<_, _>>()?,
         };
         Ok(())
@@ -147,7 +147,9 @@ impl BatchWrite {
     /// Each user row with its serialized record (encoded now unless [`BatchWrite::encode`]
     /// did it).
     pub(crate) fn user_rows(&self) -> Result<Vec<(&UserKey, Payload<'_>)>, StoreError> {
-        let rows = serialized(&self.users, &self.encoded.users, |key, _| user_label(key))?;
+        let rows = serialized(&self.users, &self.encoded.users, |key, _| {
+            UserLabel::of(key)
+        })?;
         Ok(rows
             .into_iter()
             .map(|(key, _, bytes)| (key, bytes))
@@ -157,7 +159,7 @@ impl BatchWrite {
     /// Each history row, `(user, seq, serialized entry)`, like [`BatchWrite::user_rows`].
     pub(crate) fn history_rows(&self) -> Result<Vec<(&UserKey, u64, Payload<'_>)>, StoreError> {
         let rows = serialized(&self.history, &self.encoded.history, |key, entry| {
-            history_label(key, entry.seq)
+            HistoryLabel(key, entry.seq)
         })?;
         Ok(rows
             .into_iter()
@@ -168,10 +170,10 @@ impl BatchWrite {
 
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).
-fn serialized<'a, T: Serialize>(
+fn serialized<'a, T: Serialize, L: std::fmt::Display>(
     items: &'a [(UserKey, T)],
     encoded: &'a [Vec<u8>],
-    label: impl Fn(&UserKey, &T) -> String,
+    label: impl Fn(&'a UserKey, &'a T) -> L,
 ) -> Result<Vec<(&'a UserKey, &'a T, Payload<'a>)>, StoreError> {
     let ready = encoded.len() == items.len();
     items
@@ -191,14 +193,29 @@ fn serialized<'a, T: Serialize>(
 /// A row's serialized value: borrowed when encoded ahead, owned when encoded on the spot.
 pub(crate) type Payload<'a> = std::borrow::Cow<'a, [u8]>;
 
-/// How a user row is named in errors.
-pub(crate) fn user_label(key: &UserKey) -> String {
-    format!("user {}/{}", key.tenant, key.user_id)
+/// How a user row is named in errors. A `Display` rather than a `String` so that naming a
+/// row costs nothing until an error is actually reported (rows are named on the hot path).
+pub(crate) struct UserLabel<'a>(pub &'a str, pub &'a str);
+
+impl<'a> UserLabel<'a> {
+    pub(crate) fn of(key: &'a UserKey) -> Self {
+        UserLabel(&key.tenant, &key.user_id)
+    }
 }
 
-/// How a history row is named in errors.
-pub(crate) fn history_label(key: &UserKey, seq: u64) -> String {
-    format!("history {}/{}#{seq}", key.tenant, key.user_id)
+impl std::fmt::Display for UserLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "user {}/{}", self.0, self.1)
+    }
+}
+
+/// How a history row is named in errors, like [`UserLabel`].
+pub(crate) struct HistoryLabel<'a>(pub &'a UserKey, pub u64);
+
+impl std::fmt::Display for HistoryLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "history {}/{}#{}", self.0.tenant, self.0.user_id, self.1)
+    }
 }
 
 /// A partition's outbox as it replaces the stored one.

@@ -700,7 +700,7 @@ fn group_index<K: std::hash::Hash + Eq, T>(
     })
 }
 
-fn to_bigint(what: &str, n: u64) -> Result<i64, StoreError> {
+fn to_bigint(what: &dyn std::fmt::Display, n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Corrupt {
         key: what.to_string(),
         reason: format!("{n} does not fit a CQL bigint"),
@@ -792,7 +792,7 @@ impl StateStore for ScyllaStore {
         }
         let history_rows = batch.history_rows()?;
         for (key, seq, entry) in last_wins(&history_rows, |(k, seq, _)| (*k, *seq)) {
-            let what = super::history_label(key, *seq);
+            let what = super::HistoryLabel(key, *seq);
             let row = BatchRow::History(&key.tenant, &key.user_id, to_bigint(&what, *seq)?, entry);
             let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
             groups[g].push((&st.put_history, row));
