@@ -1,4 +1,4 @@
-//! The evaluator alone: actions/s on one core with 100 active challenges (DESIGN §6).
+//! The evaluator alone: actions/s on one core with 100 active challenges (targets in docs/benchmarks.md).
 //!
 //! The catalog has 100 challenges over 50 sum triggers (two triggers AND-ed per challenge,
 //! so each action advances about four challenges), 10,000 users, and every action's trigger is
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // The hot state's serialized size for a user with 10 active challenges (DESIGN §6: ≤ 1 KiB).
+    // The hot state's serialized size for a user with 10 active challenges (target: ≤ 1 KiB, docs/benchmarks.md).
     let mut state = UserState::default();
     let ctx = Context {
         source: &source,

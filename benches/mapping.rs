@@ -1,4 +1,4 @@
-//! Mapping + JSON decode: records/s on one core for a ~150-byte action (DESIGN §6).
+//! Mapping + JSON decode: records/s on one core for a ~150-byte action (targets in docs/benchmarks.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use questline::core::decode;

@@ -1,4 +1,4 @@
-//! State store benchmarks: per-batch write rate and point-read rate (issue 4, DESIGN §3).
+//! State store benchmarks: per-batch write rate and point-read rate (docs/design.md, "Stores").
 //!
 //! A batch is what the worker persists per poll: `BATCH` user records (a realistic user: 10
 //! challenges with progress, balances, a milestone, a pending request, a two-partition

@@ -1,4 +1,4 @@
-//! End-to-end benchmark against a real Kafka-protocol broker (DESIGN §6): the rate at which
+//! End-to-end benchmark against a real Kafka-protocol broker (targets in docs/benchmarks.md): the rate at which
 //! the broker can be produced to and consumed raw by librdkafka, the rate of the real
 //! `questline run` worker on the same broker, the produce-to-event latency at half that rate,
 //! and the worker's peak memory.
@@ -1265,7 +1265,7 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         loadavg()
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "| what | figure | target (DESIGN §6) |");
+    let _ = writeln!(s, "| what | figure | target |");
     let _ = writeln!(s, "|---|---|---|");
     let _ = writeln!(
         s,

@@ -1,6 +1,6 @@
 //! Settings: embedded defaults → the `--config` TOML file → `QUESTLINE__…` environment.
 //!
-//! Keys and defaults are CONTRACT.md's. Unknown keys are an error; a bad file fails at
+//! Keys and defaults are documented in docs/configuration.md. Unknown keys are an error; a bad file fails at
 //! startup with its path and line (the file is checked with `toml` first, which knows
 //! lines, then layered with the environment by the `config` crate).
 

@@ -1,4 +1,4 @@
-//! The worker loop and the commit protocol (DESIGN §2) under faults, on the in-process log:
+//! The worker loop and the commit protocol (docs/design.md, "Commit protocol") under faults, on the in-process log:
 //! an unavailable store, a crash between publishing and committing (duplicate delivery), a
 //! crash between writing and publishing, a rebalance, a cache smaller than a batch, and a
 //! zombie partition owner.

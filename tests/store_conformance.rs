@@ -600,7 +600,7 @@ async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
 /// The record is written whole: the watermark advances as written (not merged). The outbox
 /// is written with the state and each write replaces it whole, whatever its size: a shorter
 /// outbox after a longer one (several chunks on CQL) reads back as itself, never as a mix
-/// (DESIGN §2 steps 3–4).
+/// (docs/design.md, commit protocol steps 3–4).
 async fn watermark_and_outbox<S: StateStore>(store: &S) {
     let owner = "group-a/p3";
     assert_eq!(store.load_outbox(owner).await.unwrap(), None);

@@ -1,4 +1,4 @@
-//! The command line (CONTRACT.md "Command line"): one module per command.
+//! The command line (docs/cli.md): one module per command.
 //!
 //! Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 

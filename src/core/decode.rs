@@ -1,6 +1,6 @@
 //! Record bytes → a resolved action, or the reason it goes to the dead-letter topic.
 //!
-//! This is step 1 of the commit protocol (DESIGN §2): everything that can be wrong with a
+//! This is step 1 of the commit protocol (docs/design.md, "Commit protocol"): everything that can be wrong with a
 //! record is found here, before any state is touched, so a bad record never stops its
 //! partition.
 

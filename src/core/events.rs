@@ -1,7 +1,7 @@
 //! Output events: what downstream services consume, one JSON object per Kafka record.
 //!
 //! The envelope is common to every type; the body is tagged by `type`. Field names and
-//! meanings are the product contract (CONTRACT.md "Output events") and each type has a JSON
+//! meanings are the product contract (docs/events.md) and each type has a JSON
 //! Schema in `schemas/`. Events are also what the outbox stores, so they round-trip through
 //! serde exactly.
 

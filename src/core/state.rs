@@ -1,6 +1,6 @@
 //! Per-user state: the only thing the user-stage evaluator reads and writes.
 //!
-//! Kept compact on purpose (DESIGN §6: a user's hot state in ≤ 1 KiB for 10 active
+//! Kept compact on purpose (target: a user's hot state in ≤ 1 KiB for 10 active
 //! challenges): only challenges the user has touched are present, triggers are small
 //! vectors, and history lives in the store, not here.
 

@@ -1,6 +1,6 @@
 //! `POST /api/v1/Integration/AddAction`: validate an action and put it in the commands log.
 //!
-//! The sidecar never evaluates or writes state (DESIGN §1): it checks the body with the very
+//! The sidecar never evaluates or writes state (docs/design.md, "Data flow"): it checks the body with the very
 //! mapping code the worker uses for native records ([`Mapping::native`]), resolves the
 //! trigger against the catalog, and submits [`Command::AddAction`]. The seed's success body
 //! is sent only after the sink returned, i.e. once the command is durably in the log; the

@@ -1,6 +1,6 @@
 //! The HTTP sidecar (axum): progress, AddAction, balances, history, claims and operations.
 //!
-//! A thin adapter, by design (DESIGN §1): queries read the store's read models and render
+//! A thin adapter, by design (docs/design.md, "Data flow"): queries read the store's read models and render
 //! them with the pure [`crate::core::view`]; actions and claims are validated and *submitted*
 //! to the commands log through a [`CommandSink`] — the sidecar never writes state, so the
 //! worker stays the single writer of every user and the sidecar can be scaled or restarted

@@ -1,4 +1,4 @@
-//! Commands: what the sidecar produces to the commands topic (CONTRACT.md: "the sidecar never
+//! Commands: what the sidecar produces to the commands topic (docs/design.md: "the sidecar never
 //! writes state: a direct action or a claim is produced to a topic, keyed by user, and
 //! evaluated like any other action").
 

@@ -4,7 +4,7 @@
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
-//! - [`worker`]: the loop and the commit protocol (DESIGN §2).
+//! - [`worker`]: the loop and the commit protocol (docs/design.md, "Commit protocol").
 
 pub mod commands;
 pub mod input;

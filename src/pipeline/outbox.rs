@@ -1,5 +1,5 @@
 //! The partition outbox: the records a partition's last batch produced, stored in the same
-//! write as the batch's state and published after it (DESIGN §2 steps 3–4).
+//! write as the batch's state and published after it (docs/design.md, commit protocol steps 3–4).
 //!
 //! # Why one outbox per partition, replaced by every batch
 //!

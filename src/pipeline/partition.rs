@@ -1,5 +1,5 @@
 //! One partition's share of the work: its users' and resources' state, and the evaluation of
-//! one batch of its records (DESIGN §2 steps 2–3 and the material for 4).
+//! one batch of its records (docs/design.md, commit protocol steps 2–3 and the material for 4).
 //!
 //! A worker owns partition number `p` of every input topic together (the topics are
 //! co-partitioned by user key, and the range assignor hands the same numbers of every topic

@@ -1,5 +1,5 @@
 //! The worker loop: poll → evaluate → persist → publish → commit, batch by batch
-//! (DESIGN §2). Generic over the log and the store, so the Kafka worker, `demo` and the tests
+//! (docs/design.md, "Commit protocol"). Generic over the log and the store, so the Kafka worker, `demo` and the tests
 //! run the same loop.
 //!
 //! # Pipelining

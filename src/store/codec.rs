@@ -18,7 +18,7 @@ use super::StoreError;
 /// `#[serde(flatten)]`, internally tagged enums (`#[serde(tag = "type")]`) and lenient decimal
 /// fields, all of which need a self-describing format (`deserialize_any`); postcard and bincode
 /// cannot read them back. JSON also keeps stored rows readable with `cqlsh` and redb tooling,
-/// and a user's hot state is small (DESIGN §6), so the size cost is modest.
+/// and a user's hot state is small (targets in docs/benchmarks.md), so the size cost is modest.
 pub(crate) fn encode<T: Serialize>(key: impl Display, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),

@@ -23,7 +23,7 @@
 //!   and a checksummed commit slot; there is no write-ahead log, no segment or manifest files
 //!   and no background compaction threads to manage, size or shut down cleanly.
 //! - **Durable by default.** A commit at [`Durability::Immediate`] has been fsynced when
-//!   `commit()` returns. The commit protocol (DESIGN §2) stores offsets only after the state
+//!   `commit()` returns. The commit protocol (docs/design.md, "Commit protocol") stores offsets only after the state
 //!   is persisted, so "returned" must mean "on disk". fjall's default persist mode leaves
 //!   writes in OS buffers until an explicit sync.
 //! - **MVCC readers.** Read transactions see a consistent snapshot and never block the single

@@ -36,7 +36,7 @@ impl UserKey {
 }
 
 /// Per input partition (`"topic:partition"`), the highest offset already applied. A record
-/// at or below it is a redelivery and is skipped (DESIGN §2 step 2).
+/// at or below it is a redelivery and is skipped (docs/design.md, commit protocol step 2).
 pub type Watermark = BTreeMap<String, i64>;
 
 /// Everything stored for one user, written as one unit.

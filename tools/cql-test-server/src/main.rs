@@ -4,7 +4,7 @@
 //! there is no ScyllaDB or Cassandra. `kassandra` is a library only, so this binary gives it a
 //! socket: it reads native-protocol v4 frames, answers the handshake itself (STARTUP, OPTIONS,
 //! REGISTER) and hands QUERY, PREPARE, EXECUTE and BATCH to one shared [`KassandraSession`].
-//! See `../shared/TEST-SERVERS.md` for what kassandra does and does not support.
+//! docs/testing.md says what kassandra does and does not support.
 //!
 //! Usage: `cql-test-server [--listen 127.0.0.1:PORT]` (default `127.0.0.1:0`). The first line on
 //! stdout is always `listening on ADDR` with the bound address, so PORT may be 0.
