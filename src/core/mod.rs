@@ -14,5 +14,7 @@ pub mod ids;
 pub mod inventory;
 pub mod mapping;
 pub mod model;
+pub mod records;
 pub mod state;
+pub mod step;
 pub mod view;
