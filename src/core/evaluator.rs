@@ -4,7 +4,7 @@
 //! `demo` and the tests all call [`evaluate`], which is why a replay reproduces the worker's
 //! output byte for byte and a crash can be recovered by evaluating again.
 //!
-//! Semantics (the README's "Evaluation" section says the same for users):
+//! Semantics (docs/catalog.md, "How challenges are evaluated", says the same for users):
 //! - a sum trigger accumulates values, never below zero; a match trigger is met by one
 //!   action whose value satisfies its comparator against the target;
 //! - inside a group, and between groups, triggers are joined in `order` by their operator,
