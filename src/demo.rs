@@ -336,6 +336,18 @@ pub fn summary(event: &Event, catalog: &Catalog) -> String {
             reason,
             ..
         } => format!("{reward_type}: {reason:?}").to_lowercase(),
+        EventBody::RewardExpired {
+            reward_type,
+            amount,
+            code,
+            ..
+        } => match code {
+            Some(code) => format!("{reward_type} code {code} expired"),
+            None => format!(
+                "{} {reward_type} expired",
+                amount.unwrap_or_default().normalize()
+            ),
+        },
         EventBody::ClaimCompleted {
             claim_id, items, ..
         } => format!("claim {claim_id}: {} items", items.len()),

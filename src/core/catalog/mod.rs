@@ -30,6 +30,9 @@ pub struct TenantCatalog {
     pub categories: Vec<Category>,
     pub triggers: Vec<TriggerDef>,
     pub challenges: Vec<Challenge>,
+    /// How late an action's event time may be and still count toward a challenge that closed
+    /// since (see `core::limits::default_allowed_lateness`).
+    pub allowed_lateness: chrono::Duration,
     trigger_by_id: FxHashMap<u32, usize>,
     triggers_by_key: FxHashMap<String, Vec<usize>>,
     challenges_by_trigger: FxHashMap<u32, Vec<usize>>,
@@ -93,6 +96,7 @@ impl TenantCatalog {
     pub(crate) fn new(tenant: String) -> Self {
         TenantCatalog {
             tenant,
+            allowed_lateness: super::limits::default_allowed_lateness(),
             ..Default::default()
         }
     }
