@@ -83,8 +83,7 @@ struct MemorySink {
 #[async_trait]
 impl CommandSink for MemorySink {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
-        let payload =
-            serde_json::to_vec(command).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let payload = serde_json::to_vec(command).map_err(SubmitError::Encode)?;
         self.log.append(&self.topic, command.user_id(), payload);
         Ok(())
     }

@@ -267,10 +267,8 @@ impl Partition {
         let mut carried = Vec::new();
         if !self.outbox_loaded {
             if let Some(bytes) = store.load_outbox(&self.outbox_owner).await? {
-                carried = outbox::decode(&bytes).map_err(|reason| StoreError::Corrupt {
-                    key: format!("outbox {}", self.outbox_owner),
-                    reason,
-                })?;
+                carried = outbox::decode(&bytes)
+                    .map_err(|e| StoreError::corrupt(format!("outbox {}", self.outbox_owner), e))?;
                 carried.retain(|entry| self.unpublished(entry));
                 if !carried.is_empty() {
                     tracing::info!(
