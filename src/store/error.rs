@@ -228,6 +228,12 @@ pub enum ConfigError {
     NoContactPoints,
     #[error("unknown consistency level {value:?} (expected e.g. LOCAL_QUORUM, QUORUM, ONE)")]
     Consistency { value: String },
+    #[error(
+        "keyspace '{keyspace}' uses tablets, where ScyllaDB rejects the lightweight transaction \
+         that claims a partition; recreate it with tablets = {{'enabled': false}} \
+         (docs/operations.md, \"ScyllaDB keyspace: tablets off\")"
+    )]
+    Tablets { keyspace: String },
 }
 
 impl StoreError {

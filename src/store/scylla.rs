@@ -38,7 +38,7 @@ use futures::{StreamExt, TryStreamExt};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{ExecutionError, IntoRowsResultError};
+use scylla::errors::{DbError, ExecutionError, IntoRowsResultError, RequestAttemptError};
 use scylla::policies::retry::DefaultRetryPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::response::PagingState;
@@ -259,9 +259,12 @@ impl ScyllaStore {
         let Some((first, later)) = MIGRATIONS.split_first() else {
             return Ok(Vec::new());
         };
-        // The first file creates the keyspace and the ledger itself; all IF NOT EXISTS.
+        self.create_keyspace_without_tablets().await?;
+        // The first file creates the keyspace (unless it exists now) and the ledger itself;
+        // all IF NOT EXISTS.
         self.run_ddl(first.statements(ks, &self.replication))
             .await?;
+        self.refuse_tablets().await?;
         let mut applied = Vec::new();
         let get = self
             .prepare(format!(
@@ -306,6 +309,62 @@ impl ScyllaStore {
             applied.push(migration.name.to_string());
         }
         Ok(applied)
+    }
+
+    /// Creates the keyspace with tablets disabled, where the server knows the option.
+    ///
+    /// ScyllaDB 6 gives new NetworkTopologyStrategy keyspaces tablets by default and rejects
+    /// lightweight transactions in them ("LWT is not yet supported with tablets"); the
+    /// partition claim is one. Servers without the option (Cassandra, the CQL test server)
+    /// reject the statement as invalid, and 001_keyspace.cql then creates the keyspace.
+    async fn create_keyspace_without_tablets(&self) -> Result<(), StoreError> {
+        let cql = format!(
+            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {} AND tablets = {{'enabled': false}}",
+            self.keyspace, self.replication
+        );
+        match self.session.query_unpaged(cql.as_str(), ()).await {
+            Ok(_) => Ok(()),
+            Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::SyntaxError | DbError::Invalid | DbError::ConfigError,
+                message,
+            ))) => {
+                tracing::debug!(%message, "the CQL server has no tablets option; keyspace created without it");
+                Ok(())
+            }
+            Err(source) => Err(StoreError::Schema {
+                statement: cql,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Fails `migrate` on a keyspace that uses tablets (one created beforehand, or on a
+    /// cluster that enforces tablets), where every partition claim would fail.
+    async fn refuse_tablets(&self) -> Result<(), StoreError> {
+        let rows = match self
+            .session
+            .query_unpaged(
+                "SELECT initial_tablets FROM system_schema.scylla_keyspaces WHERE keyspace_name = ?",
+                (self.keyspace.as_str(),),
+            )
+            .await
+        {
+            Ok(result) => result,
+            // Not ScyllaDB (no such table): no tablets either.
+            Err(_) => return Ok(()),
+        };
+        let tablets = rows
+            .into_rows_result()
+            .ok()
+            .and_then(|r| r.maybe_first_row::<(Option<i32>,)>().ok().flatten())
+            .is_some_and(|(initial,)| initial.is_some());
+        if tablets {
+            return Err(ConfigError::Tablets {
+                keyspace: self.keyspace.clone(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     async fn run_ddl(&self, statements: Vec<String>) -> Result<(), StoreError> {
