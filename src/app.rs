@@ -5,14 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use crate::cli::Failure;
 use crate::core::catalog::Catalog;
 use crate::core::mapping::Mapping;
+use crate::failure::Failure;
 use crate::files;
 use crate::http::{self, AppState};
 use crate::kafka::{self, KafkaCommandSink, KafkaLog};
 use crate::pipeline::input::Inputs;
 use crate::pipeline::worker::Worker;
+use crate::readiness::Readiness;
 use crate::settings::{Settings, StoreKind};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::scylla::{parse_consistency, ScyllaOptions, ScyllaStore};
@@ -79,15 +80,18 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// The sidecar's state, with image URLs as configured.
+/// The sidecar's state, with image URLs as configured and the process's readiness: the one
+/// way every command (`serve`, `run --serve`, `demo`) builds it, so they answer alike.
 pub fn app_state(
     catalog: Arc<Catalog>,
     store: Arc<dyn StateStore>,
     commands: Arc<dyn crate::pipeline::commands::CommandSink>,
     settings: &Settings,
+    readiness: Readiness,
 ) -> Result<AppState, Failure> {
     use crate::http::images::{BucketConfig, ImageUrls, Presigner};
     let mut state = AppState::new(catalog, store, commands, settings.http.clone());
+    state.ready = readiness;
     let images = &settings.http.images;
     state.images = match (&images.s3, &images.base_url) {
         (Some(s3), _) => ImageUrls::Presigned(Box::new(
@@ -136,7 +140,13 @@ pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
     let store = open_store(&settings).await?;
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let state = app_state(catalog, store, Arc::new(sink), &settings)?;
+    let state = app_state(
+        catalog,
+        store,
+        Arc::new(sink),
+        &settings,
+        Readiness::default(),
+    )?;
     let listener = bind(&settings.http.listen).await?;
     let shutdown = shutdown_signal();
     http::serve(listener, state, wait_for(shutdown))
@@ -169,12 +179,14 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     let shutdown = shutdown_signal();
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let state = AppState::new(
+    let readiness = Readiness::default();
+    let state = app_state(
         Arc::clone(&catalog),
         Arc::clone(&store),
         Arc::new(sink),
-        settings.http.clone(),
-    );
+        &settings,
+        readiness.clone(),
+    )?;
     let listener = bind(&settings.http.listen).await?;
     let app = if serve {
         http::router(state)
@@ -198,7 +210,8 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         settings.pipeline.clone(),
         settings.kafka.group_id.clone(),
         shutdown,
-    );
+    )
+    .with_readiness(readiness);
     let result = worker.run().await;
     log.close().await;
     let _ = server.await;
@@ -226,4 +239,89 @@ pub async fn migrate(settings: Settings) -> Result<(), Failure> {
 /// Loads settings for a command taking `--config`.
 pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
     Settings::load(config).map_err(|e| Failure::Config(e.to_string()))
+}
+
+/// `questline demo`: the worker on the in-process log and an embedded store in a temporary
+/// directory, fed the example actions; then the sidecar, built like `serve`'s, until Ctrl-C.
+pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
+    use crate::demo::{self, Examples};
+    use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
+    let settings = Settings::default();
+    let examples = Examples::load(&args)?;
+    let temp = tempfile::Builder::new()
+        .prefix("questline-demo-")
+        .tempdir()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let data = args
+        .data
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let store: Arc<dyn StateStore> =
+        Arc::new(EmbeddedStore::open(&data).map_err(|e| Failure::Runtime(e.into()))?);
+    let log = MemoryLog::new(4);
+    let inputs = Inputs::new(
+        Arc::clone(&examples.catalog),
+        &examples.mappings,
+        &settings.topics,
+    );
+    log.subscribe(&inputs.topics());
+    let readiness = Readiness::default();
+    let (stop_worker, worker_stopped) = watch::channel(false);
+    let worker = Worker::new(
+        Arc::clone(&log),
+        Arc::clone(&store),
+        inputs.clone(),
+        settings.topics.clone(),
+        settings.pipeline.clone(),
+        "demo".into(),
+        worker_stopped,
+    )
+    .with_readiness(readiness.clone());
+    let worker = tokio::spawn(worker.run());
+    let printer = tokio::spawn(demo::print_events(
+        Arc::clone(&log),
+        settings.clone(),
+        Arc::clone(&examples.catalog),
+        args.json,
+    ));
+    let (fed, seed_topic) = examples.feed(&log);
+    eprintln!(
+        "questline demo: fed {fed} example actions to '{seed_topic}' (store: {})",
+        data.display()
+    );
+    demo::wait_until_drained(&log, &inputs.topics()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    if !args.no_serve {
+        let listener = bind(&args.listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        let sink = MemoryCommandSink {
+            log: Arc::clone(&log),
+            topic: settings.topics.commands.clone(),
+        };
+        let state = app_state(
+            Arc::clone(&examples.catalog),
+            Arc::clone(&store),
+            Arc::new(sink),
+            &settings,
+            readiness,
+        )?;
+        demo::print_try_it(addr);
+        http::serve(listener, state, wait_for(shutdown_signal()))
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+    }
+    let _ = stop_worker.send(true);
+    let totals = worker
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    printer.abort();
+    eprintln!(
+        "questline demo: {} records, {} applied, {} dead letters, {} batches",
+        totals.records, totals.applied, totals.dead_letters, totals.batches
+    );
+    Ok(())
 }

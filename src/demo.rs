@@ -1,32 +1,26 @@
 //! `questline demo`: the whole engine in one process, on the embedded defaults.
 //!
-//! The same worker loop as production runs on the in-process log and the embedded store;
+//! This module holds what is the demo's own — the examples it feeds and how it prints — and
+//! `app::run_demo` wires it. The same worker loop as production runs on the in-process log
+//! and the embedded store;
 //! the example actions go in through the seed mapping, every output event is printed as it is
 //! published, and then the real sidecar serves the state until Ctrl-C. Nothing needs to be
 //! installed or running: the example catalog, mappings and actions are compiled in and used
 //! when the files are not found next to the working directory.
 
-use async_trait::async_trait;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
-use crate::cli::Failure;
 use crate::core::catalog::Catalog;
 use crate::core::events::{Event, EventBody};
 use crate::core::mapping::Mapping;
+use crate::failure::Failure;
 use crate::files;
-use crate::http::{self, AppState};
-use crate::pipeline::commands::{Command, CommandSink, SubmitError};
-use crate::pipeline::input::Inputs;
 use crate::pipeline::memory::MemoryLog;
-use crate::pipeline::worker::Worker;
 use crate::settings::Settings;
-use crate::store::embedded::EmbeddedStore;
-use crate::store::StateStore;
 
 const EMBEDDED_CATALOG: [(&str, &str); 3] = [
     (
@@ -74,21 +68,6 @@ pub struct DemoArgs {
     pub no_serve: bool,
 }
 
-/// The demo's command sink: commands go into the in-process log's commands topic.
-struct MemorySink {
-    log: Arc<MemoryLog>,
-    topic: String,
-}
-
-#[async_trait]
-impl CommandSink for MemorySink {
-    async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
-        let payload = serde_json::to_vec(command).map_err(SubmitError::Encode)?;
-        self.log.append(&self.topic, command.user_id(), payload);
-        Ok(())
-    }
-}
-
 fn load_catalog() -> Result<Catalog, Failure> {
     let dir = PathBuf::from("examples/catalog");
     if dir.is_dir() {
@@ -124,103 +103,48 @@ fn load_actions(path: Option<&PathBuf>) -> Result<String, Failure> {
     }
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), Failure> {
-    let settings = Settings::default();
-    let catalog = Arc::new(load_catalog()?);
-    let mappings = load_mappings()?;
-    let actions = load_actions(args.actions.as_ref())?;
-    let temp = tempfile::Builder::new()
-        .prefix("questline-demo-")
-        .tempdir()
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let store: Arc<dyn StateStore> =
-        Arc::new(EmbeddedStore::open(&data).map_err(|e| Failure::Runtime(e.into()))?);
-    let log = MemoryLog::new(4);
-    let inputs = Inputs::new(Arc::clone(&catalog), &mappings, &settings.topics);
-    log.subscribe(&inputs.topics());
-    let (stop_worker, worker_stopped) = watch::channel(false);
-    let worker = Worker::new(
-        Arc::clone(&log),
-        Arc::clone(&store),
-        inputs.clone(),
-        settings.topics.clone(),
-        settings.pipeline.clone(),
-        "demo".into(),
-        worker_stopped,
-    );
-    let worker = tokio::spawn(worker.run());
-    let printer = tokio::spawn(print_events(
-        Arc::clone(&log),
-        settings.clone(),
-        Arc::clone(&catalog),
-        args.json,
-    ));
+/// What the demo runs on: the example catalog, mappings and actions (files next to the
+/// working directory, else the copies compiled in).
+pub struct Examples {
+    pub catalog: Arc<Catalog>,
+    pub mappings: Vec<Mapping>,
+    pub actions: String,
+}
 
-    let seed_topic = mappings
-        .iter()
-        .find(|m| m.name == "seed")
-        .and_then(|m| m.topics.first().cloned())
-        .unwrap_or_else(|| "questline.actions".into());
-    let mut fed = 0;
-    for line in actions.lines().filter(|l| !l.trim().is_empty()) {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("userId").and_then(|u| u.as_str().map(str::to_string)))
-            .unwrap_or_default();
-        log.append(&seed_topic, &key, line.as_bytes().to_vec());
-        fed += 1;
-    }
-    eprintln!(
-        "questline demo: fed {fed} example actions to '{seed_topic}' (store: {})",
-        data.display()
-    );
-    wait_until_drained(&log, &inputs.topics()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    if !args.no_serve {
-        let listener = crate::app::bind(&args.listen).await?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Failure::Runtime(e.into()))?;
-        let sink = MemorySink {
-            log: Arc::clone(&log),
-            topic: settings.topics.commands.clone(),
-        };
-        let state = AppState::new(
-            Arc::clone(&catalog),
-            Arc::clone(&store),
-            Arc::new(sink),
-            settings.http.clone(),
-        );
-        print_try_it(addr);
-        let shutdown = crate::app::shutdown_signal();
-        http::serve(listener, state, async move {
-            let mut rx = shutdown;
-            let _ = rx.wait_for(|s| *s).await;
+impl Examples {
+    pub fn load(args: &DemoArgs) -> Result<Self, Failure> {
+        Ok(Examples {
+            catalog: Arc::new(load_catalog()?),
+            mappings: load_mappings()?,
+            actions: load_actions(args.actions.as_ref())?,
         })
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
     }
-    let _ = stop_worker.send(true);
-    let totals = worker
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    printer.abort();
-    eprintln!(
-        "questline demo: {} records, {} applied, {} dead letters, {} batches",
-        totals.records, totals.applied, totals.dead_letters, totals.batches
-    );
-    Ok(())
+
+    /// Appends the example actions to the seed mapping's topic, as a producer would (keyed
+    /// by user); returns how many and the topic.
+    pub fn feed(&self, log: &MemoryLog) -> (usize, String) {
+        let seed_topic = self
+            .mappings
+            .iter()
+            .find(|m| m.name == "seed")
+            .and_then(|m| m.topics.first().cloned())
+            .unwrap_or_else(|| "questline.actions".into());
+        let mut fed = 0;
+        for line in self.actions.lines().filter(|l| !l.trim().is_empty()) {
+            let key = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("userId").and_then(|u| u.as_str().map(str::to_string)))
+                .unwrap_or_default();
+            log.append(&seed_topic, &key, line.as_bytes().to_vec());
+            fed += 1;
+        }
+        (fed, seed_topic)
+    }
 }
 
 /// Waits until every record of every input topic is committed (and the inventory round trips
 /// they caused), or 10 s.
-async fn wait_until_drained(log: &MemoryLog, topics: &[String]) {
+pub async fn wait_until_drained(log: &MemoryLog, topics: &[String]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         let committed = log.committed();
@@ -239,7 +163,7 @@ async fn wait_until_drained(log: &MemoryLog, topics: &[String]) {
     }
 }
 
-fn print_try_it(addr: std::net::SocketAddr) {
+pub fn print_try_it(addr: std::net::SocketAddr) {
     println!();
     println!("The sidecar is serving on http://{addr} (Ctrl-C to stop). Try:");
     println!("  curl -s 'http://{addr}/api/v1/Challenges/GetProgressChallengesInfoForUser?UserId=151631'");
@@ -250,7 +174,12 @@ fn print_try_it(addr: std::net::SocketAddr) {
     println!();
 }
 
-async fn print_events(log: Arc<MemoryLog>, settings: Settings, catalog: Arc<Catalog>, json: bool) {
+pub async fn print_events(
+    log: Arc<MemoryLog>,
+    settings: Settings,
+    catalog: Arc<Catalog>,
+    json: bool,
+) {
     let topics = [
         settings.topics.progress.clone(),
         settings.topics.rewards.clone(),

@@ -1,6 +1,6 @@
 //! `questline check`: validate configuration without running anything.
 
-use super::Failure;
+use crate::failure::Failure;
 use crate::files;
 use clap::Args;
 use std::path::PathBuf;

@@ -50,25 +50,7 @@ pub struct RunArgs {
     pub serve: bool,
 }
 
-/// How a command ended, mapped to the process exit code by `main`.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// Bad usage or configuration: exit 2.
-    #[error("{0}")]
-    Config(String),
-    /// Failed while running: exit 1.
-    #[error(transparent)]
-    Runtime(#[from] anyhow::Error),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Failure::Config(_) => 2,
-            Failure::Runtime(_) => 1,
-        }
-    }
-}
+pub use crate::failure::Failure;
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -85,7 +67,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo(args) => {
             crate::telemetry::init_tracing_at("warn");
-            runtime()?.block_on(crate::demo::run(args))
+            runtime()?.block_on(crate::app::run_demo(args))
         }
         Command::Migrate(args) => {
             let settings = crate::app::settings_from(args.config.as_deref())?;

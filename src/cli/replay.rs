@@ -10,13 +10,13 @@
 //! timestamp are the source and the record time, so the events and their ids are the ones the
 //! worker emits for the same records.
 
-use super::Failure;
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Rejection};
 use crate::core::engine::{Engine, Internal};
 use crate::core::events::Event;
 use crate::core::mapping::Mapping;
 use crate::core::model::{SourceRef, DEFAULT_TENANT};
+use crate::failure::Failure;
 use crate::files;
 use crate::pipeline::input::{Input, Inputs};
 use crate::pipeline::log::InRecord;

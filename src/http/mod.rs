@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -120,27 +120,8 @@ impl AppState {
     }
 }
 
-/// A readiness flag shared with the rest of the process; ready unless told otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<RwLock<Option<String>>>);
-
-impl Readiness {
-    pub fn set_ready(&self) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    /// Marks the process not ready; `/readyz` answers 503 with `reason`.
-    pub fn set_not_ready(&self, reason: impl Into<String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
-    }
-
-    pub fn check(&self) -> Result<(), String> {
-        match &*self.0.read().unwrap_or_else(|p| p.into_inner()) {
-            None => Ok(()),
-            Some(reason) => Err(reason.clone()),
-        }
-    }
-}
+/// The process-wide readiness handle `/readyz` reports.
+pub use crate::readiness::Readiness;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -273,6 +273,25 @@ impl Log for MemoryLog {
     }
 }
 
+/// Commands go into the in-process log's commands topic (the demo's and the tests' sidecar),
+/// keyed by user like the Kafka sink's.
+pub struct MemoryCommandSink {
+    pub log: Arc<MemoryLog>,
+    pub topic: String,
+}
+
+#[async_trait]
+impl super::commands::CommandSink for MemoryCommandSink {
+    async fn submit(
+        &self,
+        command: &super::commands::Command,
+    ) -> Result<(), super::commands::SubmitError> {
+        let payload = serde_json::to_vec(command).map_err(super::commands::SubmitError::Encode)?;
+        self.log.append(&self.topic, command.user_id(), payload);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

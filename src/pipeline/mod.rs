@@ -4,7 +4,8 @@
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
-//! - [`worker`]: the loop and the commit protocol (docs/design.md, "Commit protocol").
+//! - [`protocol`]: the commit protocol's decisions (retry, pause, stop, abandon), pure.
+//! - [`worker`]: the loop that does the protocol's IO (docs/design.md, "Commit protocol").
 
 pub mod commands;
 pub mod input;
@@ -12,4 +13,5 @@ pub mod log;
 pub mod memory;
 pub mod outbox;
 pub mod partition;
+pub mod protocol;
 pub mod worker;

@@ -29,7 +29,9 @@ use tracing::Instrument;
 use super::input::Inputs;
 use super::log::{InRecord, Log, LogError, Rebalance};
 use super::partition::{Batch, Partition, Stats};
+use super::protocol::{self, AfterFailure, AfterWait, Redo};
 use crate::error::ErrorClass;
+use crate::readiness::{Condition, Readiness};
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::metrics;
@@ -43,6 +45,42 @@ pub enum WorkerError {
     Log(#[from] LogError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A batch failed in a way no retry can mend (see `protocol`).
+    #[error("batch failed: {0}")]
+    Batch(#[from] BatchError),
+}
+
+/// Why a batch could not be processed, by the stage that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("taking partition {partition}: {source}")]
+    Take {
+        partition: i32,
+        #[source]
+        source: StoreError,
+    },
+    #[error("loading state: {0}")]
+    Load(#[source] StoreError),
+    #[error("persisting: {0}")]
+    Write(#[source] StoreError),
+    #[error("publishing: {0}")]
+    Publish(#[source] LogError),
+    #[error("committing: {0}")]
+    Commit(#[source] LogError),
+    #[error("the batch task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl BatchError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BatchError::Take { source, .. }
+            | BatchError::Load(source)
+            | BatchError::Write(source) => source.class(),
+            BatchError::Publish(e) | BatchError::Commit(e) => e.class(),
+            BatchError::Task(_) => ErrorClass::Fatal,
+        }
+    }
 }
 
 /// Totals since start, for `demo`, tests and the closing log line.
@@ -70,6 +108,8 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     shutdown: watch::Receiver<bool>,
     /// The batch evaluated last, waiting for the next poll to start its finishing.
     pending: Option<Evaluated>,
+    /// What `/readyz` reports: not ready before the first assignment or while paused.
+    readiness: Readiness,
 }
 
 enum Attempt {
@@ -82,7 +122,7 @@ enum Attempt {
 type Work = BTreeMap<i32, Vec<InRecord>>;
 
 /// A batch being persisted, published and committed; its batches come back on success.
-type FinishTask = tokio::task::JoinHandle<Result<Vec<(i32, Batch)>, String>>;
+type FinishTask = tokio::task::JoinHandle<Result<Vec<(i32, Batch)>, BatchError>>;
 
 /// A batch evaluated (cache updated) but not yet persisted, published and committed.
 struct Evaluated {
@@ -123,7 +163,14 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             totals: Totals::default(),
             shutdown,
             pending: None,
+            readiness: Readiness::default(),
         }
+    }
+
+    /// Reports this worker's readiness through `readiness` (the process's shared handle).
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     pub fn totals(&self) -> &Totals {
@@ -136,6 +183,12 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
 
     /// Runs until shutdown is signalled; the batch in flight is finished and committed first.
     pub async fn run(mut self) -> Result<Totals, WorkerError> {
+        if self.owned.is_empty() {
+            self.readiness.set(
+                Condition::Assignment,
+                "waiting for the consumer group to assign partitions",
+            );
+        }
         while !self.stopping() {
             self.advance().await?;
         }
@@ -179,16 +232,16 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .await
         {
             Ok(r) => r,
-            Err(e) if e.class() != ErrorClass::Fatal => {
-                // librdkafka reports broker trouble as events on the consumer queue, one per
-                // failed connection attempt: each is drained after a short pause, not a growing
-                // backoff, or a backlog of them would outlast the outage itself.
+            Err(e) => {
+                let pause = Duration::from_millis(self.settings.retry_min_ms);
+                let Some(pause) = protocol::after_poll_failure(e.class(), pause) else {
+                    return Err(e.into());
+                };
                 tracing::warn!(error = %e, "poll failed; retrying");
                 self.settle().await?;
-                tokio::time::sleep(Duration::from_millis(self.settings.retry_min_ms)).await;
+                tokio::time::sleep(pause).await;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
         };
         // Ownership changes that came with this poll (librdkafka runs the rebalance callbacks
         // inside it) apply before its records: a partition revoked mid-poll is another
@@ -287,10 +340,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
 
     /// Waits for a finishing batch; on success its partitions learn the commit and its stats
     /// are counted. A failure is returned for the caller to redo the batch's records.
-    async fn finished(&mut self, task: FinishTask, started: Instant) -> Result<(), String> {
-        let batches = task
-            .await
-            .unwrap_or_else(|e| Err(format!("batch task failed: {e}")))?;
+    async fn finished(&mut self, task: FinishTask, started: Instant) -> Result<(), BatchError> {
+        let batches = task.await.unwrap_or_else(|e| Err(BatchError::Task(e)))?;
         self.settled(&batches, started);
         Ok(())
     }
@@ -328,9 +379,9 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         &mut self,
         work: Work,
         started: Instant,
-        reason: String,
+        error: BatchError,
     ) -> Result<(), WorkerError> {
-        match self.process_until_done(work, Some(reason)).await? {
+        match self.process_until_done(work, Some(error)).await? {
             Attempt::Done(batches) => self.settled(&batches, started),
             Attempt::Abandoned => {
                 tracing::info!("batch abandoned after a rebalance; the new owner replays it")
@@ -365,60 +416,70 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         }
     }
 
-    /// The sequential protocol, retried with pause and backoff until `work` is done or
-    /// abandoned (shutdown, or every partition revoked). `failed`: the first attempt already
-    /// failed for that reason (a pipelined batch), so it starts with the backoff.
+    /// The sequential protocol, retried until `work` is done or abandoned, as
+    /// [`protocol::Redo`] decides. `failed`: the first attempt already failed (a pipelined
+    /// batch), so it starts with the backoff.
     async fn process_until_done(
         &mut self,
         mut work: Work,
-        failed: Option<String>,
+        failed: Option<BatchError>,
     ) -> Result<Attempt, WorkerError> {
-        let mut backoff = Duration::from_millis(self.settings.retry_min_ms);
-        let max = Duration::from_millis(self.settings.retry_max_ms);
-        let mut paused = false;
+        let mut redo = Redo::new(
+            Duration::from_millis(self.settings.retry_min_ms),
+            Duration::from_millis(self.settings.retry_max_ms),
+        );
         let mut failure = failed;
         loop {
-            if let Some(reason) = failure.take() {
+            if let Some(error) = failure.take() {
+                let AfterFailure::Redo { wait, pause } = redo.failed(error.class()) else {
+                    tracing::error!(%error, class = error.class().as_str(), "batch failed; stopping");
+                    return Err(error.into());
+                };
                 self.totals.retries += 1;
-                tracing::warn!(%reason, backoff_ms = backoff.as_millis() as u64, "batch failed; pausing and retrying");
+                tracing::warn!(%error, backoff_ms = wait.as_millis() as u64, "batch failed; pausing and retrying");
                 for p in work.keys() {
                     if let Some(partition) = self.partitions.get_mut(p) {
                         partition.reset();
                     }
                 }
-                if !paused {
+                if pause {
                     self.log.set_paused(true)?;
-                    paused = true;
+                    self.readiness.set(
+                        Condition::Paused,
+                        format!("partitions paused while a failed batch is retried: {error}"),
+                    );
                 }
-                if self.wait_or_stop(backoff).await {
-                    // Shutting down mid-retry: nothing of this batch was committed; it is
-                    // replayed on restart.
-                    return Ok(Attempt::Abandoned);
-                }
-                backoff = (backoff * 2).min(max);
-                // Keep the group membership alive while paused, and notice revocations.
-                if let Err(e) = self
-                    .log
-                    .poll_batch(0, Duration::ZERO, Duration::from_millis(1))
-                    .await
-                {
-                    tracing::debug!(error = %e, "keep-alive poll failed");
-                }
-                self.apply_rebalances().await;
-                // Keep every record this member still owns, whether or not its partition
-                // was taken yet (a failed claim leaves it untaken): a record dropped here
-                // is never fetched again, since the consumer's position is past it, and
-                // the partition's next commit would skip it. Revoked partitions' records
-                // are the new owner's to replay from the committed offset.
-                for records in work.values_mut() {
-                    records.retain(|r| self.owns(r));
-                }
-                work.retain(|_, records| !records.is_empty());
-                if work.is_empty() {
-                    if paused {
-                        self.log.set_paused(false)?;
+                let stopping = self.wait_or_stop(wait).await;
+                if !stopping {
+                    // Keep the group membership alive while paused, and notice revocations.
+                    if let Err(e) = self
+                        .log
+                        .poll_batch(0, Duration::ZERO, Duration::from_millis(1))
+                        .await
+                    {
+                        tracing::debug!(error = %e, "keep-alive poll failed");
                     }
-                    return Ok(Attempt::Abandoned);
+                    self.apply_rebalances().await;
+                    // Keep every record this member still owns, whether or not its partition
+                    // was taken yet (a failed claim leaves it untaken): a record dropped here
+                    // is never fetched again, since the consumer's position is past it, and
+                    // the partition's next commit would skip it. Revoked partitions' records
+                    // are the new owner's to replay from the committed offset.
+                    for records in work.values_mut() {
+                        records.retain(|r| self.owns(r));
+                    }
+                    work.retain(|_, records| !records.is_empty());
+                }
+                match redo.waited(stopping, !work.is_empty()) {
+                    AfterWait::Attempt => {}
+                    AfterWait::Abandon { resume } => {
+                        // Shutting down: nothing of this batch was committed, a restart
+                        // replays it. Revoked: the new owner replays it.
+                        if resume {
+                            self.resume()?;
+                        }
+                        return Ok(Attempt::Abandoned);
+                    }
                 }
             }
             let attempt = match self.evaluate(&work).await {
@@ -427,14 +488,21 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             };
             match attempt {
                 Ok(batches) => {
-                    if paused {
-                        self.log.set_paused(false)?;
+                    if redo.done() {
+                        self.resume()?;
                     }
                     return Ok(Attempt::Done(batches));
                 }
-                Err(reason) => failure = Some(reason),
+                Err(error) => failure = Some(error),
             }
         }
+    }
+
+    /// Consumption resumes after a redo: the partitions are no longer paused.
+    fn resume(&mut self) -> Result<(), WorkerError> {
+        self.log.set_paused(false)?;
+        self.readiness.clear(Condition::Paused);
+        Ok(())
     }
 
     async fn wait_or_stop(&mut self, d: Duration) -> bool {
@@ -443,11 +511,16 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
 
     /// Step 2: evaluates each partition's records (each partition the single writer of its
     /// users), taking partitions not taken yet.
-    async fn evaluate(&mut self, work: &Work) -> Result<Vec<(i32, Batch)>, String> {
+    async fn evaluate(&mut self, work: &Work) -> Result<Vec<(i32, Batch)>, BatchError> {
         let mut batches = Vec::with_capacity(work.len());
         for (p, records) in work {
             if !self.partitions.contains_key(p) {
-                self.take_partition(*p).await.map_err(|e| e.to_string())?;
+                self.take_partition(*p)
+                    .await
+                    .map_err(|source| BatchError::Take {
+                        partition: *p,
+                        source,
+                    })?;
             }
             let partition = self.partitions.get_mut(p).expect("just taken");
             let load = Instant::now();
@@ -456,7 +529,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 .await
                 .map_err(|e| {
                     metrics().store_errors.with_label_values(&["load"]).inc();
-                    e.to_string()
+                    BatchError::Load(e)
                 })?;
             metrics()
                 .store_seconds
@@ -491,6 +564,9 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             match event {
                 Rebalance::Assigned(parts) => {
                     metrics().rebalances.with_label_values(&["assign"]).inc();
+                    // Assigned, even nothing (a group with more members than partitions):
+                    // this member is in the group and doing its share.
+                    self.readiness.clear(Condition::Assignment);
                     for (topic, p) in parts {
                         self.owned.entry(p).or_default().insert(topic);
                     }
@@ -544,7 +620,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
 impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
     /// Steps 3–5 for evaluated batches: persist, publish, commit, in that order, each only
     /// after the previous one succeeded. Returns the batches (their writes and records taken).
-    async fn finish(mut self, mut batches: Vec<(i32, Batch)>) -> Result<Vec<(i32, Batch)>, String> {
+    async fn finish(
+        mut self,
+        mut batches: Vec<(i32, Batch)>,
+    ) -> Result<Vec<(i32, Batch)>, BatchError> {
         // Step 3: persist every partition's writes in one store call (one transaction and
         // one fsync on the embedded store; concurrent partitions on ScyllaDB).
         let write = Instant::now();
@@ -559,7 +638,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             .observe(write.elapsed().as_secs_f64());
         if let Err(e) = result {
             metrics().store_errors.with_label_values(&["write"]).inc();
-            return Err(e.to_string());
+            return Err(BatchError::Write(e));
         }
         // Step 4: publish effects and dead letters; wait for every acknowledgement.
         let out: Vec<_> = batches
@@ -583,7 +662,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             }
         }
         let publish = Instant::now();
-        self.log.publish(out).await.map_err(|e| e.to_string())?;
+        self.log.publish(out).await.map_err(BatchError::Publish)?;
         metrics()
             .log_seconds
             .with_label_values(&["publish"])
@@ -610,7 +689,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
         loop {
             match self.log.commit(&processed).await {
                 Ok(()) => break,
-                Err(e) if e.class() != ErrorClass::Transient => return Err(format!("commit: {e}")),
+                Err(e) if !protocol::retry_commit(e.class()) => return Err(BatchError::Commit(e)),
                 Err(e) => {
                     tracing::warn!(error = %e, "commit failed; retrying");
                     if self.wait_or_stop(backoff).await {
