@@ -14,5 +14,6 @@ pub mod ids;
 pub mod inventory;
 pub mod mapping;
 pub mod model;
+pub mod rules;
 pub mod state;
 pub mod view;
