@@ -114,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
             *seq += 1;
         }
     }
-    for ((tenant, user), state) in engine.users() {
+    for (key, state) in engine.users() {
+        let (tenant, user) = (&key.tenant, &key.user_id);
         let record = UserRecord {
             state: state.clone(),
             history_len: history_len

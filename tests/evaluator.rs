@@ -637,7 +637,7 @@ fn pinned_run(mut t: Driver, triggers: &[u32], steps: usize) -> String {
     // States by value (Debug), not by their stored JSON: how a state is serialized may
     // change (smaller rows) without the evaluator's behaviour changing.
     for (key, state) in users {
-        out += &format!("{key:?} {state:?}\n");
+        out += &format!("{:?} {state:?}\n", (&key.tenant, &key.user_id));
     }
     out
 }

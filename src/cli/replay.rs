@@ -13,7 +13,7 @@
 use super::Failure;
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Rejection};
-use crate::core::engine::Engine;
+use crate::core::engine::{Engine, Internal};
 use crate::core::events::Event;
 use crate::core::mapping::Mapping;
 use crate::core::model::{SourceRef, DEFAULT_TENANT};
@@ -67,6 +67,28 @@ pub struct ReplayArgs {
     /// unless given here, its catalog.path and mappings.dir. QUESTLINE__ variables apply.
     #[arg(long, requires = "records")]
     pub config: Option<PathBuf>,
+    /// With --records: where the inventory stage's traffic comes from. `recorded` (default):
+    /// from the dump's request and response topics, as the worker consumed them, which
+    /// reproduces the worker's winners of limited rewards exactly. `in-process`: answered at
+    /// once in-process, for dumps of the input topics alone.
+    #[arg(long, requires = "records", value_enum, default_value_t = InventoryTraffic::Recorded)]
+    pub inventory: InventoryTraffic,
+}
+
+/// Where `replay --records` takes the inventory stage's requests and answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InventoryTraffic {
+    Recorded,
+    InProcess,
+}
+
+impl InventoryTraffic {
+    fn internal(self) -> Internal {
+        match self {
+            InventoryTraffic::Recorded => Internal::Recorded,
+            InventoryTraffic::InProcess => Internal::Loopback,
+        }
+    }
 }
 
 const RECORDS_HELP: &str = "\
@@ -76,8 +98,10 @@ With --records, each input line is one consumed Kafka record:
 `timestamp` is in milliseconds since the epoch (null or absent: --now, else the clock); `key` is
 optional; `value` is the record value as text, or `valueBase64` its bytes (schemas/kafka-record.v1.json).
 Records are routed as the worker routes them: the mapping that names the topic, the commands
-topic as commands; the inventory topics are skipped (replay runs that stage in-process); any
-other topic and any malformed line become dead letters. Keep each partition's records in offset
+topic as commands, the inventory stage's request and response topics to that stage: a dump of
+every topic a worker read reproduces its winners of limited rewards exactly (with a dump of
+the input topics alone, pass --inventory in-process); any other topic and any malformed line
+become dead letters. Keep each partition's records in offset
 order; a record at or below an offset already replayed for its partition is skipped, as the
 worker's watermark skips redeliveries. The worker coalesces progress.updated per batch, so it
 publishes a subset of replay's progress events; every other event is the same, id included.";
@@ -127,8 +151,8 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             replay(catalog, &mapping, input, stdout, args.now).map_err(Failure::Runtime)
         }
         Mode::Records(inputs) => {
-            let skipped =
-                replay_records(&inputs, input, stdout, args.now).map_err(Failure::Runtime)?;
+            let skipped = replay_records(&inputs, args.inventory, input, stdout, args.now)
+                .map_err(Failure::Runtime)?;
             if skipped > 0 {
                 eprintln!(
                     "questline replay: skipped {skipped} records at or below an offset already \
@@ -196,12 +220,13 @@ pub fn replay(
 /// evaluated as the worker does. Returns how many records were skipped as redeliveries.
 pub fn replay_records(
     inputs: &Inputs,
+    inventory: InventoryTraffic,
     input: impl BufRead,
     output: impl Write,
     now: Option<DateTime<Utc>>,
 ) -> anyhow::Result<u64> {
     let catalog = Arc::clone(inputs.catalog());
-    let mut engine = Engine::new(Arc::clone(&catalog));
+    let mut engine = Engine::with_internal(Arc::clone(&catalog), inventory.internal());
     let mut out = BufWriter::new(output);
     let clock = now.unwrap_or_else(Utc::now);
     // Per topic-partition, the last offset replayed: the worker's watermark.
@@ -242,24 +267,7 @@ pub fn replay_records(
                 DEFAULT_TENANT,
             ))
         };
-        let events = match input {
-            Input::Action { action, trigger_id } => {
-                engine
-                    .process_action(&action, trigger_id, &source, at)
-                    .events
-            }
-            Input::Claim(claim) => engine.process_claim(&claim, &source, at).events,
-            Input::DeadLetter(rejection) => {
-                vec![decode::dead_letter(
-                    &rejection,
-                    &record.payload,
-                    &source,
-                    at,
-                )]
-            }
-            // The inventory stage runs in-process here; unknown triggers are skipped.
-            Input::Request(_) | Input::Response(_) | Input::Ignored(_) => Vec::new(),
-        };
+        let events = engine.process(&input, &record.payload, &source, at).events;
         write_events(&mut out, &events)
     })?;
     out.flush().context("writing output")?;

@@ -1,9 +1,16 @@
-//! An in-memory, single-threaded run of both stages, in input order.
+//! An in-memory driver of the record step: both stages' state in maps, inputs in the order
+//! they are given.
 //!
-//! `replay`, `demo`'s offline mode and the tests use it to run the exact evaluator code the
-//! worker runs, without a log or a store: the user stage's inventory requests are answered by
-//! the inventory stage at once, and the answers fed back, first in first out. Because both
-//! stages are deterministic, the set of events equals the worker's for the same input.
+//! `replay`, `replay --records`, the tests and the benchmarks use it to run the worker's own
+//! per-record logic ([`super::step`]) without a log or a store. It has two ways of treating
+//! the inventory stage's traffic:
+//! - [`Internal::Loopback`] (`replay`, tests): a request is answered at once and the answer
+//!   fed back, first in first out, after the input that caused it. Only the order of internal
+//!   records can then differ from a worker's, so limited resources (the last unit of stock,
+//!   a winners cap) may go to a different user when several race for them.
+//! - [`Internal::Recorded`] (`replay --records`): internal records come from the input, as the
+//!   worker consumed them, and the engine's own requests and answers are dropped. Fed a dump
+//!   of every topic a worker read, it reproduces that worker's winners exactly.
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
@@ -12,23 +19,43 @@ use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::decode::{self, Decoded};
-use super::evaluator::{self, ClaimCommand, Context, UserInput};
+use super::evaluator::ClaimCommand;
 use super::events::Event;
-use super::ids;
-use super::inventory::{self, Request, ResourceState};
 use super::mapping::Mapping;
-use super::model::{Action, SourceRef};
+use super::model::{Action, SourceRef, UserKey};
+use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord};
 use super::state::UserState;
+use super::step::{self, Input, Outcome, Output, Owner, Position};
 
-/// Both stages' state, in memory.
+/// How the engine treats the inventory stage's requests and answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Internal {
+    /// Answered and fed back in-process, first in first out.
+    #[default]
+    Loopback,
+    /// Dropped: the input carries the internal records a worker consumed.
+    Recorded,
+}
+
+/// The topic names of loopback traffic; only watermarks ever see them.
+const LOOPBACK_REQUESTS: &str = "questline.internal.requests";
+const LOOPBACK_RESPONSES: &str = "questline.internal.responses";
+
+/// Both stages' state, in memory, and the read models a store would keep.
 #[derive(Debug, Clone)]
 pub struct Engine {
     catalog: Arc<Catalog>,
-    users: FxHashMap<(String, String), UserState>,
-    resources: FxHashMap<String, ResourceState>,
+    internal: Internal,
+    users: FxHashMap<UserKey, UserRecord>,
+    resources: FxHashMap<String, ResourceRecord>,
+    claims: FxHashMap<(UserKey, String), ClaimRecord>,
+    history: FxHashMap<UserKey, Vec<HistoryEntry>>,
+    finished: FxHashMap<(String, u32), u64>,
+    /// Offsets of loopback records (one partition each).
+    loopback_offset: i64,
 }
 
-/// What became of one record.
+/// What became of one record, as the tests look at it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Processed {
     pub events: Vec<Event>,
@@ -36,12 +63,35 @@ pub struct Processed {
     pub ignored: Option<String>,
 }
 
+impl Processed {
+    fn of(outcome: &Outcome, events: Vec<Event>) -> Self {
+        Processed {
+            events,
+            duplicate: *outcome == Outcome::Duplicate,
+            ignored: match outcome {
+                Outcome::Ignored(reason) => Some(reason.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
 impl Engine {
+    /// An engine that answers inventory requests in-process.
     pub fn new(catalog: Arc<Catalog>) -> Self {
+        Engine::with_internal(catalog, Internal::Loopback)
+    }
+
+    pub fn with_internal(catalog: Arc<Catalog>, internal: Internal) -> Self {
         Engine {
             catalog,
+            internal,
             users: FxHashMap::default(),
             resources: FxHashMap::default(),
+            claims: FxHashMap::default(),
+            history: FxHashMap::default(),
+            finished: FxHashMap::default(),
+            loopback_offset: 0,
         }
     }
 
@@ -50,15 +100,38 @@ impl Engine {
     }
 
     pub fn user(&self, tenant: &str, user_id: &str) -> Option<&UserState> {
-        self.users.get(&(tenant.to_string(), user_id.to_string()))
+        self.users
+            .get(&UserKey::new(tenant, user_id))
+            .map(|r| &r.state)
     }
 
-    pub fn users(&self) -> impl Iterator<Item = (&(String, String), &UserState)> {
-        self.users.iter()
+    pub fn users(&self) -> impl Iterator<Item = (&UserKey, &UserState)> {
+        self.users.iter().map(|(k, r)| (k, &r.state))
     }
 
-    pub fn resource(&self, key: &str) -> Option<&ResourceState> {
-        self.resources.get(key)
+    pub fn resource(&self, key: &str) -> Option<&super::inventory::ResourceState> {
+        self.resources.get(key).map(|r| &r.state)
+    }
+
+    /// A user's history, oldest first.
+    pub fn history(&self, tenant: &str, user_id: &str) -> &[HistoryEntry] {
+        self.history
+            .get(&UserKey::new(tenant, user_id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A claim's stored outcome.
+    pub fn claim(&self, tenant: &str, user_id: &str, claim_id: &str) -> Option<&ClaimRecord> {
+        self.claims
+            .get(&(UserKey::new(tenant, user_id), claim_id.to_string()))
+    }
+
+    /// How many users of `tenant` achieved `challenge`.
+    pub fn people_finished(&self, tenant: &str, challenge: u32) -> u64 {
+        self.finished
+            .get(&(tenant.to_string(), challenge))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Maps, resolves and evaluates one record; a bad one becomes a dead-letter event.
@@ -69,21 +142,12 @@ impl Engine {
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
-        match decode::decode(mapping, &self.catalog, bytes) {
-            Ok(Decoded::Action { action, trigger_id }) => {
-                self.process_action(&action, trigger_id, source, record_time)
-            }
-            Ok(Decoded::Ignored { reason }) => Processed {
-                events: Vec::new(),
-                duplicate: false,
-                ignored: Some(reason),
-            },
-            Err(rejection) => Processed {
-                events: vec![decode::dead_letter(&rejection, bytes, source, record_time)],
-                duplicate: false,
-                ignored: None,
-            },
-        }
+        let input = match decode::decode(mapping, &self.catalog, bytes) {
+            Ok(Decoded::Action { action, trigger_id }) => Input::Action { action, trigger_id },
+            Ok(Decoded::Ignored { reason }) => Input::Ignored(reason),
+            Err(rejection) => Input::DeadLetter(rejection),
+        };
+        self.process(&input, bytes, source, record_time)
     }
 
     /// Evaluates an action whose trigger is already resolved.
@@ -94,30 +158,11 @@ impl Engine {
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
-        let catalog = Arc::clone(&self.catalog);
-        let Some(tenant) = catalog.tenant(&action.tenant) else {
-            return Processed {
-                events: Vec::new(),
-                duplicate: false,
-                ignored: Some(format!("unknown tenant '{}'", action.tenant)),
-            };
+        let input = Input::Action {
+            action: action.clone(),
+            trigger_id,
         };
-        let Some(trigger) = tenant.trigger(trigger_id) else {
-            return Processed {
-                events: Vec::new(),
-                duplicate: false,
-                ignored: Some(format!("unknown trigger {trigger_id}")),
-            };
-        };
-        let cause = ids::cause_of(source);
-        self.run(
-            &action.tenant,
-            &action.user_id,
-            UserInput::Action(action, trigger),
-            source,
-            &cause,
-            record_time,
-        )
+        self.process(&input, &[], source, record_time)
     }
 
     /// Evaluates a claim command.
@@ -127,69 +172,78 @@ impl Engine {
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
-        let cause = ids::cause_of(source);
-        self.run(
-            &claim.tenant,
-            &claim.user_id,
-            UserInput::Claim(claim),
-            source,
-            &cause,
-            record_time,
-        )
+        self.process(&Input::Claim(claim.clone()), &[], source, record_time)
     }
 
-    fn run(
+    /// One decoded input through the record step (`payload`: the record's bytes, which a
+    /// dead letter carries), then, in loopback, the inventory traffic it caused.
+    pub fn process(
         &mut self,
-        tenant_id: &str,
-        user_id: &str,
-        input: UserInput<'_>,
+        input: &Input,
+        payload: &[u8],
         source: &SourceRef,
-        cause: &str,
         record_time: DateTime<Utc>,
     ) -> Processed {
-        let catalog = Arc::clone(&self.catalog);
-        let Some(tenant) = catalog.tenant(tenant_id) else {
-            return Processed {
-                events: Vec::new(),
-                duplicate: false,
-                ignored: Some(format!("unknown tenant '{tenant_id}'")),
-            };
-        };
-        let key = (tenant_id.to_string(), user_id.to_string());
-        let state = self.users.entry(key.clone()).or_default();
-        let ctx = Context {
+        let pos = Position {
             source,
-            cause,
             record_time,
         };
-        let first = evaluator::evaluate(state, input, tenant, user_id, &ctx);
-        let duplicate = first.duplicate;
-        let mut events = first.events;
-        let mut queue: VecDeque<Request> = first.requests.into();
-        while let Some(request) = queue.pop_front() {
-            let resource = self.resources.entry(request.resource()).or_default();
-            let response = inventory::evaluate(resource, &request, tenant);
-            let owner = (response.tenant.clone(), response.user_id.clone());
-            let state = self.users.entry(owner).or_default();
-            let ctx = Context {
-                source,
-                cause: &response.request_id,
+        let first = self.step(input, payload, &pos);
+        let outcome = first.outcome.clone();
+        let mut events = Vec::new();
+        let mut queue: VecDeque<Input> = VecDeque::new();
+        self.keep(first, &mut events, &mut queue);
+        while let Some(internal) = queue.pop_front() {
+            let topic = match internal {
+                Input::Request(_) => LOOPBACK_REQUESTS,
+                _ => LOOPBACK_RESPONSES,
+            };
+            self.loopback_offset += 1;
+            let source = SourceRef::new(topic, 0, self.loopback_offset);
+            let pos = Position {
+                source: &source,
                 record_time,
             };
-            let effects = evaluator::evaluate(
-                state,
-                UserInput::Response(&response),
-                tenant,
-                &response.user_id,
-                &ctx,
-            );
-            events.extend(effects.events);
-            queue.extend(effects.requests);
+            let out = self.step(&internal, &[], &pos);
+            self.keep(out, &mut events, &mut queue);
         }
-        Processed {
-            events,
-            duplicate,
-            ignored: None,
+        Processed::of(&outcome, events)
+    }
+
+    fn step(&mut self, input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
+        match input.owner() {
+            Some(Owner::User(key)) => {
+                let record = self.users.entry(key).or_default();
+                step::user(record, input, &self.catalog, pos)
+            }
+            Some(Owner::Resource(key)) => {
+                let record = self.resources.entry(key).or_default();
+                step::resource(record, input, &self.catalog, pos)
+            }
+            None => step::unowned(input, payload, pos),
+        }
+    }
+
+    /// Keeps an output's read models and events; queues its internal records in loopback.
+    fn keep(&mut self, out: Output, events: &mut Vec<Event>, queue: &mut VecDeque<Input>) {
+        for entry in out.history {
+            let key = UserKey::new(&entry.event.tenant, &entry.event.user_id);
+            self.history.entry(key).or_default().push(entry);
+        }
+        for claim in out.claims {
+            let key = UserKey::new(&claim.event.tenant, &claim.event.user_id);
+            self.claims.insert((key, claim.claim_id.clone()), claim);
+        }
+        for done in out.first_completions {
+            *self
+                .finished
+                .entry((done.tenant, done.challenge_id))
+                .or_default() += 1;
+        }
+        events.extend(out.events);
+        if self.internal == Internal::Loopback {
+            queue.extend(out.requests.into_iter().map(Input::Request));
+            queue.extend(out.responses.into_iter().map(Input::Response));
         }
     }
 }

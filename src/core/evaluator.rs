@@ -4,7 +4,7 @@
 //! `demo` and the tests all call [`evaluate`], which is why a replay reproduces the worker's
 //! output byte for byte and a crash can be recovered by evaluating again.
 //!
-//! Semantics (the README's "Evaluation" section says the same for users):
+//! Semantics (docs/catalog.md, "How challenges are evaluated", says the same for users):
 //! - a sum trigger accumulates values, never below zero; a match trigger is met by one
 //!   action whose value satisfies its comparator against the target;
 //! - inside a group, and between groups, triggers are joined in `order` by their operator,
@@ -87,6 +87,8 @@ pub struct Effects {
     pub requests: Vec<Request>,
     /// The input was already applied (same action id); nothing changed.
     pub duplicate: bool,
+    /// Challenges the user achieved for the first time with this input.
+    pub first_completions: Vec<u32>,
 }
 
 /// Collects effects, minting their deterministic ids in order.
@@ -452,6 +454,9 @@ fn award(
     let cs = state.challenges.entry(challenge.id).or_default();
     cs.wins += 1;
     cs.period_wins += 1;
+    if cs.wins == 1 {
+        out.effects.first_completions.push(challenge.id);
+    }
     let milestone_id = format!("{}-{}", challenge.id, cs.wins);
     if challenge.repeatable {
         use_actions(challenge, cs, catalog);

@@ -134,3 +134,19 @@ impl SourceRef {
         }
     }
 }
+
+/// A user's identity: state is partitioned by (tenant, user).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UserKey {
+    pub tenant: String,
+    pub user_id: String,
+}
+
+impl UserKey {
+    pub fn new(tenant: impl Into<String>, user_id: impl Into<String>) -> Self {
+        UserKey {
+            tenant: tenant.into(),
+            user_id: user_id.into(),
+        }
+    }
+}

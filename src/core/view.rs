@@ -7,7 +7,7 @@
 //! and the events never disagree (the seed's walk-through: 200 of 1000 points is
 //! `actionLeft` 800 and `progress` 20).
 //!
-//! # Decisions (the README's "HTTP sidecar" section says the same for users)
+//! # Decisions (docs/http-api.md, "Progress", says the same for users)
 //!
 //! - **`pagesNum` is the number of pages**, `ceil(count / ItemsPerPage)` (0 when nothing
 //!   matches). The seed's field list calls it "the current page number", but its name, the

@@ -1,5 +1,6 @@
 //! Routing consumed records to what they are: mapped actions, commands, inventory requests
-//! and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition.
+//! and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition, and
+//! `replay --records` routes a topic dump with it too.
 
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -8,39 +9,9 @@ use super::commands::Command;
 use super::log::InRecord;
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Decoded, Rejection};
-use crate::core::evaluator::ClaimCommand;
-use crate::core::inventory;
 use crate::core::mapping::{Mapping, DEFAULT_MAX_RECORD_BYTES};
-use crate::core::model::Action;
-use crate::store::UserKey;
-
-/// What one record is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    Action {
-        action: Action,
-        trigger_id: u32,
-    },
-    Claim(ClaimCommand),
-    /// Inventory stage → user stage.
-    Response(inventory::Response),
-    /// User stage → inventory stage.
-    Request(inventory::Request),
-    DeadLetter(Rejection),
-    Ignored(String),
-}
-
-impl Input {
-    /// The user whose state this input changes.
-    pub fn user(&self) -> Option<UserKey> {
-        match self {
-            Input::Action { action, .. } => Some(UserKey::new(&action.tenant, &action.user_id)),
-            Input::Claim(c) => Some(UserKey::new(&c.tenant, &c.user_id)),
-            Input::Response(r) => Some(UserKey::new(&r.tenant, &r.user_id)),
-            _ => None,
-        }
-    }
-}
+/// The decoded record is the record step's input.
+pub use crate::core::step::Input;
 
 /// The topics the worker reads and how each is decoded.
 #[derive(Debug, Clone)]

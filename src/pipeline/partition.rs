@@ -15,16 +15,15 @@ use super::input::{Input, Inputs};
 use super::log::{InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use crate::core::catalog::Catalog;
-use crate::core::decode::{self, Rejection};
-use crate::core::evaluator::{self, Context, UserInput};
+use crate::core::decode::Rejection;
 use crate::core::events::{Event, EventBody, Stream};
-use crate::core::ids;
-use crate::core::inventory::{self, Request, Response};
+use crate::core::inventory::{Request, Response};
 use crate::core::model::SourceRef;
+use crate::core::step::{self, FirstCompletion, Outcome, Output, Owner, Position};
 use crate::settings::Topics;
 use crate::store::{
-    BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, OutboxWrite, ResourceRecord, StateStore,
-    StoreError, UserKey, UserRecord,
+    BatchWrite, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError, UserKey,
+    UserRecord,
 };
 
 /// What happened to the records of a batch, for metrics and tests.
@@ -278,109 +277,39 @@ impl Partition {
                 .processed
                 .push((record.topic.clone(), record.partition, record.offset));
             let source = SourceRef::new(&record.topic, record.partition, record.offset);
-            let mark = format!("{}:{}", record.topic, record.partition);
-            match input {
-                Input::DeadLetter(rejection) => {
-                    batch.stats.dead_letters.push(reason_class(&rejection));
-                    let event =
-                        decode::dead_letter(&rejection, &record.payload, &source, record.timestamp);
-                    batch
-                        .publish
-                        .push(dead_letter_record(&event, &rejection, topics));
-                }
-                Input::Ignored(_) => batch.stats.ignored += 1,
-                Input::Request(request) => {
-                    let key = request.resource();
-                    let Some(tenant) = catalog.tenant(&request.tenant) else {
-                        batch.stats.ignored += 1;
-                        continue;
-                    };
-                    let res = self.resources.entry(key.clone()).or_default();
-                    touched_resources.insert(key);
-                    if res.applied.get(&mark).is_some_and(|&o| o >= record.offset) {
-                        batch.stats.redelivered += 1;
-                        continue;
-                    }
-                    let response = inventory::evaluate(&mut res.state, &request, tenant);
-                    res.applied.insert(mark, record.offset);
-                    produced.push(source, Produce::Response(response));
-                    batch.stats.applied += 1;
-                }
-                input => {
-                    let key = input.user().expect("user inputs name their user");
-                    // `Inputs::decode` dead-letters inputs of unknown tenants.
-                    let Some(tenant) = catalog.tenant(&key.tenant) else {
-                        batch.stats.ignored += 1;
-                        continue;
-                    };
+            let pos = Position {
+                source: &source,
+                record_time: record.timestamp,
+            };
+            let owner = input.owner();
+            let out = match &owner {
+                Some(Owner::User(key)) => {
                     let user = self
                         .users
                         .get_or_insert_mut(key.clone(), UserRecord::default);
                     touched_users.insert(key.clone());
-                    if user.applied.get(&mark).is_some_and(|&o| o >= record.offset) {
-                        batch.stats.redelivered += 1;
-                        continue;
-                    }
-                    let cause = match &input {
-                        Input::Response(r) => r.request_id.clone(),
-                        _ => ids::cause_of(&source),
-                    };
-                    let ctx = Context {
-                        source: &source,
-                        cause: &cause,
-                        record_time: record.timestamp,
-                    };
-                    let effects = match &input {
-                        Input::Action { action, trigger_id } => match tenant.trigger(*trigger_id) {
-                            Some(trigger) => evaluator::evaluate(
-                                &mut user.state,
-                                UserInput::Action(action, trigger),
-                                tenant,
-                                &key.user_id,
-                                &ctx,
-                            ),
-                            None => Default::default(),
-                        },
-                        Input::Claim(claim) => evaluator::evaluate(
-                            &mut user.state,
-                            UserInput::Claim(claim),
-                            tenant,
-                            &key.user_id,
-                            &ctx,
-                        ),
-                        Input::Response(response) => evaluator::evaluate(
-                            &mut user.state,
-                            UserInput::Response(response),
-                            tenant,
-                            &key.user_id,
-                            &ctx,
-                        ),
-                        _ => unreachable!("routed above"),
-                    };
-                    user.applied.insert(mark, record.offset);
-                    if effects.duplicate {
-                        batch.stats.duplicates += 1;
-                    } else {
-                        batch.stats.applied += 1;
-                    }
-                    for event in &effects.events {
-                        record_read_models(
-                            &mut batch,
-                            user,
-                            &key,
-                            event,
-                            self.id,
-                            &mut self.resources,
-                        );
-                    }
-                    for event in effects.events {
-                        produced.push_event(&key, source.clone(), event);
-                    }
-                    for request in effects.requests {
-                        produced.push(source.clone(), Produce::Request(request));
-                    }
+                    step::user(user, &input, &catalog, &pos)
                 }
-            }
+                Some(Owner::Resource(key)) => {
+                    let resource = self.resources.entry(key.clone()).or_default();
+                    touched_resources.insert(key.clone());
+                    step::resource(resource, &input, &catalog, &pos)
+                }
+                None => step::unowned(&input, &record.payload, &pos),
+            };
+            let user = match &owner {
+                Some(Owner::User(key)) => Some(key),
+                _ => None,
+            };
+            self.keep(
+                &mut batch,
+                &mut produced,
+                &input,
+                user,
+                &source,
+                out,
+                topics,
+            );
         }
         // Step 3 material: every touched user; every touched or counted resource; the outbox.
         for key in &touched_users {
@@ -414,6 +343,86 @@ impl Partition {
             .publish
             .extend(entries.into_iter().map(|entry| entry.record));
         Ok(batch)
+    }
+
+    /// Keeps what the record step produced for one input: its stats, its read models (history,
+    /// claim outcomes, the partition's people-finished counters) and the records to produce.
+    #[allow(clippy::too_many_arguments)]
+    fn keep(
+        &mut self,
+        batch: &mut Batch,
+        produced: &mut Produced,
+        input: &Input,
+        user: Option<&UserKey>,
+        source: &SourceRef,
+        out: Output,
+        topics: &Topics,
+    ) {
+        match &out.outcome {
+            Outcome::Applied => batch.stats.applied += 1,
+            Outcome::Duplicate => batch.stats.duplicates += 1,
+            Outcome::Redelivered => batch.stats.redelivered += 1,
+            Outcome::Ignored(_) => batch.stats.ignored += 1,
+            Outcome::DeadLettered => {
+                // Dead letters carry no state: they are published with the batch, not kept
+                // in the outbox (a redelivery makes the same one, with the same id).
+                if let Input::DeadLetter(rejection) = input {
+                    batch.stats.dead_letters.push(reason_class(rejection));
+                    for event in &out.events {
+                        batch
+                            .publish
+                            .push(dead_letter_record(event, rejection, topics));
+                    }
+                }
+                return;
+            }
+        }
+        batch
+            .stats
+            .granted
+            .extend(out.granted().map(str::to_string));
+        if let Some(key) = user {
+            batch
+                .write
+                .history
+                .extend(out.history.into_iter().map(|entry| (key.clone(), entry)));
+            batch
+                .write
+                .claims
+                .extend(out.claims.into_iter().map(|claim| (key.clone(), claim)));
+            for event in out.events {
+                produced.push_event(key, source.clone(), event);
+            }
+        }
+        for done in out.first_completions {
+            self.count_finished(batch, &done);
+        }
+        for request in out.requests {
+            produced.push(source.clone(), Produce::Request(request));
+        }
+        for response in out.responses {
+            produced.push(source.clone(), Produce::Response(response));
+        }
+    }
+
+    /// One more user who achieved a challenge, in this partition's counter of it.
+    fn count_finished(&mut self, batch: &mut Batch, done: &FirstCompletion) {
+        let counter = self
+            .resources
+            .entry(finished_key(&done.tenant, done.challenge_id, self.id))
+            .or_default();
+        counter.state.winners += 1;
+        let count = counter.state.winners;
+        batch
+            .write
+            .finished
+            .retain(|f| !(f.tenant == done.tenant && f.challenge_id == done.challenge_id));
+        batch.write.finished.push(FinishedCount {
+            tenant: done.tenant.clone(),
+            challenge_id: done.challenge_id,
+            partition: format!("p{}", self.id),
+            count,
+        });
     }
 }
 
@@ -507,69 +516,6 @@ impl Produced {
             entries.push(OutboxEntry { cause, record });
         }
         entries
-    }
-}
-
-/// History, claims and "people finished" from the batch's new events.
-fn record_read_models(
-    batch: &mut Batch,
-    user: &mut UserRecord,
-    key: &UserKey,
-    event: &Event,
-    partition: i32,
-    resources: &mut FxHashMap<String, ResourceRecord>,
-) {
-    let history = match &event.body {
-        EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => false,
-        EventBody::ClaimCompleted { claim_id, .. } | EventBody::ClaimFailed { claim_id, .. } => {
-            batch.write.claims.push((
-                key.clone(),
-                ClaimRecord {
-                    claim_id: claim_id.clone(),
-                    event: event.clone(),
-                },
-            ));
-            true
-        }
-        EventBody::RewardGranted { reward_type, .. } => {
-            batch.stats.granted.push(reward_type.clone());
-            true
-        }
-        EventBody::MilestoneAchieved {
-            challenge_id,
-            milestone_id,
-            ..
-        } => {
-            if milestone_id.ends_with("-1") {
-                let counter = resources
-                    .entry(finished_key(&key.tenant, *challenge_id, partition))
-                    .or_default();
-                counter.state.winners += 1;
-                let count = counter.state.winners;
-                batch
-                    .write
-                    .finished
-                    .retain(|f| !(f.tenant == key.tenant && f.challenge_id == *challenge_id));
-                batch.write.finished.push(FinishedCount {
-                    tenant: key.tenant.clone(),
-                    challenge_id: *challenge_id,
-                    partition: format!("p{partition}"),
-                    count,
-                });
-            }
-            true
-        }
-        EventBody::RewardRejected { .. } => true,
-    };
-    if history {
-        batch.write.history.push((
-            key.clone(),
-            HistoryEntry {
-                seq: user.history_len,
-                event: event.clone(),
-            },
-        ));
-        user.history_len += 1;
     }
 }
 

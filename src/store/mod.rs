@@ -10,69 +10,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::core::events::Event;
-use crate::core::inventory::ResourceState;
-use crate::core::state::UserState;
+/// The stored records are the core's own types: the record step works on them directly.
+pub use crate::core::model::UserKey;
+pub use crate::core::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
 
 mod codec;
 pub mod cql_schema;
 pub mod embedded;
 pub mod scylla;
-
-/// A user's identity: state is partitioned by (tenant, user).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct UserKey {
-    pub tenant: String,
-    pub user_id: String,
-}
-
-impl UserKey {
-    pub fn new(tenant: impl Into<String>, user_id: impl Into<String>) -> Self {
-        UserKey {
-            tenant: tenant.into(),
-            user_id: user_id.into(),
-        }
-    }
-}
-
-/// Per input partition (`"topic:partition"`), the highest offset already applied. A record
-/// at or below it is a redelivery and is skipped (docs/design.md, commit protocol step 2).
-pub type Watermark = BTreeMap<String, i64>;
-
-/// Everything stored for one user, written as one unit.
-///
-/// The records a user's actions produced are not here: they are in the partition's outbox
-/// ([`BatchWrite::outbox`]), written in the same batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub state: UserState,
-    pub applied: Watermark,
-    /// Number of history entries: the next entry's sequence number.
-    #[serde(default)]
-    pub history_len: u64,
-}
-
-/// Everything stored for one inventory-stage resource (`tenant/reward/tshirt` …).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResourceRecord {
-    pub state: ResourceState,
-    pub applied: Watermark,
-}
-
-/// One entry of a user's reward history (grants, rejections, milestones, claims).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// 0-based position in the user's history; pages are read newest (highest) first.
-    pub seq: u64,
-    pub event: Event,
-}
-
-/// A claim's final status, as `claim.completed` / `claim.failed` said.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClaimRecord {
-    pub claim_id: String,
-    pub event: Event,
-}
 
 /// Per (tenant, challenge, input partition), how many users achieved the challenge. Each
 /// partition's owner writes only its own counter (single writer per key); readers sum them.

@@ -1,7 +1,7 @@
 //! The catalog's types: what the declarative files describe, after validation.
 //!
-//! The serde shapes here are the catalog language itself (see the README's "Catalog
-//! language"); `deny_unknown_fields` everywhere so a typo fails `questline check` with its line
+//! The serde shapes here are the catalog language itself (docs/catalog.md, "Reference");
+//! `deny_unknown_fields` everywhere so a typo fails `questline check` with its line
 //! instead of being silently ignored.
 
 use chrono::{DateTime, Utc};
