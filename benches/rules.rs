@@ -7,7 +7,7 @@
 //! carry their parameters already parsed, as the worker's actions do, and are spread over
 //! 10,000 users; each is looked up by event name and evaluated with the user's rule states.
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use questline::core::catalog::Catalog;
 use questline::core::rules::{evaluate_for_user, RuleOutcome, RuleStates};
@@ -16,6 +16,9 @@ use serde_json::{json, Map, Value};
 const EVENTS: usize = 50;
 const USERS: usize = 10_000;
 const OCCURRENCES: usize = 100_000;
+
+/// User index, event name, parsed parameters, event time.
+type Occurrence = (usize, String, Map<String, Value>, DateTime<Utc>);
 
 fn catalog() -> Catalog {
     let mut text = String::from(
@@ -68,8 +71,7 @@ fn bench(c: &mut Criterion) {
     };
     let types = ["PRANK", "RECIPE", "RECAP", "COMEDY"];
     let start = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
-    let occurrences: Vec<(usize, String, Map<String, Value>, chrono::DateTime<Utc>)> = (0
-        ..OCCURRENCES)
+    let occurrences: Vec<Occurrence> = (0..OCCURRENCES)
         .map(|i| {
             let user = next() as usize % USERS;
             let event = format!("EVENT_{}", next() as usize % EVENTS);

@@ -267,11 +267,13 @@ impl Checker<'_> {
             if r.name.as_ref().is_some_and(|n| n.trim().is_empty()) {
                 self.problem(format!("{what}: name must not be empty"));
             }
-            if !labels.insert(label.clone()) {
-                self.problem(format!("{what}: another rule has the name '{label}'"));
-            }
-            if !priorities.insert(priority) {
+            let priority_taken = !priorities.insert(priority);
+            if priority_taken {
                 self.problem(format!("{what}: another rule has priority {priority}"));
+            }
+            // Unnamed rules are named by priority: a clash of those is the one above.
+            if !labels.insert(label.clone()) && (r.name.is_some() || !priority_taken) {
+                self.problem(format!("{what}: another rule has the name '{label}'"));
             }
             if is_default {
                 if highest.is_some_and(|h| priority <= h) {
@@ -562,6 +564,12 @@ points = 50
                 "value 3 is not a string",
             ),
             (EVENT.replace("priority = 3", "priority = 2"), "another rule has priority 2"),
+            (
+                EVENT
+                    .replace("priority = 1\n", "name = \"recipe\"\npriority = 1\n")
+                    .replace("priority = 3\n", "name = \"recipe\"\npriority = 3\n"),
+                "rule 'recipe' (priority 3): another rule has the name 'recipe'",
+            ),
             (
                 EVENT.replace("param = \"type\", op = \"equal\", value = \"PRANK\"", "param = \"kind\", op = \"equal\", value = \"PRANK\""),
                 "unknown parameter 'kind'",

@@ -354,7 +354,8 @@ proptest! {
             let complete = count >= per_day;
             let expected: Vec<u32> = if complete && run + 1 == days { vec![per_day] } else { vec![] };
             prop_assert_eq!(paid_at, expected, "day {} with {} occurrences", date, count);
-            run = if !complete { 0 } else if run + 1 == days { 0 } else { run + 1 };
+            // An incomplete day breaks the run; a paid one starts it over.
+            run = if complete && run + 1 < days { run + 1 } else { 0 };
             if count > 0 {
                 previous_day = Some(date);
             } else {
