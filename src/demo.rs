@@ -83,8 +83,7 @@ struct MemorySink {
 #[async_trait]
 impl CommandSink for MemorySink {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
-        let payload =
-            serde_json::to_vec(command).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let payload = serde_json::to_vec(command).map_err(SubmitError::Encode)?;
         self.log.append(&self.topic, command.user_id(), payload);
         Ok(())
     }
@@ -336,6 +335,18 @@ pub fn summary(event: &Event, catalog: &Catalog) -> String {
             reason,
             ..
         } => format!("{reward_type}: {reason:?}").to_lowercase(),
+        EventBody::RewardExpired {
+            reward_type,
+            amount,
+            code,
+            ..
+        } => match code {
+            Some(code) => format!("{reward_type} code {code} expired"),
+            None => format!(
+                "{} {reward_type} expired",
+                amount.unwrap_or_default().normalize()
+            ),
+        },
         EventBody::ClaimCompleted {
             claim_id, items, ..
         } => format!("claim {claim_id}: {} items", items.len()),

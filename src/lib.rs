@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod core;
 pub mod demo;
+pub mod error;
 pub mod files;
 pub mod http;
 pub mod kafka;

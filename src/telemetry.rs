@@ -12,14 +12,15 @@
 //! | `questline_store_seconds` | histogram | op (`load`, `write`, `read`) | store latency |
 //! | `questline_log_seconds` | histogram | op (`publish`, `commit`) | publishing a batch until every record is acknowledged; committing its offsets |
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |
+//! | `questline_store_wedged` | gauge | | 1 while the embedded store is closed after an I/O failure (a full disk) and not yet reopened; 0 otherwise |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
 //! | `questline_http_requests_total` | counter | route, status | sidecar requests |
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -36,6 +37,7 @@ pub struct Metrics {
     pub store_seconds: HistogramVec,
     pub log_seconds: HistogramVec,
     pub store_errors: IntCounterVec,
+    pub store_wedged: IntGauge,
     pub rebalances: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub http_requests: IntCounterVec,
@@ -95,6 +97,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        let store_wedged = IntGauge::new(
+            "store_wedged",
+            "1 while the embedded store is closed after an I/O failure and not yet reopened",
+        )
+        .expect("valid metric");
+        r.register(Box::new(store_wedged.clone()))
+            .expect("unique metric");
         Metrics {
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
@@ -133,6 +142,7 @@ impl Metrics {
                 LATENCY.to_vec(),
             ),
             store_errors: counter(r, "store_errors_total", "Failed store calls", &["op"]),
+            store_wedged,
             rebalances: counter(
                 r,
                 "rebalances_total",

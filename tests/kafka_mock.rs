@@ -419,11 +419,18 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
         assert!(Instant::now() < deadline, "input lag stuck at {lag:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metric = questline::telemetry::metrics()
-        .consumer_lag
-        .with_label_values(&[&rig.input, "0"])
-        .get();
-    assert_eq!(metric, 0);
+    // The gauge follows at the worker's next poll (at most its idle wait later).
+    let metric = || {
+        questline::telemetry::metrics()
+            .consumer_lag
+            .with_label_values(&[&rig.input, "0"])
+            .get()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric() != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(), 0);
 
     stop.send(true).unwrap();
     let totals = worker.await.unwrap();

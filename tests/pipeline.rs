@@ -38,8 +38,8 @@ const INPUT: &str = "actions";
 const PARTITIONS: i32 = 4;
 
 /// An injected-fault mock of the store (a test double, not a store of its own): the real
-/// embedded store behind a switch. While the switch is on, every call fails with
-/// [`StoreError::Unavailable`], as an unreachable or overloaded ScyllaDB would; calls are
+/// embedded store behind a switch. While the switch is on, every call fails with a transient
+/// [`StoreError::Cql`] (a request timeout), as an unreachable or overloaded ScyllaDB would; calls are
 /// counted either way. `writes_to_fail` fails just the next writes, reads unaffected.
 struct FlakyStore {
     inner: EmbeddedStore,
@@ -57,9 +57,7 @@ impl FlakyStore {
         match failed {
             Ok(_) => {
                 self.failed.fetch_add(1, Ordering::SeqCst);
-                Err(StoreError::Unavailable(
-                    "injected fault: one write fails".into(),
-                ))
+                Err(injected("injected fault: one write fails"))
             }
             Err(_) => Ok(()),
         }
@@ -87,11 +85,21 @@ impl FlakyStore {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             self.failed.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Unavailable(format!(
+            return Err(injected(format!(
                 "injected fault: {what} while the store is down"
             )));
         }
         Ok(())
+    }
+}
+
+/// The error an unreachable ScyllaDB gives: a request timeout (transient).
+fn injected(what: impl Into<String>) -> StoreError {
+    StoreError::Cql {
+        what: what.into(),
+        source: Box::new(scylla::errors::ExecutionError::RequestTimeout(
+            Duration::from_secs(5),
+        )),
     }
 }
 
@@ -506,7 +514,12 @@ impl Log for Faulty {
     }
     async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
         match self.fault {
-            Fault::PublishFails => Err(LogError::Unavailable("injected fault: broker gone".into())),
+            Fault::PublishFails => Err(LogError::Kafka {
+                op: "publish (injected fault: broker gone)",
+                source: rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                ),
+            }),
             _ => self.log.publish(records).await,
         }
     }

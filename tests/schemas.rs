@@ -53,11 +53,12 @@ const META: &str = "https://json-schema.org/draft/2020-12/schema";
 const ENVELOPE: &str = "event-envelope.v1.json";
 
 /// Every output event type; each has `schemas/<type>.v1.json`.
-const EVENT_TYPES: [&str; 7] = [
+const EVENT_TYPES: [&str; 8] = [
     "progress.updated",
     "milestone.achieved",
     "reward.granted",
     "reward.rejected",
+    "reward.expired",
     "claim.completed",
     "claim.failed",
     "dead_letter",
@@ -535,6 +536,7 @@ fn kind_of(body: &EventBody) -> &'static str {
         EventBody::MilestoneAchieved { .. } => "milestone.achieved",
         EventBody::RewardGranted { .. } => "reward.granted",
         EventBody::RewardRejected { .. } => "reward.rejected",
+        EventBody::RewardExpired { .. } => "reward.expired",
         EventBody::ClaimCompleted { .. } => "claim.completed",
         EventBody::ClaimFailed { .. } => "claim.failed",
         EventBody::DeadLetter { .. } => "dead_letter",
@@ -587,6 +589,15 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Limit,
             challenge_id: Some(5),
             milestone_id: Some("5-1".into()),
+        },
+        EventBody::RewardExpired {
+            reward_type: "points".into(),
+            amount: Some(d("10")),
+            code: Some("BURGER-0002".into()),
+            challenge_id: 2,
+            milestone_id: "2-1".into(),
+            expiration_date: "2026-12-25T10:00:00Z".parse().unwrap(),
+            balance: d("0"),
         },
         EventBody::ClaimCompleted {
             claim_id: "claim-1".into(),
@@ -772,6 +783,10 @@ fn event_schemas_reject_what_the_contract_rules_out() {
         (
             "reward.rejected",
             with("reward.rejected", "/reason", json!("expired")),
+        ),
+        (
+            "reward.expired",
+            without("reward.expired", "expirationDate"),
         ),
         ("claim.failed", without("claim.failed", "reason")),
         (
@@ -1193,7 +1208,7 @@ points = 50
 
 [[events]]
 name = "ORDER_PLACED"
-programmatic = { url = "https://tenant.example/points", method = "PUT", headers = { "X-Api-Key" = "k" }, body = { program = "p" }, timeout_ms = 500, fallback_points = "2.5" }
+programmatic = { url = "https://tenant.example/points", method = "PUT", headers = { "X-Api-Key" = "k" }, body = { program = "p" }, timeout = "500ms", fallback_points = "2.5" }
 "#;
 
 /// The group's triggers line in [`CATALOG`].
@@ -1299,7 +1314,7 @@ fn catalog_files_validate_and_broken_ones_do_not() {
         ("event without rules", CATALOG.replace("[[events.rules]]\npriority = \"POSITIVE_INFINITY\"\npoints = 50\n", "").replace("[[events.rules]]\nname = \"long\"\npriority = 1\nconditions = [{ param = \"duration\", op = \"greater_than\", value = 20 }]\npoints = 500\n", "")),
         ("GET endpoint", CATALOG.replace("\"PUT\"", "\"GET\"")),
         ("reserved body field", CATALOG.replace("program = \"p\"", "userId = \"p\"")),
-        ("zero timeout", CATALOG.replace("timeout_ms = 500", "timeout_ms = 0")),
+        ("not a timeout", CATALOG.replace("\"500ms\"", "\"soon\"")),
         ("not an http url", CATALOG.replace("https://tenant.example", "ftp://tenant.example")),
         ("numeric event name", CATALOG.replace("\"ORDER_PLACED\"", "\"42\"")),
         (
@@ -1600,7 +1615,14 @@ fn schema_enums_are_the_code_enums() {
     assert_enum::<RejectReason>(
         "reward.rejected reason",
         &doc("reward.rejected.v1.json")["properties"]["reason"],
-        variant_names!(RejectReason: Depleted, Capped, Inactive, Limit),
+        variant_names!(
+            RejectReason: Depleted,
+            Capped,
+            Inactive,
+            Limit,
+            BalanceLimit,
+            UnclaimedLimit
+        ),
     );
     assert_enum::<OriginalEncoding>(
         "dead_letter encoding",

@@ -25,6 +25,7 @@ use questline::core::model::SourceRef;
 use questline::core::state::{
     ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, TriggerProgress, UserState,
 };
+use questline::error::ErrorClass;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
 use questline::store::{
@@ -994,7 +995,8 @@ mod embedded_only {
 
         let err = EmbeddedStore::open(&path).expect_err("second open must fail");
         let message = err.to_string();
-        assert!(matches!(err, StoreError::Setup(_)), "{err:?}");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        assert_eq!(err.class(), ErrorClass::Fatal);
         assert!(
             message.contains("is locked by another questline process")
                 && message.contains(&format!("(pid {})", std::process::id()))
@@ -1052,6 +1054,7 @@ mod embedded_only {
                 matches!(&err, StoreError::Corrupt { key, .. } if key.contains(user)),
                 "{err:?}"
             );
+            assert_eq!(err.class(), ErrorClass::Permanent);
         }
         let err = store
             .history(&key("good"), 1, 10)
@@ -1288,7 +1291,8 @@ mod scylla_only {
             .await
             .expect_err("no schema yet");
         eprintln!("before migrate: {err}");
-        assert!(matches!(err, StoreError::Setup(_)), "{err:?}");
+        assert_eq!(err.class(), ErrorClass::Fatal, "{err:?}");
+        assert!(err.to_string().contains("questline migrate"), "{err}");
         let applied = store.migrate().await.unwrap();
         let names: Vec<&str> = questline::store::cql_schema::MIGRATIONS
             .iter()
@@ -1309,7 +1313,8 @@ mod scylla_only {
             )
             .await
             .expect_err(keyspace);
-            assert!(matches!(err, StoreError::Setup(_)), "{err:?}");
+            assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+            assert_eq!(err.class(), ErrorClass::Fatal);
         }
         assert!(questline::store::scylla::parse_consistency("local_quorum").is_ok());
         assert!(questline::store::scylla::parse_consistency("most").is_err());
@@ -1339,6 +1344,7 @@ mod scylla_only {
             matches!(&err, StoreError::Corrupt { key, .. } if key.contains("bad")),
             "{err:?}"
         );
+        assert_eq!(err.class(), ErrorClass::Permanent);
         let err = store
             .history(&key("bad"), 1, 10)
             .await
@@ -1346,7 +1352,7 @@ mod scylla_only {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     }
 
-    /// An unreachable cluster is `Unavailable` (the worker pauses and retries), within the
+    /// An unreachable cluster is transient (the worker pauses and retries), within the
     /// connect timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_cluster_is_unavailable() {
@@ -1358,6 +1364,6 @@ mod scylla_only {
         let err = ScyllaStore::connect_with(options)
             .await
             .expect_err("nothing listens");
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert_eq!(err.class(), ErrorClass::Transient, "{err:?}");
     }
 }

@@ -213,8 +213,12 @@ impl Engine {
     fn step(&mut self, input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
         match input.owner() {
             Some(Owner::User(key)) => {
+                let prior = match input {
+                    Input::Claim(claim) => self.claims.get(&(key.clone(), claim.claim_id.clone())),
+                    _ => None,
+                };
                 let record = self.users.entry(key).or_default();
-                step::user(record, input, &self.catalog, pos)
+                step::user(record, input, &self.catalog, pos, prior)
             }
             Some(Owner::Resource(key)) => {
                 let record = self.resources.entry(key).or_default();

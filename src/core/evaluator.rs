@@ -26,7 +26,9 @@ use super::decimal;
 use super::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
 use super::ids;
 use super::inventory::{self, Request, RequestKind};
+use super::limits;
 use super::model::{Action, SourceRef};
+use super::records::ClaimRecord;
 use super::state::{ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, UserState};
 
 /// The most completions one action can cause on one challenge; the rest of a huge value
@@ -66,7 +68,9 @@ pub struct ClaimAmount {
 pub enum UserInput<'a> {
     /// An action whose trigger the caller already resolved against the catalog.
     Action(&'a Action, &'a TriggerDef),
-    Claim(&'a ClaimCommand),
+    /// A claim, with the outcome stored under its id if it was evaluated before (a claim id
+    /// is exactly-once forever: a retry at any time changes nothing).
+    Claim(&'a ClaimCommand, Option<&'a ClaimRecord>),
     Response(&'a inventory::Response),
 }
 
@@ -102,6 +106,8 @@ struct Emitter<'a> {
     /// Borrowed from the context, except for an inventory response, whose events cite the
     /// input that caused the request (kept in the state, which the response changes).
     source: Cow<'a, SourceRef>,
+    /// When the record was consumed: expiry and lateness are judged by it.
+    record_time: DateTime<Utc>,
     effects: Effects,
 }
 
@@ -152,14 +158,14 @@ pub fn evaluate(
 ) -> Effects {
     let (occurred_at, source) = match &input {
         UserInput::Action(a, _) => (
-            a.occurred_at.unwrap_or(ctx.record_time),
+            event_time(a.occurred_at, ctx.record_time),
             Cow::Borrowed(ctx.source),
         ),
         UserInput::Response(r) => match state.pending.get(&r.request_id) {
             Some(p) => (p.occurred_at, Cow::Owned(p.source.clone())),
             None => return Effects::default(),
         },
-        UserInput::Claim(_) => (ctx.record_time, Cow::Borrowed(ctx.source)),
+        UserInput::Claim(..) => (ctx.record_time, Cow::Borrowed(ctx.source)),
     };
     let mut out = Emitter {
         cause: ctx.cause,
@@ -168,16 +174,42 @@ pub fn evaluate(
         user_id,
         occurred_at,
         source,
+        record_time: ctx.record_time,
         effects: Effects::default(),
     };
+    // A repeated claim changes nothing, not even expiries: it is answered by its stored outcome.
+    if let UserInput::Claim(claim, prior) = &input {
+        if prior.is_some() || claim_in_flight(state, &claim.claim_id) {
+            out.effects.duplicate = true;
+            return out.effects;
+        }
+    }
+    expire_prizes(state, catalog, &mut out);
     match input {
         UserInput::Action(action, trigger) => {
             apply_action(state, action, trigger, catalog, &mut out)
         }
-        UserInput::Claim(claim) => apply_claim(state, claim, catalog, &mut out),
+        UserInput::Claim(claim, _) => apply_claim(state, claim, catalog, &mut out),
         UserInput::Response(response) => apply_response(state, response, catalog, &mut out),
     }
     out.effects
+}
+
+/// An action's event time: its own `occurredAt`, unless that is later than the record's time
+/// by more than the allowed clock skew (then the record's time), or none (the record's time).
+fn event_time(occurred_at: Option<DateTime<Utc>>, record_time: DateTime<Utc>) -> DateTime<Utc> {
+    match occurred_at {
+        Some(at) if at <= record_time + limits::max_future_skew() => at,
+        _ => record_time,
+    }
+}
+
+/// Whether a claim with this id is waiting for the inventory stage.
+fn claim_in_flight(state: &UserState, claim_id: &str) -> bool {
+    state
+        .pending
+        .values()
+        .any(|p| matches!(&p.what, PendingKind::Claim { claim_id: id, .. } if id == claim_id))
 }
 
 fn apply_action(
@@ -194,8 +226,12 @@ fn apply_action(
         }
     }
     let at = out.occurred_at;
+    // A late action (event time before the record's time by more than the tenant's allowed
+    // lateness) counts only toward challenges still open at that bound: a backdated
+    // `occurredAt` cannot pay on a challenge that closed long ago.
+    let late_bound = out.record_time - catalog.allowed_lateness;
     for challenge in catalog.challenges_for_trigger(trigger.id) {
-        if !challenge.is_open_at(at) {
+        if !challenge.is_open_at(at) || challenge.end.is_some_and(|end| end <= late_bound) {
             continue;
         }
         if challenge.parent.is_some_and(|p| !state.has_achieved(p)) {
@@ -228,7 +264,7 @@ fn advance(
             let tp = cs.trigger_mut(group.id, trigger.id);
             let (accumulated, met) = match trigger.aggregation {
                 Aggregation::Sum => {
-                    let acc = (tp.accumulated + value).max(Decimal::ZERO);
+                    let acc = limits::accumulate(tp.accumulated, value);
                     (acc, acc >= req.frequency)
                 }
                 Aggregation::Match if trigger.comparator.holds(value, req.frequency) => {
@@ -301,7 +337,11 @@ pub fn progress_of(
 ) -> (Decimal, Decimal) {
     match aggregation {
         Aggregation::Sum => (
-            (frequency - accumulated).max(Decimal::ZERO).normalize(),
+            frequency
+                .checked_sub(accumulated)
+                .unwrap_or(Decimal::ZERO)
+                .max(Decimal::ZERO)
+                .normalize(),
             decimal::percent(accumulated, frequency),
         ),
         Aggregation::Match if met => (Decimal::ZERO, Decimal::ONE_HUNDRED),
@@ -385,7 +425,11 @@ fn use_actions(challenge: &Challenge, cs: &mut ChallengeState, catalog: &TenantC
             let tp = cs.trigger_mut(group.id, req.trigger);
             tp.met = false;
             tp.accumulated = match (challenge.overshoot, agg) {
-                (Overshoot::Carry, Aggregation::Sum) => tp.accumulated - req.frequency,
+                (Overshoot::Carry, Aggregation::Sum) => tp
+                    .accumulated
+                    .checked_sub(req.frequency)
+                    .unwrap_or(Decimal::ZERO)
+                    .max(Decimal::ZERO),
                 _ => Decimal::ZERO,
             };
         }
@@ -420,6 +464,25 @@ fn complete(
         }
         return;
     }
+    let unclaimed = state
+        .milestones
+        .iter()
+        .filter(|m| m.challenge_id == challenge.id)
+        .count();
+    if !challenge.auto_claim && unclaimed >= challenge.max_unclaimed() as usize {
+        let cs = state.challenges.entry(challenge.id).or_default();
+        use_actions(challenge, cs, catalog);
+        for prize in &challenge.prizes {
+            out.emit(EventBody::RewardRejected {
+                reward_type: prize.reward_type.clone(),
+                reason: RejectReason::UnclaimedLimit,
+                challenge_id: Some(challenge.id),
+                milestone_id: None,
+            });
+        }
+        return;
+    }
+    let cs = state.challenges.entry(challenge.id).or_default();
     if challenge.is_limited() {
         cs.status = ChallengeStatus::AwaitingSlot;
         out.request(
@@ -483,12 +546,15 @@ fn award(
         milestone_id: milestone_id.clone(),
         prizes: prizes.clone(),
     });
-    state.milestones.push(Milestone {
-        milestone_id: milestone_id.clone(),
-        challenge_id: challenge.id,
-        achieved_at: at,
-        prizes,
-    });
+    // Auto-claimed prizes are credited at once and leave no unclaimed milestone behind.
+    if !challenge.auto_claim {
+        state.milestones.push(Milestone {
+            milestone_id: milestone_id.clone(),
+            challenge_id: challenge.id,
+            achieved_at: at,
+            prizes,
+        });
+    }
     for prize in &challenge.prizes {
         let active = catalog
             .reward_type(&prize.reward_type)
@@ -539,9 +605,21 @@ fn grant(
     milestone_id: &str,
     out: &mut Emitter<'_>,
 ) {
-    let balance = state.balances.entry(reward_type.to_string()).or_default();
-    *balance += amount;
-    let balance = *balance;
+    let Some(balance) = state
+        .balance(reward_type)
+        .checked_add(amount)
+        .filter(|b| *b <= limits::MAX_BALANCE)
+    else {
+        drop_prize(state, milestone_id, reward_type);
+        out.emit(EventBody::RewardRejected {
+            reward_type: reward_type.to_string(),
+            reason: RejectReason::BalanceLimit,
+            challenge_id: Some(challenge_id),
+            milestone_id: Some(milestone_id.to_string()),
+        });
+        return;
+    };
+    state.balances.insert(reward_type.to_string(), balance);
     out.emit(EventBody::RewardGranted {
         reward_type: reward_type.to_string(),
         amount: code.is_none().then_some(amount),
@@ -632,23 +710,38 @@ fn apply_response(
                 });
             }
         },
-        PendingKind::Claim { claim_id, items } => match granted {
-            Ok(_) => out.emit(EventBody::ClaimCompleted {
-                claim_id,
-                items,
-                reason: None,
-            }),
-            Err(reason) => {
-                for item in &items {
-                    *state.balances.entry(item.reward_type.clone()).or_default() += item.amount;
+        PendingKind::Claim {
+            claim_id,
+            mut items,
+            milestones,
+        } => match &response.outcome {
+            inventory::Outcome::Granted { inventory_id, .. } => {
+                mark_claimed(state, &milestones);
+                // The inventory the units were claimed from, on the items it answered for.
+                let limited = limited_type(&items, catalog).map(str::to_string);
+                for item in &mut items {
+                    if Some(&item.reward_type) == limited.as_ref() {
+                        item.inventory_id.clone_from(inventory_id);
+                    }
                 }
+                out.emit(EventBody::ClaimCompleted {
+                    claim_id,
+                    items,
+                    reason: None,
+                })
+            }
+            inventory::Outcome::Rejected { reason } => {
+                // Nothing was claimed: the balance and the milestones come back as they were.
+                for item in &items {
+                    let balance = state.balance(&item.reward_type);
+                    let restored = balance.checked_add(item.amount).unwrap_or(balance);
+                    state.balances.insert(item.reward_type.clone(), restored);
+                }
+                state.milestones.extend(milestones);
                 out.emit(EventBody::ClaimFailed {
                     claim_id,
                     items,
-                    reason: serde_json::to_value(reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    reason: reason.as_str().to_string(),
                 });
             }
         },
@@ -677,36 +770,116 @@ fn apply_claim(
     catalog: &TenantCatalog,
     out: &mut Emitter<'_>,
 ) {
-    if !state.remember_action(&format!("claim:{}", claim.claim_id)) {
-        out.effects.duplicate = true;
-        return;
-    }
-    let mut items: Vec<ClaimItem> = Vec::new();
-    let fail = |out: &mut Emitter<'_>, items: Vec<ClaimItem>, reason: String| {
-        out.emit(EventBody::ClaimFailed {
-            claim_id: claim.claim_id.clone(),
-            items,
-            reason,
-        })
-    };
-    if claim.milestone_ids.is_empty() && claim.items.is_empty() {
-        return fail(out, items, "a claim needs milestoneIds or items".into());
-    }
-    for id in &claim.milestone_ids {
-        let Some(m) = state.milestones.iter().find(|m| &m.milestone_id == id) else {
-            return fail(
-                out,
+    let items = match claim_items(state, claim, catalog) {
+        Ok(items) => items,
+        Err((items, reason)) => {
+            return out.emit(EventBody::ClaimFailed {
+                claim_id: claim.claim_id.clone(),
                 items,
-                format!("milestone '{id}' is unknown or already claimed"),
+                reason,
+            })
+        }
+    };
+    // Everything claimed is covered by the balance, per reward type, and debited now; an
+    // inventory-backed claim that the inventory refuses gives it back.
+    let mut needed: std::collections::BTreeMap<&str, Decimal> = Default::default();
+    for item in &items {
+        let total = needed.entry(item.reward_type.as_str()).or_default();
+        *total = total.checked_add(item.amount).unwrap_or(Decimal::MAX);
+    }
+    for (reward_type, amount) in &needed {
+        if state.balance(reward_type) < *amount {
+            let reason = format!(
+                "insufficient balance of '{reward_type}': {} available, {} claimed",
+                state.balance(reward_type).normalize(),
+                amount.normalize()
             );
+            return out.emit(EventBody::ClaimFailed {
+                claim_id: claim.claim_id.clone(),
+                items,
+                reason,
+            });
+        }
+    }
+    for (reward_type, amount) in &needed {
+        let left = state.balance(reward_type) - *amount;
+        state.balances.insert(reward_type.to_string(), left);
+    }
+    // The claimed milestones leave the unclaimed list now (a second claim cannot name them
+    // while this one waits for the inventory); a refused claim puts them back.
+    let mut claimed = Vec::new();
+    for id in &claim.milestone_ids {
+        if let Some(i) = state.milestones.iter().position(|m| &m.milestone_id == id) {
+            claimed.push(state.milestones.remove(i));
+        }
+    }
+    match limited_type(&items, catalog) {
+        Some(reward_type) => {
+            let reward_type = reward_type.to_string();
+            let amount = needed
+                .get(reward_type.as_str())
+                .copied()
+                .unwrap_or_default();
+            out.request(
+                state,
+                RequestKind::Claim {
+                    reward_type,
+                    amount,
+                },
+                PendingKind::Claim {
+                    claim_id: claim.claim_id.clone(),
+                    items,
+                    milestones: claimed,
+                },
+            );
+        }
+        None => {
+            mark_claimed(state, &claimed);
+            out.emit(EventBody::ClaimCompleted {
+                claim_id: claim.claim_id.clone(),
+                items,
+                reason: None,
+            })
+        }
+    }
+}
+
+/// Challenges with a claimed milestone: limited ones then leave the progress list.
+fn mark_claimed(state: &mut UserState, milestones: &[Milestone]) {
+    for m in milestones {
+        if !state.claimed_challenges.contains(&m.challenge_id) {
+            state.claimed_challenges.push(m.challenge_id);
+        }
+    }
+}
+
+/// The lines a claim takes: each prize of the claimed milestones, then each amount of a reward
+/// type. On error, the lines gathered so far and why the claim fails.
+fn claim_items(
+    state: &UserState,
+    claim: &ClaimCommand,
+    catalog: &TenantCatalog,
+) -> Result<Vec<ClaimItem>, (Vec<ClaimItem>, String)> {
+    let mut items: Vec<ClaimItem> = Vec::new();
+    if claim.milestone_ids.is_empty() && claim.items.is_empty() {
+        return Err((items, "a claim needs milestoneIds or items".into()));
+    }
+    for (i, id) in claim.milestone_ids.iter().enumerate() {
+        if claim.milestone_ids[..i].contains(id) {
+            return Err((items, format!("milestone '{id}' is named twice")));
+        }
+        let Some(m) = state.milestones.iter().find(|m| &m.milestone_id == id) else {
+            return Err((
+                items,
+                format!("milestone '{id}' is unknown, already claimed or expired"),
+            ));
         };
         for p in &m.prizes {
             let Some(value) = &p.value else {
-                return fail(
-                    out,
+                return Err((
                     items,
                     format!("milestone '{id}': a prize is still being issued"),
-                );
+                ));
             };
             let (amount, code) = if is_voucher(catalog, &p.reward_type) {
                 (Decimal::ONE, Some(value.clone()))
@@ -722,31 +895,36 @@ fn apply_claim(
             });
         }
     }
-    let mut limited = Vec::new();
     for item in &claim.items {
         let Some(rt) = catalog.reward_type(&item.reward_type) else {
-            return fail(
-                out,
-                items,
-                format!("unknown reward type '{}'", item.reward_type),
-            );
+            return Err((items, format!("unknown reward type '{}'", item.reward_type)));
         };
-        if item.amount <= Decimal::ZERO {
-            return fail(
-                out,
+        if !limits::is_valid_amount(item.amount) {
+            return Err((
                 items,
-                format!("amount of '{}' must be greater than 0", item.reward_type),
-            );
+                format!(
+                    "amount of '{}' must be greater than 0 and at most {} with at most {} decimal places",
+                    item.reward_type,
+                    limits::MAX_AMOUNT,
+                    limits::MAX_SCALE
+                ),
+            ));
         }
         if !rt.active {
-            return fail(
-                out,
+            return Err((
                 items,
                 format!("reward type '{}' is inactive", item.reward_type),
-            );
+            ));
         }
-        if catalog.is_limited(&item.reward_type) {
-            limited.push(item.clone());
+        // Stock is counted in whole units: a fraction of a t-shirt cannot be claimed.
+        if catalog.is_limited(&item.reward_type) && !item.amount.fract().is_zero() {
+            return Err((
+                items,
+                format!(
+                    "amount of '{}' must be a whole number of units: it is counted by an inventory",
+                    item.reward_type
+                ),
+            ));
         }
         items.push(ClaimItem {
             reward_type: item.reward_type.clone(),
@@ -756,58 +934,112 @@ fn apply_claim(
             code: None,
         });
     }
+    let mut limited: Vec<String> = items
+        .iter()
+        .map(|i| i.reward_type.clone())
+        .filter(|t| catalog.is_limited(t))
+        .collect();
+    limited.sort_unstable();
+    limited.dedup();
     if limited.len() > 1 {
-        return fail(
-            out,
+        return Err((
             items,
-            "claim one inventory-backed reward type per claim".into(),
-        );
+            format!(
+                "claim one inventory-backed reward type per claim (this claim has {})",
+                limited.join(", ")
+            ),
+        ));
     }
-    // Everything claimed must be covered by the balance, per reward type.
-    let mut needed: std::collections::BTreeMap<&str, Decimal> = Default::default();
-    for item in &items {
-        *needed.entry(item.reward_type.as_str()).or_default() += item.amount;
-    }
-    for (reward_type, amount) in &needed {
-        if state.balance(reward_type) < *amount {
-            let reason = format!(
-                "insufficient balance of '{reward_type}': {} available, {} claimed",
-                state.balance(reward_type).normalize(),
-                amount.normalize()
-            );
-            return fail(out, items, reason);
-        }
-    }
-    for (reward_type, amount) in needed {
-        *state.balances.entry(reward_type.to_string()).or_default() -= amount;
-    }
-    for id in &claim.milestone_ids {
-        if let Some(i) = state.milestones.iter().position(|m| &m.milestone_id == id) {
-            let m = state.milestones.remove(i);
-            if !state.claimed_challenges.contains(&m.challenge_id) {
-                state.claimed_challenges.push(m.challenge_id);
-            }
-        }
-    }
-    if let Some(item) = limited.pop() {
-        out.request(
-            state,
-            RequestKind::Claim {
-                reward_type: item.reward_type,
-                amount: item.amount,
-            },
-            PendingKind::Claim {
-                claim_id: claim.claim_id.clone(),
-                items,
-            },
-        );
-    } else {
-        out.emit(EventBody::ClaimCompleted {
-            claim_id: claim.claim_id.clone(),
-            items,
-            reason: None,
+    Ok(items)
+}
+
+/// The one inventory-backed reward type among a claim's lines, if any: its units are claimed
+/// from the inventory stage, whichever path (item or milestone) names them.
+fn limited_type<'a>(items: &'a [ClaimItem], catalog: &TenantCatalog) -> Option<&'a str> {
+    items
+        .iter()
+        .map(|i| i.reward_type.as_str())
+        .find(|t| catalog.is_limited(t))
+}
+
+/// Removes every unclaimed prize whose expiration date has passed by the record's time and
+/// says so (`reward.expired`). Applied at the start of every input of the user, so expiry is
+/// a pure function of the inputs and their times.
+fn expire_prizes(state: &mut UserState, catalog: &TenantCatalog, out: &mut Emitter<'_>) {
+    for expired in apply_expiry(state, catalog, out.record_time) {
+        out.emit(EventBody::RewardExpired {
+            reward_type: expired.prize.reward_type,
+            amount: expired.code.is_none().then_some(expired.amount),
+            code: expired.code,
+            challenge_id: expired.challenge_id,
+            milestone_id: expired.milestone_id,
+            expiration_date: expired.prize.expiration_date.unwrap_or(out.record_time),
+            balance: expired.balance,
         });
     }
+}
+
+/// An unclaimed prize that expired, as [`apply_expiry`] took it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expired {
+    pub challenge_id: u32,
+    pub milestone_id: String,
+    pub prize: PrizeInfo,
+    /// What left the balance (1 for a voucher code).
+    pub amount: Decimal,
+    pub code: Option<String>,
+    /// The balance of the prize's reward type afterwards.
+    pub balance: Decimal,
+}
+
+/// Takes every unclaimed prize whose expiration date is at or before `now` out of the user's
+/// milestones, and its amount out of the balance it was counted in (never below zero).
+/// The evaluator applies it to every input; the sidecar applies it to what it reads, so a
+/// prize that expired since the user's last input is neither listed nor counted.
+pub fn apply_expiry(
+    state: &mut UserState,
+    catalog: &TenantCatalog,
+    now: DateTime<Utc>,
+) -> Vec<Expired> {
+    let is_due = |p: &PrizeInfo| p.expiration_date.is_some_and(|e| e <= now);
+    if !state.milestones.iter().flat_map(|m| &m.prizes).any(is_due) {
+        return Vec::new();
+    }
+    let mut gone = Vec::new();
+    for milestone in &mut state.milestones {
+        let (due, kept): (Vec<PrizeInfo>, Vec<PrizeInfo>) = std::mem::take(&mut milestone.prizes)
+            .into_iter()
+            .partition(|p| is_due(p));
+        milestone.prizes = kept;
+        for prize in due {
+            gone.push((
+                milestone.challenge_id,
+                milestone.milestone_id.clone(),
+                prize,
+            ));
+        }
+    }
+    state.milestones.retain(|m| !m.prizes.is_empty());
+    gone.into_iter()
+        .map(|(challenge_id, milestone_id, prize)| {
+            let (amount, code) = match (&prize.value, is_voucher(catalog, &prize.reward_type)) {
+                (Some(code), true) => (Decimal::ONE, Some(code.clone())),
+                (Some(value), false) => (decimal::parse_text(value).unwrap_or(Decimal::ZERO), None),
+                (None, _) => (Decimal::ZERO, None),
+            };
+            let before = state.balance(&prize.reward_type);
+            let balance = (before - amount.clamp(Decimal::ZERO, before)).max(Decimal::ZERO);
+            state.balances.insert(prize.reward_type.clone(), balance);
+            Expired {
+                challenge_id,
+                milestone_id,
+                prize,
+                amount,
+                code,
+                balance,
+            }
+        })
+        .collect()
 }
 
 /// Vouchers are counted one per code; their prize value is the code, not an amount.
@@ -815,4 +1047,68 @@ fn is_voucher(catalog: &TenantCatalog, reward_type: &str) -> bool {
     catalog
         .reward_type(reward_type)
         .is_some_and(|r| r.kind == super::catalog::RewardKind::Voucher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::catalog::Catalog;
+    use crate::core::model::TriggerKey;
+
+    const CATALOG: &str = r#"
+[[reward_types]]
+reward_type = "points"
+[[triggers]]
+id = 1
+name = "t"
+[[challenges]]
+id = 1
+name = "c"
+repeatable = true
+[[challenges.groups]]
+id = 1
+triggers = [{ trigger = 1, frequency = 1 }]
+[[challenges.prizes]]
+reward_type = "points"
+amount = 10
+"#;
+
+    /// A grant that would take a balance past its bound is rejected, and nothing overflows.
+    #[test]
+    fn a_grant_past_the_balance_bound_is_rejected() {
+        let catalog = Catalog::from_sources(&[("c.toml", CATALOG)]).unwrap();
+        let tenant = catalog.tenant("default").unwrap();
+        let mut state = UserState::default();
+        state
+            .balances
+            .insert("points".into(), limits::MAX_BALANCE - Decimal::from(5));
+        let action = Action::new("u", TriggerKey::Id(1), Decimal::ONE);
+        let source = SourceRef::new("t", 0, 1);
+        let ctx = Context {
+            source: &source,
+            cause: "t:0:1",
+            record_time: chrono::Utc::now(),
+        };
+        let trigger = tenant.trigger(1).unwrap();
+        let effects = evaluate(
+            &mut state,
+            UserInput::Action(&action, trigger),
+            tenant,
+            "u",
+            &ctx,
+        );
+        assert!(effects.events.iter().any(|e| matches!(
+            e.body,
+            EventBody::RewardRejected {
+                reason: RejectReason::BalanceLimit,
+                ..
+            }
+        )));
+        assert_eq!(
+            state.balance("points"),
+            limits::MAX_BALANCE - Decimal::from(5)
+        );
+        // The prize that was not granted is not listed as claimable either.
+        assert!(state.milestones.iter().all(|m| m.prizes.is_empty()));
+    }
 }

@@ -87,6 +87,24 @@ pub enum RejectReason {
     Inactive,
     /// The challenge's global winners cap was reached.
     Limit,
+    /// The grant would take the user's balance past its documented maximum.
+    BalanceLimit,
+    /// The user holds the challenge's maximum of unclaimed milestones: claim some first.
+    UnclaimedLimit,
+}
+
+impl RejectReason {
+    /// The reason as it is written in events (`depleted`, `balance_limit` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Depleted => "depleted",
+            RejectReason::Capped => "capped",
+            RejectReason::Inactive => "inactive",
+            RejectReason::Limit => "limit",
+            RejectReason::BalanceLimit => "balance_limit",
+            RejectReason::UnclaimedLimit => "unclaimed_limit",
+        }
+    }
 }
 
 /// One line of a claim.
@@ -151,6 +169,25 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         milestone_id: Option<String>,
     },
+    /// An unclaimed prize passed its expiration date: it left the user's milestones and, when
+    /// it had been counted in a balance, its amount left the balance.
+    #[serde(rename = "reward.expired", rename_all = "camelCase")]
+    RewardExpired {
+        reward_type: String,
+        #[serde(
+            default,
+            with = "super::decimal::lenient_opt",
+            skip_serializing_if = "Option::is_none"
+        )]
+        amount: Option<Decimal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        challenge_id: u32,
+        milestone_id: String,
+        expiration_date: DateTime<Utc>,
+        #[serde(with = "super::decimal::lenient")]
+        balance: Decimal,
+    },
     #[serde(rename = "claim.completed", rename_all = "camelCase")]
     ClaimCompleted {
         claim_id: String,
@@ -197,6 +234,7 @@ impl EventBody {
             EventBody::MilestoneAchieved { .. } => "milestone.achieved",
             EventBody::RewardGranted { .. } => "reward.granted",
             EventBody::RewardRejected { .. } => "reward.rejected",
+            EventBody::RewardExpired { .. } => "reward.expired",
             EventBody::ClaimCompleted { .. } => "claim.completed",
             EventBody::ClaimFailed { .. } => "claim.failed",
             EventBody::DeadLetter { .. } => "dead_letter",

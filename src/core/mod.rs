@@ -12,6 +12,7 @@ pub mod evaluator;
 pub mod events;
 pub mod ids;
 pub mod inventory;
+pub mod limits;
 pub mod mapping;
 pub mod model;
 pub mod records;

@@ -124,10 +124,13 @@ pub enum PendingKind {
         reward_type: String,
         amount: Decimal,
     },
-    /// A claim of an inventory-backed reward type; the balance is already reserved.
+    /// A claim of an inventory-backed reward type; the balance is already debited and the
+    /// claimed milestones taken out, both restored if the inventory refuses.
     Claim {
         claim_id: String,
         items: Vec<ClaimItem>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        milestones: Vec<Milestone>,
     },
 }
 

@@ -151,11 +151,14 @@ fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
 }
 
 /// The user stage: an action, a claim or an inventory answer, applied to its user's record.
+/// `prior_claim`: for a claim, the outcome stored under its id, if any (the driver reads it
+/// from its store: claim ids are remembered forever there, not in the user's record).
 pub fn user(
     record: &mut UserRecord,
     input: &Input,
     catalog: &Catalog,
     pos: &Position<'_>,
+    prior_claim: Option<&ClaimRecord>,
 ) -> Output {
     let Some(key) = input.user() else {
         return Output::skipped(Outcome::Ignored("not a user input".into()));
@@ -186,7 +189,7 @@ pub fn user(
     };
     let user_input = match (input, trigger) {
         (Input::Action { action, .. }, Some(trigger)) => UserInput::Action(action, trigger),
-        (Input::Claim(claim), _) => UserInput::Claim(claim),
+        (Input::Claim(claim), _) => UserInput::Claim(claim, prior_claim),
         (Input::Response(response), _) => UserInput::Response(response),
         _ => return Output::skipped(Outcome::Ignored("not a user input".into())),
     };
@@ -227,7 +230,8 @@ fn read_models(record: &mut UserRecord, event: &Event, out: &mut Output) {
         }
         EventBody::MilestoneAchieved { .. }
         | EventBody::RewardGranted { .. }
-        | EventBody::RewardRejected { .. } => {}
+        | EventBody::RewardRejected { .. }
+        | EventBody::RewardExpired { .. } => {}
     }
     out.history.push(HistoryEntry {
         seq: record.history_len,

@@ -25,6 +25,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::core::view::QueryError;
+use crate::error::ErrorClass;
 use crate::pipeline::commands::SubmitError;
 use crate::store::StoreError;
 
@@ -199,11 +200,11 @@ impl From<SubmitError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) | StoreError::Setup(_) => {
+        match e.class() {
+            ErrorClass::Transient | ErrorClass::Fatal => {
                 ApiError::new(Kind::Unavailable, e.to_string())
             }
-            StoreError::Corrupt { .. } => {
+            ErrorClass::Permanent => {
                 // The details are for operators (logged), not for clients.
                 tracing::error!(error = %e, "store returned a corrupt record");
                 ApiError::new(

@@ -118,13 +118,14 @@ pub async fn get_progress(
         app.store.load_users(std::slice::from_ref(&key)),
         app.people_finished(&catalog.tenant),
     )?;
-    let record = users.into_iter().next().flatten();
+    let now = chrono::Utc::now();
+    let state = request::current_state(users.into_iter().next().flatten(), catalog, now);
     let input = ProgressInput {
         catalog,
         user_id: &user_id,
-        state: record.as_ref().map(|r| &r.state),
+        state: state.as_ref(),
         people_finished: &finished,
-        now: chrono::Utc::now(),
+        now,
         languages: &languages,
     };
     let mut page = view::progress_page(&input, &query);

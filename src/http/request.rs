@@ -251,6 +251,20 @@ pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
     }
 }
 
+/// A user's state as of `now`: prizes that expired since the user's last input are taken out
+/// of the milestones and the balances, as the worker will do at that user's next input.
+pub fn current_state(
+    record: Option<crate::store::UserRecord>,
+    catalog: &crate::core::catalog::TenantCatalog,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::core::state::UserState> {
+    record.map(|r| {
+        let mut state = r.state;
+        crate::core::evaluator::apply_expiry(&mut state, catalog, now);
+        state
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

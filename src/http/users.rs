@@ -27,9 +27,10 @@ use crate::core::catalog::{RewardKind, TenantCatalog};
 use crate::core::decimal;
 use crate::core::evaluator::{ClaimAmount, ClaimCommand};
 use crate::core::events::{ClaimItem, EventBody};
+use crate::core::limits;
 use crate::core::view::Paging;
 use crate::pipeline::commands::Command;
-use crate::store::UserKey;
+use crate::store::{ClaimRecord, UserKey};
 
 /// Most milestones or items in one claim: a claim is one command and one evaluation.
 pub const MAX_CLAIM_LINES: usize = 100;
@@ -219,7 +220,7 @@ pub async fn balances(
         .into_iter()
         .next()
         .flatten();
-    let state = record.map(|r| r.state).unwrap_or_default();
+    let state = request::current_state(record, catalog, chrono::Utc::now()).unwrap_or_default();
     Ok(Json(BalancesResponse {
         data: balance_views(catalog, &state.balances, &languages),
         user_id,
@@ -433,6 +434,26 @@ fn items(catalog: &TenantCatalog, value: Option<&Value>) -> Result<Vec<ClaimAmou
                     format!("{}: must be greater than 0", field("amount")),
                 ));
             }
+            if !limits::is_valid_amount(amount) {
+                return Err(ApiError::invalid(
+                    field("amount"),
+                    format!(
+                        "{}: must be at most {} with at most {} decimal places",
+                        field("amount"),
+                        limits::MAX_AMOUNT,
+                        limits::MAX_SCALE
+                    ),
+                ));
+            }
+            if catalog.is_limited(&reward_type) && !amount.fract().is_zero() {
+                return Err(ApiError::invalid(
+                    field("amount"),
+                    format!(
+                        "{}: '{reward_type}' is counted by an inventory: claim a whole number of units",
+                        field("amount")
+                    ),
+                ));
+            }
             Ok(ClaimAmount {
                 reward_type,
                 amount,
@@ -465,6 +486,7 @@ fn encode_segment(text: &str) -> String {
     ),
     request_body = ClaimBody,
     responses(
+        (status = 200, description = "This claim id already has an outcome: that outcome, unchanged (nothing is claimed again)", body = ClaimStatus),
         (status = 202, description = "In the log; its outcome appears at the `Location` URL once evaluated", body = ClaimAccepted,
          headers(("Location" = String, description = "The claim's status URL"))),
         (status = 400, description = "Invalid body; `field` names the field (`items[0].amount` …)", body = StatusBody),
@@ -484,6 +506,13 @@ pub async fn create_claim(
     let catalog = request::tenant(&app, &headers)?;
     let claim = parse_claim(catalog, &user_id, &body)?;
     let claim_id = claim.claim_id.clone();
+    // A claim id is exactly-once forever: a retry of one with an outcome gets that outcome
+    // (200), and nothing is submitted again. (One still in flight is submitted again and the
+    // worker recognises it.)
+    let key = UserKey::new(catalog.tenant.clone(), user_id.clone());
+    if let Some(record) = app.store.claim(&key, &claim_id).await? {
+        return Ok(Json(claim_view(claim_id, record)?).into_response());
+    }
     submit(&app, Command::Claim(claim)).await?;
     let location = format!(
         "/api/v1/users/{}/claims/{}",
@@ -542,6 +571,11 @@ pub async fn claim_status(
             clip(&user_id)
         )));
     };
+    Ok(Json(claim_view(claim_id, record)?))
+}
+
+/// A stored claim outcome as the API shows it.
+fn claim_view(claim_id: String, record: ClaimRecord) -> Result<ClaimStatus, ApiError> {
     let occurred_at = record.event.occurred_at;
     let (status, items, reason) = match record.event.body {
         EventBody::ClaimCompleted { items, reason, .. } => ("completed", items, reason),
@@ -553,13 +587,13 @@ pub async fn claim_status(
             ))
         }
     };
-    Ok(Json(ClaimStatus {
+    Ok(ClaimStatus {
         claim_id,
         status: status.into(),
         items: items.into_iter().map(ClaimItemView::from).collect(),
         reason,
         occurred_at,
-    }))
+    })
 }
 
 #[cfg(test)]

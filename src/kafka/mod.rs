@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::pipeline::commands::{Command, CommandSink, SubmitError};
-use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance, RefusedTopics};
 use crate::settings::KafkaSettings;
 
 /// Shared between librdkafka's callbacks and the worker.
@@ -224,9 +224,10 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, LogError> {
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     apply_properties(&mut config, settings, |k| !consumer_only(k));
-    config
-        .create()
-        .map_err(|e| LogError::Fatal(format!("kafka producer: {e}")))
+    config.create().map_err(|source| LogError::Client {
+        client: "producer",
+        source,
+    })
 }
 
 /// The worker's log: one consumer group member and one idempotent producer.
@@ -253,11 +254,17 @@ impl KafkaLog {
         apply_properties(&mut config, settings, |k| !producer_only(k));
         let consumer: StreamConsumer<WorkerContext> = config
             .create_with_context(WorkerContext::default())
-            .map_err(|e| LogError::Fatal(format!("kafka consumer: {e}")))?;
+            .map_err(|source| LogError::Client {
+                client: "consumer",
+                source,
+            })?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
-            .map_err(|e| LogError::Fatal(format!("subscribe to {names:?}: {e}")))?;
+            .map_err(|source| LogError::Subscribe {
+                topics: topics.to_vec(),
+                source,
+            })?;
         Ok(KafkaLog {
             consumer,
             producer: producer(settings)?,
@@ -325,8 +332,9 @@ impl KafkaLog {
     }
 }
 
-fn unavailable(e: KafkaError) -> LogError {
-    LogError::Unavailable(e.to_string())
+/// A failed broker call; its class comes from librdkafka's error code ([`LogError::class`]).
+fn failed(op: &'static str) -> impl Fn(KafkaError) -> LogError {
+    move |source| LogError::Kafka { op, source }
 }
 
 #[async_trait]
@@ -343,7 +351,7 @@ impl Log for KafkaLog {
                 self.recommit();
                 return Ok(out);
             }
-            Ok(Err(e)) => return Err(unavailable(e)),
+            Ok(Err(e)) => return Err(failed("poll")(e)),
             Ok(Ok(m)) => Self::to_record(&m),
         };
         if max == 0 {
@@ -397,15 +405,16 @@ impl Log for KafkaLog {
                         record = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((e, _)) => return Err(unavailable(e)),
+                    Err((e, _)) => return Err(failed("publish")(e)),
                 }
             }
         }
         for result in join_all(pending).await {
             match result {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(unavailable(e)),
-                Err(_) => return Err(LogError::Unavailable("delivery cancelled".into())),
+                Ok(Err((e, _))) => return Err(failed("delivery")(e)),
+                // The producer went away with the record in flight.
+                Err(_) => return Err(failed("delivery")(KafkaError::Canceled)),
             }
         }
         Ok(())
@@ -420,13 +429,13 @@ impl Log for KafkaLog {
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in &next {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o))
-                .map_err(|e| LogError::Fatal(e.to_string()))?;
+                .map_err(failed("commit"))?;
         }
         // Async: the batch is already durable and published, so a lost commit costs only a
         // replay that the watermark skips; the final commit on shutdown is synchronous.
         self.consumer
             .commit(&tpl, CommitMode::Async)
-            .map_err(unavailable)?;
+            .map_err(failed("commit"))?;
         locked(&self.consumer.context().requested).extend(next);
         Ok(())
     }
@@ -437,11 +446,11 @@ impl Log for KafkaLog {
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), LogError> {
-        let assignment = self.consumer.assignment().map_err(unavailable)?;
+        let assignment = self.consumer.assignment().map_err(failed("assignment"))?;
         if paused {
-            self.consumer.pause(&assignment).map_err(unavailable)
+            self.consumer.pause(&assignment).map_err(failed("pause"))
         } else {
-            self.consumer.resume(&assignment).map_err(unavailable)
+            self.consumer.resume(&assignment).map_err(failed("resume"))
         }
     }
 
@@ -459,19 +468,15 @@ impl Log for KafkaLog {
 /// left as they are. Fails with a clear message when the broker refuses: every refused topic
 /// with the broker's reason, and the remedy.
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
-    const REMEDY: &str = "Create the topics yourself or allow this client to create them, or \
-         set kafka.create_topics = false to skip creating them.";
-    fn quoted(topics: &[String]) -> String {
-        let quoted: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
-        quoted.join(", ")
-    }
     let mut config = base_config(settings);
     apply_properties(&mut config, settings, |k| {
         !consumer_only(k) && !producer_only(k)
     });
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| LogError::Fatal(format!("kafka admin: {e}")))?;
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| LogError::Client {
+            client: "admin client",
+            source,
+        })?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -486,31 +491,31 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     let results = admin
         .create_topics(new.iter(), &options)
         .await
-        .map_err(|e| {
-            LogError::Fatal(format!(
-                "cannot create topics {}: {e}. {REMEDY}",
-                quoted(topics)
-            ))
+        .map_err(|source| LogError::CreateTopics {
+            topics: topics.to_vec(),
+            source,
         })?;
-    // The refused topics, grouped by the broker's reason.
-    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The refused topics, grouped by the broker's reason (in the order of its text).
+    let mut refused: BTreeMap<String, RefusedTopics> = BTreeMap::new();
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => refused.entry(code.to_string()).or_default().push(topic),
+            Err((topic, code)) => refused
+                .entry(code.to_string())
+                .or_insert_with(|| RefusedTopics {
+                    code,
+                    topics: Vec::new(),
+                })
+                .topics
+                .push(topic),
         }
     }
     if refused.is_empty() {
         return Ok(());
     }
-    let reasons: Vec<String> = refused
-        .iter()
-        .map(|(reason, topics)| {
-            let noun = if topics.len() == 1 { "topic" } else { "topics" };
-            format!("cannot create {noun} {}: {reason}", quoted(topics))
-        })
-        .collect();
-    Err(LogError::Fatal(format!("{}. {REMEDY}", reasons.join("; "))))
+    Err(LogError::TopicsRefused {
+        refused: refused.into_values().collect(),
+    })
 }
 
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
@@ -532,8 +537,7 @@ impl KafkaCommandSink {
 #[async_trait]
 impl CommandSink for KafkaCommandSink {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
-        let payload =
-            serde_json::to_vec(command).map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+        let payload = serde_json::to_vec(command)?;
         let record = FutureRecord::to(&self.topic)
             .key(command.user_id())
             .payload(&payload);
@@ -541,7 +545,7 @@ impl CommandSink for KafkaCommandSink {
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
-            .map_err(|(e, _)| SubmitError::Unavailable(e.to_string()))
+            .map_err(|(e, _)| failed("submit")(e).into())
     }
 }
 

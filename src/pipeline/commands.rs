@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::evaluator::ClaimCommand;
 use crate::core::model::Action;
+use crate::pipeline::log::LogError;
 
 /// One record of the commands topic, keyed by user id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,10 +36,14 @@ impl Command {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubmitError {
     /// The log did not acknowledge the command in time; the client may retry.
     #[error("the command log is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] LogError),
+    /// The command cannot be serialized.
+    #[error("cannot encode the command: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// Where commands go: the Kafka commands topic in production, the in-process log in `demo`.

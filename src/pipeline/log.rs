@@ -3,7 +3,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorClass;
 
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,14 +39,164 @@ pub enum Rebalance {
     Revoked(Vec<(String, i32)>),
 }
 
+/// What a Kafka call failed at, with librdkafka's error as the source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LogError {
-    /// The broker is unreachable or refused; retried with backoff.
-    #[error("log unavailable: {0}")]
-    Unavailable(String),
-    /// Fatal (bad configuration, fenced producer …).
-    #[error("{0}")]
-    Fatal(String),
+    /// librdkafka refused to create a client: the configuration is invalid.
+    #[error("cannot create the kafka {client}: {source}")]
+    Client {
+        /// `consumer`, `producer` or `admin client`.
+        client: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// Subscribing to the input topics failed.
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+    /// A call to the broker failed (`op`: poll, publish, delivery, commit …).
+    #[error("kafka {op}: {source}")]
+    Kafka {
+        op: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// The request to create the topics failed as a whole (no answer, no broker).
+    #[error("cannot create topics {}: {source}. {TOPICS_REMEDY}", quoted(topics))]
+    CreateTopics {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+    /// The broker refused to create some topics; grouped by its reason.
+    #[error("{}. {TOPICS_REMEDY}", refusals(refused))]
+    TopicsRefused { refused: Vec<RefusedTopics> },
+}
+
+/// Topics the broker refused to create, and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedTopics {
+    pub code: RDKafkaErrorCode,
+    pub topics: Vec<String>,
+}
+
+/// What an operator can do when topics cannot be created.
+const TOPICS_REMEDY: &str = "Create the topics yourself or allow this client to create them, \
+     or set kafka.create_topics = false to skip creating them.";
+
+fn quoted(topics: &[String]) -> String {
+    let quoted: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
+    quoted.join(", ")
+}
+
+fn refusals(refused: &[RefusedTopics]) -> String {
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|r| {
+            let noun = if r.topics.len() == 1 {
+                "topic"
+            } else {
+                "topics"
+            };
+            format!("cannot create {noun} {}: {}", quoted(&r.topics), r.code)
+        })
+        .collect();
+    reasons.join("; ")
+}
+
+impl LogError {
+    /// How the caller should handle this failure (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            LogError::Client { .. } | LogError::Subscribe { .. } => ErrorClass::Fatal,
+            LogError::Kafka { source, .. } | LogError::CreateTopics { source, .. } => {
+                kafka_class(source)
+            }
+            // Refused for a reason that can pass (a controller moving) is worth another start;
+            // refused for permissions, policy or replication is not.
+            LogError::TopicsRefused { refused } => refused
+                .iter()
+                .map(|r| code_class(r.code))
+                .find(|c| *c == ErrorClass::Fatal)
+                .unwrap_or(ErrorClass::Transient),
+        }
+    }
+}
+
+fn kafka_class(e: &KafkaError) -> ErrorClass {
+    match e {
+        KafkaError::ClientConfig(..)
+        | KafkaError::ClientCreation(_)
+        | KafkaError::Subscription(_)
+        | KafkaError::AdminOpCreation(_)
+        | KafkaError::Nul(_)
+        | KafkaError::MessageConsumptionFatal(_)
+        // The client was dropped: nothing is left to retry with.
+        | KafkaError::Canceled => ErrorClass::Fatal,
+        KafkaError::Transaction(e) if e.is_fatal() => ErrorClass::Fatal,
+        KafkaError::AdminOp(code) => code_class(*code),
+        other => other
+            .rdkafka_error_code()
+            .map_or(ErrorClass::Transient, code_class),
+    }
+}
+
+/// librdkafka's and the broker's error codes. Unknown and connection-level codes are
+/// transient: librdkafka itself retries those and reports them while it does.
+fn code_class(code: RDKafkaErrorCode) -> ErrorClass {
+    use RDKafkaErrorCode as C;
+    match code {
+        // This record (or batch) is refused as it is: too large, malformed.
+        C::MessageSizeTooLarge
+        | C::InvalidMessageSize
+        | C::MessageBatchTooLarge
+        | C::InvalidMessage
+        | C::InvalidRecord
+        | C::InvalidTimestamp
+        | C::BadMessage
+        | C::KeySerialization
+        | C::ValueSerialization => ErrorClass::Permanent,
+        // Credentials, permissions, a fenced producer, a configuration the broker rejects.
+        C::Fatal
+        | C::Fenced
+        | C::ProducerFenced
+        | C::InvalidProducerEpoch
+        | C::TransactionCoordinatorFenced
+        | C::FencedInstanceId
+        | C::Authentication
+        | C::SaslAuthenticationFailed
+        | C::UnsupportedSASLMechanism
+        | C::IllegalSASLState
+        | C::UnacceptableCredential
+        | C::SecurityDisabled
+        | C::TopicAuthorizationFailed
+        | C::GroupAuthorizationFailed
+        | C::ClusterAuthorizationFailed
+        | C::TransactionalIdAuthorizationFailed
+        | C::DelegationTokenAuthorizationFailed
+        | C::UnsupportedVersion
+        | C::UnsupportedFeature
+        | C::UnsupportedCompressionType
+        | C::UnsupportedForMessageFormat
+        | C::NotImplemented
+        | C::UnknownProtocol
+        | C::InvalidConfig
+        | C::InvalidArgument
+        | C::InvalidGroupId
+        | C::InvalidTopic
+        | C::InvalidRequiredAcks
+        | C::InvalidSessionTimeout
+        | C::InconsistentGroupProtocol
+        | C::InvalidPartitions
+        | C::InvalidReplicationFactor
+        | C::InvalidReplicaAssignment
+        | C::PolicyViolation => ErrorClass::Fatal,
+        _ => ErrorClass::Transient,
+    }
 }
 
 #[async_trait]
@@ -73,5 +226,75 @@ pub trait Log: Send + Sync + 'static {
     /// Per assigned partition: high watermark − position, where the broker reports it.
     fn lag(&self) -> Vec<(String, i32, i64)> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(source: KafkaError) -> LogError {
+        LogError::Kafka {
+            op: "publish",
+            source,
+        }
+    }
+
+    #[test]
+    fn a_record_too_large_is_permanent_refused_credentials_fatal_the_rest_transient() {
+        use RDKafkaErrorCode as C;
+        let produce = |code| kafka(KafkaError::MessageProduction(code)).class();
+        assert_eq!(produce(C::MessageSizeTooLarge), ErrorClass::Permanent);
+        assert_eq!(produce(C::TopicAuthorizationFailed), ErrorClass::Fatal);
+        assert_eq!(produce(C::Fatal), ErrorClass::Fatal);
+        assert_eq!(produce(C::MessageTimedOut), ErrorClass::Transient);
+        assert_eq!(produce(C::AllBrokersDown), ErrorClass::Transient);
+        assert_eq!(
+            kafka(KafkaError::ConsumerCommit(C::CoordinatorNotAvailable)).class(),
+            ErrorClass::Transient
+        );
+        assert_eq!(kafka(KafkaError::Canceled).class(), ErrorClass::Fatal);
+        let client = LogError::Client {
+            client: "producer",
+            source: KafkaError::ClientCreation("bad property".into()),
+        };
+        assert_eq!(client.class(), ErrorClass::Fatal);
+        assert_eq!(
+            client.to_string(),
+            "cannot create the kafka producer: Client creation error: bad property"
+        );
+    }
+
+    #[test]
+    fn refused_topics_name_the_reason_and_the_remedy() {
+        let refused = LogError::TopicsRefused {
+            refused: vec![
+                RefusedTopics {
+                    code: RDKafkaErrorCode::ClusterAuthorizationFailed,
+                    topics: vec!["a".into()],
+                },
+                RefusedTopics {
+                    code: RDKafkaErrorCode::RequestTimedOut,
+                    topics: vec!["b".into(), "c".into()],
+                },
+            ],
+        };
+        assert_eq!(refused.class(), ErrorClass::Fatal);
+        let text = refused.to_string();
+        assert!(
+            text.starts_with(
+                "cannot create topic 'a': ClusterAuthorizationFailed (Broker: Cluster \
+                 authorization failed); cannot create topics 'b', 'c': "
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(TOPICS_REMEDY), "{text}");
+        let timed_out = LogError::TopicsRefused {
+            refused: vec![RefusedTopics {
+                code: RDKafkaErrorCode::RequestTimedOut,
+                topics: vec!["b".into()],
+            }],
+        };
+        assert_eq!(timed_out.class(), ErrorClass::Transient);
     }
 }

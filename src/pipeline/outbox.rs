@@ -44,16 +44,28 @@ pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
     postcard::to_extend(entries, bytes).expect("outbox entries encode")
 }
 
+/// Why a stored outbox cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("outbox format {found} is not {FORMAT} (written by another version)")]
+    Format { found: u8 },
+}
+
+/// The store keeps outboxes opaque: an unreadable one is a corrupt row of the store.
+impl From<OutboxError> for crate::store::Corruption {
+    fn from(e: OutboxError) -> Self {
+        crate::store::Corruption::Payload(Box::new(e))
+    }
+}
+
 /// Decodes a stored outbox; bad bytes are an error naming the problem, never a panic.
-pub fn decode(bytes: &[u8]) -> Result<Vec<OutboxEntry>, String> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<OutboxEntry>, OutboxError> {
     match bytes.split_first() {
         None => Ok(Vec::new()),
-        Some((&FORMAT, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| format!("outbox does not decode: {e}"))
-        }
-        Some((other, _)) => Err(format!(
-            "outbox format {other} is not {FORMAT} (written by another version)"
-        )),
+        Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&found, _)) => Err(OutboxError::Format { found }),
     }
 }
 
@@ -100,7 +112,7 @@ mod tests {
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         let mut other = bytes.clone();
         other[0] = 9;
-        assert!(decode(&other).unwrap_err().contains("format 9"));
+        assert!(decode(&other).unwrap_err().to_string().contains("format 9"));
     }
 
     proptest! {

@@ -22,8 +22,8 @@ use crate::core::model::SourceRef;
 use crate::core::step::{self, FirstCompletion, Outcome, Output, Owner, Position};
 use crate::settings::Topics;
 use crate::store::{
-    BatchWrite, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError, UserKey,
-    UserRecord,
+    BatchWrite, ClaimRecord, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError,
+    UserKey, UserRecord,
 };
 
 /// What happened to the records of a batch, for metrics and tests.
@@ -70,6 +70,33 @@ pub struct Partition {
     epoch: Option<i64>,
     batch_seq: i64,
     counters_loaded: bool,
+    /// Claim outcomes of the batch being evaluated and of the one before it, which may not be
+    /// durable yet; older ones are read from the store. A claim id is exactly-once forever.
+    claims: RecentClaims,
+}
+
+/// Claim outcomes by (user, claim id), in two generations: the batch being evaluated and the
+/// previous one (in flight while this one is evaluated). Everything older is durable.
+#[derive(Default)]
+struct RecentClaims {
+    current: FxHashMap<(UserKey, String), ClaimRecord>,
+    previous: FxHashMap<(UserKey, String), ClaimRecord>,
+}
+
+impl RecentClaims {
+    fn get(&self, key: &(UserKey, String)) -> Option<&ClaimRecord> {
+        self.current.get(key).or_else(|| self.previous.get(key))
+    }
+
+    /// A new batch: the previous batch's outcomes are durable now, the last one's may not be.
+    fn rotate(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    fn clear(&mut self) {
+        self.current.clear();
+        self.previous.clear();
+    }
 }
 
 /// The key of a per-partition "users who achieved this challenge" counter.
@@ -92,6 +119,7 @@ impl Partition {
             epoch: None,
             batch_seq: 0,
             counters_loaded: false,
+            claims: RecentClaims::default(),
         }
     }
 
@@ -111,6 +139,7 @@ impl Partition {
         self.resources.clear();
         self.counters_loaded = false;
         self.outbox_loaded = false;
+        self.claims.clear();
     }
 
     pub fn cached_users(&self) -> usize {
@@ -207,6 +236,21 @@ impl Partition {
                 }
             }
         }
+        // Claims name their id: one whose outcome is stored is a retry and pays nothing.
+        self.claims.rotate();
+        for (_, input) in decoded {
+            if let Input::Claim(claim) = input {
+                let key = (
+                    UserKey::new(&claim.tenant, &claim.user_id),
+                    claim.claim_id.clone(),
+                );
+                if self.claims.get(&key).is_none() {
+                    if let Some(record) = store.claim(&key.0, &key.1).await? {
+                        self.claims.current.insert(key, record);
+                    }
+                }
+            }
+        }
         if !users.is_empty() {
             let loaded = store.load_users(&users).await?;
             for (key, record) in users.into_iter().zip(loaded) {
@@ -223,10 +267,8 @@ impl Partition {
         let mut carried = Vec::new();
         if !self.outbox_loaded {
             if let Some(bytes) = store.load_outbox(&self.outbox_owner).await? {
-                carried = outbox::decode(&bytes).map_err(|reason| StoreError::Corrupt {
-                    key: format!("outbox {}", self.outbox_owner),
-                    reason,
-                })?;
+                carried = outbox::decode(&bytes)
+                    .map_err(|e| StoreError::corrupt(format!("outbox {}", self.outbox_owner), e))?;
                 carried.retain(|entry| self.unpublished(entry));
                 if !carried.is_empty() {
                     tracing::info!(
@@ -284,11 +326,17 @@ impl Partition {
             let owner = input.owner();
             let out = match &owner {
                 Some(Owner::User(key)) => {
+                    let prior = match &input {
+                        Input::Claim(claim) => {
+                            self.claims.get(&(key.clone(), claim.claim_id.clone()))
+                        }
+                        _ => None,
+                    };
                     let user = self
                         .users
                         .get_or_insert_mut(key.clone(), UserRecord::default);
                     touched_users.insert(key.clone());
-                    step::user(user, &input, &catalog, &pos)
+                    step::user(user, &input, &catalog, &pos, prior)
                 }
                 Some(Owner::Resource(key)) => {
                     let resource = self.resources.entry(key.clone()).or_default();
@@ -386,10 +434,12 @@ impl Partition {
                 .write
                 .history
                 .extend(out.history.into_iter().map(|entry| (key.clone(), entry)));
-            batch
-                .write
-                .claims
-                .extend(out.claims.into_iter().map(|claim| (key.clone(), claim)));
+            for claim in out.claims {
+                self.claims
+                    .current
+                    .insert((key.clone(), claim.claim_id.clone()), claim.clone());
+                batch.write.claims.push((key.clone(), claim));
+            }
             for event in out.events {
                 produced.push_event(key, source.clone(), event);
             }

@@ -29,6 +29,7 @@ use tracing::Instrument;
 use super::input::Inputs;
 use super::log::{InRecord, Log, LogError, Rebalance};
 use super::partition::{Batch, Partition, Stats};
+use crate::error::ErrorClass;
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::metrics;
@@ -41,7 +42,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
 }
 
 /// Totals since start, for `demo`, tests and the closing log line.
@@ -178,7 +179,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .await
         {
             Ok(r) => r,
-            Err(LogError::Unavailable(e)) => {
+            Err(e) if e.class() != ErrorClass::Fatal => {
                 // librdkafka reports broker trouble as events on the consumer queue, one per
                 // failed connection attempt: each is drained after a short pause, not a growing
                 // backoff, or a backlog of them would outlast the outage itself.
@@ -609,8 +610,8 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
         loop {
             match self.log.commit(&processed).await {
                 Ok(()) => break,
-                Err(LogError::Fatal(e)) => return Err(format!("commit: {e}")),
-                Err(LogError::Unavailable(e)) => {
+                Err(e) if e.class() != ErrorClass::Transient => return Err(format!("commit: {e}")),
+                Err(e) => {
                     tracing::warn!(error = %e, "commit failed; retrying");
                     if self.wait_or_stop(backoff).await {
                         break; // already durable and published: a replay skips it by watermark

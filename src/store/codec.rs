@@ -20,9 +20,9 @@ use super::StoreError;
 /// cannot read them back. JSON also keeps stored rows readable with `cqlsh` and redb tooling,
 /// and a user's hot state is small (targets in docs/benchmarks.md), so the size cost is modest.
 pub(crate) fn encode<T: Serialize>(key: impl Display, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
         key: key.to_string(),
-        reason: format!("cannot encode: {e}"),
+        source,
     })
 }
 
@@ -31,10 +31,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     key: impl Display,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        reason: format!("cannot decode: {e}"),
-    })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(key, e))
 }
 
 /// The sequence numbers on one page of a history of `total` entries, newest (highest) first.

@@ -4,6 +4,8 @@
 //! to the binary) while the files stay readable and usable by hand with cqlsh. Each file is
 //! a list of statements with two placeholders, `{keyspace}` and `{replication}`.
 
+use super::ConfigError;
+
 /// One numbered schema file.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -65,17 +67,16 @@ impl Migration {
 ///
 /// Unquoted CQL identifiers are case-insensitive, so only lower case is accepted: what the
 /// operator writes is exactly what `DESCRIBE KEYSPACES` shows.
-pub fn validate_keyspace(name: &str) -> Result<(), String> {
+pub fn validate_keyspace(name: &str) -> Result<(), ConfigError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if first_ok && rest_ok && name.len() <= 48 {
         Ok(())
     } else {
-        Err(format!(
-            "invalid keyspace name {name:?}: use 1 to 48 characters, a lower-case letter \
-             first, then lower-case letters, digits or '_'"
-        ))
+        Err(ConfigError::Keyspace {
+            name: name.to_string(),
+        })
     }
 }
 

@@ -43,12 +43,16 @@
 //! outboxes, which are the pipeline's own binary format): the timestamp implements
 //! fencing exactly like a CQL cell timestamp (a write never replaces a row stored with a larger
 //! one), so a zombie owner cannot clobber its successor's state in either store.
+//!
+//! # Failures
+//!
+//! After an I/O failure (a full disk) redb must be closed and opened again before it works
+//! once more: the store does that itself on the next call (`reopen`), so the worker's
+//! ordinary retry recovers once space is freed, without a restart. Meanwhile `ping` fails and
+//! the `questline_store_wedged` gauge is 1.
 
-use fs2::FileExt;
 use redb::{Database, Durability, ReadableTable, Table, TableDefinition};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,9 +60,17 @@ use async_trait::async_trait;
 
 use super::codec::{self, decode, encode, page_seqs};
 use super::{
-    BatchWrite, ClaimRecord, HistoryEntry, HistoryLabel, ResourceRecord, StateStore, StoreError,
-    UserKey, UserLabel, UserRecord,
+    BatchWrite, ClaimRecord, Corruption, HistoryEntry, HistoryLabel, ResourceRecord, StateStore,
+    StoreError, UserKey, UserLabel, UserRecord,
 };
+
+#[cfg(test)]
+mod fault_tests;
+mod lock;
+mod reopen;
+
+use lock::DirLock;
+use reopen::{Opener, Reopening};
 
 /// Users by (tenant, user id).
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
@@ -89,7 +101,6 @@ const ROW_HEADER: usize = 9;
 const DB_FILE: &str = "questline.redb";
 /// The page cache of [`EmbeddedStore::open`] (`store.cache_mb` in configuration).
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
-const LOCK_FILE: &str = "LOCK";
 
 /// The embedded [`StateStore`]: cheap to clone, all clones share one open database.
 #[derive(Clone)]
@@ -99,7 +110,7 @@ pub struct EmbeddedStore {
 
 /// Field order matters: the database is closed before the directory lock is released.
 struct Inner {
-    db: Database,
+    db: Reopening,
     dir: PathBuf,
     _lock: DirLock,
 }
@@ -115,10 +126,11 @@ impl std::fmt::Debug for EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in directory `path`.
     ///
-    /// Fails with [`StoreError::Setup`] when another process holds the directory (the message
-    /// names its pid), when the directory cannot be created, or when it was written by a newer
-    /// format. After a crash, redb verifies and if necessary repairs the file here, which takes
-    /// time proportional to its size; this is a blocking call meant for start-up.
+    /// Fails (a fatal [`StoreError`]) when another process holds the directory
+    /// ([`StoreError::Locked`], naming its pid), when the directory cannot be created, or when
+    /// it was written by another format. After a crash, redb verifies and if necessary repairs
+    /// the file here, which takes time proportional to its size; this is a blocking call meant
+    /// for start-up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
     }
@@ -127,26 +139,23 @@ impl EmbeddedStore {
     /// holds pages read and written, so without a limit the process grows towards the file's
     /// size (redb's own default allows 1 GiB).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with(
+            path,
+            Box::new(move |file| Database::builder().set_cache_size(cache_bytes).create(file)),
+        )
+    }
+
+    /// Opens the store with `open` opening its database file (now, and again after an I/O
+    /// failure).
+    fn open_with(path: impl AsRef<Path>, open: Opener) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            StoreError::Setup(format!(
-                "cannot create the store directory {}: {e}",
-                dir.display()
-            ))
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+            dir: dir.clone(),
+            source,
         })?;
         let lock = DirLock::acquire(&dir)?;
-        let file = dir.join(DB_FILE);
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(&file)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Setup(format!(
-                    "{} is already open in another process",
-                    file.display()
-                )),
-                other => storage_error(&format!("opening {}", file.display()), other),
-            })?;
-        init_tables(&db)?;
+        let db = Reopening::open(dir.join(DB_FILE), open)?;
+        db.with(init_tables)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
@@ -161,17 +170,23 @@ impl EmbeddedStore {
         &self.inner.dir
     }
 
+    /// Whether an I/O failure (a full disk) closed the database and it could not be opened
+    /// again yet. Calls fail meanwhile, and each tries to reopen it.
+    pub fn is_wedged(&self) -> bool {
+        self.inner.db.is_wedged()
+    }
+
     /// Runs redb work on the blocking pool: every call may touch the disk (and a commit
     /// fsyncs), which must not stall the async workers that drive Kafka and HTTP.
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
+        tokio::task::spawn_blocking(move || inner.db.with(work))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
+            .map_err(|source| StoreError::Task { source })?
     }
 }
 
@@ -195,18 +210,17 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
             .map_err(|e| storage_error(ctx, e))?
             .map(|v| v.value());
         match stored {
-            Some(v) if v > FORMAT_VERSION => {
-                return Err(StoreError::Setup(format!(
-                    "the store was written by a newer questline (format {v}, this build reads up to {FORMAT_VERSION})"
-                )));
+            Some(found) if found > FORMAT_VERSION => {
+                return Err(StoreError::NewerFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                });
             }
-            Some(v) if v < FORMAT_VERSION => {
-                return Err(StoreError::Setup(format!(
-                    "the store was written by a development build of questline (format {v}; this \
-                     build reads format {FORMAT_VERSION}): its unpublished events cannot be carried \
-                     over. Stop that build cleanly (SIGTERM publishes everything) and start this \
-                     one on a new store directory"
-                )));
+            Some(found) if found < FORMAT_VERSION => {
+                return Err(StoreError::OlderFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                });
             }
             Some(_) => {}
             None => {
@@ -218,28 +232,13 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
     txn.commit().map_err(|e| storage_error(ctx, e))
 }
 
-/// Maps a redb error: I/O trouble is retryable (`Unavailable`: a full disk may be freed),
-/// a damaged file is `Corrupt`, a mismatched layout is `Setup`.
-fn storage_error(context: &str, e: impl Into<redb::Error>) -> StoreError {
-    match e.into() {
-        redb::Error::Corrupted(reason) => StoreError::Corrupt {
-            key: context.to_string(),
-            reason,
-        },
-        redb::Error::ValueTooLarge(len) => StoreError::Corrupt {
-            key: context.to_string(),
-            reason: format!("value of {len} bytes exceeds redb's limit"),
-        },
-        e @ (redb::Error::UpgradeRequired(_)
-        | redb::Error::TableTypeMismatch { .. }
-        | redb::Error::TableIsMultimap(_)
-        | redb::Error::TableIsNotMultimap(_)
-        | redb::Error::TypeDefinitionChanged { .. }
-        | redb::Error::TableDoesNotExist(_)
-        | redb::Error::DatabaseAlreadyOpen) => {
-            StoreError::Setup(format!("embedded store, {context}: {e}"))
-        }
-        e => StoreError::Unavailable(format!("embedded store, {context}: {e}")),
+/// A redb failure during `op`. Its class comes from the redb error ([`StoreError::class`]):
+/// I/O trouble is transient (a full disk may be freed; it also makes the store reopen its
+/// database), a value over redb's limit is that row's problem, anything else is fatal.
+fn storage_error(op: &'static str, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Embedded {
+        op,
+        source: Box::new(e.into()),
     }
 }
 
@@ -260,18 +259,12 @@ fn unseal<'a>(key: &dyn std::fmt::Display, row: &'a [u8]) -> Result<(i64, &'a [u
             let ts = i64::from_be_bytes(ts.try_into().expect("split_at gives 8 bytes"));
             Ok((ts, payload))
         }
-        [ROW_FORMAT, ..] => Err(StoreError::Corrupt {
-            key: key.to_string(),
-            reason: format!("row of {} bytes is shorter than its header", row.len()),
-        }),
-        [other, ..] => Err(StoreError::Corrupt {
-            key: key.to_string(),
-            reason: format!("unknown row format {other}"),
-        }),
-        [] => Err(StoreError::Corrupt {
-            key: key.to_string(),
-            reason: "empty row".to_string(),
-        }),
+        [ROW_FORMAT, ..] => Err(StoreError::corrupt(
+            key,
+            Corruption::Short { len: row.len() },
+        )),
+        [other, ..] => Err(StoreError::corrupt(key, Corruption::Format(*other))),
+        [] => Err(StoreError::corrupt(key, Corruption::Empty)),
     }
 }
 
@@ -321,14 +314,14 @@ fn put_fenced<'k, K: redb::Key + 'static>(
     Ok(())
 }
 
-fn apply_batch(inner: &Inner, batch: &BatchWrite) -> Result<(), StoreError> {
-    apply_batches(inner, std::slice::from_ref(batch))
+fn apply_batch(db: &Database, batch: &BatchWrite) -> Result<(), StoreError> {
+    apply_batches(db, std::slice::from_ref(batch))
 }
 
 /// Every batch in one durable transaction: one fsync per poll instead of one per partition.
-fn apply_batches(inner: &Inner, batches: &[BatchWrite]) -> Result<(), StoreError> {
+fn apply_batches(db: &Database, batches: &[BatchWrite]) -> Result<(), StoreError> {
     let ctx = "writing a batch";
-    let mut txn = inner.db.begin_write().map_err(|e| storage_error(ctx, e))?;
+    let mut txn = db.begin_write().map_err(|e| storage_error(ctx, e))?;
     // Explicit even though it is redb's default: the commit protocol relies on it.
     txn.set_durability(Durability::Immediate);
     for batch in batches {
@@ -429,9 +422,9 @@ fn write_into(txn: &redb::WriteTransaction, batch: &BatchWrite) -> Result<(), St
 impl StateStore for EmbeddedStore {
     async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
         let keys = keys.to_vec();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "loading users";
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let table = txn.open_table(USERS).map_err(|e| storage_error(ctx, e))?;
             keys.iter()
                 .map(|key| {
@@ -454,9 +447,9 @@ impl StateStore for EmbeddedStore {
         keys: &[String],
     ) -> Result<Vec<Option<ResourceRecord>>, StoreError> {
         let keys = keys.to_vec();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "loading resources";
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let table = txn
                 .open_table(RESOURCES)
                 .map_err(|e| storage_error(ctx, e))?;
@@ -475,10 +468,10 @@ impl StateStore for EmbeddedStore {
 
     async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let owner = owner.to_string();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "loading an outbox";
             let label = format!("outbox {owner}");
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let table = txn.open_table(OUTBOX).map_err(|e| storage_error(ctx, e))?;
             match table
                 .get(owner.as_str())
@@ -497,7 +490,7 @@ impl StateStore for EmbeddedStore {
         }
         // Cloned so the encoding, too, happens off the async workers.
         let batch = batch.clone();
-        self.blocking(move |inner| apply_batch(inner, &batch)).await
+        self.blocking(move |db| apply_batch(db, &batch)).await
     }
 
     async fn write_batches(&self, batches: Vec<BatchWrite>) -> Result<(), StoreError> {
@@ -505,8 +498,7 @@ impl StateStore for EmbeddedStore {
         if batches.is_empty() {
             return Ok(());
         }
-        self.blocking(move |inner| apply_batches(inner, &batches))
-            .await
+        self.blocking(move |db| apply_batches(db, &batches)).await
     }
 
     async fn history(
@@ -516,10 +508,10 @@ impl StateStore for EmbeddedStore {
         per_page: u32,
     ) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
         let key = key.clone();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "reading history";
             let label = UserLabel(&key.tenant, &key.user_id);
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let users = txn.open_table(USERS).map_err(|e| storage_error(ctx, e))?;
             let total = match users
                 .get((key.tenant.as_str(), key.user_id.as_str()))
@@ -551,10 +543,10 @@ impl StateStore for EmbeddedStore {
     ) -> Result<Option<ClaimRecord>, StoreError> {
         let key = key.clone();
         let claim_id = claim_id.to_string();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "reading a claim";
             let label = format!("claim {}/{}/{claim_id}", key.tenant, key.user_id);
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let table = txn.open_table(CLAIMS).map_err(|e| storage_error(ctx, e))?;
             match table
                 .get((key.tenant.as_str(), key.user_id.as_str(), claim_id.as_str()))
@@ -569,9 +561,9 @@ impl StateStore for EmbeddedStore {
 
     async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
         let tenant = tenant.to_string();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "reading finished counts";
-            let txn = inner.db.begin_read().map_err(|e| storage_error(ctx, e))?;
+            let txn = db.begin_read().map_err(|e| storage_error(ctx, e))?;
             let table = txn
                 .open_table(FINISHED)
                 .map_err(|e| storage_error(ctx, e))?;
@@ -599,10 +591,10 @@ impl StateStore for EmbeddedStore {
     async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError> {
         let group = group.to_string();
         let partition = partition.to_string();
-        self.blocking(move |inner| {
+        self.blocking(move |db| {
             let ctx = "claiming a partition";
             // One write transaction at a time: concurrent claims are serialized by redb.
-            let mut txn = inner.db.begin_write().map_err(|e| storage_error(ctx, e))?;
+            let mut txn = db.begin_write().map_err(|e| storage_error(ctx, e))?;
             txn.set_durability(Durability::Immediate);
             let epoch = {
                 let mut table = txn.open_table(EPOCHS).map_err(|e| storage_error(ctx, e))?;
@@ -623,59 +615,13 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.blocking(|inner| {
-            inner
-                .db
-                .begin_read()
+        // Fails while the store is wedged and cannot be reopened yet (see `reopen`).
+        self.blocking(|db| {
+            db.begin_read()
                 .map(drop)
                 .map_err(|e| storage_error("ping", e))
         })
         .await
-    }
-}
-
-/// The directory lock: an exclusive OS lock on `<dir>/LOCK`, which holds the owner's pid.
-///
-/// An OS lock (flock) rather than "the file exists": the kernel releases it when the owner
-/// dies, even by `kill -9`, so a crash never leaves a stale lock that needs manual cleanup.
-/// The file itself is never deleted (deleting a lock file races with a process opening it).
-struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
-        let path = dir.join(LOCK_FILE);
-        let setup = |what: &str, e: std::io::Error| {
-            StoreError::Setup(format!("cannot {what} {}: {e}", path.display()))
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| setup("open the lock file", e))?;
-        if let Err(e) = file.try_lock_exclusive() {
-            if e.raw_os_error() != fs2::lock_contended_error().raw_os_error() {
-                return Err(setup("lock", e));
-            }
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let pid = match holder.trim() {
-                "" => "unknown".to_string(),
-                pid => pid.to_string(),
-            };
-            return Err(StoreError::Setup(format!(
-                "{} is locked by another questline process (pid {pid})",
-                dir.display()
-            )));
-        }
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .map_err(|e| setup("write the owner's pid to", e))?;
-        Ok(DirLock { _file: file })
     }
 }
 

@@ -17,7 +17,10 @@ pub use crate::core::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRe
 mod codec;
 pub mod cql_schema;
 pub mod embedded;
+mod error;
 pub mod scylla;
+
+pub use error::{ConfigError, Corruption, ResultShape, StoreError};
 
 /// Per (tenant, challenge, input partition), how many users achieved the challenge. Each
 /// partition's owner writes only its own counter (single writer per key); readers sum them.
@@ -171,19 +174,6 @@ pub struct OutboxWrite {
     pub bytes: Vec<u8>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot be reached or timed out: the caller pauses and retries.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Stored bytes do not decode: a bug or a schema mismatch, not retried.
-    #[error("corrupt record {key}: {reason}")]
-    Corrupt { key: String, reason: String },
-    /// Opening or configuring the store failed (lock held, bad schema …).
-    #[error("{0}")]
-    Setup(String),
-}
-
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
     /// Loads users by key; `None` where a user has no record yet. Same order as `keys`.
@@ -227,7 +217,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// from which the owner derives its write timestamps.
     async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError>;
 
-    /// Cheap reachability check for `/readyz`.
+    /// Cheap reachability check for `/readyz`: fails while the store cannot serve calls (the
+    /// embedded store after an I/O failure, until it could reopen its database).
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

@@ -28,7 +28,9 @@
 //! - **Idempotent, retried, timed out on purpose.** Every statement is an upsert or a read, so
 //!   all are marked idempotent and the driver's default retry policy may retry them on
 //!   timeouts and on another node; each request has a client-side timeout, after which the
-//!   caller sees [`StoreError::Unavailable`] and pauses its partitions instead of piling up.
+//!   caller sees a transient [`StoreError::Cql`] and pauses its partitions instead of piling
+//!   up. A statement the cluster rejects (no such table, no permission) is fatal instead:
+//!   retrying cannot help ([`StoreError::class`]).
 //! - **Consistency** is configurable, LOCAL_QUORUM by default: with replication factor 3 a
 //!   write survives one replica down and a LOCAL_QUORUM read always sees it.
 
@@ -36,10 +38,7 @@ use futures::{StreamExt, TryStreamExt};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{
-    DbError, ExecutionError, IntoRowsResultError, MaybeFirstRowError, PrepareError,
-    RequestAttemptError, RowsError,
-};
+use scylla::errors::{DbError, ExecutionError, IntoRowsResultError, RequestAttemptError};
 use scylla::policies::retry::DefaultRetryPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::response::PagingState;
@@ -62,8 +61,8 @@ use async_trait::async_trait;
 use super::codec::{self, decode, encode, page_seqs};
 use super::cql_schema::{validate_keyspace, DEFAULT_REPLICATION, MIGRATIONS};
 use super::{
-    BatchWrite, ClaimRecord, HistoryEntry, OutboxWrite, ResourceRecord, StateStore, StoreError,
-    UserKey, UserRecord,
+    BatchWrite, ClaimRecord, ConfigError, Corruption, HistoryEntry, OutboxWrite, ResourceRecord,
+    ResultShape, StateStore, StoreError, UserKey, UserRecord,
 };
 
 /// At most this many statements per batch: ScyllaDB warns above 128 KiB per batch and fails
@@ -124,9 +123,10 @@ pub fn parse_consistency(text: &str) -> Result<Consistency, StoreError> {
         "EACH_QUORUM" => Consistency::EachQuorum,
         "LOCAL_ONE" => Consistency::LocalOne,
         _ => {
-            return Err(StoreError::Setup(format!(
-                "unknown consistency level {text:?} (expected e.g. LOCAL_QUORUM, QUORUM, ONE)"
-            )))
+            return Err(ConfigError::Consistency {
+                value: text.to_string(),
+            }
+            .into())
         }
     };
     Ok(c)
@@ -185,19 +185,19 @@ impl ScyllaStore {
     /// Connects to the cluster. Does not need the schema to exist yet: statements are prepared
     /// on first use, so `questline migrate` can connect and then create it.
     pub async fn connect_with(options: ScyllaOptions) -> Result<Self, StoreError> {
-        validate_keyspace(&options.keyspace).map_err(StoreError::Setup)?;
+        validate_keyspace(&options.keyspace)?;
         let replication = options.replication.trim();
         if !(replication.starts_with('{') && replication.ends_with('}'))
             || replication.contains(';')
         {
-            return Err(StoreError::Setup(format!(
-                "invalid replication {replication:?}: expected a CQL map such as {DEFAULT_REPLICATION}"
-            )));
+            return Err(ConfigError::Replication {
+                value: replication.to_string(),
+                example: DEFAULT_REPLICATION,
+            }
+            .into());
         }
         if options.nodes.is_empty() {
-            return Err(StoreError::Setup(
-                "no ScyllaDB contact points configured".into(),
-            ));
+            return Err(ConfigError::NoContactPoints.into());
         }
         let profile = ExecutionProfile::builder()
             .consistency(options.consistency)
@@ -221,19 +221,16 @@ impl ScyllaStore {
             // The CQL test server has an empty system.peers, on which the driver's automatic
             // schema-agreement wait fails: DDL waits explicitly in `migrate` instead.
             .auto_await_schema_agreement(false);
-        let session = tokio::time::timeout(options.connect_timeout * 2, builder.build())
+        let after = options.connect_timeout * 2;
+        let session = tokio::time::timeout(after, builder.build())
             .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "connecting to ScyllaDB at {} timed out",
-                    options.nodes.join(",")
-                ))
+            .map_err(|_| StoreError::ConnectTimeout {
+                nodes: options.nodes.join(","),
+                after,
             })?
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to ScyllaDB at {}: {e}",
-                    options.nodes.join(",")
-                ))
+            .map_err(|source| StoreError::Connect {
+                nodes: options.nodes.join(","),
+                source: Box::new(source),
             })?;
         Ok(ScyllaStore {
             session,
@@ -262,9 +259,12 @@ impl ScyllaStore {
         let Some((first, later)) = MIGRATIONS.split_first() else {
             return Ok(Vec::new());
         };
-        // The first file creates the keyspace and the ledger itself; all IF NOT EXISTS.
+        self.create_keyspace_without_tablets().await?;
+        // The first file creates the keyspace (unless it exists now) and the ledger itself;
+        // all IF NOT EXISTS.
         self.run_ddl(first.statements(ks, &self.replication))
             .await?;
+        self.refuse_tablets().await?;
         let mut applied = Vec::new();
         let get = self
             .prepare(format!(
@@ -311,28 +311,91 @@ impl ScyllaStore {
         Ok(applied)
     }
 
+    /// Creates the keyspace with tablets disabled, where the server knows the option.
+    ///
+    /// ScyllaDB 6 gives new NetworkTopologyStrategy keyspaces tablets by default and rejects
+    /// lightweight transactions in them ("LWT is not yet supported with tablets"); the
+    /// partition claim is one. Servers without the option (Cassandra, the CQL test server)
+    /// reject the statement as invalid, and 001_keyspace.cql then creates the keyspace.
+    async fn create_keyspace_without_tablets(&self) -> Result<(), StoreError> {
+        let cql = format!(
+            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {} AND tablets = {{'enabled': false}}",
+            self.keyspace, self.replication
+        );
+        match self.session.query_unpaged(cql.as_str(), ()).await {
+            Ok(_) => Ok(()),
+            Err(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::SyntaxError | DbError::Invalid | DbError::ConfigError,
+                message,
+            ))) => {
+                tracing::debug!(%message, "the CQL server has no tablets option; keyspace created without it");
+                Ok(())
+            }
+            Err(source) => Err(StoreError::Schema {
+                statement: cql,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Fails `migrate` on a keyspace that uses tablets (one created beforehand, or on a
+    /// cluster that enforces tablets), where every partition claim would fail.
+    async fn refuse_tablets(&self) -> Result<(), StoreError> {
+        let rows = match self
+            .session
+            .query_unpaged(
+                "SELECT initial_tablets FROM system_schema.scylla_keyspaces WHERE keyspace_name = ?",
+                (self.keyspace.as_str(),),
+            )
+            .await
+        {
+            Ok(result) => result,
+            // Not ScyllaDB (no such table): no tablets either.
+            Err(_) => return Ok(()),
+        };
+        let tablets = rows
+            .into_rows_result()
+            .ok()
+            .and_then(|r| r.maybe_first_row::<(Option<i32>,)>().ok().flatten())
+            .is_some_and(|(initial,)| initial.is_some());
+        if tablets {
+            return Err(ConfigError::Tablets {
+                keyspace: self.keyspace.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     async fn run_ddl(&self, statements: Vec<String>) -> Result<(), StoreError> {
         for cql in statements {
             self.session
                 .query_unpaged(cql.as_str(), ())
                 .await
-                .map_err(|e| StoreError::Setup(format!("schema statement failed: {e}: {cql}")))?;
+                .map_err(|source| StoreError::Schema {
+                    statement: cql.clone(),
+                    source: Box::new(source),
+                })?;
         }
         self.session
             .await_schema_agreement()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("schema agreement not reached: {e}")))?;
+            .map_err(|source| StoreError::SchemaAgreement {
+                source: Box::new(source),
+            })?;
         Ok(())
     }
 
     async fn prepare(&self, cql: String) -> Result<PreparedStatement, StoreError> {
         let mut statement = Statement::new(cql);
         statement.set_is_idempotent(true);
-        let mut prepared = self
-            .session
-            .prepare(statement)
-            .await
-            .map_err(|e| prepare_error(&e))?;
+        let mut prepared =
+            self.session
+                .prepare(statement)
+                .await
+                .map_err(|source| StoreError::Prepare {
+                    source: Box::new(source),
+                })?;
         prepared.set_is_idempotent(true);
         Ok(prepared)
     }
@@ -492,7 +555,7 @@ impl ScyllaStore {
             .map_err(|e| execution_error(what, e))?;
         let rows = result.into_rows_result().map_err(|e| rows_error(what, e))?;
         for row in rows.rows::<R>().map_err(|e| typed_rows_error(what, e))? {
-            let row = row.map_err(|e| corrupt(what, e))?;
+            let row = row.map_err(|e| StoreError::corrupt(what, e))?;
             if matches(&row) {
                 return Ok(Some(row));
             }
@@ -570,9 +633,10 @@ impl ScyllaStore {
         } else {
             outbox.bytes.chunks(OUTBOX_CHUNK).collect()
         };
-        let count = i32::try_from(pieces.len()).map_err(|_| StoreError::Corrupt {
+        let count = i32::try_from(pieces.len()).map_err(|_| StoreError::OutOfRange {
             key: format!("outbox {}", outbox.owner),
-            reason: format!("{} bytes is too large an outbox", outbox.bytes.len()),
+            value: pieces.len() as u64,
+            column: "chunk count (CQL int)",
         })?;
         let row = |i: usize| {
             let chunk = i32::try_from(i).expect("fewer chunks than count");
@@ -617,13 +681,10 @@ impl ScyllaStore {
         let Some((index, _)) = rows.column_specs().get_by_name("[applied]") else {
             return Ok(None);
         };
-        let row: Row = rows.first_row().map_err(|e| corrupt(what, e))?;
+        let row: Row = rows.first_row().map_err(|e| shape_error(what, e))?;
         match row.columns.get(index) {
             Some(Some(CqlValue::Boolean(applied))) => Ok(Some(*applied)),
-            other => Err(StoreError::Corrupt {
-                key: what.to_string(),
-                reason: format!("unexpected [applied] value {other:?}"),
-            }),
+            other => Err(shape_error(what, ResultShape::Applied(other.cloned()))),
         }
     }
 }
@@ -701,9 +762,10 @@ fn group_index<K: std::hash::Hash + Eq, T>(
 }
 
 fn to_bigint(what: &dyn std::fmt::Display, n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt {
+    i64::try_from(n).map_err(|_| StoreError::OutOfRange {
         key: what.to_string(),
-        reason: format!("{n} does not fit a CQL bigint"),
+        value: n,
+        column: "CQL bigint",
     })
 }
 
@@ -917,13 +979,13 @@ impl StateStore for ScyllaStore {
                 .rows::<(i64, i64)>()
                 .map_err(|e| typed_rows_error(&what, e))?
             {
-                let (challenge, count) = row.map_err(|e| corrupt(&what, e))?;
+                let (challenge, count) = row.map_err(|e| StoreError::corrupt(&what, e))?;
                 let (Ok(challenge), Ok(count)) = (u32::try_from(challenge), u64::try_from(count))
                 else {
-                    return Err(StoreError::Corrupt {
-                        key: what,
-                        reason: format!("out of range: challenge {challenge}, count {count}"),
-                    });
+                    return Err(StoreError::corrupt(
+                        what,
+                        Corruption::Counter { challenge, count },
+                    ));
                 };
                 let sum: &mut u64 = sums.entry(challenge).or_default();
                 *sum = sum.saturating_add(count);
@@ -977,9 +1039,11 @@ impl StateStore for ScyllaStore {
             }
         }
         if !won {
-            return Err(StoreError::Unavailable(format!(
-                "{what}: lost {CLAIM_ATTEMPTS} claim races in a row"
-            )));
+            return Err(StoreError::ClaimRaces {
+                group: group.to_string(),
+                partition: partition.to_string(),
+                attempts: CLAIM_ATTEMPTS,
+            });
         }
         // The hint only moves forward: its cell timestamp is the epoch itself.
         let mut put = st.put_epoch.clone();
@@ -1008,77 +1072,33 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Maps a driver error. Reaching the cluster (connections, timeouts, overloaded or missing
-/// replicas) is `Unavailable`: the worker pauses and retries. A statement the cluster rejects
-/// (missing table, bad syntax, no permission) is `Setup`: retrying cannot help.
-fn execution_error(what: &str, e: ExecutionError) -> StoreError {
-    match &e {
-        ExecutionError::LastAttemptError(attempt) => attempt_error(what, attempt, &e),
-        ExecutionError::PrepareError(p) => prepare_error(p),
-        ExecutionError::BadQuery(_) => StoreError::Setup(format!("{what}: {e}")),
-        _ => StoreError::Unavailable(format!("{what}: {e}")),
+/// A failed statement; [`StoreError::class`] tells reaching the cluster (transient) from a
+/// statement the cluster rejects (fatal).
+fn execution_error(what: &str, source: ExecutionError) -> StoreError {
+    StoreError::Cql {
+        what: what.to_string(),
+        source: Box::new(source),
     }
 }
 
-fn attempt_error(
-    what: &str,
-    attempt: &RequestAttemptError,
-    shown: &dyn std::fmt::Display,
-) -> StoreError {
-    match attempt {
-        RequestAttemptError::DbError(
-            DbError::SyntaxError
-            | DbError::Invalid
-            | DbError::AlreadyExists { .. }
-            | DbError::Unauthorized
-            | DbError::AuthenticationError
-            | DbError::ConfigError,
-            message,
-        ) => {
-            // ScyllaDB says "unconfigured table", Cassandra "does not exist", kassandra
-            // "does nor exist".
-            let lower = message.to_lowercase();
-            let hint = if lower.contains("unconfigured") || lower.contains("exist") {
-                " (has `questline migrate` been run?)"
-            } else {
-                ""
-            };
-            StoreError::Setup(format!("{what}: {shown}{hint}"))
-        }
-        RequestAttemptError::SerializationError(_)
-        | RequestAttemptError::CqlRequestSerialization(_) => {
-            StoreError::Setup(format!("{what}: {shown}"))
-        }
-        _ => StoreError::Unavailable(format!("{what}: {shown}")),
-    }
-}
-
-fn prepare_error(e: &PrepareError) -> StoreError {
-    match e {
-        PrepareError::AllAttemptsFailed { first_attempt } => {
-            attempt_error("preparing a statement", first_attempt, e)
-        }
-        _ => StoreError::Unavailable(format!("preparing a statement: {e}")),
-    }
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        key: what.to_string(),
-        reason: e.to_string(),
+/// A result of another shape than the statement's.
+fn shape_error(what: &str, source: impl Into<ResultShape>) -> StoreError {
+    StoreError::UnexpectedResult {
+        what: what.to_string(),
+        source: Box::new(source.into()),
     }
 }
 
 fn rows_error(what: &str, e: IntoRowsResultError) -> StoreError {
-    corrupt(what, format!("unexpected result: {e}"))
+    shape_error(what, e)
 }
 
-fn first_row_error(what: &str, e: MaybeFirstRowError) -> StoreError {
-    corrupt(what, format!("unexpected row: {e}"))
+fn first_row_error(what: &str, e: scylla::errors::MaybeFirstRowError) -> StoreError {
+    shape_error(what, e)
 }
 
-fn typed_rows_error(what: &str, e: RowsError) -> StoreError {
-    corrupt(what, format!("unexpected columns: {e}"))
+fn typed_rows_error(what: &str, e: scylla::errors::RowsError) -> StoreError {
+    shape_error(what, e)
 }
 
 #[cfg(test)]
@@ -1110,7 +1130,7 @@ mod tests {
         assert_eq!(parse_consistency("Quorum").unwrap(), Consistency::Quorum);
         assert!(matches!(
             parse_consistency("serial"),
-            Err(StoreError::Setup(_))
+            Err(StoreError::Config(ConfigError::Consistency { .. }))
         ));
     }
 }

@@ -49,7 +49,14 @@ impl RecordingSink {
 impl CommandSink for RecordingSink {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(SubmitError::Unavailable("mock log is down".into()));
+            return Err(SubmitError::Unavailable(
+                questline::pipeline::log::LogError::Kafka {
+                    op: "submit (mock log is down)",
+                    source: rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                    ),
+                },
+            ));
         }
         self.commands.lock().unwrap().push(command.clone());
         Ok(())
@@ -340,13 +347,18 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, field: Opti
 pub const PROGRESS: &str = "/api/v1/Challenges/GetProgressChallengesInfoForUser";
 pub const ADD_ACTION: &str = "/api/v1/Integration/AddAction";
 
-/// A mock [`StateStore`] that is down: every call fails with `Unavailable`, as a store that
-/// cannot be reached does. For the sidecar's 503 paths.
+/// A mock [`StateStore`] that is down: every call fails with a transient error (a request
+/// timeout), as a store that cannot be reached does. For the sidecar's 503 paths.
 #[derive(Debug, Default)]
 pub struct DownStore;
 
 fn down() -> questline::store::StoreError {
-    questline::store::StoreError::Unavailable("mock store is down".into())
+    questline::store::StoreError::Cql {
+        what: "mock store is down".into(),
+        source: Box::new(scylla::errors::ExecutionError::RequestTimeout(
+            std::time::Duration::from_secs(5),
+        )),
+    }
 }
 
 #[async_trait]

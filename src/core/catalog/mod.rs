@@ -14,7 +14,7 @@ pub use model::*;
 pub use parse::{CatalogError, CatalogErrors};
 pub use rules::*;
 pub use rules_check::{
-    Condition, EventRules, Rule, Streak, StreakKind, Test, CALL_FIELDS, MAX_POINTS, MAX_TIMEOUT_MS,
+    Condition, EventRules, Rule, Streak, StreakKind, Test, CALL_FIELDS, MAX_TIMEOUT,
 };
 
 use super::model::{TriggerKey, DEFAULT_TENANT};
@@ -37,6 +37,9 @@ pub struct TenantCatalog {
     pub categories: Vec<Category>,
     pub triggers: Vec<TriggerDef>,
     pub challenges: Vec<Challenge>,
+    /// How late an action's event time may be and still count toward a challenge that closed
+    /// since (see `core::limits::default_allowed_lateness`).
+    pub allowed_lateness: chrono::Duration,
     /// Earning rules, as written (sorted by name); [`TenantCatalog::event`] has them compiled.
     pub events: Vec<EventDef>,
     /// The tenant's days (streaks) are days of this zone; UTC unless a file sets `time_zone`.
@@ -105,6 +108,7 @@ impl TenantCatalog {
     pub(crate) fn new(tenant: String) -> Self {
         TenantCatalog {
             tenant,
+            allowed_lateness: super::limits::default_allowed_lateness(),
             ..Default::default()
         }
     }

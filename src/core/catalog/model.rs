@@ -292,6 +292,14 @@ pub struct Challenge {
     pub max_winners: Option<u64>,
     #[serde(default)]
     pub overshoot: Overshoot,
+    /// Prizes are credited at once and no unclaimed milestone is kept: for per-event rewards
+    /// that would otherwise pile up in the progress page. Only unlimited reward types.
+    #[serde(default)]
+    pub auto_claim: bool,
+    /// The most milestones of this challenge a user may hold unclaimed; completions past it
+    /// are rejected (`unclaimed_limit`) until the user claims. Default 100.
+    #[serde(default)]
+    pub max_unclaimed: Option<u32>,
     pub groups: Vec<TriggerGroup>,
     #[serde(default)]
     pub prizes: Vec<Prize>,
@@ -301,6 +309,12 @@ impl Challenge {
     /// A challenge with a global winners cap: the seed calls these "limited".
     pub fn is_limited(&self) -> bool {
         self.max_winners.is_some()
+    }
+
+    /// The bound on unclaimed milestones of this challenge per user.
+    pub fn max_unclaimed(&self) -> u32 {
+        self.max_unclaimed
+            .unwrap_or(crate::core::limits::DEFAULT_MAX_UNCLAIMED)
     }
 
     /// Whether `at` falls inside the challenge's window (both ends optional, end exclusive).

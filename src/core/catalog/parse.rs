@@ -1,6 +1,7 @@
 //! Catalog files → a validated [`Catalog`], with every error's file and line.
 
 use super::*;
+use crate::core::limits;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
@@ -47,6 +48,10 @@ impl std::fmt::Display for CatalogErrors {
 struct CatalogFile {
     #[serde(default)]
     tenant: Option<String>,
+    /// How late an action's event time may be and still count toward a challenge that closed
+    /// since (`"24h"`, `"90m"`, `"7d"`). One value per tenant.
+    #[serde(default)]
+    allowed_lateness: Option<Spanned<String>>,
     #[serde(default)]
     reward_types: Vec<Spanned<RewardType>>,
     #[serde(default)]
@@ -73,6 +78,7 @@ struct Origin {
 
 #[derive(Default)]
 struct Collected {
+    allowed_lateness: Option<(chrono::Duration, String, Origin)>,
     reward_types: Vec<(RewardType, Origin)>,
     inventories: Vec<(Inventory, Origin)>,
     categories: Vec<(Category, Origin)>,
@@ -122,6 +128,33 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
                     collected.$field.push((item.into_inner(), o));
                 }
             };
+        }
+        if let Some(text) = file.allowed_lateness {
+            let o = origin(text.span());
+            let text = text.into_inner();
+            match humantime::parse_duration(text.trim())
+                .ok()
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+            {
+                None => errors.push(CatalogError {
+                    file: o.file.clone(),
+                    line: o.line,
+                    message: format!(
+                        "allowed_lateness '{text}' is not a duration (e.g. \"24h\", \"90m\", \"7d\")"
+                    ),
+                }),
+                Some(d) => match &collected.allowed_lateness {
+                    Some((earlier, _, first)) if *earlier != d => errors.push(CatalogError {
+                        file: o.file.clone(),
+                        line: o.line,
+                        message: format!(
+                            "allowed_lateness '{text}' differs from the tenant's value in {}:{}",
+                            first.file, first.line
+                        ),
+                    }),
+                    _ => collected.allowed_lateness = Some((d, text, o)),
+                },
+            }
         }
         take!(reward_types);
         take!(inventories);
@@ -278,6 +311,7 @@ impl Validator<'_> {
                 &categories,
                 &challenges,
                 &reward_types,
+                &inventoried,
                 &trigger_aggregation,
             );
         }
@@ -301,6 +335,9 @@ impl Validator<'_> {
         }
 
         let mut catalog = TenantCatalog::new(tenant);
+        if let Some((lateness, _, _)) = c.allowed_lateness {
+            catalog.allowed_lateness = lateness;
+        }
         catalog.reward_types = c.reward_types.into_iter().map(|(x, _)| x).collect();
         catalog.inventories = c.inventories.into_iter().map(|(x, _)| x).collect();
         catalog.categories = c.categories.into_iter().map(|(x, _)| x).collect();
@@ -322,6 +359,7 @@ impl Validator<'_> {
         categories: &HashSet<u32>,
         challenges: &HashSet<u32>,
         reward_types: &HashSet<String>,
+        inventoried: &BTreeSet<String>,
         aggregation: &FxHashMap<u32, Aggregation>,
     ) {
         let id = ch.id;
@@ -352,6 +390,12 @@ impl Validator<'_> {
             self.err(
                 o,
                 format!("challenge {id}: max_per_user must be at least 1"),
+            );
+        }
+        if ch.max_unclaimed == Some(0) {
+            self.err(
+                o,
+                format!("challenge {id}: max_unclaimed must be at least 1"),
             );
         }
         if ch.max_winners == Some(0) {
@@ -390,6 +434,15 @@ impl Validator<'_> {
                             g.id, t.trigger
                         ),
                     );
+                } else if t.frequency.abs() > limits::MAX_AMOUNT {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: trigger {}: frequency must be at most {}",
+                            t.trigger,
+                            limits::MAX_AMOUNT
+                        ),
+                    );
                 } else if aggregation.get(&t.trigger) == Some(&Aggregation::Sum)
                     && t.frequency <= Decimal::ZERO
                 {
@@ -413,25 +466,52 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if p.amount <= Decimal::ZERO {
+            if !limits::is_valid_amount(p.amount) {
                 self.err(
                     o,
-                    format!("challenge {id}: prize amount must be greater than 0"),
+                    format!(
+                        "challenge {id}: prize amount must be greater than 0 and at most {} with at most {} decimal places",
+                        limits::MAX_AMOUNT,
+                        limits::MAX_SCALE
+                    ),
                 );
+            }
+            if inventoried.contains(&p.reward_type) {
+                if !p.amount.fract().is_zero() {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: prize of '{}' is counted by an inventory: its amount must be a whole number",
+                            p.reward_type
+                        ),
+                    );
+                }
+                if ch.auto_claim {
+                    self.err(
+                        o,
+                        format!(
+                            "challenge {id}: auto_claim needs prizes without an inventory ('{}' has one)",
+                            p.reward_type
+                        ),
+                    );
+                }
             }
         }
     }
 
     /// The tenant's time zone: UTC, or the one its files name (all the same one).
     fn time_zone(&mut self, declared: &[(String, Origin)]) -> chrono_tz::Tz {
-        let mut chosen: Option<(chrono_tz::Tz, &str)> = None;
+        let mut chosen: Option<(chrono_tz::Tz, &Origin)> = None;
         for (name, o) in declared {
             match (rules_check::time_zone(name), chosen) {
                 (Err(e), _) => self.err(o, e),
-                (Ok(tz), None) => chosen = Some((tz, name)),
-                (Ok(tz), Some((first, first_name))) if tz != first => self.err(
+                (Ok(tz), None) => chosen = Some((tz, o)),
+                (Ok(tz), Some((first, at))) if tz != first => self.err(
                     o,
-                    format!("time_zone '{name}' differs from the tenant's '{first_name}' in another file"),
+                    format!(
+                        "time_zone '{name}' differs from the tenant's value in {}:{}",
+                        at.file, at.line
+                    ),
                 ),
                 (Ok(_), Some(_)) => {}
             }
@@ -540,5 +620,77 @@ amount = 100
         );
         let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
         assert!(err.to_string().contains("cycle"), "{err}");
+    }
+
+    /// Amounts beyond the documented bounds, fractional stock and auto-claimed stock are
+    /// refused at load, with the item's line.
+    #[test]
+    fn refuses_amounts_past_the_ledger_bounds() {
+        let cases = [
+            (
+                GOOD.replace("amount = 100", "amount = 10000000000000000"),
+                "prize amount must be greater than 0 and at most",
+            ),
+            (
+                GOOD.replace("frequency = 1000", "frequency = 10000000000000000"),
+                "frequency must be at most",
+            ),
+            (
+                GOOD.replace("amount = 100", "amount = 0.000000001"),
+                "at most 8 decimal places",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[inventories]]\nid = \"i\"\nreward_type = \"points\"\namount_total = 5\n"
+                )
+                .replace("amount = 100", "amount = 1.5"),
+                "must be a whole number",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[inventories]]\nid = \"i\"\nreward_type = \"points\"\namount_total = 5\n"
+                )
+                .replace("category = 1\n", "category = 1\nauto_claim = true\n"),
+                "auto_claim needs prizes without an inventory",
+            ),
+            (
+                GOOD.replace("category = 1\n", "category = 1\nmax_unclaimed = 0\n"),
+                "max_unclaimed must be at least 1",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+    }
+
+    #[test]
+    fn allowed_lateness_is_a_duration_set_once_per_tenant() {
+        let c = Catalog::from_sources(&[("c.toml", format!("allowed_lateness = \"36h\"\n{GOOD}"))])
+            .unwrap();
+        assert_eq!(
+            c.default_tenant().unwrap().allowed_lateness,
+            chrono::Duration::hours(36)
+        );
+        let default = Catalog::from_sources(&[("c.toml", GOOD)]).unwrap();
+        assert_eq!(
+            default.default_tenant().unwrap().allowed_lateness,
+            limits::default_allowed_lateness()
+        );
+        let err =
+            Catalog::from_sources(&[("c.toml", format!("allowed_lateness = \"soon\"\n{GOOD}"))])
+                .unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        assert_eq!(err.0[0].line, 1);
+        let err = Catalog::from_sources(&[
+            ("a.toml", format!("allowed_lateness = \"1h\"\n{GOOD}")),
+            ("b.toml", "allowed_lateness = \"2h\"\n".to_string()),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("differs from the tenant's value in a.toml:1"),
+            "{err}"
+        );
     }
 }

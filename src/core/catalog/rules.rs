@@ -356,18 +356,42 @@ pub struct ProgrammaticDef {
     /// `userId`, `event`, `params`, `occurredAt`, which it may not redefine).
     #[serde(default)]
     pub body: Map<String, Value>,
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u32,
+    /// How long one call may take (`"2s"`, `"1500ms"`).
+    #[serde(default)]
+    pub timeout: Timeout,
     /// Paid when the endpoint fails, times out or answers out of shape.
     #[serde(default, with = "crate::core::decimal::lenient")]
     pub fallback_points: Decimal,
 }
 
-/// The default timeout of a programmatic call, in milliseconds.
-pub const DEFAULT_TIMEOUT_MS: u32 = 2000;
+/// A programmatic call's timeout, written as a duration the way `allowed_lateness` is
+/// (`"2s"`, `"1500ms"`); two seconds unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
 
-fn default_timeout_ms() -> u32 {
-    DEFAULT_TIMEOUT_MS
+impl Default for Timeout {
+    fn default() -> Self {
+        Timeout(std::time::Duration::from_secs(2))
+    }
+}
+
+impl Serialize for Timeout {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(Timeout)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "timeout: '{text}' is not a duration (e.g. \"2s\", \"1500ms\")"
+                ))
+            })
+    }
 }
 
 /// The methods a programmatic call may use: the occurrence travels in the body.

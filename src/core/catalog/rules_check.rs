@@ -15,14 +15,10 @@ use std::collections::HashSet;
 
 use super::rules::*;
 use super::{Inventory, RewardKind, RewardType, TenantCatalog};
-use crate::core::decimal;
+use crate::core::{decimal, limits};
 
-/// The most one rule, fallback or endpoint answer may pay for one occurrence: large enough for
-/// any loyalty scheme, small enough that no sum of payments nears a decimal's range.
-pub const MAX_POINTS: i64 = 1_000_000_000_000;
-
-/// The longest programmatic call the catalog may ask for, in milliseconds.
-pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// The longest programmatic call the catalog may ask for.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The body fields every programmatic call carries; a catalog's `body` may not redefine them.
 pub const CALL_FIELDS: [&str; 5] = ["requestId", "userId", "event", "params", "occurredAt"];
@@ -300,9 +296,11 @@ impl Checker<'_> {
     }
 
     fn points(&mut self, what: &str, field: &str, points: Decimal) {
-        if points < Decimal::ZERO || points > Decimal::from(MAX_POINTS) {
+        if !(points.is_zero() || limits::is_valid_amount(points)) {
             self.problem(format!(
-                "{what}: {field} must be from 0 to {MAX_POINTS}, found {points}"
+                "{what}: {field} must be 0, or above 0 and at most {} with at most {} decimal places, found {points}",
+                limits::MAX_AMOUNT,
+                limits::MAX_SCALE
             ));
         }
     }
@@ -386,9 +384,10 @@ impl Checker<'_> {
                 ));
             }
         }
-        if p.timeout_ms == 0 || p.timeout_ms > MAX_TIMEOUT_MS {
+        if p.timeout.0.is_zero() || p.timeout.0 > MAX_TIMEOUT {
             self.problem(format!(
-                "programmatic: timeout_ms must be from 1 to {MAX_TIMEOUT_MS}"
+                "programmatic: timeout must be above 0 and at most {}",
+                humantime::format_duration(MAX_TIMEOUT)
             ));
         }
         self.points("programmatic", "fallback_points", p.fallback_points);
@@ -588,10 +587,14 @@ points = 50
                 format!("{EVENT}[[events.rules]]\npoints = 5\n"),
                 "has 2 default rules",
             ),
-            (EVENT.replace("points = 50", "points = -1"), "points must be from 0 to"),
+            (EVENT.replace("points = 50", "points = -1"), "points must be 0, or above 0"),
             (
-                EVENT.replace("points = 50", "points = 1000000000001"),
-                "points must be from 0 to",
+                EVENT.replace("points = 50", "points = 1000000000000001"),
+                "points must be 0, or above 0 and at most 1000000000000000",
+            ),
+            (
+                EVENT.replace("points = 50", "points = 0.000000001"),
+                "with at most 8 decimal places",
             ),
             (
                 EVENT.replace("op = \"less_than\", value = 10", "op = \"is_empty\", value = 10"),
@@ -681,8 +684,12 @@ points = 50
                 "body may not set 'userId'",
             ),
             (
-                format!("{plain}programmatic = {{ url = \"https://x\", timeout_ms = 0 }}\n"),
-                "timeout_ms must be from 1 to",
+                format!("{plain}programmatic = {{ url = \"https://x\", timeout = \"0s\" }}\n"),
+                "timeout must be above 0 and at most 1m",
+            ),
+            (
+                format!("{plain}programmatic = {{ url = \"https://x\", timeout = \"soon\" }}\n"),
+                "timeout: 'soon' is not a duration",
             ),
             (
                 format!("{plain}programmatic = {{ url = \"https://x\", headers = {{ \"Bad Name\" = \"v\" }} }}\n"),
@@ -728,7 +735,7 @@ points = 50
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "b.toml:2: time_zone 'Europe/Paris' differs from the tenant's 'Asia/Kolkata' in another file"
+            "b.toml:2: time_zone 'Europe/Paris' differs from the tenant's value in a.toml:2"
         );
     }
 }

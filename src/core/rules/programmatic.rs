@@ -8,8 +8,8 @@
 //! crash recovery and replays reproduce it without calling the endpoint again.
 //!
 //! The endpoint's answer has one fixed shape: a 2xx status and a JSON object with `points`, a
-//! number or a string holding one, from 0 to [`MAX_POINTS`] (`{"points": 120}`); other fields
-//! are ignored. Anything else (another status, another shape, a timeout, an unreachable host)
+//! number or a string holding one, from 0 to 10^15 with at most 8 decimal places
+//! (`{"points": 120}`); other fields are ignored. Anything else (another status, another shape, a timeout, an unreachable host)
 //! pays the event's `fallback_points`, and the response says why.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 use super::{NotPaid, Payment, RuleOutcome};
-use crate::core::catalog::{EventRules, HttpMethod, Priority, ProgrammaticDef, MAX_POINTS};
-use crate::core::decimal;
+use crate::core::catalog::{EventRules, HttpMethod, Priority, ProgrammaticDef};
+use crate::core::{decimal, limits};
 
 /// The rule name a payment of an endpoint's answer cites.
 pub const ANSWERED_RULE: &str = "programmatic";
@@ -77,7 +77,7 @@ pub enum AmountOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FallbackReason {
-    /// No answer within the event's `timeout_ms` (after the caller's retries).
+    /// No answer within the event's `timeout` (after the caller's retries).
     Timeout,
     /// The endpoint could not be reached.
     Unreachable { detail: String },
@@ -154,7 +154,7 @@ pub fn call(def: &ProgrammaticDef, request: &AmountRequest) -> HttpCall {
         headers,
         // A map of JSON values always serializes.
         body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
-        timeout: Duration::from_millis(u64::from(def.timeout_ms)),
+        timeout: def.timeout.0,
     }
 }
 
@@ -172,8 +172,10 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<Decimal, FallbackReason> 
         .ok_or_else(|| bad("no \"points\" in the answer"))?;
     let points = decimal::from_json(points)
         .map_err(|_| bad("\"points\" is not a number or a string holding one"))?;
-    if points < Decimal::ZERO || points > Decimal::from(MAX_POINTS) {
-        return Err(bad("\"points\" is out of range"));
+    if !(points.is_zero() || limits::is_valid_amount(points)) {
+        return Err(bad(
+            "\"points\" is out of range (0 to 10^15, at most 8 decimal places)",
+        ));
     }
     Ok(points.normalize())
 }
@@ -196,7 +198,7 @@ pub fn settle<'c>(event: &'c EventRules, response: &AmountResponse) -> RuleOutco
         AmountOutcome::Answered { points } => (ANSWERED_RULE, *points),
         AmountOutcome::Fallback { points, .. } => (FALLBACK_RULE, *points),
     };
-    if points <= Decimal::ZERO || points > Decimal::from(MAX_POINTS) {
+    if !limits::is_valid_amount(points) {
         return RuleOutcome::NotPaid(NotPaid::ZeroPoints {
             rule,
             priority: Priority::Last,
@@ -223,7 +225,7 @@ mod tests {
             method: HttpMethod::Post,
             headers: [("X-Api-Key".to_string(), "k".to_string())].into(),
             body: json!({"campaign": "spring"}).as_object().unwrap().clone(),
-            timeout_ms: 1500,
+            timeout: crate::core::catalog::Timeout(Duration::from_millis(1500)),
             fallback_points: Decimal::from(5),
         }
     }
@@ -290,7 +292,8 @@ mod tests {
             br#"{"points": "lots"}"#,
             br#"{"points": -1}"#,
             br#"{"points": 1e300}"#,
-            br#"{"points": 1000000000001}"#,
+            br#"{"points": 1000000000000001}"#,
+            br#"{"points": 0.000000001}"#,
             br#"[1]"#,
         ] {
             assert!(
