@@ -30,8 +30,9 @@ use std::sync::OnceLock;
 use jsonschema::{Draft, Resource, Validator};
 use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
-    Aggregation, CapPeriod, Catalog, Challenge, Comparator, Inventory, Operator, Overshoot, Prize,
-    RewardKind, RewardType, TriggerDef, TriggerGroup, TriggerRequirement,
+    Aggregation, CapPeriod, Catalog, Challenge, Comparator, ConditionOp, EventDef, HttpMethod,
+    Inventory, Operator, Overshoot, ParamDef, ParamType, Prize, ProgrammaticDef, RewardKind,
+    RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
@@ -1148,6 +1149,7 @@ fn without_nulls(v: Value) -> Value {
 /// A small catalog both the code and the schema accept; the cases below break it.
 const CATALOG: &str = r#"
 tenant = "acme"
+time_zone = "Europe/Paris"
 
 [[reward_types]]
 reward_type = "points"
@@ -1187,6 +1189,26 @@ triggers = [{ trigger = 1, frequency = "1000.50" }, { trigger = 2, operator = "o
 reward_type = "points"
 amount = 2.5
 expires_at = "2027-01-01T00:00:00Z"
+
+[[events]]
+name = "WATCHED_VIDEO"
+description = "Watch a video"
+reward_type = "points"
+params = [{ name = "duration", type = "integer", mandatory = true }, { name = "type", type = "string" }]
+cap = "once per 10 minutes"
+streak = { days = 3, per_day = 2, conditions = [{ param = "type", op = "is_not_empty" }] }
+[[events.rules]]
+name = "long"
+priority = 1
+conditions = [{ param = "duration", op = "greater_than", value = 20 }]
+points = 500
+[[events.rules]]
+priority = "POSITIVE_INFINITY"
+points = 50
+
+[[events]]
+name = "ORDER_PLACED"
+programmatic = { url = "https://tenant.example/points", method = "PUT", headers = { "X-Api-Key" = "k" }, body = { program = "p" }, timeout = "500ms", fallback_points = "2.5" }
 "#;
 
 /// The group's triggers line in [`CATALOG`].
@@ -1279,6 +1301,22 @@ fn catalog_files_validate_and_broken_ones_do_not() {
             "localized text of numbers",
             CATALOG.replace("name = \"Points\"", "name = { en = 1 }"),
         ),
+        ("unknown event field", CATALOG.replace("cap = \"once per 10 minutes\"\n", "cap = \"once per 10 minutes\"\nbogus = 1\n")),
+        ("wrong condition op", CATALOG.replace("\"greater_than\"", "\"greater\"")),
+        ("wrong param type", CATALOG.replace("\"integer\"", "\"int\"")),
+        ("wrong cap", CATALOG.replace("once per 10 minutes", "once per fortnight")),
+        ("streak of both kinds", CATALOG.replace("per_day = 2,", "count = 2,")),
+        ("statement without value", CATALOG.replace("op = \"greater_than\", value = 20", "op = \"greater_than\"")),
+        ("is_not_empty with a value", CATALOG.replace("op = \"is_not_empty\"", "op = \"is_not_empty\", value = 1")),
+        ("negative priority", CATALOG.replace("priority = 1\n", "priority = -1\n")),
+        ("conditional rule without priority", CATALOG.replace("priority = 1\n", "")),
+        ("programmatic with rules", format!("{CATALOG}[[events.rules]]\npoints = 1\n")),
+        ("event without rules", CATALOG.replace("[[events.rules]]\npriority = \"POSITIVE_INFINITY\"\npoints = 50\n", "").replace("[[events.rules]]\nname = \"long\"\npriority = 1\nconditions = [{ param = \"duration\", op = \"greater_than\", value = 20 }]\npoints = 500\n", "")),
+        ("GET endpoint", CATALOG.replace("\"PUT\"", "\"GET\"")),
+        ("reserved body field", CATALOG.replace("program = \"p\"", "userId = \"p\"")),
+        ("not a timeout", CATALOG.replace("\"500ms\"", "\"soon\"")),
+        ("not an http url", CATALOG.replace("https://tenant.example", "ftp://tenant.example")),
+        ("numeric event name", CATALOG.replace("\"ORDER_PLACED\"", "\"42\"")),
         (
             "empty reward type",
             CATALOG.replace(
@@ -1312,6 +1350,8 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             "categories": tenant.categories,
             "triggers": tenant.triggers,
             "challenges": tenant.challenges,
+            "time_zone": tenant.time_zone.name(),
+            "events": tenant.events,
         });
         // TOML has no null: an absent option is how a file says None.
         assert_valid(validator(FILE), FILE, &without_nulls(file.clone()));
@@ -1340,6 +1380,33 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             }
             for prize in challenge["prizes"].as_array().unwrap() {
                 assert_same_names("prize", property_names(&defs["prize"]), prize);
+            }
+        }
+        let statements = |list: &Value| {
+            for statement in list.as_array().unwrap() {
+                assert_same_names("statement", property_names(&defs["statement"]), statement);
+            }
+        };
+        for event in file["events"].as_array().unwrap() {
+            assert_same_names("event", property_names(&defs["event"]), event);
+            for param in event["params"].as_array().unwrap() {
+                assert_same_names("param", property_names(&defs["param"]), param);
+            }
+            for rule in event["rules"].as_array().unwrap() {
+                assert_same_names("rule", property_names(&defs["rule"]), rule);
+                statements(&rule["conditions"]);
+            }
+            if !event["streak"].is_null() {
+                assert_same_names("streak", property_names(&defs["streak"]), &event["streak"]);
+                statements(&event["streak"]["conditions"]);
+            }
+            if !event["programmatic"].is_null() {
+                let programmatic = &event["programmatic"];
+                assert_same_names(
+                    "programmatic",
+                    property_names(&defs["programmatic"]),
+                    programmatic,
+                );
             }
         }
     }
@@ -1519,6 +1586,21 @@ fn schema_enums_are_the_code_enums() {
         &catalog["challenge"]["properties"]["overshoot"],
         variant_names!(Overshoot: Discard, Carry),
     );
+    assert_enum::<ParamType>(
+        "param type",
+        &catalog["param"]["properties"]["type"],
+        variant_names!(ParamType: Integer, Float, String, Boolean),
+    );
+    assert_enum::<ConditionOp>(
+        "condition op",
+        &catalog["statement"]["properties"]["op"],
+        variant_names!(ConditionOp: Equal, LessThan, GreaterThan, Contains, StartsWith, EndsWith, IsEmpty, IsNotEmpty),
+    );
+    assert_enum::<HttpMethod>(
+        "programmatic method",
+        &catalog["programmatic"]["properties"]["method"],
+        variant_names!(HttpMethod: Post, Put, Patch),
+    );
     let mapping = doc("mapping.v1.json");
     assert_enum::<UnknownTrigger>(
         "unknown_trigger",
@@ -1608,6 +1690,27 @@ fn schema_defaults_are_the_code_defaults() {
             "prize",
             &catalog["prize"],
             from_toml::<Prize>("reward_type = \"points\""),
+        ),
+        (
+            "event",
+            &catalog["event"],
+            from_toml::<EventDef>("name = \"E\""),
+        ),
+        (
+            "param",
+            &catalog["param"],
+            from_toml::<ParamDef>("name = \"p\"\ntype = \"string\""),
+        ),
+        ("rule", &catalog["rule"], from_toml::<RuleDef>("points = 1")),
+        (
+            "streak",
+            &catalog["streak"],
+            from_toml::<StreakDef>("days = 1"),
+        ),
+        (
+            "programmatic",
+            &catalog["programmatic"],
+            from_toml::<ProgrammaticDef>("url = \"https://x\""),
         ),
         (
             "mapping",

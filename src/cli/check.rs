@@ -38,13 +38,14 @@ pub fn run(args: CheckArgs) -> Result<(), Failure> {
     if let Some(catalog) = catalog {
         for t in catalog.tenants() {
             println!(
-                "tenant '{}': {} challenges, {} triggers, {} reward types, {} inventories, {} categories",
+                "tenant '{}': {} challenges, {} triggers, {} reward types, {} inventories, {} categories, {} events",
                 t.tenant,
                 t.challenges.len(),
                 t.triggers.len(),
                 t.reward_types.len(),
                 t.inventories.len(),
-                t.categories.len()
+                t.categories.len(),
+                t.events.len()
             );
         }
     }

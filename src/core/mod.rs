@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mapping;
 pub mod model;
 pub mod records;
+pub mod rules;
 pub mod state;
 pub mod step;
 pub mod view;

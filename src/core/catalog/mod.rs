@@ -1,4 +1,5 @@
-//! The catalog: reward types, inventories, categories, triggers and challenges, per tenant.
+//! The catalog: reward types, inventories, categories, triggers, challenges and earning rules
+//! (events), per tenant.
 //!
 //! Parsing is pure: [`Catalog::from_sources`] takes `(file name, text)` pairs, so `check`,
 //! the worker, `replay` and tests share one validator, and reading the directory is the
@@ -6,9 +7,15 @@
 
 mod model;
 mod parse;
+mod rules;
+mod rules_check;
 
 pub use model::*;
 pub use parse::{CatalogError, CatalogErrors};
+pub use rules::*;
+pub use rules_check::{
+    Condition, EventRules, Rule, Streak, StreakKind, Test, CALL_FIELDS, MAX_TIMEOUT,
+};
 
 use super::model::{TriggerKey, DEFAULT_TENANT};
 use rustc_hash::FxHashMap;
@@ -33,6 +40,11 @@ pub struct TenantCatalog {
     /// How late an action's event time may be and still count toward a challenge that closed
     /// since (see `core::limits::default_allowed_lateness`).
     pub allowed_lateness: chrono::Duration,
+    /// Earning rules, as written (sorted by name); [`TenantCatalog::event`] has them compiled.
+    pub events: Vec<EventDef>,
+    /// The tenant's days (streaks) are days of this zone; UTC unless a file sets `time_zone`.
+    pub time_zone: chrono_tz::Tz,
+    event_rules: rules_check::EventIndex,
     trigger_by_id: FxHashMap<u32, usize>,
     triggers_by_key: FxHashMap<String, Vec<usize>>,
     challenges_by_trigger: FxHashMap<u32, Vec<usize>>,

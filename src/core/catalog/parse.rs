@@ -62,6 +62,11 @@ struct CatalogFile {
     triggers: Vec<Spanned<TriggerDef>>,
     #[serde(default)]
     challenges: Vec<Spanned<Challenge>>,
+    /// The tenant's time zone (IANA name); files of one tenant must agree on it.
+    #[serde(default)]
+    time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    events: Vec<Spanned<EventDef>>,
 }
 
 /// Where an item was defined, for errors found after parsing.
@@ -79,6 +84,8 @@ struct Collected {
     categories: Vec<(Category, Origin)>,
     triggers: Vec<(TriggerDef, Origin)>,
     challenges: Vec<(Challenge, Origin)>,
+    time_zone: Vec<(String, Origin)>,
+    events: Vec<(EventDef, Origin)>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -154,6 +161,11 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
         take!(categories);
         take!(triggers);
         take!(challenges);
+        take!(events);
+        if let Some(tz) = file.time_zone {
+            let o = origin(tz.span());
+            collected.time_zone.push((tz.into_inner(), o));
+        }
     }
     let mut catalog = Catalog::default();
     for (tenant, collected) in by_tenant {
@@ -305,6 +317,23 @@ impl Validator<'_> {
         }
         self.check_parent_cycles(&c.challenges);
 
+        let time_zone = self.time_zone(&c.time_zone);
+        let payable = rules_check::Payable::new(
+            c.reward_types.iter().map(|(r, _)| r),
+            c.inventories.iter().map(|(i, _)| i),
+        );
+        self.unique(
+            "event",
+            c.events.iter().map(|(e, o)| (e.name.clone(), o.clone())),
+        );
+        let mut event_rules = Vec::with_capacity(c.events.len());
+        for (e, o) in &c.events {
+            match rules_check::compile_event(e, &payable) {
+                Ok(rules) => event_rules.push(rules),
+                Err(problems) => problems.into_iter().for_each(|p| self.err(o, p)),
+            }
+        }
+
         let mut catalog = TenantCatalog::new(tenant);
         if let Some((lateness, _, _)) = c.allowed_lateness {
             catalog.allowed_lateness = lateness;
@@ -314,6 +343,9 @@ impl Validator<'_> {
         catalog.categories = c.categories.into_iter().map(|(x, _)| x).collect();
         catalog.triggers = c.triggers.into_iter().map(|(x, _)| x).collect();
         catalog.challenges = c.challenges.into_iter().map(|(x, _)| x).collect();
+        catalog.events = c.events.into_iter().map(|(x, _)| x).collect();
+        catalog.time_zone = time_zone;
+        catalog.set_event_rules(event_rules);
         catalog.build_indexes();
         catalog
     }
@@ -465,6 +497,26 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+
+    /// The tenant's time zone: UTC, or the one its files name (all the same one).
+    fn time_zone(&mut self, declared: &[(String, Origin)]) -> chrono_tz::Tz {
+        let mut chosen: Option<(chrono_tz::Tz, &Origin)> = None;
+        for (name, o) in declared {
+            match (rules_check::time_zone(name), chosen) {
+                (Err(e), _) => self.err(o, e),
+                (Ok(tz), None) => chosen = Some((tz, o)),
+                (Ok(tz), Some((first, at))) if tz != first => self.err(
+                    o,
+                    format!(
+                        "time_zone '{name}' differs from the tenant's value in {}:{}",
+                        at.file, at.line
+                    ),
+                ),
+                (Ok(_), Some(_)) => {}
+            }
+        }
+        chosen.map(|(tz, _)| tz).unwrap_or_default()
     }
 
     fn check_parent_cycles(&mut self, challenges: &[(Challenge, Origin)]) {
