@@ -356,6 +356,36 @@ fn hidden_challenges_still_count() {
     assert_eq!(of_kind(&last, "milestone.achieved").len(), 1);
 }
 
+/// The seed's own Kwegg example puts a product id in `params.id`: it names what was viewed, not
+/// the occurrence, so viewing the same product again must count again. Only the occurrence's
+/// own `event.id` is an idempotency key.
+#[test]
+fn kwegg_views_of_the_same_product_count_and_only_event_ids_deduplicate() {
+    let mut t = Driver::new();
+    let kwegg = mapping("kwegg");
+    let seed_example =
+        json!({"userId": "12", "event": {"name": "product_viewed", "params": {"id": "1234"}}});
+    let mut milestones = 0;
+    for _ in 0..10 {
+        let p = t.send_with(&kwegg, seed_example.clone());
+        assert!(
+            !p.duplicate,
+            "a second view of product 1234 is not a duplicate"
+        );
+        milestones += of_kind(&p.events, "milestone.achieved").len();
+    }
+    assert_eq!(
+        milestones, 1,
+        "ten views of one product reach the frequency of 10"
+    );
+
+    let occurrence = json!({"userId": "13", "event": {"id": "occ-1", "name": "product_viewed", "params": {"id": "1234"}}});
+    assert!(!t.send_with(&kwegg, occurrence.clone()).duplicate);
+    let again = t.send_with(&kwegg, occurrence);
+    assert!(again.duplicate, "the same event.id twice is one occurrence");
+    assert!(again.events.is_empty());
+}
+
 #[test]
 fn claims_move_milestones_to_history_and_spend_the_balance() {
     let mut t = Driver::new();
