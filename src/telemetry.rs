@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | `questline_records_in_total` | counter | topic | records consumed |
 //! | `questline_actions_processed_total` | counter | outcome (`applied`, `duplicate`, `redelivered`, `ignored`) | actions evaluated or skipped |
+//! | `questline_duplicates_total` | counter | reason (`action_id`, `claim_id`) | actions and claims dropped because their id was applied before (also in `actions_processed_total{outcome="duplicate"}`) |
 //! | `questline_events_out_total` | counter | topic, type | events produced |
 //! | `questline_dead_letters_total` | counter | reason (`mapping`, `unknown_trigger`, `unknown_tenant`, `too_large`, `not_json`) | records dead-lettered |
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
@@ -29,6 +30,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub records_in: IntCounterVec,
     pub actions_processed: IntCounterVec,
+    pub duplicates: IntCounterVec,
     pub events_out: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub rewards_granted: IntCounterVec,
@@ -67,6 +69,9 @@ fn histogram(
     h
 }
 
+/// The `reason` labels of `questline_duplicates_total`.
+pub const DUPLICATE_REASONS: [&str; 2] = ["action_id", "claim_id"];
+
 const LATENCY: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
@@ -104,7 +109,18 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(store_wedged.clone()))
             .expect("unique metric");
+        let duplicates = counter(
+            r,
+            "duplicates_total",
+            "Actions and claims dropped as duplicates, by the id that identified them",
+            &["reason"],
+        );
+        // Both series exist from the start, so a rate or an alert on either sees 0, not nothing.
+        for reason in DUPLICATE_REASONS {
+            duplicates.with_label_values(&[reason]);
+        }
         Metrics {
+            duplicates,
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
                 r,

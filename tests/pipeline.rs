@@ -824,3 +824,76 @@ async fn records_of_a_partition_revoked_during_the_poll_are_left_to_its_new_owne
         .collect();
     assert_same_events(&got, &want);
 }
+
+/// Every input the worker drops as a duplicate is counted, with the id that identified it:
+/// `questline_duplicates_total{reason}` and the totals agree, and a redelivery is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_counted_by_the_id_that_identified_them() {
+    use questline::core::evaluator::ClaimCommand;
+    use questline::pipeline::commands::Command;
+    let rig = Rig::new();
+    let metric = |reason: &str| {
+        questline::telemetry::metrics()
+            .duplicates
+            .with_label_values(&[reason])
+            .get()
+    };
+    let before = (metric("action_id"), metric("claim_id"));
+    let action = |id: &str| {
+        format!(r#"{{"userId": "u1", "triggerId": 1, "value": 10, "actionId": "{id}"}}"#)
+    };
+    // a-1 three times (two duplicates), a-2 once, and one action without an id.
+    for body in [
+        action("a-1"),
+        action("a-2"),
+        action("a-1"),
+        action("a-1"),
+        r#"{"userId": "u1", "triggerId": 1, "value": 10}"#.to_string(),
+    ] {
+        rig.log.append(INPUT, "u1", body.into_bytes());
+    }
+    // Claim c-1 twice (one duplicate), c-2 once.
+    let claim = |id: &str| {
+        serde_json::to_vec(&Command::Claim(ClaimCommand {
+            claim_id: id.into(),
+            tenant: "default".into(),
+            user_id: "u1".into(),
+            milestone_ids: Vec::new(),
+            items: Vec::new(),
+        }))
+        .unwrap()
+    };
+    for id in ["c-1", "c-1", "c-2"] {
+        rig.log.append(&rig.topics.commands, "u1", claim(id));
+    }
+    let commands_committed = || -> i64 {
+        rig.log
+            .committed()
+            .iter()
+            .filter(|((t, _), _)| *t == rig.topics.commands)
+            .map(|(_, o)| *o)
+            .sum()
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(2, 1_000), shutdown));
+    rig.wait_committed(5, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while commands_committed() < 3 {
+        assert!(Instant::now() < deadline, "the claims were not committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert_eq!(totals.duplicates, 3, "{totals:?}");
+    assert_eq!(
+        totals.applied, 5,
+        "three actions and two claims: {totals:?}"
+    );
+    assert_eq!(
+        (
+            metric("action_id") - before.0,
+            metric("claim_id") - before.1
+        ),
+        (2, 1)
+    );
+}

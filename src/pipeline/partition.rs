@@ -30,7 +30,8 @@ use crate::store::{
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub applied: u64,
-    pub duplicates: u64,
+    /// Inputs dropped as duplicates, each by what identified it ([`duplicate_reason`]).
+    pub duplicates: Vec<&'static str>,
     pub redelivered: u64,
     pub ignored: u64,
     /// Dead letters by reason class.
@@ -408,7 +409,7 @@ impl Partition {
     ) {
         match &out.outcome {
             Outcome::Applied => batch.stats.applied += 1,
-            Outcome::Duplicate => batch.stats.duplicates += 1,
+            Outcome::Duplicate => batch.stats.duplicates.push(duplicate_reason(input)),
             Outcome::Redelivered => batch.stats.redelivered += 1,
             Outcome::Ignored(_) => batch.stats.ignored += 1,
             Outcome::DeadLettered => {
@@ -588,6 +589,17 @@ fn dead_letter_record(event: &Event, rejection: &Rejection, topics: &Topics) -> 
                 event.source.offset.to_string(),
             ),
         ],
+    }
+}
+
+/// The metric label of a duplicate: the id that made the record step drop it. A claim is
+/// a duplicate by its claim id (answered before, or waiting for the inventory stage), an
+/// action by its action id (among the user's recent ones). Redeliveries caught by the offset
+/// watermark are counted apart, as `redelivered`.
+pub fn duplicate_reason(input: &Input) -> &'static str {
+    match input {
+        Input::Claim(_) => "claim_id",
+        _ => "action_id",
     }
 }
 

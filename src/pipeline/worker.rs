@@ -393,7 +393,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     fn count(&mut self, stats: &Stats) {
         let m = metrics();
         self.totals.applied += stats.applied;
-        self.totals.duplicates += stats.duplicates;
+        self.totals.duplicates += stats.duplicates.len() as u64;
         self.totals.redelivered += stats.redelivered;
         self.totals.dead_letters += stats.dead_letters.len() as u64;
         m.actions_processed
@@ -401,7 +401,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .inc_by(stats.applied);
         m.actions_processed
             .with_label_values(&["duplicate"])
-            .inc_by(stats.duplicates);
+            .inc_by(stats.duplicates.len() as u64);
+        for reason in &stats.duplicates {
+            m.duplicates.with_label_values(&[reason]).inc();
+        }
         m.actions_processed
             .with_label_values(&["redelivered"])
             .inc_by(stats.redelivered);
