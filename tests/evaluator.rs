@@ -148,6 +148,28 @@ fn action_and_location_form_the_compound_key() {
     );
 }
 
+/// A numeric actionId is the compound key with its location too: trigger 20 is the forum's
+/// `post_comment`, so action 20 in the blog is no forum comment.
+#[test]
+fn a_numeric_action_id_honours_the_location() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let blog = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": 20, "location": "blog"}),
+    );
+    let v = json(&blog.events);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["type"], "dead_letter");
+    assert_eq!(v[0]["field"], "triggerId");
+    assert_eq!(v[0]["reason"], "triggerId: unknown trigger '20@blog'");
+    let forum = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": 20, "location": "forum"}),
+    );
+    assert_eq!(json(&forum.events)[0]["challengeId"], json!(5));
+}
+
 #[test]
 fn and_binds_tighter_than_or_between_groups() {
     // Challenge 4: (2 subscriptions AND 1 redemption) OR (balance >= 5000).
@@ -649,6 +671,10 @@ fn pinned_run(mut t: Driver, triggers: &[u32], steps: usize) -> String {
                 "triggerId": triggers[next(triggers.len() as u64) as usize],
                 "value": values[next(values.len() as u64) as usize],
             });
+            // Trigger 20 is the forum's only (KickApps' compound key): its actions say so.
+            if record["triggerId"] == 20 {
+                record["location"] = json!("forum");
+            }
             if next(4) == 0 {
                 record["actionId"] = json!(format!("a{}", next(40)));
             }

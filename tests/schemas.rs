@@ -1234,6 +1234,10 @@ fn catalog_files_validate_and_broken_ones_do_not() {
     }
     assert!(catalog_accepts(CATALOG));
     assert_valid(schema, FILE, &toml_json(CATALOG));
+    // KickApps' numeric actionIds as keys, with a location.
+    let numeric = CATALOG.replace("key = \"earn\"", "key = \"42\"\nlocation = \"forum\"");
+    assert!(catalog_accepts(&numeric));
+    assert_valid(schema, FILE, &toml_json(&numeric));
 
     let broken = [
         ("unknown trigger field", CATALOG.replace("type = 2\n", "type = 2\nbogus = 3\n")),
@@ -1270,9 +1274,18 @@ fn catalog_files_validate_and_broken_ones_do_not() {
             CATALOG.replace("\"2026-01-01T00:00:00Z\"", "\"New Year\""),
         ),
         (
-            "numeric key",
-            CATALOG.replace("key = \"earn\"", "key = \"42\""),
+            "numeric key not written as sent",
+            CATALOG.replace("key = \"earn\"", "key = \"042\""),
         ),
+        (
+            "numeric key with a sign",
+            CATALOG.replace("key = \"earn\"", "key = \"+42\""),
+        ),
+        (
+            "key with surrounding whitespace",
+            CATALOG.replace("key = \"earn\"", "key = \" earn\""),
+        ),
+        ("blank key", CATALOG.replace("key = \"earn\"", "key = \"  \"")),
         (
             "location without key",
             CATALOG.replace("key = \"earn\"", "location = \"forum\""),

@@ -281,12 +281,16 @@ impl Validator<'_> {
                 );
             }
         }
+        let key_of: FxHashMap<u32, Option<&str>> = c
+            .triggers
+            .iter()
+            .map(|(t, _)| (t.id, t.key.as_deref()))
+            .collect();
         for (t, o) in &c.triggers {
-            if matches!(&t.key, Some(k) if k.trim().is_empty() || k.parse::<u32>().is_ok()) {
-                self.err(
-                    o,
-                    format!("trigger {}: key must be a non-numeric name", t.id),
-                );
+            if let Some(key) = &t.key {
+                if let Some(problem) = key_problem(t.id, key, &key_of) {
+                    self.err(o, format!("trigger {}: {problem}", t.id));
+                }
             }
             if t.location.is_some() && t.key.is_none() {
                 self.err(
@@ -542,6 +546,35 @@ impl Validator<'_> {
     }
 }
 
+/// What is wrong with a trigger's `key`, if anything. Producers' ids arrive trimmed, and
+/// numbers arrive as numbers (`20`, or `"20"` read as 20): a key must be written so that an
+/// action can name it. A numeric key must also not be the id of another trigger, unless that
+/// trigger carries the same key: a `triggerId` of 20 would otherwise mean two things.
+fn key_problem(id: u32, key: &str, key_of: &FxHashMap<u32, Option<&str>>) -> Option<String> {
+    if key.trim().is_empty() {
+        return Some("key must not be blank".into());
+    }
+    if key.trim() != key {
+        return Some("key must not start or end with whitespace".into());
+    }
+    // As `TriggerKey::from_json` reads an action's trigger: text that parses as a u32 is an id.
+    let Ok(number) = key.parse::<u32>() else {
+        return None;
+    };
+    if number.to_string() != key {
+        return Some(format!(
+            "a numeric key must be written as producers send it ('{number}')"
+        ));
+    }
+    match key_of.get(&number) {
+        Some(other) if number != id && *other != Some(key) => Some(format!(
+            "key '{key}' is the id of trigger {number}, which has another key; \
+             give trigger {number} the same key or choose another number"
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,6 +693,60 @@ amount = 100
         ];
         for (text, expected) in cases {
             let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+    }
+
+    /// KickApps' actionIds are numbers: a numeric key makes them compound keys with a
+    /// location, like names. It must be written as the number producers send, and must not
+    /// take the id of another trigger (an action's triggerId would name two triggers).
+    #[test]
+    fn numeric_keys_are_accepted_in_canonical_form_and_without_clashes() {
+        let trigger = |id: u32, extra: &str| {
+            format!("\n[[triggers]]\nid = {id}\nname = \"t{id}\"\n{extra}\n")
+        };
+        let with = |triggers: &str| format!("{GOOD}{triggers}");
+        let ok = with(&format!(
+            "{}{}",
+            trigger(120, "key = \"20\"\nlocation = \"forum\""),
+            trigger(121, "key = \"20\"")
+        ));
+        Catalog::from_sources(&[("c.toml", ok)]).unwrap();
+        // The trigger with that id may carry the key itself.
+        let own = with(&format!(
+            "{}{}",
+            trigger(20, "key = \"20\"\nlocation = \"forum\""),
+            trigger(21, "key = \"20\"")
+        ));
+        Catalog::from_sources(&[("c.toml", own)]).unwrap();
+        let cases = [
+            (
+                trigger(120, "key = \"020\""),
+                "trigger 120: a numeric key must be written as producers send it ('20')",
+            ),
+            (
+                trigger(120, "key = \" 20\""),
+                "trigger 120: key must not start or end with whitespace",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    trigger(2, "key = \"x\""),
+                    trigger(120, "key = \"2\"")
+                ),
+                "trigger 120: key '2' is the id of trigger 2, which has another key",
+            ),
+            (
+                trigger(120, "key = \"1\""),
+                "trigger 120: key '1' is the id of trigger 1, which has another key",
+            ),
+            (
+                trigger(120, "key = \"\""),
+                "trigger 120: key must not be blank",
+            ),
+        ];
+        for (triggers, expected) in cases {
+            let err = Catalog::from_sources(&[("c.toml", with(&triggers))]).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
     }
