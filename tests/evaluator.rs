@@ -5,8 +5,9 @@ mod engine_support;
 use engine_support::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
+use questline::core::mapping::Mapping;
 use rust_decimal::Decimal;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -488,6 +489,43 @@ fn unknown_triggers_and_bad_records_become_dead_letters_naming_the_field() {
         json(&e.events)[0]["errorCode"],
         13,
         "KickApps: invalid userId"
+    );
+}
+
+/// A record with a readable user id and a bad field is dead-lettered under that user (the
+/// dead letter is keyed by it, and support can find it); a record whose user id cannot be read
+/// has none.
+#[test]
+fn field_error_dead_letters_carry_the_user_id_the_mapping_could_read() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let dead = |t: &mut Driver, m: &Mapping, record: Value| {
+        json(&t.send_with(m, record).events)[0].clone()
+    };
+    let v = dead(
+        &mut t,
+        &kick,
+        json!({"user_id": 151631, "actionId": "post_comment", "location": "forum", "quantity": 1.5}),
+    );
+    assert_eq!(
+        (v["type"].as_str(), v["field"].as_str()),
+        (Some("dead_letter"), Some("value"))
+    );
+    assert_eq!(v["userId"], "151631");
+    let native = Mapping::native();
+    let v = dead(
+        &mut t,
+        &native,
+        json!({"userId": " u7 ", "triggerId": 1, "occurredAt": "yesterday"}),
+    );
+    assert_eq!(
+        (v["field"].as_str(), v["userId"].as_str()),
+        (Some("occurredAt"), Some("u7"))
+    );
+    let v = dead(&mut t, &native, json!({"userId": ["u"], "triggerId": 1}));
+    assert_eq!(
+        (v["field"].as_str(), v["userId"].as_str()),
+        (Some("userId"), Some(""))
     );
 }
 

@@ -58,7 +58,7 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
         reason: e.to_string(),
         field: (e.field != "record").then(|| e.field.clone()),
         error_code: e.error_code,
-        user_id: None,
+        user_id: e.user_id.clone(),
         tenant: mapping.tenant.clone(),
     })?;
     let resolved = catalog.resolve_trigger(

@@ -133,6 +133,9 @@ pub struct MapError {
     pub field: String,
     pub reason: String,
     pub error_code: Option<i32>,
+    /// The record's user id when the mapping could read it (an error in another field): the
+    /// dead letter is keyed by it, so a user's bad records can be found.
+    pub user_id: Option<String>,
 }
 
 impl MapError {
@@ -145,6 +148,7 @@ impl MapError {
             field: "record".into(),
             reason: reason.into(),
             error_code: None,
+            user_id: None,
         }
     }
 }
@@ -229,12 +233,25 @@ impl Mapping {
         self.apply_value(&doc)
     }
 
-    /// Maps an already parsed record.
+    /// Maps an already parsed record. The user id is read first, so an error in any other
+    /// field carries it.
     pub fn apply_value(&self, doc: &Value) -> Result<Action, MapError> {
         let f = &self.fields;
         let user_id = read(doc, f.user_id.as_ref(), "/userId", USER_ID, true)?;
         let user_id = as_text(user_id, f.user_id.as_ref(), USER_ID)?
             .ok_or_else(|| missing(f.user_id.as_ref(), USER_ID))?;
+        match self.after_user(doc) {
+            Ok(action) => Ok(Action { user_id, ..action }),
+            Err(e) => Err(MapError {
+                user_id: Some(user_id),
+                ..e
+            }),
+        }
+    }
+
+    /// Every field but the user id (left empty).
+    fn after_user(&self, doc: &Value) -> Result<Action, MapError> {
+        let f = &self.fields;
         let trigger = read(doc, f.trigger_id.as_ref(), "/triggerId", TRIGGER_ID, true)?
             .ok_or_else(|| missing(f.trigger_id.as_ref(), TRIGGER_ID))?;
         let trigger_id = TriggerKey::from_json(trigger).ok_or_else(|| {
@@ -306,7 +323,7 @@ impl Mapping {
         .cloned();
         Ok(Action {
             tenant,
-            user_id,
+            user_id: String::new(),
             trigger_id,
             value,
             action_id,
@@ -332,6 +349,7 @@ fn missing(spec: Option<&FieldSpec>, field: &str) -> MapError {
         field: field.into(),
         reason: "is required".into(),
         error_code: spec.and_then(|s| s.error_codes.missing),
+        user_id: None,
     }
 }
 
@@ -340,6 +358,7 @@ fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
         field: field.into(),
         reason,
         error_code: spec.and_then(|s| s.error_codes.invalid),
+        user_id: None,
     }
 }
 
@@ -421,6 +440,7 @@ fn read<'a>(
                 field: field.into(),
                 reason: format!("cannot exceed {max} characters, found {len}"),
                 error_code: spec.error_codes.too_long.or(spec.error_codes.invalid),
+                user_id: None,
             });
         }
     }
@@ -545,6 +565,21 @@ mod tests {
         assert!(e.reason.starts_with("not JSON"), "{e}");
         let e = m.apply(b"[1,2]").unwrap_err();
         assert!(e.reason.contains("an array"), "{e}");
+    }
+
+    #[test]
+    fn errors_after_the_user_id_carry_it() {
+        let m = Mapping::native();
+        let e = map(&m, json!({"userId": 42, "triggerId": 1, "value": "lots"})).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.user_id.as_deref()),
+            ("value", Some("42"))
+        );
+        let e = map(&m, json!({"userId": "u", "triggerId": {}})).unwrap_err();
+        assert_eq!(e.user_id.as_deref(), Some("u"));
+        let e = map(&m, json!({"userId": true, "triggerId": 1})).unwrap_err();
+        assert_eq!((e.field.as_str(), e.user_id), ("userId", None));
+        assert_eq!(m.apply(b"{").unwrap_err().user_id, None);
     }
 
     /// Pointers follow RFC 6901: escaped tokens, array indexes, the root; a bad pointer is
