@@ -914,6 +914,7 @@ fn action_schema_and_code_agree() {
         json!({"userId": "u", "triggerId": "post_comment", "location": "forum"}),
         json!({"userId": "u", "triggerId": 1, "occurredAt": "2026-11-25T12:00:00+02:00"}),
         json!({"userId": "u", "triggerId": 1, "params": {}, "actionType": null}),
+        json!({"userId": "u".repeat(256), "triggerId": "t".repeat(256), "actionId": "a".repeat(256), "location": "l".repeat(256)}),
         serde_json::to_value(Action::new("u", TriggerKey::Id(6), d("3"))).unwrap(),
         full,
     ];
@@ -939,6 +940,12 @@ fn action_schema_and_code_agree() {
         json!({"userId": "u", "triggerId": 1, "params": [1]}),
         json!({"userId": "u", "triggerId": 1, "location": 5}),
         json!({"userId": "u", "triggerId": 1, "userid": "typo"}),
+        json!({"userId": "u".repeat(257), "triggerId": 1}),
+        json!({"userId": "u", "triggerId": "t".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "actionId": "a".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "location": "l".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "tenant": "t".repeat(65)}),
+        json!({"userId": "u", "triggerId": 1, "params": (0..65).map(|i| (format!("p{i}"), json!(i))).collect::<Map<String, Value>>()}),
     ];
     for action in &rejected {
         assert_invalid(schema, FILE, action);
@@ -1286,6 +1293,18 @@ fn catalog_files_validate_and_broken_ones_do_not() {
             CATALOG.replace("key = \"earn\"", "key = \" earn\""),
         ),
         ("blank key", CATALOG.replace("key = \"earn\"", "key = \"  \"")),
+        (
+            "key too long",
+            CATALOG.replace("key = \"earn\"", &format!("key = \"{}\"", "k".repeat(257))),
+        ),
+        (
+            "location too long",
+            CATALOG.replace("key = \"earn\"", &format!("key = \"earn\"\nlocation = \"{}\"", "l".repeat(257))),
+        ),
+        (
+            "tenant too long",
+            CATALOG.replace("tenant = \"acme\"", &format!("tenant = \"{}\"", "t".repeat(65))),
+        ),
         (
             "location without key",
             CATALOG.replace("key = \"earn\"", "location = \"forum\""),

@@ -7,6 +7,7 @@
 use super::catalog::{Catalog, ResolveError};
 use super::events::{encode_original, Event, EventBody};
 use super::ids;
+use super::limits;
 use super::mapping::{Mapping, UnknownTrigger};
 use super::model::{Action, SourceRef};
 use chrono::{DateTime, Utc};
@@ -114,7 +115,7 @@ pub fn dead_letter(
     Event {
         event_id: ids::event_id(&ids::cause_of(source), 0),
         body: EventBody::DeadLetter {
-            reason: rejection.reason.clone(),
+            reason: limits::cut(&rejection.reason, limits::MAX_REASON_BYTES).into_owned(),
             error_code: rejection.error_code,
             field: rejection.field.clone(),
             original,

@@ -9,7 +9,8 @@ use super::commands::Command;
 use super::log::InRecord;
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Decoded, Rejection};
-use crate::core::mapping::{Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::limits::MAX_TENANT_BYTES;
+use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
 /// The decoded record is the record step's input.
 pub use crate::core::step::Input;
 
@@ -137,6 +138,20 @@ impl Inputs {
             ),
             Ok(Command::Claim(c)) => Input::Claim(c),
             Ok(Command::AddAction(action)) => {
+                // The sidecar checked it, but anyone may produce to the topic.
+                if let Err(e) = mapping::check_bounds(&action) {
+                    return Input::DeadLetter(Rejection {
+                        reason: e.to_string(),
+                        field: Some(e.field),
+                        error_code: None,
+                        user_id: e.user_id,
+                        tenant: if action.tenant.len() <= MAX_TENANT_BYTES {
+                            action.tenant
+                        } else {
+                            default_tenant.to_string()
+                        },
+                    });
+                }
                 match self.catalog.resolve_trigger(
                     &action.tenant,
                     &action.trigger_id,

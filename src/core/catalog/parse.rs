@@ -116,6 +116,17 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
             }
         };
         let tenant = file.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
+        if tenant.trim().is_empty() || tenant.len() > limits::MAX_TENANT_BYTES {
+            // Actions name their tenant in at most this many bytes: a longer one is unreachable.
+            errors.push(CatalogError {
+                file: name.to_string(),
+                line: 0,
+                message: format!(
+                    "tenant must not be blank and at most {} bytes",
+                    limits::MAX_TENANT_BYTES
+                ),
+            });
+        }
         let collected = by_tenant.entry(tenant).or_default();
         let origin = |span: std::ops::Range<usize>| Origin {
             file: name.to_string(),
@@ -291,6 +302,19 @@ impl Validator<'_> {
                 if let Some(problem) = key_problem(t.id, key, &key_of) {
                     self.err(o, format!("trigger {}: {problem}", t.id));
                 }
+            }
+            if t.location
+                .as_ref()
+                .is_some_and(|l| l.len() > limits::MAX_LOCATION_BYTES)
+            {
+                self.err(
+                    o,
+                    format!(
+                        "trigger {}: location must be at most {} bytes",
+                        t.id,
+                        limits::MAX_LOCATION_BYTES
+                    ),
+                );
             }
             if t.location.is_some() && t.key.is_none() {
                 self.err(
@@ -557,6 +581,13 @@ fn key_problem(id: u32, key: &str, key_of: &FxHashMap<u32, Option<&str>>) -> Opt
     if key.trim() != key {
         return Some("key must not start or end with whitespace".into());
     }
+    if key.len() > limits::MAX_TRIGGER_NAME_BYTES {
+        // Actions sending a longer name are dead-lettered: the trigger would be unreachable.
+        return Some(format!(
+            "key must be at most {} bytes",
+            limits::MAX_TRIGGER_NAME_BYTES
+        ));
+    }
     // As `TriggerKey::from_json` reads an action's trigger: text that parses as a u32 is an id.
     let Ok(number) = key.parse::<u32>() else {
         return None;
@@ -744,11 +775,35 @@ amount = 100
                 trigger(120, "key = \"\""),
                 "trigger 120: key must not be blank",
             ),
+            (
+                trigger(120, &format!("key = \"{}\"", "k".repeat(257))),
+                "trigger 120: key must be at most 256 bytes",
+            ),
+            (
+                trigger(
+                    120,
+                    &format!("key = \"k\"\nlocation = \"{}\"", "l".repeat(257)),
+                ),
+                "trigger 120: location must be at most 256 bytes",
+            ),
         ];
         for (triggers, expected) in cases {
             let err = Catalog::from_sources(&[("c.toml", with(&triggers))]).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn tenant_names_are_bounded() {
+        let long = format!("tenant = \"{}\"\n{GOOD}", "t".repeat(65));
+        let err = Catalog::from_sources(&[("c.toml", long)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("c.toml: tenant must not be blank and at most 64 bytes"),
+            "{err}"
+        );
+        let fits = format!("tenant = \"{}\"\n{GOOD}", "t".repeat(64));
+        Catalog::from_sources(&[("c.toml", fits)]).unwrap();
     }
 
     #[test]
