@@ -222,9 +222,9 @@ pub fn check_bounds(action: &Action) -> Result<(), MapError> {
 
 impl Fields {
     /// The documented bounds ([`limits`]) of every field but the user id (checked first, as
-    /// it is read): text lengths in bytes, the number and size of `params`, the magnitude and
-    /// places of `value`. They keep a record's effects small whatever a producer sends: ids
-    /// and names end up in state, events and dead-letter reasons.
+    /// it is read): text lengths in bytes, the number and size of `params`. They keep a
+    /// record's effects small whatever a producer sends: ids and names end up in state, events
+    /// and dead-letter reasons.
     fn check_bounds(&self, action: &Action) -> Result<(), MapError> {
         if let TriggerKey::Name(name) = &action.trigger_id {
             within(
