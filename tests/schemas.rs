@@ -31,8 +31,8 @@ use jsonschema::{Draft, Resource, Validator};
 use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
     Aggregation, CapPeriod, Catalog, Challenge, Comparator, ConditionOp, EventDef, HttpMethod,
-    Inventory, Operator, Overshoot, ParamDef, ParamType, Prize, ProgrammaticDef, RewardKind,
-    RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
+    Inventory, Operator, Overshoot, ParamDef, ParamType, Priority, Prize, ProgrammaticDef,
+    RewardKind, RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
@@ -632,7 +632,9 @@ fn sample_events() -> Vec<Event> {
             amount: None,
             code: Some("BURGER-0001".into()),
             reason: GrantReason::Rule {
+                event: "WATCHED_VIDEO".into(),
                 rule: "welcome".into(),
+                priority: Priority::At(3),
             },
             balance: d("1234567890.123456789"),
         },
