@@ -24,6 +24,7 @@
 pub mod actions;
 pub mod auth;
 pub mod error;
+pub mod head;
 pub mod images;
 pub mod observe;
 pub mod ops;
