@@ -138,7 +138,13 @@ pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: 
         let wrong = || ApiError::unauthorized("X-ClientId or X-Message is wrong");
         let secret = auth.clients.get(client).ok_or_else(wrong)?;
         let signature = decode_signature(message).ok_or_else(wrong)?;
-        let body = read_body(&parts.headers, body, app.settings.max_body_bytes).await?;
+        let body = read_body(
+            &parts.headers,
+            body,
+            app.settings.max_body_bytes,
+            app.body_timeout(),
+        )
+        .await?;
         let target = parts
             .uri
             .path_and_query()

@@ -19,10 +19,12 @@
 //! The router and the OpenAPI document are built from one list of annotated handlers
 //! (`utoipa-axum`), so a route cannot exist undocumented. Errors are seed-style bodies
 //! ([`error`]); authentication is optional ([`auth`]); every request is traced and measured
-//! ([`observe`]).
+//! ([`observe`]). The server around the router ([`server`]) bounds what a client can hold:
+//! connections ([`connections`]), time to send a request, the request head ([`head`]).
 
 pub mod actions;
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod head;
 pub mod images;
@@ -30,6 +32,7 @@ pub mod observe;
 pub mod ops;
 pub mod progress;
 pub mod request;
+pub mod server;
 pub mod users;
 
 use axum::extract::{MatchedPath, Request};
@@ -98,6 +101,11 @@ impl AppState {
             images: ImageUrls::default(),
             finished: FinishedCache::default(),
         }
+    }
+
+    /// How long a request body may take to arrive (`http.body_timeout_seconds`).
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.body_timeout_seconds)
     }
 
     /// Per challenge, how many users of `tenant` achieved it; at most [`FINISHED_TTL`] old.
@@ -261,8 +269,16 @@ async fn method_not_allowed(method: Method, matched: Option<MatchedPath>) -> Res
     response
 }
 
+/// Checks the `[http]` settings the sidecar cannot run with: the limits
+/// ([`server::Limits`]). Commands call it at startup, before binding.
+pub fn check_settings(settings: &HttpSettings) -> Result<(), String> {
+    server::Limits::new(settings)?;
+    Ok(())
+}
+
 /// Serves the sidecar on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish (graceful shutdown).
+/// in-flight requests finish (graceful shutdown). Refuses to start on settings that
+/// [`check_settings`] refuses.
 pub async fn serve<F>(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -271,10 +287,8 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "sidecar listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    check_settings(&state.settings).map_err(invalid)?;
+    let limits = server::Limits::new(&state.settings).map_err(invalid)?;
+    server::serve(listener, router(state), limits, shutdown).await
 }
