@@ -69,6 +69,8 @@ pub struct AppState {
     pub ready: Readiness,
     /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
     pub images: ImageUrls,
+    /// The clients of `settings.auth`, checked once ([`auth::Clients`]).
+    auth: auth::Clients,
     finished: FinishedCache,
 }
 
@@ -92,6 +94,9 @@ impl AppState {
         commands: Arc<dyn CommandSink>,
         settings: HttpSettings,
     ) -> Self {
+        // Startup refuses a bad client table (`check_settings`); this is the second line of
+        // defence for callers that skipped it: bad clients are left out, auth stays on.
+        let auth = auth::Clients::leaving_out_refused(&settings.auth);
         AppState {
             catalog,
             store,
@@ -99,6 +104,7 @@ impl AppState {
             settings,
             ready: Readiness::default(),
             images: ImageUrls::default(),
+            auth,
             finished: FinishedCache::default(),
         }
     }
@@ -139,7 +145,8 @@ pub use crate::readiness::Readiness;
         description = "Progress, actions, balances, history and claims of the questline gamification engine. \
 Errors are `{statusCode, statusName, message, field?}`; statusCode 1 is success. \
 When authentication is configured, send X-ClientId, X-Timestamp (Unix seconds) and X-Message = \
-hex HMAC-SHA256(secret, timestamp + \"\\n\" + METHOD + \"\\n\" + path?query + \"\\n\" + body)."
+hex HMAC-SHA256(secret, timestamp + \"\\n\" + METHOD + \"\\n\" + path?query + \"\\n\" + X-Tenant + \"\\n\" + \
+Accept-Language + \"\\n\" + body), absent headers signed as empty."
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -171,7 +178,7 @@ impl Modify for SecuritySchemes {
             (
                 "message",
                 "X-Message",
-                "Hex or base64 HMAC-SHA256 of timestamp\\nMETHOD\\npath?query\\nbody",
+                "Hex or base64 HMAC-SHA256 of timestamp\\nMETHOD\\npath?query\\nX-Tenant\\nAccept-Language\\nbody",
             ),
         ] {
             components.add_security_scheme(
@@ -269,10 +276,11 @@ async fn method_not_allowed(method: Method, matched: Option<MatchedPath>) -> Res
     response
 }
 
-/// Checks the `[http]` settings the sidecar cannot run with: the limits
-/// ([`server::Limits`]). Commands call it at startup, before binding.
+/// Checks the `[http]` settings the sidecar cannot run with: limits ([`server::Limits`]) and
+/// the client table ([`auth::Clients`]). Commands call it at startup, before binding.
 pub fn check_settings(settings: &HttpSettings) -> Result<(), String> {
     server::Limits::new(settings)?;
+    auth::Clients::new(&settings.auth)?;
     Ok(())
 }
 
