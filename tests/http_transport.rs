@@ -302,3 +302,33 @@ async fn a_zero_limit_refuses_to_start() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("http.max_connections"), "{err}");
 }
+
+#[tokio::test]
+async fn any_router_served_gets_the_envelope_on_its_bare_errors() {
+    // The worker's own endpoints (`questline run` without `--serve`) are a plain router with
+    // axum's default 404: served by the same server, it is answered in the envelope.
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = questline::http::server::Limits::new(&HttpSettings::default()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(questline::http::server::serve(
+        listener,
+        app,
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let (status, body) =
+        status_json(client.get(format!("{base}/nope")).send().await.unwrap()).await;
+    assert_error(status, &body, 404, None);
+    assert_eq!(body["statusName"], "NotFound");
+    let response = client.post(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET,HEAD");
+    let (status, body) = status_json(response).await;
+    assert_error(status, &body, 405, None);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
