@@ -10,6 +10,7 @@
 //! - trigger 2 ("visit"): 1 point per visit, credited at once (`auto_claim`), never expiring;
 //! - trigger 3 ("post"): a t-shirt per post from a stock of 3 shared by all users, refused
 //!   (`depleted`) once the stock is gone.
+//!
 //! Claims take points out of the balance; a claim id is exactly-once forever.
 
 mod engine_support;
