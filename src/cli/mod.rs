@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 
 pub mod check;
+pub mod config;
 pub mod replay;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub enum Command {
     Serve(ConfigArgs),
     /// Create or upgrade the ScyllaDB schema (idempotent).
     Migrate(ConfigArgs),
+    /// Print the effective configuration (defaults, files, environment) as TOML, secrets
+    /// redacted; refuse it, as `run` would, if it is invalid.
+    Config(ConfigArgs),
     /// The whole engine on the embedded defaults, no services: feeds the example actions,
     /// prints the events, then serves the sidecar until Ctrl-C.
     Demo(crate::demo::DemoArgs),
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let settings = crate::app::settings_from(&args.config)?;
             runtime()?.block_on(crate::app::migrate(settings))
         }
+        Command::Config(args) => config::run(args),
     }
 }
 
