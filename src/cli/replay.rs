@@ -36,7 +36,7 @@ pub const REPLAY_TOPIC: &str = "replay";
 #[command(
     override_usage = "questline replay --catalog PATH [--mapping FILE] [--input FILE] [--now RFC3339]\n       \
                       questline replay --records [--catalog PATH] [--mappings DIR | --mapping FILE] \
-                      [--config FILE] [--input FILE] [--now RFC3339]",
+                      [--config FILE]... [--input FILE] [--now RFC3339]",
     after_help = RECORDS_HELP
 )]
 pub struct ReplayArgs {
