@@ -90,6 +90,7 @@ pub fn app_state(
     readiness: Readiness,
 ) -> Result<AppState, Failure> {
     use crate::http::images::{BucketConfig, ImageUrls, Presigner};
+    http::check_settings(&settings.http).map_err(Failure::Config)?;
     let mut state = AppState::new(catalog, store, commands, settings.http.clone());
     state.ready = readiness;
     let images = &settings.http.images;
@@ -187,6 +188,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         &settings,
         readiness.clone(),
     )?;
+    let limits = http::server::Limits::new(&settings.http).map_err(Failure::Config)?;
     let listener = bind(&settings.http.listen).await?;
     let app = if serve {
         http::router(state)
@@ -195,11 +197,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     };
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(wait_for(shutdown))
-                .await
-        }
+        async move { http::server::serve(listener, app, limits, wait_for(shutdown)).await }
     });
     tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
     let worker = Worker::new(

@@ -178,6 +178,15 @@ pub struct HttpSettings {
     pub auth: AuthSettings,
     /// How catalog image keys become URLs.
     pub images: ImageSettings,
+    /// Seconds a connection has to send a whole request head, counted from when it opened or
+    /// its previous response was sent; then it is closed.
+    pub header_timeout_seconds: u64,
+    /// Seconds a request body has to arrive in full once the sidecar reads it; then 408.
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection is kept open after a response, waiting for its next request.
+    pub keep_alive_seconds: u64,
+    /// Most connections open at once; a new one beyond takes the longest-idle one's place.
+    pub max_connections: usize,
 }
 
 /// Image URLs: keys as they are (default), joined to `base_url`, or presigned from a private
@@ -224,6 +233,10 @@ impl Default for HttpSettings {
             max_body_bytes: 64 * 1024,
             auth: AuthSettings::default(),
             images: ImageSettings::default(),
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 10,
+            keep_alive_seconds: 5,
+            max_connections: 512,
         }
     }
 }

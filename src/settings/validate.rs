@@ -237,6 +237,35 @@ fn http(s: &Settings, out: &mut Problems) {
             "is 0: every request with a body would get 413",
         );
     }
+    // The sidecar's server checks these too when it starts; here they are refused with
+    // where they were set, before anything starts.
+    let timeouts = [
+        (
+            "header_timeout_seconds",
+            h.header_timeout_seconds,
+            "request head",
+        ),
+        (
+            "body_timeout_seconds",
+            h.body_timeout_seconds,
+            "request body",
+        ),
+        ("keep_alive_seconds", h.keep_alive_seconds, "next request"),
+    ];
+    for (field, seconds, waits_for) in timeouts {
+        if seconds == 0 {
+            out.add(
+                &["http", field],
+                format!("is 0: must be at least 1 (seconds to wait for the {waits_for})"),
+            );
+        }
+    }
+    if h.max_connections == 0 {
+        out.add(
+            &["http", "max_connections"],
+            "is 0: must be at least 1, or no connection is ever served",
+        );
+    }
     for (id, secret) in &h.auth.clients {
         let key = ["http", "auth", "clients", id.as_str()];
         if id.is_empty() || id.trim() != id || id.chars().any(|c| !(' '..='~').contains(&c)) {
@@ -502,6 +531,26 @@ mod tests {
             "address and port",
         );
         assert_refused(|s| s.http.max_body_bytes = 0, "http.max_body_bytes", "413");
+        assert_refused(
+            |s| s.http.header_timeout_seconds = 0,
+            "http.header_timeout_seconds",
+            "is 0: must be at least 1 (seconds to wait for the request head)",
+        );
+        assert_refused(
+            |s| s.http.body_timeout_seconds = 0,
+            "http.body_timeout_seconds",
+            "request body",
+        );
+        assert_refused(
+            |s| s.http.keep_alive_seconds = 0,
+            "http.keep_alive_seconds",
+            "next request",
+        );
+        assert_refused(
+            |s| s.http.max_connections = 0,
+            "http.max_connections",
+            "is 0",
+        );
         assert_refused(
             |s| s.http.images.base_url = Some(" ".into()),
             "http.images.base_url",
