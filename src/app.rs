@@ -1,7 +1,7 @@
 //! The composition root: the only place that picks concrete adapters (Kafka or the
 //! in-process log, ScyllaDB or the embedded store) and wires them into the pipeline.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -234,9 +234,9 @@ pub async fn migrate(settings: Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Loads settings for a command taking `--config`.
-pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
-    Settings::load(config).map_err(|e| Failure::Config(e.to_string()))
+/// Loads settings for a command taking `--config` (any number of files, layered).
+pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
+    Settings::load(files).map_err(|e| Failure::Config(e.to_string()))
 }
 
 /// `questline demo`: the worker on the in-process log and an embedded store in a temporary
