@@ -31,8 +31,8 @@ use jsonschema::{Draft, Resource, Validator};
 use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
     Aggregation, CapPeriod, Catalog, Challenge, Comparator, ConditionOp, EventDef, HttpMethod,
-    Inventory, Operator, Overshoot, ParamDef, ParamType, Prize, ProgrammaticDef, RewardKind,
-    RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
+    Inventory, Operator, Overshoot, ParamDef, ParamType, Priority, Prize, ProgrammaticDef,
+    RewardKind, RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
@@ -632,7 +632,9 @@ fn sample_events() -> Vec<Event> {
             amount: None,
             code: Some("BURGER-0001".into()),
             reason: GrantReason::Rule {
+                event: "WATCHED_VIDEO".into(),
                 rule: "welcome".into(),
+                priority: Priority::At(3),
             },
             balance: d("1234567890.123456789"),
         },
@@ -1383,6 +1385,10 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             "triggers": tenant.triggers,
             "challenges": tenant.challenges,
             "time_zone": tenant.time_zone.name(),
+            "allowed_lateness": humantime::format_duration(
+                tenant.allowed_lateness.to_std().expect("lateness is positive")
+            )
+            .to_string(),
             "events": tenant.events,
         });
         // TOML has no null: an absent option is how a file says None.

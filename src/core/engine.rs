@@ -8,6 +8,8 @@
 //!   fed back, first in first out, after the input that caused it. Only the order of internal
 //!   records can then differ from a worker's, so limited resources (the last unit of stock,
 //!   a winners cap) may go to a different user when several race for them.
+//! - Programmatic events' amount requests are answered in loopback by [`Amounts`], or with
+//!   the event's fallback when none is given: the engine never calls an endpoint.
 //! - [`Internal::Recorded`] (`replay --records`): internal records come from the input, as the
 //!   worker consumed them, and the engine's own requests and answers are dropped. Fed a dump
 //!   of every topic a worker read, it reproduces that worker's winners exactly.
@@ -24,6 +26,7 @@ use super::events::Event;
 use super::mapping::Mapping;
 use super::model::{Action, SourceRef, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord};
+use super::rules::programmatic::{AmountOutcome, AmountRequest, FallbackReason};
 use super::state::UserState;
 use super::step::{self, Input, Outcome, Output, Owner, Position};
 
@@ -40,12 +43,32 @@ pub enum Internal {
 /// The topic names of loopback traffic; only watermarks ever see them.
 const LOOPBACK_REQUESTS: &str = "questline.internal.requests";
 const LOOPBACK_RESPONSES: &str = "questline.internal.responses";
+const LOOPBACK_AMOUNTS: &str = "questline.internal.amounts";
+
+/// How the engine answers a programmatic event's amount request in loopback: the engine never
+/// calls an endpoint itself (it is pure), so a driver that wants answers passes a function.
+#[derive(Clone)]
+pub struct Amounts(Arc<dyn Fn(&AmountRequest) -> AmountOutcome + Send + Sync>);
+
+impl Amounts {
+    pub fn new(answer: impl Fn(&AmountRequest) -> AmountOutcome + Send + Sync + 'static) -> Self {
+        Amounts(Arc::new(answer))
+    }
+}
+
+impl std::fmt::Debug for Amounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Amounts(..)")
+    }
+}
 
 /// Both stages' state, in memory, and the read models a store would keep.
 #[derive(Debug, Clone)]
 pub struct Engine {
     catalog: Arc<Catalog>,
     internal: Internal,
+    /// None: every amount request is answered with its event's fallback (`not_called`).
+    amounts: Option<Amounts>,
     users: FxHashMap<UserKey, UserRecord>,
     resources: FxHashMap<String, ResourceRecord>,
     claims: FxHashMap<(UserKey, String), ClaimRecord>,
@@ -86,6 +109,7 @@ impl Engine {
         Engine {
             catalog,
             internal,
+            amounts: None,
             users: FxHashMap::default(),
             resources: FxHashMap::default(),
             claims: FxHashMap::default(),
@@ -93,6 +117,12 @@ impl Engine {
             finished: FxHashMap::default(),
             loopback_offset: 0,
         }
+    }
+
+    /// Answers programmatic events' amount requests with `amounts` (loopback only).
+    pub fn with_amounts(mut self, amounts: Amounts) -> Self {
+        self.amounts = Some(amounts);
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -150,11 +180,11 @@ impl Engine {
         self.process(&input, bytes, source, record_time)
     }
 
-    /// Evaluates an action whose trigger is already resolved.
+    /// Evaluates an action already resolved ([`decode::resolve_action`]).
     pub fn process_action(
         &mut self,
         action: &Action,
-        trigger_id: u32,
+        trigger_id: Option<u32>,
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
@@ -196,6 +226,7 @@ impl Engine {
         while let Some(internal) = queue.pop_front() {
             let topic = match internal {
                 Input::Request(_) => LOOPBACK_REQUESTS,
+                Input::Amount(_) => LOOPBACK_AMOUNTS,
                 _ => LOOPBACK_RESPONSES,
             };
             self.loopback_offset += 1;
@@ -228,6 +259,24 @@ impl Engine {
         }
     }
 
+    /// The loopback answer to an amount request: the driver's function, else the event's
+    /// fallback.
+    fn answer(&self, request: &AmountRequest) -> AmountOutcome {
+        if let Some(amounts) = &self.amounts {
+            return amounts.0(request);
+        }
+        let fallback = self
+            .catalog
+            .tenant(&request.tenant)
+            .and_then(|t| t.event(&request.event))
+            .and_then(|e| e.programmatic.as_ref())
+            .map_or(rust_decimal::Decimal::ZERO, |p| p.fallback_points);
+        AmountOutcome::Fallback {
+            points: fallback,
+            reason: FallbackReason::NotCalled,
+        }
+    }
+
     /// Keeps an output's read models and events; queues its internal records in loopback.
     fn keep(&mut self, out: Output, events: &mut Vec<Event>, queue: &mut VecDeque<Input>) {
         for entry in out.history {
@@ -248,6 +297,10 @@ impl Engine {
         if self.internal == Internal::Loopback {
             queue.extend(out.requests.into_iter().map(Input::Request));
             queue.extend(out.responses.into_iter().map(Input::Response));
+            for request in out.amount_requests {
+                let outcome = self.answer(&request);
+                queue.push_back(Input::Amount(request.respond(outcome)));
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::events::{ClaimItem, PrizeInfo};
 use super::model::SourceRef;
+use super::rules::RuleStates;
 
 /// How many recent action ids a user remembers for deduplication. Redelivery of the same
 /// Kafka record is caught by the offset watermark whatever this is; this window catches a
@@ -34,6 +35,9 @@ pub struct UserState {
     /// Inventory requests sent and not yet answered, by request id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Pending>,
+    /// What the caps and streaks of earning-rule events remember, by event name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: RuleStates,
 }
 
 /// A user's progress on one challenge.
@@ -132,6 +136,8 @@ pub enum PendingKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         milestones: Vec<Milestone>,
     },
+    /// An occurrence of a programmatic event waiting for its amount.
+    Amount { event: String },
 }
 
 impl UserState {

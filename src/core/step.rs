@@ -20,20 +20,28 @@ use super::evaluator::{self, ClaimCommand, Context, UserInput};
 use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
-use super::model::{Action, SourceRef, UserKey};
+use super::model::{Action, SourceRef, TriggerKey, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
+use super::rules::programmatic::{AmountRequest, AmountResponse};
 
 /// What one consumed record is, once decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A mapped action (or an AddAction command) whose trigger the catalog knows.
-    Action { action: Action, trigger_id: u32 },
+    /// A mapped action (or an AddAction command) that counts toward a trigger the catalog
+    /// knows, an earning-rule event of its name, or both ([`decode::resolve_action`]).
+    Action {
+        action: Action,
+        trigger_id: Option<u32>,
+    },
     /// A claim command.
     Claim(ClaimCommand),
     /// User stage → inventory stage.
     Request(Request),
     /// Inventory stage → user stage.
     Response(Response),
+    /// Amount caller → user stage: what a programmatic event's endpoint (or its fallback)
+    /// says an occurrence pays.
+    Amount(AmountResponse),
     /// A record that cannot be an input: it becomes a dead letter.
     DeadLetter(Rejection),
     /// A record deliberately skipped (an unknown trigger under a lenient mapping).
@@ -56,6 +64,7 @@ impl Input {
             }
             Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
             Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
+            Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Request(r) => Some(Owner::Resource(r.resource())),
             Input::DeadLetter(_) | Input::Ignored(_) => None,
         }
@@ -103,6 +112,8 @@ pub struct Output {
     pub requests: Vec<Request>,
     /// For the user stage (keyed by user).
     pub responses: Vec<Response>,
+    /// For the amount caller: programmatic events' occurrences waiting for their amount.
+    pub amount_requests: Vec<AmountRequest>,
     /// New entries of the owner's reward history.
     pub history: Vec<HistoryEntry>,
     /// Final outcomes of claims, kept by claim id.
@@ -166,20 +177,35 @@ pub fn user(
     let Some(tenant) = catalog.tenant(&key.tenant) else {
         return Output::skipped(Outcome::Ignored(format!("unknown tenant '{}'", key.tenant)));
     };
-    let trigger = match input {
-        Input::Action { trigger_id, .. } => match tenant.trigger(*trigger_id) {
-            Some(t) => Some(t),
-            None => {
-                return Output::skipped(Outcome::Ignored(format!("unknown trigger {trigger_id}")))
+    let (trigger, event) = match input {
+        Input::Action { action, trigger_id } => {
+            let trigger = match trigger_id.map(|id| (id, tenant.trigger(id))) {
+                None => None,
+                Some((_, Some(t))) => Some(t),
+                Some((id, None)) => {
+                    return Output::skipped(Outcome::Ignored(format!("unknown trigger {id}")))
+                }
+            };
+            let event = match &action.trigger_id {
+                TriggerKey::Name(name) => tenant.event(name),
+                TriggerKey::Id(_) => None,
+            };
+            if trigger.is_none() && event.is_none() {
+                return Output::skipped(Outcome::Ignored(format!(
+                    "unknown trigger '{}'",
+                    action.trigger_id
+                )));
             }
-        },
-        _ => None,
+            (trigger, event)
+        }
+        _ => (None, None),
     };
     if redelivered(&mut record.applied, pos.source) {
         return Output::skipped(Outcome::Redelivered);
     }
     let cause = match input {
         Input::Response(r) => r.request_id.clone(),
+        Input::Amount(r) => r.request_id.clone(),
         _ => ids::cause_of(pos.source),
     };
     let ctx = Context {
@@ -187,10 +213,11 @@ pub fn user(
         cause: &cause,
         record_time: pos.record_time,
     };
-    let user_input = match (input, trigger) {
-        (Input::Action { action, .. }, Some(trigger)) => UserInput::Action(action, trigger),
-        (Input::Claim(claim), _) => UserInput::Claim(claim, prior_claim),
-        (Input::Response(response), _) => UserInput::Response(response),
+    let user_input = match input {
+        Input::Action { action, .. } => UserInput::Action(action, trigger, event),
+        Input::Claim(claim) => UserInput::Claim(claim, prior_claim),
+        Input::Response(response) => UserInput::Response(response),
+        Input::Amount(response) => UserInput::Amount(response),
         _ => return Output::skipped(Outcome::Ignored("not a user input".into())),
     };
     let effects = evaluator::evaluate(&mut record.state, user_input, tenant, &key.user_id, &ctx);
@@ -201,6 +228,7 @@ pub fn user(
             Outcome::Applied
         },
         requests: effects.requests,
+        amount_requests: effects.amount_requests,
         first_completions: effects
             .first_completions
             .into_iter()

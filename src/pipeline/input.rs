@@ -152,18 +152,11 @@ impl Inputs {
                         },
                     });
                 }
-                match self.catalog.resolve_trigger(
-                    &action.tenant,
-                    &action.trigger_id,
-                    action.location.as_deref(),
-                ) {
-                    Ok(t) => {
-                        let trigger_id = t.id;
-                        Input::Action { action, trigger_id }
-                    }
+                match decode::resolve_action(&self.catalog, &action) {
+                    Ok(trigger_id) => Input::Action { action, trigger_id },
                     Err(e) => reject(
-                        format!("triggerId: {e}"),
-                        Some("triggerId"),
+                        e.to_string(),
+                        Some(&e.field()),
                         Some(&action.user_id),
                         &action.tenant,
                     ),
