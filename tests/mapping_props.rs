@@ -70,7 +70,7 @@ const BOUNDED: [(&str, usize); 5] = [
     ("tenant", limits::MAX_TENANT_BYTES),
 ];
 
-/// Text of `len` bytes or one less (a two-byte character may not fit), starting with a
+/// Text of `len` bytes or up to two less (a three-byte character may not fit), starting with a
 /// letter (so a trigger is a name), without surrounding whitespace.
 fn text_of(len: usize, seed: u64) -> String {
     let mut out = String::from("k");
@@ -152,8 +152,8 @@ proptest! {
         let catalog = example_catalog();
         let (field, max) = BOUNDED[which];
         let mut doc = json!({"userId": "u1", "triggerId": "post_comment", "actionId": "a", "location": "forum", "tenant": "default"});
-        // One more byte at least, whatever character ends it.
-        doc[field] = json!(text_of(max + 1 + extra, seed));
+        // One more byte at least, whatever character ends it (up to two bytes may not fit).
+        doc[field] = json!(text_of(max + 3 + extra, seed));
         let bytes = doc.to_string().into_bytes();
         let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
         prop_assert_eq!(rejection.field.as_deref(), Some(field));
