@@ -25,6 +25,7 @@ pub mod actions;
 pub mod auth;
 pub mod error;
 pub mod images;
+pub mod kwegg;
 pub mod observe;
 pub mod ops;
 pub mod progress;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub ready: Readiness,
     /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
     pub images: ImageUrls,
+    /// The Kwegg API facade's configuration; off (no license key) unless configured.
+    pub kwegg: kwegg::Facade,
     finished: FinishedCache,
 }
 
@@ -95,6 +98,7 @@ impl AppState {
             settings,
             ready: Readiness::default(),
             images: ImageUrls::default(),
+            kwegg: kwegg::Facade::default(),
             finished: FinishedCache::default(),
         }
     }
@@ -203,6 +207,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = api_routes().split_for_parts();
     let (_, open) = open_routes().split_for_parts();
     doc.merge(open);
+    doc.merge(kwegg::routes().split_for_parts().1);
     doc
 }
 
@@ -225,6 +230,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn(observe::observe));
     let (open, _) = open_routes().split_for_parts();
     let open = open.route_layer(from_fn(observe::observe));
+    let (kwegg, _) = kwegg::routes().split_for_parts();
+    let open = open.merge(kwegg.route_layer(from_fn(observe::observe)));
     api.merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
