@@ -745,6 +745,7 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/openapi.json"),
         ("post", "/userauth/user/tenant/login"),
         ("get", "/userauth/user/tenant/balance"),
+        ("get", "/user/tenant/balance"),
         ("post", "/core/user/tenant/event/occurence"),
         ("get", "/core/user/tenant/transactions"),
         ("get", "/core/user/tenant/offers"),

@@ -299,6 +299,9 @@ async fn login_event_balance_and_transactions_in_the_seeds_shapes() {
     // Bearer works too, and the balance's userId may be left out (the token's user).
     let (status, body) = rig.get(BALANCE, &format!("Bearer {token}")).await;
     assert_eq!((status, body["data"]["balance"].clone()), (200, json!(310)));
+    // The path of the seed's curl example answers alike.
+    let (status, body) = rig.get("/user/tenant/balance?userId=12&=", &token).await;
+    assert_eq!((status, body["data"]["balance"].clone()), (200, json!(310)));
 
     let (status, page) = rig
         .get(&format!("{TRANSACTIONS}?page=1&numOfItems=5"), &token)
@@ -312,11 +315,10 @@ async fn login_event_balance_and_transactions_in_the_seeds_shapes() {
         assert_eq!(keys(t), ["createdAt", "entry", "id", "points", "type"]);
         assert_eq!(t["entry"], "CREDIT");
         assert_eq!(t["type"], "EVENT_OCCURENCE");
-        assert!(t["createdAt"]
-            .as_str()
-            .unwrap()
-            .parse::<chrono::DateTime<Utc>>()
-            .is_ok());
+        let at = t["createdAt"].as_str().unwrap();
+        assert!(at.parse::<chrono::DateTime<Utc>>().is_ok(), "{at}");
+        // The seed's form: microseconds and Z (2021-02-03T16:43:06.482441Z).
+        assert_eq!((at.len(), &at[19..20], &at[26..]), (27, ".", "Z"), "{at}");
         assert_eq!(t["id"].as_str().unwrap().len(), 36, "a UUID: {t}");
     }
     // Newest first.

@@ -9,6 +9,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -30,6 +31,23 @@ pub fn ok<T: Serialize>(message: &str, data: T) -> Json<Envelope<T>> {
         message: message.into(),
         data,
     })
+}
+
+/// A time as the seed writes it: RFC 3339 in UTC with microseconds
+/// (`2021-02-03T16:43:06.482441Z`).
+pub fn micros<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// [`micros`] for an optional time.
+pub fn micros_opt<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => micros(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// What an error carries in `data`.
@@ -165,6 +183,22 @@ mod tests {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         let response = e.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn times_have_microseconds_like_the_seeds() {
+        #[derive(Serialize)]
+        struct T(#[serde(serialize_with = "micros")] DateTime<Utc>);
+        let at: DateTime<Utc> = "2021-02-03T16:43:06.482441123Z".parse().unwrap();
+        assert_eq!(
+            serde_json::to_value(T(at)).unwrap(),
+            "2021-02-03T16:43:06.482441Z"
+        );
+        let whole: DateTime<Utc> = "2021-02-03T16:43:06Z".parse().unwrap();
+        assert_eq!(
+            serde_json::to_value(T(whole)).unwrap(),
+            "2021-02-03T16:43:06.000000Z"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! | method | path | module |
 //! |---|---|---|
 //! | POST | `/userauth/user/tenant/login` | [`users`] |
-//! | GET | `/userauth/user/tenant/balance` | [`users`] |
+//! | GET | `/userauth/user/tenant/balance` (also `/user/tenant/balance`, as the seed's curl has it) | [`users`] |
 //! | POST | `/core/user/tenant/event/occurence` | [`events`] |
 //! | GET | `/core/user/tenant/transactions` | [`transactions`] |
 //! | GET | `/core/user/tenant/offers` | [`offers`] |
@@ -66,6 +66,7 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(users::login))
         .routes(routes!(users::balance))
+        .routes(routes!(users::balance_as_in_the_seeds_curl))
         .routes(routes!(events::occurrence))
         .routes(routes!(transactions::transactions))
         .routes(routes!(offers::list))

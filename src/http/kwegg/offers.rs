@@ -113,7 +113,11 @@ pub struct Redemption {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When it was evaluated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::envelope::micros_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -297,7 +301,7 @@ pub async fn redeem(
     ),
     responses(
         (status = 200, description = "`COMPLETED` or `FAILED` (with the reason)", body = Envelope<Redemption>,
-         example = json!({"success": true, "message": "Redemption fetched successfully", "data": {"redemptionId": "r-1", "status": "COMPLETED", "points": 100, "createdAt": "2026-05-01T10:00:00Z"}})),
+         example = json!({"success": true, "message": "Redemption fetched successfully", "data": {"redemptionId": "r-1", "status": "COMPLETED", "points": 100, "createdAt": "2026-05-01T10:00:00.000000Z"}})),
         (status = 400, description = "`redemptionId` is invalid", body = ErrorBody),
         (status = 401, description = "`License-Key` or the access token is missing or refused", body = ErrorBody),
         (status = 404, description = "No outcome yet: the redemption may not be evaluated yet (or never existed)", body = ErrorBody),

@@ -53,6 +53,8 @@ pub struct Transaction {
     /// The history event's `eventId`.
     pub id: String,
     pub entry: Entry,
+    #[serde(serialize_with = "super::envelope::micros")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// `EVENT_OCCURENCE`, `CHALLENGE_REWARD`, `OPERATION`, `REDEMPTION` or `EXPIRY`.
     #[serde(rename = "type")]

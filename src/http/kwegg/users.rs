@@ -146,3 +146,27 @@ pub async fn balance(
     let balance = coins(&app, &caller.tenant, &caller.user_id).await?;
     Ok(ok("Balance fetched successfully", BalanceData { balance }))
 }
+
+/// The balance under the path of the seed's curl example, which leaves out `/userauth`
+/// (`{{BaseURL}}/user/tenant/balance?userId=12&=`), so clients copied from it work too.
+#[utoipa::path(
+    get,
+    path = "/user/tenant/balance",
+    tag = "kwegg",
+    params(
+        ("userId" = Option<String>, Query, description = "The token's user (the default); another user is a 403"),
+        TokenHeaders,
+    ),
+    responses(
+        (status = 200, description = "As `GET /userauth/user/tenant/balance`", body = Envelope<BalanceData>),
+        (status = 401, description = "`License-Key` or the access token is missing or refused", body = ErrorBody),
+        (status = 403, description = "`userId` is not the token's user", body = ErrorBody),
+    )
+)]
+pub async fn balance_as_in_the_seeds_curl(
+    state: State<Arc<AppState>>,
+    caller: Authorized,
+    query: RawQuery,
+) -> Result<Json<Envelope<BalanceData>>, KweggError> {
+    balance(state, caller, query).await
+}
