@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/users/{userId}/history` | [`users`] |
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
 //!
 //! The router and the OpenAPI document are built from one list of annotated handlers
