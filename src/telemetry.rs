@@ -17,10 +17,12 @@
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
 //! | `questline_http_requests_total` | counter | route, status | sidecar requests |
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
+//! | `questline_http_connections` | gauge | | the sidecar's open connections |
+//! | `questline_http_connections_evicted_total` | counter | | idle connections closed to make room for new ones (`http.max_connections` reached, or no descriptor left) |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -42,6 +44,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
+    pub http_connections: IntGauge,
+    pub http_connections_evicted: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -104,6 +108,17 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(store_wedged.clone()))
             .expect("unique metric");
+        let http_connections = IntGauge::new("http_connections", "The sidecar's open connections")
+            .expect("valid metric");
+        r.register(Box::new(http_connections.clone()))
+            .expect("unique metric");
+        let http_connections_evicted = IntCounter::new(
+            "http_connections_evicted_total",
+            "Idle sidecar connections closed to make room for new ones",
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_connections_evicted.clone()))
+            .expect("unique metric");
         Metrics {
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
@@ -163,6 +178,8 @@ impl Metrics {
                 &["route"],
                 LATENCY.to_vec(),
             ),
+            http_connections,
+            http_connections_evicted,
             registry,
         }
     }
