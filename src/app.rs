@@ -93,6 +93,8 @@ pub fn app_state(
     http::check_settings(&settings.http).map_err(Failure::Config)?;
     let mut state = AppState::new(catalog, store, commands, settings.http.clone());
     state.ready = readiness;
+    state.kwegg =
+        http::kwegg::Facade::new(&settings.kwegg, &state.catalog).map_err(Failure::Config)?;
     let images = &settings.http.images;
     state.images = match (&images.s3, &images.base_url) {
         (Some(s3), _) => ImageUrls::Presigned(Box::new(
@@ -244,7 +246,10 @@ pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
 pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     use crate::demo::{self, Examples};
     use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
-    let settings = Settings::default();
+    let settings = Settings {
+        kwegg: http::kwegg::demo_settings(),
+        ..Settings::default()
+    };
     let examples = Examples::load(&args)?;
     let temp = tempfile::Builder::new()
         .prefix("questline-demo-")

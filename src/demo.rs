@@ -175,6 +175,10 @@ pub fn print_try_it(addr: std::net::SocketAddr) {
         "  curl -s -X POST http://{addr}/api/v1/Integration/AddAction -H 'Content-Type: application/json' \\\n       -d '{{\"userId\": \"151631\", \"triggerId\": 3, \"value\": 100}}'"
     );
     println!("  curl -s http://{addr}/api/v1/users/151631/balances");
+    println!(
+        "  curl -s -X POST http://{addr}/userauth/user/tenant/login -H 'License-Key: {}' -H 'Platform: RAW' \\\n       -H 'Content-Type: application/json' -d '{{\"userId\": \"12\"}}'   # the Kwegg API",
+        crate::http::kwegg::DEMO_LICENSE_KEY
+    );
     println!();
 }
 

@@ -36,6 +36,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub pipeline: PipelineSettings,
+    pub kwegg: KweggSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +284,55 @@ impl Default for PipelineSettings {
             retry_max_ms: 5_000,
         }
     }
+}
+
+/// The Kwegg API facade of the sidecar (docs/http-api.md, "Kwegg API"). Off until a license
+/// key is listed: every login is then refused as an unknown `License-Key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KweggSettings {
+    /// License key → tenant: what a tenant's clients send as `License-Key`.
+    pub license_keys: BTreeMap<String, String>,
+    /// Signs the access tokens (HMAC-SHA256); at least 32 bytes once a license key is listed.
+    /// Every sidecar of a deployment needs the same one.
+    pub secret: String,
+    /// How long an access token is accepted after the login that issued it.
+    pub token_ttl_seconds: u64,
+    /// The reward type whose balance is the user's coins (balance, transactions, offers).
+    pub reward_type: String,
+    /// Most history entries read to list a user's transactions (newest first).
+    pub transactions_scan_limit: usize,
+    /// Offers a user may redeem with coins, per tenant.
+    pub offers: Vec<KweggOffer>,
+}
+
+impl Default for KweggSettings {
+    fn default() -> Self {
+        KweggSettings {
+            license_keys: BTreeMap::new(),
+            secret: String::new(),
+            token_ttl_seconds: 86_400,
+            reward_type: "points".into(),
+            transactions_scan_limit: 10_000,
+            offers: Vec::new(),
+        }
+    }
+}
+
+/// A redeemable offer of the Kwegg facade: redeeming it claims `points` coins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KweggOffer {
+    /// 1–36 of `A-Z a-z 0-9 . _ -`, unique within the tenant.
+    pub id: String,
+    pub tenant: String,
+    pub title: String,
+    #[serde(default)]
+    pub brand: String,
+    #[serde(default)]
+    pub description: String,
+    /// The price in coins: a whole number greater than 0.
+    pub points: u64,
 }
 
 /// A configuration problem: where and what.

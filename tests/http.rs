@@ -743,6 +743,14 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
+        ("post", "/userauth/user/tenant/login"),
+        ("get", "/userauth/user/tenant/balance"),
+        ("get", "/user/tenant/balance"),
+        ("post", "/core/user/tenant/event/occurence"),
+        ("get", "/core/user/tenant/transactions"),
+        ("get", "/core/user/tenant/offers"),
+        ("post", "/core/user/tenant/offers/redeem"),
+        ("get", "/core/user/tenant/offers/redemptions/{redemptionId}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -761,7 +769,10 @@ async fn the_openapi_document_covers_every_route() {
     }
     // Every route the document names answers (not 404/405) on the real server.
     for (method, path) in routes {
-        let concrete = path.replace("{userId}", "u200").replace("{claimId}", "c-1");
+        let concrete = path
+            .replace("{userId}", "u200")
+            .replace("{claimId}", "c-1")
+            .replace("{redemptionId}", "r-1");
         let request = match method {
             "get" => server.client.get(server.url(&concrete)),
             _ => server.client.post(server.url(&concrete)).body("{}"),

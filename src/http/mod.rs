@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/users/{userId}/history` | [`users`] |
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
 //!
 //! The router and the OpenAPI document are built from one list of annotated handlers
@@ -28,6 +29,7 @@ pub mod connections;
 pub mod error;
 pub mod head;
 pub mod images;
+pub mod kwegg;
 pub mod observe;
 pub mod ops;
 pub mod progress;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub ready: Readiness,
     /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
     pub images: ImageUrls,
+    /// The Kwegg API facade's configuration; off (no license key) unless configured.
+    pub kwegg: kwegg::Facade,
     /// The clients of `settings.auth`, checked once ([`auth::Clients`]).
     auth: auth::Clients,
     finished: FinishedCache,
@@ -104,6 +108,7 @@ impl AppState {
             settings,
             ready: Readiness::default(),
             images: ImageUrls::default(),
+            kwegg: kwegg::Facade::default(),
             auth,
             finished: FinishedCache::default(),
         }
@@ -219,6 +224,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = api_routes().split_for_parts();
     let (_, open) = open_routes().split_for_parts();
     doc.merge(open);
+    doc.merge(kwegg::routes().split_for_parts().1);
     doc
 }
 
@@ -241,6 +247,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn(observe::observe));
     let (open, _) = open_routes().split_for_parts();
     let open = open.route_layer(from_fn(observe::observe));
+    let (kwegg, _) = kwegg::routes().split_for_parts();
+    let open = open.merge(kwegg.route_layer(from_fn(observe::observe)));
     api.merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

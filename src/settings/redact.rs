@@ -1,5 +1,6 @@
 //! Secrets hidden for display (`questline config`, error messages): librdkafka's passwords,
-//! keys and tokens, the sidecar's client secrets, the image bucket's secret key.
+//! keys and tokens, the sidecar's client secrets, the image bucket's secret key, the Kwegg
+//! facade's token secret and license keys.
 //!
 //! librdkafka's properties are free-form, so a property is taken for a secret by its name;
 //! the list errs on the side of hiding (a hidden value that was not secret costs a look at
@@ -46,6 +47,18 @@ pub fn redacted(settings: &Settings) -> Settings {
     if let Some(s3) = s.http.images.s3.as_mut() {
         s3.secret_key = REDACTED.to_string();
     }
+    if !s.kwegg.secret.is_empty() {
+        s.kwegg.secret = REDACTED.to_string();
+    }
+    // A license key is the credential itself (the map's key): shown as a numbered placeholder,
+    // with the tenant it maps to.
+    s.kwegg.license_keys = s
+        .kwegg
+        .license_keys
+        .values()
+        .enumerate()
+        .map(|(i, tenant)| (format!("{REDACTED}-{}", i + 1), tenant.clone()))
+        .collect();
     s
 }
 
@@ -53,6 +66,7 @@ pub fn redacted(settings: &Settings) -> Settings {
 mod tests {
     use super::*;
     use crate::settings::S3Settings;
+    use std::collections::BTreeMap;
 
     #[test]
     fn secret_properties_are_known_by_name() {
@@ -102,7 +116,16 @@ mod tests {
             secret_key: "s3-secret".into(),
             ..S3Settings::default()
         });
+        s.kwegg.secret = "kwegg-token-secret".into();
+        s.kwegg
+            .license_keys
+            .insert("LICENSE-KEY-1".into(), "kwegg".into());
         let r = redacted(&s);
+        assert_eq!(r.kwegg.secret, REDACTED);
+        assert_eq!(
+            r.kwegg.license_keys,
+            BTreeMap::from([(format!("{REDACTED}-1"), "kwegg".to_string())])
+        );
         assert_eq!(r.kafka.properties["sasl.username"], "questline");
         assert_eq!(r.kafka.properties["sasl.password"], REDACTED);
         assert_eq!(r.kafka.properties["ssl.key.password"], REDACTED);
@@ -115,9 +138,17 @@ mod tests {
         back.kafka.properties = s.kafka.properties.clone();
         back.http.auth.clients = s.http.auth.clients.clone();
         back.http.images.s3 = s.http.images.s3.clone();
+        back.kwegg = s.kwegg.clone();
         assert_eq!(back, s);
         let text = toml::to_string(&r).unwrap();
-        for secret in ["kafka-pw", "key-pw", "client-secret", "s3-secret"] {
+        for secret in [
+            "kafka-pw",
+            "key-pw",
+            "client-secret",
+            "s3-secret",
+            "kwegg-token-secret",
+            "LICENSE-KEY-1",
+        ] {
             assert!(!text.contains(secret), "{secret} in\n{text}");
         }
     }
