@@ -1,7 +1,7 @@
 //! The composition root: the only place that picks concrete adapters (Kafka or the
 //! in-process log, ScyllaDB or the embedded store) and wires them into the pipeline.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -99,6 +99,7 @@ pub fn app_state(
     readiness: Readiness,
 ) -> Result<AppState, Failure> {
     use crate::http::images::{BucketConfig, ImageUrls, Presigner};
+    http::check_settings(&settings.http).map_err(Failure::Config)?;
     let mut state = AppState::new(catalog, store, commands, settings.http.clone());
     state.ready = readiness;
     let images = &settings.http.images;
@@ -196,6 +197,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         &settings,
         readiness.clone(),
     )?;
+    let limits = http::server::Limits::new(&settings.http).map_err(Failure::Config)?;
     let listener = bind(&settings.http.listen).await?;
     let app = if serve {
         http::router(state)
@@ -204,11 +206,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     };
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(wait_for(shutdown))
-                .await
-        }
+        async move { http::server::serve(listener, app, limits, wait_for(shutdown)).await }
     });
     tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
     let worker = Worker::new(
@@ -246,9 +244,9 @@ pub async fn migrate(settings: Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Loads settings for a command taking `--config`.
-pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
-    Settings::load(config).map_err(|e| Failure::Config(e.to_string()))
+/// Loads settings for a command taking `--config` (any number of files, layered).
+pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
+    Settings::load(files).map_err(|e| Failure::Config(e.to_string()))
 }
 
 /// `questline demo`: the worker on the in-process log and an embedded store in a temporary

@@ -22,7 +22,7 @@ use crate::files;
 use crate::pipeline::memory::MemoryLog;
 use crate::settings::Settings;
 
-const EMBEDDED_CATALOG: [(&str, &str); 3] = [
+const EMBEDDED_CATALOG: [(&str, &str); 4] = [
     (
         "examples/catalog/challenges.toml",
         include_str!("../examples/catalog/challenges.toml"),
@@ -34,6 +34,10 @@ const EMBEDDED_CATALOG: [(&str, &str); 3] = [
     (
         "examples/catalog/triggers.toml",
         include_str!("../examples/catalog/triggers.toml"),
+    ),
+    (
+        "examples/catalog/kwegg.toml",
+        include_str!("../examples/catalog/kwegg.toml"),
     ),
 ];
 const EMBEDDED_MAPPINGS: [(&str, &str); 3] = [

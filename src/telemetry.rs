@@ -21,6 +21,8 @@
 //! | `questline_amount_breaker_state` | gauge | endpoint (URL without its query) | the endpoint's circuit breaker: 0 closed, 1 open, 2 half-open (one trial call) |
 //! | `questline_http_requests_total` | counter | route, status | sidecar requests |
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
+//! | `questline_http_connections` | gauge | | the sidecar's open connections |
+//! | `questline_http_connections_evicted_total` | counter | | idle connections closed to make room for new ones (`http.max_connections` reached, or no descriptor left) |
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -50,6 +52,8 @@ pub struct Metrics {
     pub amount_breaker_state: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
+    pub http_connections: IntGauge,
+    pub http_connections_evicted: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,6 +142,17 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(amount_breaker_state.clone()))
             .expect("unique metric");
+        let http_connections = IntGauge::new("http_connections", "The sidecar's open connections")
+            .expect("valid metric");
+        r.register(Box::new(http_connections.clone()))
+            .expect("unique metric");
+        let http_connections_evicted = IntCounter::new(
+            "http_connections_evicted_total",
+            "Idle sidecar connections closed to make room for new ones",
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_connections_evicted.clone()))
+            .expect("unique metric");
         Metrics {
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
@@ -206,6 +221,8 @@ impl Metrics {
                 &["route"],
                 LATENCY.to_vec(),
             ),
+            http_connections,
+            http_connections_evicted,
             registry,
         }
     }

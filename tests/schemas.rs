@@ -1353,6 +1353,10 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             "triggers": tenant.triggers,
             "challenges": tenant.challenges,
             "time_zone": tenant.time_zone.name(),
+            "allowed_lateness": humantime::format_duration(
+                tenant.allowed_lateness.to_std().expect("lateness is positive")
+            )
+            .to_string(),
             "events": tenant.events,
         });
         // TOML has no null: an absent option is how a file says None.

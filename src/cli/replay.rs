@@ -36,7 +36,7 @@ pub const REPLAY_TOPIC: &str = "replay";
 #[command(
     override_usage = "questline replay --catalog PATH [--mapping FILE] [--input FILE] [--now RFC3339]\n       \
                       questline replay --records [--catalog PATH] [--mappings DIR | --mapping FILE] \
-                      [--config FILE] [--input FILE] [--now RFC3339]",
+                      [--config FILE]... [--input FILE] [--now RFC3339]",
     after_help = RECORDS_HELP
 )]
 pub struct ReplayArgs {
@@ -64,9 +64,10 @@ pub struct ReplayArgs {
     #[arg(long, requires = "records", conflicts_with = "mapping")]
     pub mappings: Option<PathBuf>,
     /// With --records: the worker's configuration file, for its topic names (topics.*) and,
-    /// unless given here, its catalog.path and mappings.dir. QUESTLINE__ variables apply.
-    #[arg(long, requires = "records")]
-    pub config: Option<PathBuf>,
+    /// unless given here, its catalog.path and mappings.dir. Repeat it to layer files as the
+    /// worker does; the environment applies as it does to the worker.
+    #[arg(long, value_name = "FILE", requires = "records")]
+    pub config: Vec<PathBuf>,
     /// With --records: where the inventory and amount stages' traffic comes from. `recorded`
     /// (default): from the dump's request and response topics, as the worker consumed them,
     /// which reproduces the worker's winners of limited rewards exactly and pays programmatic
@@ -121,9 +122,10 @@ fn config_error(e: impl std::fmt::Display) -> Failure {
 }
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
-    let settings = match &args.config {
-        Some(path) => Some(crate::settings::Settings::load(Some(path)).map_err(config_error)?),
-        None => None,
+    let settings = if args.config.is_empty() {
+        None
+    } else {
+        Some(crate::settings::Settings::load(&args.config).map_err(config_error)?)
     };
     let catalog_path = match (&args.catalog, &settings) {
         (Some(path), _) => path.clone(),

@@ -1118,7 +1118,7 @@ amount = 10
         let ctx = Context {
             source: &source,
             cause: "t:0:1",
-            record_time: chrono::Utc::now(),
+            record_time: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
         };
         let trigger = tenant.trigger(1).unwrap();
         let effects = evaluate(
