@@ -436,16 +436,12 @@ impl Partition {
     ) -> FxHashMap<String, AmountOutcome> {
         let mut decided = FxHashMap::default();
         let mut calls: Vec<Call> = Vec::new();
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
         for (record, input) in decoded {
             let Input::AmountCall(request) = input else {
                 continue;
             };
-            if decided.contains_key(&request.request_id)
-                || calls
-                    .iter()
-                    .any(|c| c.request.request_id == request.request_id)
-                || !self.needs_call(request, record)
-            {
+            if !self.needs_call(request, record) || !seen.insert(&request.request_id) {
                 continue;
             }
             if let Some(outcome) = self.decided.get(&request.request_id) {
