@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use crate::amounts::http::HttpCaller;
+use crate::amounts::AmountCaller;
 use crate::core::catalog::Catalog;
 use crate::core::mapping::Mapping;
 use crate::failure::Failure;
@@ -55,6 +57,13 @@ pub async fn connect_scylla(settings: &Settings) -> Result<ScyllaStore, Failure>
     );
     ScyllaStore::connect_with(options)
         .await
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// The amount stage's HTTP caller, as `amounts.*` configures it.
+pub fn amount_caller(settings: &Settings) -> Result<Arc<dyn AmountCaller>, Failure> {
+    HttpCaller::new(&settings.amounts)
+        .map(|caller| Arc::new(caller) as Arc<dyn AmountCaller>)
         .map_err(|e| Failure::Runtime(e.into()))
 }
 
@@ -211,7 +220,8 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         settings.kafka.group_id.clone(),
         shutdown,
     )
-    .with_readiness(readiness);
+    .with_readiness(readiness)
+    .with_amounts(amount_caller(&settings)?);
     let result = worker.run().await;
     log.close().await;
     let _ = server.await;
@@ -279,7 +289,8 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
         "demo".into(),
         worker_stopped,
     )
-    .with_readiness(readiness.clone());
+    .with_readiness(readiness.clone())
+    .with_amounts(amount_caller(&settings)?);
     let worker = tokio::spawn(worker.run());
     let printer = tokio::spawn(demo::print_events(
         Arc::clone(&log),

@@ -37,6 +37,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub pipeline: PipelineSettings,
     pub kwegg: KweggSettings,
+    pub amounts: AmountSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,10 @@ pub struct Topics {
     pub inventory_requests: String,
     /// Internal: inventory stage → user stage (keyed by user).
     pub inventory_responses: String,
+    /// Internal: user stage → amount stage, programmatic events' calls (keyed by user).
+    pub amount_requests: String,
+    /// Internal: amount stage → user stage, the recorded amounts (keyed by user).
+    pub amount_responses: String,
 }
 
 impl Default for Topics {
@@ -87,6 +92,8 @@ impl Default for Topics {
             commands: "questline.commands".into(),
             inventory_requests: "questline.inventory-requests".into(),
             inventory_responses: "questline.inventory-responses".into(),
+            amount_requests: "questline.amount-requests".into(),
+            amount_responses: "questline.amount-responses".into(),
         }
     }
 }
@@ -315,6 +322,39 @@ impl Default for KweggSettings {
             reward_type: "points".into(),
             transactions_scan_limit: 10_000,
             offers: Vec::new(),
+        }
+    }
+}
+
+/// The amount stage's HTTP caller, which asks programmatic events' endpoints what an
+/// occurrence pays (docs/catalog.md, "Programmatic events"). Each call's own timeout is the
+/// event's `timeout` in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmountSettings {
+    /// Most calls in flight at once, over every partition and endpoint.
+    pub concurrency: usize,
+    /// Tries after the first when a call times out, cannot connect, or gets a 5xx or 429.
+    pub retries: u32,
+    /// Backoff before a retry, doubling from min to max, with jitter (milliseconds).
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failed calls to one endpoint that open its circuit breaker (0: never).
+    pub breaker_threshold: u32,
+    /// How long an open breaker pays the fallback without calling, before a trial call
+    /// (milliseconds).
+    pub breaker_cool_down_ms: u64,
+}
+
+impl Default for AmountSettings {
+    fn default() -> Self {
+        AmountSettings {
+            concurrency: 32,
+            retries: 2,
+            backoff_min_ms: 100,
+            backoff_max_ms: 2_000,
+            breaker_threshold: 5,
+            breaker_cool_down_ms: 30_000,
         }
     }
 }

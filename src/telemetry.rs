@@ -16,6 +16,10 @@
 //! | `questline_store_wedged` | gauge | | 1 while the embedded store is closed after an I/O failure (a full disk) and not yet reopened; 0 otherwise |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
+//! | `questline_amount_calls_total` | counter | outcome (`answered`, or the fallback's reason: `timeout`, `unreachable`, `status`, `bad_answer`, `circuit_open`, `not_programmatic`) | amount requests decided by calling a programmatic event's endpoint, one per request (retries included) |
+//! | `questline_amount_call_seconds` | histogram | | one HTTP try to an endpoint, until its answer is read or it fails |
+//! | `questline_amount_retries_total` | counter | | tries after the first (timeouts, connection failures, 5xx, 429) |
+//! | `questline_amount_breaker_state` | gauge | endpoint (URL without its query) | the endpoint's circuit breaker: 0 closed, 1 open, 2 half-open (one trial call) |
 //! | `questline_http_requests_total` | counter | route, status | sidecar requests |
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
 //! | `questline_http_connections` | gauge | | the sidecar's open connections |
@@ -44,6 +48,10 @@ pub struct Metrics {
     pub store_wedged: IntGauge,
     pub rebalances: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub amount_calls: IntCounterVec,
+    pub amount_call_seconds: Histogram,
+    pub amount_retries: IntCounter,
+    pub amount_breaker_state: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
     pub http_connections: IntGauge,
@@ -123,6 +131,32 @@ impl Metrics {
         for reason in DUPLICATE_REASONS {
             duplicates.with_label_values(&[reason]);
         }
+        let amount_call_seconds = Histogram::with_opts(
+            HistogramOpts::new("amount_call_seconds", "One HTTP try to an amount endpoint")
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_call_seconds.clone()))
+            .expect("unique metric");
+        let amount_retries = IntCounter::new(
+            "amount_retries_total",
+            "Tries of an amount endpoint after the first",
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_retries.clone()))
+            .expect("unique metric");
+        let amount_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "amount_breaker_state",
+                "Circuit breaker of an amount endpoint: 0 closed, 1 open, 2 half-open",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_breaker_state.clone()))
+            .expect("unique metric");
         let http_connections = IntGauge::new("http_connections", "The sidecar's open connections")
             .expect("valid metric");
         r.register(Box::new(http_connections.clone()))
@@ -181,6 +215,15 @@ impl Metrics {
                 &["kind"],
             ),
             consumer_lag,
+            amount_calls: counter(
+                r,
+                "amount_calls_total",
+                "Amount requests decided by calling an endpoint, by outcome",
+                &["outcome"],
+            ),
+            amount_call_seconds,
+            amount_retries,
+            amount_breaker_state,
             http_requests: counter(
                 r,
                 "http_requests_total",

@@ -68,10 +68,12 @@ pub struct ReplayArgs {
     /// worker does; the environment applies as it does to the worker.
     #[arg(long, value_name = "FILE", requires = "records")]
     pub config: Vec<PathBuf>,
-    /// With --records: where the inventory stage's traffic comes from. `recorded` (default):
-    /// from the dump's request and response topics, as the worker consumed them, which
-    /// reproduces the worker's winners of limited rewards exactly. `in-process`: answered at
-    /// once in-process, for dumps of the input topics alone.
+    /// With --records: where the inventory and amount stages' traffic comes from. `recorded`
+    /// (default): from the dump's request and response topics, as the worker consumed them,
+    /// which reproduces the worker's winners of limited rewards exactly and pays programmatic
+    /// events the amounts the worker recorded, calling no endpoint. `in-process`: answered at
+    /// once in-process (programmatic events pay their fallback), for dumps of the input topics
+    /// alone.
     #[arg(long, requires = "records", value_enum, default_value_t = InventoryTraffic::Recorded)]
     pub inventory: InventoryTraffic,
 }
@@ -99,10 +101,12 @@ With --records, each input line is one consumed Kafka record:
 `timestamp` is in milliseconds since the epoch (null or absent: --now, else the clock); `key` is
 optional; `value` is the record value as text, or `valueBase64` its bytes (schemas/kafka-record.v1.json).
 Records are routed as the worker routes them: the mapping that names the topic, the commands
-topic as commands, the inventory stage's request and response topics to that stage: a dump of
-every topic a worker read reproduces its winners of limited rewards exactly (with a dump of
-the input topics alone, pass --inventory in-process); any other topic and any malformed line
-become dead letters. Keep each partition's records in offset
+topic as commands, the inventory stage's request and response topics to that stage, the amount
+responses to the users they pay: a dump of every topic a worker read reproduces its winners of
+limited rewards exactly and pays programmatic events the recorded amounts without calling their
+endpoints (with a dump of the input topics alone, pass --inventory in-process); any other topic
+and any malformed line become dead letters. An amount response pays only after the record that
+asked for it: dump the input topics before the amount-responses topic. Keep each partition's records in offset
 order; a record at or below an offset already replayed for its partition is skipped, as the
 worker's watermark skips redeliveries. The worker coalesces progress.updated per batch, so it
 publishes a subset of replay's progress events; every other event is the same, id included.";

@@ -8,8 +8,9 @@
 //!   fed back, first in first out, after the input that caused it. Only the order of internal
 //!   records can then differ from a worker's, so limited resources (the last unit of stock,
 //!   a winners cap) may go to a different user when several race for them.
-//! - Programmatic events' amount requests are answered in loopback by [`Amounts`], or with
-//!   the event's fallback when none is given: the engine never calls an endpoint.
+//! - Programmatic events' amount requests go through the amount stage's step
+//!   ([`step::amount`]) in loopback, answered by [`Amounts`], or with the event's fallback
+//!   when none is given: the engine never calls an endpoint.
 //! - [`Internal::Recorded`] (`replay --records`): internal records come from the input, as the
 //!   worker consumed them, and the engine's own requests and answers are dropped. Fed a dump
 //!   of every topic a worker read, it reproduces that worker's winners exactly.
@@ -44,6 +45,7 @@ pub enum Internal {
 const LOOPBACK_REQUESTS: &str = "questline.internal.requests";
 const LOOPBACK_RESPONSES: &str = "questline.internal.responses";
 const LOOPBACK_AMOUNTS: &str = "questline.internal.amounts";
+const LOOPBACK_AMOUNT_REQUESTS: &str = "questline.internal.amount-requests";
 
 /// How the engine answers a programmatic event's amount request in loopback: the engine never
 /// calls an endpoint itself (it is pure), so a driver that wants answers passes a function.
@@ -226,6 +228,7 @@ impl Engine {
         while let Some(internal) = queue.pop_front() {
             let topic = match internal {
                 Input::Request(_) => LOOPBACK_REQUESTS,
+                Input::AmountCall(_) => LOOPBACK_AMOUNT_REQUESTS,
                 Input::Amount(_) => LOOPBACK_AMOUNTS,
                 _ => LOOPBACK_RESPONSES,
             };
@@ -242,6 +245,9 @@ impl Engine {
     }
 
     fn step(&mut self, input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
+        if let Input::AmountCall(request) = input {
+            return self.amount_step(request, pos);
+        }
         match input.owner() {
             Some(Owner::User(key)) => {
                 let prior = match input {
@@ -257,6 +263,20 @@ impl Engine {
             }
             None => step::unowned(input, payload, pos),
         }
+    }
+
+    /// The amount stage: in loopback the request is decided here ([`Engine::answer`]) when
+    /// its user's record says it needs a call; recorded, it is left to the dump's response.
+    fn amount_step(&mut self, request: &AmountRequest, pos: &Position<'_>) -> Output {
+        let key = UserKey::new(&request.tenant, &request.user_id);
+        let needs_call = self
+            .users
+            .get(&key)
+            .is_some_and(|r| step::amount_call(r, request) == step::AmountCall::Call);
+        let decided =
+            (self.internal == Internal::Loopback && needs_call).then(|| self.answer(request));
+        let record = self.users.entry(key).or_default();
+        step::amount(record, request, decided.as_ref(), pos)
     }
 
     /// The loopback answer to an amount request: the driver's function, else the event's
@@ -297,10 +317,8 @@ impl Engine {
         if self.internal == Internal::Loopback {
             queue.extend(out.requests.into_iter().map(Input::Request));
             queue.extend(out.responses.into_iter().map(Input::Response));
-            for request in out.amount_requests {
-                let outcome = self.answer(&request);
-                queue.push_back(Input::Amount(request.respond(outcome)));
-            }
+            queue.extend(out.amount_requests.into_iter().map(Input::AmountCall));
+            queue.extend(out.amount_responses.into_iter().map(Input::Amount));
         }
     }
 }

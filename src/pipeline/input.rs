@@ -1,5 +1,5 @@
 //! Routing consumed records to what they are: mapped actions, commands, inventory requests
-//! and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition, and
+//! and responses, amount requests and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition, and
 //! `replay --records` routes a topic dump with it too.
 
 use rustc_hash::FxHashMap;
@@ -22,6 +22,8 @@ pub struct Inputs {
     commands: String,
     requests: String,
     responses: String,
+    amount_requests: String,
+    amount_responses: String,
 }
 
 impl Inputs {
@@ -43,6 +45,8 @@ impl Inputs {
             commands: topics.commands.clone(),
             requests: topics.inventory_requests.clone(),
             responses: topics.inventory_responses.clone(),
+            amount_requests: topics.amount_requests.clone(),
+            amount_responses: topics.amount_responses.clone(),
         }
     }
 
@@ -57,6 +61,8 @@ impl Inputs {
             self.commands.clone(),
             self.requests.clone(),
             self.responses.clone(),
+            self.amount_requests.clone(),
+            self.amount_responses.clone(),
         ]);
         t.sort();
         t.dedup();
@@ -109,6 +115,16 @@ impl Inputs {
             return serde_json::from_slice(&record.payload)
                 .map(Input::Response)
                 .unwrap_or_else(|e| internal("inventory response", e));
+        }
+        if topic == self.amount_requests {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::AmountCall)
+                .unwrap_or_else(|e| internal("amount request", e));
+        }
+        if topic == self.amount_responses {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::Amount)
+                .unwrap_or_else(|e| internal("amount response", e));
         }
         Input::Ignored(format!("no mapping for topic '{topic}'"))
     }

@@ -30,6 +30,7 @@ use super::input::Inputs;
 use super::log::{InRecord, Log, LogError, Rebalance};
 use super::partition::{Batch, Partition, Stats};
 use super::protocol::{self, AfterFailure, AfterWait, Redo};
+use crate::amounts::{AmountCaller, Fallbacks};
 use crate::error::ErrorClass;
 use crate::readiness::{Condition, Readiness};
 use crate::settings::{PipelineSettings, Topics};
@@ -110,6 +111,8 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     pending: Option<Evaluated>,
     /// What `/readyz` reports: not ready before the first assignment or while paused.
     readiness: Readiness,
+    /// Decides programmatic events' amount requests, for every partition.
+    amounts: Arc<dyn AmountCaller>,
 }
 
 enum Attempt {
@@ -164,7 +167,15 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             shutdown,
             pending: None,
             readiness: Readiness::default(),
+            amounts: Arc::new(Fallbacks),
         }
+    }
+
+    /// Decides amount requests with `amounts` (`questline run`: the HTTP caller). Without one
+    /// every request is paid its event's fallback, reason `not_called`.
+    pub fn with_amounts(mut self, amounts: Arc<dyn AmountCaller>) -> Self {
+        self.amounts = amounts;
+        self
     }
 
     /// Reports this worker's readiness through `readiness` (the process's shared handle).
@@ -551,7 +562,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     }
 
     async fn take_partition(&mut self, p: i32) -> Result<(), StoreError> {
-        let mut partition = Partition::new(&self.group, p, self.settings.cache_users);
+        let mut partition = Partition::new(&self.group, p, self.settings.cache_users)
+            .with_amounts(Arc::clone(&self.amounts));
         let epoch = self
             .store
             .claim_partition(&self.group, &format!("p{p}"))

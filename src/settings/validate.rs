@@ -29,6 +29,7 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     store(settings, &mut out);
     http(settings, &mut out);
     pipeline(settings, &mut out);
+    amounts(settings, &mut out);
     out.0
 }
 
@@ -129,6 +130,8 @@ fn topics(s: &Settings, out: &mut Problems) {
         ("commands", &t.commands),
         ("inventory_requests", &t.inventory_requests),
         ("inventory_responses", &t.inventory_responses),
+        ("amount_requests", &t.amount_requests),
+        ("amount_responses", &t.amount_responses),
     ];
     let written = [
         ("progress", &t.progress),
@@ -393,6 +396,27 @@ fn pipeline(s: &Settings, out: &mut Problems) {
     }
 }
 
+fn amounts(s: &Settings, out: &mut Problems) {
+    let a = &s.amounts;
+    if a.concurrency == 0 {
+        out.add(
+            &["amounts", "concurrency"],
+            "is 0: must be at least 1, or no programmatic event's endpoint could be called",
+        );
+    }
+    if a.backoff_max_ms < a.backoff_min_ms {
+        out.add_related(
+            &["amounts", "backoff_max_ms"],
+            &[&["amounts", "backoff_min_ms"]],
+            format!(
+                "is {}: the longest backoff cannot be shorter than the first, \
+                 amounts.backoff_min_ms = {}",
+                a.backoff_max_ms, a.backoff_min_ms
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +497,28 @@ mod tests {
             })
             .len(),
             1
+        );
+    }
+
+    #[test]
+    fn amount_caller_values_that_cannot_work() {
+        assert_refused(
+            |s| s.amounts.concurrency = 0,
+            "amounts.concurrency",
+            "is 0: must be at least 1",
+        );
+        assert_refused(
+            |s| s.amounts.backoff_max_ms = 10,
+            "amounts.backoff_max_ms",
+            "backoff_min_ms = 100",
+        );
+        // No retries, no breaker: a choice, not a mistake.
+        assert_eq!(
+            refused(|s| {
+                s.amounts.retries = 0;
+                s.amounts.breaker_threshold = 0;
+            }),
+            Vec::<String>::new()
         );
     }
 
@@ -690,6 +736,11 @@ mod tests {
             |s| s.topics.inventory_responses = s.topics.inventory_requests.clone(),
             "topics.inventory_responses",
             "as is topics.inventory_requests",
+        );
+        assert_refused(
+            |s| s.topics.amount_responses = s.topics.inventory_responses.clone(),
+            "topics.amount_responses",
+            "as is topics.inventory_responses",
         );
     }
 

@@ -47,6 +47,7 @@ pub(super) fn apply_occurrence(
                     occurred_at: out.occurred_at,
                     what: PendingKind::Amount {
                         event: event.name.clone(),
+                        answer: None,
                     },
                 },
             );
@@ -89,7 +90,7 @@ pub(super) fn apply_amount(
 ) {
     if !matches!(
         state.pending.get(&response.request_id),
-        Some(Pending { what: PendingKind::Amount { event }, .. }) if *event == response.event
+        Some(Pending { what: PendingKind::Amount { event, .. }, .. }) if *event == response.event
     ) {
         return;
     }
