@@ -11,6 +11,8 @@
 //! - statistics every 5 s, from which the per-partition consumer lag is read without a
 //!   network round trip.
 
+mod probe;
+
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use futures::future::join_all;
@@ -472,6 +474,7 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     apply_properties(&mut config, settings, |k| {
         !consumer_only(k) && !producer_only(k)
     });
+    probe::reach(config.clone()).await?;
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|source| LogError::Client {
             client: "admin client",

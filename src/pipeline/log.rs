@@ -65,6 +65,17 @@ pub enum LogError {
         #[source]
         source: KafkaError,
     },
+    /// The brokers did not answer a metadata request; `last_error` is librdkafka's last
+    /// report about them (a refused TLS handshake or login, a refused connection).
+    #[error(
+        "cannot reach the kafka brokers: {source}{}",
+        last_error.as_ref().map(|e| format!(" (last broker error: {e})")).unwrap_or_default()
+    )]
+    Unreachable {
+        #[source]
+        source: KafkaError,
+        last_error: Option<String>,
+    },
     /// The request to create the topics failed as a whole (no answer, no broker).
     #[error("cannot create topics {}: {source}. {TOPICS_REMEDY}", quoted(topics))]
     CreateTopics {
@@ -113,9 +124,9 @@ impl LogError {
     pub fn class(&self) -> ErrorClass {
         match self {
             LogError::Client { .. } | LogError::Subscribe { .. } => ErrorClass::Fatal,
-            LogError::Kafka { source, .. } | LogError::CreateTopics { source, .. } => {
-                kafka_class(source)
-            }
+            LogError::Kafka { source, .. }
+            | LogError::CreateTopics { source, .. }
+            | LogError::Unreachable { source, .. } => kafka_class(source),
             // Refused for a reason that can pass (a controller moving) is worth another start;
             // refused for permissions, policy or replication is not.
             LogError::TopicsRefused { refused } => refused
