@@ -49,6 +49,7 @@ fn two_workers_split_the_partitions_and_a_clean_leave_mid_stream_loses_and_dupli
             },
             batch_size: 100,
             linger_ms: 5,
+            ..Options::default()
         },
     );
     setup.create_all_topics(&broker, PARTITIONS);
@@ -118,11 +119,10 @@ fn two_workers_split_the_partitions_and_a_clean_leave_mid_stream_loses_and_dupli
     // Phase 2: the rest, in chunks; worker A leaves (SIGTERM) while they are still coming.
     let (tx, rx) = mpsc::channel();
     let producer = {
-        let (bootstrap, python) = (broker.bootstrap.clone(), broker.python.clone());
+        let broker = broker.clone();
         let input = input.clone();
         let second = second.to_vec();
         std::thread::spawn(move || {
-            let broker = Broker { bootstrap, python };
             for (i, chunk) in second.chunks(100).enumerate() {
                 broker.produce_unbatched(&input, chunk);
                 let _ = tx.send(i);

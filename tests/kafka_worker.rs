@@ -162,3 +162,86 @@ fn poison_records_go_to_the_dead_letter_topic_and_the_good_ones_around_them_are_
     );
     assert_eq!(worker.terminate(Duration::from_secs(20)), Some(0));
 }
+
+/// Issue: an output larger than the producer or broker accepts was retried forever — the
+/// partition stopped and nothing committed, across restarts. Here the worker's producer takes
+/// records of up to 100 kB, and a 200 kB poison record makes a dead letter that carries it
+/// whole: that dead letter is refused, a small one stands in for it, and the partition commits
+/// past it.
+#[test]
+fn an_output_larger_than_the_producer_accepts_becomes_a_small_dead_letter_and_the_partition_commits(
+) {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::with_options(
+        &broker,
+        "oversize",
+        1,
+        Options {
+            properties: vec![("message.max.bytes".into(), "100000".into())],
+            ..Options::default()
+        },
+    );
+    setup.create_all_topics(&broker, 1);
+    let worker = setup.spawn_worker(None);
+    let input = setup.topic("questline.actions");
+    let records = vec![
+        (
+            "big".to_string(),
+            line(json!({"userId": "big", "triggerId": 1, "value": 100})),
+        ),
+        ("big".to_string(), "y".repeat(200_000)),
+        (
+            "big".to_string(),
+            line(json!({"userId": "big", "triggerId": 1, "value": 150})),
+        ),
+    ];
+    broker.produce(&input, &records);
+    broker.wait_committed(
+        &setup.names.group(),
+        &input,
+        1,
+        3,
+        Duration::from_secs(30),
+        || worker.log_text(),
+    );
+    let dead = broker.drain(
+        &[setup.topic("dead-letter")],
+        Duration::from_secs(2),
+        Duration::from_secs(20),
+    );
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let letter = &dead[0]["value"];
+    let reason = letter["reason"].as_str().unwrap();
+    let bytes: usize = reason
+        .strip_prefix("output too large: ")
+        .and_then(|r| r.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("reason {reason}"));
+    assert!(bytes > 200_000, "{reason}");
+    assert_eq!(dead[0]["headers"]["questline-reason"], reason);
+    assert_eq!(dead[0]["headers"]["questline-source-offset"], "1");
+    assert_eq!(letter["output"]["type"], "dead_letter");
+    assert_eq!(letter["output"]["topic"], setup.topic("dead-letter"));
+    assert_eq!(letter["source"]["topic"], input);
+    assert_eq!(letter["source"]["offset"], 1);
+    assert!(letter["original"].as_str().unwrap().len() <= 1024);
+    assert!(
+        !worker
+            .log_events("output refused as too large; publishing a dead letter in its place")
+            .is_empty(),
+        "{}",
+        worker.log_text()
+    );
+    // The records on both sides of it were processed.
+    let progress = broker.drain(
+        &[setup.topic("progress")],
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        progress.last().map(|r| r["value"]["accumulated"].clone()),
+        Some(json!(250)),
+        "{progress:#?}"
+    );
+    assert_eq!(worker.terminate(Duration::from_secs(20)), Some(0));
+}

@@ -18,7 +18,7 @@ use questline::core::events::Stream;
 use questline::core::mapping::Mapping;
 use questline::core::model::SourceRef;
 use questline::pipeline::input::Inputs;
-use questline::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use questline::pipeline::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use questline::pipeline::memory::MemoryLog;
 use questline::pipeline::partition::Partition;
 use questline::pipeline::worker::{Totals, Worker};
@@ -513,7 +513,7 @@ impl Log for Faulty {
         }
         Ok(records)
     }
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+    async fn publish(&self, records: &[OutRecord]) -> Result<Published, LogError> {
         match self.fault {
             Fault::PublishFails => Err(LogError::Kafka {
                 op: "publish (injected fault: broker gone)",
@@ -955,8 +955,8 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
         batch
             .publish
             .iter()
-            .filter(|r| r.topic == topic)
-            .map(|r| r.payload.clone())
+            .filter(|r| r.record.topic == topic)
+            .map(|r| r.record.payload.clone())
             .collect()
     };
     let mut owner = Partition::new("g", 0, 16).with_amounts(caller.clone());
@@ -1060,4 +1060,54 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
         .unwrap();
     assert_eq!(calls(), 2);
     assert!(produced(&late, &topics.amount_responses).is_empty());
+}
+
+/// An output larger than the log accepts (here a dead letter carrying a 60 KB poison record,
+/// against a 16 KB limit) can never be published as it is. It is replaced by a small dead
+/// letter of its own, and the partition keeps moving and committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_too_large_for_the_log_becomes_a_small_dead_letter_and_the_partition_moves_on() {
+    const USERS: usize = 10;
+    let rig = Rig::new();
+    rig.log.set_max_record_bytes(16 * 1024);
+    let before = actions(100, USERS, 11);
+    let after = actions(100, USERS, 12);
+    rig.append(&before);
+    // Not JSON, so its dead letter carries it whole: ~60 KB, over the limit.
+    let (partition, offset) = rig.log.append(INPUT, "u3", "x".repeat(60_000).into_bytes());
+    rig.append(&after);
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(50, 1_000), shutdown));
+    rig.wait_committed(201, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert_eq!(totals.applied, 200, "{totals:?}");
+    // The poison record's own dead letter (not_json), then the one that replaced it.
+    assert_eq!(totals.dead_letters, 2, "{totals:?}");
+    assert_eq!(totals.retries, 0, "nothing retried: {totals:?}");
+    let dead = rig.log.records(&rig.topics.dead_letter);
+    assert_eq!(dead.len(), 1, "only the replacement was published");
+    assert!(
+        dead[0].payload.len() < 4 * 1024,
+        "{} bytes",
+        dead[0].payload.len()
+    );
+    let letter: Value = serde_json::from_slice(&dead[0].payload).unwrap();
+    let reason = letter["reason"].as_str().unwrap();
+    let bytes: usize = reason
+        .strip_prefix("output too large: ")
+        .and_then(|r| r.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("reason {reason}"));
+    assert!((60_000..61_000).contains(&bytes), "{reason}");
+    assert_eq!(letter["output"]["type"], "dead_letter");
+    assert_eq!(letter["output"]["topic"], rig.topics.dead_letter);
+    assert_eq!(letter["output"]["bytes"], bytes);
+    assert_eq!(
+        letter["source"],
+        serde_json::json!({"topic": INPUT, "partition": partition, "offset": offset})
+    );
+    assert!(letter["original"].as_str().unwrap().len() <= 1024);
+    assert_eq!(dead[0].key, Some(b"".to_vec()), "a record without a user");
+    rig.assert_exactly_once(USERS).await;
 }

@@ -37,7 +37,8 @@ use questline::core::catalog::{
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
 use questline::core::events::{
-    ClaimItem, Event, EventBody, GrantReason, OriginalEncoding, PrizeInfo, RejectReason,
+    ClaimItem, Event, EventBody, GrantReason, OriginalEncoding, PrizeInfo, RefusedOutput,
+    RejectReason,
 };
 use questline::core::mapping::{self, EpochUnit, FieldSpec, Mapping, UnknownTrigger};
 use questline::core::model::{Action, SourceRef, TriggerKey};
@@ -616,6 +617,13 @@ fn sample_events() -> Vec<Event> {
             original: r#"{"triggerId": 1}"#.into(),
             encoding: OriginalEncoding::Utf8,
             truncated_from: Some(questline::core::events::MAX_ORIGINAL_BYTES + 1),
+            output: Some(Box::new(RefusedOutput {
+                topic: "questline.rewards".into(),
+                key: "151631".into(),
+                kind: Some("milestone.achieved".into()),
+                event_id: Some("c40c65f6-c1eb-57b4-96bc-48af9a57b714".into()),
+                bytes: 1_048_577,
+            })),
         },
         // Other shapes.
         EventBody::ProgressUpdated {
@@ -665,6 +673,7 @@ fn sample_events() -> Vec<Event> {
             original: questline::core::events::encode_original(&[0xff, 0xfe, 0x00]).0,
             encoding: OriginalEncoding::Base64,
             truncated_from: None,
+            output: None,
         },
     ];
     bodies.into_iter().map(event).collect()

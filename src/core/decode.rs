@@ -172,6 +172,7 @@ pub fn dead_letter(
             original,
             encoding,
             truncated_from,
+            output: None,
         },
         tenant: rejection.tenant.clone(),
         user_id: rejection.user_id.clone().unwrap_or_default(),

@@ -224,7 +224,30 @@ pub enum EventBody {
         /// The original's full size when `original` was cut.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         truncated_from: Option<usize>,
+        /// When the record at fault is one of questline's own outputs, refused by the broker
+        /// for its size: what it was (`original` then holds the start of its value). Boxed:
+        /// rare, and every event would otherwise carry its size.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Box<RefusedOutput>>,
     },
+}
+
+/// An output record the broker refused as too large, which a dead letter stands in for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedOutput {
+    /// The topic it was meant for.
+    pub topic: String,
+    /// Its record key.
+    pub key: String,
+    /// Its event type, when it is an event (not an internal inventory record).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Its event id, when it is an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Its size in bytes: key, value and headers.
+    pub bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,8 +279,13 @@ pub const MAX_ORIGINAL_BYTES: usize = 256 * 1024;
 /// Keeps the original bytes of a bad record: text when it is UTF-8, base64 otherwise, cut to
 /// [`MAX_ORIGINAL_BYTES`] (the third value is the full size when cut).
 pub fn encode_original(bytes: &[u8]) -> (String, OriginalEncoding, Option<usize>) {
-    if bytes.len() > MAX_ORIGINAL_BYTES {
-        let mut end = MAX_ORIGINAL_BYTES;
+    encode_prefix(bytes, MAX_ORIGINAL_BYTES)
+}
+
+/// Like [`encode_original`], cut to `max` bytes.
+pub fn encode_prefix(bytes: &[u8], max: usize) -> (String, OriginalEncoding, Option<usize>) {
+    if bytes.len() > max {
+        let mut end = max;
         // Cut on a character boundary when the record is text.
         if std::str::from_utf8(bytes).is_ok() {
             while std::str::from_utf8(&bytes[..end]).is_err() {

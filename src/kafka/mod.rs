@@ -11,6 +11,8 @@
 //! - statistics every 5 s, from which the per-partition consumer lag is read without a
 //!   network round trip.
 
+mod probe;
+
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use futures::future::join_all;
@@ -30,7 +32,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::pipeline::commands::{Command, CommandSink, SubmitError};
-use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Rebalance, RefusedTopics};
+use crate::pipeline::log::{
+    too_large, InRecord, Log, LogError, OutRecord, Published, Rebalance, RefusedTopics,
+};
 use crate::settings::KafkaSettings;
 
 /// Shared between librdkafka's callbacks and the worker.
@@ -381,9 +385,10 @@ impl Log for KafkaLog {
         Ok(out)
     }
 
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
+    async fn publish(&self, records: &[OutRecord]) -> Result<Published, LogError> {
+        let mut published = Published::default();
         let mut pending = Vec::with_capacity(records.len());
-        for r in &records {
+        for (i, r) in records.iter().enumerate() {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for (k, v) in &r.headers {
                 headers = headers.insert(Header {
@@ -398,26 +403,37 @@ impl Log for KafkaLog {
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push(delivery);
+                        pending.push((i, delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
+                    // Larger than `message.max.bytes`: librdkafka refuses it before sending.
+                    Err((KafkaError::MessageProduction(code), _)) if too_large(code) => {
+                        published.too_large.push(i);
+                        break;
+                    }
                     Err((e, _)) => return Err(failed("publish")(e)),
                 }
             }
         }
-        for result in join_all(pending).await {
+        let (indexes, deliveries): (Vec<usize>, Vec<_>) = pending.into_iter().unzip();
+        for (i, result) in indexes.into_iter().zip(join_all(deliveries).await) {
             match result {
                 Ok(Ok(_)) => {}
+                // The broker's or the topic's limit is below the client's.
+                Ok(Err((KafkaError::MessageProduction(code), _))) if too_large(code) => {
+                    published.too_large.push(i);
+                }
                 Ok(Err((e, _))) => return Err(failed("delivery")(e)),
                 // The producer went away with the record in flight.
                 Err(_) => return Err(failed("delivery")(KafkaError::Canceled)),
             }
         }
-        Ok(())
+        published.too_large.sort_unstable();
+        Ok(published)
     }
 
     async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
@@ -472,6 +488,7 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     apply_properties(&mut config, settings, |k| {
         !consumer_only(k) && !producer_only(k)
     });
+    probe::reach(config.clone()).await?;
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|source| LogError::Client {
             client: "admin client",

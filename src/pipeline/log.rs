@@ -32,6 +32,29 @@ pub struct OutRecord {
     pub headers: Vec<(String, String)>,
 }
 
+impl OutRecord {
+    /// The bytes of key, value and headers: what a broker's record size limit measures, less
+    /// the few dozen bytes of framing around them.
+    pub fn size(&self) -> usize {
+        self.key.len()
+            + self.payload.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// What a publish did besides acknowledging records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Indexes (into the records given) of the records refused for their size — by the
+    /// client's `message.max.bytes` or the broker's and topic's limits — and not published.
+    /// Publishing them again as they are cannot succeed.
+    pub too_large: Vec<usize>,
+}
+
 /// A change of partition ownership, seen between batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalance {
@@ -64,6 +87,17 @@ pub enum LogError {
         op: &'static str,
         #[source]
         source: KafkaError,
+    },
+    /// The brokers did not answer a metadata request; `last_error` is librdkafka's last
+    /// report about them (a refused TLS handshake or login, a refused connection).
+    #[error(
+        "cannot reach the kafka brokers: {source}{}",
+        last_error.as_ref().map(|e| format!(" (last broker error: {e})")).unwrap_or_default()
+    )]
+    Unreachable {
+        #[source]
+        source: KafkaError,
+        last_error: Option<String>,
     },
     /// The request to create the topics failed as a whole (no answer, no broker).
     #[error("cannot create topics {}: {source}. {TOPICS_REMEDY}", quoted(topics))]
@@ -113,9 +147,9 @@ impl LogError {
     pub fn class(&self) -> ErrorClass {
         match self {
             LogError::Client { .. } | LogError::Subscribe { .. } => ErrorClass::Fatal,
-            LogError::Kafka { source, .. } | LogError::CreateTopics { source, .. } => {
-                kafka_class(source)
-            }
+            LogError::Kafka { source, .. }
+            | LogError::CreateTopics { source, .. }
+            | LogError::Unreachable { source, .. } => kafka_class(source),
             // Refused for a reason that can pass (a controller moving) is worth another start;
             // refused for permissions, policy or replication is not.
             LogError::TopicsRefused { refused } => refused
@@ -148,12 +182,13 @@ fn kafka_class(e: &KafkaError) -> ErrorClass {
 /// librdkafka's and the broker's error codes. Unknown and connection-level codes are
 /// transient: librdkafka itself retries those and reports them while it does.
 fn code_class(code: RDKafkaErrorCode) -> ErrorClass {
+    if too_large(code) {
+        return ErrorClass::Permanent;
+    }
     use RDKafkaErrorCode as C;
     match code {
-        // This record (or batch) is refused as it is: too large, malformed.
-        C::MessageSizeTooLarge
-        | C::InvalidMessageSize
-        | C::MessageBatchTooLarge
+        // This record (or batch) is refused as it is: malformed.
+        C::InvalidMessageSize
         | C::InvalidMessage
         | C::InvalidRecord
         | C::InvalidTimestamp
@@ -199,6 +234,16 @@ fn code_class(code: RDKafkaErrorCode) -> ErrorClass {
     }
 }
 
+/// Whether librdkafka or the broker refuses a record for its size: larger than the client's
+/// `message.max.bytes` (checked before sending) or the broker's or topic's limit
+/// (`MESSAGE_TOO_LARGE`), or a batch larger than the topic's segment (`RECORD_LIST_TOO_LARGE`).
+pub fn too_large(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+    )
+}
+
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
     /// Up to `max` records from the assigned partitions, waiting at most `linger` for more
@@ -210,8 +255,9 @@ pub trait Log: Send + Sync + 'static {
         idle: std::time::Duration,
     ) -> Result<Vec<InRecord>, LogError>;
 
-    /// Produces records and returns once every one is acknowledged (acks=all).
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError>;
+    /// Produces records and returns once every one is acknowledged (acks=all), except those
+    /// refused for their size ([`Published::too_large`]): any other failure is an error.
+    async fn publish(&self, records: &[OutRecord]) -> Result<Published, LogError>;
 
     /// Commits `offset + 1` for each `(topic, partition, offset)` processed.
     async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError>;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use super::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
 
 /// Kafka's default partitioner hash (murmur2, as in the Java client and librdkafka's
 /// `murmur2_random`), so partition numbers agree with real producers.
@@ -59,6 +59,9 @@ struct Inner {
     subscribed: Vec<String>,
     rebalances: Vec<Rebalance>,
     paused: bool,
+    /// The largest record [`Log::publish`] accepts ([`OutRecord::size`]), as a broker's
+    /// `message.max.bytes` would; no limit when `None`.
+    max_record_bytes: Option<usize>,
 }
 
 /// An in-memory log with `partitions` partitions per topic.
@@ -160,6 +163,12 @@ impl MemoryLog {
         self.lock().positions.clone()
     }
 
+    /// Refuses records larger than `bytes` from now on, as a broker with that
+    /// `message.max.bytes` does ([`Published::too_large`]).
+    pub fn set_max_record_bytes(&self, bytes: usize) {
+        self.lock().max_record_bytes = Some(bytes);
+    }
+
     /// Whether the member paused fetching ([`Log::set_paused`]).
     pub fn is_paused(&self) -> bool {
         self.lock().paused
@@ -247,11 +256,17 @@ impl Log for MemoryLog {
         Ok(out)
     }
 
-    async fn publish(&self, records: Vec<OutRecord>) -> Result<(), LogError> {
-        for r in records {
-            self.append(&r.topic, &r.key, r.payload);
+    async fn publish(&self, records: &[OutRecord]) -> Result<Published, LogError> {
+        let limit = self.lock().max_record_bytes;
+        let mut published = Published::default();
+        for (i, r) in records.iter().enumerate() {
+            if limit.is_some_and(|max| r.size() > max) {
+                published.too_large.push(i);
+            } else {
+                self.append(&r.topic, &r.key, r.payload.clone());
+            }
         }
-        Ok(())
+        Ok(published)
     }
 
     async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {

@@ -3,6 +3,7 @@
 //!
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
+//! - [`oversize`]: the dead letter that replaces an output the broker refuses for its size.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
 //! - [`protocol`]: the commit protocol's decisions (retry, pause, stop, abandon), pure.
 //! - [`worker`]: the loop that does the protocol's IO (docs/design.md, "Commit protocol").
@@ -12,6 +13,7 @@ pub mod input;
 pub mod log;
 pub mod memory;
 pub mod outbox;
+pub mod oversize;
 pub mod partition;
 pub mod protocol;
 pub mod worker;

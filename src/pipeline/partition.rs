@@ -50,7 +50,8 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub write: BatchWrite,
-    pub publish: Vec<OutRecord>,
+    /// The records to produce, each with the consumed record that caused it.
+    pub publish: Vec<OutboxEntry>,
     /// `(topic, partition, offset)` of every record, for the commit.
     pub processed: Vec<(String, i32, i64)>,
     pub stats: Stats,
@@ -420,9 +421,7 @@ impl Partition {
             bytes: outbox::encode(&entries),
         });
         // Step 4 material: dead letters (already in `publish`), then the outbox.
-        batch
-            .publish
-            .extend(entries.into_iter().map(|entry| entry.record));
+        batch.publish.extend(entries);
         Ok(batch)
     }
 
@@ -505,9 +504,10 @@ impl Partition {
                 if let Input::DeadLetter(rejection) = input {
                     batch.stats.dead_letters.push(reason_class(rejection));
                     for event in &out.events {
-                        batch
-                            .publish
-                            .push(dead_letter_record(event, rejection, topics));
+                        batch.publish.push(OutboxEntry {
+                            cause: source.clone(),
+                            record: dead_letter_record(event, rejection, topics),
+                        });
                     }
                 }
                 return;
@@ -685,6 +685,7 @@ fn dead_letter_record(event: &Event, rejection: &Rejection, topics: &Topics) -> 
         payload: serde_json::to_vec(event).expect("events serialize"),
         headers: vec![
             ("questline-event-id".into(), event.event_id.clone()),
+            ("questline-event-type".into(), event.body.kind().into()),
             ("questline-reason".into(), rejection.reason.clone()),
             ("questline-source-topic".into(), event.source.topic.clone()),
             (

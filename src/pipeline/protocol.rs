@@ -16,7 +16,9 @@
 //!   stopped worker is visible where a silently wedged one is not;
 //! - a redo is abandoned on shutdown (nothing of it was committed; a restart replays it) or
 //!   when every partition it needs was revoked (the new owner replays them);
-//! - consumption resumes when the redo is done or abandoned.
+//! - consumption resumes when the redo is done or abandoned;
+//! - an output refused for its size is tried once more on its own, then replaced by a dead
+//!   letter of its own, and the batch goes on ([`after_too_large`]).
 
 use std::time::Duration;
 
@@ -109,6 +111,39 @@ pub fn retry_commit(class: ErrorClass) -> bool {
     class == ErrorClass::Transient
 }
 
+/// How an output refused for its size was being published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// With the rest of its batch: a broker limit below the client's refuses a whole
+    /// request, small records with the large one, so the refusal may not be this record's.
+    InBatch,
+    /// On its own: the record itself is too large.
+    Alone,
+    /// As the dead letter standing for a refused output.
+    AsDeadLetter,
+}
+
+/// What to do with an output refused for its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterTooLarge {
+    /// Publish it again on its own.
+    PublishAlone,
+    /// Publish a small dead letter in its place (`oversize`) and go on: as it is, it can never
+    /// be published, and a batch is committed only once all of its records are.
+    DeadLetter,
+    /// Stop: even the small dead letter is refused (a `message.max.bytes` of a few KB).
+    Stop,
+}
+
+/// The decision for an output refused for its size while published as `how`.
+pub fn after_too_large(how: Refused) -> AfterTooLarge {
+    match how {
+        Refused::InBatch => AfterTooLarge::PublishAlone,
+        Refused::Alone => AfterTooLarge::DeadLetter,
+        Refused::AsDeadLetter => AfterTooLarge::Stop,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +229,16 @@ mod tests {
                 pause: false
             }
         );
+    }
+
+    #[test]
+    fn a_too_large_output_is_tried_alone_then_dead_lettered_and_a_refused_dead_letter_stops() {
+        assert_eq!(
+            after_too_large(Refused::InBatch),
+            AfterTooLarge::PublishAlone
+        );
+        assert_eq!(after_too_large(Refused::Alone), AfterTooLarge::DeadLetter);
+        assert_eq!(after_too_large(Refused::AsDeadLetter), AfterTooLarge::Stop);
     }
 
     #[test]

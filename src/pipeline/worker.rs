@@ -27,15 +27,18 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::input::Inputs;
-use super::log::{InRecord, Log, LogError, Rebalance};
+use super::log::{InRecord, Log, LogError, OutRecord, Rebalance};
+use super::oversize;
 use super::partition::{Batch, Partition, Stats};
-use super::protocol::{self, AfterFailure, AfterWait, Redo};
+use super::protocol::{self, AfterFailure, AfterTooLarge, AfterWait, Redo, Refused};
 use crate::amounts::{AmountCaller, Fallbacks};
+use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
 use crate::readiness::{Condition, Readiness};
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::metrics;
+use chrono::Utc;
 
 /// How long an empty poll waits before the loop looks at shutdown and rebalances again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -66,6 +69,13 @@ pub enum BatchError {
     Write(#[source] StoreError),
     #[error("publishing: {0}")]
     Publish(#[source] LogError),
+    /// Even the small dead letter standing for a too-large output was refused: the
+    /// producer's `message.max.bytes` is set far too low.
+    #[error(
+        "publishing: the dead letter standing for a too-large output ({bytes} bytes) is refused \
+         for its size too; raise the producer's message.max.bytes"
+    )]
+    DeadLetterTooLarge { bytes: usize },
     #[error("committing: {0}")]
     Commit(#[source] LogError),
     #[error("the batch task failed: {0}")]
@@ -79,6 +89,7 @@ impl BatchError {
             | BatchError::Load(source)
             | BatchError::Write(source) => source.class(),
             BatchError::Publish(e) | BatchError::Commit(e) => e.class(),
+            BatchError::DeadLetterTooLarge { .. } => ErrorClass::Permanent,
             BatchError::Task(_) => ErrorClass::Fatal,
         }
     }
@@ -139,6 +150,8 @@ struct Evaluated {
 struct Finisher<L: Log, S: StateStore + ?Sized> {
     log: Arc<L>,
     store: Arc<S>,
+    /// Where an output refused for its size is replaced by a dead letter.
+    dead_letter_topic: String,
     retry_min: Duration,
     retry_max: Duration,
     shutdown: watch::Receiver<bool>,
@@ -343,6 +356,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         Finisher {
             log: Arc::clone(&self.log),
             store: Arc::clone(&self.store),
+            dead_letter_topic: self.topics.dead_letter.clone(),
             retry_min: Duration::from_millis(self.settings.retry_min_ms),
             retry_max: Duration::from_millis(self.settings.retry_max_ms),
             shutdown: self.shutdown.clone(),
@@ -656,13 +670,27 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             return Err(BatchError::Write(e));
         }
         // Step 4: publish effects and dead letters; wait for every acknowledgement.
-        let out: Vec<_> = batches
-            .iter_mut()
-            .flat_map(|(_, b)| std::mem::take(&mut b.publish))
-            .collect();
-        // Counted per (topic, type) before the records go: a handful of pairs per batch.
-        let mut counts: Vec<(String, String, u64)> = Vec::new();
-        for r in &out {
+        let mut out = Vec::new();
+        let mut origins = Vec::new();
+        for (i, (_, b)) in batches.iter_mut().enumerate() {
+            for entry in std::mem::take(&mut b.publish) {
+                out.push(entry.record);
+                origins.push((i, entry.cause));
+            }
+        }
+        let publish = Instant::now();
+        let letters = self.publish(&out, &origins).await?;
+        metrics()
+            .log_seconds
+            .with_label_values(&["publish"])
+            .observe(publish.elapsed().as_secs_f64());
+        // Counted per (topic, type): a handful of pairs per batch.
+        let mut counts: Vec<(&str, &str, u64)> = Vec::new();
+        let sent = out
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !letters.replaced(*i));
+        for r in sent.map(|(_, r)| r).chain(&letters.records) {
             let kind = r
                 .headers
                 .iter()
@@ -670,23 +698,20 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
                 .map_or("internal", |(_, v)| v.as_str());
             match counts
                 .iter_mut()
-                .find(|(topic, k, _)| *topic == r.topic && k == kind)
+                .find(|(topic, k, _)| *topic == r.topic && *k == kind)
             {
                 Some((_, _, n)) => *n += 1,
-                None => counts.push((r.topic.clone(), kind.to_string(), 1)),
+                None => counts.push((&r.topic, kind, 1)),
             }
         }
-        let publish = Instant::now();
-        self.log.publish(out).await.map_err(BatchError::Publish)?;
-        metrics()
-            .log_seconds
-            .with_label_values(&["publish"])
-            .observe(publish.elapsed().as_secs_f64());
         for (topic, kind, n) in counts {
             metrics()
                 .events_out
-                .with_label_values(&[&topic, &kind])
+                .with_label_values(&[topic, kind])
                 .inc_by(n);
+        }
+        for i in letters.batches {
+            batches[i].1.stats.dead_letters.push(oversize::REASON_CLASS);
         }
         // Step 5: commit the offsets, only now: each topic-partition's highest processed
         // offset (one entry per partition, not a copy of every record's).
@@ -723,6 +748,91 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
 
     async fn wait_or_stop(&mut self, d: Duration) -> bool {
         sleep_or_stop(&mut self.shutdown, d).await
+    }
+
+    /// Publishes `out` (each record's batch index and cause in `origins`) and waits for every
+    /// acknowledgement. A record refused for its size is handled as
+    /// [`protocol::after_too_large`] decides: published again alone, then replaced by a dead
+    /// letter of its own ([`oversize`]). Records retried alone go out after the rest of the
+    /// batch.
+    async fn publish(
+        &self,
+        out: &[OutRecord],
+        origins: &[(usize, SourceRef)],
+    ) -> Result<Replaced, BatchError> {
+        let mut replaced = Replaced::default();
+        let published = self.log.publish(out).await.map_err(BatchError::Publish)?;
+        for i in published.too_large {
+            let (record, (batch, cause)) = (&out[i], &origins[i]);
+            let mut how = Refused::InBatch;
+            let mut letter_bytes = 0;
+            loop {
+                match protocol::after_too_large(how) {
+                    AfterTooLarge::PublishAlone => {
+                        if self.publish_one(record).await? {
+                            break;
+                        }
+                        how = Refused::Alone;
+                    }
+                    AfterTooLarge::DeadLetter => {
+                        let letter = oversize::dead_letter(
+                            record,
+                            cause,
+                            &self.dead_letter_topic,
+                            Utc::now(),
+                        );
+                        tracing::warn!(
+                            topic = %record.topic,
+                            key = %record.key,
+                            bytes = record.size(),
+                            source = %crate::core::ids::cause_of(cause),
+                            "output refused as too large; publishing a dead letter in its place"
+                        );
+                        if self.publish_one(&letter).await? {
+                            replaced.indexes.push(i);
+                            replaced.batches.push(*batch);
+                            replaced.records.push(letter);
+                            break;
+                        }
+                        letter_bytes = letter.size();
+                        how = Refused::AsDeadLetter;
+                    }
+                    AfterTooLarge::Stop => {
+                        return Err(BatchError::DeadLetterTooLarge {
+                            bytes: letter_bytes,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(replaced)
+    }
+
+    /// Publishes one record on its own: whether it was accepted (not refused for its size).
+    async fn publish_one(&self, record: &OutRecord) -> Result<bool, BatchError> {
+        let published = self
+            .log
+            .publish(std::slice::from_ref(record))
+            .await
+            .map_err(BatchError::Publish)?;
+        Ok(published.too_large.is_empty())
+    }
+}
+
+/// The outputs of a publish that were replaced by dead letters ([`oversize`]).
+#[derive(Default)]
+struct Replaced {
+    /// Indexes of the replaced records among those published.
+    indexes: Vec<usize>,
+    /// The batch (index among the finished batches) each came from.
+    batches: Vec<usize>,
+    /// The dead letters published in their place.
+    records: Vec<OutRecord>,
+}
+
+impl Replaced {
+    fn replaced(&self, i: usize) -> bool {
+        self.indexes.contains(&i)
     }
 }
 

@@ -9,15 +9,27 @@ someone else's code.
   client.py dump BOOTSTRAP IDLE TIMEOUT TOPIC...       # like drain, as `questline replay --records`
                                                        # lines (schemas/kafka-record.v1.json)
   client.py create BOOTSTRAP PARTITIONS TOPIC...
+
+QL_KAFKA_CLIENT_CONFIG (a JSON object of librdkafka properties, e.g. TLS and SASL settings), when
+set, is added to every client's configuration.
 """
 import base64
 import json
+import os
 import sys
 import time
 import uuid
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+
+EXTRA = json.loads(os.environ.get("QL_KAFKA_CLIENT_CONFIG") or "{}")
+
+
+def configured(config):
+    """`config` with the extra properties of QL_KAFKA_CLIENT_CONFIG."""
+    return {**config, **EXTRA}
 
 
 def produce(bootstrap, topic, unbatched=False):
@@ -30,7 +42,7 @@ def produce(bootstrap, topic, unbatched=False):
         # consumer resuming at a committed offset mid-batch (restart, rebalance) loses records
         # on tansu that Kafka would deliver. Tests of resumption produce unbatched.
         config.update({"linger.ms": 0, "batch.num.messages": 1})
-    producer = Producer(config)
+    producer = Producer(configured(config))
     errors = []
     count = 0
     for line in sys.stdin.buffer:
@@ -84,9 +96,10 @@ def consume(bootstrap, count, timeout, topics, idle=None, form=described):
     with `idle`, every record until `idle` seconds pass without one (counted from the first
     assignment)."""
     assigned = []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 20})
+    consumer = Consumer(configured({"bootstrap.servers": bootstrap,
+                                    "group.id": f"verify-{uuid.uuid4()}",
+                                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                    "fetch.wait.max.ms": 20}))
     consumer.subscribe(topics, on_assign=lambda c, parts: assigned.append(time.monotonic()))
     seen = 0
     deadline = time.monotonic() + timeout
@@ -106,7 +119,7 @@ def consume(bootstrap, count, timeout, topics, idle=None, form=described):
 
 
 def create(bootstrap, partitions, topics):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(configured({"bootstrap.servers": bootstrap}))
     futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
     for topic, f in futures.items():
         try:
@@ -117,7 +130,8 @@ def create(bootstrap, partitions, topics):
 
 
 def committed(bootstrap, group, topic, partitions):
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(configured({"bootstrap.servers": bootstrap, "group.id": group,
+                                    "enable.auto.commit": False}))
     parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     print(json.dumps({str(p.partition): p.offset for p in parts}))
     consumer.close()

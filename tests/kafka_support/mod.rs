@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[derive(Debug, Clone)]
 pub struct Broker {
     pub bootstrap: String,
     pub python: String,
+    /// librdkafka properties the independent client adds to its own (TLS, SASL), passed to
+    /// `client.py` as JSON in `QL_KAFKA_CLIENT_CONFIG`.
+    pub client_config: Vec<(String, String)>,
 }
 
 /// The broker started by `scripts/test`; without it the test is skipped with a notice, except
@@ -22,7 +26,11 @@ pub fn broker() -> Option<Broker> {
         std::env::var("QUESTLINE_TEST_KAFKA"),
         std::env::var("QL_PYTHON"),
     ) {
-        (Ok(bootstrap), Ok(python)) => Some(Broker { bootstrap, python }),
+        (Ok(bootstrap), Ok(python)) => Some(Broker {
+            bootstrap,
+            python,
+            client_config: Vec::new(),
+        }),
         _ if std::env::var_os("CI").is_some() => {
             panic!("QUESTLINE_TEST_KAFKA/QL_PYTHON unset under CI: run scripts/test")
         }
@@ -65,9 +73,24 @@ impl Names {
 }
 
 impl Broker {
+    /// `python client.py`, with this broker's client configuration in its environment.
+    fn client(&self) -> Command {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(client());
+        if !self.client_config.is_empty() {
+            let config: serde_json::Map<String, Value> = self
+                .client_config
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            cmd.env("QL_KAFKA_CLIENT_CONFIG", Value::Object(config).to_string());
+        }
+        cmd
+    }
+
     pub fn create_topics(&self, partitions: i32, topics: &[String]) {
-        let status = Command::new(&self.python)
-            .arg(client())
+        let status = self
+            .client()
             .args(["create", &self.bootstrap, &partitions.to_string()])
             .args(topics)
             .status()
@@ -88,8 +111,8 @@ impl Broker {
     }
 
     fn produce_with(&self, topic: &str, records: &[(String, String)], unbatched: bool) {
-        let mut child = Command::new(&self.python)
-            .arg(client())
+        let mut child = self
+            .client()
             .args(["produce", &self.bootstrap, topic])
             .args(unbatched.then_some("unbatched"))
             .stdin(Stdio::piped())
@@ -134,8 +157,8 @@ impl Broker {
     /// `client.py COMMAND BOOTSTRAP ARGS... TOPICS...`: its standard output; panics with its
     /// standard error when it fails.
     fn run_client(&self, command: &str, args: &[String], topics: &[String]) -> String {
-        let out = Command::new(&self.python)
-            .arg(client())
+        let out = self
+            .client()
             .args([command, &self.bootstrap])
             .args(args)
             .args(topics)
@@ -218,6 +241,8 @@ pub struct Options {
     pub store: StoreChoice,
     pub batch_size: usize,
     pub linger_ms: u64,
+    /// More `[kafka.properties]` for the worker (TLS, SASL, limits).
+    pub properties: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -227,6 +252,7 @@ impl Default for Options {
             store: StoreChoice::Embedded,
             batch_size: 200,
             linger_ms: 5,
+            properties: Vec::new(),
         }
     }
 }
@@ -303,7 +329,7 @@ partitions = {partitions}
 "fetch.wait.max.ms" = "20"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-[topics]
+{properties}[topics]
 progress = "{progress}"
 rewards = "{rewards}"
 dead_letter = "{dead}"
@@ -336,6 +362,15 @@ batch_size = {batch}
                 mappings = mappings.display(),
                 linger = options.linger_ms,
                 batch = options.batch_size,
+                properties = options
+                    .properties
+                    .iter()
+                    .map(|(k, v)| format!(
+                        "{} = {}\n",
+                        toml::Value::String(k.clone()),
+                        toml::Value::String(v.clone())
+                    ))
+                    .collect::<String>(),
             ),
         )
         .unwrap();
@@ -459,6 +494,19 @@ impl WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         eprintln!("worker log:\n{}", self.log_text());
+        None
+    }
+
+    /// Waits for the worker to exit by itself: its exit code (None if it still runs after
+    /// `timeout`, or was ended by a signal).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         None
     }
 

@@ -1,0 +1,69 @@
+//! Reaching the brokers once before the first admin request, so that a refused connection is
+//! reported with librdkafka's reason.
+//!
+//! Why: rdkafka's admin client never serves its client's main queue, where librdkafka puts its
+//! log lines and broker errors. A TLS handshake that fails (an untrusted certificate, a
+//! hostname mismatch) or a refused SASL login was therefore silent at start: the topic
+//! creation waited a minute and failed with a bare "OperationTimedOut". A producer has a
+//! thread that serves that queue; this one asks for metadata, keeps the last broker error it
+//! hears, and names it when the brokers cannot be reached.
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::pipeline::log::LogError;
+
+/// How long the brokers have to answer a metadata request.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Keeps librdkafka's last broker error, shared with the caller, which reads it once the
+/// producer is gone.
+struct Probe {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Probe {
+    /// librdkafka's log already shows each failure (as an error of target `librdkafka`);
+    /// "all brokers are down", which follows each one, would hide its reason.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka client error");
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        }
+    }
+}
+
+impl ProducerContext for Probe {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Asks the brokers of `config` (connection and security settings only) for metadata; fails
+/// with the last broker error librdkafka reported when they do not answer.
+pub async fn reach(config: ClientConfig) -> Result<(), LogError> {
+    let last_error = Arc::new(Mutex::new(None));
+    let producer: ThreadedProducer<Probe> = config
+        .create_with_context(Probe {
+            last_error: Arc::clone(&last_error),
+        })
+        .map_err(|source| LogError::Client {
+            client: "admin client",
+            source,
+        })?;
+    let answer =
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, TIMEOUT))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+    match answer {
+        Ok(_) => Ok(()),
+        Err(source) => Err(LogError::Unreachable {
+            source,
+            last_error: last_error.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }),
+    }
+}
