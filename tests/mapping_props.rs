@@ -244,7 +244,13 @@ fn reasons_quoting_the_input_are_cut() {
     );
     assert!(reason.ends_with('…'), "{reason}");
     let (reason, _) = dead_letter_of(
-        &Rejection::new("x".repeat(900_000), None, None, "default"),
+        &Rejection::new(
+            questline::core::reject::RejectKind::Field,
+            "x".repeat(900_000),
+            None,
+            None,
+            "default",
+        ),
         b"{}",
     );
     assert_eq!(reason.len(), limits::MAX_REASON_BYTES);

@@ -16,6 +16,7 @@ use crate::core::engine::{Engine, Internal};
 use crate::core::events::Event;
 use crate::core::mapping::Mapping;
 use crate::core::model::{SourceRef, DEFAULT_TENANT};
+use crate::core::reject::RejectKind;
 use crate::failure::Failure;
 use crate::files;
 use crate::pipeline::input::{Input, Inputs};
@@ -244,8 +245,13 @@ pub fn replay_records(
         let record = match DumpedRecord::parse(line, clock) {
             Ok(record) => record,
             Err(reason) => {
-                let rejection =
-                    Rejection::new(format!("record: {reason}"), None, None, DEFAULT_TENANT);
+                let rejection = Rejection::new(
+                    RejectKind::NotJson,
+                    format!("record: {reason}"),
+                    None,
+                    None,
+                    DEFAULT_TENANT,
+                );
                 let event = decode::dead_letter(&rejection, line, &line_source(number), clock);
                 return write_events(&mut out, &[event]);
             }
@@ -264,6 +270,7 @@ pub fn replay_records(
             inputs.decode(&record)
         } else {
             Input::DeadLetter(Rejection::new(
+                RejectKind::Internal,
                 format!(
                     "record: no mapping for topic '{}' (give --mappings, --mapping or --config)",
                     record.topic

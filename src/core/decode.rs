@@ -10,6 +10,7 @@ use super::ids;
 use super::limits;
 use super::mapping::{Mapping, UnknownTrigger};
 use super::model::{Action, SourceRef, TriggerKey};
+use super::reject::RejectKind;
 use super::rules::{self, ParamError};
 use chrono::{DateTime, Utc};
 
@@ -34,11 +35,14 @@ pub struct Rejection {
     /// The user, when the record got that far: the dead letter is keyed by it.
     pub user_id: Option<String>,
     pub tenant: String,
+    /// For metric labels and the dead letter's `questline-reject-kind` header.
+    pub kind: RejectKind,
 }
 
 impl Rejection {
     /// A rejection without a producer error code.
     pub fn new(
+        kind: RejectKind,
         reason: impl Into<String>,
         field: Option<&str>,
         user_id: Option<&str>,
@@ -50,6 +54,7 @@ impl Rejection {
             error_code: None,
             user_id: user_id.map(str::to_string),
             tenant: tenant.to_string(),
+            kind,
         }
     }
 }
@@ -61,6 +66,7 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
         error_code: e.error_code,
         user_id: e.user_id.clone(),
         tenant: mapping.tenant.clone(),
+        kind: e.kind,
     })?;
     match resolve_action(catalog, &action) {
         Ok(trigger_id) => Ok(Decoded::Action { action, trigger_id }),
@@ -79,6 +85,7 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
                 field: Some(field),
                 user_id: Some(action.user_id),
                 tenant: action.tenant,
+                kind: e.kind(),
             })
         }
     }
@@ -103,6 +110,14 @@ fn field_of(e: &ResolveError) -> &'static str {
 }
 
 impl ActionError {
+    pub fn kind(&self) -> RejectKind {
+        match self {
+            ActionError::Unknown(ResolveError::UnknownTenant(_)) => RejectKind::UnknownTenant,
+            ActionError::Unknown(ResolveError::UnknownTrigger(_)) => RejectKind::UnknownTrigger,
+            ActionError::Param { .. } => RejectKind::Params,
+        }
+    }
+
     /// The field at fault (`tenant`, `triggerId` or `params.<name>`), for dead letters and
     /// HTTP errors.
     pub fn field(&self) -> String {

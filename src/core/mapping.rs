@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use super::decimal;
 use super::limits;
 use super::model::{Action, TriggerKey, DEFAULT_TENANT};
+pub use super::reject::RejectKind;
 
 /// Records larger than this are dead-lettered unless the mapping says otherwise.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -137,6 +138,8 @@ pub struct MapError {
     /// The record's user id when the mapping could read it (an error in another field): the
     /// dead letter is keyed by it, so a user's bad records can be found.
     pub user_id: Option<String>,
+    /// What kind of problem it is, for metric labels and dead-letter headers.
+    pub kind: RejectKind,
 }
 
 impl MapError {
@@ -144,12 +147,13 @@ impl MapError {
         format!("{}: {}", self.field, self.reason)
     }
 
-    fn record(reason: impl Into<String>) -> Self {
+    fn record(kind: RejectKind, reason: impl Into<String>) -> Self {
         MapError {
             field: "record".into(),
             reason: reason.into(),
             error_code: None,
             user_id: None,
+            kind,
         }
     }
 }
@@ -297,6 +301,7 @@ fn too_long(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
         reason,
         error_code: spec.and_then(|s| s.error_codes.too_long.or(s.error_codes.invalid)),
         user_id: None,
+        kind: RejectKind::TooLarge,
     }
 }
 
@@ -337,19 +342,25 @@ impl Mapping {
     /// Maps one record. Never panics, whatever the bytes.
     pub fn apply(&self, bytes: &[u8]) -> Result<Action, MapError> {
         if bytes.len() > self.max_record_bytes {
-            return Err(MapError::record(format!(
-                "record of {} bytes exceeds the limit of {} bytes",
-                bytes.len(),
-                self.max_record_bytes
-            )));
+            return Err(MapError::record(
+                RejectKind::TooLarge,
+                format!(
+                    "record of {} bytes exceeds the limit of {} bytes",
+                    bytes.len(),
+                    self.max_record_bytes
+                ),
+            ));
         }
         let doc: Value = serde_json::from_slice(bytes)
-            .map_err(|e| MapError::record(format!("not JSON: {e}")))?;
+            .map_err(|e| MapError::record(RejectKind::NotJson, format!("not JSON: {e}")))?;
         if !doc.is_object() {
-            return Err(MapError::record(format!(
-                "expected a JSON object, found {}",
-                decimal::json_type_name(&doc)
-            )));
+            return Err(MapError::record(
+                RejectKind::NotJson,
+                format!(
+                    "expected a JSON object, found {}",
+                    decimal::json_type_name(&doc)
+                ),
+            ));
         }
         self.apply_value(&doc)
     }
@@ -481,6 +492,7 @@ fn missing(spec: Option<&FieldSpec>, field: &str) -> MapError {
         reason: "is required".into(),
         error_code: spec.and_then(|s| s.error_codes.missing),
         user_id: None,
+        kind: RejectKind::Field,
     }
 }
 
@@ -490,6 +502,7 @@ fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
         reason,
         error_code: spec.and_then(|s| s.error_codes.invalid),
         user_id: None,
+        kind: RejectKind::Field,
     }
 }
 

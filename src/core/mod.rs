@@ -18,6 +18,7 @@ pub mod limits;
 pub mod mapping;
 pub mod model;
 pub mod records;
+pub mod reject;
 pub mod rules;
 pub mod state;
 pub mod step;

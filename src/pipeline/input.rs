@@ -11,6 +11,7 @@ use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Decoded, Rejection};
 use crate::core::limits::MAX_TENANT_BYTES;
 use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::reject::RejectKind;
 /// The decoded record is the record step's input.
 pub use crate::core::step::Input;
 
@@ -76,6 +77,7 @@ impl Inputs {
         match input.user() {
             Some(user) if self.catalog.tenant(&user.tenant).is_none() => {
                 Input::DeadLetter(Rejection::new(
+                    RejectKind::UnknownTenant,
                     format!("tenant: unknown tenant '{}'", user.tenant),
                     Some("tenant"),
                     Some(&user.user_id),
@@ -100,6 +102,7 @@ impl Inputs {
         }
         let internal = |what: &str, e: serde_json::Error| {
             Input::DeadLetter(Rejection::new(
+                RejectKind::Internal,
                 format!("record: not a valid {what}: {e}"),
                 None,
                 None,
@@ -130,12 +133,17 @@ impl Inputs {
     }
 
     fn decode_command(&self, payload: &[u8]) -> Input {
-        let reject = |reason: String, field: Option<&str>, user: Option<&str>, tenant: &str| {
-            Input::DeadLetter(Rejection::new(reason, field, user, tenant))
+        let reject = |kind: RejectKind,
+                      reason: String,
+                      field: Option<&str>,
+                      user: Option<&str>,
+                      tenant: &str| {
+            Input::DeadLetter(Rejection::new(kind, reason, field, user, tenant))
         };
         let default_tenant = crate::core::model::DEFAULT_TENANT;
         if payload.len() > DEFAULT_MAX_RECORD_BYTES {
             return reject(
+                RejectKind::TooLarge,
                 format!(
                     "record of {} bytes exceeds the limit of {DEFAULT_MAX_RECORD_BYTES} bytes",
                     payload.len()
@@ -147,6 +155,7 @@ impl Inputs {
         }
         match serde_json::from_slice::<Command>(payload) {
             Err(e) => reject(
+                RejectKind::Internal,
                 format!("record: not a valid command: {e}"),
                 None,
                 None,
@@ -166,11 +175,13 @@ impl Inputs {
                         } else {
                             default_tenant.to_string()
                         },
+                        kind: e.kind,
                     });
                 }
                 match decode::resolve_action(&self.catalog, &action) {
                     Ok(trigger_id) => Input::Action { action, trigger_id },
                     Err(e) => reject(
+                        e.kind(),
                         e.to_string(),
                         Some(&e.field()),
                         Some(&action.user_id),

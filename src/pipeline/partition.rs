@@ -502,7 +502,7 @@ impl Partition {
                 // Dead letters carry no state: they are published with the batch, not kept
                 // in the outbox (a redelivery makes the same one, with the same id).
                 if let Input::DeadLetter(rejection) = input {
-                    batch.stats.dead_letters.push(reason_class(rejection));
+                    batch.stats.dead_letters.push(rejection.kind.as_str());
                     for event in &out.events {
                         batch.publish.push(OutboxEntry {
                             cause: source.clone(),
@@ -687,6 +687,10 @@ fn dead_letter_record(event: &Event, rejection: &Rejection, topics: &Topics) -> 
             ("questline-event-id".into(), event.event_id.clone()),
             ("questline-event-type".into(), event.body.kind().into()),
             ("questline-reason".into(), rejection.reason.clone()),
+            (
+                "questline-reject-kind".into(),
+                rejection.kind.as_str().into(),
+            ),
             ("questline-source-topic".into(), event.source.topic.clone()),
             (
                 "questline-source-partition".into(),
@@ -708,22 +712,6 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
     match input {
         Input::Claim(_) => "claim_id",
         _ => "action_id",
-    }
-}
-
-/// The metric label of a dead letter's reason.
-pub fn reason_class(rejection: &Rejection) -> &'static str {
-    let r = rejection.reason.as_str();
-    if r.starts_with("record: not JSON") {
-        "not_json"
-    } else if r.contains("exceeds the limit") {
-        "too_large"
-    } else if r.contains("unknown trigger") {
-        "unknown_trigger"
-    } else if r.contains("unknown tenant") {
-        "unknown_tenant"
-    } else {
-        "mapping"
     }
 }
 
