@@ -59,7 +59,8 @@ fn replay_of_every_consumed_topic_names_the_workers_winners() {
             let user = format!("u{u}");
             records.push((
                 user.clone(),
-                json!({"userId": user, "triggerId": 20, "value": 1}).to_string(),
+                json!({"userId": user, "triggerId": 20, "location": "forum", "value": 1})
+                    .to_string(),
             ));
             if round == 4 {
                 records.push((
