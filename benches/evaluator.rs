@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
                     };
                     let effects = evaluate(
                         &mut states[*user],
-                        UserInput::Action(action, trigger),
+                        UserInput::Action(action, Some(trigger), None),
                         tenant,
                         &action.user_id,
                         &ctx,
@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
         let action = Action::new("sized", TriggerKey::Id(t), Decimal::from(7));
         evaluate(
             &mut state,
-            UserInput::Action(&action, tenant.trigger(t).unwrap()),
+            UserInput::Action(&action, tenant.trigger(t), None),
             tenant,
             "sized",
             &ctx,

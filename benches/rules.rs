@@ -6,11 +6,17 @@
 //! and every tenth has a daily streak, so per-user state is read and written too. Occurrences
 //! carry their parameters already parsed, as the worker's actions do, and are spread over
 //! 10,000 users; each is looked up by event name and evaluated with the user's rule states.
+//! The second benchmark runs the same occurrences through the user-stage evaluator (the record
+//! step's core): rule states inside the user's state, the credit and its event.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use questline::core::catalog::Catalog;
+use questline::core::evaluator::{evaluate, Context, UserInput};
+use questline::core::model::{Action, SourceRef, TriggerKey};
 use questline::core::rules::{evaluate_for_user, RuleOutcome, RuleStates};
+use questline::core::state::UserState;
+use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 const EVENTS: usize = 50;
@@ -104,6 +110,52 @@ fn bench(c: &mut Criterion) {
                     }
                 }
                 std::hint::black_box(paid)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same occurrences through the user-stage evaluator, as the record step runs them:
+    // lateness, rule states in the user's state, the credit and its `reward.granted` event.
+    let actions: Vec<(usize, Action)> = occurrences
+        .iter()
+        .map(|(user, event, params, at)| {
+            let mut action = Action::new(
+                format!("user-{user}"),
+                TriggerKey::Name(event.clone()),
+                Decimal::ONE,
+            );
+            action.tenant = "kwegg".into();
+            action.params = params.clone();
+            action.occurred_at = Some(*at);
+            (*user, action)
+        })
+        .collect();
+    let source = SourceRef::new("bench", 0, 0);
+    let now = start + TimeDelta::days(15);
+    group.bench_function("through_the_evaluator_10k_users", |b| {
+        b.iter_batched_ref(
+            || vec![UserState::default(); USERS],
+            |states| {
+                let mut events = 0usize;
+                for (user, action) in &actions {
+                    let TriggerKey::Name(name) = &action.trigger_id else {
+                        unreachable!()
+                    };
+                    let ctx = Context {
+                        source: &source,
+                        cause: "bench:0:0",
+                        record_time: now,
+                    };
+                    let effects = evaluate(
+                        &mut states[*user],
+                        UserInput::Action(action, None, tenant.event(name)),
+                        tenant,
+                        &action.user_id,
+                        &ctx,
+                    );
+                    events += effects.events.len();
+                }
+                std::hint::black_box(events)
             },
             BatchSize::LargeInput,
         )

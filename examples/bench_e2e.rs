@@ -211,6 +211,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf only reads a system constant.
+    #[allow(unsafe_code)]
     let per_second = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
         n if n > 0 => n,
         _ => 100,

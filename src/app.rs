@@ -1,10 +1,12 @@
 //! The composition root: the only place that picks concrete adapters (Kafka or the
 //! in-process log, ScyllaDB or the embedded store) and wires them into the pipeline.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use crate::amounts::http::HttpCaller;
+use crate::amounts::AmountCaller;
 use crate::core::catalog::Catalog;
 use crate::core::mapping::Mapping;
 use crate::failure::Failure;
@@ -58,6 +60,13 @@ pub async fn connect_scylla(settings: &Settings) -> Result<ScyllaStore, Failure>
         .map_err(|e| Failure::Runtime(e.into()))
 }
 
+/// The amount stage's HTTP caller, as `amounts.*` configures it.
+pub fn amount_caller(settings: &Settings) -> Result<Arc<dyn AmountCaller>, Failure> {
+    HttpCaller::new(&settings.amounts)
+        .map(|caller| Arc::new(caller) as Arc<dyn AmountCaller>)
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
 /// A watch that turns true on SIGTERM or Ctrl-C.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -90,8 +99,11 @@ pub fn app_state(
     readiness: Readiness,
 ) -> Result<AppState, Failure> {
     use crate::http::images::{BucketConfig, ImageUrls, Presigner};
+    http::check_settings(&settings.http).map_err(Failure::Config)?;
     let mut state = AppState::new(catalog, store, commands, settings.http.clone());
     state.ready = readiness;
+    state.kwegg =
+        http::kwegg::Facade::new(&settings.kwegg, &state.catalog).map_err(Failure::Config)?;
     let images = &settings.http.images;
     state.images = match (&images.s3, &images.base_url) {
         (Some(s3), _) => ImageUrls::Presigned(Box::new(
@@ -187,6 +199,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         &settings,
         readiness.clone(),
     )?;
+    let limits = http::server::Limits::new(&settings.http).map_err(Failure::Config)?;
     let listener = bind(&settings.http.listen).await?;
     let app = if serve {
         http::router(state)
@@ -195,11 +208,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     };
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(wait_for(shutdown))
-                .await
-        }
+        async move { http::server::serve(listener, app, limits, wait_for(shutdown)).await }
     });
     tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
     let worker = Worker::new(
@@ -211,7 +220,8 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         settings.kafka.group_id.clone(),
         shutdown,
     )
-    .with_readiness(readiness);
+    .with_readiness(readiness)
+    .with_amounts(amount_caller(&settings)?);
     let result = worker.run().await;
     log.close().await;
     let _ = server.await;
@@ -236,9 +246,9 @@ pub async fn migrate(settings: Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Loads settings for a command taking `--config`.
-pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
-    Settings::load(config).map_err(|e| Failure::Config(e.to_string()))
+/// Loads settings for a command taking `--config` (any number of files, layered).
+pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
+    Settings::load(files).map_err(|e| Failure::Config(e.to_string()))
 }
 
 /// `questline demo`: the worker on the in-process log and an embedded store in a temporary
@@ -246,7 +256,10 @@ pub fn settings_from(config: Option<&Path>) -> Result<Settings, Failure> {
 pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     use crate::demo::{self, Examples};
     use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
-    let settings = Settings::default();
+    let settings = Settings {
+        kwegg: http::kwegg::demo_settings(),
+        ..Settings::default()
+    };
     let examples = Examples::load(&args)?;
     let temp = tempfile::Builder::new()
         .prefix("questline-demo-")
@@ -276,7 +289,8 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
         "demo".into(),
         worker_stopped,
     )
-    .with_readiness(readiness.clone());
+    .with_readiness(readiness.clone())
+    .with_amounts(amount_caller(&settings)?);
     let worker = tokio::spawn(worker.run());
     let printer = tokio::spawn(demo::print_events(
         Arc::clone(&log),

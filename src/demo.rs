@@ -22,7 +22,7 @@ use crate::files;
 use crate::pipeline::memory::MemoryLog;
 use crate::settings::Settings;
 
-const EMBEDDED_CATALOG: [(&str, &str); 3] = [
+const EMBEDDED_CATALOG: [(&str, &str); 4] = [
     (
         "examples/catalog/challenges.toml",
         include_str!("../examples/catalog/challenges.toml"),
@@ -34,6 +34,10 @@ const EMBEDDED_CATALOG: [(&str, &str); 3] = [
     (
         "examples/catalog/triggers.toml",
         include_str!("../examples/catalog/triggers.toml"),
+    ),
+    (
+        "examples/catalog/kwegg.toml",
+        include_str!("../examples/catalog/kwegg.toml"),
     ),
 ];
 const EMBEDDED_MAPPINGS: [(&str, &str); 3] = [
@@ -171,6 +175,10 @@ pub fn print_try_it(addr: std::net::SocketAddr) {
         "  curl -s -X POST http://{addr}/api/v1/Integration/AddAction -H 'Content-Type: application/json' \\\n       -d '{{\"userId\": \"151631\", \"triggerId\": 3, \"value\": 100}}'"
     );
     println!("  curl -s http://{addr}/api/v1/users/151631/balances");
+    println!(
+        "  curl -s -X POST http://{addr}/userauth/user/tenant/login -H 'License-Key: {}' -H 'Platform: RAW' \\\n       -H 'Content-Type: application/json' -d '{{\"userId\": \"12\"}}'   # the Kwegg API",
+        crate::http::kwegg::DEMO_LICENSE_KEY
+    );
     println!();
 }
 

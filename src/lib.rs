@@ -6,7 +6,10 @@
 //!   the inventory evaluator, events and deterministic ids. No IO, no clock.
 //! - [`http`]: the sidecar — progress, AddAction, balances, history, claims, health — which
 //!   reads the store and submits commands to the log, never writing state itself.
+//! - [`amounts`]: the amount stage's caller — programmatic events' endpoints over HTTP, with
+//!   timeouts, retries, a concurrency limit and circuit breakers.
 //! - `main.rs`: parses the command line and hands over to the commands in [`cli`].
+pub mod amounts;
 pub mod app;
 pub mod cli;
 pub mod core;

@@ -1,11 +1,29 @@
-//! Settings: embedded defaults → the `--config` TOML file → `QUESTLINE__…` environment.
+//! Settings: built-in defaults → the `--config` TOML files, in order → the environment;
+//! then refused if a value makes no sense.
 //!
-//! Keys and defaults are documented in docs/configuration.md. Unknown keys are an error; a bad file fails at
-//! startup with its path and line (the file is checked with `toml` first, which knows
-//! lines, then layered with the environment by the `config` crate).
+//! Keys and defaults are documented in docs/configuration.md. Every error names where it
+//! is: a file's problems their file and line (each file is read by `toml` alone first, which
+//! knows lines), the environment's the variable, a refused value its key and where that key
+//! was set. The parts, one concern each:
+//!
+//! - [`env`]: which variables are settings, and the key each one sets;
+//! - [`layers`]: the files and the environment merged, and where each key came from;
+//! - [`validate`]: the values that parse but cannot work;
+//! - [`redact`]: secrets hidden for display (`questline config`).
+
+mod env;
+mod key;
+mod layers;
+mod redact;
+mod validate;
+
+pub use env::property_name;
+pub use key::KeyPath;
+pub use redact::{is_secret_property, REDACTED};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -18,6 +36,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub pipeline: PipelineSettings,
+    pub kwegg: KweggSettings,
+    pub amounts: AmountSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +77,10 @@ pub struct Topics {
     pub inventory_requests: String,
     /// Internal: inventory stage → user stage (keyed by user).
     pub inventory_responses: String,
+    /// Internal: user stage → amount stage, programmatic events' calls (keyed by user).
+    pub amount_requests: String,
+    /// Internal: amount stage → user stage, the recorded amounts (keyed by user).
+    pub amount_responses: String,
 }
 
 impl Default for Topics {
@@ -68,6 +92,8 @@ impl Default for Topics {
             commands: "questline.commands".into(),
             inventory_requests: "questline.inventory-requests".into(),
             inventory_responses: "questline.inventory-responses".into(),
+            amount_requests: "questline.amount-requests".into(),
+            amount_responses: "questline.amount-responses".into(),
         }
     }
 }
@@ -160,6 +186,15 @@ pub struct HttpSettings {
     pub auth: AuthSettings,
     /// How catalog image keys become URLs.
     pub images: ImageSettings,
+    /// Seconds a connection has to send a whole request head, counted from when it opened or
+    /// its previous response was sent; then it is closed.
+    pub header_timeout_seconds: u64,
+    /// Seconds a request body has to arrive in full once the sidecar reads it; then 408.
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection is kept open after a response, waiting for its next request.
+    pub keep_alive_seconds: u64,
+    /// Most connections open at once; a new one beyond takes the longest-idle one's place.
+    pub max_connections: usize,
 }
 
 /// Image URLs: keys as they are (default), joined to `base_url`, or presigned from a private
@@ -171,22 +206,32 @@ pub struct ImageSettings {
     pub s3: Option<S3Settings>,
 }
 
+/// Every key defaults, so a later file or a variable can set one key of a bucket an earlier
+/// file describes; the required ones are checked once all layers are merged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Settings {
     pub endpoint: String,
     pub bucket: String,
     pub region: String,
-    #[serde(default)]
     pub path_style: bool,
     pub access_key: String,
     pub secret_key: String,
-    #[serde(default = "default_expiry")]
     pub expires_seconds: u64,
 }
 
-fn default_expiry() -> u64 {
-    3600
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: String::new(),
+            path_style: false,
+            access_key: String::new(),
+            secret_key: String::new(),
+            expires_seconds: 3600,
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -196,6 +241,10 @@ impl Default for HttpSettings {
             max_body_bytes: 64 * 1024,
             auth: AuthSettings::default(),
             images: ImageSettings::default(),
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 10,
+            keep_alive_seconds: 5,
+            max_connections: 512,
         }
     }
 }
@@ -244,47 +293,143 @@ impl Default for PipelineSettings {
     }
 }
 
+/// The Kwegg API facade of the sidecar (docs/http-api.md, "Kwegg API"). Off until a license
+/// key is listed: every login is then refused as an unknown `License-Key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KweggSettings {
+    /// License key → tenant: what a tenant's clients send as `License-Key`.
+    pub license_keys: BTreeMap<String, String>,
+    /// Signs the access tokens (HMAC-SHA256); at least 32 bytes once a license key is listed.
+    /// Every sidecar of a deployment needs the same one.
+    pub secret: String,
+    /// How long an access token is accepted after the login that issued it.
+    pub token_ttl_seconds: u64,
+    /// The reward type whose balance is the user's coins (balance, transactions, offers).
+    pub reward_type: String,
+    /// Most history entries read to list a user's transactions (newest first).
+    pub transactions_scan_limit: usize,
+    /// Offers a user may redeem with coins, per tenant.
+    pub offers: Vec<KweggOffer>,
+}
+
+impl Default for KweggSettings {
+    fn default() -> Self {
+        KweggSettings {
+            license_keys: BTreeMap::new(),
+            secret: String::new(),
+            token_ttl_seconds: 86_400,
+            reward_type: "points".into(),
+            transactions_scan_limit: 10_000,
+            offers: Vec::new(),
+        }
+    }
+}
+
+/// The amount stage's HTTP caller, which asks programmatic events' endpoints what an
+/// occurrence pays (docs/catalog.md, "Programmatic events"). Each call's own timeout is the
+/// event's `timeout` in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmountSettings {
+    /// Most calls in flight at once, over every partition and endpoint.
+    pub concurrency: usize,
+    /// Tries after the first when a call times out, cannot connect, or gets a 5xx or 429.
+    pub retries: u32,
+    /// Backoff before a retry, doubling from min to max, with jitter (milliseconds).
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Consecutive failed calls to one endpoint that open its circuit breaker (0: never).
+    pub breaker_threshold: u32,
+    /// How long an open breaker pays the fallback without calling, before a trial call
+    /// (milliseconds).
+    pub breaker_cool_down_ms: u64,
+}
+
+impl Default for AmountSettings {
+    fn default() -> Self {
+        AmountSettings {
+            concurrency: 32,
+            retries: 2,
+            backoff_min_ms: 100,
+            backoff_max_ms: 2_000,
+            breaker_threshold: 5,
+            breaker_cool_down_ms: 30_000,
+        }
+    }
+}
+
+/// A redeemable offer of the Kwegg facade: redeeming it claims `points` coins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KweggOffer {
+    /// 1–36 of `A-Z a-z 0-9 . _ -`, unique within the tenant.
+    pub id: String,
+    pub tenant: String,
+    pub title: String,
+    #[serde(default)]
+    pub brand: String,
+    #[serde(default)]
+    pub description: String,
+    /// The price in coins: a whole number greater than 0.
+    pub points: u64,
+}
+
 /// A configuration problem: where and what.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SettingsError(pub String);
 
 impl Settings {
-    /// Loads defaults, then `file` (when given), then the `QUESTLINE__` environment.
-    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
-        let mut builder = config::Config::builder().add_source(
-            config::Config::try_from(&Settings::default())
-                .map_err(|e| SettingsError(e.to_string()))?,
-        );
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
-            // First with `toml` alone, which reports lines, for errors in the file itself.
-            toml::from_str::<Settings>(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-                    .unwrap_or(0);
-                SettingsError(format!("{}:{line}: {}", path.display(), e.message()))
-            })?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+    /// Loads the defaults, then `files` in order (a later one wins), then the process's
+    /// environment; refuses values that make no sense.
+    pub fn load(files: &[impl AsRef<Path>]) -> Result<Settings, SettingsError> {
+        Settings::load_from(files, std::env::vars_os())
+    }
+
+    /// [`Settings::load`] with the environment given, not read from the process.
+    pub fn load_from(
+        files: &[impl AsRef<Path>],
+        environment: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut layers = layers::Layers::default();
+        for file in files {
+            layers.add_file(file.as_ref())?;
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("QUESTLINE")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("store.scylla.nodes"),
-        );
-        let merged = builder
-            .build()
-            .map_err(|e| SettingsError(format!("configuration: {e}")))?;
-        merged.try_deserialize::<Settings>().map_err(|e| {
-            SettingsError(format!(
-                "configuration (file or QUESTLINE__ environment): {e}"
-            ))
-        })
+        layers.add_env(env::settings_from_env(environment)?)?;
+        let settings = layers.settings()?;
+        let problems = validate::problems(&settings);
+        if problems.is_empty() {
+            return Ok(settings);
+        }
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                let keys: Vec<&KeyPath> = std::iter::once(&p.key).chain(&p.related).collect();
+                match layers.origin_near(&keys) {
+                    Some(origin) => format!("{origin}: {}: {}", p.key, p.reason),
+                    None => format!("{}: {}", p.key, p.reason),
+                }
+            })
+            .collect();
+        Err(SettingsError(match lines.as_slice() {
+            [one] => one.clone(),
+            _ => format!(
+                "{} configuration problems:\n  {}",
+                lines.len(),
+                lines.join("\n  ")
+            ),
+        }))
+    }
+
+    /// These settings with every secret replaced by [`REDACTED`], for display.
+    pub fn redacted(&self) -> Settings {
+        redact::redacted(self)
+    }
+
+    /// These settings as a TOML file would write them.
+    pub fn to_toml(&self) -> Result<String, SettingsError> {
+        toml::to_string(self).map_err(|e| SettingsError(format!("settings as TOML: {e}")))
     }
 }
 
@@ -302,23 +447,186 @@ mod tests {
         assert_eq!(s.http.listen, "127.0.0.1:8080");
     }
 
+    /// `Settings::load_from` the files with `vars` as the whole environment.
+    fn load(files: &[&Path], vars: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::load_from(files, vars.iter().map(|(k, v)| (k.into(), v.into()))).map_err(|e| e.0)
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
     fn a_file_overrides_defaults_and_unknown_keys_fail_with_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good.toml");
-        std::fs::write(&good, "[kafka]\nbrokers = \"10.0.0.1:9092\"\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"20\"\n").unwrap();
-        let s = Settings::load(Some(&good)).unwrap();
+        let good = write(dir.path(), "good.toml", "[kafka]\nbrokers = \"10.0.0.1:9092\"\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"20\"\n");
+        let s = load(&[&good], &[]).unwrap();
         assert_eq!(s.kafka.brokers, "10.0.0.1:9092");
         assert_eq!(s.kafka.properties["fetch.wait.max.ms"], "20");
         assert_eq!(s.kafka.group_id, "questline");
-        let bad = dir.path().join("bad.toml");
-        std::fs::write(
-            &bad,
+        let bad = write(
+            dir.path(),
+            "bad.toml",
             "[kafka]\nbrokers = \"x\"\n\n[store]\nkindd = \"scylla\"\n",
-        )
-        .unwrap();
-        let err = Settings::load(Some(&bad)).unwrap_err().to_string();
+        );
+        let err = load(&[&bad], &[]).unwrap_err();
         assert!(err.contains("bad.toml:5"), "{err}");
         assert!(err.contains("kindd"), "{err}");
+    }
+
+    #[test]
+    fn files_layer_in_order_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write(
+            dir.path(),
+            "base.toml",
+            "[kafka]\nbrokers = \"a:9092\"\ngroup_id = \"base\"\n[pipeline]\nbatch_size = 100\n",
+        );
+        let site = write(dir.path(), "site.toml", "[kafka]\ngroup_id = \"site\"\n");
+        let s = load(
+            &[&base, &site],
+            &[
+                ("QUESTLINE__PIPELINE__BATCH_SIZE", "200"),
+                ("QUESTLINE_KAFKA_PROPERTY_GROUP_INSTANCE_ID", "worker-0"),
+                ("QUESTLINE_HTTP_AUTH_CLIENT_MyApp", "s3cret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.kafka.brokers, "a:9092");
+        assert_eq!(s.kafka.group_id, "site");
+        assert_eq!(s.pipeline.batch_size, 200);
+        assert_eq!(s.kafka.properties["group.instance.id"], "worker-0");
+        assert_eq!(s.http.auth.clients["MyApp"], "s3cret");
+        // The other order: base wins.
+        let s = load(&[&site, &base], &[]).unwrap();
+        assert_eq!(s.kafka.group_id, "base");
+    }
+
+    #[test]
+    fn a_refused_value_names_the_file_and_line_that_set_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = write(
+            dir.path(),
+            "base.toml",
+            "[pipeline]\nbatch_size = 0\nretry_min_ms = 100\n",
+        );
+        let fix = write(
+            dir.path(),
+            "fix.toml",
+            "# a comment\n[pipeline]\nbatch_size = 10\n",
+        );
+        let err = load(&[&base], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2: pipeline.batch_size: is 0: must be at least 1 (the most records per batch)",
+                base.display()
+            )
+        );
+        assert!(load(&[&base, &fix], &[]).is_ok());
+        let err = load(&[&fix], &[("QUESTLINE__PIPELINE__BATCH_SIZE", "0")]).unwrap_err();
+        assert!(
+            err.starts_with("QUESTLINE__PIPELINE__BATCH_SIZE: pipeline.batch_size: is 0"),
+            "{err}"
+        );
+        // A problem of two keys, one of them a default: where the other was set.
+        let err = load(&[&fix], &[("QUESTLINE__PIPELINE__RETRY_MIN_MS", "9000")]).unwrap_err();
+        assert!(
+            err.starts_with("QUESTLINE__PIPELINE__RETRY_MIN_MS: pipeline.retry_max_ms: is 5000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn several_problems_are_listed_one_per_line() {
+        let err = load(
+            &[] as &[&Path],
+            &[
+                ("QUESTLINE__PIPELINE__BATCH_SIZE", "0"),
+                ("QUESTLINE_HTTP_AUTH_CLIENT_MyApp", ""),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "2 configuration problems:\n  QUESTLINE_HTTP_AUTH_CLIENT_MyApp: http.auth.clients.MyApp: \
+             has an empty secret: anyone could sign as this client\n  QUESTLINE__PIPELINE__BATCH_SIZE: \
+             pipeline.batch_size: is 0: must be at least 1 (the most records per batch)"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_refused_naming_its_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(dir.path(), "secret", "\n");
+        let err = load(
+            &[] as &[&Path],
+            &[(
+                "QUESTLINE_HTTP_AUTH_CLIENT_MyApp_FILE",
+                empty.to_str().unwrap(),
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("QUESTLINE_HTTP_AUTH_CLIENT_MyApp_FILE: http.auth.clients.MyApp: has an empty secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_effective_toml_loads_back_and_hides_secrets() {
+        let s = load(
+            &[] as &[&Path],
+            &[
+                ("QUESTLINE_KAFKA_PROPERTY_SASL_PASSWORD", "kafka-pw"),
+                ("QUESTLINE_KAFKA_PROPERTY_SASL_USERNAME", "questline"),
+                ("QUESTLINE_HTTP_AUTH_CLIENT_MyApp", "client-secret"),
+            ],
+        )
+        .unwrap();
+        let text = s.redacted().to_toml().unwrap();
+        assert!(
+            !text.contains("kafka-pw") && !text.contains("client-secret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"sasl.password\" = \"<redacted>\""),
+            "{text}"
+        );
+        assert!(text.contains("\"sasl.username\" = \"questline\""), "{text}");
+        assert!(text.contains("MyApp = \"<redacted>\""), "{text}");
+        // Unredacted, it is a configuration file of the same settings.
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "effective.toml", &s.to_toml().unwrap());
+        assert_eq!(load(&[&file], &[]).unwrap(), s);
+    }
+
+    /// `_FILE` at the end of a variable always means "read the value from this file", so no
+    /// key may end in `_file`.
+    #[test]
+    fn no_key_ends_in_file() {
+        fn walk(table: &toml::Table, path: &str, found: &mut Vec<String>) {
+            for (k, v) in table {
+                let key = format!("{path}{k}");
+                if k.to_ascii_lowercase().ends_with("_file") {
+                    found.push(key.clone());
+                }
+                if let toml::Value::Table(t) = v {
+                    walk(t, &format!("{key}."), found);
+                }
+            }
+        }
+        let mut full = Settings::default();
+        full.http.images.s3 = Some(S3Settings::default());
+        full.http.images.base_url = Some(String::new());
+        let toml::Value::Table(table) = toml::Value::try_from(&full).unwrap() else {
+            panic!("settings are a table");
+        };
+        let mut found = Vec::new();
+        walk(&table, "", &mut found);
+        assert!(table.contains_key("pipeline"));
+        assert_eq!(found, Vec::<String>::new());
     }
 }

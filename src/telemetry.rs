@@ -4,8 +4,9 @@
 //! |---|---|---|---|
 //! | `questline_records_in_total` | counter | topic | records consumed |
 //! | `questline_actions_processed_total` | counter | outcome (`applied`, `duplicate`, `redelivered`, `ignored`) | actions evaluated or skipped |
+//! | `questline_duplicates_total` | counter | reason (`action_id`, `claim_id`) | actions and claims dropped because their id was applied before (also in `actions_processed_total{outcome="duplicate"}`) |
 //! | `questline_events_out_total` | counter | topic, type | events produced |
-//! | `questline_dead_letters_total` | counter | reason (`mapping`, `unknown_trigger`, `unknown_tenant`, `too_large`, `not_json`; `output_too_large`: an output the broker refused for its size, replaced by a dead letter) | records dead-lettered |
+//! | `questline_dead_letters_total` | counter | reason: the rejection's kind (`not_json`, `too_large`, `mapping` for a missing or invalid field, `unknown_tenant`, `unknown_trigger`, `params` for an earning-rule event's parameters, `internal` for a malformed command or internal record; `output_too_large`: an output the broker refused for its size, replaced by a dead letter) | records dead-lettered |
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
 //! | `questline_batch_size` | histogram | | records per batch |
 //! | `questline_batch_seconds` | histogram | | batch latency, evaluation start to commit (batches overlap: one is evaluated while the previous one is written, published and committed) |
@@ -15,12 +16,18 @@
 //! | `questline_store_wedged` | gauge | | 1 while the embedded store is closed after an I/O failure (a full disk) and not yet reopened; 0 otherwise |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
+//! | `questline_amount_calls_total` | counter | outcome (`answered`, or the fallback's reason: `timeout`, `unreachable`, `status`, `bad_answer`, `circuit_open`, `not_programmatic`) | amount requests decided by calling a programmatic event's endpoint, one per request (retries included) |
+//! | `questline_amount_call_seconds` | histogram | | one HTTP try to an endpoint, until its answer is read or it fails |
+//! | `questline_amount_retries_total` | counter | | tries after the first (timeouts, connection failures, 5xx, 429) |
+//! | `questline_amount_breaker_state` | gauge | endpoint (URL without its query) | the endpoint's circuit breaker: 0 closed, 1 open, 2 half-open (one trial call) |
 //! | `questline_http_requests_total` | counter | route, status | sidecar requests |
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
+//! | `questline_http_connections` | gauge | | the sidecar's open connections |
+//! | `questline_http_connections_evicted_total` | counter | | idle connections closed to make room for new ones (`http.max_connections` reached, or no descriptor left) |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -29,6 +36,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub records_in: IntCounterVec,
     pub actions_processed: IntCounterVec,
+    pub duplicates: IntCounterVec,
     pub events_out: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub rewards_granted: IntCounterVec,
@@ -40,8 +48,14 @@ pub struct Metrics {
     pub store_wedged: IntGauge,
     pub rebalances: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub amount_calls: IntCounterVec,
+    pub amount_call_seconds: Histogram,
+    pub amount_retries: IntCounter,
+    pub amount_breaker_state: IntGaugeVec,
     pub http_requests: IntCounterVec,
     pub http_request_seconds: HistogramVec,
+    pub http_connections: IntGauge,
+    pub http_connections_evicted: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -66,6 +80,9 @@ fn histogram(
         .expect("unique metric");
     h
 }
+
+/// The `reason` labels of `questline_duplicates_total`.
+pub const DUPLICATE_REASONS: [&str; 2] = ["action_id", "claim_id"];
 
 const LATENCY: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -104,7 +121,55 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(store_wedged.clone()))
             .expect("unique metric");
+        let duplicates = counter(
+            r,
+            "duplicates_total",
+            "Actions and claims dropped as duplicates, by the id that identified them",
+            &["reason"],
+        );
+        // Both series exist from the start, so a rate or an alert on either sees 0, not nothing.
+        for reason in DUPLICATE_REASONS {
+            duplicates.with_label_values(&[reason]);
+        }
+        let amount_call_seconds = Histogram::with_opts(
+            HistogramOpts::new("amount_call_seconds", "One HTTP try to an amount endpoint")
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_call_seconds.clone()))
+            .expect("unique metric");
+        let amount_retries = IntCounter::new(
+            "amount_retries_total",
+            "Tries of an amount endpoint after the first",
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_retries.clone()))
+            .expect("unique metric");
+        let amount_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "amount_breaker_state",
+                "Circuit breaker of an amount endpoint: 0 closed, 1 open, 2 half-open",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(amount_breaker_state.clone()))
+            .expect("unique metric");
+        let http_connections = IntGauge::new("http_connections", "The sidecar's open connections")
+            .expect("valid metric");
+        r.register(Box::new(http_connections.clone()))
+            .expect("unique metric");
+        let http_connections_evicted = IntCounter::new(
+            "http_connections_evicted_total",
+            "Idle sidecar connections closed to make room for new ones",
+        )
+        .expect("valid metric");
+        r.register(Box::new(http_connections_evicted.clone()))
+            .expect("unique metric");
         Metrics {
+            duplicates,
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(
                 r,
@@ -150,6 +215,15 @@ impl Metrics {
                 &["kind"],
             ),
             consumer_lag,
+            amount_calls: counter(
+                r,
+                "amount_calls_total",
+                "Amount requests decided by calling an endpoint, by outcome",
+                &["outcome"],
+            ),
+            amount_call_seconds,
+            amount_retries,
+            amount_breaker_state,
             http_requests: counter(
                 r,
                 "http_requests_total",
@@ -163,6 +237,8 @@ impl Metrics {
                 &["route"],
                 LATENCY.to_vec(),
             ),
+            http_connections,
+            http_connections_evicted,
             registry,
         }
     }

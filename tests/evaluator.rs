@@ -5,8 +5,9 @@ mod engine_support;
 use engine_support::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
+use questline::core::mapping::Mapping;
 use rust_decimal::Decimal;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -146,6 +147,28 @@ fn action_and_location_form_the_compound_key() {
         json!(6),
         "comments elsewhere toward challenge 6"
     );
+}
+
+/// A numeric actionId is the compound key with its location too: trigger 20 is the forum's
+/// `post_comment`, so action 20 in the blog is no forum comment.
+#[test]
+fn a_numeric_action_id_honours_the_location() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let blog = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": 20, "location": "blog"}),
+    );
+    let v = json(&blog.events);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["type"], "dead_letter");
+    assert_eq!(v[0]["field"], "triggerId");
+    assert_eq!(v[0]["reason"], "triggerId: unknown trigger '20@blog'");
+    let forum = t.send_with(
+        &kick,
+        json!({"user_id": "k", "actionId": 20, "location": "forum"}),
+    );
+    assert_eq!(json(&forum.events)[0]["challengeId"], json!(5));
 }
 
 #[test]
@@ -356,6 +379,36 @@ fn hidden_challenges_still_count() {
     assert_eq!(of_kind(&last, "milestone.achieved").len(), 1);
 }
 
+/// The seed's own Kwegg example puts a product id in `params.id`: it names what was viewed, not
+/// the occurrence, so viewing the same product again must count again. Only the occurrence's
+/// own `event.id` is an idempotency key.
+#[test]
+fn kwegg_views_of_the_same_product_count_and_only_event_ids_deduplicate() {
+    let mut t = Driver::new();
+    let kwegg = mapping("kwegg");
+    let seed_example =
+        json!({"userId": "12", "event": {"name": "product_viewed", "params": {"id": "1234"}}});
+    let mut milestones = 0;
+    for _ in 0..10 {
+        let p = t.send_with(&kwegg, seed_example.clone());
+        assert!(
+            !p.duplicate,
+            "a second view of product 1234 is not a duplicate"
+        );
+        milestones += of_kind(&p.events, "milestone.achieved").len();
+    }
+    assert_eq!(
+        milestones, 1,
+        "ten views of one product reach the frequency of 10"
+    );
+
+    let occurrence = json!({"userId": "13", "event": {"id": "occ-1", "name": "product_viewed", "params": {"id": "1234"}}});
+    assert!(!t.send_with(&kwegg, occurrence.clone()).duplicate);
+    let again = t.send_with(&kwegg, occurrence);
+    assert!(again.duplicate, "the same event.id twice is one occurrence");
+    assert!(again.events.is_empty());
+}
+
 #[test]
 fn claims_move_milestones_to_history_and_spend_the_balance() {
     let mut t = Driver::new();
@@ -436,6 +489,43 @@ fn unknown_triggers_and_bad_records_become_dead_letters_naming_the_field() {
         json(&e.events)[0]["errorCode"],
         13,
         "KickApps: invalid userId"
+    );
+}
+
+/// A record with a readable user id and a bad field is dead-lettered under that user (the
+/// dead letter is keyed by it, and support can find it); a record whose user id cannot be read
+/// has none.
+#[test]
+fn field_error_dead_letters_carry_the_user_id_the_mapping_could_read() {
+    let mut t = Driver::new();
+    let kick = mapping("kickapps");
+    let dead = |t: &mut Driver, m: &Mapping, record: Value| {
+        json(&t.send_with(m, record).events)[0].clone()
+    };
+    let v = dead(
+        &mut t,
+        &kick,
+        json!({"user_id": 151631, "actionId": "post_comment", "location": "forum", "quantity": 1.5}),
+    );
+    assert_eq!(
+        (v["type"].as_str(), v["field"].as_str()),
+        (Some("dead_letter"), Some("value"))
+    );
+    assert_eq!(v["userId"], "151631");
+    let native = Mapping::native();
+    let v = dead(
+        &mut t,
+        &native,
+        json!({"userId": " u7 ", "triggerId": 1, "occurredAt": "yesterday"}),
+    );
+    assert_eq!(
+        (v["field"].as_str(), v["userId"].as_str()),
+        (Some("occurredAt"), Some("u7"))
+    );
+    let v = dead(&mut t, &native, json!({"userId": ["u"], "triggerId": 1}));
+    assert_eq!(
+        (v["field"].as_str(), v["userId"].as_str()),
+        (Some("userId"), Some(""))
     );
 }
 
@@ -619,6 +709,10 @@ fn pinned_run(mut t: Driver, triggers: &[u32], steps: usize) -> String {
                 "triggerId": triggers[next(triggers.len() as u64) as usize],
                 "value": values[next(values.len() as u64) as usize],
             });
+            // Trigger 20 is the forum's only (KickApps' compound key): its actions say so.
+            if record["triggerId"] == 20 {
+                record["location"] = json!("forum");
+            }
             if next(4) == 0 {
                 record["actionId"] = json!(format!("a{}", next(40)));
             }
@@ -662,7 +756,7 @@ fn a_long_mixed_run_is_pinned_byte_for_byte() {
         (text.lines().count(), sha256_hex(&text)),
         (
             5797,
-            "779f5f7f4135fa3fab49212f0ae942916c6da8983d2a3a9384c647d520feeb83".to_string()
+            "ed86b284f6989a8cc3111fd82a537177386f9c0cc4041e53594599518dc3f1c0".to_string()
         )
     );
     let text = pinned_run(Driver::new(), &[1, 2, 3, 4, 5, 6, 20, 21, 30, 31], 3000);
@@ -670,7 +764,7 @@ fn a_long_mixed_run_is_pinned_byte_for_byte() {
         (text.lines().count(), sha256_hex(&text)),
         (
             1131,
-            "74bb3eb86ebeb43f136e2823108062d273a93210a47a74c464a32d2339802190".to_string()
+            "00b185347ceff47191174dcce82a75c0c7125cba3ae94ac83c9d416debd4544c".to_string()
         )
     );
 }

@@ -743,6 +743,14 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
+        ("post", "/userauth/user/tenant/login"),
+        ("get", "/userauth/user/tenant/balance"),
+        ("get", "/user/tenant/balance"),
+        ("post", "/core/user/tenant/event/occurence"),
+        ("get", "/core/user/tenant/transactions"),
+        ("get", "/core/user/tenant/offers"),
+        ("post", "/core/user/tenant/offers/redeem"),
+        ("get", "/core/user/tenant/offers/redemptions/{redemptionId}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     assert_eq!(
@@ -761,7 +769,10 @@ async fn the_openapi_document_covers_every_route() {
     }
     // Every route the document names answers (not 404/405) on the real server.
     for (method, path) in routes {
-        let concrete = path.replace("{userId}", "u200").replace("{claimId}", "c-1");
+        let concrete = path
+            .replace("{userId}", "u200")
+            .replace("{claimId}", "c-1")
+            .replace("{redemptionId}", "r-1");
         let request = match method {
             "get" => server.client.get(server.url(&concrete)),
             _ => server.client.post(server.url(&concrete)).body("{}"),
@@ -814,6 +825,18 @@ fn auth_settings() -> HttpSettings {
     settings
 }
 
+/// The signature of a request without `X-Tenant` or `Accept-Language`.
+fn sign(secret: &str, timestamp: &str, method: &str, target: &str, body: &[u8]) -> String {
+    auth::Signed {
+        timestamp,
+        method,
+        target,
+        body,
+        ..auth::Signed::default()
+    }
+    .sign(secret)
+}
+
 /// A request signed as the auth module documents.
 fn signed(
     server: &Server,
@@ -823,15 +846,46 @@ fn signed(
     secret: &str,
     timestamp: i64,
 ) -> reqwest::RequestBuilder {
+    signed_with(server, method, target, &[], body, secret, timestamp)
+}
+
+/// A request signed as the auth module documents, with `X-Tenant` and `Accept-Language`
+/// among `headers` sent and signed.
+fn signed_with(
+    server: &Server,
+    method: reqwest::Method,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    secret: &str,
+    timestamp: i64,
+) -> reqwest::RequestBuilder {
     let ts = timestamp.to_string();
-    let sig = auth::sign(secret, &ts, method.as_str(), target, body.as_bytes());
-    server
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| *v)
+    };
+    let sig = auth::Signed {
+        timestamp: &ts,
+        method: method.as_str(),
+        target,
+        tenant: value("X-Tenant"),
+        accept_language: value("Accept-Language"),
+        body: body.as_bytes(),
+    }
+    .sign(secret);
+    let mut request = server
         .client
         .request(method, server.url(target))
         .header("X-ClientId", "app")
         .header("X-Timestamp", ts)
-        .header("X-Message", sig)
-        .body(body.to_string())
+        .header("X-Message", sig);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body.to_string())
 }
 
 #[tokio::test]
@@ -869,7 +923,7 @@ async fn authentication_when_clients_are_configured() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
     let ts = now.to_string();
-    let other = auth::sign("s3cret", &ts, "GET", &progress("UserId=someone-else"), b"");
+    let other = sign("s3cret", &ts, "GET", &progress("UserId=someone-else"), b"");
     let response = server
         .client
         .get(server.url(&target))
@@ -880,7 +934,7 @@ async fn authentication_when_clients_are_configured() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    let good = auth::sign("s3cret", &ts, "GET", &target, b"");
+    let good = sign("s3cret", &ts, "GET", &target, b"");
     let response = server
         .client
         .get(server.url(&target))
@@ -929,7 +983,7 @@ async fn authentication_when_clients_are_configured() {
         (200, json!(1)),
         "{answer}"
     );
-    let sig = auth::sign("s3cret", &ts, "POST", ADD_ACTION, body.as_bytes());
+    let sig = sign("s3cret", &ts, "POST", ADD_ACTION, body.as_bytes());
     let response = server
         .client
         .post(server.url(ADD_ACTION))
@@ -954,6 +1008,140 @@ async fn authentication_when_clients_are_configured() {
         assert_eq!(status.as_u16(), 200, "{open}");
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_signature_covers_the_tenant_and_the_language() {
+    let server = Server::start_with(auth_settings(), ImageUrls::default()).await;
+    let now = chrono::Utc::now().timestamp();
+    let ts = now.to_string();
+    let target = "/api/v1/users/151631/balances";
+    let get = reqwest::Method::GET;
+    let reward_types = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no data: {body}"))
+            .iter()
+            .map(|b| b["rewardType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Signed for tenant kwegg: answered with kwegg's reward types.
+    let kwegg = [("X-Tenant", "kwegg")];
+    let response = signed_with(&server, get.clone(), target, &kwegg, "", "s3cret", now)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    let kwegg_types = reward_types(&body);
+    // Signed for the default tenant (no X-Tenant) and replayed, headers and all, against
+    // kwegg: refused, where it used to be answered with kwegg's data.
+    let default_sig = sign("s3cret", &ts, "GET", target, b"");
+    let replay = |tenant: Option<&str>, language: Option<&str>| {
+        let mut request = server
+            .client
+            .get(server.url(target))
+            .header("X-ClientId", "app")
+            .header("X-Timestamp", &ts)
+            .header("X-Message", &default_sig);
+        if let Some(tenant) = tenant {
+            request = request.header("X-Tenant", tenant);
+        }
+        if let Some(language) = language {
+            request = request.header("Accept-Language", language);
+        }
+        request.send()
+    };
+    let (status, body) = status_json(replay(None, None).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(reward_types(&body), kwegg_types, "the tenants differ");
+    let (status, body) = status_json(replay(Some("kwegg"), None).await.unwrap()).await;
+    assert_error(status, &body, 401, None);
+    // The same for the language: a signature without Accept-Language does not carry one.
+    let (status, body) = status_json(replay(None, Some("ar")).await.unwrap()).await;
+    assert_error(status, &body, 401, None);
+    // And the other way round: kwegg's signature does not serve the default tenant.
+    let kwegg_sig = auth::Signed {
+        timestamp: &ts,
+        method: "GET",
+        target,
+        tenant: "kwegg",
+        ..auth::Signed::default()
+    }
+    .sign("s3cret");
+    let response = server
+        .client
+        .get(server.url(target))
+        .header("X-ClientId", "app")
+        .header("X-Timestamp", &ts)
+        .header("X-Message", kwegg_sig)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // Signed with both headers: answered in Arabic.
+    let both = [("X-Tenant", "default"), ("Accept-Language", "ar")];
+    let response = signed_with(&server, get, target, &both, "", "s3cret", now)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["displayName"], "نقاط");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_with_an_empty_secret_is_refused_at_startup() {
+    let mut settings = auth_settings();
+    settings.auth.clients.insert("blank".into(), String::new());
+    let err = questline::http::check_settings(&settings).unwrap_err();
+    assert!(err.contains("http.auth.clients.blank"), "{err}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let state = questline::http::AppState::new(
+        example_catalog(),
+        std::sync::Arc::new(DownStore),
+        std::sync::Arc::new(RecordingSink::default()),
+        settings.clone(),
+    );
+    let err = questline::http::serve(listener, state, async {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("http.auth.clients.blank"), "{err}");
+    // A router served without the check still never accepts the empty secret: the client
+    // is left out and authentication stays on.
+    let state = questline::http::AppState::new(
+        example_catalog(),
+        std::sync::Arc::new(DownStore),
+        std::sync::Arc::new(RecordingSink::default()),
+        settings.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let limits = questline::http::server::Limits::new(&settings).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(questline::http::server::serve(
+        listener,
+        questline::http::router(state),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let target = "/api/v1/users/151631/balances";
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let response = reqwest::Client::new()
+        .get(format!("{base}{target}"))
+        .header("X-ClientId", "blank")
+        .header("X-Timestamp", &ts)
+        .header("X-Message", sign("", &ts, "GET", target, b""))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(response).await;
+    assert_error(status, &body, 401, None);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
 }
 
 #[tokio::test]

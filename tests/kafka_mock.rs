@@ -69,6 +69,8 @@ fn create_topics(cluster: &MockCluster<'_, impl rdkafka::ClientContext>, rig: &M
         &topics.commands,
         &topics.inventory_requests,
         &topics.inventory_responses,
+        &topics.amount_requests,
+        &topics.amount_responses,
     ] {
         cluster.create_topic(t, PARTITIONS, 1).unwrap();
     }

@@ -281,6 +281,8 @@ fn worker_topics() -> Vec<String> {
         "questline.commands",
         "questline.inventory-requests",
         "questline.inventory-responses",
+        "questline.amount-requests",
+        "questline.amount-responses",
         "questline.progress",
         "questline.rewards",
         "questline.dead-letter",

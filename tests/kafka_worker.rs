@@ -146,6 +146,16 @@ fn poison_records_go_to_the_dead_letter_topic_and_the_good_ones_around_them_are_
     assert!(reasons[2].starts_with("value:"), "{reasons:?}");
     assert!(reasons[3].contains("unknown trigger '4242'"), "{reasons:?}");
     assert_eq!(dead[0]["value"]["original"], "this is not JSON");
+    // The typed kind of each, as a header (and the dead-letter metric's label).
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|r| r["headers"]["questline-reject-kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds[..4],
+        ["not_json", "too_large", "mapping", "unknown_trigger"],
+        "{kinds:?}"
+    );
     for (i, r) in dead.iter().enumerate() {
         assert_eq!(r["headers"]["questline-reason"], r["value"]["reason"]);
         assert_eq!(

@@ -1,14 +1,17 @@
 //! The shipped mappings and the decoder never panic, whatever the bytes (property-based
-//! fuzzing), and a good record always maps to what it says.
+//! fuzzing), a good record always maps to what it says, and a field over its documented bound
+//! (`core::limits`) is always dead-lettered naming that field, in a dead letter of bounded size.
 
 mod engine_support;
 
 use engine_support::*;
 use proptest::prelude::*;
-use questline::core::decode;
+use questline::core::decode::{self, Rejection};
+use questline::core::events::{EventBody, MAX_ORIGINAL_BYTES};
+use questline::core::limits;
 use questline::core::mapping::Mapping;
-use questline::core::model::TriggerKey;
-use serde_json::{json, Value};
+use questline::core::model::{SourceRef, TriggerKey};
+use serde_json::{json, Map, Value};
 
 fn shipped() -> Vec<Mapping> {
     vec![
@@ -29,6 +32,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
             .map(Value::Number)
             .unwrap_or(Value::Null)),
         ".{0,20}".prop_map(Value::from),
+        // Past every text bound, now and then.
+        "[a-zé ]{200,700}".prop_map(Value::from),
         Just(Value::from("2026-11-25T10:00:00Z")),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
@@ -54,6 +59,45 @@ fn arb_json() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// The bounded text fields of an action and their limits in bytes.
+const BOUNDED: [(&str, usize); 5] = [
+    ("userId", limits::MAX_USER_ID_BYTES),
+    ("triggerId", limits::MAX_TRIGGER_NAME_BYTES),
+    ("actionId", limits::MAX_ACTION_ID_BYTES),
+    ("location", limits::MAX_LOCATION_BYTES),
+    ("tenant", limits::MAX_TENANT_BYTES),
+];
+
+/// Text of `len` bytes or up to two less (a three-byte character may not fit), starting with a
+/// letter (so a trigger is a name), without surrounding whitespace.
+fn text_of(len: usize, seed: u64) -> String {
+    let mut out = String::from("k");
+    let mut i = seed;
+    while out.len() < len {
+        i = i.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let c = ['a', 'é', '9', '-', '日'][(i >> 33) as usize % 5];
+        if out.len() + c.len_utf8() > len {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn dead_letter_of(rejection: &Rejection, bytes: &[u8]) -> (String, usize) {
+    let event = decode::dead_letter(
+        rejection,
+        bytes,
+        &SourceRef::new("t", 0, 1),
+        chrono::Utc::now(),
+    );
+    let size = serde_json::to_vec(&event).unwrap().len();
+    match event.body {
+        EventBody::DeadLetter { reason, .. } => (reason, size),
+        other => panic!("not a dead letter: {other:?}"),
+    }
 }
 
 proptest! {
@@ -96,4 +140,118 @@ proptest! {
             prop_assert_eq!(a.value, value);
         }
     }
+
+    /// One field past its bound, the others fine: the record is dead-lettered naming that
+    /// field, and the dead letter carries the user id unless that is the field at fault.
+    #[test]
+    fn an_oversized_field_is_dead_lettered_naming_it(
+        which in 0..BOUNDED.len(),
+        extra in 1usize..2_000,
+        seed in any::<u64>(),
+    ) {
+        let catalog = example_catalog();
+        let (field, max) = BOUNDED[which];
+        let mut doc = json!({"userId": "u1", "triggerId": "post_comment", "actionId": "a", "location": "forum", "tenant": "default"});
+        // One more byte at least, whatever character ends it (up to two bytes may not fit).
+        doc[field] = json!(text_of(max + 3 + extra, seed));
+        let bytes = doc.to_string().into_bytes();
+        let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+        prop_assert_eq!(rejection.field.as_deref(), Some(field));
+        let expected_user = if field == "userId" { None } else { Some("u1") };
+        prop_assert_eq!(rejection.user_id.as_deref(), expected_user);
+        let (reason, _) = dead_letter_of(&rejection, &bytes);
+        prop_assert!(reason.starts_with(&format!("{field}: cannot exceed {max} bytes")), "{}", reason);
+    }
+
+    /// Too many params, or params too large, are dead-lettered naming `params`.
+    #[test]
+    fn oversized_params_are_dead_lettered_naming_them(count in 0usize..200, len in 0usize..600) {
+        let catalog = example_catalog();
+        let params: Map<String, Value> = (0..count).map(|i| (format!("p{i}"), json!("v".repeat(len)))).collect();
+        let size = serde_json::to_vec(&params).unwrap().len();
+        let doc = json!({"userId": "u1", "triggerId": 1, "params": params});
+        let result = decode::decode(&Mapping::native(), &catalog, doc.to_string().as_bytes());
+        if count > limits::MAX_PARAMS || size > limits::MAX_PARAMS_BYTES {
+            let rejection = result.unwrap_err();
+            prop_assert_eq!(rejection.field.as_deref(), Some("params"));
+        } else {
+            prop_assert!(result.is_ok(), "{:?}", result);
+        }
+    }
+
+    /// Whatever the lengths, a record that maps is within every bound, and every dead letter's
+    /// reason is within its own.
+    #[test]
+    fn a_mapped_action_is_within_every_bound(
+        lens in prop::array::uniform5(1usize..600),
+        seed in any::<u64>(),
+    ) {
+        let catalog = example_catalog();
+        let mut doc = json!({});
+        for ((field, _), len) in BOUNDED.iter().zip(lens) {
+            doc[*field] = json!(text_of(len, seed));
+        }
+        let bytes = doc.to_string().into_bytes();
+        for m in shipped() {
+            if let Ok(a) = m.apply(&bytes) {
+                prop_assert!(a.user_id.len() <= limits::MAX_USER_ID_BYTES);
+                prop_assert!(a.tenant.len() <= limits::MAX_TENANT_BYTES);
+                prop_assert!(a.action_id.as_ref().is_none_or(|s| s.len() <= limits::MAX_ACTION_ID_BYTES));
+                prop_assert!(a.location.as_ref().is_none_or(|s| s.len() <= limits::MAX_LOCATION_BYTES));
+                if let TriggerKey::Name(n) = &a.trigger_id {
+                    prop_assert!(n.len() <= limits::MAX_TRIGGER_NAME_BYTES);
+                }
+            }
+            if let Err(rejection) = decode::decode(&m, &catalog, &bytes) {
+                let (reason, _) = dead_letter_of(&rejection, &bytes);
+                prop_assert!(reason.len() <= limits::MAX_REASON_BYTES);
+                prop_assert!(rejection.user_id.as_ref().is_none_or(|u| u.len() <= limits::MAX_USER_ID_BYTES));
+            }
+        }
+    }
+}
+
+/// A 900 KB trigger name makes a small dead letter: the reason gives sizes, not the name, and
+/// the original is cut to its own bound.
+#[test]
+fn a_huge_trigger_name_makes_a_small_dead_letter() {
+    let catalog = example_catalog();
+    let doc = json!({"userId": "u1", "triggerId": "t".repeat(900_000)});
+    let bytes = doc.to_string().into_bytes();
+    let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+    let (reason, size) = dead_letter_of(&rejection, &bytes);
+    assert_eq!(reason, "triggerId: cannot exceed 256 bytes, found 900000");
+    assert!(
+        size < MAX_ORIGINAL_BYTES + 1024,
+        "dead letter of {size} bytes"
+    );
+}
+
+/// A reason that quotes the input (an unknown trigger and its location, each within bounds)
+/// is cut to `MAX_REASON_BYTES`.
+#[test]
+fn reasons_quoting_the_input_are_cut() {
+    let catalog = example_catalog();
+    let doc = json!({"userId": "u1", "triggerId": "t".repeat(256), "location": "l".repeat(256)});
+    let bytes = doc.to_string().into_bytes();
+    let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+    assert!(rejection.reason.len() > limits::MAX_REASON_BYTES);
+    let (reason, _) = dead_letter_of(&rejection, &bytes);
+    assert_eq!(reason.len(), limits::MAX_REASON_BYTES);
+    assert!(
+        reason.starts_with("triggerId: unknown trigger 'ttt"),
+        "{reason}"
+    );
+    assert!(reason.ends_with('…'), "{reason}");
+    let (reason, _) = dead_letter_of(
+        &Rejection::new(
+            questline::core::reject::RejectKind::Field,
+            "x".repeat(900_000),
+            None,
+            None,
+            "default",
+        ),
+        b"{}",
+    );
+    assert_eq!(reason.len(), limits::MAX_REASON_BYTES);
 }

@@ -1,7 +1,8 @@
 //! The worker loop and the commit protocol (docs/design.md, "Commit protocol") under faults, on the in-process log:
 //! an unavailable store, a crash between publishing and committing (duplicate delivery), a
-//! crash between writing and publishing, a rebalance, a cache smaller than a batch, and a
-//! zombie partition owner.
+//! crash between writing and publishing, a rebalance, a cache smaller than a batch, a
+//! zombie partition owner; and the amount stage's bookkeeping (one call per request across a
+//! redone batch, a repeated request and a new owner).
 //!
 //! Expected events and states come from the pure engine fed the same records at the same
 //! coordinates; the catalog (`tests/kafka/catalog.toml`) has per-user challenges only, so the
@@ -825,6 +826,243 @@ async fn records_of_a_partition_revoked_during_the_poll_are_left_to_its_new_owne
         .filter(|(_, e)| e["source"]["partition"].as_i64() != Some(REVOKED as i64))
         .collect();
     assert_same_events(&got, &want);
+}
+
+/// Every input the worker drops as a duplicate is counted, with the id that identified it:
+/// `questline_duplicates_total{reason}` and the totals agree, and a redelivery is not one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_counted_by_the_id_that_identified_them() {
+    use questline::core::evaluator::ClaimCommand;
+    use questline::pipeline::commands::Command;
+    let rig = Rig::new();
+    let metric = |reason: &str| {
+        questline::telemetry::metrics()
+            .duplicates
+            .with_label_values(&[reason])
+            .get()
+    };
+    let before = (metric("action_id"), metric("claim_id"));
+    let action = |id: &str| {
+        format!(r#"{{"userId": "u1", "triggerId": 1, "value": 10, "actionId": "{id}"}}"#)
+    };
+    // a-1 three times (two duplicates), a-2 once, and one action without an id.
+    for body in [
+        action("a-1"),
+        action("a-2"),
+        action("a-1"),
+        action("a-1"),
+        r#"{"userId": "u1", "triggerId": 1, "value": 10}"#.to_string(),
+    ] {
+        rig.log.append(INPUT, "u1", body.into_bytes());
+    }
+    // Claim c-1 twice (one duplicate), c-2 once.
+    let claim = |id: &str| {
+        serde_json::to_vec(&Command::Claim(ClaimCommand {
+            claim_id: id.into(),
+            tenant: "default".into(),
+            user_id: "u1".into(),
+            milestone_ids: Vec::new(),
+            items: Vec::new(),
+        }))
+        .unwrap()
+    };
+    for id in ["c-1", "c-1", "c-2"] {
+        rig.log.append(&rig.topics.commands, "u1", claim(id));
+    }
+    let commands_committed = || -> i64 {
+        rig.log
+            .committed()
+            .iter()
+            .filter(|((t, _), _)| *t == rig.topics.commands)
+            .map(|(_, o)| *o)
+            .sum()
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(2, 1_000), shutdown));
+    rig.wait_committed(5, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while commands_committed() < 3 {
+        assert!(Instant::now() < deadline, "the claims were not committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    let totals = worker.await.unwrap();
+    assert_eq!(totals.duplicates, 3, "{totals:?}");
+    assert_eq!(
+        totals.applied, 5,
+        "three actions and two claims: {totals:?}"
+    );
+    assert_eq!(
+        (
+            metric("action_id") - before.0,
+            metric("claim_id") - before.1
+        ),
+        (2, 1)
+    );
+}
+
+/// An amount caller that counts what it is asked and answers every call with 120 points: the
+/// partition's bookkeeping is under test here; the HTTP caller is tested against a real
+/// endpoint in `tests/kafka_amounts.rs`.
+#[derive(Default)]
+struct CountingCaller {
+    calls: AtomicU64,
+}
+
+#[async_trait]
+impl questline::amounts::AmountCaller for CountingCaller {
+    async fn decide(
+        &self,
+        calls: Vec<questline::amounts::Call>,
+    ) -> Vec<questline::core::rules::programmatic::AmountOutcome> {
+        self.calls.fetch_add(calls.len() as u64, Ordering::SeqCst);
+        calls
+            .iter()
+            .map(
+                |_| questline::core::rules::programmatic::AmountOutcome::Answered {
+                    points: 120.into(),
+                },
+            )
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_new_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_file = dir.path().join("shop.toml");
+    std::fs::write(
+        &catalog_file,
+        "tenant = \"shop\"\n[[reward_types]]\nreward_type = \"points\"\ndisplay_name = \"P\"\nkind = \"points\"\n\
+         [[events]]\nname = \"ORDER_OK\"\nprogrammatic = { url = \"http://127.0.0.1:9/ok\", fallback_points = 5 }\n",
+    )
+    .unwrap();
+    let catalog = Arc::new(questline::files::load_catalog(&catalog_file).unwrap());
+    let mapping =
+        questline::files::load_mapping(&kafka_support::root().join("mappings/kwegg.toml")).unwrap();
+    let topics = Topics::default();
+    let inputs = Inputs::new(catalog, &[mapping], &topics);
+    let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
+    let caller = Arc::new(CountingCaller::default());
+    let calls = || caller.calls.load(Ordering::SeqCst);
+    let record = |topic: &str, offset: i64, payload: Vec<u8>| InRecord {
+        topic: topic.into(),
+        partition: 0,
+        offset,
+        key: Some(b"u1".to_vec()),
+        payload,
+        timestamp: chrono::Utc::now(),
+        headers: Vec::new(),
+    };
+    let produced = |batch: &questline::pipeline::partition::Batch, topic: &str| -> Vec<Vec<u8>> {
+        batch
+            .publish
+            .iter()
+            .filter(|r| r.record.topic == topic)
+            .map(|r| r.record.payload.clone())
+            .collect()
+    };
+    let mut owner = Partition::new("g", 0, 16).with_amounts(caller.clone());
+
+    // The occurrence: a pending entry and a request, no call yet.
+    let action =
+        serde_json::json!({"tenant": "shop", "userId": "u1", "event": {"name": "ORDER_OK"}});
+    let asked = owner
+        .process(
+            &store,
+            &inputs,
+            &topics,
+            &[record("kwegg.events", 0, action.to_string().into_bytes())],
+        )
+        .await
+        .unwrap();
+    let request = produced(&asked, &topics.amount_requests);
+    assert_eq!(request.len(), 1);
+    assert_eq!(calls(), 0);
+    store.write_batches(vec![asked.write]).await.unwrap();
+
+    // The request is consumed: one call, its answer sent.
+    let consumed = record(&topics.amount_requests, 0, request[0].clone());
+    let answered = owner
+        .process(&store, &inputs, &topics, std::slice::from_ref(&consumed))
+        .await
+        .unwrap();
+    assert_eq!(calls(), 1);
+    let response = produced(&answered, &topics.amount_responses);
+    assert_eq!(response.len(), 1);
+    let value: Value = serde_json::from_slice(&response[0]).unwrap();
+    assert_eq!(
+        value["outcome"],
+        serde_json::json!({"outcome": "answered", "points": 120})
+    );
+
+    // A new owner that takes the partition before that batch is written (a crash) has no
+    // record of the outcome: it calls again. This is the at-least-once window.
+    let mut successor = Partition::new("g", 0, 16).with_amounts(caller.clone());
+    successor
+        .process(&store, &inputs, &topics, std::slice::from_ref(&consumed))
+        .await
+        .unwrap();
+    assert_eq!(calls(), 2, "the window between the call and the write");
+
+    // The write fails and the batch is redone from the store: the outcome decided in this
+    // process is reused, not asked again.
+    owner.reset();
+    let redone = owner
+        .process(&store, &inputs, &topics, std::slice::from_ref(&consumed))
+        .await
+        .unwrap();
+    assert_eq!(calls(), 2);
+    assert_eq!(produced(&redone, &topics.amount_responses), response);
+    store.write_batches(vec![redone.write]).await.unwrap();
+
+    // Once written, the outcome is in the user's record: the request produced again (a
+    // re-published outbox), even to a new owner, gets the same answer without a call.
+    let repeat = record(&topics.amount_requests, 1, request[0].clone());
+    let mut next_owner = Partition::new("g", 0, 16).with_amounts(caller.clone());
+    let again = next_owner
+        .process(&store, &inputs, &topics, &[repeat])
+        .await
+        .unwrap();
+    assert_eq!(calls(), 2);
+    assert_eq!(produced(&again, &topics.amount_responses), response);
+    store.write_batches(vec![again.write]).await.unwrap();
+
+    // The response pays once; the repeated response changes nothing.
+    let settle = next_owner
+        .process(
+            &store,
+            &inputs,
+            &topics,
+            &[
+                record(&topics.amount_responses, 0, response[0].clone()),
+                record(&topics.amount_responses, 1, response[0].clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    let rewards: Vec<Value> = produced(&settle, &topics.rewards)
+        .iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert_eq!(rewards.len(), 1, "{rewards:#?}");
+    assert_eq!(rewards[0]["type"], "reward.granted");
+    assert_eq!(rewards[0]["amount"], 120);
+    assert_eq!(rewards[0]["reason"]["rule"], "programmatic");
+    store.write_batches(vec![settle.write]).await.unwrap();
+
+    // After settlement a repeat of the request is dropped: no call, no answer.
+    let late = next_owner
+        .process(
+            &store,
+            &inputs,
+            &topics,
+            &[record(&topics.amount_requests, 2, request[0].clone())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(calls(), 2);
+    assert!(produced(&late, &topics.amount_responses).is_empty());
 }
 
 /// An output larger than the log accepts (here a dead letter carrying a 60 KB poison record,

@@ -31,8 +31,8 @@ use jsonschema::{Draft, Resource, Validator};
 use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
     Aggregation, CapPeriod, Catalog, Challenge, Comparator, ConditionOp, EventDef, HttpMethod,
-    Inventory, Operator, Overshoot, ParamDef, ParamType, Prize, ProgrammaticDef, RewardKind,
-    RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
+    Inventory, Operator, Overshoot, ParamDef, ParamType, Priority, Prize, ProgrammaticDef,
+    RewardKind, RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
@@ -640,7 +640,9 @@ fn sample_events() -> Vec<Event> {
             amount: None,
             code: Some("BURGER-0001".into()),
             reason: GrantReason::Rule {
+                event: "WATCHED_VIDEO".into(),
                 rule: "welcome".into(),
+                priority: Priority::At(3),
             },
             balance: d("1234567890.123456789"),
         },
@@ -923,6 +925,7 @@ fn action_schema_and_code_agree() {
         json!({"userId": "u", "triggerId": "post_comment", "location": "forum"}),
         json!({"userId": "u", "triggerId": 1, "occurredAt": "2026-11-25T12:00:00+02:00"}),
         json!({"userId": "u", "triggerId": 1, "params": {}, "actionType": null}),
+        json!({"userId": "u".repeat(256), "triggerId": "t".repeat(256), "actionId": "a".repeat(256), "location": "l".repeat(256)}),
         serde_json::to_value(Action::new("u", TriggerKey::Id(6), d("3"))).unwrap(),
         full,
     ];
@@ -948,6 +951,12 @@ fn action_schema_and_code_agree() {
         json!({"userId": "u", "triggerId": 1, "params": [1]}),
         json!({"userId": "u", "triggerId": 1, "location": 5}),
         json!({"userId": "u", "triggerId": 1, "userid": "typo"}),
+        json!({"userId": "u".repeat(257), "triggerId": 1}),
+        json!({"userId": "u", "triggerId": "t".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "actionId": "a".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "location": "l".repeat(257)}),
+        json!({"userId": "u", "triggerId": 1, "tenant": "t".repeat(65)}),
+        json!({"userId": "u", "triggerId": 1, "params": (0..65).map(|i| (format!("p{i}"), json!(i))).collect::<Map<String, Value>>()}),
     ];
     for action in &rejected {
         assert_invalid(schema, FILE, action);
@@ -1244,6 +1253,10 @@ fn catalog_files_validate_and_broken_ones_do_not() {
     }
     assert!(catalog_accepts(CATALOG));
     assert_valid(schema, FILE, &toml_json(CATALOG));
+    // KickApps' numeric actionIds as keys, with a location.
+    let numeric = CATALOG.replace("key = \"earn\"", "key = \"42\"\nlocation = \"forum\"");
+    assert!(catalog_accepts(&numeric));
+    assert_valid(schema, FILE, &toml_json(&numeric));
 
     let broken = [
         ("unknown trigger field", CATALOG.replace("type = 2\n", "type = 2\nbogus = 3\n")),
@@ -1280,8 +1293,29 @@ fn catalog_files_validate_and_broken_ones_do_not() {
             CATALOG.replace("\"2026-01-01T00:00:00Z\"", "\"New Year\""),
         ),
         (
-            "numeric key",
-            CATALOG.replace("key = \"earn\"", "key = \"42\""),
+            "numeric key not written as sent",
+            CATALOG.replace("key = \"earn\"", "key = \"042\""),
+        ),
+        (
+            "numeric key with a sign",
+            CATALOG.replace("key = \"earn\"", "key = \"+42\""),
+        ),
+        (
+            "key with surrounding whitespace",
+            CATALOG.replace("key = \"earn\"", "key = \" earn\""),
+        ),
+        ("blank key", CATALOG.replace("key = \"earn\"", "key = \"  \"")),
+        (
+            "key too long",
+            CATALOG.replace("key = \"earn\"", &format!("key = \"{}\"", "k".repeat(257))),
+        ),
+        (
+            "location too long",
+            CATALOG.replace("key = \"earn\"", &format!("key = \"earn\"\nlocation = \"{}\"", "l".repeat(257))),
+        ),
+        (
+            "tenant too long",
+            CATALOG.replace("tenant = \"acme\"", &format!("tenant = \"{}\"", "t".repeat(65))),
         ),
         (
             "location without key",
@@ -1361,6 +1395,10 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             "triggers": tenant.triggers,
             "challenges": tenant.challenges,
             "time_zone": tenant.time_zone.name(),
+            "allowed_lateness": humantime::format_duration(
+                tenant.allowed_lateness.to_std().expect("lateness is positive")
+            )
+            .to_string(),
             "events": tenant.events,
         });
         // TOML has no null: an absent option is how a file says None.

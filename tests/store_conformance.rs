@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use questline::core::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
 use questline::core::inventory::{Outcome, ResourceState};
 use questline::core::model::SourceRef;
+use questline::core::rules::EventRuleState;
 use questline::core::state::{
     ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, TriggerProgress, UserState,
 };
@@ -193,6 +194,17 @@ fn user_record(user: &str, n: i64) -> UserRecord {
             .into_iter()
             .collect(),
         pending,
+        rules: BTreeMap::from([(
+            "WATCHED_VIDEO".to_string(),
+            EventRuleState {
+                last: Some(at(n)),
+                day: 739_000,
+                today: 2,
+                run: 3,
+                count: 0,
+                done: false,
+            },
+        )]),
     };
     UserRecord {
         state,

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 
 pub mod check;
+pub mod config;
 pub mod replay;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub enum Command {
     Serve(ConfigArgs),
     /// Create or upgrade the ScyllaDB schema (idempotent).
     Migrate(ConfigArgs),
+    /// Print the effective configuration (defaults, files, environment) as TOML, secrets
+    /// redacted; refuse it, as `run` would, if it is invalid.
+    Config(ConfigArgs),
     /// The whole engine on the embedded defaults, no services: feeds the example actions,
     /// prints the events, then serves the sidecar until Ctrl-C.
     Demo(crate::demo::DemoArgs),
@@ -36,9 +40,12 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
-    /// The TOML configuration file; every key can be overridden by QUESTLINE__SECTION__KEY.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    /// A TOML configuration file. Repeat it to layer files: a later file wins, key by key.
+    /// The environment wins over every file: QUESTLINE__SECTION__KEY for any key,
+    /// QUESTLINE_KAFKA_PROPERTY_<NAME> for librdkafka properties,
+    /// QUESTLINE_HTTP_AUTH_CLIENT_<id> for client secrets, each also as <VARIABLE>_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,11 +65,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay(args) => replay::run(args),
         Command::Check(args) => check::run(args),
         Command::Run(args) => {
-            let settings = crate::app::settings_from(args.config.config.as_deref())?;
+            let settings = crate::app::settings_from(&args.config.config)?;
             runtime()?.block_on(crate::app::run_worker(settings, args.serve))
         }
         Command::Serve(args) => {
-            let settings = crate::app::settings_from(args.config.as_deref())?;
+            let settings = crate::app::settings_from(&args.config)?;
             runtime()?.block_on(crate::app::serve_sidecar(settings))
         }
         Command::Demo(args) => {
@@ -70,9 +77,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(crate::app::run_demo(args))
         }
         Command::Migrate(args) => {
-            let settings = crate::app::settings_from(args.config.as_deref())?;
+            let settings = crate::app::settings_from(&args.config)?;
             runtime()?.block_on(crate::app::migrate(settings))
         }
+        Command::Config(args) => config::run(args),
     }
 }
 

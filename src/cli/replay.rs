@@ -16,6 +16,7 @@ use crate::core::engine::{Engine, Internal};
 use crate::core::events::Event;
 use crate::core::mapping::Mapping;
 use crate::core::model::{SourceRef, DEFAULT_TENANT};
+use crate::core::reject::RejectKind;
 use crate::failure::Failure;
 use crate::files;
 use crate::pipeline::input::{Input, Inputs};
@@ -36,7 +37,7 @@ pub const REPLAY_TOPIC: &str = "replay";
 #[command(
     override_usage = "questline replay --catalog PATH [--mapping FILE] [--input FILE] [--now RFC3339]\n       \
                       questline replay --records [--catalog PATH] [--mappings DIR | --mapping FILE] \
-                      [--config FILE] [--input FILE] [--now RFC3339]",
+                      [--config FILE]... [--input FILE] [--now RFC3339]",
     after_help = RECORDS_HELP
 )]
 pub struct ReplayArgs {
@@ -64,13 +65,16 @@ pub struct ReplayArgs {
     #[arg(long, requires = "records", conflicts_with = "mapping")]
     pub mappings: Option<PathBuf>,
     /// With --records: the worker's configuration file, for its topic names (topics.*) and,
-    /// unless given here, its catalog.path and mappings.dir. QUESTLINE__ variables apply.
-    #[arg(long, requires = "records")]
-    pub config: Option<PathBuf>,
-    /// With --records: where the inventory stage's traffic comes from. `recorded` (default):
-    /// from the dump's request and response topics, as the worker consumed them, which
-    /// reproduces the worker's winners of limited rewards exactly. `in-process`: answered at
-    /// once in-process, for dumps of the input topics alone.
+    /// unless given here, its catalog.path and mappings.dir. Repeat it to layer files as the
+    /// worker does; the environment applies as it does to the worker.
+    #[arg(long, value_name = "FILE", requires = "records")]
+    pub config: Vec<PathBuf>,
+    /// With --records: where the inventory and amount stages' traffic comes from. `recorded`
+    /// (default): from the dump's request and response topics, as the worker consumed them,
+    /// which reproduces the worker's winners of limited rewards exactly and pays programmatic
+    /// events the amounts the worker recorded, calling no endpoint. `in-process`: answered at
+    /// once in-process (programmatic events pay their fallback), for dumps of the input topics
+    /// alone.
     #[arg(long, requires = "records", value_enum, default_value_t = InventoryTraffic::Recorded)]
     pub inventory: InventoryTraffic,
 }
@@ -98,10 +102,12 @@ With --records, each input line is one consumed Kafka record:
 `timestamp` is in milliseconds since the epoch (null or absent: --now, else the clock); `key` is
 optional; `value` is the record value as text, or `valueBase64` its bytes (schemas/kafka-record.v1.json).
 Records are routed as the worker routes them: the mapping that names the topic, the commands
-topic as commands, the inventory stage's request and response topics to that stage: a dump of
-every topic a worker read reproduces its winners of limited rewards exactly (with a dump of
-the input topics alone, pass --inventory in-process); any other topic and any malformed line
-become dead letters. Keep each partition's records in offset
+topic as commands, the inventory stage's request and response topics to that stage, the amount
+responses to the users they pay: a dump of every topic a worker read reproduces its winners of
+limited rewards exactly and pays programmatic events the recorded amounts without calling their
+endpoints (with a dump of the input topics alone, pass --inventory in-process); any other topic
+and any malformed line become dead letters. An amount response pays only after the record that
+asked for it: dump the input topics before the amount-responses topic. Keep each partition's records in offset
 order; a record at or below an offset already replayed for its partition is skipped, as the
 worker's watermark skips redeliveries. The worker coalesces progress.updated per batch, so it
 publishes a subset of replay's progress events; every other event is the same, id included.";
@@ -117,9 +123,10 @@ fn config_error(e: impl std::fmt::Display) -> Failure {
 }
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
-    let settings = match &args.config {
-        Some(path) => Some(crate::settings::Settings::load(Some(path)).map_err(config_error)?),
-        None => None,
+    let settings = if args.config.is_empty() {
+        None
+    } else {
+        Some(crate::settings::Settings::load(&args.config).map_err(config_error)?)
     };
     let catalog_path = match (&args.catalog, &settings) {
         (Some(path), _) => path.clone(),
@@ -238,8 +245,13 @@ pub fn replay_records(
         let record = match DumpedRecord::parse(line, clock) {
             Ok(record) => record,
             Err(reason) => {
-                let rejection =
-                    Rejection::new(format!("record: {reason}"), None, None, DEFAULT_TENANT);
+                let rejection = Rejection::new(
+                    RejectKind::NotJson,
+                    format!("record: {reason}"),
+                    None,
+                    None,
+                    DEFAULT_TENANT,
+                );
                 let event = decode::dead_letter(&rejection, line, &line_source(number), clock);
                 return write_events(&mut out, &[event]);
             }
@@ -258,6 +270,7 @@ pub fn replay_records(
             inputs.decode(&record)
         } else {
             Input::DeadLetter(Rejection::new(
+                RejectKind::Internal,
                 format!(
                     "record: no mapping for topic '{}' (give --mappings, --mapping or --config)",
                     record.topic

@@ -4,24 +4,26 @@
 //! record is found here, before any state is touched, so a bad record never stops its
 //! partition.
 
-use super::catalog::{Catalog, ResolveError};
+use super::catalog::{Catalog, EventRules, ResolveError};
 use super::events::{encode_original, Event, EventBody};
 use super::ids;
+use super::limits;
 use super::mapping::{Mapping, UnknownTrigger};
-use super::model::{Action, SourceRef};
+use super::model::{Action, SourceRef, TriggerKey};
+use super::reject::RejectKind;
+use super::rules::{self, ParamError};
 use chrono::{DateTime, Utc};
 
-/// A mapped action whose trigger exists in its tenant's catalog.
+/// A mapped action that counts for something in its tenant's catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
     Action {
         action: Action,
-        trigger_id: u32,
+        /// The trigger it counts toward, if its name or id is one; see [`resolve_action`].
+        trigger_id: Option<u32>,
     },
     /// Unknown trigger under a lenient mapping: counted and skipped.
-    Ignored {
-        reason: String,
-    },
+    Ignored { reason: String },
 }
 
 /// Why a record is dead-lettered.
@@ -33,11 +35,14 @@ pub struct Rejection {
     /// The user, when the record got that far: the dead letter is keyed by it.
     pub user_id: Option<String>,
     pub tenant: String,
+    /// For metric labels and the dead letter's `questline-reject-kind` header.
+    pub kind: RejectKind,
 }
 
 impl Rejection {
     /// A rejection without a producer error code.
     pub fn new(
+        kind: RejectKind,
         reason: impl Into<String>,
         field: Option<&str>,
         user_id: Option<&str>,
@@ -49,6 +54,7 @@ impl Rejection {
             error_code: None,
             user_id: user_id.map(str::to_string),
             tenant: tenant.to_string(),
+            kind,
         }
     }
 }
@@ -58,20 +64,13 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
         reason: e.to_string(),
         field: (e.field != "record").then(|| e.field.clone()),
         error_code: e.error_code,
-        user_id: None,
+        user_id: e.user_id.clone(),
         tenant: mapping.tenant.clone(),
+        kind: e.kind,
     })?;
-    let resolved = catalog.resolve_trigger(
-        &action.tenant,
-        &action.trigger_id,
-        action.location.as_deref(),
-    );
-    match resolved {
-        Ok(trigger) => {
-            let trigger_id = trigger.id;
-            Ok(Decoded::Action { action, trigger_id })
-        }
-        Err(ResolveError::UnknownTrigger(_))
+    match resolve_action(catalog, &action) {
+        Ok(trigger_id) => Ok(Decoded::Action { action, trigger_id }),
+        Err(ActionError::Unknown(ResolveError::UnknownTrigger(_)))
             if mapping.unknown_trigger == UnknownTrigger::Ignore =>
         {
             Ok(Decoded::Ignored {
@@ -79,18 +78,86 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
             })
         }
         Err(e) => {
-            let field = match e {
-                ResolveError::UnknownTenant(_) => "tenant",
-                ResolveError::UnknownTrigger(_) => "triggerId",
-            };
+            let field = e.field();
             Err(Rejection {
-                reason: format!("{field}: {e}"),
-                field: Some(field.into()),
-                error_code: mapping_error_code(mapping, field),
+                reason: e.to_string(),
+                error_code: mapping_error_code(mapping, &field),
+                field: Some(field),
                 user_id: Some(action.user_id),
                 tenant: action.tenant,
+                kind: e.kind(),
             })
         }
+    }
+}
+
+/// Why an action counts for nothing in its tenant's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// Its tenant is unknown, or its name is neither a trigger nor an event.
+    #[error("{}: {}", field_of(.0), .0)]
+    Unknown(ResolveError),
+    /// It names an earning-rule event but its parameters do not fit the event's definition.
+    #[error("params.{}: {error}", error.param())]
+    Param { event: String, error: ParamError },
+}
+
+fn field_of(e: &ResolveError) -> &'static str {
+    match e {
+        ResolveError::UnknownTenant(_) => "tenant",
+        ResolveError::UnknownTrigger(_) => "triggerId",
+    }
+}
+
+impl ActionError {
+    pub fn kind(&self) -> RejectKind {
+        match self {
+            ActionError::Unknown(ResolveError::UnknownTenant(_)) => RejectKind::UnknownTenant,
+            ActionError::Unknown(ResolveError::UnknownTrigger(_)) => RejectKind::UnknownTrigger,
+            ActionError::Param { .. } => RejectKind::Params,
+        }
+    }
+
+    /// The field at fault (`tenant`, `triggerId` or `params.<name>`), for dead letters and
+    /// HTTP errors.
+    pub fn field(&self) -> String {
+        match self {
+            ActionError::Unknown(e) => field_of(e).to_string(),
+            ActionError::Param { error, .. } => format!("params.{}", error.param()),
+        }
+    }
+}
+
+/// What an action counts toward: a trigger (by id, or by name and location), an earning-rule
+/// event of the same name, or both. Returns the trigger, if any; an action that is an event
+/// must carry parameters that fit the event's definition, checked here, before any state is
+/// touched, so an occurrence that cannot be rewarded is a dead letter naming the parameter
+/// instead of an action silently paying nothing.
+pub fn resolve_action(catalog: &Catalog, action: &Action) -> Result<Option<u32>, ActionError> {
+    let trigger = catalog.resolve_trigger(
+        &action.tenant,
+        &action.trigger_id,
+        action.location.as_deref(),
+    );
+    let event = rule_event(catalog, action);
+    if let Some(event) = event {
+        rules::params::read(&event.params, &action.params).map_err(|error| ActionError::Param {
+            event: event.name.clone(),
+            error,
+        })?;
+    }
+    match trigger {
+        Ok(t) => Ok(Some(t.id)),
+        Err(ResolveError::UnknownTrigger(_)) if event.is_some() => Ok(None),
+        Err(e) => Err(ActionError::Unknown(e)),
+    }
+}
+
+/// The earning-rule event an action names, if its tenant defines one of that name.
+pub fn rule_event<'c>(catalog: &'c Catalog, action: &Action) -> Option<&'c EventRules> {
+    match &action.trigger_id {
+        TriggerKey::Name(name) => catalog.tenant(&action.tenant)?.event(name),
+        TriggerKey::Id(_) => None,
     }
 }
 
@@ -114,7 +181,7 @@ pub fn dead_letter(
     Event {
         event_id: ids::event_id(&ids::cause_of(source), 0),
         body: EventBody::DeadLetter {
-            reason: rejection.reason.clone(),
+            reason: limits::cut(&rejection.reason, limits::MAX_REASON_BYTES).into_owned(),
             error_code: rejection.error_code,
             field: rejection.field.clone(),
             original,

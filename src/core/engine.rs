@@ -8,6 +8,9 @@
 //!   fed back, first in first out, after the input that caused it. Only the order of internal
 //!   records can then differ from a worker's, so limited resources (the last unit of stock,
 //!   a winners cap) may go to a different user when several race for them.
+//! - Programmatic events' amount requests go through the amount stage's step
+//!   ([`step::amount`]) in loopback, answered by [`Amounts`], or with the event's fallback
+//!   when none is given: the engine never calls an endpoint.
 //! - [`Internal::Recorded`] (`replay --records`): internal records come from the input, as the
 //!   worker consumed them, and the engine's own requests and answers are dropped. Fed a dump
 //!   of every topic a worker read, it reproduces that worker's winners exactly.
@@ -24,6 +27,7 @@ use super::events::Event;
 use super::mapping::Mapping;
 use super::model::{Action, SourceRef, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord};
+use super::rules::programmatic::{AmountOutcome, AmountRequest, FallbackReason};
 use super::state::UserState;
 use super::step::{self, Input, Outcome, Output, Owner, Position};
 
@@ -40,12 +44,33 @@ pub enum Internal {
 /// The topic names of loopback traffic; only watermarks ever see them.
 const LOOPBACK_REQUESTS: &str = "questline.internal.requests";
 const LOOPBACK_RESPONSES: &str = "questline.internal.responses";
+const LOOPBACK_AMOUNTS: &str = "questline.internal.amounts";
+const LOOPBACK_AMOUNT_REQUESTS: &str = "questline.internal.amount-requests";
+
+/// How the engine answers a programmatic event's amount request in loopback: the engine never
+/// calls an endpoint itself (it is pure), so a driver that wants answers passes a function.
+#[derive(Clone)]
+pub struct Amounts(Arc<dyn Fn(&AmountRequest) -> AmountOutcome + Send + Sync>);
+
+impl Amounts {
+    pub fn new(answer: impl Fn(&AmountRequest) -> AmountOutcome + Send + Sync + 'static) -> Self {
+        Amounts(Arc::new(answer))
+    }
+}
+
+impl std::fmt::Debug for Amounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Amounts(..)")
+    }
+}
 
 /// Both stages' state, in memory, and the read models a store would keep.
 #[derive(Debug, Clone)]
 pub struct Engine {
     catalog: Arc<Catalog>,
     internal: Internal,
+    /// None: every amount request is answered with its event's fallback (`not_called`).
+    amounts: Option<Amounts>,
     users: FxHashMap<UserKey, UserRecord>,
     resources: FxHashMap<String, ResourceRecord>,
     claims: FxHashMap<(UserKey, String), ClaimRecord>,
@@ -86,6 +111,7 @@ impl Engine {
         Engine {
             catalog,
             internal,
+            amounts: None,
             users: FxHashMap::default(),
             resources: FxHashMap::default(),
             claims: FxHashMap::default(),
@@ -93,6 +119,12 @@ impl Engine {
             finished: FxHashMap::default(),
             loopback_offset: 0,
         }
+    }
+
+    /// Answers programmatic events' amount requests with `amounts` (loopback only).
+    pub fn with_amounts(mut self, amounts: Amounts) -> Self {
+        self.amounts = Some(amounts);
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -150,11 +182,11 @@ impl Engine {
         self.process(&input, bytes, source, record_time)
     }
 
-    /// Evaluates an action whose trigger is already resolved.
+    /// Evaluates an action already resolved ([`decode::resolve_action`]).
     pub fn process_action(
         &mut self,
         action: &Action,
-        trigger_id: u32,
+        trigger_id: Option<u32>,
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
@@ -196,6 +228,8 @@ impl Engine {
         while let Some(internal) = queue.pop_front() {
             let topic = match internal {
                 Input::Request(_) => LOOPBACK_REQUESTS,
+                Input::AmountCall(_) => LOOPBACK_AMOUNT_REQUESTS,
+                Input::Amount(_) => LOOPBACK_AMOUNTS,
                 _ => LOOPBACK_RESPONSES,
             };
             self.loopback_offset += 1;
@@ -211,6 +245,9 @@ impl Engine {
     }
 
     fn step(&mut self, input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
+        if let Input::AmountCall(request) = input {
+            return self.amount_step(request, pos);
+        }
         match input.owner() {
             Some(Owner::User(key)) => {
                 let prior = match input {
@@ -225,6 +262,38 @@ impl Engine {
                 step::resource(record, input, &self.catalog, pos)
             }
             None => step::unowned(input, payload, pos),
+        }
+    }
+
+    /// The amount stage: in loopback the request is decided here ([`Engine::answer`]) when
+    /// its user's record says it needs a call; recorded, it is left to the dump's response.
+    fn amount_step(&mut self, request: &AmountRequest, pos: &Position<'_>) -> Output {
+        let key = UserKey::new(&request.tenant, &request.user_id);
+        let needs_call = self
+            .users
+            .get(&key)
+            .is_some_and(|r| step::amount_call(r, request) == step::AmountCall::Call);
+        let decided =
+            (self.internal == Internal::Loopback && needs_call).then(|| self.answer(request));
+        let record = self.users.entry(key).or_default();
+        step::amount(record, request, decided.as_ref(), pos)
+    }
+
+    /// The loopback answer to an amount request: the driver's function, else the event's
+    /// fallback.
+    fn answer(&self, request: &AmountRequest) -> AmountOutcome {
+        if let Some(amounts) = &self.amounts {
+            return amounts.0(request);
+        }
+        let fallback = self
+            .catalog
+            .tenant(&request.tenant)
+            .and_then(|t| t.event(&request.event))
+            .and_then(|e| e.programmatic.as_ref())
+            .map_or(rust_decimal::Decimal::ZERO, |p| p.fallback_points);
+        AmountOutcome::Fallback {
+            points: fallback,
+            reason: FallbackReason::NotCalled,
         }
     }
 
@@ -248,6 +317,8 @@ impl Engine {
         if self.internal == Internal::Loopback {
             queue.extend(out.requests.into_iter().map(Input::Request));
             queue.extend(out.responses.into_iter().map(Input::Response));
+            queue.extend(out.amount_requests.into_iter().map(Input::AmountCall));
+            queue.extend(out.amount_responses.into_iter().map(Input::Amount));
         }
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::catalog::Priority;
 use super::model::SourceRef;
 
 /// One output event.
@@ -69,8 +70,14 @@ pub enum GrantReason {
         challenge_id: u32,
         milestone_id: String,
     },
+    /// An earning rule paid an occurrence of `event`: `rule` is the rule's name (`default`,
+    /// `rule-<priority>` when unnamed, `programmatic` or `programmatic-fallback`).
     #[serde(rename_all = "camelCase")]
-    Rule { rule: String },
+    Rule {
+        event: String,
+        rule: String,
+        priority: Priority,
+    },
     #[serde(rename_all = "camelCase")]
     Operation { code: String },
 }

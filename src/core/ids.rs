@@ -28,6 +28,12 @@ pub fn request_id(cause: &str, index: usize) -> String {
     format!("{cause}#r{index}")
 }
 
+/// The id of the amount request an input sends for a programmatic event: one at most per
+/// input, in a namespace of its own so it never meets an inventory request's id.
+pub fn amount_request_id(cause: &str) -> String {
+    format!("{cause}#a0")
+}
+
 /// Mints the event ids of one input, as [`event_id`] does: `Uuid::new_v5(NAMESPACE,
 /// "{cause}#e{index}")`.
 ///

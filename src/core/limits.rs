@@ -29,6 +29,47 @@ pub const MAX_SCALE: u32 = 8;
 /// otherwise (`max_unclaimed`); completions past it are rejected until the user claims.
 pub const DEFAULT_MAX_UNCLAIMED: u32 = 100;
 
+/// The longest user id an action may carry, in bytes of UTF-8. The sidecar's queries take user
+/// ids of up to 256 characters, so every user the worker accepts can be looked up.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
+/// The longest action id (idempotency key), in bytes.
+pub const MAX_ACTION_ID_BYTES: usize = 256;
+
+/// The longest tenant name, in bytes.
+pub const MAX_TENANT_BYTES: usize = 64;
+
+/// The longest trigger name an action may send (and a catalog trigger `key`), in bytes.
+pub const MAX_TRIGGER_NAME_BYTES: usize = 256;
+
+/// The longest location (and a catalog trigger `location`), in bytes.
+pub const MAX_LOCATION_BYTES: usize = 256;
+
+/// The most top-level entries an action's `params` may have.
+pub const MAX_PARAMS: usize = 64;
+
+/// The largest an action's `params` may be, as compact JSON, in bytes.
+pub const MAX_PARAMS_BYTES: usize = 16 * 1024;
+
+/// The longest reason a dead letter carries, in bytes: reasons may quote the input (an unknown
+/// trigger's name), and a dead letter must stay small whatever the record held.
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut (the
+/// ellipsis counts toward `max`, and is left out when `max` cannot hold it).
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    const ELLIPSIS: &str = "…";
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ellipsis = if max >= ELLIPSIS.len() { ELLIPSIS } else { "" };
+    let mut end = max - ellipsis.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{ellipsis}", &text[..end]))
+}
+
 /// How far an action's `occurredAt` may lie before its record's time and still count toward a
 /// challenge that has closed since, unless the tenant says otherwise (`allowed_lateness`).
 pub fn default_allowed_lateness() -> Duration {
@@ -88,6 +129,21 @@ mod tests {
             accumulate(Decimal::from(5), Decimal::from(7)),
             Decimal::from(12)
         );
+    }
+
+    #[test]
+    fn cut_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcdef", 5), "ab…");
+        // 'é' is two bytes: never split.
+        let accents = "é".repeat(10);
+        let cut_text = cut(&accents, 8);
+        assert_eq!(cut_text, "éé…");
+        assert!(cut_text.len() <= 8);
+        assert_eq!(cut("abcdef", 3), "…");
+        assert_eq!(cut("abcdef", 1), "a");
+        assert_eq!(cut("abcdef", 0), "");
+        assert!(cut(&"x".repeat(900_000), MAX_REASON_BYTES).len() <= MAX_REASON_BYTES);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 use super::decimal;
+use super::limits;
 use super::model::{Action, TriggerKey, DEFAULT_TENANT};
+pub use super::reject::RejectKind;
 
 /// Records larger than this are dead-lettered unless the mapping says otherwise.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -133,6 +135,11 @@ pub struct MapError {
     pub field: String,
     pub reason: String,
     pub error_code: Option<i32>,
+    /// The record's user id when the mapping could read it (an error in another field): the
+    /// dead letter is keyed by it, so a user's bad records can be found.
+    pub user_id: Option<String>,
+    /// What kind of problem it is, for metric labels and dead-letter headers.
+    pub kind: RejectKind,
 }
 
 impl MapError {
@@ -140,11 +147,13 @@ impl MapError {
         format!("{}: {}", self.field, self.reason)
     }
 
-    fn record(reason: impl Into<String>) -> Self {
+    fn record(kind: RejectKind, reason: impl Into<String>) -> Self {
         MapError {
             field: "record".into(),
             reason: reason.into(),
             error_code: None,
+            user_id: None,
+            kind,
         }
     }
 }
@@ -189,12 +198,133 @@ pub fn validate(mapping: &Mapping) -> Vec<String> {
     if mapping.max_record_bytes == 0 {
         problems.push("max_record_bytes must be greater than 0".into());
     }
+    if mapping.tenant.len() > limits::MAX_TENANT_BYTES {
+        problems.push(format!(
+            "tenant must be at most {} bytes",
+            limits::MAX_TENANT_BYTES
+        ));
+    }
     problems
 }
 
 /// Field names as producers see them in errors (the action's camelCase names).
 const USER_ID: &str = "userId";
 const TRIGGER_ID: &str = "triggerId";
+
+/// Checks an action that did not come through a mapping (an `AddAction` command read from the
+/// commands topic) against the same bounds as a mapped one. An error in a field other than the
+/// user id carries the user id.
+pub fn check_bounds(action: &Action) -> Result<(), MapError> {
+    within(&action.user_id, limits::MAX_USER_ID_BYTES, None, USER_ID)?;
+    Fields::default()
+        .check_bounds(action)
+        .map_err(|e| MapError {
+            user_id: Some(action.user_id.clone()),
+            ..e
+        })
+}
+
+impl Fields {
+    /// The documented bounds ([`limits`]) of every field but the user id (checked first, as
+    /// it is read): text lengths in bytes, the number and size of `params`. They keep a
+    /// record's effects small whatever a producer sends: ids and names end up in state, events
+    /// and dead-letter reasons.
+    fn check_bounds(&self, action: &Action) -> Result<(), MapError> {
+        if let TriggerKey::Name(name) = &action.trigger_id {
+            within(
+                name,
+                limits::MAX_TRIGGER_NAME_BYTES,
+                self.trigger_id.as_ref(),
+                TRIGGER_ID,
+            )?;
+        }
+        if let Some(id) = &action.action_id {
+            within(
+                id,
+                limits::MAX_ACTION_ID_BYTES,
+                self.action_id.as_ref(),
+                "actionId",
+            )?;
+        }
+        if let Some(location) = &action.location {
+            within(
+                location,
+                limits::MAX_LOCATION_BYTES,
+                self.location.as_ref(),
+                "location",
+            )?;
+        }
+        within(
+            &action.tenant,
+            limits::MAX_TENANT_BYTES,
+            self.tenant.as_ref(),
+            "tenant",
+        )?;
+        let params = self.params.as_ref();
+        if action.params.len() > limits::MAX_PARAMS {
+            return Err(too_long(
+                params,
+                "params",
+                format!(
+                    "cannot have more than {} entries, found {}",
+                    limits::MAX_PARAMS,
+                    action.params.len()
+                ),
+            ));
+        }
+        if json_size_over(&action.params, limits::MAX_PARAMS_BYTES) {
+            return Err(too_long(
+                params,
+                "params",
+                format!("cannot exceed {} bytes as JSON", limits::MAX_PARAMS_BYTES),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A text field of at most `max` bytes. The reason gives sizes, never the text.
+fn within(text: &str, max: usize, spec: Option<&FieldSpec>, field: &str) -> Result<(), MapError> {
+    if text.len() <= max {
+        return Ok(());
+    }
+    Err(too_long(
+        spec,
+        field,
+        format!("cannot exceed {max} bytes, found {}", text.len()),
+    ))
+}
+
+fn too_long(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
+    MapError {
+        field: field.into(),
+        reason,
+        error_code: spec.and_then(|s| s.error_codes.too_long.or(s.error_codes.invalid)),
+        user_id: None,
+        kind: RejectKind::TooLarge,
+    }
+}
+
+/// Whether `value` written as compact JSON is longer than `max` bytes; stops writing as soon
+/// as it is, without building the text.
+fn json_size_over(value: &impl Serialize, max: usize) -> bool {
+    struct Counter {
+        left: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: max }, value).is_err()
+}
 
 impl Mapping {
     /// The native action format: the seed's body, field names as they are.
@@ -212,29 +342,58 @@ impl Mapping {
     /// Maps one record. Never panics, whatever the bytes.
     pub fn apply(&self, bytes: &[u8]) -> Result<Action, MapError> {
         if bytes.len() > self.max_record_bytes {
-            return Err(MapError::record(format!(
-                "record of {} bytes exceeds the limit of {} bytes",
-                bytes.len(),
-                self.max_record_bytes
-            )));
+            return Err(MapError::record(
+                RejectKind::TooLarge,
+                format!(
+                    "record of {} bytes exceeds the limit of {} bytes",
+                    bytes.len(),
+                    self.max_record_bytes
+                ),
+            ));
         }
         let doc: Value = serde_json::from_slice(bytes)
-            .map_err(|e| MapError::record(format!("not JSON: {e}")))?;
+            .map_err(|e| MapError::record(RejectKind::NotJson, format!("not JSON: {e}")))?;
         if !doc.is_object() {
-            return Err(MapError::record(format!(
-                "expected a JSON object, found {}",
-                decimal::json_type_name(&doc)
-            )));
+            return Err(MapError::record(
+                RejectKind::NotJson,
+                format!(
+                    "expected a JSON object, found {}",
+                    decimal::json_type_name(&doc)
+                ),
+            ));
         }
         self.apply_value(&doc)
     }
 
-    /// Maps an already parsed record.
+    /// Maps an already parsed record. The user id is read first, so an error in any other
+    /// field carries it.
     pub fn apply_value(&self, doc: &Value) -> Result<Action, MapError> {
         let f = &self.fields;
         let user_id = read(doc, f.user_id.as_ref(), "/userId", USER_ID, true)?;
         let user_id = as_text(user_id, f.user_id.as_ref(), USER_ID)?
             .ok_or_else(|| missing(f.user_id.as_ref(), USER_ID))?;
+        // An oversized user id is no user to key the dead letter by.
+        within(
+            &user_id,
+            limits::MAX_USER_ID_BYTES,
+            f.user_id.as_ref(),
+            USER_ID,
+        )?;
+        match self
+            .after_user(doc)
+            .and_then(|action| f.check_bounds(&action).map(|()| action))
+        {
+            Ok(action) => Ok(Action { user_id, ..action }),
+            Err(e) => Err(MapError {
+                user_id: Some(user_id),
+                ..e
+            }),
+        }
+    }
+
+    /// Every field but the user id (left empty).
+    fn after_user(&self, doc: &Value) -> Result<Action, MapError> {
+        let f = &self.fields;
         let trigger = read(doc, f.trigger_id.as_ref(), "/triggerId", TRIGGER_ID, true)?
             .ok_or_else(|| missing(f.trigger_id.as_ref(), TRIGGER_ID))?;
         let trigger_id = TriggerKey::from_json(trigger).ok_or_else(|| {
@@ -306,7 +465,7 @@ impl Mapping {
         .cloned();
         Ok(Action {
             tenant,
-            user_id,
+            user_id: String::new(),
             trigger_id,
             value,
             action_id,
@@ -332,6 +491,8 @@ fn missing(spec: Option<&FieldSpec>, field: &str) -> MapError {
         field: field.into(),
         reason: "is required".into(),
         error_code: spec.and_then(|s| s.error_codes.missing),
+        user_id: None,
+        kind: RejectKind::Field,
     }
 }
 
@@ -340,6 +501,8 @@ fn invalid(spec: Option<&FieldSpec>, field: &str, reason: String) -> MapError {
         field: field.into(),
         reason,
         error_code: spec.and_then(|s| s.error_codes.invalid),
+        user_id: None,
+        kind: RejectKind::Field,
     }
 }
 
@@ -417,11 +580,11 @@ fn read<'a>(
     if let (Some(max), Value::String(s)) = (spec.max_len, value) {
         let len = s.chars().count();
         if len > max {
-            return Err(MapError {
-                field: field.into(),
-                reason: format!("cannot exceed {max} characters, found {len}"),
-                error_code: spec.error_codes.too_long.or(spec.error_codes.invalid),
-            });
+            return Err(too_long(
+                Some(spec),
+                field,
+                format!("cannot exceed {max} characters, found {len}"),
+            ));
         }
     }
     Ok(Some(value))
@@ -545,6 +708,106 @@ mod tests {
         assert!(e.reason.starts_with("not JSON"), "{e}");
         let e = m.apply(b"[1,2]").unwrap_err();
         assert!(e.reason.contains("an array"), "{e}");
+    }
+
+    #[test]
+    fn errors_after_the_user_id_carry_it() {
+        let m = Mapping::native();
+        let e = map(&m, json!({"userId": 42, "triggerId": 1, "value": "lots"})).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.user_id.as_deref()),
+            ("value", Some("42"))
+        );
+        let e = map(&m, json!({"userId": "u", "triggerId": {}})).unwrap_err();
+        assert_eq!(e.user_id.as_deref(), Some("u"));
+        let e = map(&m, json!({"userId": true, "triggerId": 1})).unwrap_err();
+        assert_eq!((e.field.as_str(), e.user_id), ("userId", None));
+        assert_eq!(m.apply(b"{").unwrap_err().user_id, None);
+    }
+
+    /// Every bounded field at its limit is accepted, one byte over is an error naming it, with
+    /// sizes in the reason (never the text) and the producer's `too_long` code.
+    #[test]
+    fn oversized_fields_are_errors_naming_the_field() {
+        let m = Mapping::native();
+        let base = || json!({"userId": "u", "triggerId": "t", "actionId": "a", "location": "l", "tenant": "x"});
+        let cases = [
+            ("userId", limits::MAX_USER_ID_BYTES),
+            ("triggerId", limits::MAX_TRIGGER_NAME_BYTES),
+            ("actionId", limits::MAX_ACTION_ID_BYTES),
+            ("location", limits::MAX_LOCATION_BYTES),
+            ("tenant", limits::MAX_TENANT_BYTES),
+        ];
+        for (field, max) in cases {
+            // 'é' is two bytes: the limits count bytes, not characters.
+            let fits = format!("t{}", "é".repeat((max - 1) / 2));
+            let mut doc = base();
+            doc[field] = json!(fits);
+            assert!(map(&m, doc).is_ok(), "{field} of {} bytes", fits.len());
+            let over = format!("t{}", "é".repeat(max / 2));
+            let mut doc = base();
+            doc[field] = json!(over);
+            let e = map(&m, doc).unwrap_err();
+            assert_eq!(e.field, field);
+            assert_eq!(
+                e.reason,
+                format!("cannot exceed {max} bytes, found {}", over.len())
+            );
+            let expected_user = (field != "userId").then(|| "u".to_string());
+            assert_eq!(e.user_id, expected_user, "{field}");
+        }
+        let params = |n: usize, len: usize| {
+            let map: Map<String, Value> = (0..n)
+                .map(|i| (format!("p{i}"), json!("v".repeat(len))))
+                .collect();
+            json!({"userId": "u", "triggerId": 1, "params": map})
+        };
+        assert!(map(&m, params(limits::MAX_PARAMS, 10)).is_ok());
+        let e = map(&m, params(limits::MAX_PARAMS + 1, 1)).unwrap_err();
+        assert_eq!(e.field, "params");
+        assert!(e.reason.contains("more than 64 entries"), "{e}");
+        let e = map(&m, params(2, limits::MAX_PARAMS_BYTES)).unwrap_err();
+        assert_eq!(e.field, "params");
+        assert_eq!(e.reason, "cannot exceed 16384 bytes as JSON");
+        // The producer's code for a field that is too long.
+        let mut kick = Mapping::native();
+        kick.fields.user_id = Some(FieldSpec {
+            pointer: Some("/userId".into()),
+            error_codes: ErrorCodes {
+                missing: Some(13),
+                invalid: Some(13),
+                too_long: None,
+            },
+            ..Default::default()
+        });
+        let e = map(&kick, json!({"userId": "u".repeat(300), "triggerId": 1})).unwrap_err();
+        assert_eq!((e.field.as_str(), e.error_code), ("userId", Some(13)));
+    }
+
+    /// Actions read from the commands topic are held to the same bounds.
+    #[test]
+    fn actions_not_mapped_are_checked_too() {
+        let mut a = Action::new("u", TriggerKey::Name("t".repeat(257)), Decimal::ONE);
+        let e = check_bounds(&a).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.user_id.as_deref()),
+            ("triggerId", Some("u"))
+        );
+        a.trigger_id = TriggerKey::Id(1);
+        assert_eq!(check_bounds(&a), Ok(()));
+        a.user_id = "u".repeat(257);
+        let e = check_bounds(&a).unwrap_err();
+        assert_eq!((e.field.as_str(), e.user_id), ("userId", None));
+    }
+
+    #[test]
+    fn a_mapping_tenant_is_bounded() {
+        let mut m = Mapping::native();
+        m.tenant = "t".repeat(65);
+        assert_eq!(
+            validate(&m),
+            vec!["tenant must be at most 64 bytes".to_string()]
+        );
     }
 
     /// Pointers follow RFC 6901: escaped tokens, array indexes, the root; a bad pointer is

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::events::{ClaimItem, PrizeInfo};
 use super::model::SourceRef;
+use super::rules::programmatic::AmountOutcome;
+use super::rules::RuleStates;
 
 /// How many recent action ids a user remembers for deduplication. Redelivery of the same
 /// Kafka record is caught by the offset watermark whatever this is; this window catches a
@@ -31,9 +33,12 @@ pub struct UserState {
     pub claimed_challenges: Vec<u32>,
     #[serde(default, skip_serializing_if = "RecentActionIds::is_empty")]
     pub recent_action_ids: RecentActionIds,
-    /// Inventory requests sent and not yet answered, by request id.
+    /// Inventory and amount requests sent and not yet settled, by request id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Pending>,
+    /// What the caps and streaks of earning-rule events remember, by event name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: RuleStates,
 }
 
 /// A user's progress on one challenge.
@@ -131,6 +136,15 @@ pub enum PendingKind {
         items: Vec<ClaimItem>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         milestones: Vec<Milestone>,
+    },
+    /// An occurrence of a programmatic event waiting for its amount. `answer`: the outcome
+    /// the amount stage decided and sent (the endpoint's answer or the fallback), kept until
+    /// the response settles, so a redelivered or repeated request is answered the same way
+    /// instead of calling the endpoint again.
+    Amount {
+        event: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<AmountOutcome>,
     },
 }
 

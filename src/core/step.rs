@@ -4,9 +4,9 @@
 //! worker (each partition against its cache and the store), `replay`, `replay --records`,
 //! `demo` and the tests (through the in-memory [`super::engine::Engine`]). A driver decodes a
 //! record into an [`Input`], finds the owner's record by [`Input::owner`], calls [`user`],
-//! [`resource`] or [`unowned`], and keeps what the returned [`Output`] says: new events,
-//! requests and answers for the inventory stage, and the read models (history entries, claim
-//! outcomes, first completions). So a difference between two drivers can only come from the
+//! [`amount`] (an amount request), [`resource`] or [`unowned`], and keeps what the returned
+//! [`Output`] says: new events, requests and answers for the inventory and amount stages, and
+//! the read models (history entries, claim outcomes, first completions). So a difference between two drivers can only come from the
 //! order in which they feed inputs, never from the logic.
 //!
 //! The step also applies the watermark: an input at or below the offset its owner already
@@ -20,20 +20,33 @@ use super::evaluator::{self, ClaimCommand, Context, UserInput};
 use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
-use super::model::{Action, SourceRef, UserKey};
+use super::model::{Action, SourceRef, TriggerKey, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
+use super::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
+use super::state::{Pending, PendingKind};
 
 /// What one consumed record is, once decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A mapped action (or an AddAction command) whose trigger the catalog knows.
-    Action { action: Action, trigger_id: u32 },
+    /// A mapped action (or an AddAction command) that counts toward a trigger the catalog
+    /// knows, an earning-rule event of its name, or both ([`decode::resolve_action`]).
+    Action {
+        action: Action,
+        trigger_id: Option<u32>,
+    },
     /// A claim command.
     Claim(ClaimCommand),
     /// User stage → inventory stage.
     Request(Request),
     /// Inventory stage → user stage.
     Response(Response),
+    /// Amount caller → user stage: what a programmatic event's endpoint (or its fallback)
+    /// says an occurrence pays.
+    Amount(AmountResponse),
+    /// User stage → amount caller: an occurrence of a programmatic event whose amount the
+    /// tenant's endpoint decides. Owned by its user: whether it still needs a call is in the
+    /// user's record ([`amount_call`]), and the decided outcome is recorded there ([`amount`]).
+    AmountCall(AmountRequest),
     /// A record that cannot be an input: it becomes a dead letter.
     DeadLetter(Rejection),
     /// A record deliberately skipped (an unknown trigger under a lenient mapping).
@@ -56,6 +69,8 @@ impl Input {
             }
             Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
             Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
+            Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
+            Input::AmountCall(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Request(r) => Some(Owner::Resource(r.resource())),
             Input::DeadLetter(_) | Input::Ignored(_) => None,
         }
@@ -103,6 +118,10 @@ pub struct Output {
     pub requests: Vec<Request>,
     /// For the user stage (keyed by user).
     pub responses: Vec<Response>,
+    /// For the amount caller: programmatic events' occurrences waiting for their amount.
+    pub amount_requests: Vec<AmountRequest>,
+    /// From the amount stage, for the user stage (keyed by user).
+    pub amount_responses: Vec<AmountResponse>,
     /// New entries of the owner's reward history.
     pub history: Vec<HistoryEntry>,
     /// Final outcomes of claims, kept by claim id.
@@ -140,13 +159,19 @@ fn mark(source: &SourceRef) -> String {
     format!("{}:{}", source.topic, source.partition)
 }
 
+/// Whether `source` is at or below what `applied` already covers: a redelivery.
+pub fn already_applied(applied: &Watermark, source: &SourceRef) -> bool {
+    applied
+        .get(&mark(source))
+        .is_some_and(|&o| o >= source.offset)
+}
+
 /// Whether `source` is at or below what `applied` already covers; if not, records it.
 fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
-    let mark = mark(source);
-    if applied.get(&mark).is_some_and(|&o| o >= source.offset) {
+    if already_applied(applied, source) {
         return true;
     }
-    applied.insert(mark, source.offset);
+    applied.insert(mark(source), source.offset);
     false
 }
 
@@ -163,23 +188,44 @@ pub fn user(
     let Some(key) = input.user() else {
         return Output::skipped(Outcome::Ignored("not a user input".into()));
     };
+    if let Input::AmountCall(_) = input {
+        // Answered by the amount stage ([`amount`]), which knows what the caller decided.
+        return Output::skipped(Outcome::Ignored(
+            "an amount request: see step::amount".into(),
+        ));
+    }
     let Some(tenant) = catalog.tenant(&key.tenant) else {
         return Output::skipped(Outcome::Ignored(format!("unknown tenant '{}'", key.tenant)));
     };
-    let trigger = match input {
-        Input::Action { trigger_id, .. } => match tenant.trigger(*trigger_id) {
-            Some(t) => Some(t),
-            None => {
-                return Output::skipped(Outcome::Ignored(format!("unknown trigger {trigger_id}")))
+    let (trigger, event) = match input {
+        Input::Action { action, trigger_id } => {
+            let trigger = match trigger_id.map(|id| (id, tenant.trigger(id))) {
+                None => None,
+                Some((_, Some(t))) => Some(t),
+                Some((id, None)) => {
+                    return Output::skipped(Outcome::Ignored(format!("unknown trigger {id}")))
+                }
+            };
+            let event = match &action.trigger_id {
+                TriggerKey::Name(name) => tenant.event(name),
+                TriggerKey::Id(_) => None,
+            };
+            if trigger.is_none() && event.is_none() {
+                return Output::skipped(Outcome::Ignored(format!(
+                    "unknown trigger '{}'",
+                    action.trigger_id
+                )));
             }
-        },
-        _ => None,
+            (trigger, event)
+        }
+        _ => (None, None),
     };
     if redelivered(&mut record.applied, pos.source) {
         return Output::skipped(Outcome::Redelivered);
     }
     let cause = match input {
         Input::Response(r) => r.request_id.clone(),
+        Input::Amount(r) => r.request_id.clone(),
         _ => ids::cause_of(pos.source),
     };
     let ctx = Context {
@@ -187,10 +233,11 @@ pub fn user(
         cause: &cause,
         record_time: pos.record_time,
     };
-    let user_input = match (input, trigger) {
-        (Input::Action { action, .. }, Some(trigger)) => UserInput::Action(action, trigger),
-        (Input::Claim(claim), _) => UserInput::Claim(claim, prior_claim),
-        (Input::Response(response), _) => UserInput::Response(response),
+    let user_input = match input {
+        Input::Action { action, .. } => UserInput::Action(action, trigger, event),
+        Input::Claim(claim) => UserInput::Claim(claim, prior_claim),
+        Input::Response(response) => UserInput::Response(response),
+        Input::Amount(response) => UserInput::Amount(response),
         _ => return Output::skipped(Outcome::Ignored("not a user input".into())),
     };
     let effects = evaluator::evaluate(&mut record.state, user_input, tenant, &key.user_id, &ctx);
@@ -201,6 +248,7 @@ pub fn user(
             Outcome::Applied
         },
         requests: effects.requests,
+        amount_requests: effects.amount_requests,
         first_completions: effects
             .first_completions
             .into_iter()
@@ -216,6 +264,76 @@ pub fn user(
     }
     out.events = effects.events;
     out
+}
+
+/// What the amount stage must do for an amount request, judged on its user's record: the
+/// pending entry the request was sent for says whether it is still open and what was decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AmountCall {
+    /// Open and undecided: call the endpoint (or take the fallback) and pass the outcome to
+    /// [`amount`].
+    Call,
+    /// Decided before (a redelivered or repeated request): answer with this again, no call.
+    Recorded(AmountOutcome),
+    /// Nothing pending under its id (settled already, or never asked): no call, no answer.
+    Settled,
+}
+
+/// Whether `request` needs a call, from the pending entry in its user's record. A request is
+/// published only after its pending entry is durable (commit protocol steps 3–4), so an
+/// absent entry means settled, never "not yet written".
+pub fn amount_call(record: &UserRecord, request: &AmountRequest) -> AmountCall {
+    match record.state.pending.get(&request.request_id) {
+        Some(Pending {
+            what: PendingKind::Amount { event, answer },
+            ..
+        }) if *event == request.event => match answer {
+            Some(outcome) => AmountCall::Recorded(outcome.clone()),
+            None => AmountCall::Call,
+        },
+        _ => AmountCall::Settled,
+    }
+}
+
+/// The amount stage: an amount request answered against its user's record. `decided` is the
+/// outcome the driver's caller decided for a request [`amount_call`] said to call; it is
+/// recorded in the pending entry and sent as the response. A request decided before is
+/// answered with the recorded outcome whatever `decided` says; a settled one gets no answer.
+/// Without `decided` an undecided request is left as it is (`replay --records`: the response
+/// comes from the dump).
+pub fn amount(
+    record: &mut UserRecord,
+    request: &AmountRequest,
+    decided: Option<&AmountOutcome>,
+    pos: &Position<'_>,
+) -> Output {
+    if redelivered(&mut record.applied, pos.source) {
+        return Output::skipped(Outcome::Redelivered);
+    }
+    let (outcome, result) = match amount_call(record, request) {
+        AmountCall::Settled => {
+            return Output::skipped(Outcome::Ignored("amount request already settled".into()))
+        }
+        AmountCall::Recorded(outcome) => (Outcome::Duplicate, outcome),
+        AmountCall::Call => {
+            let Some(decided) = decided else {
+                return Output::skipped(Outcome::Ignored("amount request not called".into()));
+            };
+            if let Some(Pending {
+                what: PendingKind::Amount { answer, .. },
+                ..
+            }) = record.state.pending.get_mut(&request.request_id)
+            {
+                *answer = Some(decided.clone());
+            }
+            (Outcome::Applied, decided.clone())
+        }
+    };
+    Output {
+        outcome,
+        amount_responses: vec![request.respond(result)],
+        ..Output::default()
+    }
 }
 
 /// History and claim outcomes from a user's new events.
@@ -281,5 +399,135 @@ pub fn unowned(input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
         },
         Input::Ignored(reason) => Output::skipped(Outcome::Ignored(reason.clone())),
         _ => Output::skipped(Outcome::Ignored("input has an owner".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rules::programmatic::FallbackReason;
+    use rust_decimal::Decimal;
+
+    fn request() -> AmountRequest {
+        AmountRequest {
+            request_id: "kwegg.events:0:7#a0".into(),
+            tenant: "kwegg".into(),
+            user_id: "12".into(),
+            event: "ORDER_PLACED".into(),
+            params: Default::default(),
+            occurred_at: "2026-03-01T10:00:00Z".parse().unwrap(),
+            streak_completed: false,
+        }
+    }
+
+    /// A user whose occurrence at kwegg.events:0:7 waits for its amount.
+    fn waiting() -> UserRecord {
+        let mut record = UserRecord::default();
+        record.state.pending.insert(
+            request().request_id,
+            Pending {
+                source: SourceRef::new("kwegg.events", 0, 7),
+                occurred_at: request().occurred_at,
+                what: PendingKind::Amount {
+                    event: "ORDER_PLACED".into(),
+                    answer: None,
+                },
+            },
+        );
+        record
+    }
+
+    fn at(offset: i64) -> SourceRef {
+        SourceRef::new("questline.amount-requests", 0, offset)
+    }
+
+    fn pos(source: &SourceRef) -> Position<'_> {
+        Position {
+            source,
+            record_time: "2026-03-01T10:00:01Z".parse().unwrap(),
+        }
+    }
+
+    fn answered(points: i64) -> AmountOutcome {
+        AmountOutcome::Answered {
+            points: Decimal::from(points),
+        }
+    }
+
+    #[test]
+    fn an_open_request_is_called_once_and_its_outcome_recorded_and_sent() {
+        let mut record = waiting();
+        assert_eq!(amount_call(&record, &request()), AmountCall::Call);
+        let first = at(1);
+        let out = amount(&mut record, &request(), Some(&answered(120)), &pos(&first));
+        assert_eq!(out.outcome, Outcome::Applied);
+        assert_eq!(out.amount_responses, vec![request().respond(answered(120))]);
+        assert_eq!(
+            amount_call(&record, &request()),
+            AmountCall::Recorded(answered(120))
+        );
+        // The same request produced again (another offset): the recorded outcome is sent
+        // again, whatever a caller would say now.
+        let again = at(2);
+        let out = amount(&mut record, &request(), Some(&answered(999)), &pos(&again));
+        assert_eq!(out.outcome, Outcome::Duplicate);
+        assert_eq!(out.amount_responses, vec![request().respond(answered(120))]);
+        // The same record delivered again: skipped by the watermark (the outbox re-publishes).
+        let out = amount(&mut record, &request(), Some(&answered(999)), &pos(&first));
+        assert_eq!(out.outcome, Outcome::Redelivered);
+        assert!(out.amount_responses.is_empty());
+        assert!(already_applied(&record.applied, &first));
+    }
+
+    #[test]
+    fn settled_or_unknown_requests_get_no_call_and_no_answer() {
+        let mut record = UserRecord::default();
+        assert_eq!(amount_call(&record, &request()), AmountCall::Settled);
+        let out = amount(&mut record, &request(), Some(&answered(1)), &pos(&at(1)));
+        assert!(matches!(out.outcome, Outcome::Ignored(_)));
+        assert!(out.amount_responses.is_empty());
+        // A pending entry of another event under the id is not this request's.
+        let mut other = waiting();
+        let mut request = request();
+        request.event = "REVIEW_WRITTEN".into();
+        assert_eq!(amount_call(&other, &request), AmountCall::Settled);
+        assert!(
+            amount(&mut other, &request, Some(&answered(1)), &pos(&at(1)))
+                .amount_responses
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn without_an_outcome_an_open_request_stays_open() {
+        // `replay --records`: the dump's response settles it, not the replay.
+        let mut record = waiting();
+        let out = amount(&mut record, &request(), None, &pos(&at(1)));
+        assert!(matches!(out.outcome, Outcome::Ignored(_)));
+        assert!(out.amount_responses.is_empty());
+        assert_eq!(amount_call(&record, &request()), AmountCall::Call);
+    }
+
+    #[test]
+    fn the_recorded_outcome_survives_the_store_encoding() {
+        let mut record = waiting();
+        let fallback = AmountOutcome::Fallback {
+            points: Decimal::from(5),
+            reason: FallbackReason::Timeout,
+        };
+        amount(&mut record, &request(), Some(&fallback), &pos(&at(1)));
+        let stored: UserRecord =
+            serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+        assert_eq!(
+            amount_call(&stored, &request()),
+            AmountCall::Recorded(fallback)
+        );
+        // Records written before the field existed read as undecided.
+        let old = serde_json::json!({"state": {"pending": {"kwegg.events:0:7#a0": {
+            "source": {"topic": "kwegg.events", "partition": 0, "offset": 7},
+            "occurredAt": "2026-03-01T10:00:00Z",
+            "what": {"for": "amount", "event": "ORDER_PLACED"}}}}, "applied": {}});
+        let old: UserRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(amount_call(&old, &request()), AmountCall::Call);
     }
 }

@@ -21,6 +21,7 @@ use super::error::{ApiError, Kind, StatusBody};
 use super::request::{self, LimitedBody};
 use super::AppState;
 use crate::core::catalog::{Catalog, ResolveError};
+use crate::core::decode::{self, ActionError};
 use crate::core::mapping::Mapping;
 use crate::core::model::Action;
 use crate::pipeline::commands::Command;
@@ -112,19 +113,13 @@ pub fn parse_action(
         .apply_value(&Value::Object(map))
         .map_err(|e| ApiError::invalid(e.field.clone(), e.to_string()))?;
     request::user_id("userId", Some(&action.user_id))?;
-    match catalog.resolve_trigger(
-        &action.tenant,
-        &action.trigger_id,
-        action.location.as_deref(),
-    ) {
+    match decode::resolve_action(catalog, &action) {
         Ok(_) => Ok(action),
-        Err(e @ ResolveError::UnknownTenant(_)) => {
-            Err(ApiError::invalid("tenant", format!("tenant: {e}")))
-        }
-        Err(e @ ResolveError::UnknownTrigger(_)) => Err(ApiError::invalid(
+        Err(e @ ActionError::Unknown(ResolveError::UnknownTrigger(_))) => Err(ApiError::invalid(
             "triggerId",
-            format!("triggerId: {e} in the catalog"),
+            format!("{e} in the catalog"),
         )),
+        Err(e) => Err(ApiError::invalid(e.field(), e.to_string())),
     }
 }
 

@@ -3,9 +3,12 @@
 //! The seed answers success with `{"message": "Process completed successfully",
 //! "statusCode": 1, "statusName": "Successfully"}` and says errors carry a non-1 `statusCode`
 //! and a message. Every error of the sidecar — validation, auth, not found, oversized body,
-//! log or store unavailable, even a wrong method or an unknown path — uses that one shape, so
-//! a client has a single error path. `field` is added (an extension, never a rename) when one
-//! input field is at fault, so programs need not parse the message.
+//! log or store unavailable, even a wrong method, an unknown path, a request head over the
+//! limits or a body that never arrives — uses that one shape, so a client has a single error
+//! path. `field` is added (an extension, never a rename) when one input field is at fault, so
+//! programs need not parse the message. Error responses that the HTTP stack builds itself
+//! (axum's rejections, a layer's refusal) are given the shape on their way out by
+//! [`ensure_envelope`].
 //!
 //! | statusCode | statusName | HTTP |
 //! |---|---|---|
@@ -17,7 +20,11 @@
 //! | 6 | `PayloadTooLarge` | 413 |
 //! | 7 | `ServiceUnavailable` | 503 |
 //! | 8 | `InternalError` | 500 |
+//! | 9 | `UriTooLong` | 414 |
+//! | 10 | `HeadersTooLarge` | 431 |
+//! | 11 | `RequestTimeout` | 408 |
 
+use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -69,6 +76,9 @@ pub enum Kind {
     PayloadTooLarge,
     Unavailable,
     Internal,
+    UriTooLong,
+    HeadersTooLarge,
+    RequestTimeout,
 }
 
 impl Kind {
@@ -81,6 +91,9 @@ impl Kind {
             Kind::PayloadTooLarge => 6,
             Kind::Unavailable => 7,
             Kind::Internal => 8,
+            Kind::UriTooLong => 9,
+            Kind::HeadersTooLarge => 10,
+            Kind::RequestTimeout => 11,
         }
     }
 
@@ -93,6 +106,9 @@ impl Kind {
             Kind::PayloadTooLarge => "PayloadTooLarge",
             Kind::Unavailable => "ServiceUnavailable",
             Kind::Internal => "InternalError",
+            Kind::UriTooLong => "UriTooLong",
+            Kind::HeadersTooLarge => "HeadersTooLarge",
+            Kind::RequestTimeout => "RequestTimeout",
         }
     }
 
@@ -105,6 +121,26 @@ impl Kind {
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
+            Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The kind of an HTTP error status: its own where there is one; any other client error
+    /// is `InvalidInput`, any other server error `InternalError` (the status itself is kept).
+    pub fn of_status(status: StatusCode) -> Kind {
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Unauthorized,
+            StatusCode::NOT_FOUND => Kind::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Kind::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Kind::RequestTimeout,
+            StatusCode::PAYLOAD_TOO_LARGE => Kind::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => Kind::UriTooLong,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Kind::HeadersTooLarge,
+            StatusCode::SERVICE_UNAVAILABLE => Kind::Unavailable,
+            s if s.is_server_error() => Kind::Internal,
+            _ => Kind::InvalidInput,
         }
     }
 }
@@ -157,6 +193,25 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time. The connection is closed after the answer: the
+    /// rest of the body may still be on its way and cannot be told from the next request.
+    pub fn body_timed_out(timeout: std::time::Duration) -> Self {
+        ApiError::new(
+            Kind::RequestTimeout,
+            format!(
+                "body: the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
+        .with_field("body")
+    }
+
+    /// The same error, naming `field` as the input at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
     pub fn body(&self) -> StatusBody {
         StatusBody {
             message: self.message.clone(),
@@ -182,8 +237,45 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.kind == Kind::RequestTimeout {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
+}
+
+/// Gives an error response without the envelope one: a 4xx or 5xx whose body is not JSON
+/// (axum's own rejections, the default 404 of a router without a fallback, a layer's
+/// refusal) gets `{statusCode, statusName, message}` for its status, keeping its status and
+/// its other headers (`Allow`, `Retry-After`). The sidecar's own errors pass unchanged.
+pub fn ensure_envelope(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let kind = Kind::of_status(status);
+    let reason = status.canonical_reason().unwrap_or("error");
+    let message = format!("{} {reason}", status.as_u16());
+    let body = ApiError::new(kind, message).body();
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(json))
 }
 
 impl From<QueryError> for ApiError {
@@ -251,11 +343,64 @@ mod tests {
             Kind::PayloadTooLarge,
             Kind::Unavailable,
             Kind::Internal,
+            Kind::UriTooLong,
+            Kind::HeadersTooLarge,
+            Kind::RequestTimeout,
         ];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.code()).collect();
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         assert!(!codes.contains(&1));
+        for kind in kinds {
+            assert_eq!(Kind::of_status(kind.http()), kind, "{kind:?}");
+        }
+    }
+
+    async fn json_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bare_error_responses_get_the_envelope_and_keep_their_headers() {
+        let bare = Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET,HEAD")
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("Method Not Allowed"))
+            .unwrap();
+        let wrapped = ensure_envelope(bare);
+        assert_eq!(wrapped.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(wrapped.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(wrapped.headers()[header::CONTENT_TYPE], "application/json");
+        let json = json_of(wrapped).await;
+        assert_eq!(json["statusCode"], 5);
+        assert_eq!(json["statusName"], "MethodNotAllowed");
+        assert_eq!(json["message"], "405 Method Not Allowed");
+        // A 4xx without a kind of its own keeps its status, as InvalidInput.
+        let teapot = Response::builder()
+            .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            .body(Body::empty())
+            .unwrap();
+        let wrapped = ensure_envelope(teapot);
+        assert_eq!(wrapped.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(json_of(wrapped).await["statusName"], "InvalidInput");
+    }
+
+    #[tokio::test]
+    async fn enveloped_and_successful_responses_pass_unchanged() {
+        let ours = ApiError::invalid("userId", "userId is required").into_response();
+        let json = json_of(ensure_envelope(ours)).await;
+        assert_eq!(json["field"], "userId");
+        let ok = Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::from("plain"))
+            .unwrap();
+        let passed = ensure_envelope(ok);
+        let bytes = axum::body::to_bytes(passed.into_body(), 100).await.unwrap();
+        assert_eq!(&bytes[..], b"plain");
     }
 }

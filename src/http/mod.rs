@@ -14,21 +14,27 @@
 //! | GET | `/api/v1/users/{userId}/history` | [`users`] |
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
 //!
 //! The router and the OpenAPI document are built from one list of annotated handlers
 //! (`utoipa-axum`), so a route cannot exist undocumented. Errors are seed-style bodies
 //! ([`error`]); authentication is optional ([`auth`]); every request is traced and measured
-//! ([`observe`]).
+//! ([`observe`]). The server around the router ([`server`]) bounds what a client can hold:
+//! connections ([`connections`]), time to send a request, the request head ([`head`]).
 
 pub mod actions;
 pub mod auth;
+pub mod connections;
 pub mod error;
+pub mod head;
 pub mod images;
+pub mod kwegg;
 pub mod observe;
 pub mod ops;
 pub mod progress;
 pub mod request;
+pub mod server;
 pub mod users;
 
 use axum::extract::{MatchedPath, Request};
@@ -65,6 +71,10 @@ pub struct AppState {
     pub ready: Readiness,
     /// How catalog image keys become URLs; [`ImageUrls::AsIs`] unless configured.
     pub images: ImageUrls,
+    /// The Kwegg API facade's configuration; off (no license key) unless configured.
+    pub kwegg: kwegg::Facade,
+    /// The clients of `settings.auth`, checked once ([`auth::Clients`]).
+    auth: auth::Clients,
     finished: FinishedCache,
 }
 
@@ -88,6 +98,9 @@ impl AppState {
         commands: Arc<dyn CommandSink>,
         settings: HttpSettings,
     ) -> Self {
+        // Startup refuses a bad client table (`check_settings`); this is the second line of
+        // defence for callers that skipped it: bad clients are left out, auth stays on.
+        let auth = auth::Clients::leaving_out_refused(&settings.auth);
         AppState {
             catalog,
             store,
@@ -95,8 +108,15 @@ impl AppState {
             settings,
             ready: Readiness::default(),
             images: ImageUrls::default(),
+            kwegg: kwegg::Facade::default(),
+            auth,
             finished: FinishedCache::default(),
         }
+    }
+
+    /// How long a request body may take to arrive (`http.body_timeout_seconds`).
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.body_timeout_seconds)
     }
 
     /// Per challenge, how many users of `tenant` achieved it; at most [`FINISHED_TTL`] old.
@@ -130,7 +150,8 @@ pub use crate::readiness::Readiness;
         description = "Progress, actions, balances, history and claims of the questline gamification engine. \
 Errors are `{statusCode, statusName, message, field?}`; statusCode 1 is success. \
 When authentication is configured, send X-ClientId, X-Timestamp (Unix seconds) and X-Message = \
-hex HMAC-SHA256(secret, timestamp + \"\\n\" + METHOD + \"\\n\" + path?query + \"\\n\" + body)."
+hex HMAC-SHA256(secret, timestamp + \"\\n\" + METHOD + \"\\n\" + path?query + \"\\n\" + X-Tenant + \"\\n\" + \
+Accept-Language + \"\\n\" + body), absent headers signed as empty."
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -162,7 +183,7 @@ impl Modify for SecuritySchemes {
             (
                 "message",
                 "X-Message",
-                "Hex or base64 HMAC-SHA256 of timestamp\\nMETHOD\\npath?query\\nbody",
+                "Hex or base64 HMAC-SHA256 of timestamp\\nMETHOD\\npath?query\\nX-Tenant\\nAccept-Language\\nbody",
             ),
         ] {
             components.add_security_scheme(
@@ -203,6 +224,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = api_routes().split_for_parts();
     let (_, open) = open_routes().split_for_parts();
     doc.merge(open);
+    doc.merge(kwegg::routes().split_for_parts().1);
     doc
 }
 
@@ -225,6 +247,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn(observe::observe));
     let (open, _) = open_routes().split_for_parts();
     let open = open.route_layer(from_fn(observe::observe));
+    let (kwegg, _) = kwegg::routes().split_for_parts();
+    let open = open.merge(kwegg.route_layer(from_fn(observe::observe)));
     api.merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -260,8 +284,17 @@ async fn method_not_allowed(method: Method, matched: Option<MatchedPath>) -> Res
     response
 }
 
+/// Checks the `[http]` settings the sidecar cannot run with: limits ([`server::Limits`]) and
+/// the client table ([`auth::Clients`]). Commands call it at startup, before binding.
+pub fn check_settings(settings: &HttpSettings) -> Result<(), String> {
+    server::Limits::new(settings)?;
+    auth::Clients::new(&settings.auth)?;
+    Ok(())
+}
+
 /// Serves the sidecar on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish (graceful shutdown).
+/// in-flight requests finish (graceful shutdown). Refuses to start on settings that
+/// [`check_settings`] refuses.
 pub async fn serve<F>(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -270,10 +303,8 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "sidecar listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    check_settings(&state.settings).map_err(invalid)?;
+    let limits = server::Limits::new(&state.settings).map_err(invalid)?;
+    server::serve(listener, router(state), limits, shutdown).await
 }

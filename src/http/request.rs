@@ -9,6 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::error::ApiError;
 use super::AppState;
@@ -22,8 +23,18 @@ pub const TENANT_HEADER: &str = "x-tenant";
 pub const MAX_USER_ID_LEN: usize = 256;
 
 /// Reads a whole body, refusing more than `limit` bytes with 413 (also when the declared
-/// `Content-Length` alone exceeds it, before reading anything).
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// `Content-Length` alone exceeds it, before reading anything), and a body that has not
+/// arrived in full within `timeout` with 408.
+///
+/// The timeout covers the whole body, not each chunk (tower-http's `TimeoutBody` restarts its
+/// clock on every frame): a client trickling a byte at a time would otherwise hold its
+/// connection, and its place among `http.max_connections`, for as long as it liked.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -31,7 +42,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::body_timed_out(timeout))?;
+    read.map_err(|e| {
         if exceeds_limit(e.into_inner()) {
             ApiError::too_large(limit)
         } else {
@@ -62,9 +76,14 @@ impl FromRequest<Arc<AppState>> for LimitedBody {
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        read_body(&parts.headers, body, state.settings.max_body_bytes)
-            .await
-            .map(LimitedBody)
+        read_body(
+            &parts.headers,
+            body,
+            state.settings.max_body_bytes,
+            state.body_timeout(),
+        )
+        .await
+        .map(LimitedBody)
     }
 }
 

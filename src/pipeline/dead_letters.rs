@@ -3,10 +3,10 @@
 //! A dead letter is keyed by the original record's key and carries the original's headers on,
 //! so a tool that repairs and re-produces it (or routes it by a tracing or tenant header)
 //! needs nothing but the dead letter. Beside them it carries questline's own headers
-//! (`questline-*`: the event's id and type, the reason, the source coordinates) and the same
-//! facts under the names Kafka Connect's dead-letter queues use (`__connect.errors.topic`,
-//! `.partition`, `.offset`, `.exception.message`), so tooling written for Connect's DLQs reads
-//! questline's too. An original header under one of those names is dropped: a dead letter
+//! (`questline-*`: the event's id and type, the reason and its kind, the source coordinates)
+//! and the same facts under the names Kafka Connect's dead-letter queues use
+//! (`__connect.errors.topic`, `.partition`, `.offset`, `.exception.message`), so tooling
+//! written for Connect's DLQs reads questline's too. An original header under one of those names is dropped: a dead letter
 //! re-fed as input must not carry two reasons.
 
 use super::log::{text_header, InRecord, OutRecord};
@@ -36,6 +36,7 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         text_header("questline-event-id", event.event_id.clone()),
         text_header("questline-event-type", event.body.kind()),
         text_header("questline-reason", rejection.reason.clone()),
+        text_header("questline-reject-kind", rejection.kind.as_str()),
         text_header("questline-source-topic", source.topic.clone()),
         text_header("questline-source-partition", source.partition.to_string()),
         text_header("questline-source-offset", source.offset.to_string()),
@@ -84,6 +85,7 @@ mod tests {
             error_code: None,
             user_id: user.map(str::to_string),
             tenant: "default".into(),
+            kind: crate::core::reject::RejectKind::NotJson,
         }
     }
 
@@ -111,6 +113,7 @@ mod tests {
                 "questline-event-id",
                 "questline-event-type",
                 "questline-reason",
+                "questline-reject-kind",
                 "questline-source-topic",
                 "questline-source-partition",
                 "questline-source-offset",
@@ -129,6 +132,7 @@ mod tests {
             Some("record: not JSON")
         );
         assert_eq!(out.header("questline-event-type"), Some("dead_letter"));
+        assert_eq!(out.header("questline-reject-kind"), Some("not_json"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Routing consumed records to what they are: mapped actions, commands, inventory requests
-//! and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition, and
+//! and responses, amount requests and responses, or dead letters. Pure; one [`Inputs`] is shared by every partition, and
 //! `replay --records` routes a topic dump with it too.
 
 use rustc_hash::FxHashMap;
@@ -9,7 +9,9 @@ use super::commands::Command;
 use super::log::InRecord;
 use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Decoded, Rejection};
-use crate::core::mapping::{Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::limits::MAX_TENANT_BYTES;
+use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::reject::RejectKind;
 /// The decoded record is the record step's input.
 pub use crate::core::step::Input;
 
@@ -21,6 +23,8 @@ pub struct Inputs {
     commands: String,
     requests: String,
     responses: String,
+    amount_requests: String,
+    amount_responses: String,
 }
 
 impl Inputs {
@@ -42,6 +46,8 @@ impl Inputs {
             commands: topics.commands.clone(),
             requests: topics.inventory_requests.clone(),
             responses: topics.inventory_responses.clone(),
+            amount_requests: topics.amount_requests.clone(),
+            amount_responses: topics.amount_responses.clone(),
         }
     }
 
@@ -56,6 +62,8 @@ impl Inputs {
             self.commands.clone(),
             self.requests.clone(),
             self.responses.clone(),
+            self.amount_requests.clone(),
+            self.amount_responses.clone(),
         ]);
         t.sort();
         t.dedup();
@@ -69,6 +77,7 @@ impl Inputs {
         match input.user() {
             Some(user) if self.catalog.tenant(&user.tenant).is_none() => {
                 Input::DeadLetter(Rejection::new(
+                    RejectKind::UnknownTenant,
                     format!("tenant: unknown tenant '{}'", user.tenant),
                     Some("tenant"),
                     Some(&user.user_id),
@@ -93,6 +102,7 @@ impl Inputs {
         }
         let internal = |what: &str, e: serde_json::Error| {
             Input::DeadLetter(Rejection::new(
+                RejectKind::Internal,
                 format!("record: not a valid {what}: {e}"),
                 None,
                 None,
@@ -109,16 +119,31 @@ impl Inputs {
                 .map(Input::Response)
                 .unwrap_or_else(|e| internal("inventory response", e));
         }
+        if topic == self.amount_requests {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::AmountCall)
+                .unwrap_or_else(|e| internal("amount request", e));
+        }
+        if topic == self.amount_responses {
+            return serde_json::from_slice(&record.payload)
+                .map(Input::Amount)
+                .unwrap_or_else(|e| internal("amount response", e));
+        }
         Input::Ignored(format!("no mapping for topic '{topic}'"))
     }
 
     fn decode_command(&self, payload: &[u8]) -> Input {
-        let reject = |reason: String, field: Option<&str>, user: Option<&str>, tenant: &str| {
-            Input::DeadLetter(Rejection::new(reason, field, user, tenant))
+        let reject = |kind: RejectKind,
+                      reason: String,
+                      field: Option<&str>,
+                      user: Option<&str>,
+                      tenant: &str| {
+            Input::DeadLetter(Rejection::new(kind, reason, field, user, tenant))
         };
         let default_tenant = crate::core::model::DEFAULT_TENANT;
         if payload.len() > DEFAULT_MAX_RECORD_BYTES {
             return reject(
+                RejectKind::TooLarge,
                 format!(
                     "record of {} bytes exceeds the limit of {DEFAULT_MAX_RECORD_BYTES} bytes",
                     payload.len()
@@ -130,6 +155,7 @@ impl Inputs {
         }
         match serde_json::from_slice::<Command>(payload) {
             Err(e) => reject(
+                RejectKind::Internal,
                 format!("record: not a valid command: {e}"),
                 None,
                 None,
@@ -137,18 +163,27 @@ impl Inputs {
             ),
             Ok(Command::Claim(c)) => Input::Claim(c),
             Ok(Command::AddAction(action)) => {
-                match self.catalog.resolve_trigger(
-                    &action.tenant,
-                    &action.trigger_id,
-                    action.location.as_deref(),
-                ) {
-                    Ok(t) => {
-                        let trigger_id = t.id;
-                        Input::Action { action, trigger_id }
-                    }
+                // The sidecar checked it, but anyone may produce to the topic.
+                if let Err(e) = mapping::check_bounds(&action) {
+                    return Input::DeadLetter(Rejection {
+                        reason: e.to_string(),
+                        field: Some(e.field),
+                        error_code: None,
+                        user_id: e.user_id,
+                        tenant: if action.tenant.len() <= MAX_TENANT_BYTES {
+                            action.tenant
+                        } else {
+                            default_tenant.to_string()
+                        },
+                        kind: e.kind,
+                    });
+                }
+                match decode::resolve_action(&self.catalog, &action) {
+                    Ok(trigger_id) => Input::Action { action, trigger_id },
                     Err(e) => reject(
-                        format!("triggerId: {e}"),
-                        Some("triggerId"),
+                        e.kind(),
+                        e.to_string(),
+                        Some(&e.field()),
                         Some(&action.user_id),
                         &action.tenant,
                     ),

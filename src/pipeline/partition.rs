@@ -5,6 +5,10 @@
 //! co-partitioned by user key, and the range assignor hands the same numbers of every topic
 //! to the same member), so all of a user's actions, commands and inventory answers meet in
 //! one `Partition`: the single writer of that user's state.
+//!
+//! Its users' amount requests (programmatic events) meet there too: before a batch is
+//! evaluated, the requests still undecided are handed to the amount caller, all at once
+//! ([`crate::amounts`]), and the record step records each outcome and answers it.
 
 use lru::LruCache;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -15,12 +19,13 @@ use super::dead_letters;
 use super::input::{Input, Inputs};
 use super::log::{text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
+use crate::amounts::{AmountCaller, Call, Fallbacks};
 use crate::core::catalog::Catalog;
-use crate::core::decode::Rejection;
 use crate::core::events::{Event, EventBody, Stream};
 use crate::core::inventory::{Request, Response};
 use crate::core::model::SourceRef;
-use crate::core::step::{self, FirstCompletion, Outcome, Output, Owner, Position};
+use crate::core::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
+use crate::core::step::{self, AmountCall, FirstCompletion, Outcome, Output, Owner, Position};
 use crate::settings::Topics;
 use crate::store::{
     BatchWrite, ClaimRecord, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError,
@@ -31,7 +36,8 @@ use crate::store::{
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub applied: u64,
-    pub duplicates: u64,
+    /// Inputs dropped as duplicates, each by what identified it ([`duplicate_reason`]).
+    pub duplicates: Vec<&'static str>,
     pub redelivered: u64,
     pub ignored: u64,
     /// Dead letters by reason class.
@@ -75,7 +81,18 @@ pub struct Partition {
     /// Claim outcomes of the batch being evaluated and of the one before it, which may not be
     /// durable yet; older ones are read from the store. A claim id is exactly-once forever.
     claims: RecentClaims,
+    /// Decides amount requests (programmatic events' endpoints).
+    amounts: Arc<dyn AmountCaller>,
+    /// Outcomes the caller decided, by request id, kept across [`Partition::reset`]: a batch
+    /// retried after a failed write answers with them instead of calling again. An outcome is a
+    /// fact about its request, true whatever the cache holds; the durable copy is in the
+    /// request's pending entry once the batch is written.
+    decided: LruCache<String, AmountOutcome>,
 }
+
+/// How many decided amount outcomes a partition remembers beyond the store (see
+/// `Partition::decided`); more than a few batches' worth.
+const DECIDED_AMOUNTS: usize = 4096;
 
 /// Claim outcomes by (user, claim id), in two generations: the batch being evaluated and the
 /// previous one (in flight while this one is evaluated). Everything older is durable.
@@ -122,7 +139,16 @@ impl Partition {
             batch_seq: 0,
             counters_loaded: false,
             claims: RecentClaims::default(),
+            amounts: Arc::new(Fallbacks),
+            decided: LruCache::new(NonZeroUsize::new(DECIDED_AMOUNTS).expect("non-zero")),
         }
+    }
+
+    /// Decides amount requests with `amounts` (by default every request gets its event's
+    /// fallback, `not_called`).
+    pub fn with_amounts(mut self, amounts: Arc<dyn AmountCaller>) -> Self {
+        self.amounts = amounts;
+        self
     }
 
     pub fn set_epoch(&mut self, epoch: i64) {
@@ -312,6 +338,7 @@ impl Partition {
         let decoded: Vec<(&InRecord, Input)> =
             records.iter().map(|r| (r, inputs.decode(r))).collect();
         let carried = self.load(store, &catalog, &decoded).await?;
+        let decided = self.decide_amounts(&catalog, &decoded).await;
         let mut batch = Batch::default();
         let mut touched_users: FxHashSet<UserKey> = FxHashSet::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
@@ -338,7 +365,12 @@ impl Partition {
                         .users
                         .get_or_insert_mut(key.clone(), UserRecord::default);
                     touched_users.insert(key.clone());
-                    step::user(user, &input, &catalog, &pos, prior)
+                    match &input {
+                        Input::AmountCall(request) => {
+                            step::amount(user, request, decided.get(&request.request_id), &pos)
+                        }
+                        _ => step::user(user, &input, &catalog, &pos, prior),
+                    }
                 }
                 Some(Owner::Resource(key)) => {
                     let resource = self.resources.entry(key.clone()).or_default();
@@ -393,6 +425,61 @@ impl Partition {
         Ok(batch)
     }
 
+    /// The amount stage's IO, before the batch is evaluated: the batch's amount requests that
+    /// their users' records say are open and undecided (not redeliveries) are decided by the
+    /// caller, concurrently, once per request id; outcomes decided before in this ownership
+    /// are reused. The users are loaded, so their records are in the cache.
+    async fn decide_amounts(
+        &mut self,
+        catalog: &Catalog,
+        decoded: &[(&InRecord, Input)],
+    ) -> FxHashMap<String, AmountOutcome> {
+        let mut decided = FxHashMap::default();
+        let mut calls: Vec<Call> = Vec::new();
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
+        for (record, input) in decoded {
+            let Input::AmountCall(request) = input else {
+                continue;
+            };
+            if !self.needs_call(request, record) || !seen.insert(&request.request_id) {
+                continue;
+            }
+            if let Some(outcome) = self.decided.get(&request.request_id) {
+                decided.insert(request.request_id.clone(), outcome.clone());
+                continue;
+            }
+            let def = catalog
+                .tenant(&request.tenant)
+                .and_then(|t| t.event(&request.event))
+                .and_then(|e| e.programmatic.clone());
+            calls.push(Call {
+                request: request.clone(),
+                def,
+            });
+        }
+        if calls.is_empty() {
+            return decided;
+        }
+        let ids: Vec<String> = calls.iter().map(|c| c.request.request_id.clone()).collect();
+        let outcomes = self.amounts.decide(calls).await;
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            self.decided.put(id.clone(), outcome.clone());
+            decided.insert(id, outcome);
+        }
+        decided
+    }
+
+    /// Whether an amount request consumed as `record` needs the caller: its user's pending
+    /// entry is open and undecided, and the record is not a redelivery.
+    fn needs_call(&self, request: &AmountRequest, record: &InRecord) -> bool {
+        let key = UserKey::new(&request.tenant, &request.user_id);
+        let source = SourceRef::new(&record.topic, record.partition, record.offset);
+        self.users.peek(&key).is_some_and(|user| {
+            !step::already_applied(&user.applied, &source)
+                && step::amount_call(user, request) == AmountCall::Call
+        })
+    }
+
     /// Keeps what the record step produced for one input: its stats, its read models (history,
     /// claim outcomes, the partition's people-finished counters) and the records to produce.
     #[allow(clippy::too_many_arguments)]
@@ -408,14 +495,14 @@ impl Partition {
     ) {
         match &out.outcome {
             Outcome::Applied => batch.stats.applied += 1,
-            Outcome::Duplicate => batch.stats.duplicates += 1,
+            Outcome::Duplicate => batch.stats.duplicates.push(duplicate_reason(input)),
             Outcome::Redelivered => batch.stats.redelivered += 1,
             Outcome::Ignored(_) => batch.stats.ignored += 1,
             Outcome::DeadLettered => {
                 // Dead letters carry no state: they are published with the batch, not kept
                 // in the outbox (a redelivery makes the same one, with the same id).
                 if let Input::DeadLetter(rejection) = input {
-                    batch.stats.dead_letters.push(reason_class(rejection));
+                    batch.stats.dead_letters.push(rejection.kind.as_str());
                     for event in &out.events {
                         batch.publish.push(OutboxEntry {
                             cause: source.clone(),
@@ -459,6 +546,12 @@ impl Partition {
         for response in out.responses {
             produced.push(source.clone(), Produce::Response(response));
         }
+        for request in out.amount_requests {
+            produced.push(source.clone(), Produce::AmountRequest(request));
+        }
+        for response in out.amount_responses {
+            produced.push(source.clone(), Produce::AmountResponse(response));
+        }
     }
 
     /// One more user who achieved a challenge, in this partition's counter of it.
@@ -487,6 +580,8 @@ enum Produce {
     Event(Event),
     Request(Request),
     Response(Response),
+    AmountRequest(AmountRequest),
+    AmountResponse(AmountResponse),
 }
 
 impl Produce {
@@ -517,6 +612,18 @@ impl Produce {
             Produce::Response(response) => OutRecord {
                 topic: topics.inventory_responses.clone(),
                 payload: serde_json::to_vec(&response).expect("responses serialize"),
+                key: response.user_id,
+                headers: Vec::new(),
+            },
+            Produce::AmountRequest(request) => OutRecord {
+                topic: topics.amount_requests.clone(),
+                payload: serde_json::to_vec(&request).expect("amount requests serialize"),
+                key: request.user_id,
+                headers: Vec::new(),
+            },
+            Produce::AmountResponse(response) => OutRecord {
+                topic: topics.amount_responses.clone(),
+                payload: serde_json::to_vec(&response).expect("amount responses serialize"),
                 key: response.user_id,
                 headers: Vec::new(),
             },
@@ -575,19 +682,14 @@ impl Produced {
     }
 }
 
-/// The metric label of a dead letter's reason.
-pub fn reason_class(rejection: &Rejection) -> &'static str {
-    let r = rejection.reason.as_str();
-    if r.starts_with("record: not JSON") {
-        "not_json"
-    } else if r.contains("exceeds the limit") {
-        "too_large"
-    } else if r.contains("unknown trigger") {
-        "unknown_trigger"
-    } else if r.contains("unknown tenant") {
-        "unknown_tenant"
-    } else {
-        "mapping"
+/// The metric label of a duplicate: the id that made the record step drop it. A claim is
+/// a duplicate by its claim id (answered before, or waiting for the inventory stage), an
+/// action by its action id (among the user's recent ones). Redeliveries caught by the offset
+/// watermark are counted apart, as `redelivered`.
+pub fn duplicate_reason(input: &Input) -> &'static str {
+    match input {
+        Input::Claim(_) => "claim_id",
+        _ => "action_id",
     }
 }
 

@@ -31,6 +31,7 @@ use super::log::{InRecord, Log, LogError, OutRecord, Rebalance};
 use super::oversize;
 use super::partition::{Batch, Partition, Stats};
 use super::protocol::{self, AfterFailure, AfterTooLarge, AfterWait, Redo, Refused};
+use crate::amounts::{AmountCaller, Fallbacks};
 use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
 use crate::readiness::{Condition, Readiness};
@@ -121,6 +122,8 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     pending: Option<Evaluated>,
     /// What `/readyz` reports: not ready before the first assignment or while paused.
     readiness: Readiness,
+    /// Decides programmatic events' amount requests, for every partition.
+    amounts: Arc<dyn AmountCaller>,
 }
 
 enum Attempt {
@@ -177,7 +180,15 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             shutdown,
             pending: None,
             readiness: Readiness::default(),
+            amounts: Arc::new(Fallbacks),
         }
+    }
+
+    /// Decides amount requests with `amounts` (`questline run`: the HTTP caller). Without one
+    /// every request is paid its event's fallback, reason `not_called`.
+    pub fn with_amounts(mut self, amounts: Arc<dyn AmountCaller>) -> Self {
+        self.amounts = amounts;
+        self
     }
 
     /// Reports this worker's readiness through `readiness` (the process's shared handle).
@@ -407,7 +418,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     fn count(&mut self, stats: &Stats) {
         let m = metrics();
         self.totals.applied += stats.applied;
-        self.totals.duplicates += stats.duplicates;
+        self.totals.duplicates += stats.duplicates.len() as u64;
         self.totals.redelivered += stats.redelivered;
         self.totals.dead_letters += stats.dead_letters.len() as u64;
         m.actions_processed
@@ -415,7 +426,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .inc_by(stats.applied);
         m.actions_processed
             .with_label_values(&["duplicate"])
-            .inc_by(stats.duplicates);
+            .inc_by(stats.duplicates.len() as u64);
+        for reason in &stats.duplicates {
+            m.duplicates.with_label_values(&[reason]).inc();
+        }
         m.actions_processed
             .with_label_values(&["redelivered"])
             .inc_by(stats.redelivered);
@@ -562,7 +576,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     }
 
     async fn take_partition(&mut self, p: i32) -> Result<(), StoreError> {
-        let mut partition = Partition::new(&self.group, p, self.settings.cache_users);
+        let mut partition = Partition::new(&self.group, p, self.settings.cache_users)
+            .with_amounts(Arc::clone(&self.amounts));
         let epoch = self
             .store
             .claim_partition(&self.group, &format!("p{p}"))

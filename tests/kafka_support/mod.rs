@@ -357,6 +357,8 @@ dead_letter = "{dead}"
 commands = "{commands}"
 inventory_requests = "{requests}"
 inventory_responses = "{responses}"
+amount_requests = "{amount_requests}"
+amount_responses = "{amount_responses}"
 [catalog]
 path = "{catalog}"
 [mappings]
@@ -375,6 +377,8 @@ batch_size = {batch}
                 commands = t("commands"),
                 requests = t("inventory-requests"),
                 responses = t("inventory-responses"),
+                amount_requests = t("amount-requests"),
+                amount_responses = t("amount-responses"),
                 catalog = options.catalog.display(),
                 mappings = mappings.display(),
                 linger = options.linger_ms,
@@ -443,6 +447,8 @@ batch_size = {batch}
             "commands",
             "inventory-requests",
             "inventory-responses",
+            "amount-requests",
+            "amount-responses",
         ]
         .iter()
         .map(|n| self.topic(n))

@@ -46,7 +46,9 @@ pub struct TenantCatalog {
     pub time_zone: chrono_tz::Tz,
     event_rules: rules_check::EventIndex,
     trigger_by_id: FxHashMap<u32, usize>,
+    /// Triggers by `key`: names, and numeric keys under their number in `triggers_by_number`.
     triggers_by_key: FxHashMap<String, Vec<usize>>,
+    triggers_by_number: FxHashMap<u32, Vec<usize>>,
     challenges_by_trigger: FxHashMap<u32, Vec<usize>>,
     challenge_by_id: FxHashMap<u32, usize>,
     reward_type_by_name: FxHashMap<String, usize>,
@@ -134,9 +136,13 @@ impl TenantCatalog {
             .map(|(i, t)| (t.id, i))
             .collect();
         self.triggers_by_key.clear();
+        self.triggers_by_number.clear();
         for (i, t) in self.triggers.iter().enumerate() {
             if let Some(key) = &t.key {
-                self.triggers_by_key.entry(key.clone()).or_default().push(i);
+                match key.parse::<u32>() {
+                    Ok(number) => self.triggers_by_number.entry(number).or_default().push(i),
+                    Err(_) => self.triggers_by_key.entry(key.clone()).or_default().push(i),
+                }
             }
         }
         self.challenge_by_id = self
@@ -207,24 +213,49 @@ impl TenantCatalog {
             .map(|&i| &self.challenges[i])
     }
 
-    /// An exact location match wins over a trigger without a location.
+    /// Resolves an action's trigger key and location; numbers and names alike honour the
+    /// location (KickApps: action + location is the compound key).
+    ///
+    /// A name is a trigger `key`. A number is a numeric `key` when some trigger has it (the
+    /// catalog makes sure the trigger with that id then has it too), else a trigger id. Among
+    /// the candidates, the trigger with exactly the action's location wins, else one without
+    /// a location; a trigger with another location never matches, nor does a trigger with a
+    /// location when the action has none.
     pub fn resolve_trigger(&self, key: &TriggerKey, location: Option<&str>) -> Option<&TriggerDef> {
         match key {
-            TriggerKey::Id(id) => self.trigger(*id),
-            TriggerKey::Name(name) => {
-                let candidates = self.triggers_by_key.get(name)?;
-                let mut fallback = None;
-                for &i in candidates {
-                    let t = &self.triggers[i];
-                    match (&t.location, location) {
-                        (Some(want), Some(have)) if want == have => return Some(t),
-                        (None, _) => fallback = fallback.or(Some(t)),
-                        _ => {}
-                    }
-                }
-                fallback
+            TriggerKey::Id(number) => self.resolve_number(*number, location),
+            TriggerKey::Name(name) => match name.parse::<u32>() {
+                // A number written as text (a command produced by hand): what the mapping
+                // would have read.
+                Ok(number) => self.resolve_number(number, location),
+                Err(_) => self.pick(self.triggers_by_key.get(name)?, location),
+            },
+        }
+    }
+
+    fn resolve_number(&self, number: u32, location: Option<&str>) -> Option<&TriggerDef> {
+        match self.triggers_by_number.get(&number) {
+            Some(keyed) => self.pick(keyed, location),
+            None => self.trigger(number).filter(|t| {
+                t.location
+                    .as_deref()
+                    .is_none_or(|want| Some(want) == location)
+            }),
+        }
+    }
+
+    /// The candidate with exactly `location`, else the first without a location.
+    fn pick(&self, candidates: &[usize], location: Option<&str>) -> Option<&TriggerDef> {
+        let mut fallback = None;
+        for &i in candidates {
+            let t = &self.triggers[i];
+            match (&t.location, location) {
+                (Some(want), Some(have)) if want == have => return Some(t),
+                (None, _) => fallback = fallback.or(Some(t)),
+                _ => {}
             }
         }
+        fallback
     }
 }
 
@@ -232,5 +263,72 @@ impl Catalog {
     /// The default tenant's catalog, the one most callers and the demo use.
     pub fn default_tenant(&self) -> Option<&TenantCatalog> {
         self.tenant(DEFAULT_TENANT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(triggers: &str) -> Catalog {
+        let text = format!(
+            "[[reward_types]]\nreward_type = \"points\"\ndisplay_name = \"Points\"\n{triggers}\n\
+             [[challenges]]\nid = 1\nname = \"c\"\n[[challenges.groups]]\nid = 1\n\
+             triggers = [{{ trigger = 1, frequency = 1 }}]\n"
+        );
+        Catalog::from_sources(&[("c.toml", text)]).unwrap()
+    }
+
+    fn trigger(id: u32, extra: &str) -> String {
+        format!("[[triggers]]\nid = {id}\nname = \"t{id}\"\n{extra}\n")
+    }
+
+    fn resolved(c: &Catalog, key: TriggerKey, location: Option<&str>) -> Option<u32> {
+        c.resolve_trigger(DEFAULT_TENANT, &key, location)
+            .ok()
+            .map(|t| t.id)
+    }
+
+    /// Numbers honour the location as names do: an exact location first, else a trigger
+    /// without one; a location-specific trigger never matches elsewhere.
+    #[test]
+    fn numeric_keys_and_ids_honour_the_location() {
+        let c = catalog(
+            &[
+                trigger(1, ""),
+                trigger(20, "key = \"post_comment\"\nlocation = \"forum\""),
+                trigger(120, "key = \"7\"\nlocation = \"forum\""),
+                trigger(121, "key = \"7\"\nlocation = \"blog\""),
+                trigger(122, "key = \"7\""),
+                trigger(130, "key = \"8\"\nlocation = \"forum\""),
+            ]
+            .concat(),
+        );
+        let id = TriggerKey::Id;
+        // Plain ids, no location on the trigger: any location.
+        assert_eq!(resolved(&c, id(1), None), Some(1));
+        assert_eq!(resolved(&c, id(1), Some("blog")), Some(1));
+        // Trigger 20 is the forum's only.
+        assert_eq!(resolved(&c, id(20), Some("forum")), Some(20));
+        assert_eq!(resolved(&c, id(20), Some("blog")), None);
+        assert_eq!(resolved(&c, id(20), None), None);
+        // Numeric keys: the exact location, else the one without a location.
+        assert_eq!(resolved(&c, id(7), Some("forum")), Some(120));
+        assert_eq!(resolved(&c, id(7), Some("blog")), Some(121));
+        assert_eq!(resolved(&c, id(7), Some("wiki")), Some(122));
+        assert_eq!(resolved(&c, id(7), None), Some(122));
+        assert_eq!(resolved(&c, id(8), Some("forum")), Some(130));
+        assert_eq!(resolved(&c, id(8), Some("blog")), None);
+        // A number sent as a name (a command written by hand) resolves the same.
+        assert_eq!(
+            resolved(&c, TriggerKey::Name("7".into()), Some("blog")),
+            Some(121)
+        );
+        assert_eq!(
+            c.resolve_trigger(DEFAULT_TENANT, &id(8), Some("blog"))
+                .unwrap_err()
+                .to_string(),
+            "unknown trigger '8@blog'"
+        );
     }
 }

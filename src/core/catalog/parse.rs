@@ -116,6 +116,17 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
             }
         };
         let tenant = file.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_string());
+        if tenant.trim().is_empty() || tenant.len() > limits::MAX_TENANT_BYTES {
+            // Actions name their tenant in at most this many bytes: a longer one is unreachable.
+            errors.push(CatalogError {
+                file: name.to_string(),
+                line: 0,
+                message: format!(
+                    "tenant must not be blank and at most {} bytes",
+                    limits::MAX_TENANT_BYTES
+                ),
+            });
+        }
         let collected = by_tenant.entry(tenant).or_default();
         let origin = |span: std::ops::Range<usize>| Origin {
             file: name.to_string(),
@@ -281,11 +292,28 @@ impl Validator<'_> {
                 );
             }
         }
+        let key_of: FxHashMap<u32, Option<&str>> = c
+            .triggers
+            .iter()
+            .map(|(t, _)| (t.id, t.key.as_deref()))
+            .collect();
         for (t, o) in &c.triggers {
-            if matches!(&t.key, Some(k) if k.trim().is_empty() || k.parse::<u32>().is_ok()) {
+            if let Some(key) = &t.key {
+                if let Some(problem) = key_problem(t.id, key, &key_of) {
+                    self.err(o, format!("trigger {}: {problem}", t.id));
+                }
+            }
+            if t.location
+                .as_ref()
+                .is_some_and(|l| l.len() > limits::MAX_LOCATION_BYTES)
+            {
                 self.err(
                     o,
-                    format!("trigger {}: key must be a non-numeric name", t.id),
+                    format!(
+                        "trigger {}: location must be at most {} bytes",
+                        t.id,
+                        limits::MAX_LOCATION_BYTES
+                    ),
                 );
             }
             if t.location.is_some() && t.key.is_none() {
@@ -542,6 +570,42 @@ impl Validator<'_> {
     }
 }
 
+/// What is wrong with a trigger's `key`, if anything. Producers' ids arrive trimmed, and
+/// numbers arrive as numbers (`20`, or `"20"` read as 20): a key must be written so that an
+/// action can name it. A numeric key must also not be the id of another trigger, unless that
+/// trigger carries the same key: a `triggerId` of 20 would otherwise mean two things.
+fn key_problem(id: u32, key: &str, key_of: &FxHashMap<u32, Option<&str>>) -> Option<String> {
+    if key.trim().is_empty() {
+        return Some("key must not be blank".into());
+    }
+    if key.trim() != key {
+        return Some("key must not start or end with whitespace".into());
+    }
+    if key.len() > limits::MAX_TRIGGER_NAME_BYTES {
+        // Actions sending a longer name are dead-lettered: the trigger would be unreachable.
+        return Some(format!(
+            "key must be at most {} bytes",
+            limits::MAX_TRIGGER_NAME_BYTES
+        ));
+    }
+    // As `TriggerKey::from_json` reads an action's trigger: text that parses as a u32 is an id.
+    let Ok(number) = key.parse::<u32>() else {
+        return None;
+    };
+    if number.to_string() != key {
+        return Some(format!(
+            "a numeric key must be written as producers send it ('{number}')"
+        ));
+    }
+    match key_of.get(&number) {
+        Some(other) if number != id && *other != Some(key) => Some(format!(
+            "key '{key}' is the id of trigger {number}, which has another key; \
+             give trigger {number} the same key or choose another number"
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +726,84 @@ amount = 100
             let err = Catalog::from_sources(&[("c.toml", text)]).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    /// KickApps' actionIds are numbers: a numeric key makes them compound keys with a
+    /// location, like names. It must be written as the number producers send, and must not
+    /// take the id of another trigger (an action's triggerId would name two triggers).
+    #[test]
+    fn numeric_keys_are_accepted_in_canonical_form_and_without_clashes() {
+        let trigger = |id: u32, extra: &str| {
+            format!("\n[[triggers]]\nid = {id}\nname = \"t{id}\"\n{extra}\n")
+        };
+        let with = |triggers: &str| format!("{GOOD}{triggers}");
+        let ok = with(&format!(
+            "{}{}",
+            trigger(120, "key = \"20\"\nlocation = \"forum\""),
+            trigger(121, "key = \"20\"")
+        ));
+        Catalog::from_sources(&[("c.toml", ok)]).unwrap();
+        // The trigger with that id may carry the key itself.
+        let own = with(&format!(
+            "{}{}",
+            trigger(20, "key = \"20\"\nlocation = \"forum\""),
+            trigger(21, "key = \"20\"")
+        ));
+        Catalog::from_sources(&[("c.toml", own)]).unwrap();
+        let cases = [
+            (
+                trigger(120, "key = \"020\""),
+                "trigger 120: a numeric key must be written as producers send it ('20')",
+            ),
+            (
+                trigger(120, "key = \" 20\""),
+                "trigger 120: key must not start or end with whitespace",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    trigger(2, "key = \"x\""),
+                    trigger(120, "key = \"2\"")
+                ),
+                "trigger 120: key '2' is the id of trigger 2, which has another key",
+            ),
+            (
+                trigger(120, "key = \"1\""),
+                "trigger 120: key '1' is the id of trigger 1, which has another key",
+            ),
+            (
+                trigger(120, "key = \"\""),
+                "trigger 120: key must not be blank",
+            ),
+            (
+                trigger(120, &format!("key = \"{}\"", "k".repeat(257))),
+                "trigger 120: key must be at most 256 bytes",
+            ),
+            (
+                trigger(
+                    120,
+                    &format!("key = \"k\"\nlocation = \"{}\"", "l".repeat(257)),
+                ),
+                "trigger 120: location must be at most 256 bytes",
+            ),
+        ];
+        for (triggers, expected) in cases {
+            let err = Catalog::from_sources(&[("c.toml", with(&triggers))]).unwrap_err();
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+    }
+
+    #[test]
+    fn tenant_names_are_bounded() {
+        let long = format!("tenant = \"{}\"\n{GOOD}", "t".repeat(65));
+        let err = Catalog::from_sources(&[("c.toml", long)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("c.toml: tenant must not be blank and at most 64 bytes"),
+            "{err}"
+        );
+        let fits = format!("tenant = \"{}\"\n{GOOD}", "t".repeat(64));
+        Catalog::from_sources(&[("c.toml", fits)]).unwrap();
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub enum FallbackReason {
     CircuitOpen,
     /// The catalog no longer has the event as programmatic.
     NotProgrammatic,
+    /// The driver does not call endpoints (`replay` without recorded amounts, in-process
+    /// tests): the fallback stands in for the answer.
+    NotCalled,
 }
 
 impl AmountRequest {

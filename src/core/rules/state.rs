@@ -17,11 +17,14 @@ use crate::core::catalog::{StreakKind, TenantCatalog};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRuleState {
     /// Event time of the last rewarded occurrence (for a streak: the last counted one), in
-    /// milliseconds since the epoch; a capped event pays again from this plus the window.
+    /// microseconds since the epoch; a capped event pays again from this plus the window.
+    /// Microseconds hold every time chrono can represent, and the record step judges
+    /// occurrences at microsecond precision, so the stored state is exact: a worker that
+    /// reloads it decides as one that kept it in memory.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "chrono::serde::ts_milliseconds_option"
+        with = "chrono::serde::ts_microseconds_option"
     )]
     pub last: Option<DateTime<Utc>>,
     /// Daily streak: the tenant-local day (days since 0001-01-01) of the latest counted
@@ -201,7 +204,7 @@ mod tests {
         let written = serde_json::to_string(&state).unwrap();
         assert_eq!(
             written,
-            r#"{"last":1700000000123,"day":739000,"today":2,"run":3}"#
+            r#"{"last":1700000000123000,"day":739000,"today":2,"run":3}"#
         );
         assert_eq!(
             serde_json::from_str::<EventRuleState>(&written).unwrap(),

@@ -571,7 +571,7 @@ fn only_capped_or_streak_events_keep_state_per_user() {
         serde_json::to_string(&states).unwrap(),
         format!(
             r#"{{"DAILY_CHECK_IN":{{"last":{}}}}}"#,
-            at(NOON).timestamp_millis()
+            at(NOON).timestamp_micros()
         )
     );
     // A rejected occurrence of a stateful event leaves no entry behind.

@@ -19,8 +19,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
+mod earning;
+
 use super::catalog::{
-    Aggregation, CapPeriod, Challenge, Operator, Overshoot, TenantCatalog, TriggerDef,
+    Aggregation, CapPeriod, Challenge, EventRules, Operator, Overshoot, TenantCatalog, TriggerDef,
 };
 use super::decimal;
 use super::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
@@ -29,6 +31,7 @@ use super::inventory::{self, Request, RequestKind};
 use super::limits;
 use super::model::{Action, SourceRef};
 use super::records::ClaimRecord;
+use super::rules::programmatic::{AmountRequest, AmountResponse};
 use super::state::{ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, UserState};
 
 /// The most completions one action can cause on one challenge; the rest of a huge value
@@ -66,12 +69,15 @@ pub struct ClaimAmount {
 /// What the user stage evaluates.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserInput<'a> {
-    /// An action whose trigger the caller already resolved against the catalog.
-    Action(&'a Action, &'a TriggerDef),
+    /// An action with what the caller resolved it to in the catalog: the trigger it counts
+    /// toward, the earning-rule event it is an occurrence of, or both.
+    Action(&'a Action, Option<&'a TriggerDef>, Option<&'a EventRules>),
     /// A claim, with the outcome stored under its id if it was evaluated before (a claim id
     /// is exactly-once forever: a retry at any time changes nothing).
     Claim(&'a ClaimCommand, Option<&'a ClaimRecord>),
     Response(&'a inventory::Response),
+    /// A programmatic event's amount, recorded by the amount caller.
+    Amount(&'a AmountResponse),
 }
 
 /// Where and when an input happened; the only source of time and identity.
@@ -89,6 +95,8 @@ pub struct Context<'a> {
 pub struct Effects {
     pub events: Vec<Event>,
     pub requests: Vec<Request>,
+    /// For the amount caller (programmatic events).
+    pub amount_requests: Vec<AmountRequest>,
     /// The input was already applied (same action id); nothing changed.
     pub duplicate: bool,
     /// Challenges the user achieved for the first time with this input.
@@ -157,14 +165,17 @@ pub fn evaluate(
     ctx: &Context<'_>,
 ) -> Effects {
     let (occurred_at, source) = match &input {
-        UserInput::Action(a, _) => (
+        UserInput::Action(a, ..) => (
             event_time(a.occurred_at, ctx.record_time),
             Cow::Borrowed(ctx.source),
         ),
-        UserInput::Response(r) => match state.pending.get(&r.request_id) {
-            Some(p) => (p.occurred_at, Cow::Owned(p.source.clone())),
-            None => return Effects::default(),
-        },
+        UserInput::Response(inventory::Response { request_id, .. })
+        | UserInput::Amount(AmountResponse { request_id, .. }) => {
+            match state.pending.get(request_id) {
+                Some(p) => (p.occurred_at, Cow::Owned(p.source.clone())),
+                None => return Effects::default(),
+            }
+        }
         UserInput::Claim(..) => (ctx.record_time, Cow::Borrowed(ctx.source)),
     };
     let mut out = Emitter {
@@ -186,9 +197,10 @@ pub fn evaluate(
     }
     expire_prizes(state, catalog, &mut out);
     match input {
-        UserInput::Action(action, trigger) => {
-            apply_action(state, action, trigger, catalog, &mut out)
+        UserInput::Action(action, trigger, event) => {
+            apply_action(state, action, trigger, event, catalog, &mut out)
         }
+        UserInput::Amount(response) => earning::apply_amount(state, response, catalog, &mut out),
         UserInput::Claim(claim, _) => apply_claim(state, claim, catalog, &mut out),
         UserInput::Response(response) => apply_response(state, response, catalog, &mut out),
     }
@@ -212,10 +224,12 @@ fn claim_in_flight(state: &UserState, claim_id: &str) -> bool {
         .any(|p| matches!(&p.what, PendingKind::Claim { claim_id: id, .. } if id == claim_id))
 }
 
+/// An action counts toward its trigger's challenges, then pays through its event's rules.
 fn apply_action(
     state: &mut UserState,
     action: &Action,
-    trigger: &TriggerDef,
+    trigger: Option<&TriggerDef>,
+    event: Option<&EventRules>,
     catalog: &TenantCatalog,
     out: &mut Emitter<'_>,
 ) {
@@ -225,6 +239,21 @@ fn apply_action(
             return;
         }
     }
+    if let Some(trigger) = trigger {
+        count_toward_challenges(state, action, trigger, catalog, out);
+    }
+    if let Some(event) = event {
+        earning::apply_occurrence(state, action, event, catalog, out);
+    }
+}
+
+fn count_toward_challenges(
+    state: &mut UserState,
+    action: &Action,
+    trigger: &TriggerDef,
+    catalog: &TenantCatalog,
+    out: &mut Emitter<'_>,
+) {
     let at = out.occurred_at;
     // A late action (event time before the record's time by more than the tenant's allowed
     // lateness) counts only toward challenges still open at that bound: a backdated
@@ -710,6 +739,8 @@ fn apply_response(
                 });
             }
         },
+        // Amount requests have ids of their own (`#a`); an inventory answer never names one.
+        PendingKind::Amount { .. } => {}
         PendingKind::Claim {
             claim_id,
             mut items,
@@ -1087,12 +1118,12 @@ amount = 10
         let ctx = Context {
             source: &source,
             cause: "t:0:1",
-            record_time: chrono::Utc::now(),
+            record_time: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
         };
         let trigger = tenant.trigger(1).unwrap();
         let effects = evaluate(
             &mut state,
-            UserInput::Action(&action, trigger),
+            UserInput::Action(&action, Some(trigger), None),
             tenant,
             "u",
             &ctx,
