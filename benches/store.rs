@@ -147,7 +147,10 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
                 topic: "questline.progress".into(),
                 key: e.user_id.clone(),
                 payload: serde_json::to_vec(&e).unwrap(),
-                headers: vec![("questline-event-id".into(), e.event_id.clone())],
+                headers: vec![questline::pipeline::log::text_header(
+                    "questline-event-id",
+                    e.event_id.clone(),
+                )],
             },
         })
         .collect()

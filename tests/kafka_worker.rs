@@ -130,7 +130,11 @@ fn poison_records_go_to_the_dead_letter_topic_and_the_good_ones_around_them_are_
             line(json!({"userId": "p", "triggerId": 1, "value": 150})),
         ),
     ];
-    broker.produce(&setup.topic("questline.actions"), &records);
+    broker.produce_with_headers(
+        &setup.topic("questline.actions"),
+        &records,
+        &[("traceparent", "00-4bf92f3577b34da6-01")],
+    );
     let dead = broker.consume(&[setup.topic("dead-letter")], 4, Duration::from_secs(30));
     assert_eq!(dead.len(), 4, "{dead:#?}");
     let reasons: Vec<&str> = dead
@@ -159,6 +163,19 @@ fn poison_records_go_to_the_dead_letter_topic_and_the_good_ones_around_them_are_
             setup.topic("questline.actions")
         );
         assert_eq!(r["headers"]["questline-source-offset"], (i + 1).to_string());
+        // The original key and headers, and Kafka Connect's names for the same facts.
+        assert_eq!(r["key"], "p");
+        assert_eq!(r["headers"]["traceparent"], "00-4bf92f3577b34da6-01");
+        assert_eq!(
+            r["headers"]["__connect.errors.topic"],
+            setup.topic("questline.actions")
+        );
+        assert_eq!(r["headers"]["__connect.errors.partition"], "0");
+        assert_eq!(r["headers"]["__connect.errors.offset"], (i + 1).to_string());
+        assert_eq!(
+            r["headers"]["__connect.errors.exception.message"],
+            r["value"]["reason"]
+        );
     }
     let progress = broker.consume(&[setup.topic("progress")], 2, Duration::from_secs(10));
     let accumulated: Vec<&Value> = progress

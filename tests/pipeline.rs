@@ -655,6 +655,7 @@ async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
             .to_string()
             .into_bytes(),
         timestamp: chrono::Utc::now(),
+        headers: Vec::new(),
     };
     let a: Vec<InRecord> = (0..40).map(|u| record(u as i64, u)).collect();
     let mut b: Vec<InRecord> = (40..59).map(|u| record(u as i64, u)).collect();
@@ -723,6 +724,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
                 .to_string()
                 .into_bytes(),
             timestamp: chrono::Utc::now(),
+            headers: Vec::new(),
         })
         .collect();
     let key = UserKey::new("default", "z");
@@ -950,6 +952,7 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
         key: Some(b"u1".to_vec()),
         payload,
         timestamp: chrono::Utc::now(),
+        headers: Vec::new(),
     };
     let produced = |batch: &questline::pipeline::partition::Batch, topic: &str| -> Vec<Vec<u8>> {
         batch
@@ -1108,6 +1111,10 @@ async fn an_output_too_large_for_the_log_becomes_a_small_dead_letter_and_the_par
         serde_json::json!({"topic": INPUT, "partition": partition, "offset": offset})
     );
     assert!(letter["original"].as_str().unwrap().len() <= 1024);
-    assert_eq!(dead[0].key, Some(b"".to_vec()), "a record without a user");
+    assert_eq!(
+        dead[0].key,
+        Some(b"u3".to_vec()),
+        "the poison record's key, which its dead letter carried"
+    );
     rig.assert_exactly_once(USERS).await;
 }

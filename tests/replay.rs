@@ -167,6 +167,7 @@ fn record(partition: i32, offset: i64, payload: &[u8], at_ms: i64) -> InRecord {
         key: Some(b"user".to_vec()),
         payload: payload.to_vec(),
         timestamp: chrono::Utc.timestamp_millis_opt(at_ms).unwrap(),
+        headers: Vec::new(),
     }
 }
 

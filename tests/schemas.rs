@@ -1070,6 +1070,7 @@ fn kafka_record_schema_and_code_agree() {
         key: key.map(|k| k.as_bytes().to_vec()),
         payload: payload.to_vec(),
         timestamp: "2026-11-25T10:00:00.123Z".parse().unwrap(),
+        headers: Vec::new(),
     };
     // What the code writes: text values, binary values, no key.
     let text = serde_json::to_value(DumpedRecord::of(&record(

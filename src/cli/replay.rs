@@ -422,6 +422,8 @@ impl DumpedRecord {
             key: self.key.map(String::into_bytes),
             payload,
             timestamp,
+            // A dump line has no headers (schemas/kafka-record.v1.json).
+            headers: Vec::new(),
         })
     }
 }

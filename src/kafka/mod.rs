@@ -289,6 +289,19 @@ impl KafkaLog {
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp,
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -393,7 +406,7 @@ impl Log for KafkaLog {
             for (k, v) in &r.headers {
                 headers = headers.insert(Header {
                     key: k,
-                    value: Some(v.as_bytes()),
+                    value: Some(v.as_slice()),
                 });
             }
             let mut record = FutureRecord::to(&r.topic)

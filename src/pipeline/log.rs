@@ -18,6 +18,9 @@ pub struct InRecord {
     pub payload: Vec<u8>,
     /// The record's timestamp (create or log-append time); now when the broker has none.
     pub timestamp: DateTime<Utc>,
+    /// The record's headers as they came (a header without a value has an empty one); a
+    /// dead letter of the record carries them on.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// A record to produce. The key decides the partition (librdkafka's murmur2, the Java
@@ -29,10 +32,25 @@ pub struct OutRecord {
     pub key: String,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
-    pub headers: Vec<(String, String)>,
+    /// Header values are bytes: a dead letter carries its input's headers on as they came.
+    /// (Encoded in the outbox exactly as the text values of the first format were.)
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A header with a text value, as questline's own headers are.
+pub fn text_header(name: &str, value: impl Into<String>) -> (String, Vec<u8>) {
+    (name.to_string(), value.into().into_bytes())
 }
 
 impl OutRecord {
+    /// The value of header `name` as text, if the record has it and it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
     /// The bytes of key, value and headers: what a broker's record size limit measures, less
     /// the few dozen bytes of framing around them.
     pub fn size(&self) -> usize {

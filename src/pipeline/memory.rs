@@ -105,6 +105,17 @@ impl MemoryLog {
 
     /// Appends a record as a producer would; returns its partition and offset.
     pub fn append(&self, topic: &str, key: &str, payload: Vec<u8>) -> (i32, i64) {
+        self.append_with_headers(topic, key, payload, Vec::new())
+    }
+
+    /// [`MemoryLog::append`], with headers.
+    pub fn append_with_headers(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Vec<u8>,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> (i32, i64) {
         let (p, offset) = {
             let mut inner = self.lock();
             let partitions = inner
@@ -121,6 +132,7 @@ impl MemoryLog {
                 key: Some(key.as_bytes().to_vec()),
                 payload,
                 timestamp: Utc::now(),
+                headers,
             });
             (p, offset)
         };
@@ -263,7 +275,7 @@ impl Log for MemoryLog {
             if limit.is_some_and(|max| r.size() > max) {
                 published.too_large.push(i);
             } else {
-                self.append(&r.topic, &r.key, r.payload.clone());
+                self.append_with_headers(&r.topic, &r.key, r.payload.clone(), r.headers.clone());
             }
         }
         Ok(published)

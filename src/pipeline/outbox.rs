@@ -71,15 +71,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<OutboxEntry>, OutboxError> {
 
 /// The event id of an entry (its `questline-event-id` header), if it carries one.
 pub fn event_id(record: &OutRecord) -> Option<&str> {
-    record
-        .headers
-        .iter()
-        .find(|(k, _)| k == "questline-event-id")
-        .map(|(_, v)| v.as_str())
+    record.header("questline-event-id")
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::log::text_header;
     use super::*;
     use proptest::prelude::*;
 
@@ -90,7 +87,7 @@ mod tests {
                 topic: "questline.progress".into(),
                 key: "user-1".into(),
                 payload: payload.to_vec(),
-                headers: vec![("questline-event-id".into(), format!("id-{offset}"))],
+                headers: vec![text_header("questline-event-id", format!("id-{offset}"))],
             },
         }
     }
@@ -113,6 +110,39 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(decode(&other).unwrap_err().to_string().contains("format 9"));
+    }
+
+    /// Outboxes written while header values were text decode with byte values: postcard
+    /// writes a string and a sequence of bytes alike (a length, then the bytes).
+    #[test]
+    fn outboxes_with_text_header_values_still_decode() {
+        #[derive(Serialize)]
+        struct TextRecord {
+            topic: String,
+            key: String,
+            #[serde(with = "serde_bytes")]
+            payload: Vec<u8>,
+            headers: Vec<(String, String)>,
+        }
+        #[derive(Serialize)]
+        struct TextEntry {
+            cause: SourceRef,
+            record: TextRecord,
+        }
+        let old = vec![TextEntry {
+            cause: SourceRef::new("actions", 3, 1),
+            record: TextRecord {
+                topic: "questline.progress".into(),
+                key: "user-1".into(),
+                payload: b"{}".to_vec(),
+                headers: vec![("questline-event-id".into(), "id-1é".into())],
+            },
+        }];
+        let bytes = postcard::to_extend(&old, vec![FORMAT]).unwrap();
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(event_id(&decoded[0].record), Some("id-1é"));
+        assert_eq!(encode(&decoded), bytes, "and encode the same way");
     }
 
     proptest! {

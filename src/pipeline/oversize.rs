@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::log::OutRecord;
+use super::log::{text_header, OutRecord};
 use crate::core::events::{encode_prefix, Event, EventBody, RefusedOutput};
 use crate::core::ids;
 use crate::core::model::SourceRef;
@@ -59,15 +59,8 @@ pub fn dead_letter(
     now: DateTime<Utc>,
 ) -> OutRecord {
     let bytes = refused.size();
-    let header = |name: &str| {
-        refused
-            .headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let kind = header("questline-event-type");
-    let refused_id = header("questline-event-id");
+    let kind = refused.header("questline-event-type").map(str::to_string);
+    let refused_id = refused.header("questline-event-id").map(str::to_string);
     // Named after the refused event's id, or else after everything that makes the record.
     let name = match &refused_id {
         Some(id) => format!("{id}#too-large"),
@@ -115,15 +108,12 @@ pub fn dead_letter(
         // An event of strings and numbers always serializes.
         payload: serde_json::to_vec(&event).expect("events serialize"),
         headers: vec![
-            ("questline-event-id".into(), event.event_id.clone()),
-            ("questline-event-type".into(), "dead_letter".into()),
-            ("questline-reason".into(), reason),
-            ("questline-source-topic".into(), cause.topic.clone()),
-            (
-                "questline-source-partition".into(),
-                cause.partition.to_string(),
-            ),
-            ("questline-source-offset".into(), cause.offset.to_string()),
+            text_header("questline-event-id", event.event_id.clone()),
+            text_header("questline-event-type", "dead_letter"),
+            text_header("questline-reason", reason),
+            text_header("questline-source-topic", cause.topic.clone()),
+            text_header("questline-source-partition", cause.partition.to_string()),
+            text_header("questline-source-offset", cause.offset.to_string()),
         ],
     }
 }
@@ -148,8 +138,8 @@ mod tests {
             key: "u1".into(),
             payload,
             headers: vec![
-                ("questline-event-id".into(), "e-1".into()),
-                ("questline-event-type".into(), "milestone.achieved".into()),
+                text_header("questline-event-id", "e-1"),
+                text_header("questline-event-type", "milestone.achieved"),
             ],
         }
     }
@@ -191,13 +181,9 @@ mod tests {
         let original = v["original"].as_str().unwrap();
         assert!(original.len() <= PREFIX_BYTES && original.len() > PREFIX_BYTES - 4);
         assert!(record.payload.starts_with(original.as_bytes()));
-        let headers: std::collections::BTreeMap<_, _> = letter.headers.iter().cloned().collect();
-        assert_eq!(
-            headers["questline-event-id"],
-            v["eventId"].as_str().unwrap()
-        );
-        assert_eq!(headers["questline-reason"], v["reason"].as_str().unwrap());
-        assert_eq!(headers["questline-source-offset"], "42");
+        assert_eq!(letter.header("questline-event-id"), v["eventId"].as_str());
+        assert_eq!(letter.header("questline-reason"), v["reason"].as_str());
+        assert_eq!(letter.header("questline-source-offset"), Some("42"));
     }
 
     #[test]
@@ -208,7 +194,7 @@ mod tests {
         assert_eq!(a, b);
         // Another event of the same cause: another id.
         let mut other = refused(b"{}".to_vec());
-        other.headers[0].1 = "e-2".into();
+        other.headers[0].1 = b"e-2".to_vec();
         assert_ne!(
             dead_letter(&other, &cause, "dl", now()).headers[0],
             a.headers[0]

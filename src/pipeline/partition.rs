@@ -15,12 +15,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use super::dead_letters;
 use super::input::{Input, Inputs};
-use super::log::{InRecord, OutRecord};
+use super::log::{text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
 use crate::core::catalog::Catalog;
-use crate::core::decode::Rejection;
 use crate::core::events::{Event, EventBody, Stream};
 use crate::core::inventory::{Request, Response};
 use crate::core::model::SourceRef;
@@ -386,7 +386,7 @@ impl Partition {
             self.keep(
                 &mut batch,
                 &mut produced,
-                &input,
+                (record, &input),
                 user,
                 &source,
                 out,
@@ -487,7 +487,7 @@ impl Partition {
         &mut self,
         batch: &mut Batch,
         produced: &mut Produced,
-        input: &Input,
+        (record, input): (&InRecord, &Input),
         user: Option<&UserKey>,
         source: &SourceRef,
         out: Output,
@@ -506,7 +506,12 @@ impl Partition {
                     for event in &out.events {
                         batch.publish.push(OutboxEntry {
                             cause: source.clone(),
-                            record: dead_letter_record(event, rejection, topics),
+                            record: dead_letters::record(
+                                event,
+                                rejection,
+                                record,
+                                &topics.dead_letter,
+                            ),
                         });
                     }
                 }
@@ -592,8 +597,8 @@ impl Produce {
                     topic: topic.clone(),
                     payload: serde_json::to_vec(&event).expect("events serialize"),
                     headers: vec![
-                        ("questline-event-id".into(), event.event_id),
-                        ("questline-event-type".into(), event.body.kind().into()),
+                        text_header("questline-event-id", event.event_id),
+                        text_header("questline-event-type", event.body.kind()),
                     ],
                     key: event.user_id,
                 }
@@ -677,33 +682,6 @@ impl Produced {
     }
 }
 
-/// The dead-letter record: the event as its value, the reason and source as headers too.
-fn dead_letter_record(event: &Event, rejection: &Rejection, topics: &Topics) -> OutRecord {
-    OutRecord {
-        topic: topics.dead_letter.clone(),
-        key: rejection.user_id.clone().unwrap_or_default(),
-        payload: serde_json::to_vec(event).expect("events serialize"),
-        headers: vec![
-            ("questline-event-id".into(), event.event_id.clone()),
-            ("questline-event-type".into(), event.body.kind().into()),
-            ("questline-reason".into(), rejection.reason.clone()),
-            (
-                "questline-reject-kind".into(),
-                rejection.kind.as_str().into(),
-            ),
-            ("questline-source-topic".into(), event.source.topic.clone()),
-            (
-                "questline-source-partition".into(),
-                event.source.partition.to_string(),
-            ),
-            (
-                "questline-source-offset".into(),
-                event.source.offset.to_string(),
-            ),
-        ],
-    }
-}
-
 /// The metric label of a duplicate: the id that made the record step drop it. A claim is
 /// a duplicate by its claim id (answered before, or waiting for the inventory stage), an
 /// action by its action id (among the user's recent ones). Redeliveries caught by the offset
@@ -726,7 +704,7 @@ mod tests {
                 topic: "out".into(),
                 key: "u".into(),
                 payload: Vec::new(),
-                headers: vec![("questline-event-id".into(), format!("e{offset}"))],
+                headers: vec![text_header("questline-event-id", format!("e{offset}"))],
             },
         }
     }

@@ -691,11 +691,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             .enumerate()
             .filter(|(i, _)| !letters.replaced(*i));
         for r in sent.map(|(_, r)| r).chain(&letters.records) {
-            let kind = r
-                .headers
-                .iter()
-                .find(|(k, _)| k == "questline-event-type")
-                .map_or("internal", |(_, v)| v.as_str());
+            let kind = r.header("questline-event-type").unwrap_or("internal");
             match counts
                 .iter_mut()
                 .find(|(topic, k, _)| *topic == r.topic && *k == kind)

@@ -3,7 +3,9 @@
 librdkafka): produces the inputs and reads the outputs, so the wire formats are checked by
 someone else's code.
 
-  client.py produce BOOTSTRAP TOPIC [unbatched] < lines   # each line: KEY<TAB>VALUE (key may be empty)
+  client.py produce BOOTSTRAP TOPIC [unbatched] < lines   # each line: KEY<TAB>VALUE (key may be empty);
+                                                         # QL_PRODUCE_HEADERS (a JSON object) gives
+                                                         # every record those headers
   client.py consume BOOTSTRAP COUNT TIMEOUT TOPIC...   # prints one JSON object per record
   client.py drain BOOTSTRAP IDLE TIMEOUT TOPIC...      # every record, until IDLE s without one
   client.py dump BOOTSTRAP IDLE TIMEOUT TOPIC...       # like drain, as `questline replay --records`
@@ -43,6 +45,7 @@ def produce(bootstrap, topic, unbatched=False):
         # on tansu that Kafka would deliver. Tests of resumption produce unbatched.
         config.update({"linger.ms": 0, "batch.num.messages": 1})
     producer = Producer(configured(config))
+    headers = list(json.loads(os.environ.get("QL_PRODUCE_HEADERS") or "{}").items())
     errors = []
     count = 0
     for line in sys.stdin.buffer:
@@ -50,7 +53,7 @@ def produce(bootstrap, topic, unbatched=False):
         if not line:
             continue
         key, _, value = line.partition(b"\t")
-        producer.produce(topic, key=key or None, value=value,
+        producer.produce(topic, key=key or None, value=value, headers=headers or None,
                          on_delivery=lambda err, msg: errors.append(str(err)) if err else None)
         count += 1
         if count % 10000 == 0:

@@ -100,19 +100,40 @@ impl Broker {
 
     /// Produces `(key, value)` records with the independent client.
     pub fn produce(&self, topic: &str, records: &[(String, String)]) {
-        self.produce_with(topic, records, false)
+        self.produce_with(topic, records, false, &[])
+    }
+
+    /// Like [`Broker::produce`], every record with `headers`.
+    pub fn produce_with_headers(
+        &self,
+        topic: &str,
+        records: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) {
+        self.produce_with(topic, records, false, headers)
     }
 
     /// Produces one record per record batch: what tests that resume mid-topic (restarts,
     /// rebalances) need on tansu 0.6.0, whose fetch at an offset inside a batch skips to the
     /// next batch (see `client.py`); Kafka has no such gap.
     pub fn produce_unbatched(&self, topic: &str, records: &[(String, String)]) {
-        self.produce_with(topic, records, true)
+        self.produce_with(topic, records, true, &[])
     }
 
-    fn produce_with(&self, topic: &str, records: &[(String, String)], unbatched: bool) {
+    fn produce_with(
+        &self,
+        topic: &str,
+        records: &[(String, String)],
+        unbatched: bool,
+        headers: &[(&str, &str)],
+    ) {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
         let mut child = self
             .client()
+            .env("QL_PRODUCE_HEADERS", Value::Object(headers).to_string())
             .args(["produce", &self.bootstrap, topic])
             .args(unbatched.then_some("unbatched"))
             .stdin(Stdio::piped())
