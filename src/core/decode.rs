@@ -9,7 +9,7 @@ use super::events::{encode_original, Event, EventBody};
 use super::ids;
 use super::limits;
 use super::mapping::{Mapping, UnknownTrigger};
-use super::model::{Action, SourceRef, TriggerKey};
+use super::model::{Action, SourceRef};
 use super::reject::RejectKind;
 use super::rules::{self, ParamError};
 use chrono::{DateTime, Utc};
@@ -155,10 +155,9 @@ pub fn resolve_action(catalog: &Catalog, action: &Action) -> Result<Option<u32>,
 
 /// The earning-rule event an action names, if its tenant defines one of that name.
 pub fn rule_event<'c>(catalog: &'c Catalog, action: &Action) -> Option<&'c EventRules> {
-    match &action.trigger_id {
-        TriggerKey::Name(name) => catalog.tenant(&action.tenant)?.event(name),
-        TriggerKey::Id(_) => None,
-    }
+    catalog
+        .tenant(&action.tenant)?
+        .event_for(&action.trigger_id)
 }
 
 fn mapping_error_code(mapping: &Mapping, field: &str) -> Option<i32> {

@@ -158,6 +158,18 @@ impl UserState {
         self.balances.get(reward_type).copied().unwrap_or_default()
     }
 
+    /// Adds `amount` to a balance and returns the new balance, or changes nothing and returns
+    /// None when the sum would pass [`super::limits::MAX_BALANCE`] (the caller rejects the
+    /// grant with `balance_limit`).
+    pub fn credit(&mut self, reward_type: &str, amount: Decimal) -> Option<Decimal> {
+        let balance = self
+            .balance(reward_type)
+            .checked_add(amount)
+            .filter(|b| *b <= super::limits::MAX_BALANCE)?;
+        self.balances.insert(reward_type.to_string(), balance);
+        Some(balance)
+    }
+
     pub fn has_achieved(&self, challenge: u32) -> bool {
         self.challenges.get(&challenge).is_some_and(|c| c.wins > 0)
     }

@@ -20,7 +20,7 @@ use super::evaluator::{self, ClaimCommand, Context, UserInput};
 use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
-use super::model::{Action, SourceRef, TriggerKey, UserKey};
+use super::model::{Action, SourceRef, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
 use super::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
 use super::state::{Pending, PendingKind};
@@ -206,10 +206,7 @@ pub fn user(
                     return Output::skipped(Outcome::Ignored(format!("unknown trigger {id}")))
                 }
             };
-            let event = match &action.trigger_id {
-                TriggerKey::Name(name) => tenant.event(name),
-                TriggerKey::Id(_) => None,
-            };
+            let event = tenant.event_for(&action.trigger_id);
             if trigger.is_none() && event.is_none() {
                 return Output::skipped(Outcome::Ignored(format!(
                     "unknown trigger '{}'",

@@ -100,6 +100,14 @@ impl TenantCatalog {
         self.event_rules.0.get(name)
     }
 
+    /// The event an action's trigger key names, if any: only a name can be an event.
+    pub fn event_for(&self, key: &crate::core::model::TriggerKey) -> Option<&EventRules> {
+        match key {
+            crate::core::model::TriggerKey::Name(name) => self.event(name),
+            crate::core::model::TriggerKey::Id(_) => None,
+        }
+    }
+
     pub(super) fn set_event_rules(&mut self, events: Vec<EventRules>) {
         self.events.sort_by(|a, b| a.name.cmp(&b.name));
         self.event_rules = EventIndex(events.into_iter().map(|e| (e.name.clone(), e)).collect());

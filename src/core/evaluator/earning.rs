@@ -12,7 +12,6 @@ use super::Emitter;
 use crate::core::catalog::{EventRules, TenantCatalog};
 use crate::core::events::{EventBody, GrantReason, RejectReason};
 use crate::core::ids;
-use crate::core::limits;
 use crate::core::model::Action;
 use crate::core::rules::programmatic::{self, AmountRequest, AmountResponse};
 use crate::core::rules::{self, Payment, RuleOutcome};
@@ -105,11 +104,7 @@ pub(super) fn apply_amount(
 
 /// Credits a payment to the balance, or rejects it when the balance would pass its bound.
 fn credit(state: &mut UserState, payment: &Payment<'_>, out: &mut Emitter<'_>) {
-    let Some(balance) = state
-        .balance(payment.reward_type)
-        .checked_add(payment.amount)
-        .filter(|b| *b <= limits::MAX_BALANCE)
-    else {
+    let Some(balance) = state.credit(payment.reward_type, payment.amount) else {
         out.emit(EventBody::RewardRejected {
             reward_type: payment.reward_type.to_string(),
             reason: RejectReason::BalanceLimit,
@@ -118,9 +113,6 @@ fn credit(state: &mut UserState, payment: &Payment<'_>, out: &mut Emitter<'_>) {
         });
         return;
     };
-    state
-        .balances
-        .insert(payment.reward_type.to_string(), balance);
     out.emit(EventBody::RewardGranted {
         reward_type: payment.reward_type.to_string(),
         amount: Some(payment.amount),

@@ -634,11 +634,7 @@ fn grant(
     milestone_id: &str,
     out: &mut Emitter<'_>,
 ) {
-    let Some(balance) = state
-        .balance(reward_type)
-        .checked_add(amount)
-        .filter(|b| *b <= limits::MAX_BALANCE)
-    else {
+    let Some(balance) = state.credit(reward_type, amount) else {
         drop_prize(state, milestone_id, reward_type);
         out.emit(EventBody::RewardRejected {
             reward_type: reward_type.to_string(),
@@ -648,7 +644,6 @@ fn grant(
         });
         return;
     };
-    state.balances.insert(reward_type.to_string(), balance);
     out.emit(EventBody::RewardGranted {
         reward_type: reward_type.to_string(),
         amount: code.is_none().then_some(amount),

@@ -38,10 +38,9 @@ use crate::core::decimal;
 use crate::core::evaluator::{ClaimAmount, ClaimCommand};
 use crate::core::events::EventBody;
 use crate::core::model::UserKey;
-use crate::core::view::Paging;
 use crate::http::actions::submit;
 use crate::http::error::ApiError;
-use crate::http::request::{clip, LimitedBody, Params};
+use crate::http::request::{clip, LimitedBody};
 use crate::http::AppState;
 use crate::pipeline::commands::Command;
 use crate::store::ClaimRecord;
@@ -189,13 +188,7 @@ pub async fn list(
     licensed: Licensed,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Envelope<OffersData>>, KweggError> {
-    let params = Params::parse(raw.as_deref());
-    let paging = Paging::new(
-        params.u32("page")?,
-        params.u32("numOfItems")?,
-        ("page", "numOfItems"),
-    )
-    .map_err(ApiError::from)?;
+    let paging = super::transactions::page_of(raw.as_deref())?;
     let offers = app.kwegg.offers(&licensed.tenant);
     Ok(ok(
         "Offers fetched successfully",

@@ -165,6 +165,17 @@ pub async fn user_transactions(
     Ok(found)
 }
 
+/// The Kwegg `page` / `numOfItems` query (1-based page), as transactions and offers read it.
+pub(super) fn page_of(raw: Option<&str>) -> Result<Paging, KweggError> {
+    let params = Params::parse(raw);
+    Ok(Paging::new(
+        params.u32("page")?,
+        params.u32("numOfItems")?,
+        ("page", "numOfItems"),
+    )
+    .map_err(ApiError::from)?)
+}
+
 /// One page of the token's user's transactions.
 #[utoipa::path(
     get,
@@ -184,13 +195,7 @@ pub async fn transactions(
     caller: Authorized,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Envelope<TransactionsData>>, KweggError> {
-    let params = Params::parse(raw.as_deref());
-    let paging = Paging::new(
-        params.u32("page")?,
-        params.u32("numOfItems")?,
-        ("page", "numOfItems"),
-    )
-    .map_err(ApiError::from)?;
+    let paging = page_of(raw.as_deref())?;
     let key = UserKey::new(caller.tenant.clone(), caller.user_id.clone());
     let mut all = user_transactions(
         app.store.as_ref(),
