@@ -138,6 +138,7 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
         user_id: user_id(i),
         occurred_at: chrono::DateTime::from_timestamp(1_764_000_000 + n, 0).unwrap(),
         source: SourceRef::new("questline.actions", 3, n),
+        catalog_version: 0,
     };
     [event(1), event(2)]
         .into_iter()

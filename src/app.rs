@@ -7,12 +7,13 @@ use tokio::sync::watch;
 
 use crate::amounts::http::HttpCaller;
 use crate::amounts::AmountCaller;
-use crate::core::catalog::Catalog;
+use crate::core::catalog::CatalogHistory;
 use crate::core::mapping::Mapping;
 use crate::failure::Failure;
 use crate::files;
 use crate::http::{self, AppState};
-use crate::kafka::{self, KafkaCommandSink, KafkaLog};
+use crate::kafka::{self, KafkaCatalogLog, KafkaCommandSink, KafkaLog};
+use crate::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource};
 use crate::pipeline::input::Inputs;
 use crate::pipeline::worker::Worker;
 use crate::readiness::Readiness;
@@ -21,16 +22,61 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::scylla::{parse_consistency, ScyllaOptions, ScyllaStore};
 use crate::store::StateStore;
 
-/// The catalog and mappings a process runs with; bad ones fail startup with file and line.
-pub fn load_configuration(settings: &Settings) -> Result<(Arc<Catalog>, Vec<Mapping>), Failure> {
-    let catalog =
-        files::load_catalog(&settings.catalog.path).map_err(|e| Failure::Config(e.to_string()))?;
+/// The catalog files (every tenant's version 0) and mappings a process runs with; bad ones
+/// fail startup with file and line.
+pub fn load_configuration(settings: &Settings) -> Result<(CatalogHistory, Vec<Mapping>), Failure> {
+    let catalog = files::load_catalog_history(&settings.catalog.path)
+        .map_err(|e| Failure::Config(e.to_string()))?;
     let mappings = if settings.mappings.dir.as_os_str().is_empty() {
         Vec::new()
     } else {
         files::load_mappings(&settings.mappings.dir).map_err(|e| Failure::Config(e.to_string()))?
     };
-    Ok((Arc::new(catalog), mappings))
+    Ok((catalog, mappings))
+}
+
+/// The catalog versions a process evaluates and answers with: the files, then, unless
+/// `catalog.follow_log` is off, the versions of the catalog log, read to its end before
+/// startup goes on and followed until `stop`.
+pub async fn catalog_source(
+    settings: &Settings,
+    base: CatalogHistory,
+    stop: watch::Receiver<bool>,
+) -> Result<CatalogSource, Failure> {
+    if !settings.catalog.follow_log {
+        return Ok(CatalogSource::Fixed(Arc::new(base)));
+    }
+    let topic = &settings.topics.catalog;
+    if settings.kafka.create_topics {
+        kafka::ensure_catalog_topic(&settings.kafka, topic)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+    }
+    let log =
+        KafkaCatalogLog::connect(&settings.kafka, topic).map_err(|e| Failure::Runtime(e.into()))?;
+    follow(settings, base, Arc::new(log), stop).await
+}
+
+/// Reads a catalog log to its end, then follows it in the background until `stop`.
+async fn follow(
+    settings: &Settings,
+    base: CatalogHistory,
+    log: Arc<dyn CatalogLog>,
+    stop: watch::Receiver<bool>,
+) -> Result<CatalogSource, Failure> {
+    let feed = Arc::new(CatalogFeed::new(
+        base,
+        log,
+        std::time::Duration::from_secs(settings.catalog.activation_delay_seconds),
+    ));
+    feed.sync()
+        .await
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("reading the catalog log: {e}")))?;
+    tokio::spawn(Arc::clone(&feed).follow(
+        std::time::Duration::from_millis(settings.catalog.refresh_ms),
+        wait_for(stop),
+    ));
+    Ok(CatalogSource::Live(feed))
 }
 
 /// Opens the configured store.
@@ -92,7 +138,7 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 /// The sidecar's state, with image URLs as configured and the process's readiness: the one
 /// way every command (`serve`, `run --serve`, `demo`) builds it, so they answer alike.
 pub fn app_state(
-    catalog: Arc<Catalog>,
+    catalogs: CatalogSource,
     store: Arc<dyn StateStore>,
     commands: Arc<dyn crate::pipeline::commands::CommandSink>,
     settings: &Settings,
@@ -100,10 +146,11 @@ pub fn app_state(
 ) -> Result<AppState, Failure> {
     use crate::http::images::{BucketConfig, ImageUrls, Presigner};
     http::check_settings(&settings.http).map_err(Failure::Config)?;
-    let mut state = AppState::new(catalog, store, commands, settings.http.clone());
+    let mut state = AppState::new(catalogs.now(), store, commands, settings.http.clone())
+        .with_catalogs(catalogs);
     state.ready = readiness;
     state.kwegg =
-        http::kwegg::Facade::new(&settings.kwegg, &state.catalog).map_err(Failure::Config)?;
+        http::kwegg::Facade::new(&settings.kwegg, &state.catalog()).map_err(Failure::Config)?;
     let images = &settings.http.images;
     state.images = match (&images.s3, &images.base_url) {
         (Some(s3), _) => ImageUrls::Presigned(Box::new(
@@ -148,19 +195,20 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 /// `questline serve`: the sidecar alone, against the configured store. With the embedded
 /// store only one process may open it: use `questline run --serve` there.
 pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
-    let (catalog, _) = load_configuration(&settings)?;
+    let (base, _) = load_configuration(&settings)?;
+    let shutdown = shutdown_signal();
+    let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
     let store = open_store(&settings).await?;
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let state = app_state(
-        catalog,
+        catalogs,
         store,
         Arc::new(sink),
         &settings,
         Readiness::default(),
     )?;
     let listener = bind(&settings.http.listen).await?;
-    let shutdown = shutdown_signal();
     http::serve(listener, state, wait_for(shutdown))
         .await
         .map_err(|e| Failure::Runtime(e.into()))
@@ -168,11 +216,11 @@ pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
 
 /// `questline run`: the Kafka worker.
 pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> {
-    let (catalog, mappings) = load_configuration(&settings)?;
+    let (base, mappings) = load_configuration(&settings)?;
     if mappings.is_empty() {
         tracing::warn!(dir = %settings.mappings.dir.display(), "no mappings: only the commands topic is read");
     }
-    let inputs = Inputs::new(Arc::clone(&catalog), &mappings, &settings.topics);
+    let inputs = Inputs::new(Arc::clone(base.latest()), &mappings, &settings.topics);
     let mut topics = inputs.topics();
     if settings.kafka.create_topics {
         let t = &settings.topics;
@@ -183,17 +231,19 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
+    let shutdown = shutdown_signal();
+    let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
+    let inputs = Inputs::with_catalog(catalogs.clone(), &mappings, &settings.topics);
     let store = open_store(&settings).await?;
     let log = Arc::new(
         KafkaLog::connect(&settings.kafka, &inputs.topics())
             .map_err(|e| Failure::Runtime(e.into()))?,
     );
-    let shutdown = shutdown_signal();
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let readiness = Readiness::default();
     let state = app_state(
-        Arc::clone(&catalog),
+        catalogs,
         Arc::clone(&store),
         Arc::new(sink),
         &settings,
@@ -255,11 +305,14 @@ pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
 /// directory, fed the example actions; then the sidecar, built like `serve`'s, until Ctrl-C.
 pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     use crate::demo::{self, Examples};
+    use crate::pipeline::catalog_feed::MemoryCatalogLog;
     use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
-    let settings = Settings {
+    let mut settings = Settings {
         kwegg: http::kwegg::demo_settings(),
         ..Settings::default()
     };
+    // Changes made through the demo's admin API take effect a second after they are made.
+    settings.catalog.activation_delay_seconds = 1;
     let examples = Examples::load(&args)?;
     let temp = tempfile::Builder::new()
         .prefix("questline-demo-")
@@ -272,11 +325,15 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     let store: Arc<dyn StateStore> =
         Arc::new(EmbeddedStore::open(&data).map_err(|e| Failure::Runtime(e.into()))?);
     let log = MemoryLog::new(4);
-    let inputs = Inputs::new(
-        Arc::clone(&examples.catalog),
-        &examples.mappings,
-        &settings.topics,
-    );
+    let (stop_catalog, catalog_stopped) = watch::channel(false);
+    let catalogs = follow(
+        &settings,
+        examples.history.clone(),
+        Arc::new(MemoryCatalogLog::default()),
+        catalog_stopped,
+    )
+    .await?;
+    let inputs = Inputs::with_catalog(catalogs.clone(), &examples.mappings, &settings.topics);
     log.subscribe(&inputs.topics());
     let readiness = Readiness::default();
     let (stop_worker, worker_stopped) = watch::channel(false);
@@ -316,7 +373,7 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
             topic: settings.topics.commands.clone(),
         };
         let state = app_state(
-            Arc::clone(&examples.catalog),
+            catalogs,
             Arc::clone(&store),
             Arc::new(sink),
             &settings,
@@ -328,6 +385,7 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
     let _ = stop_worker.send(true);
+    let _ = stop_catalog.send(true);
     let totals = worker
         .await
         .map_err(|e| Failure::Runtime(e.into()))?

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::catalog::Catalog;
+use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::events::{Event, EventBody};
 use crate::core::mapping::Mapping;
 use crate::failure::Failure;
@@ -72,12 +72,12 @@ pub struct DemoArgs {
     pub no_serve: bool,
 }
 
-fn load_catalog() -> Result<Catalog, Failure> {
+fn load_catalog() -> Result<CatalogHistory, Failure> {
     let dir = PathBuf::from("examples/catalog");
     if dir.is_dir() {
-        files::load_catalog(&dir)
+        files::load_catalog_history(&dir)
     } else {
-        Catalog::from_sources(&EMBEDDED_CATALOG)
+        CatalogHistory::from_sources(&EMBEDDED_CATALOG)
     }
     .map_err(|e| Failure::Config(e.to_string()))
 }
@@ -110,6 +110,8 @@ fn load_actions(path: Option<&PathBuf>) -> Result<String, Failure> {
 /// What the demo runs on: the example catalog, mappings and actions (files next to the
 /// working directory, else the copies compiled in).
 pub struct Examples {
+    /// Every tenant's version 0; the demo's admin API publishes later ones.
+    pub history: CatalogHistory,
     pub catalog: Arc<Catalog>,
     pub mappings: Vec<Mapping>,
     pub actions: String,
@@ -117,8 +119,10 @@ pub struct Examples {
 
 impl Examples {
     pub fn load(args: &DemoArgs) -> Result<Self, Failure> {
+        let history = load_catalog()?;
         Ok(Examples {
-            catalog: Arc::new(load_catalog()?),
+            catalog: Arc::clone(history.latest()),
+            history,
             mappings: load_mappings()?,
             actions: load_actions(args.actions.as_ref())?,
         })

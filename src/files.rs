@@ -4,7 +4,7 @@
 //! files, in name order so every run sees them the same way, and puts the file's path and
 //! the line on every error.
 
-use crate::core::catalog::{Catalog, CatalogError, CatalogErrors};
+use crate::core::catalog::{Catalog, CatalogError, CatalogErrors, CatalogHistory};
 use crate::core::mapping::{self, Mapping};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,16 @@ fn read(path: &Path) -> Result<String, CatalogError> {
 
 /// Loads a catalog from a directory of `.toml` files (or a single file).
 pub fn load_catalog(path: &Path) -> Result<Catalog, CatalogErrors> {
+    Catalog::from_sources(&load_catalog_sources(path)?)
+}
+
+/// Loads a catalog's files as every tenant's version 0.
+pub fn load_catalog_history(path: &Path) -> Result<CatalogHistory, CatalogErrors> {
+    CatalogHistory::from_sources(&load_catalog_sources(path)?)
+}
+
+/// The `(path, text)` of a catalog directory's `.toml` files in name order (or of one file).
+pub fn load_catalog_sources(path: &Path) -> Result<Vec<(String, String)>, CatalogErrors> {
     let files = if path.is_dir() {
         toml_files(path).map_err(|e| CatalogErrors(vec![e]))?
     } else {
@@ -56,7 +66,7 @@ pub fn load_catalog(path: &Path) -> Result<Catalog, CatalogErrors> {
     if !errors.is_empty() {
         return Err(CatalogErrors(errors));
     }
-    Catalog::from_sources(&sources)
+    Ok(sources)
 }
 
 /// Parses one mapping file's text; errors carry the file and line.

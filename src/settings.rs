@@ -81,6 +81,8 @@ pub struct Topics {
     pub amount_requests: String,
     /// Internal: amount stage → user stage, the recorded amounts (keyed by user).
     pub amount_responses: String,
+    /// The catalog log: one partition, compacted, every version of every tenant's catalog.
+    pub catalog: String,
 }
 
 impl Default for Topics {
@@ -94,6 +96,7 @@ impl Default for Topics {
             inventory_responses: "questline.inventory-responses".into(),
             amount_requests: "questline.amount-requests".into(),
             amount_responses: "questline.amount-responses".into(),
+            catalog: "questline.catalog".into(),
         }
     }
 }
@@ -101,13 +104,24 @@ impl Default for Topics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
+    /// The files every process starts with: each tenant's version 0.
     pub path: PathBuf,
+    /// Whether to follow the catalog log (`topics.catalog`) for later versions.
+    pub follow_log: bool,
+    /// How long after it is published a version takes effect: how far ahead of a worker's
+    /// clock a record may be stamped and still be evaluated exactly as replay would.
+    pub activation_delay_seconds: u64,
+    /// How often every process reads the catalog log for new versions.
+    pub refresh_ms: u64,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
         CatalogSettings {
             path: "examples/catalog".into(),
+            follow_log: true,
+            activation_delay_seconds: 5,
+            refresh_ms: 1000,
         }
     }
 }

@@ -24,6 +24,9 @@
 //! | `questline_http_request_seconds` | histogram | route | sidecar latency |
 //! | `questline_http_connections` | gauge | | the sidecar's open connections |
 //! | `questline_http_connections_evicted_total` | counter | | idle connections closed to make room for new ones (`http.max_connections` reached, or no descriptor left) |
+//! | `questline_catalog_versions_total` | counter | | catalog versions read from the catalog log and applied |
+//! | `questline_catalog_refused_total` | counter | | records of the catalog log refused (invalid, out of order, unreadable): no reader applies them |
+//! | `questline_catalog_uncovered_total` | counter | | batches evaluated without proof that every catalog version in force at their newest record was read (a record stamped further ahead than `catalog.activation_delay`, or the catalog log unreadable) |
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -56,6 +59,9 @@ pub struct Metrics {
     pub http_request_seconds: HistogramVec,
     pub http_connections: IntGauge,
     pub http_connections_evicted: IntCounter,
+    pub catalog_versions: IntCounter,
+    pub catalog_refused: IntCounter,
+    pub catalog_uncovered: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -168,7 +174,27 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(http_connections_evicted.clone()))
             .expect("unique metric");
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let catalog_versions = plain(
+            "catalog_versions_total",
+            "Catalog versions read from the catalog log and applied",
+        );
+        let catalog_refused = plain(
+            "catalog_refused_total",
+            "Records of the catalog log that no reader applies",
+        );
+        let catalog_uncovered = plain(
+            "catalog_uncovered_total",
+            "Batches evaluated without proof that every catalog version in force was read",
+        );
         Metrics {
+            catalog_versions,
+            catalog_refused,
+            catalog_uncovered,
             duplicates,
             records_in: counter(r, "records_in_total", "Records consumed", &["topic"]),
             actions_processed: counter(

@@ -12,6 +12,7 @@ use questline::core::model::SourceRef;
 use questline::http::kwegg::token::{self, Claims};
 use questline::http::kwegg::transactions::user_transactions;
 use questline::http::{self, Readiness};
+use questline::pipeline::catalog_feed::CatalogSource;
 use questline::pipeline::input::Inputs;
 use questline::pipeline::memory::{MemoryCommandSink, MemoryLog};
 use questline::pipeline::worker::Worker;
@@ -108,7 +109,7 @@ impl Rig {
             topic: settings.topics.commands.clone(),
         };
         let state = app::app_state(
-            catalog,
+            CatalogSource::fixed((*catalog).clone()),
             store,
             Arc::new(sink),
             &settings,
@@ -841,6 +842,7 @@ impl GrowingStore {
                 user_id: self.key.user_id.clone(),
                 occurred_at: Utc::now(),
                 source: SourceRef::new("t", 0, seq as i64),
+                catalog_version: 0,
             };
             batch
                 .history

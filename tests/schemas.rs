@@ -517,6 +517,7 @@ fn event(body: EventBody) -> Event {
         user_id: "151631".into(),
         occurred_at: "2026-11-25T10:00:00Z".parse().unwrap(),
         source: SourceRef::new("questline.actions", 3, 42),
+        catalog_version: 2,
     }
 }
 

@@ -112,6 +112,7 @@ fn event(user: &str, n: i64) -> Event {
         user_id: user.into(),
         occurred_at: at(n),
         source: source(n),
+        catalog_version: 0,
     }
 }
 

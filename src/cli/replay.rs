@@ -19,6 +19,7 @@ use crate::core::model::{SourceRef, DEFAULT_TENANT};
 use crate::core::reject::RejectKind;
 use crate::failure::Failure;
 use crate::files;
+use crate::pipeline::catalog_feed::CatalogSource;
 use crate::pipeline::input::{Input, Inputs};
 use crate::pipeline::log::InRecord;
 use anyhow::Context as _;
@@ -133,12 +134,17 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         (None, Some(s)) => s.catalog.path.clone(),
         (None, None) => return Err(config_error("--catalog is required")),
     };
-    let catalog = Arc::new(files::load_catalog(&catalog_path).map_err(config_error)?);
+    let history = files::load_catalog_history(&catalog_path).map_err(config_error)?;
+    let catalog = Arc::clone(history.latest());
     // Plain lines take one mapping (native without --mapping); records, the worker's routing.
     let mode = if args.records {
         let mappings = records_mappings(&args, settings.as_ref())?;
         let topics = settings.map(|s| s.topics).unwrap_or_default();
-        Mode::Records(Inputs::new(Arc::clone(&catalog), &mappings, &topics))
+        Mode::Records(Inputs::with_catalog(
+            CatalogSource::Fixed(Arc::new(history)),
+            &mappings,
+            &topics,
+        ))
     } else {
         Mode::Lines(Box::new(match &args.mapping {
             Some(path) => files::load_mapping(path).map_err(config_error)?,
@@ -232,8 +238,7 @@ pub fn replay_records(
     output: impl Write,
     now: Option<DateTime<Utc>>,
 ) -> anyhow::Result<u64> {
-    let catalog = Arc::clone(inputs.catalog());
-    let mut engine = Engine::with_internal(Arc::clone(&catalog), inventory.internal());
+    let mut engine = Engine::with_history(inputs.history(), inventory.internal());
     let mut out = BufWriter::new(output);
     let clock = now.unwrap_or_else(Utc::now);
     // Per topic-partition, the last offset replayed: the worker's watermark.
@@ -264,10 +269,26 @@ pub fn replay_records(
             return Ok(());
         }
         *last = record.offset;
+        if record.topic == inputs.catalog_topic() {
+            // A catalog version: applied (or refused) as every worker does. It must come
+            // before the records it governs: dump the catalog topic first.
+            match serde_json::from_slice(&record.payload) {
+                Ok(version) => {
+                    if let Err(refusal) = engine.apply_catalog(version) {
+                        eprintln!(
+                            "replay: catalog record {} refused: {refusal}",
+                            record.offset
+                        );
+                    }
+                }
+                Err(e) => eprintln!("replay: catalog record {} skipped: {e}", record.offset),
+            }
+            return Ok(());
+        }
         let source = SourceRef::new(&record.topic, record.partition, record.offset);
         let at = record.timestamp;
         let input = if read.contains(record.topic.as_str()) {
-            inputs.decode(&record)
+            inputs.decode(&record, engine.catalog_at(at))
         } else {
             Input::DeadLetter(Rejection::new(
                 RejectKind::Internal,

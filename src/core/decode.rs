@@ -192,5 +192,6 @@ pub fn dead_letter(
         user_id: rejection.user_id.clone().unwrap_or_default(),
         occurred_at: at,
         source: source.clone(),
+        catalog_version: 0,
     }
 }

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, CatalogHistory};
 use super::decode::{self, Decoded};
 use super::evaluator::ClaimCommand;
 use super::events::Event;
@@ -67,7 +67,8 @@ impl std::fmt::Debug for Amounts {
 /// Both stages' state, in memory, and the read models a store would keep.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    catalog: Arc<Catalog>,
+    /// The catalog versions; each input is evaluated with the one in force at its time.
+    catalogs: Arc<CatalogHistory>,
     internal: Internal,
     /// None: every amount request is answered with its event's fallback (`not_called`).
     amounts: Option<Amounts>,
@@ -108,8 +109,16 @@ impl Engine {
     }
 
     pub fn with_internal(catalog: Arc<Catalog>, internal: Internal) -> Self {
+        Engine::with_history(
+            Arc::new(CatalogHistory::fixed((*catalog).clone())),
+            internal,
+        )
+    }
+
+    /// An engine evaluating each input with the catalog version in force at its time.
+    pub fn with_history(catalogs: Arc<CatalogHistory>, internal: Internal) -> Self {
         Engine {
-            catalog,
+            catalogs,
             internal,
             amounts: None,
             users: FxHashMap::default(),
@@ -127,8 +136,22 @@ impl Engine {
         self
     }
 
+    /// The catalog in force at `at`.
+    pub fn catalog_at(&self, at: DateTime<Utc>) -> &Arc<Catalog> {
+        self.catalogs.at(at)
+    }
+
+    /// Applies the next catalog version of a tenant (a record of the catalog log).
+    pub fn apply_catalog(
+        &mut self,
+        version: super::catalog::CatalogVersion,
+    ) -> Result<(), super::catalog::Refusal> {
+        Arc::make_mut(&mut self.catalogs).apply(version).map(|_| ())
+    }
+
+    /// The catalog with every version applied.
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        self.catalogs.latest()
     }
 
     pub fn user(&self, tenant: &str, user_id: &str) -> Option<&UserState> {
@@ -174,7 +197,7 @@ impl Engine {
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
-        let input = match decode::decode(mapping, &self.catalog, bytes) {
+        let input = match decode::decode(mapping, self.catalogs.at(record_time), bytes) {
             Ok(Decoded::Action { action, trigger_id }) => Input::Action { action, trigger_id },
             Ok(Decoded::Ignored { reason }) => Input::Ignored(reason),
             Err(rejection) => Input::DeadLetter(rejection),
@@ -248,6 +271,7 @@ impl Engine {
         if let Input::AmountCall(request) = input {
             return self.amount_step(request, pos);
         }
+        let catalog = self.catalogs.at(pos.record_time);
         match input.owner() {
             Some(Owner::User(key)) => {
                 let prior = match input {
@@ -255,13 +279,13 @@ impl Engine {
                     _ => None,
                 };
                 let record = self.users.entry(key).or_default();
-                step::user(record, input, &self.catalog, pos, prior)
+                step::user(record, input, catalog, pos, prior)
             }
             Some(Owner::Resource(key)) => {
                 let record = self.resources.entry(key).or_default();
-                step::resource(record, input, &self.catalog, pos)
+                step::resource(record, input, catalog, pos)
             }
-            None => step::unowned(input, payload, pos),
+            None => step::unowned(input, payload, catalog, pos),
         }
     }
 
@@ -273,20 +297,21 @@ impl Engine {
             .users
             .get(&key)
             .is_some_and(|r| step::amount_call(r, request) == step::AmountCall::Call);
-        let decided =
-            (self.internal == Internal::Loopback && needs_call).then(|| self.answer(request));
+        let decided = (self.internal == Internal::Loopback && needs_call)
+            .then(|| self.answer(request, pos.record_time));
         let record = self.users.entry(key).or_default();
         step::amount(record, request, decided.as_ref(), pos)
     }
 
     /// The loopback answer to an amount request: the driver's function, else the event's
     /// fallback.
-    fn answer(&self, request: &AmountRequest) -> AmountOutcome {
+    fn answer(&self, request: &AmountRequest, at: DateTime<Utc>) -> AmountOutcome {
         if let Some(amounts) = &self.amounts {
             return amounts.0(request);
         }
         let fallback = self
-            .catalog
+            .catalogs
+            .at(at)
             .tenant(&request.tenant)
             .and_then(|t| t.event(&request.event))
             .and_then(|e| e.programmatic.as_ref())

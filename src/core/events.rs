@@ -25,6 +25,10 @@ pub struct Event {
     pub user_id: String,
     pub occurred_at: DateTime<Utc>,
     pub source: SourceRef,
+    /// The version of the tenant's catalog that produced the event (0: the files the workers
+    /// started with); see `questline catalog`.
+    #[serde(default)]
+    pub catalog_version: u64,
 }
 
 impl Event {

@@ -185,6 +185,25 @@ pub fn user(
     pos: &Position<'_>,
     prior_claim: Option<&ClaimRecord>,
 ) -> Output {
+    let mut out = evaluate_user(record, input, catalog, pos, prior_claim);
+    stamp(&mut out, catalog);
+    out
+}
+
+/// Names, on every event, the version of its tenant's catalog that produced it.
+fn stamp(out: &mut Output, catalog: &Catalog) {
+    for event in &mut out.events {
+        event.catalog_version = catalog.tenant(&event.tenant).map_or(0, |t| t.version);
+    }
+}
+
+fn evaluate_user(
+    record: &mut UserRecord,
+    input: &Input,
+    catalog: &Catalog,
+    pos: &Position<'_>,
+    prior_claim: Option<&ClaimRecord>,
+) -> Output {
     let Some(key) = input.user() else {
         return Output::skipped(Outcome::Ignored("not a user input".into()));
     };
@@ -382,8 +401,8 @@ pub fn resource(
 }
 
 /// An input no state owns: a dead letter (with the record's original bytes) or a skip.
-pub fn unowned(input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
-    match input {
+pub fn unowned(input: &Input, payload: &[u8], catalog: &Catalog, pos: &Position<'_>) -> Output {
+    let mut out = match input {
         Input::DeadLetter(rejection) => Output {
             outcome: Outcome::DeadLettered,
             events: vec![decode::dead_letter(
@@ -396,7 +415,9 @@ pub fn unowned(input: &Input, payload: &[u8], pos: &Position<'_>) -> Output {
         },
         Input::Ignored(reason) => Output::skipped(Outcome::Ignored(reason.clone())),
         _ => Output::skipped(Outcome::Ignored("input has an owner".into())),
-    }
+    };
+    stamp(&mut out, catalog);
+    out
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ pub async fn add_action(
     headers: HeaderMap,
     LimitedBody(body): LimitedBody,
 ) -> Result<Json<StatusBody>, ApiError> {
-    let action = parse_action(&app.catalog, &headers, &body)?;
+    let action = parse_action(&app.catalog(), &headers, &body)?;
     submit(&app, Command::AddAction(action)).await?;
     Ok(Json(StatusBody::success()))
 }

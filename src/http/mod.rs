@@ -53,6 +53,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::core::catalog::Catalog;
+use crate::pipeline::catalog_feed::CatalogSource;
 use crate::pipeline::commands::CommandSink;
 use crate::settings::HttpSettings;
 use crate::store::{StateStore, StoreError};
@@ -61,7 +62,8 @@ use images::ImageUrls;
 
 /// Everything the handlers share. Built once by the composition root.
 pub struct AppState {
-    pub catalog: Arc<Catalog>,
+    /// The catalog versions; queries use the one in force now ([`AppState::catalog`]).
+    pub catalogs: CatalogSource,
     /// Read models: user state, history, claim outcomes, finished counters.
     pub store: Arc<dyn StateStore>,
     /// Where actions and claims go (the commands topic; the in-process log in `demo`).
@@ -102,7 +104,7 @@ impl AppState {
         // defence for callers that skipped it: bad clients are left out, auth stays on.
         let auth = auth::Clients::leaving_out_refused(&settings.auth);
         AppState {
-            catalog,
+            catalogs: CatalogSource::fixed((*catalog).clone()),
             store,
             commands,
             settings,
@@ -112,6 +114,17 @@ impl AppState {
             auth,
             finished: FinishedCache::default(),
         }
+    }
+
+    /// The catalog in force now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalogs.now()
+    }
+
+    /// Queries and commands follow the catalog versions of `catalogs` from now on.
+    pub fn with_catalogs(mut self, catalogs: CatalogSource) -> Self {
+        self.catalogs = catalogs;
+        self
     }
 
     /// How long a request body may take to arrive (`http.body_timeout_seconds`).

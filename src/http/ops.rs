@@ -55,7 +55,7 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Health>, Ap
     if let Err(reason) = app.ready.check() {
         problems.push(reason);
     }
-    if app.catalog.tenants().next().is_none() {
+    if app.catalog().tenants().next().is_none() {
         problems.push("no catalog is loaded".to_string());
     }
     match tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await {

@@ -111,7 +111,7 @@ pub async fn get_progress(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ProgressPage>, ApiError> {
     let (user_id, query) = parse_query(raw.as_deref())?;
-    let catalog = request::tenant(&app, &headers)?;
+    let catalog = &*request::tenant(&app, &headers)?;
     let languages = request::languages(&headers);
     let key = UserKey::new(catalog.tenant.clone(), user_id.clone());
     let (users, finished) = tokio::try_join!(

@@ -202,9 +202,9 @@ pub fn clip(text: &str) -> String {
 }
 
 /// The tenant's catalog named by `X-Tenant` (the default tenant when absent).
-pub fn tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a TenantCatalog, ApiError> {
+pub fn tenant(state: &AppState, headers: &HeaderMap) -> Result<Arc<TenantCatalog>, ApiError> {
     let name = tenant_name(headers)?;
-    state.catalog.tenant(&name).ok_or_else(|| {
+    state.catalog().tenant_shared(&name).ok_or_else(|| {
         ApiError::invalid(
             "X-Tenant",
             format!("X-Tenant: unknown tenant '{}'", clip(&name)),

@@ -210,7 +210,7 @@ pub async fn balances(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BalancesResponse>, ApiError> {
     let user_id = path_user(path)?;
-    let catalog = request::tenant(&app, &headers)?;
+    let catalog = &*request::tenant(&app, &headers)?;
     let languages = request::languages(&headers);
     let key = UserKey::new(catalog.tenant.clone(), user_id.clone());
     let record = app
@@ -294,7 +294,7 @@ pub async fn history(
         p.u32("itemsPerPage")?,
         ("page", "itemsPerPage"),
     )?;
-    let catalog = request::tenant(&app, &headers)?;
+    let catalog = &*request::tenant(&app, &headers)?;
     let key = UserKey::new(catalog.tenant.clone(), user_id);
     let (entries, count) = app
         .store
@@ -503,7 +503,7 @@ pub async fn create_claim(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let user_id = path_user(path)?;
-    let catalog = request::tenant(&app, &headers)?;
+    let catalog = &*request::tenant(&app, &headers)?;
     let claim = parse_claim(catalog, &user_id, &body)?;
     let claim_id = claim.claim_id.clone();
     // A claim id is exactly-once forever: a retry of one with an outcome gets that outcome
@@ -563,7 +563,7 @@ pub async fn claim_status(
     if !valid_claim_id(&claim_id) {
         return Err(bad_claim_id(&claim_id));
     }
-    let catalog = request::tenant(&app, &headers)?;
+    let catalog = &*request::tenant(&app, &headers)?;
     let key = UserKey::new(catalog.tenant.clone(), user_id.clone());
     let Some(record) = app.store.claim(&key, &claim_id).await? else {
         return Err(ApiError::not_found(format!(

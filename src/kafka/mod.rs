@@ -11,7 +11,10 @@
 //! - statistics every 5 s, from which the per-partition consumer lag is read without a
 //!   network round trip.
 
+mod catalog;
 mod probe;
+
+pub use catalog::{ensure_catalog_topic, KafkaCatalogLog};
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};

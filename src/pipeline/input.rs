@@ -5,9 +5,10 @@
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+use super::catalog_feed::CatalogSource;
 use super::commands::Command;
 use super::log::InRecord;
-use crate::core::catalog::Catalog;
+use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::decode::{self, Decoded, Rejection};
 use crate::core::limits::MAX_TENANT_BYTES;
 use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
@@ -18,18 +19,31 @@ pub use crate::core::step::Input;
 /// The topics the worker reads and how each is decoded.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    catalog: Arc<Catalog>,
+    catalog: CatalogSource,
     mappings: FxHashMap<String, Arc<Mapping>>,
     commands: String,
     requests: String,
     responses: String,
     amount_requests: String,
     amount_responses: String,
+    /// Read by the catalog feed, not the consumer group; `replay --records` applies its
+    /// records as they come.
+    catalog_topic: String,
 }
 
 impl Inputs {
+    /// Inputs evaluated with one catalog that never changes.
     pub fn new(
         catalog: Arc<Catalog>,
+        mappings: &[Mapping],
+        topics: &crate::settings::Topics,
+    ) -> Self {
+        Inputs::with_catalog(CatalogSource::fixed((*catalog).clone()), mappings, topics)
+    }
+
+    /// Inputs evaluated with the catalog versions `catalog` knows.
+    pub fn with_catalog(
+        catalog: CatalogSource,
         mappings: &[Mapping],
         topics: &crate::settings::Topics,
     ) -> Self {
@@ -48,11 +62,22 @@ impl Inputs {
             responses: topics.inventory_responses.clone(),
             amount_requests: topics.amount_requests.clone(),
             amount_responses: topics.amount_responses.clone(),
+            catalog_topic: topics.catalog.clone(),
         }
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
+    pub fn catalog(&self) -> &CatalogSource {
         &self.catalog
+    }
+
+    /// The catalog log's topic.
+    pub fn catalog_topic(&self) -> &str {
+        &self.catalog_topic
+    }
+
+    /// The catalog history known now.
+    pub fn history(&self) -> Arc<CatalogHistory> {
+        self.catalog.history()
     }
 
     /// Every topic the worker subscribes to, sorted.
@@ -70,12 +95,12 @@ impl Inputs {
         t
     }
 
-    /// What a consumed record is. An input naming a tenant the catalog does not know is a
-    /// dead letter, whatever its topic.
-    pub fn decode(&self, record: &InRecord) -> Input {
-        let input = self.decode_topic(record);
+    /// What a consumed record is, under `catalog` (the one in force at its timestamp). An
+    /// input naming a tenant the catalog does not know is a dead letter, whatever its topic.
+    pub fn decode(&self, record: &InRecord, catalog: &Catalog) -> Input {
+        let input = self.decode_topic(record, catalog);
         match input.user() {
-            Some(user) if self.catalog.tenant(&user.tenant).is_none() => {
+            Some(user) if catalog.tenant(&user.tenant).is_none() => {
                 Input::DeadLetter(Rejection::new(
                     RejectKind::UnknownTenant,
                     format!("tenant: unknown tenant '{}'", user.tenant),
@@ -88,17 +113,17 @@ impl Inputs {
         }
     }
 
-    fn decode_topic(&self, record: &InRecord) -> Input {
+    fn decode_topic(&self, record: &InRecord, catalog: &Catalog) -> Input {
         let topic = record.topic.as_str();
         if let Some(mapping) = self.mappings.get(topic) {
-            return match decode::decode(mapping, &self.catalog, &record.payload) {
+            return match decode::decode(mapping, catalog, &record.payload) {
                 Ok(Decoded::Action { action, trigger_id }) => Input::Action { action, trigger_id },
                 Ok(Decoded::Ignored { reason }) => Input::Ignored(reason),
                 Err(r) => Input::DeadLetter(r),
             };
         }
         if topic == self.commands {
-            return self.decode_command(&record.payload);
+            return self.decode_command(&record.payload, catalog);
         }
         let internal = |what: &str, e: serde_json::Error| {
             Input::DeadLetter(Rejection::new(
@@ -132,7 +157,7 @@ impl Inputs {
         Input::Ignored(format!("no mapping for topic '{topic}'"))
     }
 
-    fn decode_command(&self, payload: &[u8]) -> Input {
+    fn decode_command(&self, payload: &[u8], catalog: &Catalog) -> Input {
         let reject = |kind: RejectKind,
                       reason: String,
                       field: Option<&str>,
@@ -178,7 +203,7 @@ impl Inputs {
                         kind: e.kind,
                     });
                 }
-                match decode::resolve_action(&self.catalog, &action) {
+                match decode::resolve_action(catalog, &action) {
                     Ok(trigger_id) => Input::Action { action, trigger_id },
                     Err(e) => reject(
                         e.kind(),

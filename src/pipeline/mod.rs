@@ -1,6 +1,7 @@
 //! The processing pipeline, generic over its ports: the log ([`log::Log`]: Kafka or the
 //! in-process [`memory::MemoryLog`]) and the store ([`crate::store::StateStore`]).
 //!
+//! - [`catalog_feed`]: following the catalog log; publishing catalog versions.
 //! - [`dead_letters`]: the record of an input's dead letter: its key and headers.
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
@@ -9,6 +10,7 @@
 //! - [`protocol`]: the commit protocol's decisions (retry, pause, stop, abandon), pure.
 //! - [`worker`]: the loop that does the protocol's IO (docs/design.md, "Commit protocol").
 
+pub mod catalog_feed;
 pub mod commands;
 pub mod dead_letters;
 pub mod input;

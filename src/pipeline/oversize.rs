@@ -47,6 +47,8 @@ struct Envelope {
     #[serde(default)]
     user_id: String,
     occurred_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    catalog_version: u64,
 }
 
 /// The dead-letter record that stands for `refused`, which `cause` (a consumed record)
@@ -101,6 +103,7 @@ pub fn dead_letter(
         user_id: envelope.user_id,
         occurred_at: envelope.occurred_at.unwrap_or(now),
         source: cause.clone(),
+        catalog_version: envelope.catalog_version,
     };
     OutRecord {
         topic: topic.to_string(),

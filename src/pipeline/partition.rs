@@ -20,7 +20,7 @@ use super::input::{Input, Inputs};
 use super::log::{text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
-use crate::core::catalog::Catalog;
+use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::events::{Event, EventBody, Stream};
 use crate::core::inventory::{Request, Response};
 use crate::core::model::SourceRef;
@@ -77,7 +77,8 @@ pub struct Partition {
     /// Ownership epoch from the store, for fenced writes; and the batch counter under it.
     epoch: Option<i64>,
     batch_seq: i64,
-    counters_loaded: bool,
+    /// The catalog whose challenges' people-finished counters are loaded.
+    counters_loaded: Option<Arc<Catalog>>,
     /// Claim outcomes of the batch being evaluated and of the one before it, which may not be
     /// durable yet; older ones are read from the store. A claim id is exactly-once forever.
     claims: RecentClaims,
@@ -137,7 +138,7 @@ impl Partition {
             outbox_loaded: false,
             epoch: None,
             batch_seq: 0,
-            counters_loaded: false,
+            counters_loaded: None,
             claims: RecentClaims::default(),
             amounts: Arc::new(Fallbacks),
             decided: LruCache::new(NonZeroUsize::new(DECIDED_AMOUNTS).expect("non-zero")),
@@ -165,7 +166,7 @@ impl Partition {
     pub fn reset(&mut self) {
         self.users.clear();
         self.resources.clear();
-        self.counters_loaded = false;
+        self.counters_loaded = None;
         self.outbox_loaded = false;
         self.claims.clear();
     }
@@ -217,7 +218,7 @@ impl Partition {
     async fn load<S: StateStore + ?Sized>(
         &mut self,
         store: &S,
-        catalog: &Catalog,
+        catalog: &Arc<Catalog>,
         decoded: &[(&InRecord, Input)],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         // Every user of the batch stays cached until the batch is committed: `process` works
@@ -257,10 +258,19 @@ impl Partition {
             self.users
                 .resize(NonZeroUsize::new(capacity).expect("at least 16"));
         }
-        if !self.counters_loaded {
+        // The people-finished counters of every challenge, loaded once per catalog (a new
+        // version may add a challenge, or bring one back whose counter is stored).
+        let counted = self
+            .counters_loaded
+            .as_ref()
+            .is_some_and(|loaded| Arc::ptr_eq(loaded, catalog));
+        if !counted {
             for tenant in catalog.tenants() {
                 for c in &tenant.challenges {
-                    resources.push(finished_key(&tenant.tenant, c.id, self.id));
+                    let key = finished_key(&tenant.tenant, c.id, self.id);
+                    if !self.resources.contains_key(&key) && wanted_resources.insert(key.clone()) {
+                        resources.push(key);
+                    }
                 }
             }
         }
@@ -291,7 +301,7 @@ impl Partition {
                 self.resources.insert(key, record.unwrap_or_default());
             }
         }
-        self.counters_loaded = true;
+        self.counters_loaded = Some(Arc::clone(catalog));
         let mut carried = Vec::new();
         if !self.outbox_loaded {
             if let Some(bytes) = store.load_outbox(&self.outbox_owner).await? {
@@ -320,7 +330,13 @@ impl Partition {
         topics: &Topics,
         records: &[InRecord],
     ) -> Result<Batch, StoreError> {
-        let catalog = Arc::clone(inputs.catalog());
+        // Each record is evaluated with the catalog in force at its timestamp; the history
+        // must know every version in force at the newest one.
+        let newest = records.iter().map(|r| r.timestamp).max();
+        let history = match newest {
+            Some(newest) => inputs.catalog().covering(newest).await,
+            None => inputs.history(),
+        };
         // The first records seen of a topic-partition start at the committed position. The
         // lowest of the batch, not the first: a poll that spans an eager revoke-and-reassign
         // can hand over records fetched before it and then again from the committed offset,
@@ -335,10 +351,12 @@ impl Partition {
                 .entry((topic.to_string(), partition))
                 .or_insert(offset);
         }
-        let decoded: Vec<(&InRecord, Input)> =
-            records.iter().map(|r| (r, inputs.decode(r))).collect();
-        let carried = self.load(store, &catalog, &decoded).await?;
-        let decided = self.decide_amounts(&catalog, &decoded).await;
+        let decoded: Vec<(&InRecord, Input)> = records
+            .iter()
+            .map(|r| (r, inputs.decode(r, history.at(r.timestamp))))
+            .collect();
+        let carried = self.load(store, history.latest(), &decoded).await?;
+        let decided = self.decide_amounts(&history, &decoded).await;
         let mut batch = Batch::default();
         let mut touched_users: FxHashSet<UserKey> = FxHashSet::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
@@ -352,6 +370,7 @@ impl Partition {
                 source: &source,
                 record_time: record.timestamp,
             };
+            let catalog = history.at(record.timestamp);
             let owner = input.owner();
             let out = match &owner {
                 Some(Owner::User(key)) => {
@@ -369,15 +388,15 @@ impl Partition {
                         Input::AmountCall(request) => {
                             step::amount(user, request, decided.get(&request.request_id), &pos)
                         }
-                        _ => step::user(user, &input, &catalog, &pos, prior),
+                        _ => step::user(user, &input, catalog, &pos, prior),
                     }
                 }
                 Some(Owner::Resource(key)) => {
                     let resource = self.resources.entry(key.clone()).or_default();
                     touched_resources.insert(key.clone());
-                    step::resource(resource, &input, &catalog, &pos)
+                    step::resource(resource, &input, catalog, &pos)
                 }
-                None => step::unowned(&input, &record.payload, &pos),
+                None => step::unowned(&input, &record.payload, catalog, &pos),
             };
             let user = match &owner {
                 Some(Owner::User(key)) => Some(key),
@@ -431,7 +450,7 @@ impl Partition {
     /// are reused. The users are loaded, so their records are in the cache.
     async fn decide_amounts(
         &mut self,
-        catalog: &Catalog,
+        history: &CatalogHistory,
         decoded: &[(&InRecord, Input)],
     ) -> FxHashMap<String, AmountOutcome> {
         let mut decided = FxHashMap::default();
@@ -448,7 +467,8 @@ impl Partition {
                 decided.insert(request.request_id.clone(), outcome.clone());
                 continue;
             }
-            let def = catalog
+            let def = history
+                .at(record.timestamp)
                 .tenant(&request.tenant)
                 .and_then(|t| t.event(&request.event))
                 .and_then(|e| e.programmatic.clone());
@@ -740,6 +760,7 @@ mod tests {
             user_id: "u".into(),
             occurred_at: chrono::Utc::now(),
             source: SourceRef::new("t", 0, offset),
+            catalog_version: 0,
         };
         let mut produced = Produced::default();
         produced.push_event(&user, SourceRef::new("t", 0, 1), progress(1, "p1"));

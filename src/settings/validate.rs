@@ -132,6 +132,7 @@ fn topics(s: &Settings, out: &mut Problems) {
         ("inventory_responses", &t.inventory_responses),
         ("amount_requests", &t.amount_requests),
         ("amount_responses", &t.amount_responses),
+        ("catalog", &t.catalog),
     ];
     let written = [
         ("progress", &t.progress),
@@ -193,6 +194,12 @@ fn paths(s: &Settings, out: &mut Problems) {
         out.add(
             &["catalog", "path"],
             "is empty: the catalog directory, or one catalog file",
+        );
+    }
+    if s.catalog.refresh_ms == 0 {
+        out.add(
+            &["catalog", "refresh_ms"],
+            "is 0: the catalog log would be read in a busy loop",
         );
     }
 }

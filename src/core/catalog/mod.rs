@@ -5,11 +5,13 @@
 //! the worker, `replay` and tests share one validator, and reading the directory is the
 //! caller's IO. Every problem is reported with its file and line, all of them at once.
 
+mod history;
 mod model;
 mod parse;
 mod rules;
 mod rules_check;
 
+pub use history::{CatalogHistory, CatalogVersion, Refusal, SourceFile, VersionInfo};
 pub use model::*;
 pub use parse::{CatalogError, CatalogErrors};
 pub use rules::*;
@@ -20,11 +22,13 @@ pub use rules_check::{
 use super::model::{TriggerKey, DEFAULT_TENANT};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// All tenants' catalogs, validated and indexed for the evaluator.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    tenants: BTreeMap<String, TenantCatalog>,
+    /// Shared, so the catalogs in force at different times share the tenants they agree on.
+    tenants: BTreeMap<String, Arc<TenantCatalog>>,
 }
 
 /// One tenant's catalog. Groups and triggers are kept sorted by their `order`, so the
@@ -32,6 +36,9 @@ pub struct Catalog {
 #[derive(Debug, Clone, Default)]
 pub struct TenantCatalog {
     pub tenant: String,
+    /// Which version of the tenant's catalog this is: 0 for the files a process started with,
+    /// then 1, 2, … as changes are published to the catalog log ([`CatalogHistory`]).
+    pub version: u64,
     pub reward_types: Vec<RewardType>,
     pub inventories: Vec<Inventory>,
     pub categories: Vec<Category>,
@@ -72,11 +79,16 @@ impl Catalog {
     }
 
     pub fn tenant(&self, tenant: &str) -> Option<&TenantCatalog> {
-        self.tenants.get(tenant)
+        self.tenants.get(tenant).map(|t| &**t)
+    }
+
+    /// The tenant's catalog, shared: what outlives a borrow of this catalog.
+    pub fn tenant_shared(&self, tenant: &str) -> Option<Arc<TenantCatalog>> {
+        self.tenants.get(tenant).cloned()
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &TenantCatalog> {
-        self.tenants.values()
+        self.tenants.values().map(|t| &**t)
     }
 
     /// Resolves an action's trigger key (id, or name with an optional location) to a trigger.
@@ -95,7 +107,8 @@ impl Catalog {
     }
 
     pub(crate) fn insert(&mut self, catalog: TenantCatalog) {
-        self.tenants.insert(catalog.tenant.clone(), catalog);
+        self.tenants
+            .insert(catalog.tenant.clone(), Arc::new(catalog));
     }
 }
 

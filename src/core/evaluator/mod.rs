@@ -134,6 +134,7 @@ impl Emitter<'_> {
             user_id: self.user_id.to_string(),
             occurred_at: self.occurred_at,
             source: SourceRef::clone(&self.source),
+            catalog_version: 0,
         });
     }
 

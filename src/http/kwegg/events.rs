@@ -161,7 +161,7 @@ pub async fn occurrence(
     body: Result<LimitedBody, ApiError>,
 ) -> Result<Json<Envelope<Option<Value>>>, KweggError> {
     let map = body::object(body)?;
-    let action = parse_occurrence(&app.catalog, &caller.tenant, &map)?;
+    let action = parse_occurrence(&app.catalog(), &caller.tenant, &map)?;
     caller.same_user("userId", Some(&action.user_id))?;
     submit(&app, Command::AddAction(action)).await?;
     Ok(ok("Event triggered successfully", None))

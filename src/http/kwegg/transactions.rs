@@ -231,6 +231,7 @@ mod tests {
             user_id: "12".into(),
             occurred_at: "2026-05-01T10:00:00.482441Z".parse().unwrap(),
             source: SourceRef::new("t", 0, 1),
+            catalog_version: 0,
         }
     }
 

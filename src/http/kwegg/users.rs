@@ -58,9 +58,10 @@ pub struct BalanceData {
 
 /// The user's coins now: the balance of `kwegg.reward_type`, expired prizes taken out.
 pub async fn coins(app: &AppState, tenant: &str, user_id: &str) -> Result<Decimal, KweggError> {
-    let Some(catalog) = app.catalog.tenant(tenant) else {
+    let Some(shared) = app.catalog().tenant_shared(tenant) else {
         return Ok(Decimal::ZERO);
     };
+    let catalog = &*shared;
     let key = UserKey::new(tenant, user_id);
     let record = app
         .store

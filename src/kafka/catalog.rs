@@ -1,0 +1,164 @@
+//! The catalog log on Kafka: a topic of one partition, compacted, whose every record has a
+//! key of its own (`tenant/version/uuid`), so compaction keeps every version and nothing ever
+//! expires. Read by assignment, not by a consumer group: every process reads all of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{apply_properties, base_config, consumer_only, failed, producer, producer_only};
+use crate::pipeline::catalog_feed::CatalogLog;
+use crate::pipeline::log::{LogError, RefusedTopics};
+use crate::settings::KafkaSettings;
+
+const PARTITION: i32 = 0;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaCatalogLog {
+    consumer: Arc<BaseConsumer>,
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaCatalogLog {
+    pub fn connect(settings: &KafkaSettings, topic: &str) -> Result<Self, LogError> {
+        let mut config = base_config(settings);
+        // A group id only because librdkafka wants one; nothing is ever committed.
+        config
+            .set("group.id", format!("{}.catalog-reader", settings.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        apply_properties(&mut config, settings, |k| {
+            !producer_only(k) && !k.starts_with("group.") && !k.starts_with("partition.assignment")
+        });
+        let consumer: BaseConsumer = config.create().map_err(|source| LogError::Client {
+            client: "consumer",
+            source,
+        })?;
+        Ok(KafkaCatalogLog {
+            consumer: Arc::new(consumer),
+            producer: producer(settings)?,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl CatalogLog for KafkaCatalogLog {
+    async fn append(&self, key: &str, payload: Vec<u8>) -> Result<(), LogError> {
+        let record = FutureRecord::to(&self.topic)
+            .key(key)
+            .payload(&payload)
+            .partition(PARTITION);
+        self.producer
+            .send(record, TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| failed("catalog publish")(e))
+    }
+
+    async fn read_from(&self, from: i64) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || read_blocking(&consumer, &topic, from))
+            .await
+            .map_err(|_| LogError::Kafka {
+                op: "catalog read",
+                source: rdkafka::error::KafkaError::Canceled,
+            })?
+    }
+}
+
+/// Reads from `from` to the high watermark as it was when the read started.
+fn read_blocking(
+    consumer: &BaseConsumer,
+    topic: &str,
+    from: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
+    let (low, high) = consumer
+        .fetch_watermarks(topic, PARTITION, TIMEOUT)
+        .map_err(failed("catalog watermarks"))?;
+    let start = from.max(low);
+    if start >= high {
+        return Ok(Vec::new());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, PARTITION, Offset::Offset(start))
+        .map_err(failed("catalog assign"))?;
+    consumer.assign(&tpl).map_err(failed("catalog assign"))?;
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut next = start;
+    while next < high {
+        if std::time::Instant::now() > deadline {
+            return Err(LogError::Kafka {
+                op: "catalog read",
+                source: rdkafka::error::KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => return Err(failed("catalog read")(e)),
+            Some(Ok(message)) => {
+                next = message.offset() + 1;
+                if let Some(payload) = message.payload() {
+                    records.push((message.offset(), payload.to_vec()));
+                }
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Creates the catalog topic if it is missing: one partition (every reader applies versions
+/// in one order), compacted (unique keys: nothing is ever deleted).
+pub async fn ensure_catalog_topic(settings: &KafkaSettings, topic: &str) -> Result<(), LogError> {
+    let mut config = base_config(settings);
+    apply_properties(&mut config, settings, |k| {
+        !consumer_only(k) && !producer_only(k)
+    });
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| LogError::Client {
+            client: "admin client",
+            source,
+        })?;
+    let new = NewTopic::new(
+        topic,
+        1,
+        TopicReplication::Fixed(settings.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|source| LogError::CreateTopics {
+            topics: vec![topic.to_string()],
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(LogError::TopicsRefused {
+                    refused: vec![RefusedTopics {
+                        code,
+                        topics: vec![topic],
+                    }],
+                })
+            }
+        }
+    }
+    Ok(())
+}
