@@ -69,7 +69,7 @@ async fn follow(
         log,
         std::time::Duration::from_secs(settings.catalog.activation_delay_seconds),
     ));
-    feed.sync()
+    feed.bootstrap(&format!("files of {}", settings.catalog.path.display()))
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("reading the catalog log: {e}")))?;
     tokio::spawn(Arc::clone(&feed).follow(

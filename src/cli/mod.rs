@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 
+pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod replay;
@@ -28,6 +29,9 @@ pub enum Command {
     Run(RunArgs),
     /// The HTTP sidecar alone, against the configured store.
     Serve(ConfigArgs),
+    /// The catalog log: publish a directory as new versions, write the versions in force
+    /// back as files, list them.
+    Catalog(catalog::CatalogArgs),
     /// Create or upgrade the ScyllaDB schema (idempotent).
     Migrate(ConfigArgs),
     /// Print the effective configuration (defaults, files, environment) as TOML, secrets
@@ -44,7 +48,7 @@ pub struct ConfigArgs {
     /// The environment wins over every file: QUESTLINE__SECTION__KEY for any key,
     /// QUESTLINE_KAFKA_PROPERTY_<NAME> for librdkafka properties,
     /// QUESTLINE_HTTP_AUTH_CLIENT_<id> for client secrets, each also as <VARIABLE>_FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Vec<PathBuf>,
 }
 
@@ -81,10 +85,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(crate::app::migrate(settings))
         }
         Command::Config(args) => config::run(args),
+        Command::Catalog(args) => catalog::run(args),
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     crate::telemetry::init_tracing();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

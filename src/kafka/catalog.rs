@@ -84,9 +84,12 @@ fn read_blocking(
     topic: &str,
     from: i64,
 ) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
-    let (low, high) = consumer
-        .fetch_watermarks(topic, PARTITION, TIMEOUT)
-        .map_err(failed("catalog watermarks"))?;
+    let (low, high) = match consumer.fetch_watermarks(topic, PARTITION, TIMEOUT) {
+        Ok(marks) => marks,
+        // No catalog topic yet: no version was ever published.
+        Err(e) if missing_topic(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(failed("catalog watermarks")(e)),
+    };
     let start = from.max(low);
     if start >= high {
         return Ok(Vec::new());
@@ -119,6 +122,17 @@ fn read_blocking(
         }
     }
     Ok(records)
+}
+
+fn missing_topic(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
 }
 
 /// Creates the catalog topic if it is missing: one partition (every reader applies versions

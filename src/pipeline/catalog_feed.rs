@@ -211,6 +211,40 @@ impl CatalogFeed {
         }
     }
 
+    /// Makes the log the one source of every tenant's catalog: a tenant of the files this
+    /// process started with that has no version in the log yet gets its files published as
+    /// version 1, in force from the start of time (1970), so every reader (a worker started later
+    /// with other files, `replay --records`) evaluates with the log's versions only. A tenant
+    /// the log knows keeps the log's versions; files that differ from them are reported.
+    pub async fn bootstrap(&self, published_by: &str) -> Result<(), PublishError> {
+        let history = self.sync().await?;
+        for tenant in history.tenant_names() {
+            let versions: Vec<&VersionInfo> = history.versions(tenant).collect();
+            let latest = versions.last().map_or(0, |v| v.version);
+            if latest > 0 {
+                continue;
+            }
+            let files = history.files(tenant);
+            let version = CatalogVersion {
+                tenant: tenant.to_string(),
+                version: 1,
+                // Before any record's timestamp (Kafka's are never before 1970).
+                effective_from: DateTime::<Utc>::UNIX_EPOCH,
+                published_at: Utc::now(),
+                published_by: published_by.to_string(),
+                files,
+            };
+            history.check(&version).map_err(PublishError::Refused)?;
+            let key = format!("{tenant}/1/{}", uuid::Uuid::new_v4());
+            let payload = serde_json::to_vec(&version)
+                .map_err(|e| PublishError::Refused(Refusal::Invalid(encoding(tenant, &e))))?;
+            self.log.append(&key, payload).await?;
+            tracing::info!(%tenant, "catalog files published as version 1 of the catalog log");
+        }
+        self.sync().await?;
+        Ok(())
+    }
+
     /// Publishes `files` as the tenant's next version, in force `activation_delay` from now.
     /// Checked first as every reader will check it; confirmed by reading it back, and
     /// published again under the next number when another publisher took this one.
@@ -246,15 +280,8 @@ impl CatalogFeed {
             }
             history.check(&version).map_err(PublishError::Refused)?;
             let key = format!("{tenant}/{}/{}", version.version, uuid::Uuid::new_v4());
-            let payload = serde_json::to_vec(&version).map_err(|e| {
-                PublishError::Refused(Refusal::Invalid(crate::core::catalog::CatalogErrors(vec![
-                    crate::core::catalog::CatalogError {
-                        file: tenant.to_string(),
-                        line: 0,
-                        message: format!("cannot encode the version: {e}"),
-                    },
-                ])))
-            })?;
+            let payload = serde_json::to_vec(&version)
+                .map_err(|e| PublishError::Refused(Refusal::Invalid(encoding(tenant, &e))))?;
             self.log.append(&key, payload).await?;
             let history = self.sync().await?;
             let won = history
@@ -299,6 +326,14 @@ fn apply(history: &mut CatalogHistory, offset: i64, payload: &[u8]) {
             tracing::warn!(offset, %tenant, version = number, reason = %refusal, "catalog version refused");
         }
     }
+}
+
+fn encoding(tenant: &str, e: &serde_json::Error) -> crate::core::catalog::CatalogErrors {
+    crate::core::catalog::CatalogErrors(vec![crate::core::catalog::CatalogError {
+        file: tenant.to_string(),
+        line: 0,
+        message: format!("cannot encode the version: {e}"),
+    }])
 }
 
 fn same_files(a: &[SourceFile], b: &[SourceFile]) -> bool {

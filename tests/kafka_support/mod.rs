@@ -278,6 +278,14 @@ impl Default for Options {
     }
 }
 
+/// The `questline` binary the tests run: `QL_TEST_BIN` when set (a copy, for checkouts that
+/// share a target directory and would overwrite each other's binary), else this build's.
+pub fn questline_bin() -> PathBuf {
+    std::env::var_os("QL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_questline")))
+}
+
 /// The catalog of the fault tests: per-user challenges only (see its header).
 pub fn unlimited_catalog() -> PathBuf {
     root().join("tests/kafka/catalog.toml")
@@ -359,8 +367,11 @@ inventory_requests = "{requests}"
 inventory_responses = "{responses}"
 amount_requests = "{amount_requests}"
 amount_responses = "{amount_responses}"
+catalog = "{catalog_log}"
 [catalog]
 path = "{catalog}"
+activation_delay_seconds = 2
+refresh_ms = 200
 [mappings]
 dir = "{mappings}"
 {store}[http]
@@ -379,6 +390,7 @@ batch_size = {batch}
                 responses = t("inventory-responses"),
                 amount_requests = t("amount-requests"),
                 amount_responses = t("amount-responses"),
+                catalog_log = t("catalog"),
                 catalog = options.catalog.display(),
                 mappings = mappings.display(),
                 linger = options.linger_ms,
@@ -405,7 +417,7 @@ batch_size = {batch}
 
     /// `questline migrate` with this config (creates the CQL keyspace and tables).
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+        let out = Command::new(questline_bin())
             .args(["migrate", "--config"])
             .arg(&self.config)
             .output()
@@ -458,7 +470,7 @@ batch_size = {batch}
 
     /// Starts `questline run` with this config; `store` overrides the store directory.
     pub fn spawn_worker(&self, store: Option<&Path>) -> WorkerProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_questline"));
+        let mut cmd = Command::new(questline_bin());
         cmd.args(["run", "--config"]).arg(&self.config);
         if let Some(s) = store {
             cmd.env("QUESTLINE__STORE__PATH", s);
@@ -691,7 +703,7 @@ pub fn replay_dump(
     dump: &Path,
     kinds: &[&str],
 ) -> std::collections::BTreeMap<String, Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+    let out = Command::new(questline_bin())
         .args(["replay", "--records", "--config"])
         .arg(config)
         .arg("--input")
