@@ -270,6 +270,8 @@ pub struct AuthSettings {
     pub clients: BTreeMap<String, String>,
     /// How old (or how far in the future) a signed timestamp may be.
     pub max_skew_seconds: u64,
+    /// The clients (ids of `clients`) that may call the admin API (`/admin/*`).
+    pub admin_clients: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -277,6 +279,7 @@ impl Default for AuthSettings {
         AuthSettings {
             clients: BTreeMap::new(),
             max_skew_seconds: 300,
+            admin_clients: Vec::new(),
         }
     }
 }

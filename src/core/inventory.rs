@@ -48,7 +48,7 @@ impl Request {
     pub fn resource(&self) -> String {
         match &self.kind {
             RequestKind::Grant { reward_type, .. } | RequestKind::Claim { reward_type, .. } => {
-                format!("{}/reward/{reward_type}", self.tenant)
+                reward_resource(&self.tenant, reward_type)
             }
             RequestKind::WinnerSlot { challenge_id } => {
                 format!("{}/winners/{challenge_id}", self.tenant)
@@ -95,6 +95,11 @@ pub struct ResourceState {
     /// Answers to recent requests, replayed verbatim on redelivery.
     #[serde(default)]
     pub answered: VecDeque<(String, Outcome)>,
+}
+
+/// The inventory-stage resource that owns a reward type's stock (all its inventories).
+pub fn reward_resource(tenant: &str, reward_type: &str) -> String {
+    format!("{tenant}/reward/{reward_type}")
 }
 
 /// Answers one request against the resource's state.

@@ -166,6 +166,13 @@ impl Clients {
                 secrets.insert(id.clone(), secret.clone());
             }
         }
+        for admin in &settings.admin_clients {
+            if !settings.clients.contains_key(admin) {
+                refused.push(format!(
+                    "http.auth.admin_clients: '{admin}' is not a client of http.auth.clients"
+                ));
+            }
+        }
         let clients = Clients {
             required: !settings.clients.is_empty(),
             secrets,
@@ -217,8 +224,13 @@ fn signed_header<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> Result<
     }
 }
 
+/// The client whose signature a request carried, in the request's extensions for the
+/// handlers that authorize by client (the admin API, services' grants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedClient(pub String);
+
 /// Middleware: checks the signature when authentication is configured, then passes the
-/// request on with its body restored.
+/// request on with its body restored and its client in the extensions.
 pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if !app.auth.required() {
         return next.run(req).await;
@@ -275,11 +287,15 @@ pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: 
             .verify_slice(&signature)
             .map_err(|_| wrong())?;
         tracing::Span::current().record("client", client);
-        Ok(body)
+        Ok((body, AuthenticatedClient(client.to_string())))
     }
     .await;
     match checked {
-        Ok(body) => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Ok((body, client)) => {
+            let mut req = Request::from_parts(parts, Body::from(body));
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -79,6 +79,8 @@ pub enum Kind {
     UriTooLong,
     HeadersTooLarge,
     RequestTimeout,
+    Forbidden,
+    Conflict,
 }
 
 impl Kind {
@@ -94,6 +96,8 @@ impl Kind {
             Kind::UriTooLong => 9,
             Kind::HeadersTooLarge => 10,
             Kind::RequestTimeout => 11,
+            Kind::Forbidden => 12,
+            Kind::Conflict => 13,
         }
     }
 
@@ -109,6 +113,8 @@ impl Kind {
             Kind::UriTooLong => "UriTooLong",
             Kind::HeadersTooLarge => "HeadersTooLarge",
             Kind::RequestTimeout => "RequestTimeout",
+            Kind::Forbidden => "Forbidden",
+            Kind::Conflict => "Conflict",
         }
     }
 
@@ -124,6 +130,8 @@ impl Kind {
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::Conflict => StatusCode::CONFLICT,
         }
     }
 
@@ -131,7 +139,9 @@ impl Kind {
     /// is `InvalidInput`, any other server error `InternalError` (the status itself is kept).
     pub fn of_status(status: StatusCode) -> Kind {
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Unauthorized,
+            StatusCode::UNAUTHORIZED => Kind::Unauthorized,
+            StatusCode::FORBIDDEN => Kind::Forbidden,
+            StatusCode::CONFLICT => Kind::Conflict,
             StatusCode::NOT_FOUND => Kind::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Kind::MethodNotAllowed,
             StatusCode::REQUEST_TIMEOUT => Kind::RequestTimeout,

@@ -24,6 +24,7 @@
 //! connections ([`connections`]), time to send a request, the request head ([`head`]).
 
 pub mod actions;
+pub mod admin;
 pub mod auth;
 pub mod connections;
 pub mod error;
@@ -172,6 +173,7 @@ Accept-Language + \"\\n\" + body), absent headers signed as empty."
         (name = "integration", description = "The seed's AddAction"),
         (name = "users", description = "Balances, history and claims"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "admin", description = "Rokwire's admin API: reward types, inventories, operations; writes publish catalog versions"),
     )
 )]
 struct ApiDoc;
@@ -221,6 +223,10 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(users::history))
         .routes(routes!(users::create_claim))
         .routes(routes!(users::claim_status))
+        .routes(routes!(admin::list_types, admin::create_type))
+        .routes(routes!(admin::get_type, admin::update_type))
+        .routes(routes!(admin::list_inventories, admin::create_inventory))
+        .routes(routes!(admin::get_inventory, admin::update_inventory))
 }
 
 /// The open endpoints: probes, metrics, the document itself.

@@ -226,7 +226,7 @@ pub fn tenant_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn tenant_name(headers: &HeaderMap) -> Result<String, ApiError> {
+pub fn tenant_name(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(tenant_header(headers)?.unwrap_or_else(|| DEFAULT_TENANT.to_string()))
 }
 

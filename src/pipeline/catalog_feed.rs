@@ -246,16 +246,29 @@ impl CatalogFeed {
     }
 
     /// Publishes `files` as the tenant's next version, in force `activation_delay` from now.
-    /// Checked first as every reader will check it; confirmed by reading it back, and
-    /// published again under the next number when another publisher took this one.
     pub async fn publish(
         &self,
         tenant: &str,
         files: Vec<SourceFile>,
         published_by: &str,
     ) -> Result<Published, PublishError> {
+        self.update(tenant, published_by, |_| Ok(files.clone()))
+            .await
+    }
+
+    /// Publishes the tenant's next version as `edit` makes it from the history known now,
+    /// in force `activation_delay` from now. Checked first as every reader will check it;
+    /// confirmed by reading it back. When another publisher took the number in between,
+    /// `edit` runs again on the newer history (optimistic concurrency: no change is lost).
+    pub async fn update<E: From<PublishError>>(
+        &self,
+        tenant: &str,
+        published_by: &str,
+        mut edit: impl FnMut(&CatalogHistory) -> Result<Vec<SourceFile>, E>,
+    ) -> Result<Published, E> {
         for _ in 0..5 {
-            let history = self.sync().await?;
+            let history = self.sync().await.map_err(PublishError::from)?;
+            let files = edit(&history)?;
             let latest = history.versions(tenant).last().cloned();
             if let Some(latest) = &latest {
                 if same_files(&history.files(tenant), &files) {
@@ -273,17 +286,20 @@ impl CatalogFeed {
                 effective_from,
                 published_at: now,
                 published_by: published_by.to_string(),
-                files: files.clone(),
+                files,
             };
             if let Some(errors) = version.duplicate_names() {
-                return Err(PublishError::Refused(Refusal::Invalid(errors)));
+                return Err(PublishError::Refused(Refusal::Invalid(errors)).into());
             }
             history.check(&version).map_err(PublishError::Refused)?;
             let key = format!("{tenant}/{}/{}", version.version, uuid::Uuid::new_v4());
             let payload = serde_json::to_vec(&version)
                 .map_err(|e| PublishError::Refused(Refusal::Invalid(encoding(tenant, &e))))?;
-            self.log.append(&key, payload).await?;
-            let history = self.sync().await?;
+            self.log
+                .append(&key, payload)
+                .await
+                .map_err(PublishError::from)?;
+            let history = self.sync().await.map_err(PublishError::from)?;
             let won = history
                 .versions(tenant)
                 .find(|v| v.version == version.version);
@@ -293,7 +309,7 @@ impl CatalogFeed {
                 }
             }
         }
-        Err(PublishError::Contended(tenant.to_string()))
+        Err(PublishError::Contended(tenant.to_string()).into())
     }
 }
 

@@ -71,6 +71,21 @@ pub struct RewardType {
     pub description: LocalizedText,
     #[serde(default)]
     pub kind: RewardKind,
+    /// The admin API's id; one derived from the tenant and name when absent ([`entity_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When the admin API created and last changed it (RFC 3339 strings in files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_created: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_updated: Option<DateTime<Utc>>,
+}
+
+/// A stable id for a catalog entity written without one: a name-based UUID of its tenant,
+/// kind and name, so every process and every version agree on it.
+pub fn entity_id(tenant: &str, kind: &str, name: &str) -> String {
+    let namespace = uuid::Uuid::from_u128(0x6b1f_34c2_8a57_4f0e_9d36_5e0b_7c41_a2d9);
+    uuid::Uuid::new_v5(&namespace, format!("{tenant}\n{kind}\n{name}").as_bytes()).to_string()
 }
 
 /// What a reward is, which decides what a grant carries: an amount, a code, or a badge.
@@ -108,6 +123,10 @@ pub struct Inventory {
     /// Voucher codes handed out one per grant, in order.
     #[serde(default)]
     pub codes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_created: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_updated: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
