@@ -18,7 +18,7 @@ use questline::pipeline::commands::{Command, CommandSink, SubmitError};
 use questline::settings::HttpSettings;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{BatchWrite, StateStore};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const CATALOG: &str = r#"
 # Hand-written: the comment must survive admin edits.
