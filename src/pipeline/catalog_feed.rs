@@ -222,6 +222,14 @@ impl CatalogFeed {
             let versions: Vec<&VersionInfo> = history.versions(tenant).collect();
             let latest = versions.last().map_or(0, |v| v.version);
             if latest > 0 {
+                let local = history.files_of(tenant, 0).unwrap_or_default();
+                if !local.is_empty() && !same_files(local, &history.files(tenant)) {
+                    tracing::warn!(
+                        %tenant,
+                        version = latest,
+                        "the catalog files differ from the catalog log's latest version, which is in force; publish them with `questline catalog push` to change the catalog"
+                    );
+                }
                 continue;
             }
             let files = history.files(tenant);

@@ -194,6 +194,15 @@ impl CatalogHistory {
             .unwrap_or_default()
     }
 
+    /// The files of one version of the tenant, if it has that version.
+    pub fn files_of(&self, tenant: &str, version: u64) -> Option<&[SourceFile]> {
+        self.tenants
+            .get(tenant)?
+            .iter()
+            .find(|v| v.info.version == version)
+            .map(|v| v.files.as_slice())
+    }
+
     /// Every tenant with at least one version.
     pub fn tenant_names(&self) -> impl Iterator<Item = &str> {
         self.tenants.keys().map(String::as_str)
