@@ -22,7 +22,8 @@ pub mod status;
 pub use add::mapping;
 pub use config::{demo_settings, Sites, DEMO_ADMIN_TOKEN, DEMO_SITE};
 
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -31,12 +32,32 @@ use utoipa_axum::routes;
 
 use super::AppState;
 
-/// The routes, documented.
+/// The paths, for the routes that answer OPTIONS.
+const PATHS: [&str; 3] = [
+    "/rest/user/action/add/{as}",
+    "/rest/user/disable/{as}",
+    "/rest/user/enable/{as}",
+];
+
+/// The routes, documented; each path also answers OPTIONS ([`options`]).
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new()
+    let documented = OpenApiRouter::new()
         .routes(routes!(add::add_get, add::add_post))
         .routes(routes!(status::disable))
-        .routes(routes!(status::enable))
+        .routes(routes!(status::enable));
+    PATHS.iter().fold(documented, |router, path| {
+        router.route(path, axum::routing::options(options))
+    })
+}
+
+/// OPTIONS: 204 with the methods. A route of its own (not the router's 405) so that the CORS
+/// layer wrapping these routes sees a browser's preflight and answers it; the sidecar's
+/// method-not-allowed fallback is not wrapped by route layers.
+async fn options() -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::ALLOW, "GET, POST, OPTIONS")],
+    )
 }
 
 /// How long a browser may cache a preflight's answer.
