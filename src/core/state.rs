@@ -49,7 +49,7 @@ pub struct UserState {
 /// A command through the log, so the user's single writer applies it in order with the
 /// user's actions; it changes nothing but [`UserState::disabled`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserStatusChange {
     #[serde(default = "super::model::default_tenant")]
     pub tenant: String,
