@@ -4,12 +4,24 @@
 //! The commands are the ones docs/http-api.md shows ("KickApps AddUserAction", "Try it on the
 //! demo"), run as written, each compared with the status and answer the page gives: every
 //! documented error code, the success shape, and disable → 48 → enable → added. So the page and
-//! the sidecar cannot drift apart.
+//! the sidecar cannot drift apart. Then, in process against the real router, what the calls
+//! submit to the log, and the answers when the log or the store is down.
 
-use serde_json::Value;
+mod http_support;
+
+use http_support::{example_catalog, DownStore, RecordingSink};
+use questline::core::model::TriggerKey;
+use questline::core::state::UserStatusChange;
+use questline::http::{self, kickapps, AppState};
+use questline::pipeline::commands::{Command as LogCommand, CommandSink};
+use questline::settings::HttpSettings;
+use questline::store::embedded::EmbeddedStore;
+use questline::store::StateStore;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DOC_ADDRESS: &str = "127.0.0.1:8080";
@@ -242,4 +254,222 @@ fn the_documented_calls_answer_as_documented_with_curl() {
     }
     assert!(doc["paths"]["/rest/user/action/add/{as}"]["get"].is_object());
     assert!(doc["paths"]["/rest/user/action/add/{as}"]["post"].is_object());
+}
+
+/// The real router with the demo's KickApps site, over `store`, submitting to `sink`.
+async fn sidecar(store: Arc<dyn StateStore>, sink: Arc<RecordingSink>) -> String {
+    let catalog = example_catalog();
+    let mut state = AppState::new(
+        Arc::clone(&catalog),
+        store,
+        sink as Arc<dyn CommandSink>,
+        HttpSettings {
+            max_body_bytes: 1024,
+            ..HttpSettings::default()
+        },
+    );
+    state.kickapps = kickapps::Sites::new(&kickapps::demo_settings(), &catalog).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/rest/user", listener.local_addr().unwrap());
+    tokio::spawn(http::serve(listener, state, std::future::pending()));
+    base
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Option<String>, Value) {
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_submit_the_action_and_the_status_change_and_refusals_submit_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let sink = Arc::new(RecordingSink::default());
+    let base = sidecar(store, Arc::clone(&sink)).await;
+    let client = reqwest::Client::new();
+    let t = kickapps::DEMO_ADMIN_TOKEN;
+
+    // A form POST with the token in the query string: the action the worker will evaluate.
+    let (status, _, body) = answer(
+        client
+            .post(format!("{base}/action/add/8001?t={t}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                "user_id=kick-1&actionId=post_comment&location=forum&quantity=-2&userActionId=c-9",
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": 1, "added": true, "userActionId": "c-9"})
+        )
+    );
+    let commands = sink.commands();
+    assert_eq!(commands.len(), 1);
+    let LogCommand::AddAction(action) = &commands[0] else {
+        panic!("{commands:?}")
+    };
+    assert_eq!(action.tenant, "default");
+    assert_eq!(action.user_id, "kick-1");
+    assert_eq!(action.trigger_id, TriggerKey::Name("post_comment".into()));
+    assert_eq!(action.location.as_deref(), Some("forum"));
+    assert_eq!(action.value, (-2).into());
+    assert_eq!(
+        action.action_id.as_deref(),
+        Some("c-9"),
+        "the answer's userActionId is the id the worker deduplicates on"
+    );
+
+    // Without userActionId: a fresh id, answered and submitted alike.
+    let (_, _, body) = answer(
+        client
+            .get(format!(
+                "{base}/action/add/8001?t={t}&user_id=kick-1&actionId=post_comment&location=blog"
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let LogCommand::AddAction(action) = &sink.commands()[1] else {
+        panic!()
+    };
+    assert_eq!(body["userActionId"].as_str(), action.action_id.as_deref());
+    assert_eq!(body["userActionId"].as_str().unwrap().len(), 36);
+
+    // Refused calls submit nothing, whatever the reason.
+    for query in [
+        "user_id=kick-1&actionId=post_comment&location=forum".to_string(),
+        format!("t={t}&user_id=kick-1&actionId=post_comment&location=forum&callback=f"),
+        format!("t={t}&user_id=kick-1&user_id=kick-2&actionId=post_comment&location=forum"),
+    ] {
+        let (status, _, _) = answer(
+            client
+                .get(format!("{base}/action/add/8001?{query}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(status >= 400, "{query}");
+    }
+    // A parameter in the query and in the body is given twice.
+    let (status, _, body) = answer(
+        client
+            .post(format!("{base}/action/add/8001?location=forum"))
+            .json(&json!({"t": t, "user_id": "kick-1", "actionId": "post_comment", "location": "blog"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body["errorId"]), (400, &json!("8")), "{body}");
+    assert_eq!(body["error"], "location: given more than once");
+    // ... but the token is checked first.
+    let (status, _, body) = answer(
+        client
+            .get(format!(
+                "{base}/action/add/8001?t=guess&location=a&location=b"
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body["errorId"]), (401, &json!("1")), "{body}");
+    // A body over http.max_body_bytes: 413, in KickApps' shape.
+    let (status, _, body) = answer(
+        client
+            .post(format!("{base}/action/add/8001"))
+            .body(format!("t={t}&location={}", "x".repeat(2000)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body["errorId"]), (413, &json!("900")), "{body}");
+    assert_eq!(sink.commands().len(), 2, "nothing more submitted");
+
+    // Disable and enable: UserStatus commands, only by POST.
+    for (path, disabled) in [("disable", true), ("enable", false)] {
+        let (status, _, body) = answer(
+            client
+                .post(format!("{base}/{path}/8001"))
+                .json(&json!({"t": t, "user_id": "kick-9"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (
+                200,
+                json!({"status": 1, "userId": "kick-9", "disabled": disabled})
+            )
+        );
+        assert_eq!(
+            sink.commands().last(),
+            Some(&LogCommand::UserStatus(UserStatusChange {
+                tenant: "default".into(),
+                user_id: "kick-9".into(),
+                disabled,
+            }))
+        );
+    }
+    let status = client
+        .get(format!("{base}/disable/8001?t={t}&user_id=kick-9"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 405);
+    let (status, _, body) = answer(
+        client
+            .post(format!("{base}/disable/8001"))
+            .form(&[("t", "guess"), ("user_id", "kick-9")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body["errorId"]), (401, &json!("1")));
+    assert_eq!(sink.commands().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_or_store_that_is_down_is_903_with_retry_after() {
+    let add = "/action/add/8001?t=demo-admin-token&user_id=kick-1&actionId=post_comment&location=forum&userActionId=c-1";
+    let client = reqwest::Client::new();
+    // The log refuses: nothing was added, retry with the same userActionId.
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    sink.fail(true);
+    let base = sidecar(
+        Arc::new(EmbeddedStore::open(dir.path()).unwrap()),
+        Arc::clone(&sink),
+    )
+    .await;
+    let (status, retry, body) =
+        answer(client.get(format!("{base}{add}")).send().await.unwrap()).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(body["errorId"], "903");
+    assert_eq!(body["status"], -1);
+    // The store cannot say whether the user is disabled: refused, not guessed.
+    let sink = Arc::new(RecordingSink::default());
+    let base = sidecar(Arc::new(DownStore), Arc::clone(&sink)).await;
+    let (status, retry, body) =
+        answer(client.get(format!("{base}{add}")).send().await.unwrap()).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(body["errorId"], "903");
+    assert!(sink.commands().is_empty());
 }

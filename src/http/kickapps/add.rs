@@ -104,7 +104,7 @@ fn mapping_error(e: MapError) -> KickError {
 /// The action a call stands for, checked against `tenant`'s catalog; its id minted when the
 /// client sent none.
 pub fn action_of(catalog: &Catalog, tenant: &str, params: &Params) -> Result<Action, KickError> {
-    if params.get("callback").is_some() {
+    if !matches!(params.get("callback"), Ok(None)) {
         return Err(KickError::new(
             codes::BAD_REQUEST,
             "callback: JSONP is not offered (a script any site may include defeats the same-origin policy); \
@@ -113,7 +113,7 @@ pub fn action_of(catalog: &Catalog, tenant: &str, params: &Params) -> Result<Act
     }
     let mut doc = Map::new();
     for name in MAPPED {
-        if let Some(value) = params.get(name) {
+        if let Some(value) = params.get(name)? {
             doc.insert(name.to_string(), value.clone());
         }
     }
@@ -205,7 +205,7 @@ async fn add(
     responses(
         (status = 200, description = "In the log; the worker evaluates it in order with the user's other actions", body = Success<Added>,
          example = json!({"status": 1, "added": true, "userActionId": "comment-4711"})),
-        (status = 400, description = "8, 10, 11, 13, 20: a parameter; 900: `callback`, a bad `userActionId` or body, a parameter given twice", body = Failure),
+        (status = 400, description = "8, 10, 11, 13, 20: a parameter (also when given twice); 900: `callback`, a bad `userActionId` or body", body = Failure),
         (status = 401, description = "44: `t` missing; 1: not an admin token", body = Failure),
         (status = 403, description = "18: an admin token of another site", body = Failure),
         (status = 409, description = "48: the user is disabled or blocked", body = Failure),
@@ -237,7 +237,7 @@ pub async fn add_get(
     ),
     responses(
         (status = 200, description = "In the log", body = Success<Added>),
-        (status = 400, description = "8, 10, 11, 13, 20: a parameter; 900: the body, `callback`, `userActionId`, a parameter given twice", body = Failure),
+        (status = 400, description = "8, 10, 11, 13, 20: a parameter (also when given twice); 900: the body, `callback`, `userActionId`", body = Failure),
         (status = 401, description = "44 or 1: the token", body = Failure),
         (status = 403, description = "18: an admin token of another site", body = Failure),
         (status = 409, description = "48: the user is disabled or blocked", body = Failure),

@@ -41,7 +41,7 @@ pub mod codes {
     /// The seed: user is either disabled or blocked.
     pub const USER_DISABLED: u16 = 48;
     /// questline: the request cannot be read (a body that is not JSON or a form, too large or
-    /// too slow; `callback`; a bad `userActionId`; a parameter given twice).
+    /// too slow; `callback`; a bad or repeated `userActionId`).
     pub const BAD_REQUEST: u16 = 900;
     /// questline: the log or the store is unavailable; retry (with the same `userActionId`).
     pub const UNAVAILABLE: u16 = 903;

@@ -5,18 +5,24 @@
 //! (`application/x-www-form-urlencoded`, also when no `Content-Type` is sent) or a JSON object
 //! (`application/json`). Names are matched exactly, as KickApps did. A name given twice
 //! (twice in one place, or in the query and the body) is refused with the parameter's own
-//! code: which of two values a client meant cannot be guessed, and taking either would act on
-//! a value the client may not have meant.
+//! code when the method reads it (so the token is still checked first): which of two values a
+//! client meant cannot be guessed, and taking either would act on a value the client may not
+//! have meant.
 
 use axum::http::{header, HeaderMap};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 
 use super::answer::{codes, KickError};
 use crate::http::request::form_urlencoded_pairs;
 
 /// The parameters of one call, by name; values are JSON (strings from a query or a form).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params(Map<String, Value>);
+pub struct Params {
+    values: Map<String, Value>,
+    /// Names given more than once: refused when read.
+    twice: BTreeSet<String>,
+}
 
 /// The error code the seed gives a bad value of `name`; questline's own for the rest.
 pub fn code_of(name: &str) -> u16 {
@@ -39,7 +45,7 @@ impl Params {
     ) -> Result<Params, KickError> {
         let mut params = Params::default();
         for (name, value) in form_urlencoded_pairs(query.unwrap_or_default()) {
-            params.insert(name, Value::String(value))?;
+            params.insert(name, Value::String(value));
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(params);
@@ -55,7 +61,7 @@ impl Params {
                 ));
             };
             for (name, value) in map {
-                params.insert(name, value)?;
+                params.insert(name, value);
             }
         } else {
             let text = std::str::from_utf8(body).map_err(|_| {
@@ -65,35 +71,35 @@ impl Params {
                 )
             })?;
             for (name, value) in form_urlencoded_pairs(text.trim()) {
-                params.insert(name, Value::String(value))?;
+                params.insert(name, Value::String(value));
             }
         }
         Ok(params)
     }
 
-    fn insert(&mut self, name: String, value: Value) -> Result<(), KickError> {
-        if self.0.contains_key(&name) {
-            return Err(KickError::new(
-                code_of(&name),
-                format!(
-                    "{}: given more than once",
-                    crate::http::request::clip(&name)
-                ),
-            ));
+    fn insert(&mut self, name: String, value: Value) {
+        if self.values.contains_key(&name) {
+            self.twice.insert(name);
+        } else {
+            self.values.insert(name, value);
         }
-        self.0.insert(name, value);
-        Ok(())
     }
 
-    /// The value of `name`, if given (blank included).
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+    /// The value of `name`, if given (blank included); an error when it was given twice.
+    pub fn get(&self, name: &str) -> Result<Option<&Value>, KickError> {
+        if self.twice.contains(name) {
+            return Err(KickError::new(
+                code_of(name),
+                format!("{name}: given more than once"),
+            ));
+        }
+        Ok(self.values.get(name))
     }
 
     /// The text of `name`; `None` when absent, null or blank. Numbers are text (an id sent as
     /// a JSON number); any other JSON value is refused with the parameter's code.
     pub fn text(&self, name: &str) -> Result<Option<String>, KickError> {
-        match self.0.get(name) {
+        match self.get(name)? {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
@@ -156,23 +162,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.text("user_id").unwrap().as_deref(), Some("7"));
-        assert_eq!(p.get("quantity"), Some(&Value::from(2)));
+        assert_eq!(p.get("quantity").unwrap(), Some(&Value::from(2)));
         assert_eq!(p.text("missing").unwrap(), None);
     }
 
     #[test]
-    fn a_name_given_twice_is_refused_with_its_code() {
-        let twice = |query: &str, body: &[u8]| {
-            Params::read(Some(query), &HeaderMap::new(), body).unwrap_err()
+    fn a_name_given_twice_is_refused_with_its_code_when_read() {
+        let twice = |query: &str, body: &[u8], name: &str| {
+            let p = Params::read(Some(query), &HeaderMap::new(), body).unwrap();
+            p.text(name).unwrap_err()
         };
-        let e = twice("user_id=1&user_id=2", b"");
+        let e = twice("user_id=1&user_id=2", b"", "user_id");
         assert_eq!(
             (e.code, e.message.as_str()),
             (13, "user_id: given more than once")
         );
-        assert_eq!(twice("t=a", b"t=b").code, 1);
-        assert_eq!(twice("location=a", b"location=a").code, 8);
-        assert_eq!(twice("x=1&x=2", b"").code, 900);
+        assert_eq!(twice("t=a", b"t=b", "t").code, 1);
+        assert_eq!(twice("location=a", b"location=a", "location").code, 8);
+        assert_eq!(
+            twice("userActionId=1&userActionId=1", b"", "userActionId").code,
+            900
+        );
+        // The others are still read.
+        let p = Params::read(Some("t=a&x=1&x=2"), &HeaderMap::new(), b"").unwrap();
+        assert_eq!(p.text("t").unwrap().as_deref(), Some("a"));
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn change(
     responses(
         (status = 200, description = "In the log; the worker applies it in order with the user's actions", body = Success<StatusChanged>,
          example = json!({"status": 1, "userId": "kick-9", "disabled": true})),
-        (status = 400, description = "13: `user_id`; 900: the body, a parameter given twice", body = Failure),
+        (status = 400, description = "13: `user_id` (missing, over 256 bytes or given twice); 900: the body", body = Failure),
         (status = 401, description = "44 or 1: the token", body = Failure),
         (status = 403, description = "18: an admin token of another site", body = Failure),
         (status = 503, description = "903: the log is unavailable; retrying is harmless", body = Failure),
@@ -132,7 +132,7 @@ pub async fn disable(
     responses(
         (status = 200, description = "In the log", body = Success<StatusChanged>,
          example = json!({"status": 1, "userId": "kick-9", "disabled": false})),
-        (status = 400, description = "13: `user_id`; 900: the body, a parameter given twice", body = Failure),
+        (status = 400, description = "13: `user_id` (missing, over 256 bytes or given twice); 900: the body", body = Failure),
         (status = 401, description = "44 or 1: the token", body = Failure),
         (status = 403, description = "18: an admin token of another site", body = Failure),
         (status = 503, description = "903: the log is unavailable; retrying is harmless", body = Failure),
