@@ -12,6 +12,7 @@ use questline::core::state::UserStatusChange;
 use questline::core::step::Input;
 use questline::pipeline::commands::Command;
 use questline::pipeline::input::Inputs;
+use questline::pipeline::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use questline::pipeline::memory::MemoryLog;
 use questline::pipeline::worker::Worker;
 use questline::settings::{PipelineSettings, Topics};
@@ -264,4 +265,142 @@ async fn the_worker_dead_letters_a_disabled_users_kafka_action_and_counts_it_onc
     assert!(metric >= 1, "the dead letter is counted by its kind");
     stop.send(true).unwrap();
     worker.await.unwrap();
+}
+
+/// The in-process log whose publishing fails (a mock: the process "dies" after writing its
+/// state and before the broker acknowledged anything).
+struct PublishFails(Arc<MemoryLog>);
+
+#[async_trait::async_trait]
+impl Log for PublishFails {
+    async fn poll_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+        idle: Duration,
+    ) -> Result<Vec<InRecord>, LogError> {
+        self.0.poll_batch(max, linger, idle).await
+    }
+    async fn publish(&self, _: &[OutRecord]) -> Result<Published, LogError> {
+        Err(LogError::Kafka {
+            op: "publish (injected fault: broker gone)",
+            source: rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+            ),
+        })
+    }
+    async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
+        self.0.commit(processed).await
+    }
+    fn take_rebalances(&self) -> Vec<Rebalance> {
+        self.0.take_rebalances()
+    }
+    fn set_paused(&self, paused: bool) -> Result<(), LogError> {
+        self.0.set_paused(paused)
+    }
+}
+
+/// The refusal moved the user's watermark, so a redelivery is skipped: its dead letter must be
+/// in the outbox written with the state, or a crash before publishing would lose it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_users_dead_letter_survives_a_crash_between_write_and_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = catalog();
+    let topics = Topics::default();
+    let inputs = Inputs::new(Arc::clone(&catalog), &[kickapps_mapping()], &topics);
+    let log = MemoryLog::new(4);
+    log.subscribe(&inputs.topics());
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+    let settings = PipelineSettings {
+        batch_size: 100,
+        linger_ms: 0,
+        ..PipelineSettings::default()
+    };
+    let user = "kick-8";
+    log.append(
+        &topics.commands,
+        user,
+        serde_json::to_vec(&Command::UserStatus(status(user, true))).unwrap(),
+    );
+    // The status change alone first, so that it is applied before the action.
+    let (stop, shutdown) = watch::channel(false);
+    let worker = Worker::new(
+        Arc::clone(&log),
+        Arc::clone(&store),
+        inputs.clone(),
+        topics.clone(),
+        settings.clone(),
+        "g".into(),
+        shutdown,
+    );
+    let running = tokio::spawn(async move { worker.run().await.expect("the worker loop") });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.committed().values().sum::<i64>() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the status change was not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+
+    // First life: the action evaluated and the state written; publishing fails, and the
+    // process stops there (shutdown requested, so no retry).
+    log.append(KICKAPPS_TOPIC, user, comment(user, "c-1"));
+    log.subscribe(&inputs.topics());
+    let (_stop, shutdown) = watch::channel(true);
+    let mut first = Worker::new(
+        Arc::new(PublishFails(Arc::clone(&log))),
+        Arc::clone(&store),
+        inputs.clone(),
+        topics.clone(),
+        settings.clone(),
+        "g".into(),
+        shutdown,
+    );
+    first.step().await.unwrap();
+    assert_eq!(first.totals().retries, 1, "{:?}", first.totals());
+    drop(first);
+    assert!(
+        log.records(&topics.dead_letter).is_empty(),
+        "nothing published yet"
+    );
+
+    // Second life: the record is below the stored watermark; the dead letter comes from the
+    // stored outbox, once.
+    log.set_paused(false).unwrap();
+    log.subscribe(&inputs.topics());
+    let (stop, shutdown) = watch::channel(false);
+    let second = Worker::new(
+        Arc::clone(&log),
+        Arc::clone(&store),
+        inputs,
+        topics.clone(),
+        settings,
+        "g".into(),
+        shutdown,
+    );
+    let running = tokio::spawn(async move { second.run().await.expect("the worker loop") });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log
+        .committed()
+        .iter()
+        .filter(|((t, _), _)| t == KICKAPPS_TOPIC)
+        .map(|(_, o)| *o)
+        .sum::<i64>()
+        < 1
+    {
+        assert!(Instant::now() < deadline, "the action was not committed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    let totals = running.await.unwrap();
+    assert_eq!(totals.redelivered, 1, "{totals:?}");
+    let letters = log.records(&topics.dead_letter);
+    assert_eq!(letters.len(), 1, "the dead letter, exactly once");
+    assert_eq!(
+        header(&letters[0].headers, "questline-reject-kind"),
+        Some("user_disabled")
+    );
 }
