@@ -169,7 +169,7 @@ impl Inputs {
                 {
                     return reject(
                         RejectKind::Internal,
-                        "userId: a user status change needs a user id of 1 to 256 bytes and a known tenant".into(),
+                        "userId: a user status change needs a user id of 1 to 256 bytes and a tenant of at most 64".into(),
                         Some("userId"),
                         None,
                         default_tenant,
