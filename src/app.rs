@@ -151,6 +151,9 @@ pub fn app_state(
     state.ready = readiness;
     state.kwegg =
         http::kwegg::Facade::new(&settings.kwegg, &state.catalog()).map_err(Failure::Config)?;
+    state.kickapps = http::kickapps::Sites::new(&settings.kickapps, &state.catalog())
+        .map_err(Failure::Config)?;
+    http::kickapps::mapping().map_err(Failure::Config)?;
     let images = &settings.http.images;
     state.images = match (&images.s3, &images.base_url) {
         (Some(s3), _) => ImageUrls::Presigned(Box::new(
@@ -309,6 +312,7 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
     let mut settings = Settings {
         kwegg: http::kwegg::demo_settings(),
+        kickapps: http::kickapps::demo_settings(),
         ..Settings::default()
     };
     // Changes made through the demo's admin API take effect a second after they are made.

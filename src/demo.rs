@@ -183,6 +183,11 @@ pub fn print_try_it(addr: std::net::SocketAddr) {
         "  curl -s -X POST http://{addr}/userauth/user/tenant/login -H 'License-Key: {}' -H 'Platform: RAW' \\\n       -H 'Content-Type: application/json' -d '{{\"userId\": \"12\"}}'   # the Kwegg API",
         crate::http::kwegg::DEMO_LICENSE_KEY
     );
+    println!(
+        "  curl -s 'http://{addr}/rest/user/action/add/{}?t={}&user_id=kick-1&actionId=post_comment&location=forum'   # KickApps",
+        crate::http::kickapps::DEMO_SITE,
+        crate::http::kickapps::DEMO_ADMIN_TOKEN
+    );
     println!();
 }
 

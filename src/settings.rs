@@ -38,6 +38,7 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub kwegg: KweggSettings,
     pub amounts: AmountSettings,
+    pub kickapps: KickappsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,6 +344,59 @@ impl Default for KweggSettings {
     }
 }
 
+/// KickApps' AddUserAction on the sidecar (docs/http-api.md, "KickApps AddUserAction"). Off
+/// until a site is listed: every call is then refused as an invalid token.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KickappsSettings {
+    /// Site id (the `{as}` of the paths) → its tenant and admin tokens.
+    pub sites: BTreeMap<String, KickappsSite>,
+    /// Origins whose pages may call the KickApps routes from a browser (CORS); `*` for any.
+    /// Empty: no CORS headers, so only same-origin pages and servers can read the answers.
+    pub cors_origins: Vec<String>,
+}
+
+/// One KickApps site (an affiliate's community).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KickappsSite {
+    /// The catalog tenant whose triggers the site's actions count toward.
+    pub tenant: String,
+    /// The webmaster / moderator tokens (`t`) that may call the site's admin methods. In the
+    /// environment, one variable with the tokens separated by commas.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub admin_tokens: Vec<String>,
+}
+
+impl Default for KickappsSite {
+    fn default() -> Self {
+        KickappsSite {
+            tenant: crate::core::model::DEFAULT_TENANT.into(),
+            admin_tokens: Vec::new(),
+        }
+    }
+}
+
+/// A list of strings, or one string of comma-separated items (how the environment gives a
+/// list whose key the defaults cannot type: a site id is the operator's).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(d)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
 /// The amount stage's HTTP caller, which asks programmatic events' endpoints what an
 /// occurrence pays (docs/catalog.md, "Programmatic events"). Each call's own timeout is the
 /// event's `timeout` in the catalog.
@@ -519,6 +573,37 @@ mod tests {
         // The other order: base wins.
         let s = load(&[&site, &base], &[]).unwrap();
         assert_eq!(s.kafka.group_id, "base");
+    }
+
+    #[test]
+    fn kickapps_sites_come_from_files_and_their_tokens_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "kick.toml",
+            "[kickapps]\ncors_origins = [\"https://community.example\"]\n[kickapps.sites.\"8001\"]\ntenant = \"default\"\nadmin_tokens = [\"from-the-file\"]\n",
+        );
+        let s = load(&[&file], &[]).unwrap();
+        assert_eq!(s.kickapps.sites["8001"].admin_tokens, ["from-the-file"]);
+        assert_eq!(s.kickapps.cors_origins, ["https://community.example"]);
+        // The environment replaces the list (comma-separated) and may add a whole site.
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "t-one, t-two\n").unwrap();
+        let s = load(
+            &[&file],
+            &[
+                (
+                    "QUESTLINE__KICKAPPS__SITES__8001__ADMIN_TOKENS_FILE",
+                    tokens.to_str().unwrap(),
+                ),
+                ("QUESTLINE__KICKAPPS__SITES__9002__ADMIN_TOKENS", "t-three"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.kickapps.sites["8001"].admin_tokens, ["t-one", "t-two"]);
+        assert_eq!(s.kickapps.sites["8001"].tenant, "default");
+        assert_eq!(s.kickapps.sites["9002"].admin_tokens, ["t-three"]);
+        assert_eq!(s.kickapps.sites["9002"].tenant, "default");
     }
 
     #[test]

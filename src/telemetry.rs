@@ -6,7 +6,7 @@
 //! | `questline_actions_processed_total` | counter | outcome (`applied`, `duplicate`, `redelivered`, `ignored`) | actions evaluated or skipped |
 //! | `questline_duplicates_total` | counter | reason (`action_id`, `claim_id`) | actions and claims dropped because their id was applied before (also in `actions_processed_total{outcome="duplicate"}`) |
 //! | `questline_events_out_total` | counter | topic, type | events produced |
-//! | `questline_dead_letters_total` | counter | reason: the rejection's kind (`not_json`, `too_large`, `mapping` for a missing or invalid field, `unknown_tenant`, `unknown_trigger`, `params` for an earning-rule event's parameters, `internal` for a malformed command or internal record; `output_too_large`: an output the broker refused for its size, replaced by a dead letter) | records dead-lettered |
+//! | `questline_dead_letters_total` | counter | reason: the rejection's kind (`not_json`, `too_large`, `mapping` for a missing or invalid field, `unknown_tenant`, `unknown_trigger`, `params` for an earning-rule event's parameters, `internal` for a malformed command or internal record, `user_disabled` for an action of a disabled user; `output_too_large`: an output the broker refused for its size, replaced by a dead letter) | records dead-lettered |
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
 //! | `questline_batch_size` | histogram | | records per batch |
 //! | `questline_batch_seconds` | histogram | | batch latency, evaluation start to commit (batches overlap: one is evaluated while the previous one is written, published and committed) |

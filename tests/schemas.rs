@@ -1011,9 +1011,18 @@ fn serialized_commands_validate() {
         ],
     }))
     .unwrap();
-    for command in [&add_full, &add_min, &claim] {
+    let status = serde_json::to_value(Command::UserStatus(
+        questline::core::state::UserStatusChange {
+            tenant: "default".into(),
+            user_id: "kick-9".into(),
+            disabled: true,
+        },
+    ))
+    .unwrap();
+    for command in [&add_full, &add_min, &claim, &status] {
         assert_valid(schema, FILE, command);
     }
+    assert_same_names("userStatus", property_names(&defs["userStatus"]), &status);
     assert_same_names("addAction", property_names(&defs["addAction"]), &add_full);
     assert_same_names("claim", property_names(&defs["claim"]), &claim);
     assert_same_names(
@@ -1025,7 +1034,7 @@ fn serialized_commands_validate() {
     let mut action_fields = property_names(doc("action.v1.json"));
     action_fields.insert("command".into());
     assert_eq!(property_names(&defs["addAction"]), action_fields);
-    let variants: BTreeSet<String> = [&add_min, &claim]
+    let variants: BTreeSet<String> = [&add_min, &claim, &status]
         .iter()
         .map(|c| c["command"].as_str().unwrap().to_string())
         .collect();
@@ -1044,6 +1053,9 @@ fn serialized_commands_validate() {
         json!({"command": "claim", "claimId": "c", "userId": "u", "triggerId": 1}),
         json!({"command": "claim", "userId": "u"}),
         json!({"command": "claim", "claimId": "c", "userId": "u", "items": [{"rewardType": "points"}]}),
+        json!({"command": "userStatus", "userId": "u"}),
+        json!({"command": "userStatus", "userId": "u", "disabled": "yes"}),
+        json!({"command": "userStatus", "userId": "u", "disabled": true, "triggerId": 1}),
     ];
     for command in &rejected {
         assert_invalid(schema, FILE, command);

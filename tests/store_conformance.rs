@@ -206,6 +206,8 @@ fn user_record(user: &str, n: i64) -> UserRecord {
                 done: false,
             },
         )]),
+        // An administrator's status is state like any other: both stores keep it.
+        disabled: n % 2 == 1,
     };
     UserRecord {
         state,

@@ -242,6 +242,7 @@ impl Engine {
         let pos = Position {
             source,
             record_time,
+            payload,
         };
         let first = self.step(input, payload, &pos);
         let outcome = first.outcome.clone();
@@ -260,6 +261,7 @@ impl Engine {
             let pos = Position {
                 source: &source,
                 record_time,
+                payload: &[],
             };
             let out = self.step(&internal, &[], &pos);
             self.keep(out, &mut events, &mut queue);

@@ -85,7 +85,7 @@ pub struct Action {
     pub action_type: Option<Value>,
 }
 
-fn default_tenant() -> String {
+pub(crate) fn default_tenant() -> String {
     DEFAULT_TENANT.to_string()
 }
 

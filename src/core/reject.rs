@@ -24,6 +24,9 @@ pub enum RejectKind {
     /// A record of an internal topic (inventory, amounts) or of the commands topic that is not
     /// what questline writes there.
     Internal,
+    /// An action of a user an administrator disabled (KickApps' error 48): refused by the
+    /// user's single writer, which keeps the status in the user's state.
+    UserDisabled,
 }
 
 impl RejectKind {
@@ -37,6 +40,7 @@ impl RejectKind {
             RejectKind::UnknownTrigger => "unknown_trigger",
             RejectKind::Params => "params",
             RejectKind::Internal => "internal",
+            RejectKind::UserDisabled => "user_disabled",
         }
     }
 }

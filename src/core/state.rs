@@ -39,6 +39,22 @@ pub struct UserState {
     /// What the caps and streaks of earning-rule events remember, by event name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rules: RuleStates,
+    /// Disabled (or blocked) by an administrator ([`UserStatusChange`]): the user's actions
+    /// are refused as dead letters until the user is enabled again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+/// An administrator disables or enables a user (KickApps' `/rest/user/disable|enable/{as}`).
+/// A command through the log, so the user's single writer applies it in order with the
+/// user's actions; it changes nothing but [`UserState::disabled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserStatusChange {
+    #[serde(default = "super::model::default_tenant")]
+    pub tenant: String,
+    pub user_id: String,
+    pub disabled: bool,
 }
 
 /// A user's progress on one challenge.

@@ -22,8 +22,9 @@ use super::ids;
 use super::inventory::{self, Request, Response};
 use super::model::{Action, SourceRef, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
+use super::reject::RejectKind;
 use super::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
-use super::state::{Pending, PendingKind};
+use super::state::{Pending, PendingKind, UserStatusChange};
 
 /// What one consumed record is, once decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,8 @@ pub enum Input {
     },
     /// A claim command.
     Claim(ClaimCommand),
+    /// An administrator disables or enables a user.
+    UserStatus(UserStatusChange),
     /// User stage → inventory stage.
     Request(Request),
     /// Inventory stage → user stage.
@@ -68,6 +71,7 @@ impl Input {
                 Some(Owner::User(UserKey::new(&action.tenant, &action.user_id)))
             }
             Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
+            Input::UserStatus(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
             Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::AmountCall(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
@@ -91,6 +95,8 @@ pub struct Position<'a> {
     pub source: &'a SourceRef,
     /// The record's timestamp; an action's own `occurredAt` wins over it.
     pub record_time: DateTime<Utc>,
+    /// The record's bytes, which a dead letter carries (empty for records the driver made).
+    pub payload: &'a [u8],
 }
 
 /// What became of an input, for metrics and drivers.
@@ -128,6 +134,9 @@ pub struct Output {
     pub claims: Vec<ClaimRecord>,
     /// Challenges this user achieved for the first time ("people finished").
     pub first_completions: Vec<FirstCompletion>,
+    /// Why an owned input was refused ([`Outcome::DeadLettered`]); its dead letter is in
+    /// `events`. Unowned dead letters carry theirs in [`Input::DeadLetter`].
+    pub rejection: Option<Rejection>,
 }
 
 /// A user achieved a challenge for the first time: one more of the people who finished it.
@@ -239,6 +248,14 @@ fn evaluate_user(
     if redelivered(&mut record.applied, pos.source) {
         return Output::skipped(Outcome::Redelivered);
     }
+    match input {
+        Input::UserStatus(change) => {
+            record.state.disabled = change.disabled;
+            return Output::default();
+        }
+        Input::Action { action, .. } if record.state.disabled => return refused(action, pos),
+        _ => {}
+    }
     let cause = match input {
         Input::Response(r) => r.request_id.clone(),
         Input::Amount(r) => r.request_id.clone(),
@@ -348,6 +365,32 @@ pub fn amount(
     Output {
         outcome,
         amount_responses: vec![request.respond(result)],
+        ..Output::default()
+    }
+}
+
+/// A disabled user's action: a dead letter, never evaluated. It passed the watermark, so its
+/// dead letter goes out with the user's state (the driver's outbox): a crash cannot lose it.
+fn refused(action: &Action, pos: &Position<'_>) -> Output {
+    let rejection = Rejection::new(
+        RejectKind::UserDisabled,
+        format!(
+            "userId: user '{}' is disabled; the action was not evaluated (enable the user and send it again)",
+            super::limits::cut(&action.user_id, 64)
+        ),
+        Some("userId"),
+        Some(&action.user_id),
+        &action.tenant,
+    );
+    Output {
+        outcome: Outcome::DeadLettered,
+        events: vec![decode::dead_letter(
+            &rejection,
+            pos.payload,
+            pos.source,
+            pos.record_time,
+        )],
+        rejection: Some(rejection),
         ..Output::default()
     }
 }
@@ -463,6 +506,7 @@ mod tests {
         Position {
             source,
             record_time: "2026-03-01T10:00:01Z".parse().unwrap(),
+            payload: &[],
         }
     }
 

@@ -15,6 +15,7 @@
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
 //! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
+//! | GET, POST | KickApps: `/rest/user/action/add/{as}`, `/rest/user/disable|enable/{as}` | [`kickapps`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
 //!
 //! The router and the OpenAPI document are built from one list of annotated handlers
@@ -30,6 +31,7 @@ pub mod connections;
 pub mod error;
 pub mod head;
 pub mod images;
+pub mod kickapps;
 pub mod kwegg;
 pub mod observe;
 pub mod ops;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub images: ImageUrls,
     /// The Kwegg API facade's configuration; off (no license key) unless configured.
     pub kwegg: kwegg::Facade,
+    /// The KickApps sites and their admin tokens; none unless configured.
+    pub kickapps: kickapps::Sites,
     /// The clients of `settings.auth`, checked once ([`auth::Clients`]).
     auth: auth::Clients,
     finished: FinishedCache,
@@ -112,6 +116,7 @@ impl AppState {
             ready: Readiness::default(),
             images: ImageUrls::default(),
             kwegg: kwegg::Facade::default(),
+            kickapps: kickapps::Sites::default(),
             auth,
             finished: FinishedCache::default(),
         }
@@ -244,6 +249,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, open) = open_routes().split_for_parts();
     doc.merge(open);
     doc.merge(kwegg::routes().split_for_parts().1);
+    doc.merge(kickapps::routes().split_for_parts().1);
     doc
 }
 
@@ -268,6 +274,13 @@ pub fn router(state: AppState) -> Router {
     let open = open.route_layer(from_fn(observe::observe));
     let (kwegg, _) = kwegg::routes().split_for_parts();
     let open = open.merge(kwegg.route_layer(from_fn(observe::observe)));
+    let (kick, _) = kickapps::routes().split_for_parts();
+    let kick = kick.route_layer(from_fn(observe::observe));
+    let kick = match kickapps::cors(state.kickapps.cors_origins()) {
+        Some(cors) => kick.layer(cors),
+        None => kick,
+    };
+    let open = open.merge(kick);
     api.merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -150,7 +150,7 @@ impl Params {
 
 /// `application/x-www-form-urlencoded` pairs: `+` is a space, `%XX` is a byte, and bytes that
 /// do not form UTF-8 are replaced rather than rejected (they then fail validation by name).
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::evaluator::ClaimCommand;
 use crate::core::model::Action;
+use crate::core::state::UserStatusChange;
 use crate::pipeline::log::LogError;
 
 /// One record of the commands topic, keyed by user id.
@@ -17,6 +18,8 @@ pub enum Command {
     AddAction(Action),
     /// `POST /api/v1/users/{userId}/claims`.
     Claim(ClaimCommand),
+    /// KickApps' `POST /rest/user/disable/{as}` and `/rest/user/enable/{as}`.
+    UserStatus(UserStatusChange),
 }
 
 impl Command {
@@ -24,6 +27,7 @@ impl Command {
         match self {
             Command::AddAction(a) => &a.user_id,
             Command::Claim(c) => &c.user_id,
+            Command::UserStatus(c) => &c.user_id,
         }
     }
 
@@ -31,6 +35,7 @@ impl Command {
         match self {
             Command::AddAction(a) => &a.tenant,
             Command::Claim(c) => &c.tenant,
+            Command::UserStatus(c) => &c.tenant,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::commands::Command;
 use super::log::InRecord;
 use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::decode::{self, Decoded, Rejection};
-use crate::core::limits::MAX_TENANT_BYTES;
+use crate::core::limits::{MAX_TENANT_BYTES, MAX_USER_ID_BYTES};
 use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
 use crate::core::reject::RejectKind;
 /// The decoded record is the record step's input.
@@ -187,6 +187,21 @@ impl Inputs {
                 default_tenant,
             ),
             Ok(Command::Claim(c)) => Input::Claim(c),
+            Ok(Command::UserStatus(c)) => {
+                if c.user_id.is_empty()
+                    || c.user_id.len() > MAX_USER_ID_BYTES
+                    || c.tenant.len() > MAX_TENANT_BYTES
+                {
+                    return reject(
+                        RejectKind::Internal,
+                        "userId: a user status change needs a user id of 1 to 256 bytes and a tenant of at most 64".into(),
+                        Some("userId"),
+                        None,
+                        default_tenant,
+                    );
+                }
+                Input::UserStatus(c)
+            }
             Ok(Command::AddAction(action)) => {
                 // The sidecar checked it, but anyone may produce to the topic.
                 if let Err(e) = mapping::check_bounds(&action) {

@@ -369,6 +369,7 @@ impl Partition {
             let pos = Position {
                 source: &source,
                 record_time: record.timestamp,
+                payload: &record.payload,
             };
             let catalog = history.at(record.timestamp);
             let owner = input.owner();
@@ -519,20 +520,27 @@ impl Partition {
             Outcome::Redelivered => batch.stats.redelivered += 1,
             Outcome::Ignored(_) => batch.stats.ignored += 1,
             Outcome::DeadLettered => {
-                // Dead letters carry no state: they are published with the batch, not kept
-                // in the outbox (a redelivery makes the same one, with the same id).
-                if let Input::DeadLetter(rejection) = input {
+                // A record no state owns is dead-lettered whatever any state says: published
+                // with the batch, not kept in the outbox (a redelivery makes the same one,
+                // with the same id). A user's refused action (a disabled user) moved the
+                // user's watermark: its dead letter goes in the outbox with the user's state.
+                let rejection = match input {
+                    Input::DeadLetter(rejection) => Some(rejection),
+                    _ => out.rejection.as_ref(),
+                };
+                if let Some(rejection) = rejection {
                     batch.stats.dead_letters.push(rejection.kind.as_str());
                     for event in &out.events {
-                        batch.publish.push(OutboxEntry {
-                            cause: source.clone(),
-                            record: dead_letters::record(
-                                event,
-                                rejection,
-                                record,
-                                &topics.dead_letter,
-                            ),
-                        });
+                        let letter =
+                            dead_letters::record(event, rejection, record, &topics.dead_letter);
+                        if user.is_some() {
+                            produced.push(source.clone(), Produce::Record(letter));
+                        } else {
+                            batch.publish.push(OutboxEntry {
+                                cause: source.clone(),
+                                record: letter,
+                            });
+                        }
                     }
                 }
                 return;
@@ -598,6 +606,8 @@ impl Partition {
 /// What a user or resource evaluation produced, before it is encoded as a record.
 enum Produce {
     Event(Event),
+    /// A record made whole already (a user's refused action's dead letter).
+    Record(OutRecord),
     Request(Request),
     Response(Response),
     AmountRequest(AmountRequest),
@@ -607,6 +617,7 @@ enum Produce {
 impl Produce {
     fn into_record(self, topics: &Topics) -> OutRecord {
         match self {
+            Produce::Record(record) => record,
             Produce::Event(event) => {
                 let topic = match event.stream() {
                     Stream::Progress => &topics.progress,

@@ -1,6 +1,6 @@
 //! Secrets hidden for display (`questline config`, error messages): librdkafka's passwords,
 //! keys and tokens, the sidecar's client secrets, the image bucket's secret key, the Kwegg
-//! facade's token secret and license keys.
+//! facade's token secret and license keys, the KickApps sites' admin tokens.
 //!
 //! librdkafka's properties are free-form, so a property is taken for a secret by its name;
 //! the list errs on the side of hiding (a hidden value that was not secret costs a look at
@@ -49,6 +49,11 @@ pub fn redacted(settings: &Settings) -> Settings {
     }
     if !s.kwegg.secret.is_empty() {
         s.kwegg.secret = REDACTED.to_string();
+    }
+    for site in s.kickapps.sites.values_mut() {
+        for token in &mut site.admin_tokens {
+            *token = REDACTED.to_string();
+        }
     }
     // A license key is the credential itself (the map's key): shown as a numbered placeholder,
     // with the tenant it maps to.
@@ -120,7 +125,20 @@ mod tests {
         s.kwegg
             .license_keys
             .insert("LICENSE-KEY-1".into(), "kwegg".into());
+        s.kickapps.sites.insert(
+            "8001".into(),
+            crate::settings::KickappsSite {
+                tenant: "default".into(),
+                admin_tokens: vec!["kick-admin-1".into(), "kick-admin-2".into()],
+            },
+        );
         let r = redacted(&s);
+        assert_eq!(
+            r.kickapps.sites["8001"].admin_tokens,
+            [REDACTED, REDACTED],
+            "each token hidden, their number kept"
+        );
+        assert_eq!(r.kickapps.sites["8001"].tenant, "default");
         assert_eq!(r.kwegg.secret, REDACTED);
         assert_eq!(
             r.kwegg.license_keys,
@@ -139,6 +157,7 @@ mod tests {
         back.http.auth.clients = s.http.auth.clients.clone();
         back.http.images.s3 = s.http.images.s3.clone();
         back.kwegg = s.kwegg.clone();
+        back.kickapps.sites = s.kickapps.sites.clone();
         assert_eq!(back, s);
         let text = toml::to_string(&r).unwrap();
         for secret in [
@@ -148,6 +167,8 @@ mod tests {
             "s3-secret",
             "kwegg-token-secret",
             "LICENSE-KEY-1",
+            "kick-admin-1",
+            "kick-admin-2",
         ] {
             assert!(!text.contains(secret), "{secret} in\n{text}");
         }
