@@ -151,21 +151,32 @@ fn shirts(users: &[&str]) -> Vec<(String, String)> {
 #[test]
 fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     let Some(broker) = broker() else { return };
+    // Two workers share the state through the CQL store, so partitions may move between them.
+    let Some(node) = cql_node() else { return };
     let catalog_dir = tempfile::tempdir().unwrap();
     std::fs::write(catalog_dir.path().join("catalog.toml"), BASE).unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let setup = Setup::with_options(
         &broker,
         "catalog-live",
         PARTITIONS,
         Options {
             catalog: catalog_dir.path().to_path_buf(),
+            store: StoreChoice::Cql {
+                node,
+                keyspace: format!("ql_catalog_{}_{nanos}", std::process::id()),
+            },
             ..Options::default()
         },
     );
     setup.create_all_topics(&broker, PARTITIONS);
+    setup.migrate();
     let input = setup.topic("questline.actions");
-    let first = setup.spawn_worker(Some(&setup.dir.path().join("store-a")));
-    let second = setup.spawn_worker(Some(&setup.dir.path().join("store-b")));
+    let first = setup.spawn_worker(None);
+    let second = setup.spawn_worker(None);
     let logs = || format!("{}\n---\n{}", first.log_text(), second.log_text());
     wait_until(
         Duration::from_secs(60),
