@@ -234,6 +234,12 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
+    kafka::check_copartitioned(&settings.kafka, &inputs.topics())
+        .await
+        .map_err(|e| match e {
+            crate::pipeline::log::LogError::NotCopartitioned { .. } => Failure::Config(e.to_string()),
+            e => Failure::Runtime(e.into()),
+        })?;
     let shutdown = shutdown_signal();
     let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
     let inputs = Inputs::with_catalog(catalogs.clone(), &mappings, &settings.topics);

@@ -316,14 +316,19 @@ fn endpoints_answers_and_failures_become_recorded_amounts_paid_once() {
     assert_eq!(paid_ok, 1);
     assert_eq!(published.len(), 7, "one grant per occurrence");
 
-    // `questline replay --records` on the input topic and the recorded responses pays the
-    // same, ids included, without calling anyone.
+    // `questline replay --records` on the catalog log, the input topic and the recorded
+    // responses pays the same, ids and catalog versions included, without calling anyone.
     let calls_before = endpoint.total();
     let mut dump = broker.dump(
-        std::slice::from_ref(&events),
+        &[setup.topic("catalog")],
         Duration::from_secs(2),
         Duration::from_secs(30),
     );
+    dump.push_str(&broker.dump(
+        std::slice::from_ref(&events),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    ));
     dump.push_str(&broker.dump(
         &[setup.topic("amount-responses")],
         Duration::from_secs(2),

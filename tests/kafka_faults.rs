@@ -146,8 +146,14 @@ fn kill_9_mid_stream_twice_then_restart_on_the_same_store_loses_nothing_and_gran
         Duration::from_secs(30),
     );
     assert_eq!(dump.lines().count(), ACTIONS);
+    // The catalog log first: the versions the worker evaluated with.
+    let catalog = broker.dump(
+        &[setup.topic("catalog")],
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
     let dump_file = setup.dir.path().join("input-dump.jsonl");
-    std::fs::write(&dump_file, dump).unwrap();
+    std::fs::write(&dump_file, catalog + &dump).unwrap();
     const KINDS: [&str; 2] = ["milestone.achieved", "reward.granted"];
     let replayed = replay_dump(&setup.config, &dump_file, &KINDS);
     let published: BTreeMap<String, Value> = got

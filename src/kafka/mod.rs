@@ -551,6 +551,42 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     })
 }
 
+/// Refuses to start when the topics the worker reads (that exist) differ in partition count.
+pub async fn check_copartitioned(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
+    let mut config = base_config(settings);
+    apply_properties(&mut config, settings, |k| !producer_only(k) && !k.starts_with("group."));
+    let consumer: BaseConsumer = config.create().map_err(|source| LogError::Client {
+        client: "consumer",
+        source,
+    })?;
+    let topics = topics.to_vec();
+    let counts = tokio::task::spawn_blocking(move || {
+        let mut counts = Vec::new();
+        for topic in &topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(failed("metadata"))?;
+            for t in metadata.topics() {
+                if t.error().is_none() && !t.partitions().is_empty() {
+                    let partitions = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
+                    counts.push((t.name().to_string(), partitions));
+                }
+            }
+        }
+        Ok::<_, LogError>(counts)
+    })
+    .await
+    .map_err(|_| LogError::Kafka {
+        op: "metadata",
+        source: KafkaError::Canceled,
+    })??;
+    let first = counts.first().map(|(_, n)| *n);
+    if counts.iter().all(|(_, n)| Some(*n) == first) {
+        return Ok(());
+    }
+    Err(LogError::NotCopartitioned { counts })
+}
+
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
 /// in-sync replicas before `submit` returns.
 pub struct KafkaCommandSink {

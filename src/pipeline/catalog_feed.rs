@@ -219,9 +219,8 @@ impl CatalogFeed {
     pub async fn bootstrap(&self, published_by: &str) -> Result<(), PublishError> {
         let history = self.sync().await?;
         for tenant in history.tenant_names() {
-            let versions: Vec<&VersionInfo> = history.versions(tenant).collect();
-            let latest = versions.last().map_or(0, |v| v.version);
-            if latest > 0 {
+            let Some(version) = history.bootstrap_version(tenant, Utc::now(), published_by) else {
+                let latest = history.versions(tenant).last().map_or(0, |v| v.version);
                 let local = history.files_of(tenant, 0).unwrap_or_default();
                 if !local.is_empty() && !same_files(local, &history.files(tenant)) {
                     tracing::warn!(
@@ -231,16 +230,6 @@ impl CatalogFeed {
                     );
                 }
                 continue;
-            }
-            let files = history.files(tenant);
-            let version = CatalogVersion {
-                tenant: tenant.to_string(),
-                version: 1,
-                // Before any record's timestamp (Kafka's are never before 1970).
-                effective_from: DateTime::<Utc>::UNIX_EPOCH,
-                published_at: Utc::now(),
-                published_by: published_by.to_string(),
-                files,
             };
             history.check(&version).map_err(PublishError::Refused)?;
             let key = format!("{tenant}/1/{}", uuid::Uuid::new_v4());

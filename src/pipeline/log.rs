@@ -127,6 +127,16 @@ pub enum LogError {
     /// The broker refused to create some topics; grouped by its reason.
     #[error("{}. {TOPICS_REMEDY}", refusals(refused))]
     TopicsRefused { refused: Vec<RefusedTopics> },
+    /// The topics the worker reads differ in partition count: a user's records would reach
+    /// different partition numbers, and their state would split.
+    #[error(
+        "the topics the worker reads are not co-partitioned: {}; every topic it reads must have \
+         the same number of partitions (a user's actions, commands and internal records meet \
+         by partition number). Repartition the odd ones, or read them through a topic of the \
+         right size",
+        .counts.iter().map(|(t, n)| format!("'{t}' has {n}")).collect::<Vec<_>>().join(", ")
+    )]
+    NotCopartitioned { counts: Vec<(String, i32)> },
 }
 
 /// Topics the broker refused to create, and its reason.
@@ -164,7 +174,9 @@ impl LogError {
     /// How the caller should handle this failure (see [`ErrorClass`]).
     pub fn class(&self) -> ErrorClass {
         match self {
-            LogError::Client { .. } | LogError::Subscribe { .. } => ErrorClass::Fatal,
+            LogError::Client { .. }
+            | LogError::Subscribe { .. }
+            | LogError::NotCopartitioned { .. } => ErrorClass::Fatal,
             LogError::Kafka { source, .. }
             | LogError::CreateTopics { source, .. }
             | LogError::Unreachable { source, .. } => kafka_class(source),

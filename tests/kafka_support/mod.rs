@@ -666,9 +666,20 @@ pub struct Expected {
 pub fn expected(inputs: &[Value], catalog: &Path, mapping: &Path) -> Expected {
     use chrono::TimeZone;
     use questline::core::events::Stream;
-    let catalog = std::sync::Arc::new(questline::files::load_catalog(catalog).unwrap());
+    // As the worker sees it: its files bootstrapped the catalog log as version 1.
+    let mut history = questline::files::load_catalog_history(catalog).unwrap();
+    let tenants: Vec<String> = history.tenant_names().map(str::to_string).collect();
+    for tenant in tenants {
+        let version = history
+            .bootstrap_version(&tenant, chrono::Utc::now(), "test")
+            .unwrap();
+        history.apply(version).unwrap();
+    }
     let mapping = questline::files::load_mapping(mapping).unwrap();
-    let mut engine = questline::core::engine::Engine::new(catalog);
+    let mut engine = questline::core::engine::Engine::with_history(
+        std::sync::Arc::new(history),
+        questline::core::engine::Internal::Loopback,
+    );
     let mut records: Vec<&Value> = inputs.iter().collect();
     records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
     let mut rewards = std::collections::BTreeMap::new();

@@ -217,6 +217,25 @@ impl CatalogHistory {
             .map(|v| &v.info)
     }
 
+    /// The version that makes a tenant's files (version 0) the first version of the log, in
+    /// force from 1970 (before every Kafka timestamp); `None` once the log has a version of it.
+    pub fn bootstrap_version(
+        &self,
+        tenant: &str,
+        published_at: DateTime<Utc>,
+        published_by: &str,
+    ) -> Option<CatalogVersion> {
+        let latest = self.tenants.get(tenant)?.last()?;
+        (latest.info.version == 0).then(|| CatalogVersion {
+            tenant: tenant.to_string(),
+            version: 1,
+            effective_from: DateTime::<Utc>::UNIX_EPOCH,
+            published_at,
+            published_by: published_by.to_string(),
+            files: latest.files.clone(),
+        })
+    }
+
     /// Validates a version against this history without applying it: what `catalog push` and
     /// the admin API check before publishing, and what every reader checks again.
     pub fn check(&self, version: &CatalogVersion) -> Result<TenantCatalog, Refusal> {
