@@ -237,7 +237,9 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     kafka::check_copartitioned(&settings.kafka, &inputs.topics())
         .await
         .map_err(|e| match e {
-            crate::pipeline::log::LogError::NotCopartitioned { .. } => Failure::Config(e.to_string()),
+            crate::pipeline::log::LogError::NotCopartitioned { .. } => {
+                Failure::Config(e.to_string())
+            }
             e => Failure::Runtime(e.into()),
         })?;
     let shutdown = shutdown_signal();

@@ -272,3 +272,36 @@ fn an_output_larger_than_the_producer_accepts_becomes_a_small_dead_letter_and_th
     );
     assert_eq!(worker.terminate(Duration::from_secs(20)), Some(0));
 }
+
+/// A user's actions, commands and internal records meet by partition number: a worker whose
+/// topics differ in partition count would split users' state, so it refuses to start, naming
+/// every topic's count, with the configuration exit code.
+#[test]
+fn topics_with_different_partition_counts_refuse_startup() {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "copartition", 4);
+    setup.create_all_topics(&broker, 4);
+    let odd = setup.topic("kwegg.events");
+    // Created before the others' creation at startup would make it match: 2 partitions.
+    let renamed = format!("{odd}-2");
+    broker.create_topics(2, std::slice::from_ref(&renamed));
+    let text = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace(&format!("\"{odd}\""), &format!("\"{renamed}\""));
+    let mappings = setup.dir.path().join("mappings/kwegg.toml");
+    let mapping = std::fs::read_to_string(&mappings)
+        .unwrap()
+        .replace(&format!("\"{odd}\""), &format!("\"{renamed}\""));
+    std::fs::write(&mappings, mapping).unwrap();
+    std::fs::write(&setup.config, text).unwrap();
+    let mut worker = setup.spawn_worker(None);
+    let code = worker.wait(Duration::from_secs(60));
+    let log = worker.log_text();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("not co-partitioned"), "{log}");
+    assert!(log.contains(&format!("'{renamed}' has 2")), "{log}");
+    assert!(
+        log.contains(&format!("'{}' has 4", setup.topic("questline.actions"))),
+        "{log}"
+    );
+}

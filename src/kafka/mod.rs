@@ -552,9 +552,14 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
 }
 
 /// Refuses to start when the topics the worker reads (that exist) differ in partition count.
-pub async fn check_copartitioned(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
+pub async fn check_copartitioned(
+    settings: &KafkaSettings,
+    topics: &[String],
+) -> Result<(), LogError> {
     let mut config = base_config(settings);
-    apply_properties(&mut config, settings, |k| !producer_only(k) && !k.starts_with("group."));
+    apply_properties(&mut config, settings, |k| {
+        !producer_only(k) && !k.starts_with("group.")
+    });
     let consumer: BaseConsumer = config.create().map_err(|source| LogError::Client {
         client: "consumer",
         source,
