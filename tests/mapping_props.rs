@@ -100,8 +100,16 @@ fn dead_letter_of(rejection: &Rejection, bytes: &[u8]) -> (String, usize) {
     }
 }
 
+/// Cases per property: 2,000 in the suite; `QL_MAPPING_CASES` for long runs (docs/testing.md).
+fn cases() -> u32 {
+    std::env::var("QL_MAPPING_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn no_bytes_make_a_mapping_or_the_decoder_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
