@@ -369,44 +369,57 @@ fn an_inactive_reward_type_is_rejected_and_the_others_granted() {
 #[test]
 fn hidden_challenges_still_count() {
     let mut t = Driver::new();
-    let kwegg = mapping("kwegg");
     let mut last = Vec::new();
     for i in 0..10 {
         last = t
-            .send_with(&kwegg, json!({"userId": "12", "event": {"name": "PRODUCT_VIEWED", "params": {"id": format!("view-{i}")}}}))
+            .send(json!({"userId": "12", "triggerId": "product_viewed", "params": {"id": format!("view-{i}")}}))
             .events;
     }
     assert_eq!(of_kind(&last, "milestone.achieved").len(), 1);
 }
 
-/// The seed's own Kwegg example puts a product id in `params.id`: it names what was viewed, not
-/// the occurrence, so viewing the same product again must count again. Only the occurrence's
-/// own `event.id` is an idempotency key.
+/// The seed's own Kwegg example puts a product id in `params.id`: it names what the occurrence
+/// is about, not the occurrence, so the same product again must pay again. Only the
+/// occurrence's own `event.id` is an idempotency key. Through the shipped Kwegg mapping, into
+/// the `kwegg` tenant's earning rules (`REVIEW_WRITTEN` pays 10 per review).
 #[test]
-fn kwegg_views_of_the_same_product_count_and_only_event_ids_deduplicate() {
+fn kwegg_reviews_of_the_same_product_pay_and_only_event_ids_deduplicate() {
     let mut t = Driver::new();
     let kwegg = mapping("kwegg");
-    let seed_example =
-        json!({"userId": "12", "event": {"name": "product_viewed", "params": {"id": "1234"}}});
-    let mut milestones = 0;
-    for _ in 0..10 {
-        let p = t.send_with(&kwegg, seed_example.clone());
+    let review =
+        json!({"userId": "12", "event": {"name": "REVIEW_WRITTEN", "params": {"id": "1234"}}});
+    let mut paid = Vec::new();
+    for _ in 0..3 {
+        let p = t.send_with(&kwegg, review.clone());
         assert!(
             !p.duplicate,
-            "a second view of product 1234 is not a duplicate"
+            "a second review of product 1234 is not a duplicate"
         );
-        milestones += of_kind(&p.events, "milestone.achieved").len();
+        paid.extend(
+            json(&p.events)
+                .into_iter()
+                .filter(|e| e["type"] == "reward.granted"),
+        );
     }
+    let amounts: Vec<_> = paid
+        .iter()
+        .map(|e| (e["tenant"].clone(), e["amount"].clone()))
+        .collect();
+    assert_eq!(amounts, vec![(json!("kwegg"), json!(10)); 3], "{paid:#?}");
     assert_eq!(
-        milestones, 1,
-        "ten views of one product reach the frequency of 10"
+        t.engine.user("kwegg", "12").unwrap().balance("points"),
+        30.into()
     );
 
-    let occurrence = json!({"userId": "13", "event": {"id": "occ-1", "name": "product_viewed", "params": {"id": "1234"}}});
+    let occurrence = json!({"userId": "13", "event": {"id": "occ-1", "name": "REVIEW_WRITTEN", "params": {"id": "1234"}}});
     assert!(!t.send_with(&kwegg, occurrence.clone()).duplicate);
     let again = t.send_with(&kwegg, occurrence);
     assert!(again.duplicate, "the same event.id twice is one occurrence");
     assert!(again.events.is_empty());
+    assert_eq!(
+        t.engine.user("kwegg", "13").unwrap().balance("points"),
+        10.into()
+    );
 }
 
 #[test]

@@ -421,6 +421,19 @@ async fn add_action_rejects_each_bad_field_by_name() {
             "value",
         ),
         (r#"{"userId": "u", "triggerId": 1, "value": {}}"#, "value"),
+        // Past the documented bound of a value: 10^15 in magnitude, 8 decimal places.
+        (
+            r#"{"userId": "u", "triggerId": 1, "value": "79228162514264337593543950335"}"#,
+            "value",
+        ),
+        (
+            r#"{"userId": "u", "triggerId": 1, "value": -1000000000000001}"#,
+            "value",
+        ),
+        (
+            r#"{"userId": "u", "triggerId": 1, "value": "0.000000001"}"#,
+            "value",
+        ),
         (
             r#"{"userId": "u", "triggerId": 1, "occurredAt": "yesterday"}"#,
             "occurredAt",

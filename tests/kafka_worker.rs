@@ -39,16 +39,33 @@ fn seed_kickapps_and_kwegg_shapes_become_the_expected_events() {
             line(json!({"user_id": "kick-1", "actionId": "post_comment", "location": "forum", "quantity": 5})),
         )],
     );
-    // Kwegg: three food orders (one inactive prize rejected, 30 points granted).
+    // The default tenant's "Foodie" challenge, by trigger key on the seed's shape: three food
+    // orders (the inactive reward type's prize rejected, 30 points granted).
     broker.produce(
-        &setup.topic("kwegg.events"),
+        &setup.topic("questline.actions"),
         &(0..3)
-            .map(|i| ("12".to_string(), line(json!({"userId": "12", "event": {"name": "ORDER_FOOD", "params": {"id": format!("o-{i}")}}}))))
+            .map(|_| {
+                (
+                    "12".to_string(),
+                    line(json!({"userId": "12", "triggerId": "order_food"})),
+                )
+            })
             .collect::<Vec<_>>(),
     );
-    // progress: 3 (seed, coalescing may merge them) ..; rewards: milestone+grant x3, plus the
-    // tshirt's request/response round trip, the kwegg rejection.
-    let rewards = broker.consume(&[setup.topic("rewards")], 10, Duration::from_secs(30));
+    // Kwegg: an occurrence on the Kwegg mapping's topic is the `kwegg` tenant's, paid by its
+    // earning rules (a 20-minute video: 200 coins); the Kwegg test below has the
+    // rest of the rules.
+    broker.produce(
+        &setup.topic("kwegg.events"),
+        &[(
+            "k-1".to_string(),
+            line(json!({"userId": "k-1", "event": {"name": "WATCHED_VIDEO", "params": {"duration": 20}}})),
+        )],
+    );
+    // rewards: milestone + grant for the seed's user and for KickApps (the t-shirt after its
+    // inventory round trip), milestone + rejection + grant for the food orders, the Kwegg grant.
+    let rewards = broker.consume(&[setup.topic("rewards")], 8, Duration::from_secs(30));
+    assert_eq!(rewards.len(), 8, "{rewards:#?}");
     let milestones: BTreeSet<(String, u64)> = of_type(&rewards, "milestone.achieved")
         .iter()
         .map(|r| {
@@ -63,18 +80,29 @@ fn seed_kickapps_and_kwegg_shapes_become_the_expected_events() {
         BTreeSet::from([("151631".into(), 1), ("kick-1".into(), 5), ("12".into(), 8)]),
         "{rewards:#?}"
     );
-    let granted: BTreeMap<String, Value> = of_type(&rewards, "reward.granted")
+    let granted: BTreeMap<(String, String), Value> = of_type(&rewards, "reward.granted")
         .iter()
         .map(|r| {
+            let v = &r["value"];
+            let user = v["userId"].as_str().unwrap().to_string();
             (
-                r["value"]["rewardType"].as_str().unwrap().to_string(),
-                r["value"].clone(),
+                (user, v["rewardType"].as_str().unwrap().to_string()),
+                v.clone(),
             )
         })
         .collect();
-    assert_eq!(granted["voucher_burger"]["code"], "BURGER-0001");
-    assert_eq!(granted["tshirt"]["amount"], 1);
-    assert_eq!(granted["points"]["amount"], 30);
+    let grant = |user: &str, kind: &str| &granted[&(user.to_string(), kind.to_string())];
+    assert_eq!(grant("151631", "voucher_burger")["code"], "BURGER-0001");
+    assert_eq!(grant("kick-1", "tshirt")["amount"], 1);
+    assert_eq!(grant("12", "points")["amount"], 30);
+    assert_eq!(grant("12", "points")["tenant"], "default");
+    let coins = grant("k-1", "points");
+    assert_eq!(coins["tenant"], "kwegg");
+    assert_eq!(coins["amount"], 200);
+    assert_eq!(
+        coins["reason"],
+        json!({"kind": "rule", "event": "WATCHED_VIDEO", "rule": "rule-2", "priority": 2})
+    );
     let rejected = of_type(&rewards, "reward.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["value"]["reason"], "inactive");
@@ -303,5 +331,172 @@ fn topics_with_different_partition_counts_refuse_startup() {
     assert!(
         log.contains(&format!("'{}' has 4", setup.topic("questline.actions"))),
         "{log}"
+    );
+}
+
+/// One Kwegg occurrence as `(key, JSON, record timestamp in ms)`: `event.occurredAt` and the
+/// record's own timestamp are both `at`, so event time is what the record says, days apart,
+/// within the tenant's allowed lateness.
+fn occurrence(
+    user: &str,
+    name: &str,
+    params: Option<Value>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (String, String, i64) {
+    let mut event = json!({"name": name, "occurredAt": at.to_rfc3339()});
+    if let Some(params) = params {
+        event["params"] = params;
+    }
+    (
+        user.to_string(),
+        line(json!({"userId": user, "event": event})),
+        at.timestamp_millis(),
+    )
+}
+
+/// Issue 12: Kwegg-shaped records through the shipped `mappings/kwegg.toml`, on its topic,
+/// are the `kwegg` tenant's event occurrences (`examples/catalog/kwegg.toml`): each pays by the
+/// first matching rule (both of the seed's rule examples), a frequency cap pays once a day by
+/// event time, a two-a-day streak pays once at the end of its tenth day; a missing mandatory
+/// parameter and an event the tenant does not define are dead letters naming the field.
+#[test]
+fn kwegg_records_pay_by_the_kwegg_tenants_rules_caps_and_streaks() {
+    use chrono::{Duration as Days, TimeZone, Utc};
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "kwegg", 2);
+    setup.create_all_topics(&broker, 2);
+    let worker = setup.spawn_worker(None);
+    // Noon in Kolkata, the tenant's time zone, so two opens an hour apart share a day.
+    let noon = Utc.with_ymd_and_hms(2026, 11, 1, 6, 30, 0).unwrap();
+    let hours = Days::hours;
+    let mut records = Vec::new();
+    for duration in [10, 20, 30, 5] {
+        let params = json!({"duration": duration});
+        records.push(occurrence("video", "WATCHED_VIDEO", Some(params), noon));
+    }
+    for params in [
+        json!({"type": "PRANK"}),
+        json!({"type": "RECIPE", "duration": 5}),
+        json!({"type": "RECIPE", "duration": 15}),
+        json!({"type": "SPORT"}),
+    ] {
+        records.push(occurrence(
+            "typed",
+            "VIDEO_WATCHED_BY_TYPE",
+            Some(params),
+            noon,
+        ));
+    }
+    // The same product reviewed twice: `params.id` is no idempotency key.
+    for _ in 0..2 {
+        let params = json!({"id": "1234"});
+        records.push(occurrence("review", "REVIEW_WRITTEN", Some(params), noon));
+    }
+    // Once per day, rolling: at noon, an hour later (capped) and a day and an hour later.
+    for h in [0, 1, 25] {
+        records.push(occurrence(
+            "checkin",
+            "DAILY_CHECK_IN",
+            None,
+            noon + hours(h),
+        ));
+    }
+    // Two opens a day for ten days: 100 coins once, at the last open.
+    for day in 0..10 {
+        for h in [0, 1] {
+            let at = noon + Days::days(day) + hours(h);
+            let params = json!({"platform": "android"});
+            records.push(occurrence("streak", "APP_OPENED", Some(params), at));
+        }
+    }
+    records.push(occurrence("bad", "WATCHED_VIDEO", Some(json!({})), noon));
+    records.push(occurrence("bad", "product_viewed", None, noon));
+    broker.produce_at(&setup.topic("kwegg.events"), &records);
+
+    let rewards = broker.consume(&[setup.topic("rewards")], 13, Duration::from_secs(30));
+    let dead = broker.consume(&[setup.topic("dead-letter")], 2, Duration::from_secs(10));
+    // Nothing else comes: the capped check-in and the streak's first 19 opens pay nothing.
+    let more = broker.drain(
+        &[setup.topic("rewards")],
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    );
+    assert_eq!(more.len(), 13, "{more:#?}");
+    assert_eq!(
+        worker.terminate(Duration::from_secs(20)),
+        Some(0),
+        "SIGTERM exits 0"
+    );
+
+    // Every grant is the kwegg tenant's, for a rule; per user in the order of its records.
+    let mut paid: BTreeMap<String, Vec<(u64, String, String)>> = BTreeMap::new();
+    for r in &rewards {
+        let v = &r["value"];
+        assert_eq!(v["type"], "reward.granted", "{v}");
+        assert_eq!(v["tenant"], "kwegg", "{v}");
+        assert_eq!(v["reason"]["kind"], "rule", "{v}");
+        paid.entry(v["userId"].as_str().unwrap().to_string())
+            .or_default()
+            .push((
+                v["amount"].as_u64().unwrap(),
+                v["reason"]["rule"].as_str().unwrap().to_string(),
+                v["occurredAt"].as_str().unwrap().to_string(),
+            ));
+    }
+    let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let rules = |user: &str| -> Vec<(u64, &str)> {
+        paid[user]
+            .iter()
+            .map(|(a, r, _)| (*a, r.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        rules("video"),
+        [
+            (100, "rule-1"),
+            (200, "rule-2"),
+            (500, "rule-3"),
+            (50, "default")
+        ]
+    );
+    assert_eq!(
+        rules("typed"),
+        [
+            (100, "prank"),
+            (200, "short_recipe"),
+            (500, "recipe"),
+            (50, "default")
+        ]
+    );
+    assert_eq!(rules("review"), [(10, "default"), (10, "default")]);
+    let checkins: Vec<(u64, String)> = paid["checkin"]
+        .iter()
+        .map(|(a, _, t)| (*a, t.clone()))
+        .collect();
+    assert_eq!(checkins, [(5, at(noon)), (5, at(noon + hours(25)))]);
+    let streak: Vec<(u64, String)> = paid["streak"]
+        .iter()
+        .map(|(a, _, t)| (*a, t.clone()))
+        .collect();
+    assert_eq!(streak, [(100, at(noon + Days::days(9) + hours(1)))]);
+    assert_eq!(paid.len(), 5, "{paid:#?}");
+
+    let mut fields: Vec<(String, String)> = dead
+        .iter()
+        .map(|r| {
+            let v = &r["value"];
+            (
+                v["field"].as_str().unwrap().to_string(),
+                v["tenant"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            ("params.duration".to_string(), "kwegg".to_string()),
+            ("triggerId".to_string(), "kwegg".to_string())
+        ]
     );
 }

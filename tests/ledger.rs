@@ -7,6 +7,7 @@ mod engine_support;
 use engine_support::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
+use questline::core::model::{Action, TriggerKey};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
@@ -159,15 +160,61 @@ fn a_claim_of_the_largest_decimals_fails_cleanly() {
 }
 
 /// Issue item 1: a huge value on an unmet AND trigger, then +1, overflowed the accumulator.
+/// Such a value no longer gets past the mapping (next test), so it is handed to the evaluator
+/// directly: the evaluator must stay safe whatever reaches it.
 #[test]
 fn huge_values_saturate_instead_of_overflowing() {
     let mut t = driver();
-    t.act("u", json!(1), json!("79228162514264337593543950335"));
-    let events = t.act("u", json!(1), json!(1));
-    assert!(!events.is_empty());
+    let action = |value: &str| Action {
+        tenant: "default".into(),
+        user_id: "u".into(),
+        trigger_id: TriggerKey::Id(1),
+        value: d(value),
+        action_id: None,
+        occurred_at: None,
+        params: Default::default(),
+        location: None,
+        action_type: None,
+    };
+    for value in ["79228162514264337593543950335", "1"] {
+        let source = t.next_source();
+        let events = t
+            .engine
+            .process_action(&action(value), Some(1), &source, t.now)
+            .events;
+        assert!(!events.is_empty(), "{value}");
+    }
     let state = t.engine.user("default", "u").unwrap();
     let both = &state.challenges[&3].triggers[0];
     assert_eq!(both.accumulated, questline::core::limits::MAX_ACCUMULATED);
+}
+
+/// The documented bound of an action's value (10^15 in magnitude, 8 decimal places) holds
+/// where the value enters: past it, the record is a dead letter naming `value` and nothing of
+/// the user's changes; at it, the action counts.
+#[test]
+fn values_past_the_bound_are_dead_letters_naming_value() {
+    let mut t = driver();
+    for value in [
+        json!("79228162514264337593543950335"),
+        json!(1_000_000_000_000_001u64),
+        json!("-1000000000000001"),
+        json!("0.000000001"),
+    ] {
+        let events = t.act("u", json!(1), value.clone());
+        let [event] = events.as_slice() else {
+            panic!("{value}: {events:?}")
+        };
+        let EventBody::DeadLetter { field, reason, .. } = &event.body else {
+            panic!("{value}: {event:?}")
+        };
+        assert_eq!(field.as_deref(), Some("value"), "{value}");
+        assert!(reason.starts_with("value: must"), "{reason}");
+        assert_eq!(event.user_id, "u");
+    }
+    assert!(t.engine.user("default", "u").is_none(), "nothing applied");
+    let events = t.act("u", json!(1), json!(1_000_000_000_000_000u64));
+    assert!(kinds(&events).contains(&"milestone.achieved"), "{events:?}");
 }
 
 /// Issue item 4: a claim id retried after 64 other actions paid again.

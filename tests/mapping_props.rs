@@ -100,8 +100,16 @@ fn dead_letter_of(rejection: &Rejection, bytes: &[u8]) -> (String, usize) {
     }
 }
 
+/// Cases per property: 2,000 in the suite; `QL_MAPPING_CASES` for long runs (docs/testing.md).
+fn cases() -> u32 {
+    std::env::var("QL_MAPPING_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn no_bytes_make_a_mapping_or_the_decoder_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -161,6 +169,43 @@ proptest! {
         prop_assert_eq!(rejection.user_id.as_deref(), expected_user);
         let (reason, _) = dead_letter_of(&rejection, &bytes);
         prop_assert!(reason.starts_with(&format!("{field}: cannot exceed {max} bytes")), "{}", reason);
+    }
+
+    /// Any decimal a producer can write (up to `Decimal`'s 96-bit mantissa and 28 places),
+    /// as a number or a string: within 10^15 and 8 places it maps exactly, past either it is
+    /// dead-lettered naming `value` with the user id.
+    #[test]
+    fn a_value_maps_exactly_within_its_bound_and_is_dead_lettered_past_it(
+        lo in any::<u32>(),
+        mid in any::<u32>(),
+        hi in prop_oneof![Just(0u32), 0u32..0x10_0000, any::<u32>()],
+        negative in any::<bool>(),
+        scale in 0u32..=28,
+        as_string in any::<bool>(),
+    ) {
+        let value = rust_decimal::Decimal::from_parts(lo, mid, hi, negative, scale);
+        let text = value.to_string();
+        let v = if as_string { json!(text) } else { serde_json::from_str::<Value>(&text).unwrap() };
+        let doc = json!({"userId": "u1", "triggerId": 1, "value": v});
+        let within = value.abs() <= limits::MAX_AMOUNT && value.normalize().scale() <= limits::MAX_SCALE;
+        match decode::decode(&Mapping::native(), &example_catalog(), doc.to_string().as_bytes()) {
+            // Whatever maps is within the bound. A string is exact; a JSON number is read
+            // through f64, so past 17 digits it maps (or is refused) as its rounded self.
+            Ok(decode::Decoded::Action { action, .. }) => {
+                prop_assert!(action.value.abs() <= limits::MAX_AMOUNT, "{}", action.value);
+                prop_assert!(action.value.normalize().scale() <= limits::MAX_SCALE, "{}", action.value);
+                if as_string {
+                    prop_assert!(within, "{} mapped", text);
+                    prop_assert_eq!(action.value, value);
+                }
+            }
+            Ok(other) => prop_assert!(false, "{:?}", other),
+            Err(rejection) => {
+                prop_assert!(!within || !as_string, "{} refused: {}", text, rejection.reason);
+                prop_assert_eq!(rejection.field.as_deref(), Some("value"), "{}", rejection.reason);
+                prop_assert_eq!(rejection.user_id.as_deref(), Some("u1"));
+            }
+        }
     }
 
     /// Too many params, or params too large, are dead-lettered naming `params`.

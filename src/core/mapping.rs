@@ -230,6 +230,7 @@ impl Fields {
     /// record's effects small whatever a producer sends: ids and names end up in state, events
     /// and dead-letter reasons.
     fn check_bounds(&self, action: &Action) -> Result<(), MapError> {
+        value_within(action.value, self.value.as_ref())?;
         if let TriggerKey::Name(name) = &action.trigger_id {
             within(
                 name,
@@ -281,6 +282,32 @@ impl Fields {
         }
         Ok(())
     }
+}
+
+/// An action's value within the documented bounds of every amount ([`limits::MAX_AMOUNT`] in
+/// magnitude, [`limits::MAX_SCALE`] decimal places), checked where it enters (a mapped record,
+/// `AddAction`, a command read from the commands topic): past it, sums in the evaluator would
+/// approach `Decimal`'s range, so it is a dead letter naming `value`, not something to clamp.
+fn value_within(value: Decimal, spec: Option<&FieldSpec>) -> Result<(), MapError> {
+    if value.abs() > limits::MAX_AMOUNT {
+        return Err(invalid(
+            spec,
+            "value",
+            format!("must be at most 10^15 in magnitude, found {value}"),
+        ));
+    }
+    let scale = value.normalize().scale();
+    if scale > limits::MAX_SCALE {
+        return Err(invalid(
+            spec,
+            "value",
+            format!(
+                "must have at most {} decimal places, found {scale}",
+                limits::MAX_SCALE
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A text field of at most `max` bytes. The reason gives sizes, never the text.
@@ -798,6 +825,64 @@ mod tests {
         a.user_id = "u".repeat(257);
         let e = check_bounds(&a).unwrap_err();
         assert_eq!((e.field.as_str(), e.user_id), ("userId", None));
+    }
+
+    /// An action's value is an amount: at most 10^15 in magnitude, either sign, at most 8
+    /// decimal places; past either bound it is an error naming `value`, with the producer's
+    /// `invalid` code and the user id. `AddAction` commands read from the commands topic (not
+    /// mapped) are held to the same bound.
+    #[test]
+    fn values_past_the_amount_bound_are_errors_naming_value() {
+        let mut m = Mapping::native();
+        m.fields.value = Some(FieldSpec {
+            pointer: Some("/value".into()),
+            error_codes: ErrorCodes {
+                invalid: Some(11),
+                ..ErrorCodes::default()
+            },
+            ..FieldSpec::default()
+        });
+        let doc = |v: Value| json!({"userId": "u", "triggerId": 1, "value": v});
+        for fits in [
+            json!(1_000_000_000_000_000u64),
+            json!("-1000000000000000"),
+            json!("0.00000001"),
+            json!("12.500000000000"),
+        ] {
+            assert!(map(&m, doc(fits.clone())).is_ok(), "{fits}");
+        }
+        for (over, reason) in [
+            (
+                json!(1_000_000_000_000_001u64),
+                "must be at most 10^15 in magnitude, found 1000000000000001",
+            ),
+            (
+                json!("-79228162514264337593543950335"),
+                "must be at most 10^15 in magnitude, found -79228162514264337593543950335",
+            ),
+            (
+                json!("0.000000001"),
+                "must have at most 8 decimal places, found 9",
+            ),
+        ] {
+            let e = map(&m, doc(over.clone())).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.reason.as_str(), e.error_code),
+                ("value", reason, Some(11)),
+                "{over}"
+            );
+            assert_eq!(e.user_id.as_deref(), Some("u"));
+            assert_eq!(e.kind, RejectKind::Field);
+        }
+        let command = Action {
+            value: Decimal::from(10_000_000_000_000_000i64),
+            ..map(&Mapping::native(), doc(json!(1))).unwrap()
+        };
+        let e = check_bounds(&command).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.user_id.as_deref()),
+            ("value", Some("u"))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ someone else's code.
 
   client.py produce BOOTSTRAP TOPIC [unbatched] < lines   # each line: KEY<TAB>VALUE (key may be empty);
                                                          # QL_PRODUCE_HEADERS (a JSON object) gives
-                                                         # every record those headers
+                                                         # every record those headers; with
+                                                         # QL_PRODUCE_TIMESTAMPS=1 each line is
+                                                         # KEY<TAB>VALUE<TAB>TIMESTAMP_MS
   client.py consume BOOTSTRAP COUNT TIMEOUT TOPIC...   # prints one JSON object per record
   client.py drain BOOTSTRAP IDLE TIMEOUT TOPIC...      # every record, until IDLE s without one
   client.py dump BOOTSTRAP IDLE TIMEOUT TOPIC...       # like drain, as `questline replay --records`
@@ -46,6 +48,8 @@ def produce(bootstrap, topic, unbatched=False):
         config.update({"linger.ms": 0, "batch.num.messages": 1})
     producer = Producer(configured(config))
     headers = list(json.loads(os.environ.get("QL_PRODUCE_HEADERS") or "{}").items())
+    # Record timestamps from the input (event-time tests: days of a streak), else the clock's.
+    timestamped = os.environ.get("QL_PRODUCE_TIMESTAMPS") == "1"
     errors = []
     count = 0
     for line in sys.stdin.buffer:
@@ -53,8 +57,13 @@ def produce(bootstrap, topic, unbatched=False):
         if not line:
             continue
         key, _, value = line.partition(b"\t")
+        extra = {}
+        if timestamped:
+            value, _, timestamp = value.rpartition(b"\t")
+            extra["timestamp"] = int(timestamp)
         producer.produce(topic, key=key or None, value=value, headers=headers or None,
-                         on_delivery=lambda err, msg: errors.append(str(err)) if err else None)
+                         on_delivery=lambda err, msg: errors.append(str(err)) if err else None,
+                         **extra)
         count += 1
         if count % 10000 == 0:
             producer.poll(0)

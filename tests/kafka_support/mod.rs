@@ -120,12 +120,44 @@ impl Broker {
         self.produce_with(topic, records, true, &[])
     }
 
+    /// Produces `(key, value, timestamp)` records, each with its own record timestamp
+    /// (milliseconds since the epoch): event time that lies days apart, for streaks and caps.
+    pub fn produce_at(&self, topic: &str, records: &[(String, String, i64)]) {
+        let lines: Vec<String> = records
+            .iter()
+            .map(|(k, v, at)| {
+                assert!(!v.contains(['\n', '\t']) && !k.contains('\t'));
+                format!("{k}\t{v}\t{at}")
+            })
+            .collect();
+        self.produce_lines(topic, &lines, false, &[], true)
+    }
+
     fn produce_with(
         &self,
         topic: &str,
         records: &[(String, String)],
         unbatched: bool,
         headers: &[(&str, &str)],
+    ) {
+        let lines: Vec<String> = records
+            .iter()
+            .map(|(k, v)| {
+                assert!(!v.contains('\n') && !k.contains('\t'));
+                format!("{k}\t{v}")
+            })
+            .collect();
+        self.produce_lines(topic, &lines, unbatched, headers, false)
+    }
+
+    /// `client.py produce` with `lines` on its standard input.
+    fn produce_lines(
+        &self,
+        topic: &str,
+        lines: &[String],
+        unbatched: bool,
+        headers: &[(&str, &str)],
+        timestamped: bool,
     ) {
         let headers: serde_json::Map<String, Value> = headers
             .iter()
@@ -134,6 +166,7 @@ impl Broker {
         let mut child = self
             .client()
             .env("QL_PRODUCE_HEADERS", Value::Object(headers).to_string())
+            .env("QL_PRODUCE_TIMESTAMPS", if timestamped { "1" } else { "0" })
             .args(["produce", &self.bootstrap, topic])
             .args(unbatched.then_some("unbatched"))
             .stdin(Stdio::piped())
@@ -142,9 +175,8 @@ impl Broker {
             .unwrap();
         {
             let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
-            for (k, v) in records {
-                assert!(!v.contains('\n') && !k.contains('\t'));
-                writeln!(stdin, "{k}\t{v}").unwrap();
+            for line in lines {
+                writeln!(stdin, "{line}").unwrap();
             }
         }
         assert!(child.wait().unwrap().success(), "produce to {topic}");
