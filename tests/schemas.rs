@@ -36,6 +36,7 @@ use questline::core::catalog::{
 };
 use questline::core::decimal;
 use questline::core::evaluator::{ClaimAmount, ClaimCommand};
+use questline::core::events::OperationRef;
 use questline::core::events::{
     ClaimItem, Event, EventBody, GrantReason, OriginalEncoding, PrizeInfo, RefusedOutput,
     RejectReason,
@@ -590,6 +591,7 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Limit,
             challenge_id: Some(5),
             milestone_id: Some("5-1".into()),
+            operation: None,
         },
         EventBody::RewardExpired {
             reward_type: "points".into(),
@@ -652,6 +654,10 @@ fn sample_events() -> Vec<Event> {
             code: None,
             reason: GrantReason::Operation {
                 code: "adjust".into(),
+                building_block: "groups".into(),
+                amount: d("-1234567890.123456789"),
+                description: "Make 10 posts in a group".into(),
+                grant_id: "g-1".into(),
             },
             balance: d("0.5"),
         },
@@ -660,6 +666,13 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Inactive,
             challenge_id: None,
             milestone_id: None,
+            operation: Some(Box::new(OperationRef {
+                code: "10_posts".into(),
+                building_block: "groups".into(),
+                amount: d("10"),
+                description: "Make 10 posts in a group".into(),
+                grant_id: "g-2".into(),
+            })),
         },
         EventBody::ClaimCompleted {
             claim_id: "claim-3".into(),

@@ -34,6 +34,16 @@ pub fn amount_request_id(cause: &str) -> String {
     format!("{cause}#a0")
 }
 
+/// The id of an operation the catalog gives none: the v5 UUID of its tenant and code, joined
+/// by NUL bytes so that no other pair of names spells the same.
+pub fn operation_id(tenant: &str, code: &str) -> String {
+    Uuid::new_v5(
+        &NAMESPACE,
+        format!("operation\0{tenant}\0{code}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// Mints the event ids of one input, as [`event_id`] does: `Uuid::new_v5(NAMESPACE,
 /// "{cause}#e{index}")`.
 ///

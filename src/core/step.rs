@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::catalog::Catalog;
 use super::decode::{self, Rejection};
-use super::evaluator::{self, ClaimCommand, Context, UserInput};
+use super::evaluator::{self, ClaimCommand, Context, GrantCommand, UserInput};
 use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
@@ -36,6 +36,8 @@ pub enum Input {
     },
     /// A claim command.
     Claim(ClaimCommand),
+    /// A service's grant of an operation (`POST /int/reward`).
+    Grant(GrantCommand),
     /// User stage → inventory stage.
     Request(Request),
     /// Inventory stage → user stage.
@@ -68,6 +70,7 @@ impl Input {
                 Some(Owner::User(UserKey::new(&action.tenant, &action.user_id)))
             }
             Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
+            Input::Grant(g) => Some(Owner::User(UserKey::new(&g.tenant, &g.user_id))),
             Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::AmountCall(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
@@ -217,6 +220,14 @@ pub fn user(
         }
         _ => (None, None),
     };
+    // Checked when the command was read; checked again against the catalog evaluating it.
+    let operation = match input {
+        Input::Grant(grant) => match grant.check(tenant) {
+            Ok(operation) => Some(operation),
+            Err(e) => return Output::skipped(Outcome::Ignored(e.to_string())),
+        },
+        _ => None,
+    };
     if redelivered(&mut record.applied, pos.source) {
         return Output::skipped(Outcome::Redelivered);
     }
@@ -235,6 +246,10 @@ pub fn user(
         Input::Claim(claim) => UserInput::Claim(claim, prior_claim),
         Input::Response(response) => UserInput::Response(response),
         Input::Amount(response) => UserInput::Amount(response),
+        Input::Grant(grant) => match operation {
+            Some(operation) => UserInput::Grant(grant, operation),
+            None => return Output::skipped(Outcome::Ignored("no operation".into())),
+        },
         _ => return Output::skipped(Outcome::Ignored("not a user input".into())),
     };
     let effects = evaluator::evaluate(&mut record.state, user_input, tenant, &key.user_id, &ctx);

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::core::evaluator::ClaimCommand;
+use crate::core::evaluator::{ClaimCommand, GrantCommand};
 use crate::core::model::Action;
 use crate::pipeline::log::LogError;
 
@@ -17,6 +17,8 @@ pub enum Command {
     AddAction(Action),
     /// `POST /api/v1/users/{userId}/claims`.
     Claim(ClaimCommand),
+    /// `POST /int/reward`: a service grants an operation.
+    Grant(GrantCommand),
 }
 
 impl Command {
@@ -24,6 +26,7 @@ impl Command {
         match self {
             Command::AddAction(a) => &a.user_id,
             Command::Claim(c) => &c.user_id,
+            Command::Grant(g) => &g.user_id,
         }
     }
 
@@ -31,6 +34,7 @@ impl Command {
         match self {
             Command::AddAction(a) => &a.tenant,
             Command::Claim(c) => &c.tenant,
+            Command::Grant(g) => &g.tenant,
         }
     }
 }
