@@ -256,10 +256,11 @@ pub fn settings_from(files: &[PathBuf]) -> Result<Settings, Failure> {
 pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     use crate::demo::{self, Examples};
     use crate::pipeline::memory::{MemoryCommandSink, MemoryLog};
-    let settings = Settings {
+    let mut settings = Settings {
         kwegg: http::kwegg::demo_settings(),
         ..Settings::default()
     };
+    settings.http.auth = http::rokwire::demo_auth();
     let examples = Examples::load(&args)?;
     let temp = tempfile::Builder::new()
         .prefix("questline-demo-")

@@ -179,6 +179,15 @@ pub fn print_try_it(addr: std::net::SocketAddr) {
         "  curl -s -X POST http://{addr}/userauth/user/tenant/login -H 'License-Key: {}' -H 'Platform: RAW' \\\n       -H 'Content-Type: application/json' -d '{{\"userId\": \"12\"}}'   # the Kwegg API",
         crate::http::kwegg::DEMO_LICENSE_KEY
     );
+    println!(
+        "  curl -s 'http://{addr}/user/balance?user_id=151631'   # the Rokwire API; POST /int/reward is signed as\n  \
+         # a building block ({}): docs/http-api.md, \"Rokwire API\"",
+        crate::http::rokwire::DEMO_CLIENTS
+            .iter()
+            .map(|(id, secret)| format!("{id} / {secret}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!();
 }
 

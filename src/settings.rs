@@ -256,6 +256,10 @@ pub struct AuthSettings {
     pub clients: BTreeMap<String, String>,
     /// How old (or how far in the future) a signed timestamp may be.
     pub max_skew_seconds: u64,
+    /// With clients listed: `false` (default) refuses unsigned requests; `true` lets a request
+    /// without `X-ClientId` through unauthenticated (signed ones are still checked), so that
+    /// only the endpoints that need a client's identity (`POST /int/reward`) require one.
+    pub optional: bool,
 }
 
 impl Default for AuthSettings {
@@ -263,6 +267,7 @@ impl Default for AuthSettings {
         AuthSettings {
             clients: BTreeMap::new(),
             max_skew_seconds: 300,
+            optional: false,
         }
     }
 }

@@ -219,8 +219,14 @@ fn signed_header<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> Result<
 
 /// Middleware: checks the signature when authentication is configured, then passes the
 /// request on with its body restored.
+/// The client a request was signed by, for handlers that act on its identity (`POST
+/// /int/reward`: the client id is the service id). Absent on unsigned requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedClient(pub String);
+
 pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if !app.auth.required() {
+    let unsigned = req.headers().get(CLIENT_ID_HEADER).is_none();
+    if !app.auth.required() || (app.settings.auth.optional && unsigned) {
         return next.run(req).await;
     }
     let max_skew = app.settings.auth.max_skew_seconds;
@@ -275,11 +281,15 @@ pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: 
             .verify_slice(&signature)
             .map_err(|_| wrong())?;
         tracing::Span::current().record("client", client);
-        Ok(body)
+        Ok((body, AuthenticatedClient(client.to_string())))
     }
     .await;
     match checked {
-        Ok(body) => next.run(Request::from_parts(parts, Body::from(body))).await,
+        Ok((body, client)) => {
+            let mut parts = parts;
+            parts.extensions.insert(client);
+            next.run(Request::from_parts(parts, Body::from(body))).await
+        }
         Err(e) => e.into_response(),
     }
 }

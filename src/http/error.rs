@@ -79,6 +79,8 @@ pub enum Kind {
     UriTooLong,
     HeadersTooLarge,
     RequestTimeout,
+    /// Authenticated, but not allowed to do this (a service granting another's operation).
+    Forbidden,
 }
 
 impl Kind {
@@ -94,6 +96,7 @@ impl Kind {
             Kind::UriTooLong => 9,
             Kind::HeadersTooLarge => 10,
             Kind::RequestTimeout => 11,
+            Kind::Forbidden => 12,
         }
     }
 
@@ -109,6 +112,7 @@ impl Kind {
             Kind::UriTooLong => "UriTooLong",
             Kind::HeadersTooLarge => "HeadersTooLarge",
             Kind::RequestTimeout => "RequestTimeout",
+            Kind::Forbidden => "Forbidden",
         }
     }
 
@@ -124,6 +128,7 @@ impl Kind {
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -131,7 +136,8 @@ impl Kind {
     /// is `InvalidInput`, any other server error `InternalError` (the status itself is kept).
     pub fn of_status(status: StatusCode) -> Kind {
         match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Unauthorized,
+            StatusCode::UNAUTHORIZED => Kind::Unauthorized,
+            StatusCode::FORBIDDEN => Kind::Forbidden,
             StatusCode::NOT_FOUND => Kind::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Kind::MethodNotAllowed,
             StatusCode::REQUEST_TIMEOUT => Kind::RequestTimeout,

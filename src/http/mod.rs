@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/users/{userId}/history` | [`users`] |
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | POST | `/int/reward`; GET `/user/balance`, `/user/history`; GET, POST `/user/claims` | [`rokwire`] |
 //! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
 //!
@@ -34,6 +35,7 @@ pub mod observe;
 pub mod ops;
 pub mod progress;
 pub mod request;
+pub mod rokwire;
 pub mod server;
 pub mod users;
 
@@ -158,6 +160,7 @@ Accept-Language + \"\\n\" + body), absent headers signed as empty."
         (name = "challenges", description = "The seed's progress query"),
         (name = "integration", description = "The seed's AddAction"),
         (name = "users", description = "Balances, history and claims"),
+        (name = "rokwire", description = "The Rokwire Rewards Building Block: operation grants by services, a user's balance, history and claims (snake_case)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -208,6 +211,7 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(users::history))
         .routes(routes!(users::create_claim))
         .routes(routes!(users::claim_status))
+        .merge(rokwire::routes())
 }
 
 /// The open endpoints: probes, metrics, the document itself.
