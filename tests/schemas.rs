@@ -591,7 +591,14 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Limit,
             challenge_id: Some(5),
             milestone_id: Some("5-1".into()),
-            operation: None,
+            // Never with a challenge in practice: the sample shows every field at once.
+            operation: Some(Box::new(OperationRef {
+                code: "10_posts".into(),
+                building_block: "groups".into(),
+                amount: d("10"),
+                description: "Make 10 posts in a group".into(),
+                grant_id: "g-2".into(),
+            })),
         },
         EventBody::RewardExpired {
             reward_type: "points".into(),
@@ -666,13 +673,7 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Inactive,
             challenge_id: None,
             milestone_id: None,
-            operation: Some(Box::new(OperationRef {
-                code: "10_posts".into(),
-                building_block: "groups".into(),
-                amount: d("10"),
-                description: "Make 10 posts in a group".into(),
-                grant_id: "g-2".into(),
-            })),
+            operation: None,
         },
         EventBody::ClaimCompleted {
             claim_id: "claim-3".into(),
@@ -1413,6 +1414,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             )
             .to_string(),
             "events": tenant.events,
+            "operations": tenant.operations,
         });
         // TOML has no null: an absent option is how a file says None.
         assert_valid(validator(FILE), FILE, &without_nulls(file.clone()));
@@ -1423,6 +1425,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             ("categories", "category"),
             ("triggers", "trigger"),
             ("challenges", "challenge"),
+            ("operations", "operation"),
         ] {
             for item in file[list].as_array().unwrap() {
                 assert_same_names(def, property_names(&defs[def]), item);
