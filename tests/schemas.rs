@@ -35,7 +35,7 @@ use questline::core::catalog::{
     RewardKind, RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
-use questline::core::evaluator::{ClaimAmount, ClaimCommand};
+use questline::core::evaluator::{ClaimAmount, ClaimCommand, GrantCommand};
 use questline::core::events::OperationRef;
 use questline::core::events::{
     ClaimItem, Event, EventBody, GrantReason, OriginalEncoding, PrizeInfo, RefusedOutput,
@@ -1024,9 +1024,19 @@ fn serialized_commands_validate() {
         ],
     }))
     .unwrap();
-    for command in [&add_full, &add_min, &claim] {
+    let grant = serde_json::to_value(Command::Grant(GrantCommand {
+        grant_id: "posts-151631-1".into(),
+        tenant: "default".into(),
+        user_id: "151631".into(),
+        code: "10_posts".into(),
+        building_block: "groups".into(),
+        description: Some("Posted in Chess club".into()),
+    }))
+    .unwrap();
+    for command in [&add_full, &add_min, &claim, &grant] {
         assert_valid(schema, FILE, command);
     }
+    assert_same_names("grant", property_names(&defs["grant"]), &grant);
     assert_same_names("addAction", property_names(&defs["addAction"]), &add_full);
     assert_same_names("claim", property_names(&defs["claim"]), &claim);
     assert_same_names(
@@ -1038,7 +1048,7 @@ fn serialized_commands_validate() {
     let mut action_fields = property_names(doc("action.v1.json"));
     action_fields.insert("command".into());
     assert_eq!(property_names(&defs["addAction"]), action_fields);
-    let variants: BTreeSet<String> = [&add_min, &claim]
+    let variants: BTreeSet<String> = [&add_min, &claim, &grant]
         .iter()
         .map(|c| c["command"].as_str().unwrap().to_string())
         .collect();
