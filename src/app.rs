@@ -325,6 +325,7 @@ pub async fn run_demo(args: crate::demo::DemoArgs) -> Result<(), Failure> {
     };
     // Changes made through the demo's admin API take effect a second after they are made.
     settings.catalog.activation_delay_seconds = 1;
+    settings.http.auth = http::rokwire::demo_auth();
     let examples = Examples::load(&args)?;
     let temp = tempfile::Builder::new()
         .prefix("questline-demo-")

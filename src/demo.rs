@@ -188,6 +188,15 @@ pub fn print_try_it(addr: std::net::SocketAddr) {
         crate::http::kickapps::DEMO_SITE,
         crate::http::kickapps::DEMO_ADMIN_TOKEN
     );
+    println!(
+        "  curl -s 'http://{addr}/user/balance?user_id=151631'   # the Rokwire API; POST /int/reward is signed as\n  \
+         # a building block ({}): docs/http-api.md, \"Rokwire API\"",
+        crate::http::rokwire::DEMO_CLIENTS
+            .iter()
+            .map(|(id, secret)| format!("{id} / {secret}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!();
 }
 

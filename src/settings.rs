@@ -273,6 +273,10 @@ pub struct AuthSettings {
     pub max_skew_seconds: u64,
     /// The clients (ids of `clients`) that may call the admin API (`/admin/*`).
     pub admin_clients: Vec<String>,
+    /// With clients listed: `false` (default) refuses unsigned requests; `true` lets a request
+    /// without `X-ClientId` through unauthenticated (signed ones are still checked), so that
+    /// only the endpoints that need a client's identity (`POST /int/reward`) require one.
+    pub optional: bool,
 }
 
 impl Default for AuthSettings {
@@ -281,6 +285,7 @@ impl Default for AuthSettings {
             clients: BTreeMap::new(),
             max_skew_seconds: 300,
             admin_clients: Vec::new(),
+            optional: false,
         }
     }
 }

@@ -394,3 +394,95 @@ async fn inventories_show_the_inventory_stages_counts_and_can_be_added_after_dep
     let (status, _, listed) = admin.admin("GET", "/admin/inventories", "").await;
     assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(2)));
 }
+
+#[tokio::test]
+async fn operations_are_created_and_updated_for_the_services_that_grant_them() {
+    let admin = Admin::start().await;
+    let (status, headers, created) = admin
+        .admin(
+            "POST",
+            "/admin/operations",
+            r#"{"code": "10_posts", "building_block": "groups", "reward_type": "points", "amount": 10, "description": "Make 10 posts in a group"}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(headers["questline-catalog-version"], "2");
+    assert_eq!(
+        (
+            created["code"].as_str(),
+            created["building_block"].as_str(),
+            created["amount"].as_u64()
+        ),
+        (Some("10_posts"), Some("groups"), Some(10))
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let tenant = admin
+        .feed
+        .current()
+        .latest()
+        .tenant_shared("default")
+        .unwrap();
+    assert_eq!(tenant.operation("10_posts").map(|o| o.amount), Some(10));
+
+    let (status, _, error) = admin
+        .admin(
+            "POST",
+            "/admin/operations",
+            r#"{"code": "10_posts", "building_block": "groups", "reward_type": "points", "amount": 1}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (409, Some("code")),
+        "{error}"
+    );
+    let (status, _, error) = admin
+        .admin(
+            "POST",
+            "/admin/operations",
+            r#"{"code": "quiz", "building_block": "groups", "reward_type": "stickers", "amount": 1}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("stickers"),
+        "{error}"
+    );
+    let (status, _, error) = admin
+        .admin(
+            "POST",
+            "/admin/operations",
+            r#"{"code": "quiz", "building_block": "groups", "reward_type": "points"}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("amount")),
+        "{error}"
+    );
+
+    let (status, headers, updated) = admin
+        .admin(
+            "PUT",
+            &format!("/admin/operations/{id}"),
+            r#"{"amount": 15}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(headers["questline-catalog-version"], "3");
+    assert_eq!(updated["amount"], 15);
+    let (status, _, listed) = admin.admin("GET", "/admin/operations", "").await;
+    assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(1)));
+    let (status, _, error) = admin
+        .admin(
+            "PUT",
+            &format!("/admin/operations/{id}"),
+            r#"{"code": "20_posts"}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("code")),
+        "{error}"
+    );
+}

@@ -35,7 +35,8 @@ use questline::core::catalog::{
     RewardKind, RewardType, RuleDef, StreakDef, TriggerDef, TriggerGroup, TriggerRequirement,
 };
 use questline::core::decimal;
-use questline::core::evaluator::{ClaimAmount, ClaimCommand};
+use questline::core::evaluator::{ClaimAmount, ClaimCommand, GrantCommand};
+use questline::core::events::OperationRef;
 use questline::core::events::{
     ClaimItem, Event, EventBody, GrantReason, OriginalEncoding, PrizeInfo, RefusedOutput,
     RejectReason,
@@ -591,6 +592,14 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Limit,
             challenge_id: Some(5),
             milestone_id: Some("5-1".into()),
+            // Never with a challenge in practice: the sample shows every field at once.
+            operation: Some(Box::new(OperationRef {
+                code: "10_posts".into(),
+                building_block: "groups".into(),
+                amount: d("10"),
+                description: "Make 10 posts in a group".into(),
+                grant_id: "g-2".into(),
+            })),
         },
         EventBody::RewardExpired {
             reward_type: "points".into(),
@@ -653,6 +662,10 @@ fn sample_events() -> Vec<Event> {
             code: None,
             reason: GrantReason::Operation {
                 code: "adjust".into(),
+                building_block: "groups".into(),
+                amount: d("-1234567890.123456789"),
+                description: "Make 10 posts in a group".into(),
+                grant_id: "g-1".into(),
             },
             balance: d("0.5"),
         },
@@ -661,6 +674,7 @@ fn sample_events() -> Vec<Event> {
             reason: RejectReason::Inactive,
             challenge_id: None,
             milestone_id: None,
+            operation: None,
         },
         EventBody::ClaimCompleted {
             claim_id: "claim-3".into(),
@@ -1011,6 +1025,15 @@ fn serialized_commands_validate() {
         ],
     }))
     .unwrap();
+    let grant = serde_json::to_value(Command::Grant(GrantCommand {
+        grant_id: "posts-151631-1".into(),
+        tenant: "default".into(),
+        user_id: "151631".into(),
+        code: "10_posts".into(),
+        building_block: "groups".into(),
+        description: Some("Posted in Chess club".into()),
+    }))
+    .unwrap();
     let status = serde_json::to_value(Command::UserStatus(
         questline::core::state::UserStatusChange {
             tenant: "default".into(),
@@ -1019,10 +1042,11 @@ fn serialized_commands_validate() {
         },
     ))
     .unwrap();
-    for command in [&add_full, &add_min, &claim, &status] {
+    for command in [&add_full, &add_min, &claim, &status, &grant] {
         assert_valid(schema, FILE, command);
     }
     assert_same_names("userStatus", property_names(&defs["userStatus"]), &status);
+    assert_same_names("grant", property_names(&defs["grant"]), &grant);
     assert_same_names("addAction", property_names(&defs["addAction"]), &add_full);
     assert_same_names("claim", property_names(&defs["claim"]), &claim);
     assert_same_names(
@@ -1034,7 +1058,7 @@ fn serialized_commands_validate() {
     let mut action_fields = property_names(doc("action.v1.json"));
     action_fields.insert("command".into());
     assert_eq!(property_names(&defs["addAction"]), action_fields);
-    let variants: BTreeSet<String> = [&add_min, &claim, &status]
+    let variants: BTreeSet<String> = [&add_min, &claim, &status, &grant]
         .iter()
         .map(|c| c["command"].as_str().unwrap().to_string())
         .collect();
@@ -1413,6 +1437,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             )
             .to_string(),
             "events": tenant.events,
+            "operations": tenant.operations,
         });
         // TOML has no null: an absent option is how a file says None.
         assert_valid(validator(FILE), FILE, &without_nulls(file.clone()));
@@ -1423,6 +1448,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             ("categories", "category"),
             ("triggers", "trigger"),
             ("challenges", "challenge"),
+            ("operations", "operation"),
         ] {
             for item in file[list].as_array().unwrap() {
                 assert_same_names(def, property_names(&defs[def]), item);

@@ -93,6 +93,7 @@ fn event(user: &str, n: i64) -> Event {
             reason: RejectReason::Depleted,
             challenge_id: Some(9),
             milestone_id: None,
+            operation: None,
         },
         4 => EventBody::ClaimCompleted {
             claim_id: format!("claim-{n}"),

@@ -82,8 +82,49 @@ pub enum GrantReason {
         rule: String,
         priority: Priority,
     },
+    /// A service granted an operation (`POST /int/reward`). Every field but `code` was added
+    /// later: events written before carry only the code.
     #[serde(rename_all = "camelCase")]
-    Operation { code: String },
+    Operation {
+        code: String,
+        #[serde(default)]
+        building_block: String,
+        /// The operation's amount (a voucher grant is one code).
+        #[serde(default, with = "super::decimal::lenient")]
+        amount: Decimal,
+        /// The request's description, else the operation's.
+        #[serde(default)]
+        description: String,
+        /// The grant's idempotency id: a retry with it grants nothing more.
+        #[serde(default)]
+        grant_id: String,
+    },
+}
+
+/// The operation a rejected grant was for (`reward.rejected` of `POST /int/reward`): the same
+/// fields as the operation reason of `reward.granted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationRef {
+    pub code: String,
+    pub building_block: String,
+    #[serde(with = "super::decimal::lenient")]
+    pub amount: Decimal,
+    pub description: String,
+    pub grant_id: String,
+}
+
+impl OperationRef {
+    /// The operation reason of a grant of it.
+    pub fn reason(&self) -> GrantReason {
+        GrantReason::Operation {
+            code: self.code.clone(),
+            building_block: self.building_block.clone(),
+            amount: self.amount,
+            description: self.description.clone(),
+            grant_id: self.grant_id.clone(),
+        }
+    }
 }
 
 /// Why a reward was not granted.
@@ -179,6 +220,9 @@ pub enum EventBody {
         challenge_id: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         milestone_id: Option<String>,
+        /// The operation of a service's grant that was refused (`POST /int/reward`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<Box<OperationRef>>,
     },
     /// An unclaimed prize passed its expiration date: it left the user's milestones and, when
     /// it had been counted in a balance, its amount left the balance.

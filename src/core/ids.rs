@@ -34,6 +34,18 @@ pub fn amount_request_id(cause: &str) -> String {
     format!("{cause}#a0")
 }
 
+/// The id of an operation the catalog gives none: the v5 UUID of its tenant and code, joined
+/// by NUL bytes so that no other pair of names spells the same.
+pub fn operation_id(tenant: &str, code: &str) -> String {
+    entity_id("operation", tenant, code)
+}
+
+/// The id of a catalog entity written without one (`kind`: `operation`, `reward_type`): a
+/// name-based UUID of its kind, tenant and name, the same in every process and version.
+pub fn entity_id(kind: &str, tenant: &str, name: &str) -> String {
+    Uuid::new_v5(&NAMESPACE, format!("{kind}\0{tenant}\0{name}").as_bytes()).to_string()
+}
+
 /// Mints the event ids of one input, as [`event_id`] does: `Uuid::new_v5(NAMESPACE,
 /// "{cause}#e{index}")`.
 ///

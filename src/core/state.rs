@@ -153,6 +153,12 @@ pub enum PendingKind {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         milestones: Vec<Milestone>,
     },
+    /// A service's grant of a limited reward type (`POST /int/reward`), waiting for the
+    /// inventory stage's answer.
+    Operation {
+        grant: super::events::OperationRef,
+        reward_type: String,
+    },
     /// An occurrence of a programmatic event waiting for its amount. `answer`: the outcome
     /// the amount stage decided and sent (the endpoint's answer or the fallback), kept until
     /// the response settles, so a redelivered or repeated request is answered the same way

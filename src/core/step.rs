@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::catalog::Catalog;
 use super::decode::{self, Rejection};
-use super::evaluator::{self, ClaimCommand, Context, UserInput};
+use super::evaluator::{self, ClaimCommand, Context, GrantCommand, UserInput};
 use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
@@ -39,6 +39,8 @@ pub enum Input {
     Claim(ClaimCommand),
     /// An administrator disables or enables a user.
     UserStatus(UserStatusChange),
+    /// A service's grant of an operation (`POST /int/reward`).
+    Grant(GrantCommand),
     /// User stage → inventory stage.
     Request(Request),
     /// Inventory stage → user stage.
@@ -72,6 +74,7 @@ impl Input {
             }
             Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
             Input::UserStatus(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
+            Input::Grant(g) => Some(Owner::User(UserKey::new(&g.tenant, &g.user_id))),
             Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::AmountCall(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
@@ -245,6 +248,14 @@ fn evaluate_user(
         }
         _ => (None, None),
     };
+    // Checked when the command was read; checked again against the catalog evaluating it.
+    let operation = match input {
+        Input::Grant(grant) => match grant.check(tenant) {
+            Ok(operation) => Some(operation),
+            Err(e) => return Output::skipped(Outcome::Ignored(e.to_string())),
+        },
+        _ => None,
+    };
     if redelivered(&mut record.applied, pos.source) {
         return Output::skipped(Outcome::Redelivered);
     }
@@ -271,6 +282,10 @@ fn evaluate_user(
         Input::Claim(claim) => UserInput::Claim(claim, prior_claim),
         Input::Response(response) => UserInput::Response(response),
         Input::Amount(response) => UserInput::Amount(response),
+        Input::Grant(grant) => match operation {
+            Some(operation) => UserInput::Grant(grant, operation),
+            None => return Output::skipped(Outcome::Ignored("no operation".into())),
+        },
         _ => return Output::skipped(Outcome::Ignored("not a user input".into())),
     };
     let effects = evaluator::evaluate(&mut record.state, user_input, tenant, &key.user_id, &ctx);

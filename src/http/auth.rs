@@ -232,7 +232,8 @@ pub struct AuthenticatedClient(pub String);
 /// Middleware: checks the signature when authentication is configured, then passes the
 /// request on with its body restored and its client in the extensions.
 pub async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if !app.auth.required() {
+    let unsigned = req.headers().get(CLIENT_ID_HEADER).is_none();
+    if !app.auth.required() || (app.settings.auth.optional && unsigned) {
         return next.run(req).await;
     }
     let max_skew = app.settings.auth.max_skew_seconds;

@@ -79,7 +79,10 @@ pub enum Kind {
     UriTooLong,
     HeadersTooLarge,
     RequestTimeout,
+    /// Authenticated, but not allowed to do this (a service granting another's operation,
+    /// a client that is not an admin calling the admin API).
     Forbidden,
+    /// The entity exists (an admin create with a taken name or id).
     Conflict,
 }
 

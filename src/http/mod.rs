@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/users/{userId}/history` | [`users`] |
 //! | POST | `/api/v1/users/{userId}/claims` | [`users`] |
 //! | GET | `/api/v1/users/{userId}/claims/{claimId}` | [`users`] |
+//! | POST | `/int/reward`; GET `/user/balance`, `/user/history`; GET, POST `/user/claims` | [`rokwire`] |
 //! | GET, POST | the Kwegg API: `/userauth/user/tenant/…`, `/core/user/tenant/…` | [`kwegg`] |
 //! | GET, POST | KickApps: `/rest/user/action/add/{as}`, `/rest/user/disable|enable/{as}` | [`kickapps`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | [`ops`] |
@@ -37,6 +38,7 @@ pub mod observe;
 pub mod ops;
 pub mod progress;
 pub mod request;
+pub mod rokwire;
 pub mod server;
 pub mod users;
 
@@ -177,6 +179,7 @@ Accept-Language + \"\\n\" + body), absent headers signed as empty."
         (name = "challenges", description = "The seed's progress query"),
         (name = "integration", description = "The seed's AddAction"),
         (name = "users", description = "Balances, history and claims"),
+        (name = "rokwire", description = "The Rokwire Rewards Building Block: operation grants by services, a user's balance, history and claims (snake_case)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
         (name = "admin", description = "Rokwire's admin API: reward types, inventories, operations; writes publish catalog versions"),
     )
@@ -232,6 +235,9 @@ fn api_routes() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::get_type, admin::update_type))
         .routes(routes!(admin::list_inventories, admin::create_inventory))
         .routes(routes!(admin::get_inventory, admin::update_inventory))
+        .routes(routes!(admin::list_operations, admin::create_operation))
+        .routes(routes!(admin::get_operation, admin::update_operation))
+        .merge(rokwire::routes())
 }
 
 /// The open endpoints: probes, metrics, the document itself.

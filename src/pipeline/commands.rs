@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::core::evaluator::ClaimCommand;
+use crate::core::evaluator::{ClaimCommand, GrantCommand};
 use crate::core::model::Action;
 use crate::core::state::UserStatusChange;
 use crate::pipeline::log::LogError;
@@ -20,6 +20,8 @@ pub enum Command {
     Claim(ClaimCommand),
     /// KickApps' `POST /rest/user/disable/{as}` and `/rest/user/enable/{as}`.
     UserStatus(UserStatusChange),
+    /// `POST /int/reward`: a service grants an operation.
+    Grant(GrantCommand),
 }
 
 impl Command {
@@ -28,6 +30,7 @@ impl Command {
             Command::AddAction(a) => &a.user_id,
             Command::Claim(c) => &c.user_id,
             Command::UserStatus(c) => &c.user_id,
+            Command::Grant(g) => &g.user_id,
         }
     }
 
@@ -36,6 +39,7 @@ impl Command {
             Command::AddAction(a) => &a.tenant,
             Command::Claim(c) => &c.tenant,
             Command::UserStatus(c) => &c.tenant,
+            Command::Grant(g) => &g.tenant,
         }
     }
 }

@@ -157,6 +157,30 @@ impl Inputs {
         Input::Ignored(format!("no mapping for topic '{topic}'"))
     }
 
+    /// A grant is checked like the sidecar checks it (anyone may produce to the topic): a
+    /// field at fault, or a client that is not the operation's building block, is a dead
+    /// letter naming the field.
+    fn decode_grant(
+        &self,
+        grant: crate::core::evaluator::GrantCommand,
+        catalog: &Catalog,
+    ) -> Input {
+        let Some(tenant) = catalog.tenant(&grant.tenant) else {
+            return Input::Grant(grant); // `decode` dead-letters an unknown tenant
+        };
+        match grant.check(tenant) {
+            Ok(_) => Input::Grant(grant),
+            Err(e) => Input::DeadLetter(Rejection::new(
+                RejectKind::Field,
+                e.to_string(),
+                Some(e.field),
+                (grant.user_id.len() <= crate::core::limits::MAX_USER_ID_BYTES)
+                    .then_some(grant.user_id.as_str()),
+                &grant.tenant,
+            )),
+        }
+    }
+
     fn decode_command(&self, payload: &[u8], catalog: &Catalog) -> Input {
         let reject = |kind: RejectKind,
                       reason: String,
@@ -202,6 +226,7 @@ impl Inputs {
                 }
                 Input::UserStatus(c)
             }
+            Ok(Command::Grant(g)) => self.decode_grant(g, catalog),
             Ok(Command::AddAction(action)) => {
                 // The sidecar checked it, but anyone may produce to the topic.
                 if let Err(e) = mapping::check_bounds(&action) {

@@ -720,6 +720,7 @@ impl Produced {
 pub fn duplicate_reason(input: &Input) -> &'static str {
     match input {
         Input::Claim(_) => "claim_id",
+        Input::Grant(_) => "grant_id",
         _ => "action_id",
     }
 }

@@ -7,12 +7,14 @@
 
 mod history;
 mod model;
+mod operations;
 mod parse;
 mod rules;
 mod rules_check;
 
 pub use history::{CatalogHistory, CatalogVersion, Refusal, SourceFile, VersionInfo};
 pub use model::*;
+pub use operations::{Operation, MAX_OPERATION_NAME_BYTES};
 pub use parse::{CatalogError, CatalogErrors};
 pub use rules::*;
 pub use rules_check::{
@@ -51,6 +53,8 @@ pub struct TenantCatalog {
     pub events: Vec<EventDef>,
     /// The tenant's days (streaks) are days of this zone; UTC unless a file sets `time_zone`.
     pub time_zone: chrono_tz::Tz,
+    /// Rokwire's operations: what each service may grant (`POST /int/reward`).
+    pub operations: Vec<Operation>,
     event_rules: rules_check::EventIndex,
     trigger_by_id: FxHashMap<u32, usize>,
     /// Triggers by `key`: names, and numeric keys under their number in `triggers_by_number`.
@@ -199,6 +203,11 @@ impl TenantCatalog {
         self.reward_type_by_name
             .get(name)
             .map(|&i| &self.reward_types[i])
+    }
+
+    /// The operation of this code, if the tenant has one.
+    pub fn operation(&self, code: &str) -> Option<&Operation> {
+        self.operations.iter().find(|o| o.code == code)
     }
 
     /// Inventories of a reward type, in catalog order: grants draw from the first with stock.

@@ -84,8 +84,7 @@ pub struct RewardType {
 /// A stable id for a catalog entity written without one: a name-based UUID of its tenant,
 /// kind and name, so every process and every version agree on it.
 pub fn entity_id(tenant: &str, kind: &str, name: &str) -> String {
-    let namespace = uuid::Uuid::from_u128(0x6b1f_34c2_8a57_4f0e_9d36_5e0b_7c41_a2d9);
-    uuid::Uuid::new_v5(&namespace, format!("{tenant}\n{kind}\n{name}").as_bytes()).to_string()
+    crate::core::ids::entity_id(kind, tenant, name)
 }
 
 /// What a reward is, which decides what a grant carries: an amount, a code, or a badge.

@@ -67,6 +67,8 @@ struct CatalogFile {
     time_zone: Option<Spanned<String>>,
     #[serde(default)]
     events: Vec<Spanned<EventDef>>,
+    #[serde(default)]
+    operations: Vec<Spanned<Operation>>,
 }
 
 /// Where an item was defined, for errors found after parsing.
@@ -86,6 +88,7 @@ struct Collected {
     challenges: Vec<(Challenge, Origin)>,
     time_zone: Vec<(String, Origin)>,
     events: Vec<(EventDef, Origin)>,
+    operations: Vec<(Operation, Origin)>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -173,6 +176,7 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
         take!(triggers);
         take!(challenges);
         take!(events);
+        take!(operations);
         if let Some(tz) = file.time_zone {
             let o = origin(tz.span());
             collected.time_zone.push((tz.into_inner(), o));
@@ -362,6 +366,18 @@ impl Validator<'_> {
             }
         }
 
+        self.unique(
+            "operation code",
+            c.operations
+                .iter()
+                .map(|(op, o)| (op.code.clone(), o.clone())),
+        );
+        for (op, o) in &c.operations {
+            for problem in op.problems(&reward_types) {
+                self.err(o, problem);
+            }
+        }
+
         let mut catalog = TenantCatalog::new(tenant);
         if let Some((lateness, _, _)) = c.allowed_lateness {
             catalog.allowed_lateness = lateness;
@@ -372,6 +388,7 @@ impl Validator<'_> {
         catalog.triggers = c.triggers.into_iter().map(|(x, _)| x).collect();
         catalog.challenges = c.challenges.into_iter().map(|(x, _)| x).collect();
         catalog.events = c.events.into_iter().map(|(x, _)| x).collect();
+        catalog.operations = c.operations.into_iter().map(|(x, _)| x).collect();
         catalog.time_zone = time_zone;
         catalog.set_event_rules(event_rules);
         catalog.build_indexes();
@@ -791,6 +808,43 @@ amount = 100
             let err = Catalog::from_sources(&[("c.toml", with(&triggers))]).unwrap_err();
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
+    }
+
+    /// Operations are checked like every other item: an unknown reward type and a second
+    /// operation with the same code are errors with the file and the item's line.
+    #[test]
+    fn operations_are_validated_with_their_lines() {
+        let op = |code: &str, reward_type: &str| {
+            format!(
+                "\n[[operations]]\ncode = \"{code}\"\nbuilding_block = \"groups\"\n\
+                 reward_type = \"{reward_type}\"\namount = 1\n"
+            )
+        };
+        let good = format!(
+            "{GOOD}{}{}",
+            op("10_posts", "points"),
+            op("survey", "points")
+        );
+        let c = Catalog::from_sources(&[("c.toml", good)]).unwrap();
+        let t = c.default_tenant().unwrap();
+        assert_eq!(t.operation("10_posts").unwrap().building_block, "groups");
+        assert!(t.operation("nope").is_none());
+        let lines = GOOD.lines().count();
+        let bad = format!(
+            "{GOOD}{}{}",
+            op("10_posts", "gold"),
+            op("10_posts", "points")
+        );
+        let err = Catalog::from_sources(&[("c.toml", bad)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "c.toml:{}: operation '10_posts': unknown reward_type 'gold'\n\
+                 c.toml:{}: duplicate operation code '10_posts'",
+                lines + 2,
+                lines + 8
+            )
+        );
     }
 
     #[test]

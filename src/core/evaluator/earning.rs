@@ -110,6 +110,7 @@ fn credit(state: &mut UserState, payment: &Payment<'_>, out: &mut Emitter<'_>) {
             reason: RejectReason::BalanceLimit,
             challenge_id: None,
             milestone_id: None,
+            operation: None,
         });
         return;
     };

@@ -20,9 +20,15 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 mod earning;
+mod operation;
+
+pub use operation::{
+    valid_grant_id, GrantCommand, GrantError, MAX_GRANT_DESCRIPTION_BYTES, MAX_GRANT_ID_LEN,
+};
 
 use super::catalog::{
-    Aggregation, CapPeriod, Challenge, EventRules, Operator, Overshoot, TenantCatalog, TriggerDef,
+    Aggregation, CapPeriod, Challenge, EventRules, Operation, Operator, Overshoot, TenantCatalog,
+    TriggerDef,
 };
 use super::decimal;
 use super::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
@@ -78,6 +84,8 @@ pub enum UserInput<'a> {
     Response(&'a inventory::Response),
     /// A programmatic event's amount, recorded by the amount caller.
     Amount(&'a AmountResponse),
+    /// A service's grant of an operation (checked against the catalog by the caller).
+    Grant(&'a GrantCommand, &'a Operation),
 }
 
 /// Where and when an input happened; the only source of time and identity.
@@ -177,7 +185,7 @@ pub fn evaluate(
                 None => return Effects::default(),
             }
         }
-        UserInput::Claim(..) => (ctx.record_time, Cow::Borrowed(ctx.source)),
+        UserInput::Claim(..) | UserInput::Grant(..) => (ctx.record_time, Cow::Borrowed(ctx.source)),
     };
     let mut out = Emitter {
         cause: ctx.cause,
@@ -204,6 +212,9 @@ pub fn evaluate(
         UserInput::Amount(response) => earning::apply_amount(state, response, catalog, &mut out),
         UserInput::Claim(claim, _) => apply_claim(state, claim, catalog, &mut out),
         UserInput::Response(response) => apply_response(state, response, catalog, &mut out),
+        UserInput::Grant(grant, operation) => {
+            operation::apply_grant(state, grant, operation, catalog, &mut out)
+        }
     }
     out.effects
 }
@@ -490,6 +501,7 @@ fn complete(
                 reason: RejectReason::Capped,
                 challenge_id: Some(challenge.id),
                 milestone_id: None,
+                operation: None,
             });
         }
         return;
@@ -508,6 +520,7 @@ fn complete(
                 reason: RejectReason::UnclaimedLimit,
                 challenge_id: Some(challenge.id),
                 milestone_id: None,
+                operation: None,
             });
         }
         return;
@@ -596,6 +609,7 @@ fn award(
                 reason: RejectReason::Inactive,
                 challenge_id: Some(challenge.id),
                 milestone_id: Some(milestone_id.clone()),
+                operation: None,
             });
         } else if catalog.is_limited(&prize.reward_type) {
             out.request(
@@ -642,6 +656,7 @@ fn grant(
             reason: RejectReason::BalanceLimit,
             challenge_id: Some(challenge_id),
             milestone_id: Some(milestone_id.to_string()),
+            operation: None,
         });
         return;
     };
@@ -699,6 +714,7 @@ fn apply_response(
                             reason,
                             challenge_id: Some(challenge_id),
                             milestone_id: None,
+                            operation: None,
                         });
                     }
                 }
@@ -732,11 +748,15 @@ fn apply_response(
                     reason,
                     challenge_id: Some(challenge_id),
                     milestone_id: Some(milestone_id),
+                    operation: None,
                 });
             }
         },
         // Amount requests have ids of their own (`#a`); an inventory answer never names one.
         PendingKind::Amount { .. } => {}
+        PendingKind::Operation { grant, reward_type } => {
+            operation::apply_answer(state, grant, reward_type, granted, out)
+        }
         PendingKind::Claim {
             claim_id,
             mut items,

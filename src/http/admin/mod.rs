@@ -27,7 +27,7 @@ use super::error::{ApiError, Kind, StatusBody};
 use super::request::{self, LimitedBody};
 use super::AppState;
 use crate::core::catalog::{
-    entity_id, CatalogHistory, Inventory, RewardKind, RewardType, TenantCatalog,
+    entity_id, CatalogHistory, Inventory, Operation, RewardKind, RewardType, TenantCatalog,
 };
 use crate::core::inventory::reward_resource;
 use crate::core::limits;
@@ -712,4 +712,254 @@ pub async fn update_inventory(
     )
     .await?;
     inventory_answer(&app, &tenant, &id, StatusCode::OK, Some(published)).await
+}
+
+// ---- operations ------------------------------------------------------------------------
+
+/// An operation, as Rokwire's building block shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationView {
+    pub id: String,
+    pub org_id: String,
+    pub reward_type: String,
+    pub code: String,
+    pub building_block: String,
+    pub amount: u64,
+    pub description: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+fn operation_view(history: &CatalogHistory, tenant: &str, op: &Operation) -> OperationView {
+    let created = op
+        .date_created
+        .unwrap_or_else(|| first_published(history, tenant));
+    OperationView {
+        id: op.id_in(tenant),
+        org_id: tenant.to_string(),
+        reward_type: op.reward_type.clone(),
+        code: op.code.clone(),
+        building_block: op.building_block.clone(),
+        amount: op.amount,
+        description: op.description.clone(),
+        date_created: created,
+        date_updated: op.date_updated.unwrap_or(created),
+    }
+}
+
+fn find_operation<'a>(tenant: &'a TenantCatalog, id: &str) -> Option<&'a Operation> {
+    tenant
+        .operations
+        .iter()
+        .find(|o| o.id_in(&tenant.tenant) == id)
+}
+
+const OPERATION_FIELDS: [&str; 5] = [
+    "code",
+    "building_block",
+    "reward_type",
+    "amount",
+    "description",
+];
+
+fn operation_entry(body: &Body, entry: &mut Entry) -> Result<(), ApiError> {
+    entry.set_opt("building_block", body.text("building_block")?);
+    entry.set_opt("reward_type", body.text("reward_type")?);
+    entry.set_opt(
+        "amount",
+        body.count("amount", MAX_UNITS)?
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+    );
+    entry.set_opt("description", body.text("description")?);
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/admin/operations", tag = "admin",
+    params(("X-Tenant" = Option<String>, Header, description = "The organization (tenant)")),
+    responses(
+        (status = 200, description = "The tenant's operations", body = Vec<OperationView>),
+        (status = 403, description = "Not an admin client", body = StatusBody),
+    ),
+    security(("clientId" = [], "timestamp" = [], "message" = [])))]
+pub async fn list_operations(
+    State(app): State<Arc<AppState>>,
+    client: Option<Extension<AuthenticatedClient>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&app, client.as_deref())?;
+    let tenant = tenant(&headers)?;
+    let history = app.catalogs.history();
+    let views: Vec<OperationView> = history
+        .latest()
+        .tenant(&tenant)
+        .map(|t| {
+            t.operations
+                .iter()
+                .map(|o| operation_view(&history, &tenant, o))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(views).into_response())
+}
+
+#[utoipa::path(get, path = "/admin/operations/{id}", tag = "admin",
+    params(("id" = String, Path), ("X-Tenant" = Option<String>, Header, description = "The organization (tenant)")),
+    responses(
+        (status = 200, description = "The operation", body = OperationView),
+        (status = 403, description = "Not an admin client", body = StatusBody),
+        (status = 404, description = "No such operation", body = StatusBody),
+    ),
+    security(("clientId" = [], "timestamp" = [], "message" = [])))]
+pub async fn get_operation(
+    State(app): State<Arc<AppState>>,
+    client: Option<Extension<AuthenticatedClient>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&app, client.as_deref())?;
+    let tenant = tenant(&headers)?;
+    let history = app.catalogs.history();
+    let catalog = history.latest().tenant_shared(&tenant);
+    catalog
+        .as_deref()
+        .and_then(|t| find_operation(t, &id).map(|o| operation_view(&history, &tenant, o)))
+        .map(|v| Json(v).into_response())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no operation with id '{}'", request::clip(&id)))
+        })
+}
+
+#[utoipa::path(post, path = "/admin/operations", tag = "admin",
+    params(("X-Tenant" = Option<String>, Header, description = "The organization (tenant)")),
+    request_body(content = serde_json::Value, description = "`code`, `building_block` (the service id), `reward_type`, `amount` (required), `description`"),
+    responses(
+        (status = 201, description = "Published as the tenant's next catalog version", body = OperationView),
+        (status = 400, description = "Invalid body (`field` names it) or a catalog the change would make invalid (an unknown reward type)", body = StatusBody),
+        (status = 403, description = "Not an admin client", body = StatusBody),
+        (status = 409, description = "The code exists", body = StatusBody),
+        (status = 503, description = "The catalog log is unavailable", body = StatusBody),
+    ),
+    security(("clientId" = [], "timestamp" = [], "message" = [])))]
+pub async fn create_operation(
+    State(app): State<Arc<AppState>>,
+    client: Option<Extension<AuthenticatedClient>>,
+    headers: HeaderMap,
+    LimitedBody(bytes): LimitedBody,
+) -> Result<Response, ApiError> {
+    let by = require_admin(&app, client.as_deref())?;
+    let tenant = tenant(&headers)?;
+    let body = Body::parse(&bytes, &OPERATION_FIELDS)?;
+    let code = body.required_text("code")?;
+    body.required_text("building_block")?;
+    body.required_text("reward_type")?;
+    if !body.has("amount") {
+        return Err(ApiError::invalid("amount", "is required"));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = Utc::now();
+    let mut entry = Entry::default();
+    entry.set("code", code.clone());
+    operation_entry(&body, &mut entry)?;
+    entry.set("id", id.clone());
+    entry.set("date_created", now.to_rfc3339());
+    entry.set("date_updated", now.to_rfc3339());
+    let t = tenant.clone();
+    publish(
+        &app,
+        &tenant,
+        &by,
+        StatusCode::CREATED,
+        move |history| {
+            if history
+                .latest()
+                .tenant(&t)
+                .and_then(|c| c.operation(&code))
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    Kind::Conflict,
+                    format!("operation '{code}' exists in tenant '{t}'"),
+                )
+                .with_field("code"));
+            }
+            Ok(edit::create(
+                &history.files(&t),
+                &t,
+                Section::Operations,
+                entry.0.clone(),
+            )?)
+        },
+        |history, catalog| {
+            find_operation(catalog, &id).map(|o| operation_view(history, &catalog.tenant, o))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(put, path = "/admin/operations/{id}", tag = "admin",
+    params(("id" = String, Path), ("X-Tenant" = Option<String>, Header, description = "The organization (tenant)")),
+    request_body(content = serde_json::Value, description = "Any of `building_block`, `reward_type`, `amount`, `description`; `code` may be sent but not changed"),
+    responses(
+        (status = 200, description = "Published as the tenant's next catalog version", body = OperationView),
+        (status = 400, description = "Invalid body, or a catalog the change would make invalid", body = StatusBody),
+        (status = 403, description = "Not an admin client", body = StatusBody),
+        (status = 404, description = "No such operation", body = StatusBody),
+    ),
+    security(("clientId" = [], "timestamp" = [], "message" = [])))]
+pub async fn update_operation(
+    State(app): State<Arc<AppState>>,
+    client: Option<Extension<AuthenticatedClient>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    LimitedBody(bytes): LimitedBody,
+) -> Result<Response, ApiError> {
+    let by = require_admin(&app, client.as_deref())?;
+    let tenant = tenant(&headers)?;
+    let body = Body::parse(&bytes, &OPERATION_FIELDS)?;
+    let mut entry = Entry::default();
+    operation_entry(&body, &mut entry)?;
+    entry.set("date_updated", Utc::now().to_rfc3339());
+    let renamed = body.text("code")?;
+    let t = tenant.clone();
+    let target = id.clone();
+    publish(
+        &app,
+        &tenant,
+        &by,
+        StatusCode::OK,
+        move |history| {
+            let catalog = history.latest().tenant_shared(&t);
+            let current = catalog.as_deref().and_then(|c| find_operation(c, &target));
+            let Some(current) = current else {
+                return Err(ApiError::not_found(format!(
+                    "no operation with id '{}'",
+                    request::clip(&target)
+                )));
+            };
+            if renamed.as_ref().is_some_and(|n| *n != current.code) {
+                return Err(ApiError::invalid(
+                    "code",
+                    "cannot be changed: services grant by it and history names it; create a new operation",
+                ));
+            }
+            let mut fields = entry.0.clone();
+            if current.date_created.is_none() {
+                fields.insert(
+                    "date_created",
+                    toml_edit::value(first_published(history, &t).to_rfc3339()),
+                );
+            }
+            Ok(edit::update(
+                &history.files(&t),
+                &t,
+                Section::Operations,
+                &target,
+                &fields,
+            )?)
+        },
+        |history, catalog| {
+            find_operation(catalog, &id).map(|o| operation_view(history, &catalog.tenant, o))
+        },
+    )
+    .await
 }
