@@ -202,9 +202,15 @@ pub fn user(
     out
 }
 
-/// Names, on every event, the version of its tenant's catalog that produced it.
+/// Names, on every event, the version of its tenant's catalog that produced it: the
+/// published events and their copies in the read models (history, claim outcomes) alike.
 fn stamp(out: &mut Output, catalog: &Catalog) {
-    for event in &mut out.events {
+    let events = out
+        .events
+        .iter_mut()
+        .chain(out.history.iter_mut().map(|h| &mut h.event))
+        .chain(out.claims.iter_mut().map(|c| &mut c.event));
+    for event in events {
         event.catalog_version = catalog.tenant(&event.tenant).map_or(0, |t| t.version);
     }
 }
@@ -483,6 +489,60 @@ mod tests {
     use super::*;
     use crate::core::rules::programmatic::FallbackReason;
     use rust_decimal::Decimal;
+
+    /// Published events and their copies in the user's history name the same version.
+    #[test]
+    fn every_copy_of_an_event_names_the_catalog_version_in_force() {
+        use crate::core::catalog::{CatalogHistory, CatalogVersion, SourceFile};
+        let text = "[[reward_types]]\nreward_type = \"points\"\n[[triggers]]\nid = 1\nname = \"Orders\"\naggregation = \"sum\"\n[[challenges]]\nid = 1\nname = \"First\"\n[[challenges.groups]]\nid = 1\ntriggers = [{ trigger = 1, frequency = 1 }]\n[[challenges.prizes]]\nreward_type = \"points\"\namount = 5\n";
+        let mut history = CatalogHistory::from_sources(&[("c.toml", text)]).unwrap();
+        let at = "2026-03-01T10:00:00Z".parse().unwrap();
+        for version in 1..=2 {
+            history
+                .apply(CatalogVersion {
+                    tenant: "default".into(),
+                    version,
+                    effective_from: DateTime::<Utc>::UNIX_EPOCH,
+                    published_at: at,
+                    published_by: "test".into(),
+                    files: vec![SourceFile {
+                        name: "c.toml".into(),
+                        text: text.into(),
+                    }],
+                })
+                .unwrap();
+        }
+        let action =
+            crate::core::model::Action::new("u1", crate::core::model::TriggerKey::Id(1), 3.into());
+        let input = Input::Action {
+            action,
+            trigger_id: Some(1),
+        };
+        let source = SourceRef::new("t", 0, 1);
+        let pos = Position {
+            source: &source,
+            record_time: at,
+            payload: &[],
+        };
+        let out = user(
+            &mut UserRecord::default(),
+            &input,
+            history.at(at),
+            &pos,
+            None,
+        );
+        assert!(!out.history.is_empty() && !out.events.is_empty(), "{out:?}");
+        assert!(
+            out.events.iter().all(|e| e.catalog_version == 2),
+            "{:?}",
+            out.events
+        );
+        assert!(
+            out.history.iter().all(|h| h.event.catalog_version == 2),
+            "{:?}",
+            out.history
+        );
+    }
 
     fn request() -> AmountRequest {
         AmountRequest {

@@ -483,3 +483,27 @@ mod tests {
         assert_eq!(history.latest().tenant("default").unwrap().version, 0);
     }
 }
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn files_bootstrapped_as_version_1_are_in_force_for_every_record() {
+        let log = Arc::new(MemoryCatalogLog::default());
+        let base = CatalogHistory::from_sources(&[(
+            "c.toml",
+            "[[reward_types]]\nreward_type = \"points\"\n",
+        )])
+        .unwrap();
+        let feed = CatalogFeed::new(
+            base,
+            Arc::clone(&log) as Arc<dyn CatalogLog>,
+            Duration::from_secs(1),
+        );
+        feed.bootstrap("test").await.unwrap();
+        let history = feed.covering(Utc::now()).await;
+        assert_eq!(history.at(Utc::now()).tenant("default").unwrap().version, 1);
+        assert_eq!(history.latest().tenant("default").unwrap().version, 1);
+    }
+}
