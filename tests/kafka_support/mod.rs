@@ -41,6 +41,15 @@ pub fn broker() -> Option<Broker> {
     }
 }
 
+/// The `questline` binary the tests run: cargo's build of this checkout, unless
+/// `QL_TEST_QUESTLINE_BIN` names another (a copy of it, when several checkouts share one target
+/// directory and another checkout's build would replace the binary mid-run).
+pub fn questline_bin() -> PathBuf {
+    std::env::var_os("QL_TEST_QUESTLINE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_questline")))
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -437,7 +446,7 @@ batch_size = {batch}
 
     /// `questline migrate` with this config (creates the CQL keyspace and tables).
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+        let out = Command::new(questline_bin())
             .args(["migrate", "--config"])
             .arg(&self.config)
             .output()
@@ -490,7 +499,7 @@ batch_size = {batch}
 
     /// Starts `questline run` with this config; `store` overrides the store directory.
     pub fn spawn_worker(&self, store: Option<&Path>) -> WorkerProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_questline"));
+        let mut cmd = Command::new(questline_bin());
         cmd.args(["run", "--config"]).arg(&self.config);
         if let Some(s) = store {
             cmd.env("QUESTLINE__STORE__PATH", s);
@@ -723,7 +732,7 @@ pub fn replay_dump(
     dump: &Path,
     kinds: &[&str],
 ) -> std::collections::BTreeMap<String, Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+    let out = Command::new(questline_bin())
         .args(["replay", "--records", "--config"])
         .arg(config)
         .arg("--input")
