@@ -41,6 +41,15 @@ pub fn broker() -> Option<Broker> {
     }
 }
 
+/// The `questline` binary the tests run: cargo's build of this checkout, unless
+/// `QL_TEST_QUESTLINE_BIN` names another (a copy of it, when several checkouts share one target
+/// directory and another checkout's build would replace the binary mid-run).
+pub fn questline_bin() -> PathBuf {
+    std::env::var_os("QL_TEST_QUESTLINE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_questline")))
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
