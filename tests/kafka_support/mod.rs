@@ -319,14 +319,6 @@ impl Default for Options {
     }
 }
 
-/// The `questline` binary the tests run: `QL_TEST_BIN` when set (a copy, for checkouts that
-/// share a target directory and would overwrite each other's binary), else this build's.
-pub fn questline_bin() -> PathBuf {
-    std::env::var_os("QL_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_questline")))
-}
-
 /// The catalog of the fault tests: per-user challenges only (see its header).
 pub fn unlimited_catalog() -> PathBuf {
     root().join("tests/kafka/catalog.toml")
