@@ -98,6 +98,34 @@ impl Api {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// `POST path` signed as the demo's admin client.
+    async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
+        let body = body.to_string();
+        let (client, secret) = questline::http::rokwire::DEMO_ADMIN;
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = Signed {
+            timestamp: &ts,
+            method: "POST",
+            target: path,
+            tenant: "",
+            accept_language: "",
+            body: body.as_bytes(),
+        }
+        .sign(secret);
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .header("X-ClientId", client)
+            .header("X-Timestamp", ts)
+            .header("X-Message", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
     async fn get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.base))
@@ -273,6 +301,37 @@ async fn services_grant_their_operations_once_through_the_ledger_and_users_claim
         granted.len() <= 2 && depleted >= 1,
         "{granted:?} {depleted}"
     );
+
+    // Grants fail until an inventory becomes available: the admin API adds one (a catalog
+    // version in force a second later in the demo), and the next grant succeeds.
+    let (status, inventory) = api
+        .admin(
+            "/admin/inventories",
+            json!({"id": "tshirts-more", "reward_type": "tshirt", "amount_total": 3}),
+        )
+        .await;
+    assert_eq!(status, 201, "{inventory}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _) = api
+        .reward(
+            Some("surveys"),
+            Some("s-t4"),
+            json!({"user_id": "t4", "code": "survey_tshirt"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let history = api
+        .until("/api/v1/users/t4/history?itemsPerPage=5", |h| {
+            h["count"].as_u64().is_some_and(|c| c >= 1)
+        })
+        .await;
+    let event = &history["data"][0];
+    assert_eq!(
+        (event["type"].as_str(), event["rewardType"].as_str()),
+        (Some("reward.granted"), Some("tshirt")),
+        "{event}"
+    );
+    assert!(event["catalogVersion"].as_u64() >= Some(2), "{event}");
 
     // Claims: 5 points, listed with its items once evaluated; the same id again is answered
     // with the outcome and claims nothing more.
