@@ -19,6 +19,10 @@ pub mod cql_schema;
 pub mod embedded;
 mod error;
 pub mod scylla;
+mod state_format;
+mod wire;
+
+pub use codec::user_row_len;
 
 pub use error::{ConfigError, Corruption, ResultShape, StoreError};
 
@@ -118,7 +122,7 @@ impl BatchWrite {
 
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).
-fn serialized<'a, T: Serialize, L: std::fmt::Display>(
+fn serialized<'a, T: codec::Stored, L: std::fmt::Display>(
     items: &'a [(UserKey, T)],
     encoded: &'a [Vec<u8>],
     label: impl Fn(&'a UserKey, &'a T) -> L,
