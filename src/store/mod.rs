@@ -22,7 +22,7 @@ pub mod scylla;
 mod state_format;
 mod wire;
 
-pub use codec::user_row_len;
+pub use codec::{read_user_row, user_row};
 
 pub use error::{ConfigError, Corruption, ResultShape, StoreError};
 
