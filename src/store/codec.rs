@@ -49,6 +49,21 @@ pub fn user_row(record: &UserRecord) -> Vec<u8> {
     binary_row(record, state_format::write_user)
 }
 
+/// A history row from its sequence number and its event's JSON: exactly the bytes
+/// `serde_json::to_vec(&HistoryEntry { seq, event })` gives when `event` is that event's
+/// `serde_json::to_vec` (fields in declaration order, compact).
+pub(crate) fn history_row(seq: u64, event_json: &[u8]) -> Vec<u8> {
+    let mut digits = itoa::Buffer::new();
+    let seq = digits.format(seq);
+    let mut row = Vec::with_capacity(event_json.len() + seq.len() + 18);
+    row.extend_from_slice(b"{\"seq\":");
+    row.extend_from_slice(seq.as_bytes());
+    row.extend_from_slice(b",\"event\":");
+    row.extend_from_slice(event_json);
+    row.push(b'}');
+    row
+}
+
 /// Reads a stored user row: binary, or the JSON earlier versions wrote.
 pub fn read_user_row(bytes: &[u8]) -> Result<UserRecord, StoreError> {
     decode(UserLabel("?", "?"), bytes)
@@ -490,6 +505,38 @@ mod tests {
         ));
         // History entries stay JSON, and JSON errors are still JSON errors.
         assert!(decode::<HistoryEntry>("h", &[BINARY_V1]).is_err());
+    }
+
+    /// A history row spliced from the event's published JSON is the entry serialized.
+    #[test]
+    fn history_rows_from_published_events_are_the_entries_json() {
+        use crate::core::events::{Event, EventBody, GrantReason};
+        let event = Event {
+            event_id: "e-\"1\"".into(),
+            body: EventBody::RewardGranted {
+                reward_type: "points".into(),
+                amount: Some(dec("12.50")),
+                code: None,
+                reason: GrantReason::Milestone {
+                    challenge_id: 1,
+                    milestone_id: "m-1-1".into(),
+                },
+                balance: dec("1000000000000000000000000000.5"),
+            },
+            tenant: "acme".into(),
+            user_id: "ü/1".into(),
+            occurred_at: at(5),
+            source: SourceRef::new("actions", 0, 9),
+        };
+        for seq in [0, 7, u64::MAX] {
+            let entry = HistoryEntry {
+                seq,
+                event: event.clone(),
+            };
+            let row = history_row(seq, &serde_json::to_vec(&event).unwrap());
+            assert_eq!(row, serde_json::to_vec(&entry).unwrap());
+            assert_eq!(decode::<HistoryEntry>("h", &row).unwrap(), entry);
+        }
     }
 
     /// The "hot state" figure: a user with 10 active challenges and a full window of
