@@ -129,6 +129,18 @@ fn bench(c: &mut Criterion) {
         ten.recent_action_ids.len(),
         size(&ten)
     );
+    // As the stores keep it: the binary user row (with a one-partition watermark).
+    let record = questline::store::UserRecord {
+        state: ten,
+        applied: [("questline.actions:3".to_string(), 1_234_567)].into(),
+        history_len: 40,
+    };
+    eprintln!(
+        "hot state: {} active challenges and {} remembered action ids, {} bytes stored (binary user row)",
+        record.state.challenges.len(),
+        record.state.recent_action_ids.len(),
+        questline::store::user_row(&record).len()
+    );
 }
 
 criterion_group!(benches, bench);

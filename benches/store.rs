@@ -16,7 +16,9 @@
 //!   (`SCATTERED` users at random with one new history row each). Part of the comparison
 //!   behind choosing redb; the rest is the whole worker under `scripts/bench` (see
 //!   `src/store/embedded.rs`).
-//! - `codec`: serde_json encode/decode of the records, the CPU part of every store call.
+//! - `codec`: encode/decode of user records with 10 active challenges and a full window of
+//!   action ids, in the stored binary form and in JSON (the form before it): the CPU part of
+//!   every store call. Prints the records' sizes.
 //! - `store/cql`: the [`ScyllaStore`] against the server in `QUESTLINE_TEST_CQL` (skipped when
 //!   unset), e.g. `scripts/test`'s dev CQL server or a real ScyllaDB.
 //!
@@ -470,24 +472,43 @@ fn engines(c: &mut Criterion) {
     engine_group(c, "fjall", open_fjall);
 }
 
-/// Records, their JSON, and a whole batch.
+/// Records, their stored bytes, and a whole batch.
 struct CodecFixture {
+    /// Users with 10 active challenges and a full window of remembered action ids.
     records: Vec<UserRecord>,
-    bytes: Vec<Vec<u8>>,
+    json: Vec<Vec<u8>>,
+    binary: Vec<Vec<u8>>,
     whole: BatchWrite,
 }
 
 fn codec_fixture() -> CodecFixture {
-    let records: Vec<UserRecord> = (0..BATCH).map(record).collect();
-    let bytes: Vec<Vec<u8>> = records
+    let records: Vec<UserRecord> = (0..BATCH)
+        .map(|i| {
+            let mut r = record(i);
+            for a in 0..questline::core::state::RECENT_ACTION_IDS {
+                r.state
+                    .remember_action(&format!("{i:08}-0000-4000-8000-{a:012}"));
+            }
+            r
+        })
+        .collect();
+    let json: Vec<Vec<u8>> = records
         .iter()
         .map(|r| serde_json::to_vec(r).unwrap())
         .collect();
-    let average = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
-    eprintln!("codec: average user record {average} bytes of JSON");
+    let binary: Vec<Vec<u8>> = records.iter().map(questline::store::user_row).collect();
+    let average = |rows: &[Vec<u8>]| rows.iter().map(Vec::len).sum::<usize>() / rows.len();
+    eprintln!(
+        "codec: user record with 10 active challenges and {} action ids: {} bytes stored \
+         (binary), {} bytes as JSON (the previous form)",
+        questline::core::state::RECENT_ACTION_IDS,
+        average(&binary),
+        average(&json)
+    );
     CodecFixture {
         records,
-        bytes,
+        json,
+        binary,
         whole: batch(0, BATCH),
     }
 }
@@ -496,6 +517,22 @@ fn codec(c: &mut Criterion) {
     let fixture = OnceCell::new();
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("binary_encode_{BATCH}_records"), |b| {
+        let f: &CodecFixture = fixture.get_or_init(codec_fixture);
+        b.iter(|| {
+            for r in &f.records {
+                std::hint::black_box(questline::store::user_row(r));
+            }
+        })
+    });
+    group.bench_function(format!("binary_decode_{BATCH}_records"), |b| {
+        let f: &CodecFixture = fixture.get_or_init(codec_fixture);
+        b.iter(|| {
+            for bytes in &f.binary {
+                std::hint::black_box(questline::store::read_user_row(bytes).unwrap());
+            }
+        })
+    });
     group.bench_function(format!("json_encode_{BATCH}_records"), |b| {
         let f: &CodecFixture = fixture.get_or_init(codec_fixture);
         b.iter(|| {
@@ -507,7 +544,7 @@ fn codec(c: &mut Criterion) {
     group.bench_function(format!("json_decode_{BATCH}_records"), |b| {
         let f: &CodecFixture = fixture.get_or_init(codec_fixture);
         b.iter(|| {
-            for bytes in &f.bytes {
+            for bytes in &f.json {
                 std::hint::black_box(serde_json::from_slice::<UserRecord>(bytes).unwrap());
             }
         })

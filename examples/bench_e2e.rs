@@ -32,6 +32,9 @@
 //! 6. the broker's own bound: the worker's events read back in phase 4 are produced again,
 //!    alone, uncompressed and with lz4; the better rate divided by the events per action is
 //!    the most any worker could do on this broker (and the ratio it could reach).
+//!
+//! The table gives each figure of docs/benchmarks.md's targets with its target, and the hot
+//! state: the stored size of a user with 10 active challenges and a full action-id window.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -1247,6 +1250,31 @@ fn run() -> Result<bool> {
     Ok(report.exit == Some(0) && report.latency_matched_inputs == report.latency_sent)
 }
 
+/// The stored size of a user's hot state (a target of docs/benchmarks.md), computed with the
+/// stores' own encoding: 10 active challenges with a trigger in progress each, as the
+/// evaluator leaves them (`benches/evaluator.rs` measures the same through the evaluator),
+/// a balance, a one-partition watermark and a full window of remembered action ids.
+fn hot_state_bytes() -> usize {
+    use questline::core::state::{UserState, RECENT_ACTION_IDS};
+    let mut state = UserState::default();
+    for id in 1..=10 {
+        let challenge = state.challenges.entry(id).or_default();
+        challenge.trigger_mut(1, id).accumulated = rust_decimal::Decimal::from(70);
+    }
+    state
+        .balances
+        .insert("points".into(), rust_decimal::Decimal::from(1200));
+    for i in 0..RECENT_ACTION_IDS {
+        state.remember_action(&format!("00000000-0000-4000-8000-{i:012}"));
+    }
+    let record = questline::store::UserRecord {
+        state,
+        applied: [("questline.actions:3".to_string(), 1_234_567)].into(),
+        history_len: 40,
+    };
+    questline::store::user_row(&record).len()
+}
+
 fn table(o: &Options, r: &Report, load_before: &str) -> String {
     let mut s = String::new();
     let ratio = r.worker_rate / r.raw_rate;
@@ -1286,20 +1314,19 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         r.worker_elapsed.as_secs_f64()
     );
     if let Some(cpu) = r.worker_cpu {
+        let per_action = cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
         let _ = writeln!(
             s,
-            "| worker CPU (user + system) per action | {:.1} µs ({:.2} s of CPU in {:.2} s) | |",
-            cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+            "| worker CPU (user + system) per action | {:.1} µs ({:.2} s of CPU in {:.2} s) | ≤ 8 µs {} |",
+            per_action,
             cpu.as_secs_f64(),
-            r.worker_elapsed.as_secs_f64()
+            r.worker_elapsed.as_secs_f64(),
+            mark(per_action <= 8.0)
         );
     }
-    let _ = writeln!(
-        s,
-        "| worker / raw | {:.2} | ≥ 0.50 {} |",
-        ratio,
-        mark(ratio >= 0.5)
-    );
+    // The old target (worker ≥ 0.5 × raw consume) is out of reach on a shared machine
+    // (docs/benchmarks.md); the ratio is kept as a figure.
+    let _ = writeln!(s, "| worker / raw | {ratio:.2} | |");
     let bb = &r.broker_bound;
     let _ = writeln!(
         s,
@@ -1323,6 +1350,15 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         fmt_rate(bb.worker_cap()),
         bb.worker_cap() / r.raw_rate
     );
+    let bound_ratio = r.worker_rate / bb.worker_cap().max(1e-9);
+    let _ = writeln!(
+        s,
+        "| worker rate ÷ broker bound | {} ÷ {} = {:.3} | ≥ 0.2 {} |",
+        fmt_rate(r.worker_rate),
+        fmt_rate(bb.worker_cap()),
+        bound_ratio,
+        mark(bound_ratio >= 0.2)
+    );
     let l = &r.latency_all;
     let _ = writeln!(
         s,
@@ -1345,7 +1381,26 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         "| latency, action → received by a consumer ({} events) | {} / {} / {} ms | |",
         a.n, a.p50, a.p99, a.max
     );
-    let _ = writeln!(s, "| worker peak RSS (VmHWM) | {} | |", r.hwm);
+    let hwm_mb = r
+        .hwm
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|kb| kb * 1024.0 / 1e6);
+    let _ = writeln!(
+        s,
+        "| worker peak RSS (VmHWM) | {} | ≤ 300 MB {} |",
+        r.hwm,
+        mark(hwm_mb.is_some_and(|mb| mb <= 300.0))
+    );
+    let hot = hot_state_bytes();
+    let _ = writeln!(
+        s,
+        "| hot state: stored row of a user with 10 active challenges and a full window of {} action ids | {hot} B | ≤ 1 KiB {} |",
+        questline::core::state::RECENT_ACTION_IDS,
+        mark(hot <= 1024)
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,

@@ -673,10 +673,11 @@ async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
     let u0 = |batch: &questline::pipeline::partition::Batch| {
         batch
             .write
-            .users
-            .iter()
+            .user_records()
+            .unwrap()
+            .into_iter()
             .find(|(k, _)| k.user_id == "u0")
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| r)
             .unwrap()
     };
     let after_a = u0(&first);
@@ -693,6 +694,54 @@ async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
         progress(&after_b),
         progress(&after_a) * rust_decimal::Decimal::from(2)
     );
+}
+
+/// A batch's history rows are its published events: what the sidecar reads back from the
+/// store is, entry for entry, the event the broker got (the rows reuse the published bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_rows_are_the_published_events() {
+    let rig = Rig::new();
+    let store = &rig.store.inner;
+    let records: Vec<InRecord> = actions(300, 4, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(offset, (user, payload))| InRecord {
+            topic: INPUT.into(),
+            partition: 0,
+            offset: offset as i64,
+            key: Some(user.into_bytes()),
+            payload: payload.into_bytes(),
+            timestamp: chrono::Utc::now(),
+            headers: Vec::new(),
+        })
+        .collect();
+    let mut partition = Partition::new("g", 0, 16);
+    let batch = partition
+        .process(store, &rig.inputs, &rig.topics, &records)
+        .await
+        .unwrap();
+    store.write_batch(&batch.write).await.unwrap();
+    let published: std::collections::HashMap<String, serde_json::Value> = batch
+        .publish
+        .iter()
+        .map(|e| serde_json::from_slice::<serde_json::Value>(&e.record.payload).unwrap())
+        .map(|v| (v["eventId"].as_str().unwrap().to_string(), v))
+        .collect();
+    let mut read = 0;
+    for user in ["u0", "u1", "u2", "u3"] {
+        let (history, total) = store
+            .history(&UserKey::new("default", user), 1, 1000)
+            .await
+            .unwrap();
+        assert_eq!(history.len() as u64, total);
+        for entry in history {
+            let stored = serde_json::to_value(&entry.event).unwrap();
+            assert_eq!(Some(&stored), published.get(&entry.event.event_id));
+            read += 1;
+        }
+    }
+    assert_eq!(read, batch.write.history.len());
+    assert!(read > 20, "milestones and rewards: {read}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1090,6 +1090,100 @@ mod embedded_only {
         );
     }
 
+    /// A directory the previous version wrote (format 2: user and resource rows as JSON)
+    /// opens, its rows read as they were written, and a write stores them binary. The
+    /// directory is marked format 3 at once, so the previous version refuses it afterwards
+    /// instead of misreading its binary rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_rows_of_the_previous_format_load_and_are_rewritten_binary() {
+        use redb::TableDefinition;
+        const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
+        const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
+        const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        drop(EmbeddedStore::open(&path).unwrap());
+        let resource_key = format!("{TENANT}/reward/tshirt");
+        // Rows as the previous version sealed them: format byte 1, timestamp, JSON.
+        let sealed = |json: Vec<u8>| {
+            let mut row = vec![1u8];
+            row.extend_from_slice(&7i64.to_be_bytes());
+            row.extend_from_slice(&json);
+            row
+        };
+        let db_file = path.join("questline.redb");
+        {
+            let db = redb::Database::create(&db_file).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let user = sealed(serde_json::to_vec(&user_record("old", 3)).unwrap());
+                let mut users = txn.open_table(USERS).unwrap();
+                users.insert((TENANT, "old"), user.as_slice()).unwrap();
+                let resource = sealed(serde_json::to_vec(&resource_record(5)).unwrap());
+                let mut resources = txn.open_table(RESOURCES).unwrap();
+                resources
+                    .insert(resource_key.as_str(), resource.as_slice())
+                    .unwrap();
+                txn.open_table(META)
+                    .unwrap()
+                    .insert("format_version", 2)
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let raw = |f: &dyn Fn(&redb::ReadTransaction) -> Vec<u8>| {
+            let db = redb::Database::create(&db_file).unwrap();
+            let txn = db.begin_read().unwrap();
+            f(&txn)
+        };
+        let raw_user = |txn: &redb::ReadTransaction| {
+            let users = txn.open_table(USERS).unwrap();
+            let row = users.get((TENANT, "old")).unwrap().unwrap();
+            row.value().to_vec()
+        };
+        assert_eq!(raw(&raw_user)[9], b'{', "the fixture is JSON");
+
+        let store = EmbeddedStore::open(&path).expect("a format-2 directory opens");
+        assert_eq!(load_one(&store, "old").await, Some(user_record("old", 3)));
+        let resources = store
+            .load_resources(std::slice::from_ref(&resource_key))
+            .await
+            .unwrap();
+        assert_eq!(resources, vec![Some(resource_record(5))]);
+        let batch = BatchWrite {
+            users: vec![(key("old"), user_record("old", 4))],
+            resources: vec![(resource_key.clone(), resource_record(6))],
+            ..Default::default()
+        };
+        store.write_batch(&batch).await.unwrap();
+        assert_eq!(load_one(&store, "old").await, Some(user_record("old", 4)));
+        drop(store);
+
+        let user_row = raw(&raw_user);
+        assert_eq!(user_row[9], 1, "rewritten in the binary form");
+        let json_len = serde_json::to_vec(&user_record("old", 4)).unwrap().len();
+        assert!(user_row.len() - 9 < json_len / 2, "{} B", user_row.len());
+        let resource_row = raw(&|txn| {
+            let table = txn.open_table(RESOURCES).unwrap();
+            let row = table.get(resource_key.as_str()).unwrap().unwrap();
+            row.value().to_vec()
+        });
+        assert_eq!(resource_row[9], 1);
+        let version = {
+            let db = redb::Database::create(&db_file).unwrap();
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            let version = meta.get("format_version").unwrap().unwrap().value();
+            version
+        };
+        assert_eq!(version, 3);
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(
+            load_one(&reopened, "old").await,
+            Some(user_record("old", 4))
+        );
+    }
+
     /// Data written and acknowledged is there after the store is closed and reopened.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reopen_keeps_everything() {
@@ -1289,6 +1383,73 @@ mod scylla_only {
         store.write_batch(&batch).await.unwrap();
         assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
         assert_eq!(load_one(&store, "m").await, Some(user_record("m", 1)));
+    }
+
+    /// User and resource rows the previous version wrote as JSON still load, and a write
+    /// stores them binary.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn json_rows_of_the_previous_version_load_and_are_rewritten_binary() {
+        let Some(store) =
+            cql_store("json_rows_of_the_previous_version_load_and_are_rewritten_binary").await
+        else {
+            return;
+        };
+        let ks = store.keyspace().to_string();
+        let resource_key = format!("{TENANT}/reward/tshirt");
+        let session = store.session();
+        let put_user = session
+            .prepare(format!(
+                "INSERT INTO {ks}.users (tenant, user_id, record) VALUES (?, ?, ?)"
+            ))
+            .await
+            .unwrap();
+        let put_resource = session
+            .prepare(format!(
+                "INSERT INTO {ks}.resources (resource_key, record) VALUES (?, ?)"
+            ))
+            .await
+            .unwrap();
+        let json = serde_json::to_vec(&user_record("old", 3)).unwrap();
+        session
+            .execute_unpaged(&put_user, (TENANT, "old", json))
+            .await
+            .unwrap();
+        let json = serde_json::to_vec(&resource_record(5)).unwrap();
+        session
+            .execute_unpaged(&put_resource, (resource_key.as_str(), json))
+            .await
+            .unwrap();
+
+        assert_eq!(load_one(&store, "old").await, Some(user_record("old", 3)));
+        let resources = store
+            .load_resources(std::slice::from_ref(&resource_key))
+            .await
+            .unwrap();
+        assert_eq!(resources, vec![Some(resource_record(5))]);
+        let batch = BatchWrite {
+            users: vec![(key("old"), user_record("old", 4))],
+            resources: vec![(resource_key.clone(), resource_record(6))],
+            ..Default::default()
+        };
+        store.write_batch(&batch).await.unwrap();
+        assert_eq!(load_one(&store, "old").await, Some(user_record("old", 4)));
+
+        let get_user = session
+            .prepare(format!(
+                "SELECT record FROM {ks}.users WHERE tenant = ? AND user_id = ?"
+            ))
+            .await
+            .unwrap();
+        let rows = session
+            .execute_unpaged(&get_user, (TENANT, "old"))
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        let (record,): (Vec<u8>,) = rows.first_row().unwrap();
+        assert_eq!(record[0], 1, "rewritten in the binary form");
+        let json_len = serde_json::to_vec(&user_record("old", 4)).unwrap().len();
+        assert!(record.len() < json_len / 2, "{} B", record.len());
     }
 
     /// A fresh keyspace applies every migration, in order.

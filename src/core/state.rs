@@ -254,6 +254,20 @@ impl RecentActionIds {
         self.0.contains(&digest(action_id))
     }
 
+    /// The remembered digests, oldest first: what a binary store row keeps.
+    pub fn digests(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The ring holding `digests` (oldest first), as read back from a stored row; only the
+    /// newest [`RECENT_ACTION_IDS`] are kept.
+    pub fn from_digests(digests: impl IntoIterator<Item = u64>) -> Self {
+        let mut ring: VecDeque<u64> = digests.into_iter().collect();
+        let excess = ring.len().saturating_sub(RECENT_ACTION_IDS);
+        ring.drain(..excess);
+        RecentActionIds(ring)
+    }
+
     /// Remembers `action_id`, forgetting the oldest beyond [`RECENT_ACTION_IDS`]; returns
     /// false when it was remembered already.
     pub fn remember(&mut self, action_id: &str) -> bool {

@@ -416,7 +416,8 @@ impl Partition {
         // Step 3 material: every touched user; every touched or counted resource; the outbox.
         for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
-                batch.write.users.push((key.clone(), r.clone()));
+                // Serialized from the cache, not copied: only the bytes are written.
+                batch.write.push_user_row(key.clone(), r);
             }
         }
         let mut resource_keys = touched_resources;
@@ -433,9 +434,17 @@ impl Partition {
             }
         }
         batch.write.write_timestamp = self.next_timestamp();
-        // Serialized here, while the previous batch is being written, not in the write.
-        batch.write.encode()?;
+        let carried_len = carried.len();
         let entries = produced.into_entries(carried, topics);
+        // Serialized here, while the previous batch is being written, not in the write. A
+        // history entry's event is the one this batch publishes: its row reuses those bytes
+        // (not a carried entry's, which an earlier version may have serialized differently).
+        let published: FxHashMap<&str, &[u8]> = entries[carried_len..]
+            .iter()
+            .filter_map(|e| Some((outbox::event_id(&e.record)?, e.record.payload.as_slice())))
+            .collect();
+        batch.write.encode_with(|id| published.get(id).copied())?;
+        drop(published);
         batch.write.outbox = Some(OutboxWrite {
             owner: self.outbox_owner.clone(),
             bytes: outbox::encode(&entries),

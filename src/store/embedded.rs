@@ -91,8 +91,13 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// On-disk format of this code. A directory written by another format is refused at open
 /// rather than misread. Format 1 (development builds before the partition outbox) kept
-/// unpublished events inside user rows, which this format does not read.
-const FORMAT_VERSION: u64 = 2;
+/// unpublished events inside user rows, which this format does not read. Format 2 wrote user
+/// and resource rows as JSON; this code reads those rows (each row's first byte says its
+/// form) and writes them binary, so a format-2 directory opens and is marked 3 at once: an
+/// older binary then refuses it instead of failing on its binary rows.
+const FORMAT_VERSION: u64 = 3;
+/// The format a directory may have and be opened (and marked [`FORMAT_VERSION`]).
+const UPGRADES_FROM: u64 = 2;
 const FORMAT_KEY: &str = "format_version";
 /// First byte of every stored row.
 const ROW_FORMAT: u8 = 1;
@@ -216,6 +221,10 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
                     supported: FORMAT_VERSION,
                 });
             }
+            Some(UPGRADES_FROM) => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION)
+                    .map_err(|e| storage_error(ctx, e))?;
+            }
             Some(found) if found < FORMAT_VERSION => {
                 return Err(StoreError::OlderFormat {
                     found,
@@ -268,10 +277,7 @@ fn unseal<'a>(key: &dyn std::fmt::Display, row: &'a [u8]) -> Result<(i64, &'a [u
     }
 }
 
-fn decode_row<T: serde::de::DeserializeOwned>(
-    key: &dyn std::fmt::Display,
-    row: &[u8],
-) -> Result<T, StoreError> {
+fn decode_row<T: codec::Stored>(key: &dyn std::fmt::Display, row: &[u8]) -> Result<T, StoreError> {
     let (_, payload) = unseal(key, row)?;
     decode(key, payload)
 }

@@ -173,6 +173,9 @@ pub enum StoreError {
 pub enum Corruption {
     #[error("cannot decode: {0}")]
     Json(#[from] serde_json::Error),
+    /// A binary row (user or resource state) that does not decode. Boxed: errors stay small.
+    #[error("cannot decode: {0}")]
+    Binary(Box<super::wire::WireError>),
     #[error("empty row")]
     Empty,
     #[error("row of {len} bytes is shorter than its header")]
@@ -188,6 +191,12 @@ pub enum Corruption {
     /// Bytes the store keeps opaque (a partition's outbox) that their owner cannot read.
     #[error(transparent)]
     Payload(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<super::wire::WireError> for Corruption {
+    fn from(e: super::wire::WireError) -> Self {
+        Corruption::Binary(Box::new(e))
+    }
 }
 
 /// A CQL result of an unexpected shape.

@@ -19,6 +19,10 @@ pub mod cql_schema;
 pub mod embedded;
 mod error;
 pub mod scylla;
+mod state_format;
+mod wire;
+
+pub use codec::{read_user_row, user_row};
 
 pub use error::{ConfigError, Corruption, ResultShape, StoreError};
 
@@ -61,15 +65,18 @@ impl BatchWrite {
             && self.claims.is_empty()
             && self.finished.is_empty()
             && self.outbox.is_none()
+            && self.encoded.user_rows.is_empty()
     }
 }
 
-/// Serialized user and history rows of a [`BatchWrite`], in the order of its `users` and
-/// `history`.
+/// Serialized user and history rows of a [`BatchWrite`]: those of its `users` and `history`
+/// in their order, and users added as bytes only ([`BatchWrite::push_user_row`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncodedRows {
     users: Vec<Vec<u8>>,
     history: Vec<Vec<u8>>,
+    /// Written after the rows of `users`.
+    user_rows: Vec<(UserKey, Vec<u8>)>,
 }
 
 impl BatchWrite {
@@ -77,23 +84,52 @@ impl BatchWrite {
     /// the store's write, the pipeline's critical path, only copies bytes. Call it last:
     /// rows changed afterwards would be written as they were when encoded.
     pub fn encode(&mut self) -> Result<(), StoreError> {
-        self.encoded = EncodedRows {
-            users: self
-                .users
-                .iter()
-                .map(|(key, record)| codec::encode(UserLabel::of(key), record))
-                .collect::<Result<_, _>>()?,
-            history: self
-                .history
-                .iter()
-                .map(|(key, entry)| codec::encode(HistoryLabel(key, entry.seq), entry))
-                .collect::<Result<_, _>>()?,
-        };
+        self.encode_with(|_| None)
+    }
+
+    /// [`BatchWrite::encode`], taking each history entry's event as JSON from `published`
+    /// (by event id) where it has it: the bytes the event was published as, so an event is
+    /// serialized once for the broker and its history row alike. The row is byte for byte
+    /// what serializing the entry would give (`{"seq":N,"event":EVENT}`), so `published` must
+    /// return only `serde_json::to_vec` of that very event.
+    pub fn encode_with<'a>(
+        &mut self,
+        published: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), StoreError> {
+        self.encoded.users = self
+            .users
+            .iter()
+            .map(|(key, record)| codec::encode(UserLabel::of(key), record))
+            .collect::<Result<_, _>>()?;
+        self.encoded.history = self
+            .history
+            .iter()
+            .map(|(key, entry)| match published(&entry.event.event_id) {
+                Some(event) => Ok(codec::history_row(entry.seq, event)),
+                None => codec::encode(HistoryLabel(key, entry.seq), entry),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(())
     }
 
+    /// Adds a user's row serialized straight from `record`, without copying the record into
+    /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
+    pub fn push_user_row(&mut self, key: UserKey, record: &UserRecord) {
+        self.encoded.user_rows.push((key, codec::user_row(record)));
+    }
+
+    /// Every user the batch writes, decoded from its row where it was added as bytes only.
+    /// For tests and tools: the write path never decodes.
+    pub fn user_records(&self) -> Result<Vec<(UserKey, UserRecord)>, StoreError> {
+        let mut users = self.users.clone();
+        for (key, row) in &self.encoded.user_rows {
+            users.push((key.clone(), codec::decode(UserLabel::of(key), row)?));
+        }
+        Ok(users)
+    }
+
     /// Each user row with its serialized record (encoded now unless [`BatchWrite::encode`]
-    /// did it).
+    /// did it), then the rows added as bytes.
     pub(crate) fn user_rows(&self) -> Result<Vec<(&UserKey, Payload<'_>)>, StoreError> {
         let rows = serialized(&self.users, &self.encoded.users, |key, _| {
             UserLabel::of(key)
@@ -101,6 +137,12 @@ impl BatchWrite {
         Ok(rows
             .into_iter()
             .map(|(key, _, bytes)| (key, bytes))
+            .chain(
+                self.encoded
+                    .user_rows
+                    .iter()
+                    .map(|(key, row)| (key, Payload::Borrowed(row.as_slice()))),
+            )
             .collect())
     }
 
@@ -118,7 +160,7 @@ impl BatchWrite {
 
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).
-fn serialized<'a, T: Serialize, L: std::fmt::Display>(
+fn serialized<'a, T: codec::Stored, L: std::fmt::Display>(
     items: &'a [(UserKey, T)],
     encoded: &'a [Vec<u8>],
     label: impl Fn(&'a UserKey, &'a T) -> L,
