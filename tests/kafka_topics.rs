@@ -253,6 +253,9 @@ fn root() -> &'static Path {
 
 /// A worker configuration against `brokers` in `dir`: the shipped catalog and mappings, its
 /// own store, any free port for its endpoints.
+/// The worker's configuration against the test's broker; the catalog is the files alone
+/// (`follow_log = false`): these brokers answer topic creation and metadata, not the fetches the
+/// catalog log needs.
 fn config(dir: &Path, brokers: &str, create_topics: bool) -> std::path::PathBuf {
     let path = dir.join("questline.toml");
     std::fs::write(
@@ -260,7 +263,7 @@ fn config(dir: &Path, brokers: &str, create_topics: bool) -> std::path::PathBuf 
         format!(
             "[kafka]\nbrokers = \"{brokers}\"\ncreate_topics = {create_topics}\npartitions = 6\n\
              replication_factor = 3\n[kafka.properties]\n\"socket.timeout.ms\" = \"5000\"\n\
-             [catalog]\npath = \"{}\"\n[mappings]\ndir = \"{}\"\n[store]\npath = \"{}\"\n\
+             [catalog]\npath = \"{}\"\nfollow_log = false\n[mappings]\ndir = \"{}\"\n[store]\npath = \"{}\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n",
             root().join("examples/catalog").display(),
             root().join("mappings").display(),
