@@ -28,6 +28,15 @@ impl Section {
         }
     }
 
+    /// What one entry is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Section::RewardTypes => "reward type",
+            Section::Inventories => "inventory",
+            Section::Operations => "operation",
+        }
+    }
+
     /// The entry's id: its `id`, else (types and operations) the one derived from its name.
     pub fn id_of(self, tenant: &str, entry: &Table) -> Option<String> {
         if let Some(id) = entry.get("id").and_then(Item::as_str) {
@@ -130,7 +139,7 @@ pub fn update(
     }
     Err(EditError::NotFound(format!(
         "no {} with id '{id}' in tenant '{tenant}'",
-        section.array().trim_end_matches('s')
+        section.noun()
     )))
 }
 

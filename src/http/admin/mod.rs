@@ -27,7 +27,8 @@ use super::error::{ApiError, Kind, StatusBody};
 use super::request::{self, LimitedBody};
 use super::AppState;
 use crate::core::catalog::{
-    entity_id, CatalogHistory, Inventory, Operation, RewardKind, RewardType, TenantCatalog,
+    entity_id, CatalogHistory, Inventory, Operation, RewardKind, RewardType, SourceFile,
+    TenantCatalog,
 };
 use crate::core::inventory::reward_resource;
 use crate::core::limits;
@@ -120,7 +121,7 @@ async fn publish<T: Serialize>(
     tenant: &str,
     by: &str,
     status: StatusCode,
-    edit: impl FnMut(&CatalogHistory) -> Result<Vec<crate::core::catalog::SourceFile>, ApiError>,
+    edit: impl FnMut(&CatalogHistory) -> Result<Vec<SourceFile>, ApiError>,
     view: impl FnOnce(&CatalogHistory, &TenantCatalog) -> Option<T>,
 ) -> Result<Response, ApiError> {
     let feed = feed(app)?;
@@ -147,6 +148,86 @@ async fn publish<T: Serialize>(
         }
     }
     Ok(response)
+}
+
+/// The entity an update changes, as the latest version has it: its name (the field that may
+/// not change) and whether it has a `date_created` of its own.
+type Found = (String, bool);
+
+/// The name field an update may send but not change, and why.
+struct Rename {
+    field: &'static str,
+    sent: Option<String>,
+    why: &'static str,
+}
+
+/// The edit that creates an entity in the tenant's admin file, unless `taken` names the field
+/// and the entity that already hold its name or id (409).
+fn create_edit(
+    tenant: String,
+    section: Section,
+    entry: toml_edit::Table,
+    taken: impl Fn(&TenantCatalog) -> Option<(&'static str, String)>,
+) -> impl FnMut(&CatalogHistory) -> Result<Vec<SourceFile>, ApiError> {
+    move |history| {
+        let catalog = history.latest().tenant_shared(&tenant);
+        if let Some((field, what)) = catalog.as_deref().and_then(&taken) {
+            return Err(ApiError::new(
+                Kind::Conflict,
+                format!("{what} exists in tenant '{tenant}'"),
+            )
+            .with_field(field));
+        }
+        Ok(edit::create(
+            &history.files(&tenant),
+            &tenant,
+            section,
+            entry.clone(),
+        )?)
+    }
+}
+
+/// The edit that sets `fields` on the entity `id` where it is written (404 when the latest
+/// version has none; 400 when the body renames it). An entity written without a
+/// `date_created` gets the date its tenant entered the log.
+fn update_edit(
+    tenant: String,
+    section: Section,
+    id: String,
+    fields: toml_edit::Table,
+    rename: Rename,
+    find: impl Fn(&TenantCatalog, &str) -> Option<Found>,
+) -> impl FnMut(&CatalogHistory) -> Result<Vec<SourceFile>, ApiError> {
+    let noun = section.noun();
+    move |history| {
+        let catalog = history.latest().tenant_shared(&tenant);
+        let Some((name, dated)) = catalog.as_deref().and_then(|c| find(c, &id)) else {
+            return Err(ApiError::not_found(format!(
+                "no {noun} with id '{}'",
+                request::clip(&id)
+            )));
+        };
+        if rename.sent.as_ref().is_some_and(|sent| *sent != name) {
+            return Err(ApiError::invalid(
+                rename.field,
+                format!("cannot be changed: {}", rename.why),
+            ));
+        }
+        let mut fields = fields.clone();
+        if !dated {
+            fields.insert(
+                "date_created",
+                toml_edit::value(first_published(history, &tenant).to_rfc3339()),
+            );
+        }
+        Ok(edit::update(
+            &history.files(&tenant),
+            &tenant,
+            section,
+            &id,
+            &fields,
+        )?)
+    }
 }
 
 // ---- reward types ----------------------------------------------------------------------
@@ -310,32 +391,16 @@ pub async fn create_type(
     entry.set("id", id.clone());
     entry.set("date_created", now.to_rfc3339());
     entry.set("date_updated", now.to_rfc3339());
-    let t = tenant.clone();
     publish(
         &app,
         &tenant,
         &by,
         StatusCode::CREATED,
-        move |history| {
-            if history
-                .latest()
-                .tenant(&t)
-                .and_then(|c| c.reward_type(&name))
+        create_edit(tenant.clone(), Section::RewardTypes, entry.0, move |c| {
+            c.reward_type(&name)
                 .is_some()
-            {
-                return Err(ApiError::new(
-                    Kind::Conflict,
-                    format!("reward_type '{name}' exists in tenant '{t}'"),
-                )
-                .with_field("reward_type"));
-            }
-            Ok(edit::create(
-                &history.files(&t),
-                &t,
-                Section::RewardTypes,
-                entry.0.clone(),
-            )?)
-        },
+                .then(|| ("reward_type", format!("reward_type '{name}'")))
+        }),
         |history, catalog| find_type(catalog, &id).map(|r| type_view(history, catalog, r)),
     )
     .await
@@ -365,43 +430,23 @@ pub async fn update_type(
     type_entry(&body, &mut entry)?;
     entry.set("date_updated", Utc::now().to_rfc3339());
     let renamed = body.text("reward_type")?;
-    let t = tenant.clone();
-    let target = id.clone();
     publish(
         &app,
         &tenant,
         &by,
         StatusCode::OK,
-        move |history| {
-            let catalog = history.latest().tenant_shared(&t);
-            let current = catalog.as_deref().and_then(|c| find_type(c, &target));
-            let Some(current) = current else {
-                return Err(ApiError::not_found(format!(
-                    "no reward type with id '{}'",
-                    request::clip(&target)
-                )));
-            };
-            if renamed.as_ref().is_some_and(|n| *n != current.reward_type) {
-                return Err(ApiError::invalid(
-                    "reward_type",
-                    "cannot be changed: balances and history are kept under it; create a new type",
-                ));
-            }
-            let mut fields = entry.0.clone();
-            if current.date_created.is_none() {
-                fields.insert(
-                    "date_created",
-                    toml_edit::value(first_published(history, &t).to_rfc3339()),
-                );
-            }
-            Ok(edit::update(
-                &history.files(&t),
-                &t,
-                Section::RewardTypes,
-                &target,
-                &fields,
-            )?)
-        },
+        update_edit(
+            tenant.clone(),
+            Section::RewardTypes,
+            id.clone(),
+            entry.0,
+            Rename {
+                field: "reward_type",
+                sent: renamed,
+                why: "balances and history are kept under it; create a new type",
+            },
+            |c, id| find_type(c, id).map(|t| (t.reward_type.clone(), t.date_created.is_some())),
+        ),
         |history, catalog| find_type(catalog, &id).map(|r| type_view(history, catalog, r)),
     )
     .await
@@ -622,32 +667,18 @@ pub async fn create_inventory(
     inventory_entry(&body, &mut entry)?;
     entry.set("date_created", now.to_rfc3339());
     entry.set("date_updated", now.to_rfc3339());
-    let t = tenant.clone();
     let new_id = id.clone();
     let published = publish(
         &app,
         &tenant,
         &by,
         StatusCode::CREATED,
-        move |history| {
-            let exists = history
-                .latest()
-                .tenant(&t)
-                .is_some_and(|c| c.inventories.iter().any(|i| i.id == new_id));
-            if exists {
-                return Err(ApiError::new(
-                    Kind::Conflict,
-                    format!("inventory '{new_id}' exists in tenant '{t}'"),
-                )
-                .with_field("id"));
-            }
-            Ok(edit::create(
-                &history.files(&t),
-                &t,
-                Section::Inventories,
-                entry.0.clone(),
-            )?)
-        },
+        create_edit(tenant.clone(), Section::Inventories, entry.0, move |c| {
+            c.inventories
+                .iter()
+                .any(|i| i.id == new_id)
+                .then(|| ("id", format!("inventory '{new_id}'")))
+        }),
         |_, _| Some(()),
     )
     .await?;
@@ -681,33 +712,28 @@ pub async fn update_inventory(
     inventory_entry(&body, &mut entry)?;
     entry.set("date_updated", Utc::now().to_rfc3339());
     let renamed = body.text("reward_type")?;
-    let t = tenant.clone();
-    let target = id.clone();
     let published = publish(
         &app,
         &tenant,
         &by,
         StatusCode::OK,
-        move |history| {
-            let catalog = history.latest().tenant_shared(&t);
-            let current = catalog
-                .as_deref()
-                .and_then(|c| c.inventories.iter().find(|i| i.id == target));
-            let Some(current) = current else {
-                return Err(ApiError::not_found(format!("no inventory with id '{}'", request::clip(&target))));
-            };
-            if renamed.as_ref().is_some_and(|n| *n != current.reward_type) {
-                return Err(ApiError::invalid(
-                    "reward_type",
-                    "cannot be changed: its counts belong to this reward type; create a new inventory",
-                ));
-            }
-            let mut fields = entry.0.clone();
-            if current.date_created.is_none() {
-                fields.insert("date_created", toml_edit::value(first_published(history, &t).to_rfc3339()));
-            }
-            Ok(edit::update(&history.files(&t), &t, Section::Inventories, &target, &fields)?)
-        },
+        update_edit(
+            tenant.clone(),
+            Section::Inventories,
+            id.clone(),
+            entry.0,
+            Rename {
+                field: "reward_type",
+                sent: renamed,
+                why: "its counts belong to this reward type; create a new inventory",
+            },
+            |c, id| {
+                c.inventories
+                    .iter()
+                    .find(|i| i.id == id)
+                    .map(|i| (i.reward_type.clone(), i.date_created.is_some()))
+            },
+        ),
         |_, _| Some(()),
     )
     .await?;
@@ -863,32 +889,16 @@ pub async fn create_operation(
     entry.set("id", id.clone());
     entry.set("date_created", now.to_rfc3339());
     entry.set("date_updated", now.to_rfc3339());
-    let t = tenant.clone();
     publish(
         &app,
         &tenant,
         &by,
         StatusCode::CREATED,
-        move |history| {
-            if history
-                .latest()
-                .tenant(&t)
-                .and_then(|c| c.operation(&code))
+        create_edit(tenant.clone(), Section::Operations, entry.0, move |c| {
+            c.operation(&code)
                 .is_some()
-            {
-                return Err(ApiError::new(
-                    Kind::Conflict,
-                    format!("operation '{code}' exists in tenant '{t}'"),
-                )
-                .with_field("code"));
-            }
-            Ok(edit::create(
-                &history.files(&t),
-                &t,
-                Section::Operations,
-                entry.0.clone(),
-            )?)
-        },
+                .then(|| ("code", format!("operation '{code}'")))
+        }),
         |history, catalog| {
             find_operation(catalog, &id).map(|o| operation_view(history, &catalog.tenant, o))
         },
@@ -920,43 +930,23 @@ pub async fn update_operation(
     operation_entry(&body, &mut entry)?;
     entry.set("date_updated", Utc::now().to_rfc3339());
     let renamed = body.text("code")?;
-    let t = tenant.clone();
-    let target = id.clone();
     publish(
         &app,
         &tenant,
         &by,
         StatusCode::OK,
-        move |history| {
-            let catalog = history.latest().tenant_shared(&t);
-            let current = catalog.as_deref().and_then(|c| find_operation(c, &target));
-            let Some(current) = current else {
-                return Err(ApiError::not_found(format!(
-                    "no operation with id '{}'",
-                    request::clip(&target)
-                )));
-            };
-            if renamed.as_ref().is_some_and(|n| *n != current.code) {
-                return Err(ApiError::invalid(
-                    "code",
-                    "cannot be changed: services grant by it and history names it; create a new operation",
-                ));
-            }
-            let mut fields = entry.0.clone();
-            if current.date_created.is_none() {
-                fields.insert(
-                    "date_created",
-                    toml_edit::value(first_published(history, &t).to_rfc3339()),
-                );
-            }
-            Ok(edit::update(
-                &history.files(&t),
-                &t,
-                Section::Operations,
-                &target,
-                &fields,
-            )?)
-        },
+        update_edit(
+            tenant.clone(),
+            Section::Operations,
+            id.clone(),
+            entry.0,
+            Rename {
+                field: "code",
+                sent: renamed,
+                why: "services grant by it and history names it; create a new operation",
+            },
+            |c, id| find_operation(c, id).map(|o| (o.code.clone(), o.date_created.is_some())),
+        ),
         |history, catalog| {
             find_operation(catalog, &id).map(|o| operation_view(history, &catalog.tenant, o))
         },
