@@ -78,8 +78,14 @@ reward_type = "tshirt"
 amount = 1
 "#;
 
-/// Version 1 adds a second t-shirt inventory and a challenge on check-ins.
+/// The change adds a second t-shirt inventory, a challenge on check-ins and an operation.
 const ADDED: &str = r#"
+[[operations]]
+code = "late_op"
+building_block = "groups"
+reward_type = "points"
+amount = 3
+
 [[inventories]]
 id = "tshirts-2"
 reward_type = "tshirt"
@@ -196,6 +202,17 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
         produced += batch.len();
         broker.produce(&input, &batch);
     }
+    // A service's grant of an operation the catalog does not have yet: a dead letter naming
+    // the code (the sidecar would have refused it; anyone may produce to the topic).
+    let commands = setup.topic("commands");
+    let grant = |user: &str, id: &str| {
+        (
+            user.to_string(),
+            json!({"command": "grant", "grantId": id, "userId": user, "code": "late_op", "buildingBlock": "groups"})
+                .to_string(),
+        )
+    };
+    broker.produce(&commands, &[grant("g0", "grant-early")]);
     let early = shirts(&["s0", "s1", "s2", "s3"]);
     produced += early.len();
     broker.produce(&input, &early);
@@ -267,6 +284,16 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     let late = shirts(&["s4", "s5", "s6"]);
     produced += late.len();
     broker.produce(&input, &late);
+    // The same grant once the operation is in force: paid.
+    broker.produce(&commands, &[grant("g1", "grant-late")]);
+    broker.wait_committed(
+        &setup.names.group(),
+        &commands,
+        PARTITIONS,
+        2,
+        Duration::from_secs(60),
+        logs,
+    );
     let group = setup.names.group();
     broker.wait_committed(
         &group,
@@ -339,7 +366,7 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
         let event = &record["value"];
         let source = &event["source"];
         if source["topic"] != input.as_str() {
-            continue; // caused by an inventory answer: checked through replay below
+            continue; // a command, or an inventory answer: checked below and through replay
         }
         let key = (
             source["partition"].as_i64().unwrap(),
@@ -359,6 +386,30 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     assert!(
         partitions_by_version.get(&2).is_some_and(|p| p.len() >= 2),
         "version 2 applied on partitions of both workers: {partitions_by_version:?}"
+    );
+    let operation_grants: Vec<&Value> = outputs
+        .iter()
+        .map(|r| &r["value"])
+        .filter(|e| e["type"] == "reward.granted" && e["reason"]["kind"] == "operation")
+        .collect();
+    assert_eq!(operation_grants.len(), 1, "{operation_grants:?}");
+    assert_eq!(
+        (
+            operation_grants[0]["userId"].as_str(),
+            operation_grants[0]["amount"].as_i64(),
+            operation_grants[0]["catalogVersion"].as_i64()
+        ),
+        (Some("g1"), Some(3), Some(2))
+    );
+    let dead = broker.drain(
+        &[setup.topic("dead-letter")],
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    assert!(
+        dead.iter()
+            .any(|r| r["value"]["userId"] == "g0" && r["value"]["field"] == "code"),
+        "the early grant is a dead letter naming the code: {dead:?}"
     );
     let shirts_granted: BTreeSet<String> = outputs
         .iter()
@@ -385,6 +436,7 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     let dump = [
         setup.topic("catalog"),
         input.clone(),
+        setup.topic("commands"),
         setup.topic("inventory-requests"),
         setup.topic("inventory-responses"),
     ]
