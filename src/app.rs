@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::amounts::http::HttpCaller;
@@ -14,8 +15,9 @@ use crate::files;
 use crate::http::{self, AppState};
 use crate::kafka::{self, KafkaCatalogLog, KafkaCommandSink, KafkaLog};
 use crate::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource};
+use crate::pipeline::exclusive::Exclusive;
 use crate::pipeline::input::Inputs;
-use crate::pipeline::worker::Worker;
+use crate::pipeline::worker::{Worker, WorkerError};
 use crate::readiness::Readiness;
 use crate::settings::{Settings, StoreKind};
 use crate::store::embedded::EmbeddedStore;
@@ -234,7 +236,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
-    kafka::check_copartitioned(&settings.kafka, &inputs.topics())
+    let partitions = kafka::check_copartitioned(&settings.kafka, &inputs.topics())
         .await
         .map_err(|e| match e {
             crate::pipeline::log::LogError::NotCopartitioned { .. } => {
@@ -283,10 +285,20 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     )
     .with_readiness(readiness)
     .with_amounts(amount_caller(&settings)?);
+    let worker = match (settings.store.kind, partitions) {
+        (StoreKind::Embedded, Some(partitions)) => worker.with_exclusive(Exclusive::new(
+            usize::try_from(partitions).unwrap_or(0),
+            Duration::from_secs(settings.store.exclusive_grace_seconds),
+        )),
+        _ => worker,
+    };
     let result = worker.run().await;
     log.close().await;
     let _ = server.await;
-    result.map(|_| ()).map_err(|e| Failure::Runtime(e.into()))
+    result.map(|_| ()).map_err(|e| match e {
+        e @ WorkerError::SharedGroup { .. } => Failure::Config(e.to_string()),
+        e => Failure::Runtime(e.into()),
+    })
 }
 
 /// `questline migrate`: creates or upgrades the ScyllaDB schema.

@@ -156,6 +156,10 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// The embedded store's page cache, in MiB: what bounds its memory.
     pub cache_mb: usize,
+    /// How long a worker on the embedded store may share its consumer group with another
+    /// member before it stops (a restarted worker shares it with its former self until the
+    /// broker drops the old session).
+    pub exclusive_grace_seconds: u64,
     pub scylla: ScyllaSettings,
 }
 
@@ -165,6 +169,7 @@ impl Default for StoreSettings {
             kind: StoreKind::Embedded,
             path: "./questline-data".into(),
             cache_mb: crate::store::embedded::DEFAULT_CACHE_BYTES >> 20,
+            exclusive_grace_seconds: 60,
             scylla: ScyllaSettings::default(),
         }
     }

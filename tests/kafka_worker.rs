@@ -6,7 +6,7 @@ mod kafka_support;
 use kafka_support::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn line(v: Value) -> String {
     v.to_string()
@@ -332,6 +332,52 @@ fn topics_with_different_partition_counts_refuse_startup() {
         log.contains(&format!("'{}' has 4", setup.topic("questline.actions"))),
         "{log}"
     );
+}
+
+/// The embedded store keeps state on one machine: a second worker in the same group would
+/// take partitions over from an empty store. Once the group has been shared longer than the
+/// grace, a worker stops with the configuration exit code and says to use ScyllaDB.
+#[test]
+fn a_group_shared_by_two_workers_on_the_embedded_store_is_refused() {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "exclusive", 4);
+    setup.create_all_topics(&broker, 4);
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(text.contains("[store]\n"), "{text}");
+    std::fs::write(
+        &setup.config,
+        text.replace("[store]\n", "[store]\nexclusive_grace_seconds = 2\n"),
+    )
+    .unwrap();
+    let mut first = setup.spawn_worker(None);
+    let second_store = setup.dir.path().join("second-store");
+    let mut second = setup.spawn_worker(Some(&second_store));
+    // Both see a short assignment; at least one stops once the grace is over (the other may
+    // get every partition back when it leaves, and then goes on alone).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (code, log) = loop {
+        if let Some(code) = first.wait(Duration::from_millis(200)) {
+            break (Some(code), first.log_text());
+        }
+        if let Some(code) = second.wait(Duration::from_millis(200)) {
+            break (Some(code), second.log_text());
+        }
+        if Instant::now() > deadline {
+            break (
+                None,
+                format!("{}\n---\n{}", first.log_text(), second.log_text()),
+            );
+        }
+    };
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("shares its partitions with another"), "{log}");
+    assert!(
+        log.contains("use store.kind = ") && log.contains("scylla"),
+        "{log}"
+    );
+    for worker in [first, second] {
+        let _ = worker.terminate(Duration::from_secs(20));
+    }
 }
 
 /// One Kwegg occurrence as `(key, JSON, record timestamp in ms)`: `event.occurredAt` and the

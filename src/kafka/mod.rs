@@ -551,11 +551,12 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     })
 }
 
-/// Refuses to start when the topics the worker reads (that exist) differ in partition count.
+/// Refuses to start when the topics the worker reads (that exist) differ in partition count;
+/// else their partition count (`None` when none exists yet).
 pub async fn check_copartitioned(
     settings: &KafkaSettings,
     topics: &[String],
-) -> Result<(), LogError> {
+) -> Result<Option<i32>, LogError> {
     let mut config = base_config(settings);
     apply_properties(&mut config, settings, |k| {
         !producer_only(k) && !k.starts_with("group.")
@@ -587,7 +588,7 @@ pub async fn check_copartitioned(
     })??;
     let first = counts.first().map(|(_, n)| *n);
     if counts.iter().all(|(_, n)| Some(*n) == first) {
-        return Ok(());
+        return Ok(first);
     }
     Err(LogError::NotCopartitioned { counts })
 }

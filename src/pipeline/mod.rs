@@ -3,6 +3,7 @@
 //!
 //! - [`catalog_feed`]: following the catalog log; publishing catalog versions.
 //! - [`dead_letters`]: the record of an input's dead letter: its key and headers.
+//! - [`exclusive`]: the embedded store's guard: one worker owns every partition of its group.
 //! - [`input`]: what each consumed record is (mapped action, command, inventory message).
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
 //! - [`oversize`]: the dead letter that replaces an output the broker refuses for its size.
@@ -13,6 +14,7 @@
 pub mod catalog_feed;
 pub mod commands;
 pub mod dead_letters;
+pub mod exclusive;
 pub mod input;
 pub mod log;
 pub mod memory;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::exclusive::{Exclusive, Verdict};
 use super::input::Inputs;
 use super::log::{InRecord, Log, LogError, OutRecord, Rebalance};
 use super::oversize;
@@ -52,6 +53,20 @@ pub enum WorkerError {
     /// A batch failed in a way no retry can mend (see `protocol`).
     #[error("batch failed: {0}")]
     Batch(#[from] BatchError),
+    /// The embedded store in a group whose partitions are shared with another worker.
+    #[error(
+        "store.kind = \"embedded\", but consumer group '{group}' shares its partitions with another \
+         worker (this one has owned {owned} of {partitions} for {grace_secs} s or more): the embedded \
+         store keeps state on this machine only, so users of the partitions that moved would start \
+         from zero. Run one worker per group on the embedded store, or use store.kind = \"scylla\" \
+         to run several"
+    )]
+    SharedGroup {
+        group: String,
+        owned: usize,
+        partitions: usize,
+        grace_secs: u64,
+    },
 }
 
 /// Why a batch could not be processed, by the stage that failed.
@@ -124,6 +139,10 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     readiness: Readiness,
     /// Decides programmatic events' amount requests, for every partition.
     amounts: Arc<dyn AmountCaller>,
+    /// With the embedded store: the guard that this member owns every partition.
+    exclusive: Option<Exclusive>,
+    /// Whether the group has assigned this member partitions (even none) yet.
+    assigned: bool,
 }
 
 enum Attempt {
@@ -181,7 +200,16 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             pending: None,
             readiness: Readiness::default(),
             amounts: Arc::new(Fallbacks),
+            exclusive: None,
+            assigned: false,
         }
+    }
+
+    /// Requires this member to own every partition (`guard`): with a store on this machine
+    /// only, a group shared with another worker is an error once the guard's grace is over.
+    pub fn with_exclusive(mut self, guard: Exclusive) -> Self {
+        self.exclusive = Some(guard);
+        self
     }
 
     /// Decides amount requests with `amounts` (`questline run`: the HTTP caller). Without one
@@ -273,6 +301,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         // dropped rather than evaluated, written and committed by a second writer; and one
         // revoked and assigned back starts over with a fresh cache and epoch.
         self.apply_rebalances().await;
+        self.check_exclusive()?;
         // Lag is refreshed on every poll, idle ones included: a worker that stopped receiving
         // records is exactly when the gauge must not be stuck at its last busy value.
         for (topic, partition, lag) in self.log.lag() {
@@ -588,6 +617,35 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         Ok(())
     }
 
+    /// With the embedded store, stops the worker once its group has been shared longer than
+    /// the guard's grace (see [`super::exclusive`]).
+    fn check_exclusive(&mut self) -> Result<(), WorkerError> {
+        let Some(guard) = self.exclusive.as_mut() else {
+            return Ok(());
+        };
+        let owned = self.assigned.then_some(self.owned.len());
+        match guard.observe(owned, Instant::now()) {
+            Verdict::Whole | Verdict::Short { new: false, .. } => Ok(()),
+            Verdict::Short { owned, new: true } => {
+                tracing::warn!(
+                    owned,
+                    partitions = guard.partitions(),
+                    group = %self.group,
+                    "the embedded store's worker shares its group with another member; it stops \
+                     unless it owns every partition again within the grace period \
+                     (store.exclusive_grace_seconds)"
+                );
+                Ok(())
+            }
+            Verdict::Shared { owned } => Err(WorkerError::SharedGroup {
+                group: self.group.clone(),
+                owned,
+                partitions: guard.partitions(),
+                grace_secs: guard.grace().as_secs(),
+            }),
+        }
+    }
+
     async fn apply_rebalances(&mut self) {
         for event in self.log.take_rebalances() {
             match event {
@@ -596,6 +654,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     // Assigned, even nothing (a group with more members than partitions):
                     // this member is in the group and doing its share.
                     self.readiness.clear(Condition::Assignment);
+                    self.assigned = true;
                     for (topic, p) in parts {
                         self.owned.entry(p).or_default().insert(topic);
                     }
