@@ -102,6 +102,47 @@ impl Default for Topics {
     }
 }
 
+impl Topics {
+    /// The topics a deployment owns and nobody else should read or write — the commands, the
+    /// internal stages' requests and responses, the catalog log — with the key that names
+    /// each and the suffix after the group id.
+    pub const OWNED: [(&'static str, &'static str); 6] = [
+        ("commands", "commands"),
+        ("inventory_requests", "inventory-requests"),
+        ("inventory_responses", "inventory-responses"),
+        ("amount_requests", "amount-requests"),
+        ("amount_responses", "amount-responses"),
+        ("catalog", "catalog"),
+    ];
+
+    fn owned_mut(&mut self, key: &str) -> Option<&mut String> {
+        match key {
+            "commands" => Some(&mut self.commands),
+            "inventory_requests" => Some(&mut self.inventory_requests),
+            "inventory_responses" => Some(&mut self.inventory_responses),
+            "amount_requests" => Some(&mut self.amount_requests),
+            "amount_responses" => Some(&mut self.amount_responses),
+            "catalog" => Some(&mut self.catalog),
+            _ => None,
+        }
+    }
+
+    /// Names each owned topic that `is_set` says the configuration leaves unnamed
+    /// `<group>.<suffix>` (`questline.commands` for the default group): two deployments on one
+    /// cluster, with their own group ids, then never read each other's commands, internal
+    /// records or catalog versions, as Kafka Streams prefixes its internal topics with the
+    /// application id. The outputs keep their names: other teams consume them.
+    pub fn name_owned_by_group(&mut self, group: &str, is_set: impl Fn(&str) -> bool) {
+        for (key, suffix) in Self::OWNED {
+            if !is_set(key) {
+                if let Some(topic) = self.owned_mut(key) {
+                    *topic = format!("{group}.{suffix}");
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogSettings {
@@ -478,7 +519,11 @@ impl Settings {
             layers.add_file(file.as_ref())?;
         }
         layers.add_env(env::settings_from_env(environment)?)?;
-        let settings = layers.settings()?;
+        let mut settings = layers.settings()?;
+        let group = settings.kafka.group_id.clone();
+        settings.topics.name_owned_by_group(&group, |key| {
+            layers.origin(&KeyPath::new(["topics", key])).is_some()
+        });
         let problems = validate::problems(&settings);
         if problems.is_empty() {
             return Ok(settings);
@@ -583,6 +628,45 @@ mod tests {
         // The other order: base wins.
         let s = load(&[&site, &base], &[]).unwrap();
         assert_eq!(s.kafka.group_id, "base");
+    }
+
+    #[test]
+    fn owned_topics_are_named_after_the_group_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        // The default group keeps the names every earlier release used.
+        let s = load(&[], &[]).unwrap();
+        assert_eq!(s.topics.commands, "questline.commands");
+        assert_eq!(s.topics.catalog, "questline.catalog");
+        assert_eq!(s.topics.amount_responses, "questline.amount-responses");
+        let file = write(
+            dir.path(),
+            "shop.toml",
+            "[kafka]\ngroup_id = \"shop\"\n[topics]\ninventory_requests = \"legacy.requests\"\n",
+        );
+        let s = load(
+            &[&file],
+            &[("QUESTLINE__TOPICS__AMOUNT_REQUESTS", "from-env.requests")],
+        )
+        .unwrap();
+        assert_eq!(s.topics.commands, "shop.commands");
+        assert_eq!(s.topics.inventory_responses, "shop.inventory-responses");
+        assert_eq!(s.topics.amount_responses, "shop.amount-responses");
+        assert_eq!(s.topics.catalog, "shop.catalog");
+        assert_eq!(s.topics.inventory_requests, "legacy.requests");
+        assert_eq!(s.topics.amount_requests, "from-env.requests");
+        // Outputs are other teams' inputs: their names do not follow the group.
+        assert_eq!(s.topics.rewards, "questline.rewards");
+        assert_eq!(s.topics.dead_letter, "questline.dead-letter");
+        // A group id that is no topic name is reported where the group id is set.
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "[kafka]\n\ngroup_id = \"my shop\"\n",
+        );
+        let err = load(&[&bad], &[]).unwrap_err();
+        assert!(err.contains("bad.toml:3"), "{err}");
+        assert!(err.contains("topics.commands"), "{err}");
+        assert!(err.contains("named after kafka.group_id"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::key::KeyPath;
 use super::redact::is_secret_property;
-use super::{Settings, StoreKind};
+use super::{Settings, StoreKind, Topics};
 
 /// One refused value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +142,22 @@ fn topics(s: &Settings, out: &mut Problems) {
     let all: Vec<(&str, &String)> = read.iter().chain(written.iter()).copied().collect();
     for (field, name) in &all {
         if let Some(reason) = topic_name_problem(name) {
-            out.add(&["topics", field], reason);
+            let derived = Topics::OWNED
+                .iter()
+                .find(|(key, _)| key == field)
+                .is_some_and(|(_, suffix)| **name == format!("{}.{suffix}", s.kafka.group_id));
+            if derived {
+                out.add_related(
+                    &["topics", field],
+                    &[&["kafka", "group_id"]],
+                    format!(
+                        "{reason} (named after kafka.group_id; set topics.{field} to name it \
+                         yourself)"
+                    ),
+                );
+            } else {
+                out.add(&["topics", field], reason);
+            }
         }
     }
     for (i, (field, name)) in read.iter().enumerate() {
