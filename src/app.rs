@@ -269,9 +269,20 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     } else {
         ops_router(state)
     };
+    // The server stops on SIGTERM, and also when the worker stops on its own (a fatal error):
+    // a process whose worker is gone must exit, not keep answering /healthz.
+    let (worker_done, worker_stopped) = watch::channel(false);
     let server = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { http::server::serve(listener, app, limits, wait_for(shutdown)).await }
+        async move {
+            let stop = async move {
+                tokio::select! {
+                    () = wait_for(shutdown) => {}
+                    () = wait_for(worker_stopped) => {}
+                }
+            };
+            http::server::serve(listener, app, limits, stop).await
+        }
     });
     tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
     let worker = Worker::new(
@@ -293,6 +304,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         _ => worker,
     };
     let result = worker.run().await;
+    let _ = worker_done.send(true);
     log.close().await;
     let _ = server.await;
     result.map(|_| ()).map_err(|e| match e {
