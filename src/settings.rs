@@ -594,7 +594,7 @@ mod tests {
         assert!(err.contains("old.toml:4: "), "{err}");
         assert!(err.contains(OFFERS_MOVED), "{err}");
         let err = load(&[] as &[&Path], &[("QUESTLINE__KWEGG__OFFERS", "x")]).unwrap_err();
-        assert!(err.contains(OFFERS_MOVED), "{err}");
+        assert_eq!(err, format!("QUESTLINE__KWEGG__OFFERS: {OFFERS_MOVED}"));
         // Without it the settings load, and `questline config` does not show the key.
         let s = load(&[] as &[&Path], &[]).unwrap();
         assert!(!s.to_toml().unwrap().contains("offers"));
