@@ -203,6 +203,19 @@ impl Rig {
         );
     }
 
+    /// Logs `user` in and earns them 200 coins (a 20-minute video); returns the access token.
+    async fn login_with_200_coins(&self, user: &str) -> String {
+        let token = self.login(user).await;
+        self.event(
+            &token,
+            user,
+            json!({"name": "WATCHED_VIDEO", "params": {"duration": 20}}),
+        )
+        .await;
+        self.balance_becomes(&token, user, 200).await;
+        token
+    }
+
     /// Polls the balance until it is `expected` (the worker evaluates asynchronously).
     async fn balance_becomes(&self, token: &str, user: &str, expected: i64) {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -606,14 +619,7 @@ async fn offers_are_listed_and_redeemed_as_claims() {
     let (_, body) = rig.send(reqwest::Method::GET, OFFERS, &other, None).await;
     assert_eq!(body["data"], json!({"offers": [], "totalCount": 0}));
 
-    let token = rig.login("buyer").await;
-    rig.event(
-        &token,
-        "buyer",
-        json!({"name": "WATCHED_VIDEO", "params": {"duration": 20}}),
-    )
-    .await;
-    rig.balance_becomes(&token, "buyer", 200).await;
+    let token = rig.login_with_200_coins("buyer").await;
     let (status, body) = rig
         .post(
             REDEEM,
@@ -741,14 +747,7 @@ async fn offers_follow_the_catalog_versions_in_force() {
         body["data"]["offers"][2],
         json!({"id": "coffee", "brand": "Beanery", "title": "A coffee", "description": "", "points": 30})
     );
-    let token = rig.login("newcomer").await;
-    rig.event(
-        &token,
-        "newcomer",
-        json!({"name": "WATCHED_VIDEO", "params": {"duration": 20}}),
-    )
-    .await;
-    rig.balance_becomes(&token, "newcomer", 200).await;
+    let token = rig.login_with_200_coins("newcomer").await;
     let (status, body) = rig
         .post(
             REDEEM,
