@@ -378,8 +378,10 @@ pub struct KweggSettings {
     pub reward_type: String,
     /// Most history entries read to list a user's transactions (newest first).
     pub transactions_scan_limit: usize,
-    /// Offers a user may redeem with coins, per tenant.
-    pub offers: Vec<KweggOffer>,
+    /// Retired: offers are the tenant catalog's `[[offers]]`. Setting it stops the start
+    /// with a message that says so, instead of offers silently not being listed.
+    #[serde(skip_serializing)]
+    pub offers: OffersMoved,
 }
 
 impl Default for KweggSettings {
@@ -390,7 +392,7 @@ impl Default for KweggSettings {
             token_ttl_seconds: 86_400,
             reward_type: "points".into(),
             transactions_scan_limit: 10_000,
-            offers: Vec::new(),
+            offers: OffersMoved,
         }
     }
 }
@@ -481,20 +483,18 @@ impl Default for AmountSettings {
     }
 }
 
-/// A redeemable offer of the Kwegg facade: redeeming it claims `points` coins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KweggOffer {
-    /// 1–36 of `A-Z a-z 0-9 . _ -`, unique within the tenant.
-    pub id: String,
-    pub tenant: String,
-    pub title: String,
-    #[serde(default)]
-    pub brand: String,
-    #[serde(default)]
-    pub description: String,
-    /// The price in coins: a whole number greater than 0.
-    pub points: u64,
+/// What the retired `kwegg.offers` holds: nothing, since no value is accepted for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffersMoved;
+
+/// Where the offers went, as a file or variable that still sets `kwegg.offers` is told.
+pub const OFFERS_MOVED: &str =
+    "kwegg.offers: offers moved to the tenant catalog's [[offers]] tables (see docs/catalog.md)";
+
+impl<'de> Deserialize<'de> for OffersMoved {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(OFFERS_MOVED))
+    }
 }
 
 /// A configuration problem: where and what.
@@ -628,6 +628,26 @@ mod tests {
         // The other order: base wins.
         let s = load(&[&site, &base], &[]).unwrap();
         assert_eq!(s.kafka.group_id, "base");
+    }
+
+    /// Offers moved to the catalog: a file (or variable) still setting `kwegg.offers` is
+    /// refused with where they went, not with a bare "unknown field".
+    #[test]
+    fn kwegg_offers_are_refused_with_where_they_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = write(
+            dir.path(),
+            "old.toml",
+            "[kwegg]\ntoken_ttl_seconds = 3600\n\n[[kwegg.offers]]\nid = \"burger-40\"\ntenant = \"kwegg\"\ntitle = \"T\"\npoints = 100\n",
+        );
+        let err = load(&[&old], &[]).unwrap_err();
+        assert!(err.contains("old.toml:4: "), "{err}");
+        assert!(err.contains(OFFERS_MOVED), "{err}");
+        let err = load(&[] as &[&Path], &[("QUESTLINE__KWEGG__OFFERS", "x")]).unwrap_err();
+        assert_eq!(err, format!("QUESTLINE__KWEGG__OFFERS: {OFFERS_MOVED}"));
+        // Without it the settings load, and `questline config` does not show the key.
+        let s = load(&[] as &[&Path], &[]).unwrap();
+        assert!(!s.to_toml().unwrap().contains("offers"));
     }
 
     #[test]

@@ -179,6 +179,26 @@ fn run_refuses_a_zero_batch_size_with_exit_2_naming_the_file_and_line() {
     );
 }
 
+/// Offers moved to the tenant catalog: a configuration that still lists `[[kwegg.offers]]`
+/// stops the start, saying where they went, rather than serving no offers.
+#[test]
+fn serve_refuses_kwegg_offers_naming_where_they_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "questline.toml",
+        "[kwegg]\ntoken_ttl_seconds = 3600\n\n[[kwegg.offers]]\nid = \"burger-40\"\n\
+         tenant = \"kwegg\"\ntitle = \"40% off a burger\"\npoints = 100\n",
+    );
+    let out = questline(dir.path(), &["serve", "--config", "questline.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "questline: questline.toml:4: kwegg.offers: offers moved to the tenant catalog's \
+         [[offers]] tables (see docs/catalog.md)\n"
+    );
+}
+
 #[test]
 fn run_refuses_an_empty_client_secret_and_a_zero_backoff_listing_both() {
     let dir = tempfile::tempdir().unwrap();

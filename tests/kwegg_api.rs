@@ -12,11 +12,11 @@ use questline::core::model::SourceRef;
 use questline::http::kwegg::token::{self, Claims};
 use questline::http::kwegg::transactions::user_transactions;
 use questline::http::{self, Readiness};
-use questline::pipeline::catalog_feed::CatalogSource;
+use questline::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource, MemoryCatalogLog};
 use questline::pipeline::input::Inputs;
 use questline::pipeline::memory::{MemoryCommandSink, MemoryLog};
 use questline::pipeline::worker::Worker;
-use questline::settings::{KweggOffer, KweggSettings, PipelineSettings, Settings};
+use questline::settings::{KweggSettings, PipelineSettings, Settings};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{
     BatchWrite, ClaimRecord, HistoryEntry, StateStore, StoreError, UserKey, UserRecord,
@@ -42,25 +42,12 @@ const OFFERS: &str = "/core/user/tenant/offers";
 const REDEEM: &str = "/core/user/tenant/offers/redeem";
 
 fn kwegg_settings() -> KweggSettings {
-    let offer = |id: &str, title: &str, points| KweggOffer {
-        id: id.into(),
-        tenant: "kwegg".into(),
-        title: title.into(),
-        brand: "Brand".into(),
-        description: String::new(),
-        points,
-    };
     KweggSettings {
         license_keys: BTreeMap::from([
             (LICENSE.to_string(), "kwegg".to_string()),
             (OTHER_LICENSE.to_string(), "default".to_string()),
         ]),
         secret: SECRET.into(),
-        offers: vec![
-            offer("burger-40", "40% off a burger", 100),
-            offer("movie-ticket", "A movie ticket", 500),
-            offer("coffee", "A coffee", 30),
-        ],
         ..KweggSettings::default()
     }
 }
@@ -76,8 +63,20 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+/// The example catalog's directory (its `kwegg` tenant has the demo's two offers).
+fn example_catalog() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog")
+}
+
 impl Rig {
+    /// The rig on the example catalog, which never changes.
     async fn start() -> Rig {
+        let catalog = questline::files::load_catalog(&example_catalog()).unwrap();
+        Rig::start_with(CatalogSource::fixed(catalog)).await
+    }
+
+    /// The rig whose sidecar reads the catalog in force in `catalogs`.
+    async fn start_with(catalogs: CatalogSource) -> Rig {
         let settings = Settings {
             kwegg: kwegg_settings(),
             pipeline: PipelineSettings {
@@ -86,8 +85,7 @@ impl Rig {
             },
             ..Settings::default()
         };
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog");
-        let catalog = Arc::new(questline::files::load_catalog(&dir).unwrap());
+        let catalog = catalogs.now();
         let data = tempfile::tempdir().unwrap();
         let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(data.path()).unwrap());
         let log = MemoryLog::new(4);
@@ -109,7 +107,7 @@ impl Rig {
             topic: settings.topics.commands.clone(),
         };
         let state = app::app_state(
-            CatalogSource::fixed((*catalog).clone()),
+            catalogs,
             store,
             Arc::new(sink),
             &settings,
@@ -203,6 +201,19 @@ impl Rig {
             body,
             json!({"success": true, "message": "Event triggered successfully", "data": null})
         );
+    }
+
+    /// Logs `user` in and earns them 200 coins (a 20-minute video); returns the access token.
+    async fn login_with_200_coins(&self, user: &str) -> String {
+        let token = self.login(user).await;
+        self.event(
+            &token,
+            user,
+            json!({"name": "WATCHED_VIDEO", "params": {"duration": 20}}),
+        )
+        .await;
+        self.balance_becomes(&token, user, 200).await;
+        token
     }
 
     /// Polls the balance until it is `expected` (the worker evaluates asynchronously).
@@ -589,33 +600,26 @@ async fn offers_are_listed_and_redeemed_as_claims() {
     let (status, body) = rig
         .send(
             reqwest::Method::GET,
-            &format!("{OFFERS}?page=1&numOfItems=2"),
+            &format!("{OFFERS}?page=2&numOfItems=1"),
             &headers,
             None,
         )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["message"], "Offers fetched successfully");
-    assert_eq!(body["data"]["totalCount"], 3);
+    assert_eq!(body["data"]["totalCount"], 2);
     let offers = body["data"]["offers"].as_array().unwrap();
-    assert_eq!(offers.len(), 2);
+    assert_eq!(offers.len(), 1);
     assert_eq!(
         offers[0],
-        json!({"id": "burger-40", "brand": "Brand", "title": "40% off a burger", "description": "", "points": 100})
+        json!({"id": "movie-ticket", "brand": "CinemaOne", "title": "A movie ticket", "description": "Any weekday show", "points": 500})
     );
     // The other tenant has none.
     let other = [("License-Key", OTHER_LICENSE), ("Platform", "WEB")];
     let (_, body) = rig.send(reqwest::Method::GET, OFFERS, &other, None).await;
     assert_eq!(body["data"], json!({"offers": [], "totalCount": 0}));
 
-    let token = rig.login("buyer").await;
-    rig.event(
-        &token,
-        "buyer",
-        json!({"name": "WATCHED_VIDEO", "params": {"duration": 20}}),
-    )
-    .await;
-    rig.balance_becomes(&token, "buyer", 200).await;
+    let token = rig.login_with_200_coins("buyer").await;
     let (status, body) = rig
         .post(
             REDEEM,
@@ -682,12 +686,12 @@ async fn offers_are_listed_and_redeemed_as_claims() {
             "offerId",
         ),
         (
-            json!({"userId": "buyer", "offerId": "coffee", "redemptionId": "a b"}),
+            json!({"userId": "buyer", "offerId": "burger-40", "redemptionId": "a b"}),
             400,
             "redemptionId",
         ),
         (
-            json!({"userId": "someone-else", "offerId": "coffee"}),
+            json!({"userId": "someone-else", "offerId": "burger-40"}),
             403,
             "userId",
         ),
@@ -700,6 +704,86 @@ async fn offers_are_listed_and_redeemed_as_claims() {
         .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["success"], false);
+    rig.stop().await;
+}
+
+/// Offers are the catalog's: a version published while the sidecar runs (as `questline
+/// catalog push` publishes one) adds an offer that is then listed and redeemable, and one
+/// that removes an offer makes redeeming it the unknown-offer error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_follow_the_catalog_versions_in_force() {
+    let base = questline::files::load_catalog_history(&example_catalog()).unwrap();
+    let log: Arc<dyn CatalogLog> = Arc::new(MemoryCatalogLog::default());
+    let feed = Arc::new(CatalogFeed::new(base, log, Duration::ZERO));
+    let rig = Rig::start_with(CatalogSource::Live(Arc::clone(&feed))).await;
+    let publish = |edit: &dyn Fn(&str) -> String| {
+        let mut files = feed.current().files("kwegg");
+        let file = files.iter_mut().find(|f| f.name == "kwegg.toml").unwrap();
+        file.text = edit(&file.text);
+        let feed = Arc::clone(&feed);
+        async move { feed.publish("kwegg", files, "kwegg-test").await.unwrap() }
+    };
+    let listed = || async {
+        let headers = [("License-Key", LICENSE), ("Platform", "RAW")];
+        let (status, body) = rig.send(reqwest::Method::GET, OFFERS, &headers, None).await;
+        assert_eq!(status, 200, "{body}");
+        let ids: Vec<String> = body["data"]["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect();
+        (ids, body)
+    };
+    assert_eq!(listed().await.0, ["burger-40", "movie-ticket"]);
+
+    publish(&|text| {
+        format!("{text}\n[[offers]]\nid = \"coffee\"\nbrand = \"Beanery\"\ntitle = \"A coffee\"\npoints = 30\n")
+    })
+    .await;
+    let (ids, body) = listed().await;
+    assert_eq!(ids, ["burger-40", "movie-ticket", "coffee"], "{body}");
+    assert_eq!(
+        body["data"]["offers"][2],
+        json!({"id": "coffee", "brand": "Beanery", "title": "A coffee", "description": "", "points": 30})
+    );
+    let token = rig.login_with_200_coins("newcomer").await;
+    let (status, body) = rig
+        .post(
+            REDEEM,
+            &token,
+            json!({"userId": "newcomer", "offerId": "coffee", "redemptionId": "c-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["points"], 30, "{body}");
+    let completed = redemption_outcome(&rig, &token, "c-1").await;
+    assert_eq!(completed["status"], "COMPLETED", "{completed}");
+    rig.balance_becomes(&token, "newcomer", 170).await;
+
+    // A version without the burger offer: no longer listed, and redeeming it is refused.
+    publish(&|text| {
+        let start = text.find("[[offers]]\nid = \"burger-40\"").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap() + 2;
+        format!("{}{}", &text[..start], &text[end..])
+    })
+    .await;
+    assert_eq!(listed().await.0, ["movie-ticket", "coffee"]);
+    let (status, body) = rig
+        .post(
+            REDEEM,
+            &token,
+            json!({"userId": "newcomer", "offerId": "burger-40"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "offerId");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("'burger-40' is not an offer of this tenant"),
+        "{body}"
+    );
     rig.stop().await;
 }
 

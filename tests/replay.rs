@@ -103,6 +103,17 @@ fn replay_reads_stdin_and_applies_a_mapping() {
     assert_eq!(lines[1]["source"]["offset"], 2, "offset is the line number");
 }
 
+/// `questline check --catalog DIR`, which must exit 2; its error output.
+fn check_refuses(catalog: &std::path::Path) -> String {
+    let out = questline()
+        .args(["check", "--catalog"])
+        .arg(catalog)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn a_bad_catalog_exits_2_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,17 +122,36 @@ fn a_bad_catalog_exits_2_with_file_and_line() {
         "[[triggers]]\nid = 1\nname = \"x\"\n\n[[challenges]]\nid = 1\nname = \"c\"\n[[challenges.groups]]\nid = 1\ntriggers = [{ trigger = 2, frequency = 5 }]\n",
     )
     .unwrap();
-    let out = questline()
-        .args(["check", "--catalog"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = check_refuses(dir.path());
     assert!(
         err.contains("bad.toml:5: challenge 1: group 1: unknown trigger 2"),
         "{err}"
     );
+}
+
+/// `check` reports every bad offer with its file and line: a bad id, a price of 0, a second
+/// offer with the same id, and a fractional price (a type error, at its value's line).
+#[test]
+fn check_reports_bad_offers_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let offers = "[[offers]]\nid = \"a b\"\ntitle = \"x\"\npoints = 5\n\n\
+                  [[offers]]\nid = \"coffee\"\ntitle = \"x\"\npoints = 0\n\n\
+                  [[offers]]\nid = \"coffee\"\ntitle = \"x\"\npoints = 3\n";
+    std::fs::write(dir.path().join("offers.toml"), offers).unwrap();
+    std::fs::write(
+        dir.path().join("price.toml"),
+        "tenant = \"other\"\n\n[[offers]]\nid = \"tea\"\ntitle = \"x\"\npoints = 2.5\n",
+    )
+    .unwrap();
+    let err = check_refuses(dir.path());
+    for expected in [
+        "offers.toml:1: offer 'a b': id must be 1–36 characters of A-Z a-z 0-9 . _ -",
+        "offers.toml:6: offer 'coffee': points must be from 1 to 1000000000000000, got 0",
+        "offers.toml:11: duplicate offer id 'coffee'",
+        "price.toml:6: points must be a whole number of coins, at least 1, got 2.5",
+    ] {
+        assert!(err.contains(expected), "{expected}\nnot in\n{err}");
+    }
 }
 
 #[test]

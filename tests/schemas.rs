@@ -1265,6 +1265,13 @@ points = 50
 [[events]]
 name = "ORDER_PLACED"
 programmatic = { url = "https://tenant.example/points", method = "PUT", headers = { "X-Api-Key" = "k" }, body = { program = "p" }, timeout = "500ms", fallback_points = "2.5" }
+
+[[offers]]
+id = "burger-40"
+title = "40% off a burger"
+brand = "Buffalo Burger"
+description = "Show the code at the counter"
+points = 100
 "#;
 
 /// The group's triggers line in [`CATALOG`].
@@ -1398,6 +1405,14 @@ fn catalog_files_validate_and_broken_ones_do_not() {
         ("not a timeout", CATALOG.replace("\"500ms\"", "\"soon\"")),
         ("not an http url", CATALOG.replace("https://tenant.example", "ftp://tenant.example")),
         ("numeric event name", CATALOG.replace("\"ORDER_PLACED\"", "\"42\"")),
+        ("unknown offer field", CATALOG.replace("points = 100\n", "points = 100\nprice = 1\n")),
+        ("offer id with a space", CATALOG.replace("\"burger-40\"", "\"burger 40\"")),
+        ("offer id too long", CATALOG.replace("\"burger-40\"", &format!("\"{}\"", "b".repeat(37)))),
+        ("offer of 0 points", CATALOG.replace("points = 100\n", "points = 0\n")),
+        ("offer of fractional points", CATALOG.replace("points = 100\n", "points = 2.5\n")),
+        ("offer price past the bound", CATALOG.replace("points = 100\n", "points = 1000000000000001\n")),
+        ("offer with a blank title", CATALOG.replace("\"40% off a burger\"", "\" \"")),
+        ("offer without points", CATALOG.replace("points = 100\n", "")),
         (
             "empty reward type",
             CATALOG.replace(
@@ -1438,6 +1453,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             .to_string(),
             "events": tenant.events,
             "operations": tenant.operations,
+            "offers": tenant.offers,
         });
         // TOML has no null: an absent option is how a file says None.
         assert_valid(validator(FILE), FILE, &without_nulls(file.clone()));
@@ -1449,6 +1465,7 @@ fn the_parsed_catalog_written_back_validates_field_for_field() {
             ("triggers", "trigger"),
             ("challenges", "challenge"),
             ("operations", "operation"),
+            ("offers", "offer"),
         ] {
             for item in file[list].as_array().unwrap() {
                 assert_same_names(def, property_names(&defs[def]), item);

@@ -75,7 +75,12 @@ impl Layers {
         let mut table = toml::Table::new();
         for setting in &settings {
             let fail = |reason: &dyn fmt::Display| {
-                SettingsError(format!("{}: {}: {reason}", setting.var, setting.key))
+                // A reason that already names its key (a retired key's) is not prefixed twice.
+                let (key, reason) = (setting.key.to_string(), reason.to_string());
+                match reason.starts_with(&format!("{key}: ")) {
+                    true => SettingsError(format!("{}: {reason}", setting.var)),
+                    false => SettingsError(format!("{}: {key}: {reason}", setting.var)),
+                }
             };
             let value = typed(&schema, &setting.key, &setting.value).map_err(|r| fail(&r))?;
             let mut alone = toml::Table::new();

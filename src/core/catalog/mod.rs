@@ -1,5 +1,5 @@
-//! The catalog: reward types, inventories, categories, triggers, challenges and earning rules
-//! (events), per tenant.
+//! The catalog: reward types, inventories, categories, triggers, challenges, earning rules
+//! (events), operations and offers, per tenant.
 //!
 //! Parsing is pure: [`Catalog::from_sources`] takes `(file name, text)` pairs, so `check`,
 //! the worker, `replay` and tests share one validator, and reading the directory is the
@@ -7,6 +7,7 @@
 
 mod history;
 mod model;
+mod offers;
 mod operations;
 mod parse;
 mod rules;
@@ -14,6 +15,7 @@ mod rules_check;
 
 pub use history::{CatalogHistory, CatalogVersion, Refusal, SourceFile, VersionInfo};
 pub use model::*;
+pub use offers::{is_plain_id, Offer, MAX_OFFER_ID_LEN};
 pub use operations::{Operation, MAX_OPERATION_NAME_BYTES};
 pub use parse::{CatalogError, CatalogErrors};
 pub use rules::*;
@@ -55,6 +57,8 @@ pub struct TenantCatalog {
     pub time_zone: chrono_tz::Tz,
     /// Rokwire's operations: what each service may grant (`POST /int/reward`).
     pub operations: Vec<Operation>,
+    /// What users may spend coins on (the Kwegg API's offers), in catalog order.
+    pub offers: Vec<Offer>,
     event_rules: rules_check::EventIndex,
     trigger_by_id: FxHashMap<u32, usize>,
     /// Triggers by `key`: names, and numeric keys under their number in `triggers_by_number`.
@@ -208,6 +212,11 @@ impl TenantCatalog {
     /// The operation of this code, if the tenant has one.
     pub fn operation(&self, code: &str) -> Option<&Operation> {
         self.operations.iter().find(|o| o.code == code)
+    }
+
+    /// The offer with this id, if the tenant has one.
+    pub fn offer(&self, id: &str) -> Option<&Offer> {
+        self.offers.iter().find(|o| o.id == id)
     }
 
     /// Inventories of a reward type, in catalog order: grants draw from the first with stock.

@@ -69,6 +69,8 @@ struct CatalogFile {
     events: Vec<Spanned<EventDef>>,
     #[serde(default)]
     operations: Vec<Spanned<Operation>>,
+    #[serde(default)]
+    offers: Vec<Spanned<Offer>>,
 }
 
 /// Where an item was defined, for errors found after parsing.
@@ -89,6 +91,7 @@ struct Collected {
     time_zone: Vec<(String, Origin)>,
     events: Vec<(EventDef, Origin)>,
     operations: Vec<(Operation, Origin)>,
+    offers: Vec<(Offer, Origin)>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -177,6 +180,7 @@ pub(super) fn parse_sources<N: AsRef<str>, T: AsRef<str>>(
         take!(challenges);
         take!(events);
         take!(operations);
+        take!(offers);
         if let Some(tz) = file.time_zone {
             let o = origin(tz.span());
             collected.time_zone.push((tz.into_inner(), o));
@@ -378,6 +382,16 @@ impl Validator<'_> {
             }
         }
 
+        self.unique(
+            "offer id",
+            c.offers.iter().map(|(x, o)| (x.id.clone(), o.clone())),
+        );
+        for (offer, o) in &c.offers {
+            for problem in offer.problems() {
+                self.err(o, problem);
+            }
+        }
+
         let mut catalog = TenantCatalog::new(tenant);
         if let Some((lateness, _, _)) = c.allowed_lateness {
             catalog.allowed_lateness = lateness;
@@ -389,6 +403,7 @@ impl Validator<'_> {
         catalog.challenges = c.challenges.into_iter().map(|(x, _)| x).collect();
         catalog.events = c.events.into_iter().map(|(x, _)| x).collect();
         catalog.operations = c.operations.into_iter().map(|(x, _)| x).collect();
+        catalog.offers = c.offers.into_iter().map(|(x, _)| x).collect();
         catalog.time_zone = time_zone;
         catalog.set_event_rules(event_rules);
         catalog.build_indexes();
@@ -844,6 +859,57 @@ amount = 100
                 lines + 2,
                 lines + 8
             )
+        );
+    }
+
+    /// Offers keep their catalog order; a bad id, a second offer with the same id, a price of
+    /// 0 and a fractional price are errors with the file and the line.
+    #[test]
+    fn offers_are_validated_with_their_lines() {
+        let offer = |id: &str, points: &str| {
+            format!("\n[[offers]]\nid = \"{id}\"\ntitle = \"T\"\npoints = {points}\n")
+        };
+        let good = format!(
+            "{GOOD}{}{}",
+            offer("movie-ticket", "500"),
+            offer("burger-40", "100")
+        );
+        let c = Catalog::from_sources(&[("c.toml", good)]).unwrap();
+        let t = c.default_tenant().unwrap();
+        let ids: Vec<&str> = t.offers.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["movie-ticket", "burger-40"]);
+        assert_eq!(t.offer("burger-40").unwrap().points, 100);
+        assert_eq!(t.offer("burger-40").unwrap().description, "");
+        assert!(t.offer("nope").is_none());
+
+        let lines = GOOD.lines().count();
+        let bad = format!(
+            "{GOOD}{}{}{}",
+            offer("a b", "5"),
+            offer("coffee", "0"),
+            offer("coffee", "3")
+        );
+        let err = Catalog::from_sources(&[("c.toml", bad)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "c.toml:{}: offer 'a b': id must be 1–36 characters of A-Z a-z 0-9 . _ -\n\
+                 c.toml:{}: offer 'coffee': points must be from 1 to 1000000000000000, got 0\n\
+                 c.toml:{}: duplicate offer id 'coffee'",
+                lines + 2,
+                lines + 7,
+                lines + 12
+            )
+        );
+        let fractional = format!("{GOOD}{}", offer("coffee", "2.5"));
+        let err = Catalog::from_sources(&[("c.toml", fractional)]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].line, lines + 5, "{err}");
+        assert!(
+            err.0[0]
+                .message
+                .contains("points must be a whole number of coins, at least 1, got 2.5"),
+            "{err}"
         );
     }
 

@@ -1,23 +1,22 @@
 //! The Kwegg facade's configuration, checked once at startup against the catalog.
 //!
 //! `[kwegg]` (docs/configuration.md) lists license keys, each mapping to a tenant, the token
-//! secret and lifetime, the coins' reward type and the offers. [`Facade::new`] refuses what
-//! cannot work — a key for a tenant the catalog does not have, a short secret, a coin type that
-//! is not points, an offer with a bad id or price — so a misconfigured sidecar fails to start
-//! instead of answering 500s.
+//! secret and lifetime, and the coins' reward type. [`Facade::new`] refuses what cannot work —
+//! a key for a tenant the catalog does not have, a short secret, a coin type that is not
+//! points — so a misconfigured sidecar fails to start instead of answering 500s. The offers
+//! are not here: they are the tenant catalog's `[[offers]]`, read from the catalog in force on
+//! every request, so they change with the catalog.
 //!
 //! License keys are kept as SHA-256 digests and looked up by digest: a lookup's timing says
 //! nothing about the keys (only about digests, which cannot be steered), and the keys are not
 //! kept in memory in the clear.
 
 use chrono::TimeDelta;
-use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::core::catalog::{Catalog, RewardKind};
-use crate::core::limits;
-use crate::settings::{KweggOffer, KweggSettings};
+use crate::settings::KweggSettings;
 
 /// The demo's license key (`questline demo`): the seed's own example key, so the seed's curl
 /// commands run against the demo as they are written.
@@ -26,58 +25,22 @@ pub const DEMO_LICENSE_KEY: &str = "TESTONE1234";
 pub const DEMO_TENANT: &str = "kwegg";
 /// The shortest accepted `kwegg.secret`, in bytes (the HMAC-SHA256 output size).
 pub const MIN_SECRET_BYTES: usize = 32;
-/// The longest offer id (a redemption's claim id must stay within 64 characters).
-pub const MAX_OFFER_ID_LEN: usize = 36;
 /// The longest token lifetime accepted: 30 days.
 pub const MAX_TTL_SECONDS: u64 = 30 * 86_400;
 
 /// The `[kwegg]` settings `questline demo` runs with: the demo license key for the example
-/// Kwegg tenant, two offers, and a secret drawn for this process only.
+/// Kwegg tenant (whose catalog has the demo's offers), and a secret drawn for this process only.
 pub fn demo_settings() -> KweggSettings {
     let secret = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let offer = |id: &str, brand: &str, title: &str, description: &str, points| KweggOffer {
-        id: id.into(),
-        tenant: DEMO_TENANT.into(),
-        title: title.into(),
-        brand: brand.into(),
-        description: description.into(),
-        points,
-    };
     KweggSettings {
         license_keys: BTreeMap::from([(DEMO_LICENSE_KEY.to_string(), DEMO_TENANT.to_string())]),
         secret,
-        offers: vec![
-            offer(
-                "burger-40",
-                "Buffalo Burger",
-                "40% off a burger",
-                "Show the code at the counter",
-                100,
-            ),
-            offer(
-                "movie-ticket",
-                "CinemaOne",
-                "A movie ticket",
-                "Any weekday show",
-                500,
-            ),
-        ],
         ..KweggSettings::default()
     }
-}
-
-/// An offer as the API lists it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Offer {
-    pub id: String,
-    pub brand: String,
-    pub title: String,
-    pub description: String,
-    pub points: Decimal,
 }
 
 /// The facade's checked configuration.
@@ -89,21 +52,10 @@ pub struct Facade {
     ttl: TimeDelta,
     reward_type: String,
     scan_limit: usize,
-    /// Per tenant, in configuration order.
-    offers: BTreeMap<String, Vec<Offer>>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
-}
-
-/// Whether an id is 1–`max` of `A-Z a-z 0-9 . _ -`.
-pub fn valid_id(id: &str, max: usize) -> bool {
-    !id.is_empty()
-        && id.len() <= max
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl Facade {
@@ -150,47 +102,6 @@ impl Facade {
         if settings.transactions_scan_limit == 0 {
             problems.push("kwegg.transactions_scan_limit: must be at least 1".to_string());
         }
-        let mut offers: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
-        for (i, o) in settings.offers.iter().enumerate() {
-            let at = format!("kwegg.offers[{i}]");
-            if !valid_id(&o.id, MAX_OFFER_ID_LEN) {
-                problems.push(format!(
-                    "{at}.id: '{}' must be 1–{MAX_OFFER_ID_LEN} characters of A-Z a-z 0-9 . _ -",
-                    o.id
-                ));
-            }
-            if !licenses.values().any(|t| *t == o.tenant) {
-                problems.push(format!(
-                    "{at}.tenant: no license key maps to tenant '{}'",
-                    o.tenant
-                ));
-            }
-            if o.title.trim().is_empty() {
-                problems.push(format!("{at}.title: must not be empty"));
-            }
-            let points = Decimal::from(o.points);
-            if o.points == 0 || !limits::is_valid_amount(points) {
-                problems.push(format!(
-                    "{at}.points: must be from 1 to {}, got {}",
-                    limits::MAX_AMOUNT,
-                    o.points
-                ));
-            }
-            let list = offers.entry(o.tenant.clone()).or_default();
-            if list.iter().any(|x| x.id == o.id) {
-                problems.push(format!(
-                    "{at}.id: '{}' is listed twice for tenant '{}'",
-                    o.id, o.tenant
-                ));
-            }
-            list.push(Offer {
-                id: o.id.clone(),
-                brand: o.brand.clone(),
-                title: o.title.clone(),
-                description: o.description.clone(),
-                points,
-            });
-        }
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
@@ -200,7 +111,6 @@ impl Facade {
             ttl: TimeDelta::seconds(i64::try_from(settings.token_ttl_seconds).unwrap_or(86_400)),
             reward_type: settings.reward_type.clone(),
             scan_limit: settings.transactions_scan_limit,
-            offers,
         })
     }
 
@@ -226,11 +136,6 @@ impl Facade {
     pub fn scan_limit(&self) -> usize {
         self.scan_limit
     }
-
-    /// A tenant's offers, in configuration order.
-    pub fn offers(&self, tenant: &str) -> &[Offer] {
-        self.offers.get(tenant).map_or(&[], Vec::as_slice)
-    }
 }
 
 #[cfg(test)]
@@ -248,8 +153,6 @@ mod tests {
         assert_eq!(facade.tenant_of(DEMO_LICENSE_KEY), Some(DEMO_TENANT));
         assert_eq!(facade.tenant_of("testone1234"), None);
         assert_eq!(facade.tenant_of(""), None);
-        assert_eq!(facade.offers(DEMO_TENANT).len(), 2);
-        assert!(facade.offers("default").is_empty());
         assert_ne!(demo_settings().secret, demo_settings().secret);
     }
 
@@ -265,18 +168,11 @@ mod tests {
         s.secret = "short".into();
         s.license_keys.insert("K2".into(), "nowhere".into());
         s.token_ttl_seconds = 5;
-        s.offers[0].id = "a b".into();
-        s.offers[1].points = 0;
-        s.offers.push(s.offers[1].clone());
-        s.offers[2].tenant = "nowhere-else".into();
         let err = Facade::new(&s, &catalog()).unwrap_err();
         for expected in [
             "kwegg.secret",
             "tenant 'nowhere'",
             "kwegg.token_ttl_seconds",
-            "kwegg.offers[0].id",
-            "kwegg.offers[1].points",
-            "kwegg.offers[2].tenant",
         ] {
             assert!(err.contains(expected), "{expected} not in {err}");
         }
@@ -284,9 +180,5 @@ mod tests {
         s.reward_type = "coins".into();
         let err = Facade::new(&s, &catalog()).unwrap_err();
         assert!(err.contains("kwegg.reward_type"), "{err}");
-        let mut s = demo_settings();
-        s.offers.push(s.offers[0].clone());
-        let err = Facade::new(&s, &catalog()).unwrap_err();
-        assert!(err.contains("listed twice"), "{err}");
     }
 }

@@ -4,9 +4,10 @@
 //! (`GET /userauth/admins/tenant`), so there is no wire format to follow; these endpoints use
 //! the Kwegg envelope, headers and paging of the others:
 //!
-//! - `GET /core/user/tenant/offers?page=&numOfItems=`: the offers of `kwegg.offers` for the
-//!   license key's tenant (`License-Key` and `Platform`, no token: they are the same for every
-//!   user).
+//! - `GET /core/user/tenant/offers?page=&numOfItems=`: the `[[offers]]` of the license key's
+//!   tenant in the catalog in force now (`License-Key` and `Platform`, no token: they are the
+//!   same for every user). A catalog version that adds, changes or removes an offer shows here
+//!   once in force, without a restart.
 //! - `POST /core/user/tenant/offers/redeem` `{userId, offerId, redemptionId?}`: a claim of the
 //!   offer's `points` coins, submitted to the commands topic like the native claims and
 //!   evaluated by the user's single writer, so two redemptions racing for the last coins are
@@ -30,10 +31,10 @@ use utoipa::ToSchema;
 
 use super::access::{Authorized, Licensed};
 use super::body;
-use super::config::Offer;
 use super::envelope::{ok, Envelope, ErrorBody, KweggError};
 use super::transactions::TransactionParams;
 use super::{LicenseHeaders, TokenHeaders};
+use crate::core::catalog::{Catalog, Offer};
 use crate::core::decimal;
 use crate::core::evaluator::{ClaimAmount, ClaimCommand};
 use crate::core::events::EventBody;
@@ -68,7 +69,7 @@ impl From<&Offer> for OfferView {
             brand: o.brand.clone(),
             title: o.title.clone(),
             description: o.description.clone(),
-            points: o.points,
+            points: o.price(),
         }
     }
 }
@@ -139,6 +140,11 @@ fn bad_redemption_id(id: &str) -> KweggError {
     )
 }
 
+/// The tenant's offers in `catalog`, in catalog order: none for a tenant it lacks.
+fn offers_of<'a>(catalog: &'a Catalog, tenant: &str) -> &'a [Offer] {
+    catalog.tenant(tenant).map_or(&[], |t| t.offers.as_slice())
+}
+
 /// A stored claim outcome as a redemption, with the coins of `reward_type` it moved.
 fn redemption_of(
     claim_id: String,
@@ -177,7 +183,7 @@ fn redemption_of(
     tag = "kwegg",
     params(TransactionParams, LicenseHeaders),
     responses(
-        (status = 200, description = "The tenant's offers, in configuration order", body = Envelope<OffersData>,
+        (status = 200, description = "The tenant's offers in the catalog in force, in catalog order", body = Envelope<OffersData>,
          example = json!({"success": true, "message": "Offers fetched successfully", "data": {"offers": [{"id": "burger-40", "brand": "Buffalo Burger", "title": "40% off a burger", "description": "Show the code at the counter", "points": 100}], "totalCount": 2}})),
         (status = 400, description = "`page`, `numOfItems` or `Platform` is invalid; `data.field` names it", body = ErrorBody),
         (status = 401, description = "`License-Key` is missing or unknown", body = ErrorBody),
@@ -189,7 +195,8 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Envelope<OffersData>>, KweggError> {
     let paging = super::transactions::page_of(raw.as_deref())?;
-    let offers = app.kwegg.offers(&licensed.tenant);
+    let catalog = app.catalog();
+    let offers = offers_of(&catalog, &licensed.tenant);
     Ok(ok(
         "Offers fetched successfully",
         OffersData {
@@ -228,9 +235,8 @@ pub async fn redeem(
     caller.same_user("userId", Some(&user_id))?;
     let offer_id = body::text(&map, "offerId", "offerId")?
         .ok_or_else(|| KweggError::invalid("offerId", "offerId: is required"))?;
-    let offer = app
-        .kwegg
-        .offers(&caller.tenant)
+    let catalog = app.catalog();
+    let offer = offers_of(&catalog, &caller.tenant)
         .iter()
         .find(|o| o.id == offer_id)
         .ok_or_else(|| {
@@ -266,7 +272,7 @@ pub async fn redeem(
         milestone_ids: Vec::new(),
         items: vec![ClaimAmount {
             reward_type: app.kwegg.reward_type().to_string(),
-            amount: offer.points,
+            amount: offer.price(),
         }],
     };
     submit(&app, Command::Claim(claim)).await?;
@@ -276,7 +282,7 @@ pub async fn redeem(
             redemption_id: claim_id,
             offer_id: Some(offer.id.clone()),
             status: "PENDING",
-            points: offer.points,
+            points: offer.price(),
             reason: None,
             created_at: None,
         },
