@@ -27,6 +27,11 @@
 //! | `questline_catalog_versions_total` | counter | | catalog versions read from the catalog log and applied |
 //! | `questline_catalog_refused_total` | counter | | records of the catalog log refused (invalid, out of order, unreadable): no reader applies them |
 //! | `questline_catalog_uncovered_total` | counter | | batches evaluated without proof that every catalog version in force at their newest record was read (a record stamped further ahead than `catalog.activation_delay`, or the catalog log unreadable) |
+//! | `questline_build_info` | gauge | version | always 1; the running release |
+//! | `questline_broker_up` | gauge | | 1 when the last check of the Kafka brokers was answered, 0 when it was not (or none was made: no broker); see `kafka::BrokerWatch` |
+//! | `questline_partitions_assigned` | gauge | | topic-partitions assigned to this worker |
+//! | `questline_partitions_paused` | gauge | | topic-partitions this worker paused while a failed batch is retried |
+//! | `questline_process_*` | | | the process collector's CPU, memory, open descriptors and start time (Linux) |
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -62,6 +67,9 @@ pub struct Metrics {
     pub catalog_versions: IntCounter,
     pub catalog_refused: IntCounter,
     pub catalog_uncovered: IntCounter,
+    pub broker_up: IntGauge,
+    pub partitions_assigned: IntGauge,
+    pub partitions_paused: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -191,7 +199,37 @@ impl Metrics {
             "catalog_uncovered_total",
             "Batches evaluated without proof that every catalog version in force was read",
         );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let broker_up = gauge(
+            "broker_up",
+            "1 when the last check of the Kafka brokers was answered, 0 otherwise",
+        );
+        let partitions_assigned = gauge(
+            "partitions_assigned",
+            "Topic-partitions assigned to this worker",
+        );
+        let partitions_paused = gauge(
+            "partitions_paused",
+            "Topic-partitions paused while a failed batch is retried",
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "The running release; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info)).expect("unique metric");
+        register_process_collector(r);
         Metrics {
+            broker_up,
+            partitions_assigned,
+            partitions_paused,
             catalog_versions,
             catalog_refused,
             catalog_uncovered,
@@ -277,6 +315,19 @@ impl Metrics {
             .expect("text encoding never fails");
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// CPU, memory, descriptors and start time of this process, as `questline_process_*` (the
+/// registry's namespace). Only Linux has the collector.
+fn register_process_collector(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
 }
 
 /// The process-wide metrics.

@@ -12,9 +12,11 @@
 //!   network round trip.
 
 mod catalog;
+mod health;
 mod probe;
 
 pub use catalog::{ensure_catalog_topic, KafkaCatalogLog};
+pub use health::BrokerWatch;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};

@@ -8,8 +8,8 @@
 //! thread that serves that queue; this one asks for metadata, keeps the last broker error it
 //! hears, and names it when the brokers cannot be reached.
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
@@ -22,12 +22,23 @@ use crate::pipeline::log::LogError;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Keeps librdkafka's last broker error, shared with the caller, which reads it once the
-/// producer is gone.
-struct Probe {
-    last_error: Arc<Mutex<Option<String>>>,
+/// producer is gone (or, for the broker watch, after each failed check).
+pub(super) struct Probe {
+    pub(super) last_error: Arc<Mutex<Option<String>>>,
+    /// librdkafka's own log lines at debug level only: the broker watch's client reports an
+    /// outage itself, once, instead of one more client logging every failed connection.
+    pub(super) quiet: bool,
 }
 
 impl ClientContext for Probe {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if self.quiet {
+            tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+        } else {
+            DefaultClientContext.log(level, fac, log_message);
+        }
+    }
+
     /// librdkafka's log already shows each failure (as an error of target `librdkafka`);
     /// "all brokers are down", which follows each one, would hide its reason.
     fn error(&self, error: KafkaError, reason: &str) {
@@ -50,6 +61,7 @@ pub async fn reach(config: ClientConfig) -> Result<(), LogError> {
     let producer: ThreadedProducer<Probe> = config
         .create_with_context(Probe {
             last_error: Arc::clone(&last_error),
+            quiet: false,
         })
         .map_err(|source| LogError::Client {
             client: "admin client",

@@ -472,6 +472,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 }
                 if pause {
                     self.log.set_paused(true)?;
+                    metrics().partitions_paused.set(self.assigned_count());
                     self.readiness.set(
                         Condition::Paused,
                         format!("partitions paused while a failed batch is retried: {error}"),
@@ -529,6 +530,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// Consumption resumes after a redo: the partitions are no longer paused.
     fn resume(&mut self) -> Result<(), WorkerError> {
         self.log.set_paused(false)?;
+        metrics().partitions_paused.set(0);
         self.readiness.clear(Condition::Paused);
         Ok(())
     }
@@ -629,6 +631,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 }
             }
         }
+        metrics().partitions_assigned.set(self.assigned_count());
+    }
+
+    /// Topic-partitions assigned to this member.
+    fn assigned_count(&self) -> i64 {
+        let count: usize = self.owned.values().map(BTreeSet::len).sum();
+        i64::try_from(count).unwrap_or(i64::MAX)
     }
 
     /// On shutdown, every batch committed: empty the stored outboxes, so the next owner has
