@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod tansu;
+#[allow(unused_imports)]
 pub use tansu::*;
 
 use serde_json::Value;
