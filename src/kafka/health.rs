@@ -95,8 +95,14 @@ impl BrokerWatch {
         tokio::pin!(stop);
         loop {
             let started = Instant::now();
+            let started_utc = Utc::now();
             let failure = self.check().await.err();
-            let verdict = self.outage.observe(started, Utc::now(), failure.as_deref());
+            let verdict = match failure {
+                None => self.outage.answered(Instant::now()),
+                Some(error) => self
+                    .outage
+                    .failed(started, started_utc, Instant::now(), &error),
+            };
             apply(&verdict, &readiness);
             let next = tokio::time::Instant::from_std(started + CHECK_EVERY);
             tokio::select! {
@@ -192,19 +198,28 @@ impl Outage {
         }
     }
 
-    /// The verdict of a check started at `now` (`now_utc`), failed with `failure` if any.
-    fn observe(&mut self, now: Instant, now_utc: DateTime<Utc>, failure: Option<&str>) -> Verdict {
-        let Some(error) = failure else {
-            let after = self
-                .down
-                .take()
-                .filter(|d| d.reported.is_some())
-                .map(|d| now.saturating_duration_since(d.since));
-            return Verdict::Reachable { after };
-        };
+    /// The verdict of a check answered at `now`.
+    fn answered(&mut self, now: Instant) -> Verdict {
+        let after = self
+            .down
+            .take()
+            .filter(|d| d.reported.is_some())
+            .map(|d| now.saturating_duration_since(d.since));
+        Verdict::Reachable { after }
+    }
+
+    /// The verdict of a check started at `started` (`started_utc`) that failed at `now` with
+    /// `error`: the outage starts with the first failed check.
+    fn failed(
+        &mut self,
+        started: Instant,
+        started_utc: DateTime<Utc>,
+        now: Instant,
+        error: &str,
+    ) -> Verdict {
         let down = self.down.get_or_insert(Down {
-            since: now,
-            since_utc: now_utc,
+            since: started,
+            since_utc: started_utc,
             reported: None,
         });
         let lasted = now.saturating_duration_since(down.since);
@@ -240,40 +255,42 @@ mod tests {
         start + Duration::from_millis(ms)
     }
 
-    #[test]
-    fn not_ready_only_after_the_grace_period_and_ready_at_the_first_answer() {
-        let t0 = Instant::now();
-        let utc = DateTime::parse_from_rfc3339("2026-12-04T10:00:00Z")
+    fn utc() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-04T10:00:00Z")
             .unwrap()
-            .with_timezone(&Utc);
-        let mut outage = Outage::new("127.0.0.1:9092", Duration::from_millis(2000));
-        assert_eq!(
-            outage.observe(t0, utc, None),
-            Verdict::Reachable { after: None }
-        );
-        assert_eq!(
-            outage.observe(at(t0, 1000), utc, Some(REFUSED)),
-            Verdict::Failing
-        );
-        assert_eq!(
-            outage.observe(at(t0, 2000), utc, Some(REFUSED)),
-            Verdict::Failing
-        );
-        let Verdict::NotReady { reason, report } = outage.observe(at(t0, 3000), utc, Some(REFUSED))
-        else {
-            panic!("not ready after the grace period");
+            .with_timezone(&Utc)
+    }
+
+    /// A check started at `ms` that failed after two seconds without an answer.
+    fn timed_out(outage: &mut Outage, t0: Instant, ms: u64) -> Verdict {
+        outage.failed(at(t0, ms), utc(), at(t0, ms + 2000), REFUSED)
+    }
+
+    #[test]
+    fn not_ready_once_the_checks_failed_for_the_grace_period_and_ready_at_the_first_answer() {
+        let t0 = Instant::now();
+        let mut outage = Outage::new("127.0.0.1:9092", Duration::from_millis(3000));
+        assert_eq!(outage.answered(t0), Verdict::Reachable { after: None });
+        // The outage starts with the first failed check (at 1 s), which lasted 2 s.
+        assert_eq!(timed_out(&mut outage, t0, 1000), Verdict::Failing);
+        let Verdict::NotReady { reason, report } = timed_out(&mut outage, t0, 3000) else {
+            panic!("not ready once the checks failed for the grace period");
         };
         assert!(report, "the first time is logged");
         assert_eq!(
             reason,
             format!(
-                "the Kafka brokers (127.0.0.1:9092) are unreachable since 2026-12-04T10:00:00Z (2 s): {REFUSED}"
+                "the Kafka brokers (127.0.0.1:9092) are unreachable since 2026-12-04T10:00:00Z (4 s): {REFUSED}"
             )
         );
+        assert!(matches!(
+            timed_out(&mut outage, t0, 5000),
+            Verdict::NotReady { report: false, .. }
+        ));
         assert_eq!(
-            outage.observe(at(t0, 5500), utc, None),
+            outage.answered(at(t0, 7500)),
             Verdict::Reachable {
-                after: Some(Duration::from_millis(4500))
+                after: Some(Duration::from_millis(6500))
             }
         );
     }
@@ -282,40 +299,29 @@ mod tests {
     fn an_outage_shorter_than_the_grace_period_is_not_reported() {
         let t0 = Instant::now();
         let mut outage = Outage::new("b:9092", Duration::from_secs(10));
+        assert_eq!(timed_out(&mut outage, t0, 0), Verdict::Failing);
         assert_eq!(
-            outage.observe(t0, Utc::now(), Some("refused")),
-            Verdict::Failing
-        );
-        assert_eq!(
-            outage.observe(at(t0, 9000), Utc::now(), None),
+            outage.answered(at(t0, 9000)),
             Verdict::Reachable { after: None }
         );
         // A new outage counts its grace from its own start.
-        assert_eq!(
-            outage.observe(at(t0, 10_000), Utc::now(), Some("refused")),
-            Verdict::Failing
-        );
+        assert_eq!(timed_out(&mut outage, t0, 10_000), Verdict::Failing);
     }
 
     #[test]
     fn a_lasting_outage_is_logged_once_a_minute() {
         let t0 = Instant::now();
         let mut outage = Outage::new("b:9092", Duration::from_millis(1));
-        let reports: Vec<bool> = (1..=180)
-            .map(
-                |s| match outage.observe(at(t0, s * 1000), Utc::now(), Some("x")) {
-                    Verdict::NotReady { report, .. } => report,
-                    _ => false,
-                },
-            )
+        let logged: Vec<u64> = (0..90)
+            .filter(|i| {
+                matches!(
+                    timed_out(&mut outage, t0, i * 2000),
+                    Verdict::NotReady { report: true, .. }
+                )
+            })
+            .map(|i| i * 2000 + 2000)
             .collect();
-        // Seconds 2, 62 and 122 of the outage (the first check, at second 1, starts it).
-        let logged: Vec<usize> = reports
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| **r)
-            .map(|(i, _)| i + 1)
-            .collect();
-        assert_eq!(logged, vec![2, 62, 122]);
+        // At the end of the first check, then a minute later, and again.
+        assert_eq!(logged, vec![2000, 62_000, 122_000]);
     }
 }

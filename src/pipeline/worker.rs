@@ -35,6 +35,7 @@ use crate::amounts::{AmountCaller, Fallbacks};
 use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
 use crate::readiness::{Condition, Readiness};
+use crate::repeats::Repeats;
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::metrics;
@@ -124,6 +125,10 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     readiness: Readiness,
     /// Decides programmatic events' amount requests, for every partition.
     amounts: Arc<dyn AmountCaller>,
+    /// Failed polls repeat every `pipeline.retry_min_ms` while the broker is gone: logged
+    /// once, then once a minute with the count; `poll_failing` until a poll succeeds again.
+    poll_failures: Repeats,
+    poll_failing: bool,
 }
 
 enum Attempt {
@@ -181,6 +186,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             pending: None,
             readiness: Readiness::default(),
             amounts: Arc::new(Fallbacks),
+            poll_failures: Repeats::default(),
+            poll_failing: false,
         }
     }
 
@@ -255,13 +262,21 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .poll_batch(self.settings.batch_size, linger, idle)
             .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                if std::mem::take(&mut self.poll_failing) {
+                    self.poll_failures.clear();
+                }
+                r
+            }
             Err(e) => {
                 let pause = Duration::from_millis(self.settings.retry_min_ms);
                 let Some(pause) = protocol::after_poll_failure(e.class(), pause) else {
                     return Err(e.into());
                 };
-                tracing::warn!(error = %e, "poll failed; retrying");
+                self.poll_failing = true;
+                if let Some(left_out) = self.poll_failures.admit(&e.to_string(), Instant::now()) {
+                    tracing::warn!(error = %e, left_out, "poll failed; retrying");
+                }
                 self.settle().await?;
                 tokio::time::sleep(pause).await;
                 return Ok(());
