@@ -95,6 +95,17 @@ fn histogram(
     h
 }
 
+/// Registers `metric` and hands it back, for the struct to keep.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
 /// The `reason` labels of `questline_duplicates_total`.
 pub const DUPLICATE_REASONS: [&str; 2] = ["action_id", "claim_id"];
 
@@ -183,9 +194,7 @@ impl Metrics {
         r.register(Box::new(http_connections_evicted.clone()))
             .expect("unique metric");
         let plain = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
+            registered(r, IntCounter::new(name, help).expect("valid metric"))
         };
         let catalog_versions = plain(
             "catalog_versions_total",
@@ -200,9 +209,7 @@ impl Metrics {
             "Batches evaluated without proof that every catalog version in force was read",
         );
         let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
+            registered(r, IntGauge::new(name, help).expect("valid metric"))
         };
         let broker_up = gauge(
             "broker_up",

@@ -34,7 +34,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::probe::Probe;
+use super::probe::{self, Probe};
 use super::{apply_properties, base_config, consumer_only, producer_only};
 use crate::pipeline::log::LogError;
 use crate::readiness::{Condition, Readiness};
@@ -51,7 +51,7 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// Watches the brokers until stopped; see the module's documentation.
 pub struct BrokerWatch {
     client: Arc<ThreadedProducer<Probe>>,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: probe::LastError,
     topic: String,
     outage: Outage,
 }
@@ -68,16 +68,7 @@ impl BrokerWatch {
             // Reconnect at least every second, so the end of an outage is seen within one.
             .set("reconnect.backoff.max.ms", "1000")
             .set("log.connection.close", "false");
-        let last_error = Arc::new(Mutex::new(None));
-        let client = config
-            .create_with_context(Probe {
-                last_error: Arc::clone(&last_error),
-                quiet: true,
-            })
-            .map_err(|source| LogError::Client {
-                client: "broker watch",
-                source,
-            })?;
+        let (client, last_error) = probe::client(&config, "broker watch", true)?;
         Ok(BrokerWatch {
             client: Arc::new(client),
             last_error,
