@@ -31,7 +31,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::producer::{Producer, ThreadedProducer};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::probe::{self, Probe};
