@@ -13,7 +13,7 @@ use crate::core::mapping::Mapping;
 use crate::failure::Failure;
 use crate::files;
 use crate::http::{self, AppState};
-use crate::kafka::{self, KafkaCatalogLog, KafkaCommandSink, KafkaLog};
+use crate::kafka::{self, BrokerWatch, KafkaCatalogLog, KafkaCommandSink, KafkaLog};
 use crate::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource};
 use crate::pipeline::exclusive::Exclusive;
 use crate::pipeline::input::Inputs;
@@ -197,6 +197,20 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Reports the brokers' reachability through `readiness` (not ready after
+/// `kafka.unreachable_grace_ms` without an answer) and `questline_broker_up`, until shutdown.
+/// The commands topic is the one asked about: both the worker and the sidecar use it.
+fn watch_brokers(
+    settings: &Settings,
+    readiness: &Readiness,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let watch = BrokerWatch::new(&settings.kafka, &settings.topics.commands)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    tokio::spawn(watch.run(readiness.clone(), wait_for(shutdown.clone())));
+    Ok(())
+}
+
 /// `questline serve`: the sidecar alone, against the configured store. With the embedded
 /// store only one process may open it: use `questline run --serve` there.
 pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
@@ -206,13 +220,9 @@ pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
     let store = open_store(&settings).await?;
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let state = app_state(
-        catalogs,
-        store,
-        Arc::new(sink),
-        &settings,
-        Readiness::default(),
-    )?;
+    let readiness = Readiness::default();
+    watch_brokers(&settings, &readiness, &shutdown)?;
+    let state = app_state(catalogs, store, Arc::new(sink), &settings, readiness)?;
     let listener = bind(&settings.http.listen).await?;
     http::serve(listener, state, wait_for(shutdown))
         .await
@@ -255,6 +265,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let readiness = Readiness::default();
+    watch_brokers(&settings, &readiness, &shutdown)?;
     let state = app_state(
         catalogs,
         Arc::clone(&store),

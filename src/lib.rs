@@ -21,6 +21,7 @@ pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod readiness;
+pub mod repeats;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -52,6 +52,10 @@ pub struct KafkaSettings {
     pub create_topics: bool,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// How long the brokers may be unreachable before the process reports itself not ready
+    /// (`/readyz` 503): long enough that a broker restart or a leader move does not take the
+    /// pods out of service, short enough that an outage shows.
+    pub unreachable_grace_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -63,6 +67,7 @@ impl Default for KafkaSettings {
             create_topics: true,
             partitions: 4,
             replication_factor: 1,
+            unreachable_grace_ms: 10_000,
         }
     }
 }

@@ -27,6 +27,11 @@
 //! | `questline_catalog_versions_total` | counter | | catalog versions read from the catalog log and applied |
 //! | `questline_catalog_refused_total` | counter | | records of the catalog log refused (invalid, out of order, unreadable): no reader applies them |
 //! | `questline_catalog_uncovered_total` | counter | | batches evaluated without proof that every catalog version in force at their newest record was read (a record stamped further ahead than `catalog.activation_delay`, or the catalog log unreadable) |
+//! | `questline_build_info` | gauge | version | always 1; the running release |
+//! | `questline_broker_up` | gauge | | 1 when the last check of the Kafka brokers was answered, 0 when it was not (or none was made: no broker); see `kafka::BrokerWatch` |
+//! | `questline_partitions_assigned` | gauge | | topic-partitions assigned to this worker |
+//! | `questline_partitions_paused` | gauge | | topic-partitions this worker paused while a failed batch is retried |
+//! | `questline_process_*` | | | the process collector's CPU, memory, open descriptors and start time (Linux) |
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -62,6 +67,9 @@ pub struct Metrics {
     pub catalog_versions: IntCounter,
     pub catalog_refused: IntCounter,
     pub catalog_uncovered: IntCounter,
+    pub broker_up: IntGauge,
+    pub partitions_assigned: IntGauge,
+    pub partitions_paused: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -85,6 +93,17 @@ fn histogram(
         .register(Box::new(h.clone()))
         .expect("unique metric");
     h
+}
+
+/// Registers `metric` and hands it back, for the struct to keep.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 /// The `reason` labels of `questline_duplicates_total`.
@@ -175,9 +194,7 @@ impl Metrics {
         r.register(Box::new(http_connections_evicted.clone()))
             .expect("unique metric");
         let plain = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
+            registered(r, IntCounter::new(name, help).expect("valid metric"))
         };
         let catalog_versions = plain(
             "catalog_versions_total",
@@ -191,7 +208,35 @@ impl Metrics {
             "catalog_uncovered_total",
             "Batches evaluated without proof that every catalog version in force was read",
         );
+        let gauge = |name: &str, help: &str| {
+            registered(r, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let broker_up = gauge(
+            "broker_up",
+            "1 when the last check of the Kafka brokers was answered, 0 otherwise",
+        );
+        let partitions_assigned = gauge(
+            "partitions_assigned",
+            "Topic-partitions assigned to this worker",
+        );
+        let partitions_paused = gauge(
+            "partitions_paused",
+            "Topic-partitions paused while a failed batch is retried",
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "The running release; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info)).expect("unique metric");
+        register_process_collector(r);
         Metrics {
+            broker_up,
+            partitions_assigned,
+            partitions_paused,
             catalog_versions,
             catalog_refused,
             catalog_uncovered,
@@ -277,6 +322,19 @@ impl Metrics {
             .expect("text encoding never fails");
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// CPU, memory, descriptors and start time of this process, as `questline_process_*` (the
+/// registry's namespace). Only Linux has the collector.
+fn register_process_collector(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
 }
 
 /// The process-wide metrics.

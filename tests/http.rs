@@ -725,6 +725,29 @@ async fn health_readiness_metrics_and_unknown_routes() {
         text.contains("questline_http_request_seconds_bucket"),
         "{text}"
     );
+    // Which release runs, and the process's own resources, for every dashboard.
+    assert!(
+        text.contains(&format!(
+            "questline_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let resident = text
+        .lines()
+        .find_map(|l| l.strip_prefix("questline_process_resident_memory_bytes "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        resident.is_some_and(|bytes| bytes > 0.0),
+        "no resident memory in {text}"
+    );
+    for gauge in [
+        "questline_broker_up",
+        "questline_partitions_assigned",
+        "questline_partitions_paused",
+    ] {
+        assert!(text.contains(&format!("\n{gauge} ")), "{gauge} in {text}");
+    }
     let (status, body) = server.get("/no/such/thing").await;
     assert_error(status, &body, 404, None);
     let (status, body) = server.post("/healthz", "{}").await;

@@ -15,6 +15,7 @@ use questline::core::events::Stream;
 use questline::core::mapping::Mapping;
 use questline::core::model::SourceRef;
 use questline::kafka::KafkaLog;
+use questline::kafka::KafkaProducer;
 use questline::pipeline::input::Inputs;
 use questline::pipeline::log::Log;
 use questline::pipeline::worker::{Totals, Worker};
@@ -24,7 +25,7 @@ use questline::store::{StateStore, UserKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -147,13 +148,13 @@ impl MockRig {
         (log, stop, handle)
     }
 
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> KafkaProducer {
         questline::kafka::producer(&self.settings).unwrap()
     }
 
     /// Produces `records`, waiting for every acknowledgement (also across an outage).
     async fn produce(
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         topic: &str,
         records: &[(String, String)],
     ) -> Vec<Produced> {

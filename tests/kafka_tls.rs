@@ -23,12 +23,12 @@ use openssl::ssl::{Ssl, SslAcceptor, SslMethod};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509NameBuilder, X509};
 use serde_json::json;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A certificate authority of the test's own.
 struct Ca {
@@ -151,29 +151,6 @@ fn tls_front(listener: TcpListener, key: PKey<Private>, cert: X509, upstream: So
     });
 }
 
-/// The tansu binary `scripts/test` installs.
-fn tansu_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("QL_TANSU_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/questline/tansu/bin/tansu"))
-        })
-        .filter(|p| p.is_file());
-    if path.is_none() && std::env::var_os("CI").is_some() {
-        panic!("no tansu binary under CI: run scripts/test, which installs it");
-    }
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A tansu of the test's own behind a TLS front, and the CA that signed the front's
 /// certificate. Stops tansu when dropped.
 struct TlsBroker {
@@ -197,26 +174,16 @@ impl TlsBroker {
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let bootstrap = front.local_addr().unwrap().to_string();
         let upstream: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let work = dir.path().join("tansu");
-        std::fs::create_dir(&work).unwrap();
-        let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-        let mut cmd = Command::new(binary);
-        cmd.current_dir(&work)
-            .args(["broker", "--listener-url"])
-            .arg(format!("tcp://{upstream}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://{bootstrap}"))
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "tls"])
-            .args(authentication.then_some("--authentication"))
-            .env_remove("SCHEMA_REGISTRY")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("CLUSTER_ID")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let log = dir.path().join("tansu.log");
+        let mut cmd = tansu_command(
+            &binary,
+            &dir.path().join("tansu"),
+            upstream,
+            &bootstrap,
+            "tls",
+            &log,
+        );
+        cmd.args(authentication.then_some("--authentication"));
         let tansu = cmd.spawn().unwrap();
         let broker = TlsBroker {
             tansu,
@@ -225,15 +192,7 @@ impl TlsBroker {
             dir,
             bootstrap,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(upstream).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {upstream}:\n{}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(upstream, &log);
         tls_front(front, key, cert, upstream);
         Some(broker)
     }

@@ -11,10 +11,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{apply_properties, base_config, consumer_only, failed, producer, producer_only};
+use super::{
+    apply_properties, base_config, consumer_only, failed, producer, producer_only, KafkaProducer,
+    LimitedErrors,
+};
 use crate::pipeline::catalog_feed::CatalogLog;
 use crate::pipeline::log::{LogError, RefusedTopics};
 use crate::settings::KafkaSettings;
@@ -23,8 +26,8 @@ const PARTITION: i32 = 0;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaCatalogLog {
-    consumer: Arc<BaseConsumer>,
-    producer: FutureProducer,
+    consumer: Arc<BaseConsumer<LimitedErrors>>,
+    producer: KafkaProducer,
     topic: String,
 }
 
@@ -40,10 +43,12 @@ impl KafkaCatalogLog {
         apply_properties(&mut config, settings, |k| {
             !producer_only(k) && !k.starts_with("group.") && !k.starts_with("partition.assignment")
         });
-        let consumer: BaseConsumer = config.create().map_err(|source| LogError::Client {
-            client: "consumer",
-            source,
-        })?;
+        let consumer: BaseConsumer<LimitedErrors> = config
+            .create_with_context(LimitedErrors::default())
+            .map_err(|source| LogError::Client {
+                client: "consumer",
+                source,
+            })?;
         Ok(KafkaCatalogLog {
             consumer: Arc::new(consumer),
             producer: producer(settings)?,
@@ -80,7 +85,7 @@ impl CatalogLog for KafkaCatalogLog {
 
 /// Reads from `from` to the high watermark as it was when the read started.
 fn read_blocking(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<LimitedErrors>,
     topic: &str,
     from: i64,
 ) -> Result<Vec<(i64, Vec<u8>)>, LogError> {

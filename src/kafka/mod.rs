@@ -12,9 +12,13 @@
 //!   network round trip.
 
 mod catalog;
+mod errors;
+mod health;
 mod probe;
 
 pub use catalog::{ensure_catalog_topic, KafkaCatalogLog};
+pub use errors::LimitedErrors;
+pub use health::BrokerWatch;
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
@@ -55,6 +59,8 @@ pub struct WorkerContext {
     /// commit landed after a newer one and put the group's offset back (seen on the mock
     /// cluster with failing OffsetCommit requests).
     confirmed: Mutex<BTreeMap<(String, i32), i64>>,
+    /// librdkafka's errors, logged without flooding during an outage.
+    errors: LimitedErrors,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,6 +93,10 @@ fn parts(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 impl ClientContext for WorkerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let assigned = locked(&self.assigned);
         let mut lag = Vec::new();
@@ -222,7 +232,10 @@ fn producer_only(key: &str) -> bool {
         || key == "enable.idempotence"
 }
 
-pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, LogError> {
+/// The producers' client: librdkafka's errors logged by [`LimitedErrors`].
+pub type KafkaProducer = FutureProducer<LimitedErrors>;
+
+pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
     let mut config = base_config(settings);
     config
         .set("enable.idempotence", "true")
@@ -231,16 +244,18 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, LogError> {
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     apply_properties(&mut config, settings, |k| !consumer_only(k));
-    config.create().map_err(|source| LogError::Client {
-        client: "producer",
-        source,
-    })
+    config
+        .create_with_context(LimitedErrors::default())
+        .map_err(|source| LogError::Client {
+            client: "producer",
+            source,
+        })
 }
 
 /// The worker's log: one consumer group member and one idempotent producer.
 pub struct KafkaLog {
     consumer: StreamConsumer<WorkerContext>,
-    producer: FutureProducer,
+    producer: KafkaProducer,
     /// When unconfirmed offsets were last committed again.
     recommitted: Mutex<std::time::Instant>,
 }
@@ -596,7 +611,7 @@ pub async fn check_copartitioned(
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
 /// in-sync replicas before `submit` returns.
 pub struct KafkaCommandSink {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     topic: String,
 }
 

@@ -8,8 +8,8 @@
 //! thread that serves that queue; this one asks for metadata, keeps the last broker error it
 //! hears, and names it when the brokers cannot be reached.
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
@@ -21,13 +21,27 @@ use crate::pipeline::log::LogError;
 /// How long the brokers have to answer a metadata request.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// librdkafka's last broker error, shared between a [`Probe`] and its caller.
+pub(super) type LastError = Arc<Mutex<Option<String>>>;
+
 /// Keeps librdkafka's last broker error, shared with the caller, which reads it once the
-/// producer is gone.
-struct Probe {
-    last_error: Arc<Mutex<Option<String>>>,
+/// producer is gone (or, for the broker watch, after each failed check).
+pub(super) struct Probe {
+    last_error: LastError,
+    /// librdkafka's own log lines at debug level only: the broker watch's client reports an
+    /// outage itself, once, instead of one more client logging every failed connection.
+    quiet: bool,
 }
 
 impl ClientContext for Probe {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if self.quiet {
+            tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+        } else {
+            DefaultClientContext.log(level, fac, log_message);
+        }
+    }
+
     /// librdkafka's log already shows each failure (as an error of target `librdkafka`);
     /// "all brokers are down", which follows each one, would hide its reason.
     fn error(&self, error: KafkaError, reason: &str) {
@@ -46,15 +60,7 @@ impl ProducerContext for Probe {
 /// Asks the brokers of `config` (connection and security settings only) for metadata; fails
 /// with the last broker error librdkafka reported when they do not answer.
 pub async fn reach(config: ClientConfig) -> Result<(), LogError> {
-    let last_error = Arc::new(Mutex::new(None));
-    let producer: ThreadedProducer<Probe> = config
-        .create_with_context(Probe {
-            last_error: Arc::clone(&last_error),
-        })
-        .map_err(|source| LogError::Client {
-            client: "admin client",
-            source,
-        })?;
+    let (producer, last_error) = client(&config, "admin client", false)?;
     let answer =
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, TIMEOUT))
             .await
@@ -66,4 +72,24 @@ pub async fn reach(config: ClientConfig) -> Result<(), LogError> {
             last_error: last_error.lock().unwrap_or_else(|p| p.into_inner()).take(),
         }),
     }
+}
+
+/// A client of `config` that only asks for metadata, and where its last broker error goes;
+/// `quiet`: librdkafka's log lines at debug level. `name` says which client failed to start.
+pub(super) fn client(
+    config: &ClientConfig,
+    name: &'static str,
+    quiet: bool,
+) -> Result<(ThreadedProducer<Probe>, LastError), LogError> {
+    let last_error = Arc::new(Mutex::new(None));
+    let producer = config
+        .create_with_context(Probe {
+            last_error: Arc::clone(&last_error),
+            quiet,
+        })
+        .map_err(|source| LogError::Client {
+            client: name,
+            source,
+        })?;
+    Ok((producer, last_error))
 }

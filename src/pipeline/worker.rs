@@ -36,6 +36,7 @@ use crate::amounts::{AmountCaller, Fallbacks};
 use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
 use crate::readiness::{Condition, Readiness};
+use crate::repeats::Repeats;
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
 use crate::telemetry::metrics;
@@ -143,6 +144,10 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     exclusive: Option<Exclusive>,
     /// Whether the group has assigned this member partitions (even none) yet.
     assigned: bool,
+    /// Failed polls repeat every `pipeline.retry_min_ms` while the broker is gone: logged
+    /// once, then once a minute with the count; `poll_failing` until a poll succeeds again.
+    poll_failures: Repeats,
+    poll_failing: bool,
 }
 
 enum Attempt {
@@ -202,6 +207,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             amounts: Arc::new(Fallbacks),
             exclusive: None,
             assigned: false,
+            poll_failures: Repeats::default(),
+            poll_failing: false,
         }
     }
 
@@ -283,13 +290,21 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .poll_batch(self.settings.batch_size, linger, idle)
             .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                if std::mem::take(&mut self.poll_failing) {
+                    self.poll_failures.clear();
+                }
+                r
+            }
             Err(e) => {
                 let pause = Duration::from_millis(self.settings.retry_min_ms);
                 let Some(pause) = protocol::after_poll_failure(e.class(), pause) else {
                     return Err(e.into());
                 };
-                tracing::warn!(error = %e, "poll failed; retrying");
+                self.poll_failing = true;
+                if let Some(left_out) = self.poll_failures.admit(&e.to_string(), Instant::now()) {
+                    tracing::warn!(error = %e, left_out, "poll failed; retrying");
+                }
                 self.settle().await?;
                 tokio::time::sleep(pause).await;
                 return Ok(());
@@ -501,6 +516,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 }
                 if pause {
                     self.log.set_paused(true)?;
+                    metrics().partitions_paused.set(self.assigned_count());
                     self.readiness.set(
                         Condition::Paused,
                         format!("partitions paused while a failed batch is retried: {error}"),
@@ -558,6 +574,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// Consumption resumes after a redo: the partitions are no longer paused.
     fn resume(&mut self) -> Result<(), WorkerError> {
         self.log.set_paused(false)?;
+        metrics().partitions_paused.set(0);
         self.readiness.clear(Condition::Paused);
         Ok(())
     }
@@ -688,6 +705,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 }
             }
         }
+        metrics().partitions_assigned.set(self.assigned_count());
+    }
+
+    /// Topic-partitions assigned to this member.
+    fn assigned_count(&self) -> i64 {
+        let count: usize = self.owned.values().map(BTreeSet::len).sum();
+        i64::try_from(count).unwrap_or(i64::MAX)
     }
 
     /// On shutdown, every batch committed: empty the stored outboxes, so the next owner has

@@ -88,6 +88,12 @@ fn kafka(s: &Settings, out: &mut Problems) {
         1,
         "the replicas of topics questline creates",
     );
+    if k.unreachable_grace_ms == 0 {
+        out.add(
+            &["kafka", "unreachable_grace_ms"],
+            "is 0: must be at least 1, or every failed check of the brokers would make the process not ready",
+        );
+    }
     for (name, value) in &k.properties {
         if let Some(reason) = librdkafka_refusal(name, value) {
             out.add(&["kafka", "properties", name], reason);
@@ -690,6 +696,11 @@ mod tests {
             |s| s.kafka.replication_factor = -1,
             "kafka.replication_factor",
             "is -1: must be at least 1",
+        );
+        assert_refused(
+            |s| s.kafka.unreachable_grace_ms = 0,
+            "kafka.unreachable_grace_ms",
+            "is 0: must be at least 1",
         );
     }
 

@@ -3,6 +3,10 @@
 //! (confluent-kafka) to produce inputs and read outputs.
 #![allow(dead_code)]
 
+mod tansu;
+#[allow(unused_imports)]
+pub use tansu::*;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -503,11 +507,17 @@ batch_size = {batch}
 
     /// Starts `questline run` with this config; `store` overrides the store directory.
     pub fn spawn_worker(&self, store: Option<&Path>) -> WorkerProcess {
+        match store {
+            Some(s) => self.spawn_worker_with(&[("QUESTLINE__STORE__PATH", s.as_os_str())]),
+            None => self.spawn_worker_with(&[]),
+        }
+    }
+
+    /// Starts `questline run` with this config and `env` (settings as `QUESTLINE__…`).
+    pub fn spawn_worker_with(&self, env: &[(&str, &std::ffi::OsStr)]) -> WorkerProcess {
         let mut cmd = Command::new(questline_bin());
         cmd.args(["run", "--config"]).arg(&self.config);
-        if let Some(s) = store {
-            cmd.env("QUESTLINE__STORE__PATH", s);
-        }
+        cmd.envs(env.iter().copied());
         let log = self.dir.path().join(format!(
             "worker-{}.log",
             Instant::now().elapsed().as_nanos() ^ rand_suffix()
