@@ -51,6 +51,9 @@ pub struct KafkaSettings {
     /// Create missing topics at startup with these settings.
     pub create_topics: bool,
     pub partitions: i32,
+    /// Replicas of the topics questline creates; `-1` (the default) asks for the broker's
+    /// `default.replication.factor`, which a managed cluster sets right (3 on most) and a
+    /// one-broker development cluster sets to 1. Needs Kafka 2.4 or later (KIP-464).
     pub replication_factor: i32,
     /// How long the brokers may be unreachable before the process reports itself not ready
     /// (`/readyz` 503): long enough that a broker restart or a leader move does not take the
@@ -66,7 +69,7 @@ impl Default for KafkaSettings {
             properties: BTreeMap::new(),
             create_topics: true,
             partitions: 4,
-            replication_factor: 1,
+            replication_factor: -1,
             unreachable_grace_ms: 10_000,
         }
     }
@@ -573,6 +576,7 @@ mod tests {
         let s = Settings::default();
         assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(s.kafka.group_id, "questline");
+        assert_eq!(s.kafka.replication_factor, -1, "the broker's default");
         assert_eq!(s.topics.dead_letter, "questline.dead-letter");
         assert_eq!(s.store.kind, StoreKind::Embedded);
         assert_eq!(s.http.listen, "127.0.0.1:8080");

@@ -82,12 +82,16 @@ fn kafka(s: &Settings, out: &mut Problems) {
         1,
         "the partitions of topics questline creates",
     );
-    out.at_least(
-        &["kafka", "replication_factor"],
-        i64::from(k.replication_factor),
-        1,
-        "the replicas of topics questline creates",
-    );
+    if k.replication_factor == 0 || k.replication_factor < -1 {
+        out.add(
+            &["kafka", "replication_factor"],
+            format!(
+                "is {}: must be -1 (the broker's default.replication.factor) or at least 1 \
+                 (the replicas of topics questline creates)",
+                k.replication_factor
+            ),
+        );
+    }
     if k.unreachable_grace_ms == 0 {
         out.add(
             &["kafka", "unreachable_grace_ms"],
@@ -693,9 +697,14 @@ mod tests {
         );
         assert_refused(|s| s.kafka.partitions = 0, "kafka.partitions", "is 0");
         assert_refused(
-            |s| s.kafka.replication_factor = -1,
+            |s| s.kafka.replication_factor = 0,
             "kafka.replication_factor",
-            "is -1: must be at least 1",
+            "is 0: must be -1 (the broker's default.replication.factor) or at least 1",
+        );
+        assert_refused(
+            |s| s.kafka.replication_factor = -2,
+            "kafka.replication_factor",
+            "is -2: must be -1",
         );
         assert_refused(
             |s| s.kafka.unreachable_grace_ms = 0,
