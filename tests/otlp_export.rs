@@ -4,13 +4,13 @@
 //! request's trace. A request without a `traceparent` starts a trace of its own. The spans
 //! buffered at the end are sent by the shutdown flush.
 
-mod trace_support;
+mod inprocess_support;
 
 use axum::routing::post;
+use inprocess_support::{header, Engine};
 use questline::settings::{OtlpProtocol, TelemetrySettings};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
-use trace_support::{header, Engine};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";

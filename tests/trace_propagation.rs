@@ -2,9 +2,9 @@
 //! sent with AddAction is on the command record and, unchanged, on every event the action
 //! causes; an invalid one is ignored; payloads are the same with or without one.
 
-mod trace_support;
+mod inprocess_support;
 
-use trace_support::{header, Engine};
+use inprocess_support::{header, Engine};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

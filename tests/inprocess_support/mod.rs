@@ -27,9 +27,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The example catalog, no mappings (only the commands topic is read).
+    /// The example catalog, no mappings (only the commands topic is read), default settings.
     pub async fn start() -> Engine {
-        let settings = Settings::default();
+        Engine::start_with(Settings::default()).await
+    }
+
+    /// [`Engine::start`] with `settings` (the sidecar's, the pipeline's).
+    pub async fn start_with(settings: Settings) -> Engine {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog");
         let history = questline::files::load_catalog_history(&dir).expect("example catalog");
         let catalogs = CatalogSource::Fixed(Arc::new(history));
@@ -45,7 +49,7 @@ impl Engine {
             inputs,
             settings.topics.clone(),
             settings.pipeline.clone(),
-            "trace-test".into(),
+            "in-process".into(),
             stopped.clone(),
         );
         tokio::spawn(worker.run());
@@ -108,6 +112,12 @@ impl Engine {
         }
     }
 
+    /// The sidecar's base URL.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the worker and the sidecar.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
