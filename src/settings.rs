@@ -39,6 +39,7 @@ pub struct Settings {
     pub kwegg: KweggSettings,
     pub amounts: AmountSettings,
     pub kickapps: KickappsSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,6 +244,42 @@ impl Default for ScyllaSettings {
             replication_factor: 1,
         }
     }
+}
+
+/// Span export (docs/operations.md, "Tracing"). Trace context headers are carried whether
+/// or not spans are exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The OTLP/HTTP collector's base URL (`http://collector:4318`); spans go to its
+    /// `/v1/traces`. Empty: no export, unless `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
+    pub otlp_endpoint: String,
+    /// How spans are encoded on the wire.
+    pub otlp_protocol: OtlpProtocol,
+    /// The `service.name` of the exported spans; `OTEL_SERVICE_NAME` wins when set.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: String::new(),
+            otlp_protocol: OtlpProtocol::HttpProtobuf,
+            service_name: "questline".into(),
+        }
+    }
+}
+
+/// OTLP over HTTP, in the names `OTEL_EXPORTER_OTLP_PROTOCOL` uses (gRPC is not built in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf, the OTLP default.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,17 +5,16 @@
 //! balance and the transactions show it, as in production. The last test runs `questline demo`
 //! itself with the documented demo License-Key.
 
+mod inprocess_support;
+
 use chrono::{TimeDelta, Utc};
-use questline::app;
+use inprocess_support::Engine;
 use questline::core::events::{Event, EventBody, GrantReason};
 use questline::core::model::SourceRef;
+use questline::http;
 use questline::http::kwegg::token::{self, Claims};
 use questline::http::kwegg::transactions::user_transactions;
-use questline::http::{self, Readiness};
 use questline::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource, MemoryCatalogLog};
-use questline::pipeline::input::Inputs;
-use questline::pipeline::memory::{MemoryCommandSink, MemoryLog};
-use questline::pipeline::worker::Worker;
 use questline::settings::{KweggSettings, PipelineSettings, Settings};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{
@@ -27,7 +26,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
 
 const LICENSE: &str = "TESTONE1234";
 /// A second license key, of the `default` tenant.
@@ -56,11 +54,7 @@ fn kwegg_settings() -> KweggSettings {
 struct Rig {
     base: String,
     client: reqwest::Client,
-    log: Arc<MemoryLog>,
-    commands_topic: String,
-    stop_worker: watch::Sender<bool>,
-    stop_server: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    engine: Engine,
 }
 
 /// The example catalog's directory (its `kwegg` tenant has the demo's two offers).
@@ -85,54 +79,17 @@ impl Rig {
             },
             ..Settings::default()
         };
-        let catalog = catalogs.now();
-        let data = tempfile::tempdir().unwrap();
-        let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(data.path()).unwrap());
-        let log = MemoryLog::new(4);
-        let inputs = Inputs::new(Arc::clone(&catalog), &[], &settings.topics);
-        log.subscribe(&inputs.topics());
-        let (stop_worker, stopped) = watch::channel(false);
-        let worker = Worker::new(
-            Arc::clone(&log),
-            Arc::clone(&store),
-            inputs,
-            settings.topics.clone(),
-            settings.pipeline.clone(),
-            "kwegg-test".into(),
-            stopped,
-        );
-        tokio::spawn(worker.run());
-        let sink = MemoryCommandSink {
-            log: Arc::clone(&log),
-            topic: settings.topics.commands.clone(),
-        };
-        let state = app::app_state(
-            catalogs,
-            store,
-            Arc::new(sink),
-            &settings,
-            Readiness::default(),
-        )
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop_server, stop) = oneshot::channel::<()>();
-        tokio::spawn(http::serve(listener, state, async move {
-            let _ = stop.await;
-        }));
+        let engine = Engine::start_with_catalogs(settings, catalogs).await;
         Rig {
-            base,
+            base: engine.base(),
             client: reqwest::Client::new(),
-            log,
-            commands_topic: settings.topics.commands.clone(),
-            stop_worker,
-            stop_server: Some(stop_server),
-            _dir: data,
+            engine,
         }
     }
 
     fn commands(&self) -> usize {
-        self.log.records(&self.commands_topic).len()
+        let e = &self.engine;
+        e.log.records(&e.settings.topics.commands).len()
     }
 
     async fn send(
@@ -237,11 +194,8 @@ impl Rig {
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop_server.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.stop_worker.send(true);
+    async fn stop(self) {
+        self.engine.stop();
     }
 }
 

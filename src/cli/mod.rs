@@ -70,11 +70,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check::run(args),
         Command::Run(args) => {
             let settings = crate::app::settings_from(&args.config.config)?;
-            runtime()?.block_on(crate::app::run_worker(settings, args.serve))
+            let telemetry = settings.telemetry.clone();
+            traced(&telemetry, crate::app::run_worker(settings, args.serve))
         }
         Command::Serve(args) => {
             let settings = crate::app::settings_from(&args.config)?;
-            runtime()?.block_on(crate::app::serve_sidecar(settings))
+            let telemetry = settings.telemetry.clone();
+            traced(&telemetry, crate::app::serve_sidecar(settings))
         }
         Command::Demo(args) => {
             crate::telemetry::init_tracing_at("warn");
@@ -91,8 +93,31 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     crate::telemetry::init_tracing();
+    new_runtime()
+}
+
+fn new_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// Runs a long-lived command (`run`, `serve`) with its spans exported as `telemetry` asks;
+/// once it has returned (SIGTERM included), the spans still buffered are sent before the
+/// process exits, by the runtime's workers, which are still running then.
+fn traced(
+    telemetry: &crate::settings::TelemetrySettings,
+    command: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    let runtime = new_runtime()?;
+    let exporter = {
+        let _inside = runtime.enter();
+        crate::telemetry::init_tracing_exporting(telemetry).map_err(Failure::Config)?
+    };
+    let result = runtime.block_on(command);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    result
 }

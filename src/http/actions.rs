@@ -125,7 +125,13 @@ pub fn parse_action(
 
 /// Submits a command, bounded by [`SUBMIT_TIMEOUT`]; 503 when the log does not take it.
 pub async fn submit(app: &AppState, command: Command) -> Result<(), ApiError> {
-    match tokio::time::timeout(SUBMIT_TIMEOUT, app.commands.submit(&command)).await {
+    match tokio::time::timeout(
+        SUBMIT_TIMEOUT,
+        app.commands
+            .submit_traced(&command, super::observe::request_trace().as_ref()),
+    )
+    .await
+    {
         Ok(result) => result.map_err(ApiError::from),
         Err(_) => Err(ApiError::new(
             Kind::Unavailable,

@@ -5,6 +5,10 @@
 //! {route, status}` and timed in `questline_http_request_seconds{route}`. The route label is
 //! the template (`/api/v1/users/{userId}/balances`), never the raw path, so user ids cannot
 //! blow up the metric's cardinality; requests that match no route are `unmatched`.
+//!
+//! The request's W3C trace context (`traceparent`, `tracestate`) is read here: the `http`
+//! span continues it ([`crate::otlp::continue_trace`]), and the handler's commands carry the
+//! result into their records ([`request_trace`]). An invalid `traceparent` is ignored.
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -13,6 +17,18 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::telemetry;
+use crate::trace_context::TraceContext;
+
+tokio::task_local! {
+    /// The trace context the commands of the request being handled carry on.
+    static REQUEST_TRACE: Option<TraceContext>;
+}
+
+/// The trace context of the request being handled, if it has one (see the module's doc).
+/// Read where commands are submitted, so that no handler passes it along by hand.
+pub fn request_trace() -> Option<TraceContext> {
+    REQUEST_TRACE.try_with(Clone::clone).ok().flatten()
+}
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -31,8 +47,11 @@ pub async fn observe(req: Request, next: Next) -> Response {
         status = tracing::field::Empty,
         client = tracing::field::Empty,
     );
+    let trace = crate::otlp::continue_trace(&span, TraceContext::from_http(req.headers()).as_ref());
     let started = Instant::now();
-    let response = next.run(req).instrument(span.clone()).await;
+    let response = REQUEST_TRACE
+        .scope(trace, next.run(req).instrument(span.clone()))
+        .await;
     record(&route, &response, started);
     let status = response.status();
     span.record("status", status.as_u16());

@@ -38,11 +38,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::pipeline::commands::{Command, CommandSink, SubmitError};
+use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
 use crate::pipeline::log::{
     too_large, InRecord, Log, LogError, OutRecord, Published, Rebalance, RefusedTopics,
 };
 use crate::settings::KafkaSettings;
+use crate::trace_context::TraceContext;
 
 /// Shared between librdkafka's callbacks and the worker.
 #[derive(Default)]
@@ -420,17 +421,10 @@ impl Log for KafkaLog {
         let mut published = Published::default();
         let mut pending = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_slice()),
-                });
-            }
             let mut record = FutureRecord::to(&r.topic)
                 .key(&r.key)
                 .payload(&r.payload)
-                .headers(headers);
+                .headers(owned_headers(&r.headers));
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
@@ -627,16 +621,37 @@ impl KafkaCommandSink {
 #[async_trait]
 impl CommandSink for KafkaCommandSink {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
+        self.submit_traced(command, None).await
+    }
+
+    async fn submit_traced(
+        &self,
+        command: &Command,
+        trace: Option<&TraceContext>,
+    ) -> Result<(), SubmitError> {
         let payload = serde_json::to_vec(command)?;
         let record = FutureRecord::to(&self.topic)
             .key(command.user_id())
-            .payload(&payload);
+            .payload(&payload)
+            .headers(owned_headers(&command_headers(trace)));
         self.producer
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
             .map_err(|(e, _)| failed("submit")(e).into())
     }
+}
+
+/// A record's headers as librdkafka takes them.
+fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        owned = owned.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    owned
 }
 
 /// Reads header values as text, for tests and tools.

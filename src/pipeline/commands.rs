@@ -9,6 +9,7 @@ use crate::core::evaluator::{ClaimCommand, GrantCommand};
 use crate::core::model::Action;
 use crate::core::state::UserStatusChange;
 use crate::pipeline::log::LogError;
+use crate::trace_context::TraceContext;
 
 /// One record of the commands topic, keyed by user id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +61,27 @@ pub enum SubmitError {
 #[async_trait]
 pub trait CommandSink: Send + Sync + 'static {
     async fn submit(&self, command: &Command) -> Result<(), SubmitError>;
+
+    /// [`CommandSink::submit`], with the trace context of the request that made the command,
+    /// which a sink with record headers puts on the record (`traceparent`, `tracestate`).
+    /// A sink without headers submits the command alone.
+    async fn submit_traced(
+        &self,
+        command: &Command,
+        trace: Option<&TraceContext>,
+    ) -> Result<(), SubmitError> {
+        let _ = trace;
+        self.submit(command).await
+    }
+}
+
+/// The headers of a command's record: its trace context, if it has one.
+pub fn command_headers(trace: Option<&TraceContext>) -> Vec<(String, Vec<u8>)> {
+    let mut headers = Vec::new();
+    if let Some(trace) = trace {
+        trace.set_on(&mut headers);
+    }
+    headers
 }
 
 #[cfg(test)]

@@ -313,8 +313,21 @@ impl super::commands::CommandSink for MemoryCommandSink {
         &self,
         command: &super::commands::Command,
     ) -> Result<(), super::commands::SubmitError> {
+        self.submit_traced(command, None).await
+    }
+
+    async fn submit_traced(
+        &self,
+        command: &super::commands::Command,
+        trace: Option<&crate::trace_context::TraceContext>,
+    ) -> Result<(), super::commands::SubmitError> {
         let payload = serde_json::to_vec(command).map_err(super::commands::SubmitError::Encode)?;
-        self.log.append(&self.topic, command.user_id(), payload);
+        self.log.append_with_headers(
+            &self.topic,
+            command.user_id(),
+            payload,
+            super::commands::command_headers(trace),
+        );
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use super::log::{text_header, OutRecord};
 use crate::core::events::{encode_prefix, Event, EventBody, RefusedOutput};
 use crate::core::ids;
 use crate::core::model::SourceRef;
+use crate::trace_context::{TRACEPARENT, TRACESTATE};
 
 /// How much of the refused output's value the dead letter keeps: enough to recognise it,
 /// small enough that the dead letter fits under any sensible limit.
@@ -105,19 +106,28 @@ pub fn dead_letter(
         source: cause.clone(),
         catalog_version: envelope.catalog_version,
     };
+    let mut headers = vec![
+        text_header("questline-event-id", event.event_id.clone()),
+        text_header("questline-event-type", "dead_letter"),
+        text_header("questline-reason", reason),
+        text_header("questline-source-topic", cause.topic.clone()),
+        text_header("questline-source-partition", cause.partition.to_string()),
+        text_header("questline-source-offset", cause.offset.to_string()),
+    ];
+    // It stands for the refused record in its trace too.
+    headers.extend(
+        refused
+            .headers
+            .iter()
+            .filter(|(k, _)| k == TRACEPARENT || k == TRACESTATE)
+            .cloned(),
+    );
     OutRecord {
         topic: topic.to_string(),
         key,
         // An event of strings and numbers always serializes.
         payload: serde_json::to_vec(&event).expect("events serialize"),
-        headers: vec![
-            text_header("questline-event-id", event.event_id.clone()),
-            text_header("questline-event-type", "dead_letter"),
-            text_header("questline-reason", reason),
-            text_header("questline-source-topic", cause.topic.clone()),
-            text_header("questline-source-partition", cause.partition.to_string()),
-            text_header("questline-source-offset", cause.offset.to_string()),
-        ],
+        headers,
     }
 }
 
@@ -235,6 +245,24 @@ mod tests {
         assert_eq!(g["userId"], "");
         assert_eq!(g["encoding"], "base64");
         assert_eq!(g["truncatedFrom"], 5000);
+    }
+
+    #[test]
+    fn the_dead_letter_carries_the_refused_records_trace_context() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut record = refused(b"{}".to_vec());
+        record.headers.push(text_header(TRACEPARENT, tp));
+        record.headers.push(text_header(TRACESTATE, "a=1"));
+        let letter = dead_letter(&record, &SourceRef::new("t", 0, 0), "dl", now());
+        assert_eq!(letter.header(TRACEPARENT), Some(tp));
+        assert_eq!(letter.header(TRACESTATE), Some("a=1"));
+        let untraced = dead_letter(
+            &refused(b"{}".to_vec()),
+            &SourceRef::new("t", 0, 0),
+            "dl",
+            now(),
+        );
+        assert_eq!(untraced.header(TRACEPARENT), None);
     }
 
     #[test]

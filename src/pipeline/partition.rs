@@ -31,6 +31,7 @@ use crate::store::{
     BatchWrite, ClaimRecord, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError,
     UserKey, UserRecord,
 };
+use crate::trace_context::TraceContext;
 
 /// What happened to the records of a batch, for metrics and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -366,6 +367,12 @@ impl Partition {
                 .processed
                 .push((record.topic.clone(), record.partition, record.offset));
             let source = SourceRef::new(&record.topic, record.partition, record.offset);
+            // A traced record: its span (exporting) and the context what it causes carries.
+            let (span, trace) = record_trace(record);
+            let _in_span = span.as_ref().map(tracing::Span::enter);
+            if let Some(trace) = trace {
+                produced.traces.insert(source.clone(), trace);
+            }
             let pos = Position {
                 source: &source,
                 record_time: record.timestamp,
@@ -540,8 +547,11 @@ impl Partition {
                 if let Some(rejection) = rejection {
                     batch.stats.dead_letters.push(rejection.kind.as_str());
                     for event in &out.events {
-                        let letter =
+                        let mut letter =
                             dead_letters::record(event, rejection, record, &topics.dead_letter);
+                        if let Some(trace) = produced.traces.get(source) {
+                            trace.set_on(&mut letter.headers);
+                        }
                         if user.is_some() {
                             produced.push(source.clone(), Produce::Record(letter));
                         } else {
@@ -678,6 +688,8 @@ impl Produce {
 struct Produced {
     items: Vec<Option<(SourceRef, Produce)>>,
     last_progress: FxHashMap<(UserKey, u32, u32, u32), usize>,
+    /// The trace context each traced input's records carry (`traceparent`, `tracestate`).
+    traces: FxHashMap<SourceRef, TraceContext>,
 }
 
 impl Produced {
@@ -712,7 +724,10 @@ impl Produced {
         let mut entries = carried;
         entries.reserve(self.items.len());
         for (cause, what) in self.items.into_iter().flatten() {
-            let record = what.into_record(topics);
+            let mut record = what.into_record(topics);
+            if let Some(trace) = self.traces.get(&cause) {
+                trace.set_on(&mut record.headers);
+            }
             if outbox::event_id(&record).is_some_and(|id| carried_ids.contains(id)) {
                 continue;
             }
@@ -720,6 +735,27 @@ impl Produced {
         }
         entries
     }
+}
+
+/// The `record` span of a consumed record that carries a valid `traceparent`, when spans are
+/// exported (a child of that parent), and the trace context the records it causes carry: the
+/// span's, or the record's own unchanged when spans are not exported. Untraced records get
+/// neither: a span per record of all traffic would cost more than the batch spans tell.
+fn record_trace(record: &InRecord) -> (Option<tracing::Span>, Option<TraceContext>) {
+    let Some(incoming) = TraceContext::from_headers(&record.headers) else {
+        return (None, None);
+    };
+    if !crate::otlp::exporting() {
+        return (None, Some(incoming));
+    }
+    let span = tracing::info_span!(
+        "record",
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+    );
+    let trace = crate::otlp::continue_trace(&span, Some(&incoming));
+    (Some(span), trace)
 }
 
 /// The metric label of a duplicate: the id that made the record step drop it. A claim is
@@ -795,5 +831,35 @@ mod tests {
         // p1 and p2 coalesced into the last state; its id equals a carried one, so only the
         // carried copy is kept.
         assert_eq!(ids, ["e9"]);
+    }
+
+    #[test]
+    fn the_records_of_a_traced_input_carry_its_trace_context_and_no_other_does() {
+        use crate::trace_context::{TraceParent, TRACEPARENT};
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let topics = Topics::default();
+        let mut produced = Produced::default();
+        let traced = SourceRef::new("t", 0, 1);
+        produced.traces.insert(
+            traced.clone(),
+            TraceContext {
+                parent: TraceParent::parse(tp).unwrap(),
+                state: None,
+            },
+        );
+        let request = |id: &str| {
+            Produce::Record(OutRecord {
+                topic: "out".into(),
+                key: "u".into(),
+                payload: b"{}".to_vec(),
+                headers: vec![text_header("questline-event-id", id)],
+            })
+        };
+        produced.push(traced, request("a"));
+        produced.push(SourceRef::new("t", 0, 2), request("b"));
+        let entries = produced.into_entries(Vec::new(), &topics);
+        assert_eq!(entries[0].record.header(TRACEPARENT), Some(tp));
+        assert_eq!(entries[0].record.payload, b"{}", "the payload is untouched");
+        assert_eq!(entries[1].record.header(TRACEPARENT), None);
     }
 }

@@ -30,6 +30,7 @@ pub fn problems(settings: &Settings) -> Vec<Problem> {
     http(settings, &mut out);
     pipeline(settings, &mut out);
     amounts(settings, &mut out);
+    telemetry(settings, &mut out);
     out.0
 }
 
@@ -449,6 +450,25 @@ fn amounts(s: &Settings, out: &mut Problems) {
     }
 }
 
+fn telemetry(s: &Settings, out: &mut Problems) {
+    let endpoint = s.telemetry.otlp_endpoint.trim();
+    if !endpoint.is_empty() && !endpoint.starts_with("http://") && !endpoint.starts_with("https://")
+    {
+        out.add(
+            &["telemetry", "otlp_endpoint"],
+            format!(
+                "is '{endpoint}': must be an http:// or https:// URL (the collector's OTLP/HTTP \
+                 address, such as http://collector:4318), or empty for no export"
+            ),
+        );
+    }
+    out.not_blank(
+        &["telemetry", "service_name"],
+        &s.telemetry.service_name,
+        "the service name the exported spans carry",
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +570,24 @@ mod tests {
                 s.amounts.retries = 0;
                 s.amounts.breaker_threshold = 0;
             }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn telemetry_values_that_cannot_work() {
+        assert_refused(
+            |s| s.telemetry.otlp_endpoint = "collector:4318".into(),
+            "telemetry.otlp_endpoint",
+            "must be an http:// or https:// URL",
+        );
+        assert_refused(
+            |s| s.telemetry.service_name = " ".into(),
+            "telemetry.service_name",
+            "is empty",
+        );
+        assert_eq!(
+            refused(|s| s.telemetry.otlp_endpoint = "https://collector:4318".into()),
             Vec::<String>::new()
         );
     }
