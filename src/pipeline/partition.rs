@@ -725,7 +725,11 @@ impl Produced {
         entries.reserve(self.items.len());
         for (cause, what) in self.items.into_iter().flatten() {
             let mut record = what.into_record(topics);
-            if let Some(trace) = self.traces.get(&cause) {
+            // Most traffic is untraced: no lookup (and no hashing of the cause) then.
+            let trace = (!self.traces.is_empty())
+                .then(|| self.traces.get(&cause))
+                .flatten();
+            if let Some(trace) = trace {
                 trace.set_on(&mut record.headers);
             }
             if outbox::event_id(&record).is_some_and(|id| carried_ids.contains(id)) {
