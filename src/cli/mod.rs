@@ -103,6 +103,12 @@ fn new_runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Runtime(e.into()))
 }
 
+/// How long a long-lived command's process waits, once the command has returned, for
+/// blocking calls still in flight (a metadata request of the broker watch, a read of the
+/// catalog log): by then every batch is committed and nothing they do is needed. Dropping the
+/// runtime would wait for them without a bound, and a SIGTERM'd worker must exit promptly.
+const BLOCKING_WAIT_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs a long-lived command (`run`, `serve`) with its spans exported as `telemetry` asks;
 /// once it has returned (SIGTERM included), the spans still buffered are sent before the
 /// process exits, by the runtime's workers, which are still running then.
@@ -119,5 +125,6 @@ fn traced(
     if let Some(exporter) = exporter {
         exporter.shutdown();
     }
+    runtime.shutdown_timeout(BLOCKING_WAIT_AT_EXIT);
     result
 }
