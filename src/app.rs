@@ -316,8 +316,13 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     };
     let result = worker.run().await;
     let _ = worker_done.send(true);
+    tracing::debug!("closing the Kafka clients");
     log.close().await;
+    tracing::debug!("Kafka clients closed; waiting for the HTTP server");
     let _ = server.await;
+    tracing::debug!("HTTP server stopped");
+    drop(log);
+    tracing::debug!("consumer closed");
     result.map(|_| ()).map_err(|e| match e {
         e @ WorkerError::SharedGroup { .. } => Failure::Config(e.to_string()),
         e => Failure::Runtime(e.into()),

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 /// How often one kind of repeated line is logged again, by default.
 pub const REPEAT_EVERY: Duration = Duration::from_secs(60);
 
+/// The most kinds remembered: kinds are error texts, which may carry varying details, and the
+/// memory of a long-running process must not grow with them. Past it everything is forgotten
+/// (the next of each kind is logged again: a few more lines, never fewer).
+const MAX_KINDS: usize = 256;
+
 /// Which repeated lines to log: per kind, when one was last logged and how many were left out.
 #[derive(Debug)]
 pub struct Repeats {
@@ -43,6 +48,9 @@ impl Repeats {
                 Some(std::mem::take(left_out))
             }
             None => {
+                if seen.len() >= MAX_KINDS {
+                    seen.clear();
+                }
                 seen.insert(kind.to_string(), (now, 0));
                 Some(0)
             }
@@ -58,6 +66,16 @@ impl Repeats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kinds_remembered_are_bounded() {
+        let repeats = Repeats::default();
+        let now = Instant::now();
+        for i in 0..(MAX_KINDS * 3) {
+            repeats.admit(&format!("error {i}"), now);
+        }
+        assert!(repeats.seen.lock().unwrap().len() <= MAX_KINDS);
+    }
 
     #[test]
     fn each_kind_is_logged_first_then_once_a_minute_with_the_count_left_out() {
