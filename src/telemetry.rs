@@ -15,6 +15,7 @@
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |
 //! | `questline_store_wedged` | gauge | | 1 while the embedded store is closed after an I/O failure (a full disk) and not yet reopened; 0 otherwise |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
+//! | `questline_retries_total` | counter | stage (`poll`, `take`, `load`, `write`, `publish`, `commit`) | a stage failed and is tried again (the batch paused and redone, a poll or a commit retried) |
 //! | `questline_consumer_lag` | gauge | topic, partition | high watermark − committed position, where the broker reports it |
 //! | `questline_amount_calls_total` | counter | outcome (`answered`, or the fallback's reason: `timeout`, `unreachable`, `status`, `bad_answer`, `circuit_open`, `not_programmatic`) | amount requests decided by calling a programmatic event's endpoint, one per request (retries included) |
 //! | `questline_amount_call_seconds` | histogram | | one HTTP try to an endpoint, until its answer is read or it fails |
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_wedged: IntGauge,
     pub rebalances: IntCounterVec,
+    pub retries: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub amount_calls: IntCounterVec,
     pub amount_call_seconds: Histogram,
@@ -284,6 +286,12 @@ impl Metrics {
                 "rebalances_total",
                 "Consumer group rebalances",
                 &["kind"],
+            ),
+            retries: counter(
+                r,
+                "retries_total",
+                "Stages failed and tried again, by stage",
+                &["stage"],
             ),
             consumer_lag,
             amount_calls: counter(

@@ -367,6 +367,13 @@ async fn a_failed_write_voids_the_batch_evaluated_behind_it_and_both_are_redone_
     let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(20, 1_000), shutdown));
     rig.wait_committed(300, Duration::from_secs(20)).await;
     // Several single write failures while a backlog keeps the pipeline full.
+    let write_retries = || {
+        questline::telemetry::metrics()
+            .retries
+            .with_label_values(&["write"])
+            .get()
+    };
+    let retries_before = write_retries();
     rig.store.writes_to_fail.store(3, Ordering::SeqCst);
     rig.append(&all[300..]);
     rig.wait_committed(600, Duration::from_secs(20)).await;
@@ -374,6 +381,10 @@ async fn a_failed_write_voids_the_batch_evaluated_behind_it_and_both_are_redone_
     let totals = worker.await.unwrap();
     assert_eq!(rig.store.writes_to_fail.load(Ordering::SeqCst), 0);
     assert!(totals.retries >= 3, "{totals:?}");
+    assert!(
+        write_retries() >= retries_before + 3,
+        "questline_retries_total{{stage=\"write\"}} counts each redone write"
+    );
     assert_eq!(totals.applied, 600, "{totals:?}");
     rig.assert_exactly_once(USERS).await;
 }

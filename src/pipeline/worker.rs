@@ -109,6 +109,18 @@ impl BatchError {
             BatchError::Task(_) => ErrorClass::Fatal,
         }
     }
+
+    /// The stage that failed: the `stage` label of `questline_retries_total`.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            BatchError::Take { .. } => "take",
+            BatchError::Load(_) => "load",
+            BatchError::Write(_) => "write",
+            BatchError::Publish(_) | BatchError::DeadLetterTooLarge { .. } => "publish",
+            BatchError::Commit(_) => "commit",
+            BatchError::Task(_) => "task",
+        }
+    }
 }
 
 /// Totals since start, for `demo`, tests and the closing log line.
@@ -302,6 +314,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     return Err(e.into());
                 };
                 self.poll_failing = true;
+                metrics().retries.with_label_values(&["poll"]).inc();
                 if let Some(left_out) = self.poll_failures.admit(&e.to_string(), Instant::now()) {
                     tracing::warn!(error = %e, left_out, "poll failed; retrying");
                 }
@@ -508,6 +521,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     return Err(error.into());
                 };
                 self.totals.retries += 1;
+                metrics().retries.with_label_values(&[error.stage()]).inc();
                 tracing::warn!(%error, backoff_ms = wait.as_millis() as u64, "batch failed; pausing and retrying");
                 for p in work.keys() {
                     if let Some(partition) = self.partitions.get_mut(p) {
@@ -810,6 +824,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
                 Ok(()) => break,
                 Err(e) if !protocol::retry_commit(e.class()) => return Err(BatchError::Commit(e)),
                 Err(e) => {
+                    metrics().retries.with_label_values(&["commit"]).inc();
                     tracing::warn!(error = %e, "commit failed; retrying");
                     if self.wait_or_stop(backoff).await {
                         break; // already durable and published: a replay skips it by watermark
