@@ -25,6 +25,7 @@ use questline::pipeline::commands::{Command, CommandSink, SubmitError};
 use questline::settings::HttpSettings;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{BatchWrite, FinishedCount, HistoryEntry, StateStore, UserKey, UserRecord};
+use questline::trace_context::TraceContext;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +35,11 @@ struct DiscardingSink;
 
 #[async_trait]
 impl CommandSink for DiscardingSink {
-    async fn submit(&self, _command: &Command) -> Result<(), SubmitError> {
+    async fn submit(
+        &self,
+        _command: &Command,
+        _: Option<&TraceContext>,
+    ) -> Result<(), SubmitError> {
         Ok(())
     }
 }

@@ -58,8 +58,12 @@ impl Repeats {
     }
 
     /// Forgets every kind: the condition ended, and the next occurrence is news again.
+    /// Cheap when nothing was seen (called after every successful poll).
     pub fn clear(&self) {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.is_empty() {
+            seen.clear();
+        }
     }
 }
 

@@ -124,16 +124,16 @@ impl Topics {
         ("catalog", "catalog"),
     ];
 
-    fn owned_mut(&mut self, key: &str) -> Option<&mut String> {
-        match key {
-            "commands" => Some(&mut self.commands),
-            "inventory_requests" => Some(&mut self.inventory_requests),
-            "inventory_responses" => Some(&mut self.inventory_responses),
-            "amount_requests" => Some(&mut self.amount_requests),
-            "amount_responses" => Some(&mut self.amount_responses),
-            "catalog" => Some(&mut self.catalog),
-            _ => None,
-        }
+    /// The owned topics' fields, in the order of [`Topics::OWNED`].
+    fn owned_mut(&mut self) -> [&mut String; 6] {
+        [
+            &mut self.commands,
+            &mut self.inventory_requests,
+            &mut self.inventory_responses,
+            &mut self.amount_requests,
+            &mut self.amount_responses,
+            &mut self.catalog,
+        ]
     }
 
     /// Names each owned topic that `is_set` says the configuration leaves unnamed
@@ -142,11 +142,9 @@ impl Topics {
     /// records or catalog versions, as Kafka Streams prefixes its internal topics with the
     /// application id. The outputs keep their names: other teams consume them.
     pub fn name_owned_by_group(&mut self, group: &str, is_set: impl Fn(&str) -> bool) {
-        for (key, suffix) in Self::OWNED {
+        for ((key, suffix), topic) in Self::OWNED.into_iter().zip(self.owned_mut()) {
             if !is_set(key) {
-                if let Some(topic) = self.owned_mut(key) {
-                    *topic = format!("{group}.{suffix}");
-                }
+                *topic = format!("{group}.{suffix}");
             }
         }
     }

@@ -18,6 +18,7 @@ use questline::pipeline::commands::{Command, CommandSink, SubmitError};
 use questline::settings::HttpSettings;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{BatchWrite, StateStore};
+use questline::trace_context::TraceContext;
 use serde_json::Value;
 
 const CATALOG: &str = r#"
@@ -41,7 +42,7 @@ struct Discard;
 
 #[async_trait::async_trait]
 impl CommandSink for Discard {
-    async fn submit(&self, _: &Command) -> Result<(), SubmitError> {
+    async fn submit(&self, _: &Command, _: Option<&TraceContext>) -> Result<(), SubmitError> {
         Ok(())
     }
 }

@@ -128,7 +128,7 @@ pub async fn submit(app: &AppState, command: Command) -> Result<(), ApiError> {
     match tokio::time::timeout(
         SUBMIT_TIMEOUT,
         app.commands
-            .submit_traced(&command, super::observe::request_trace().as_ref()),
+            .submit(&command, super::observe::request_trace().as_ref()),
     )
     .await
     {

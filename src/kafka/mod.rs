@@ -625,11 +625,7 @@ impl KafkaCommandSink {
 
 #[async_trait]
 impl CommandSink for KafkaCommandSink {
-    async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
-        self.submit_traced(command, None).await
-    }
-
-    async fn submit_traced(
+    async fn submit(
         &self,
         command: &Command,
         trace: Option<&TraceContext>,

@@ -58,21 +58,15 @@ pub enum SubmitError {
 
 /// Where commands go: the Kafka commands topic in production, the in-process log in `demo`.
 /// `submit` returns once the command is durably in the log (acks=all), not once evaluated.
+/// `trace` is the context of the request that made the command; a sink with record headers
+/// puts it on the record ([`command_headers`]).
 #[async_trait]
 pub trait CommandSink: Send + Sync + 'static {
-    async fn submit(&self, command: &Command) -> Result<(), SubmitError>;
-
-    /// [`CommandSink::submit`], with the trace context of the request that made the command,
-    /// which a sink with record headers puts on the record (`traceparent`, `tracestate`).
-    /// A sink without headers submits the command alone.
-    async fn submit_traced(
+    async fn submit(
         &self,
         command: &Command,
         trace: Option<&TraceContext>,
-    ) -> Result<(), SubmitError> {
-        let _ = trace;
-        self.submit(command).await
-    }
+    ) -> Result<(), SubmitError>;
 }
 
 /// The headers of a command's record: its trace context, if it has one.

@@ -312,13 +312,6 @@ impl super::commands::CommandSink for MemoryCommandSink {
     async fn submit(
         &self,
         command: &super::commands::Command,
-    ) -> Result<(), super::commands::SubmitError> {
-        self.submit_traced(command, None).await
-    }
-
-    async fn submit_traced(
-        &self,
-        command: &super::commands::Command,
         trace: Option<&crate::trace_context::TraceContext>,
     ) -> Result<(), super::commands::SubmitError> {
         let payload = serde_json::to_vec(command).map_err(super::commands::SubmitError::Encode)?;

@@ -157,9 +157,8 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     /// Whether the group has assigned this member partitions (even none) yet.
     assigned: bool,
     /// Failed polls repeat every `pipeline.retry_min_ms` while the broker is gone: logged
-    /// once, then once a minute with the count; `poll_failing` until a poll succeeds again.
+    /// once, then once a minute with the count; forgotten at the next successful poll.
     poll_failures: Repeats,
-    poll_failing: bool,
 }
 
 enum Attempt {
@@ -220,7 +219,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             exclusive: None,
             assigned: false,
             poll_failures: Repeats::default(),
-            poll_failing: false,
         }
     }
 
@@ -303,9 +301,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .await
         {
             Ok(r) => {
-                if std::mem::take(&mut self.poll_failing) {
-                    self.poll_failures.clear();
-                }
+                self.poll_failures.clear();
                 r
             }
             Err(e) => {
@@ -313,7 +309,6 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 let Some(pause) = protocol::after_poll_failure(e.class(), pause) else {
                     return Err(e.into());
                 };
-                self.poll_failing = true;
                 metrics().retries.with_label_values(&["poll"]).inc();
                 if let Some(left_out) = self.poll_failures.admit(&e.to_string(), Instant::now()) {
                     tracing::warn!(error = %e, left_out, "poll failed; retrying");

@@ -17,6 +17,7 @@ use questline::store::embedded::EmbeddedStore;
 use questline::store::{
     BatchWrite, ClaimRecord, FinishedCount, HistoryEntry, StateStore, UserKey, UserRecord,
 };
+use questline::trace_context::TraceContext;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,7 +48,7 @@ impl RecordingSink {
 
 #[async_trait]
 impl CommandSink for RecordingSink {
-    async fn submit(&self, command: &Command) -> Result<(), SubmitError> {
+    async fn submit(&self, command: &Command, _: Option<&TraceContext>) -> Result<(), SubmitError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(SubmitError::Unavailable(
                 questline::pipeline::log::LogError::Kafka {
