@@ -439,3 +439,84 @@ impl CompiledMapping {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(pointer: &str) -> FieldSpec {
+        FieldSpec {
+            pointer: Some(pointer.into()),
+            ..FieldSpec::default()
+        }
+    }
+
+    /// Value maps look sources up as text (strings, numbers, booleans); a strict map refuses
+    /// what it does not list with the field's code; constants win over pointers; a default
+    /// fills what is missing and goes through the map too.
+    #[test]
+    fn value_maps_constants_and_defaults() {
+        let mut m = Mapping::native();
+        m.fields.trigger_id = Some(FieldSpec {
+            value_map: [
+                ("signup".to_string(), json!(1)),
+                ("7".to_string(), json!("seven")),
+                ("true".to_string(), json!(2)),
+            ]
+            .into_iter()
+            .collect(),
+            strict_map: true,
+            default: Some(json!("signup")),
+            error_codes: ErrorCodes {
+                invalid: Some(10),
+                ..ErrorCodes::default()
+            },
+            ..spec("/event")
+        });
+        m.fields.tenant = Some(FieldSpec {
+            constant: Some(json!("acme")),
+            ..spec("/tenant")
+        });
+        let m = m.compile();
+        let trigger = |event: Value| {
+            m.apply_value(&json!({"userId": "u", "event": event, "tenant": "other"}))
+                .map(|a| (a.trigger_id, a.tenant))
+        };
+        assert_eq!(
+            trigger(json!("signup")),
+            Ok((TriggerKey::Id(1), "acme".into()))
+        );
+        assert_eq!(
+            trigger(json!(7)).unwrap().0,
+            TriggerKey::Name("seven".into())
+        );
+        assert_eq!(trigger(json!(true)).unwrap().0, TriggerKey::Id(2));
+        assert_eq!(trigger(Value::Null).unwrap().0, TriggerKey::Id(1));
+        let e = trigger(json!("login")).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str(), e.error_code),
+            ("triggerId", "'login' is not in the value map", Some(10))
+        );
+        assert_eq!(
+            trigger(json!([1])).unwrap_err().reason,
+            "cannot map an array"
+        );
+    }
+
+    /// A pointer that does not parse (a mapping built in code, never validated) finds nothing,
+    /// as it did when pointers were parsed per record: the default, else missing.
+    #[test]
+    fn an_unparsable_pointer_finds_nothing() {
+        let mut m = Mapping::native();
+        m.fields.value = Some(FieldSpec {
+            default: Some(json!(5)),
+            ..spec("value")
+        });
+        let a = m
+            .compile()
+            .apply_value(&json!({"userId": "u", "triggerId": 1, "value": 9}))
+            .unwrap();
+        assert_eq!(a.value, Decimal::from(5));
+    }
+}
