@@ -1,4 +1,5 @@
 //! Mapping + JSON decode: records/s on one core for a ~150-byte action (targets in docs/benchmarks.md).
+//! The mappings are compiled once, as the worker holds them.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use questline::core::decode;
@@ -8,8 +9,10 @@ use std::path::Path;
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalog = questline::files::load_catalog(&root.join("examples/catalog")).unwrap();
-    let kickapps = questline::files::load_mapping(&root.join("mappings/kickapps.toml")).unwrap();
-    let native = Mapping::native();
+    let kickapps = questline::files::load_mapping(&root.join("mappings/kickapps.toml"))
+        .unwrap()
+        .compile();
+    let native = Mapping::native().compile();
     let seed_record =
         br#"{"userId": "151631", "triggerId": 1, "value": 1000, "actionId": "pos-2026-11-25-000123", "occurredAt": "2026-11-25T10:00:00Z"}"#;
     let kick_record = br#"{"user_id": "kick-user-000123", "actionId": "post_comment", "location": "forum", "quantity": 2, "userActionId": "ua-000000123"}"#;

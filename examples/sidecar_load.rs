@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let store = EmbeddedStore::open(dir.path())?;
 
     let mut engine = Engine::new(Arc::clone(&catalog));
-    let native = Mapping::native();
+    let native = Mapping::native().compile();
     let at: DateTime<Utc> = "2026-11-25T10:00:00Z".parse()?;
     let mut lines: Vec<String> = std::fs::read_to_string(root.join("examples/actions.jsonl"))?
         .lines()

@@ -14,7 +14,7 @@ use crate::core::catalog::Catalog;
 use crate::core::decode::{self, Rejection};
 use crate::core::engine::{Engine, Internal};
 use crate::core::events::Event;
-use crate::core::mapping::Mapping;
+use crate::core::mapping::{CompiledMapping, Mapping};
 use crate::core::model::{SourceRef, DEFAULT_TENANT};
 use crate::core::reject::RejectKind;
 use crate::failure::Failure;
@@ -146,10 +146,13 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             &topics,
         ))
     } else {
-        Mode::Lines(Box::new(match &args.mapping {
-            Some(path) => files::load_mapping(path).map_err(config_error)?,
-            None => Mapping::native(),
-        }))
+        Mode::Lines(Box::new(
+            match &args.mapping {
+                Some(path) => files::load_mapping(path).map_err(config_error)?,
+                None => Mapping::native(),
+            }
+            .into(),
+        ))
     };
     let input: Box<dyn BufRead> = match &args.input {
         Some(path) => Box::new(std::io::BufReader::new(
@@ -179,8 +182,8 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
 
 /// What the input lines are.
 enum Mode {
-    /// Records' values, all through one mapping.
-    Lines(Box<Mapping>),
+    /// Records' values, all through one mapping, compiled once.
+    Lines(Box<CompiledMapping>),
     /// Topic dump lines, routed by topic as in the worker.
     Records(Inputs),
 }
@@ -212,7 +215,7 @@ fn records_mappings(
 /// The replay loop, over any reader and writer (tests call it directly).
 pub fn replay(
     catalog: Arc<Catalog>,
-    mapping: &Mapping,
+    mapping: &CompiledMapping,
     input: impl BufRead,
     output: impl Write,
     now: Option<DateTime<Utc>>,

@@ -8,7 +8,7 @@ use super::catalog::{Catalog, EventRules, ResolveError};
 use super::events::{encode_original, Event, EventBody};
 use super::ids;
 use super::limits;
-use super::mapping::{Mapping, UnknownTrigger};
+use super::mapping::{AsCompiled, UnknownTrigger};
 use super::model::{Action, SourceRef};
 use super::reject::RejectKind;
 use super::rules::{self, ParamError};
@@ -59,19 +59,29 @@ impl Rejection {
     }
 }
 
-pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Decoded, Rejection> {
+/// Maps `bytes` with `mapping` and resolves the action in `catalog`. A [`Mapping`] passed here
+/// is compiled for this record alone: the worker passes the [`CompiledMapping`]s it holds.
+///
+/// [`Mapping`]: super::mapping::Mapping
+/// [`CompiledMapping`]: super::mapping::CompiledMapping
+pub fn decode<M: AsCompiled + ?Sized>(
+    mapping: &M,
+    catalog: &Catalog,
+    bytes: &[u8],
+) -> Result<Decoded, Rejection> {
+    let mapping = mapping.compiled();
     let action = mapping.apply(bytes).map_err(|e| Rejection {
         reason: e.to_string(),
         field: (e.field != "record").then(|| e.field.clone()),
         error_code: e.error_code,
         user_id: e.user_id.clone(),
-        tenant: mapping.tenant.clone(),
+        tenant: mapping.tenant().to_string(),
         kind: e.kind,
     })?;
     match resolve_action(catalog, &action) {
         Ok(trigger_id) => Ok(Decoded::Action { action, trigger_id }),
         Err(ActionError::Unknown(ResolveError::UnknownTrigger(_)))
-            if mapping.unknown_trigger == UnknownTrigger::Ignore =>
+            if mapping.unknown_trigger() == UnknownTrigger::Ignore =>
         {
             Ok(Decoded::Ignored {
                 reason: format!("unknown trigger '{}'", action.trigger_id),
@@ -81,7 +91,7 @@ pub fn decode(mapping: &Mapping, catalog: &Catalog, bytes: &[u8]) -> Result<Deco
             let field = e.field();
             Err(Rejection {
                 reason: e.to_string(),
-                error_code: mapping_error_code(mapping, &field),
+                error_code: mapping.invalid_code(&field),
                 field: Some(field),
                 user_id: Some(action.user_id),
                 tenant: action.tenant,
@@ -158,15 +168,6 @@ pub fn rule_event<'c>(catalog: &'c Catalog, action: &Action) -> Option<&'c Event
     catalog
         .tenant(&action.tenant)?
         .event_for(&action.trigger_id)
-}
-
-fn mapping_error_code(mapping: &Mapping, field: &str) -> Option<i32> {
-    let spec = match field {
-        "triggerId" => mapping.fields.trigger_id.as_ref(),
-        "tenant" => mapping.fields.tenant.as_ref(),
-        _ => None,
-    };
-    spec.and_then(|s| s.error_codes.invalid)
 }
 
 /// The dead-letter event of a rejected record, carrying its original bytes.

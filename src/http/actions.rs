@@ -22,7 +22,7 @@ use super::request::{self, LimitedBody};
 use super::AppState;
 use crate::core::catalog::{Catalog, ResolveError};
 use crate::core::decode::{self, ActionError};
-use crate::core::mapping::Mapping;
+use crate::core::mapping::{CompiledMapping, Mapping};
 use crate::core::model::Action;
 use crate::pipeline::commands::Command;
 
@@ -44,7 +44,8 @@ const FIELDS: [&str; 9] = [
     "actionType",
 ];
 
-static NATIVE: LazyLock<Mapping> = LazyLock::new(Mapping::native);
+/// The native mapping, compiled once for every call.
+static NATIVE: LazyLock<CompiledMapping> = LazyLock::new(|| Mapping::native().into());
 
 /// The body of `AddAction` (documentation; the handler validates the raw JSON).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

@@ -11,7 +11,7 @@ use super::log::InRecord;
 use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::decode::{self, Decoded, Rejection};
 use crate::core::limits::{MAX_TENANT_BYTES, MAX_USER_ID_BYTES};
-use crate::core::mapping::{self, Mapping, DEFAULT_MAX_RECORD_BYTES};
+use crate::core::mapping::{self, CompiledMapping, Mapping, DEFAULT_MAX_RECORD_BYTES};
 use crate::core::reject::RejectKind;
 /// The decoded record is the record step's input.
 pub use crate::core::step::Input;
@@ -20,7 +20,8 @@ pub use crate::core::step::Input;
 #[derive(Debug, Clone)]
 pub struct Inputs {
     catalog: CatalogSource,
-    mappings: FxHashMap<String, Arc<Mapping>>,
+    /// Compiled once here, applied to every record of their topics.
+    mappings: FxHashMap<String, Arc<CompiledMapping>>,
     commands: String,
     requests: String,
     responses: String,
@@ -49,8 +50,8 @@ impl Inputs {
     ) -> Self {
         let mut by_topic = FxHashMap::default();
         for m in mappings {
-            let m = Arc::new(m.clone());
-            for t in &m.topics {
+            let m = Arc::new(m.compile());
+            for t in m.topics() {
                 by_topic.insert(t.clone(), Arc::clone(&m));
             }
         }
@@ -116,7 +117,7 @@ impl Inputs {
     fn decode_topic(&self, record: &InRecord, catalog: &Catalog) -> Input {
         let topic = record.topic.as_str();
         if let Some(mapping) = self.mappings.get(topic) {
-            return match decode::decode(mapping, catalog, &record.payload) {
+            return match decode::decode(mapping.as_ref(), catalog, &record.payload) {
                 Ok(Decoded::Action { action, trigger_id }) => Input::Action { action, trigger_id },
                 Ok(Decoded::Ignored { reason }) => Input::Ignored(reason),
                 Err(r) => Input::DeadLetter(r),

@@ -37,7 +37,7 @@ use super::answer::{codes, success, Failure, KickError, Success};
 use super::params::{code_of, Params};
 use crate::core::catalog::{Catalog, ResolveError};
 use crate::core::decode::{self, ActionError};
-use crate::core::mapping::{MapError, Mapping};
+use crate::core::mapping::{CompiledMapping, MapError};
 use crate::core::model::{Action, UserKey};
 use crate::http::actions::submit;
 use crate::http::error::ApiError;
@@ -57,13 +57,14 @@ const MAPPED: [&str; 5] = [
     "userActionId",
 ];
 
-/// The KickApps mapping, parsed once; startup calls it, so an error here stops the sidecar
-/// from starting rather than failing calls.
-pub fn mapping() -> Result<&'static Mapping, String> {
-    static PARSED: OnceLock<Result<Mapping, String>> = OnceLock::new();
+/// The KickApps mapping, parsed and compiled once; startup calls it, so an error here stops
+/// the sidecar from starting rather than failing calls.
+pub fn mapping() -> Result<&'static CompiledMapping, String> {
+    static PARSED: OnceLock<Result<CompiledMapping, String>> = OnceLock::new();
     PARSED
         .get_or_init(|| {
             crate::files::parse_mapping("mappings/kickapps.toml", MAPPING)
+                .map(CompiledMapping::from)
                 .map_err(|e| e.to_string())
         })
         .as_ref()
@@ -279,7 +280,7 @@ mod tests {
 
     #[test]
     fn the_shipped_mapping_parses() {
-        assert_eq!(mapping().unwrap().name, "kickapps");
+        assert_eq!(mapping().unwrap().name(), "kickapps");
     }
 
     #[test]
