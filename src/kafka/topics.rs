@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::{apply_properties, base_config, consumer_only, failed, probe, producer_only};
 use crate::pipeline::log::{LogError, RefusedTopics};
-use crate::pipeline::topic_wait::TopicCheck;
+use crate::pipeline::topic_wait::{Counts, TopicCheck};
 use crate::settings::KafkaSettings;
 
 /// How long the startup checks wait for one topic's metadata.
@@ -69,7 +69,7 @@ impl TopicMetadata {
         &self,
         topics: &[String],
         timeout: Duration,
-    ) -> Result<Vec<(String, Option<i32>)>, LogError> {
+    ) -> Result<Counts, LogError> {
         let consumer = Arc::clone(&self.consumer);
         let topics = topics.to_vec();
         tokio::task::spawn_blocking(move || {
@@ -93,7 +93,7 @@ impl TopicMetadata {
 /// answer awaited at most as long as the broker watch waits for its own.
 #[async_trait]
 impl TopicCheck for TopicMetadata {
-    async fn partitions(&self, topics: &[String]) -> Result<Vec<(String, Option<i32>)>, String> {
+    async fn partitions(&self, topics: &[String]) -> Result<Counts, String> {
         self.partition_counts(topics, super::health::CHECK_TIMEOUT)
             .await
             .map_err(|e| e.to_string())

@@ -20,12 +20,15 @@ use crate::repeats::Repeats;
 /// How often the brokers are asked again while a topic is missing.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Topics with their partition counts, `None` for a topic that does not exist yet.
+pub type Counts = Vec<(String, Option<i32>)>;
+
 /// Which topics exist: the brokers' metadata (Kafka), or a fake in tests.
 #[async_trait]
 pub trait TopicCheck: Send + Sync {
     /// Each of `topics` with its partition count, `None` for one that does not exist yet;
     /// `Err` with the reason when the brokers did not answer.
-    async fn partitions(&self, topics: &[String]) -> Result<Vec<(String, Option<i32>)>, String>;
+    async fn partitions(&self, topics: &[String]) -> Result<Counts, String>;
 }
 
 /// How a wait ended.
@@ -123,9 +126,12 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// One scripted answer: the topics' counts, or the reason the brokers did not answer.
+    type Answer<'a> = Result<Vec<(&'a str, Option<i32>)>, &'a str>;
+
     /// Answers from a script, one answer a check, the last one again once it runs out.
     struct Scripted {
-        answers: Mutex<Vec<Result<Vec<(String, Option<i32>)>, String>>>,
+        answers: Mutex<Vec<Result<Counts, String>>>,
         asked: Mutex<usize>,
         /// The readiness handle's answer at each check, before it is answered.
         seen: Mutex<Vec<Result<(), String>>>,
@@ -133,10 +139,7 @@ mod tests {
     }
 
     impl Scripted {
-        fn new(
-            readiness: &Readiness,
-            answers: Vec<Result<Vec<(&str, Option<i32>)>, &str>>,
-        ) -> Self {
+        fn new(readiness: &Readiness, answers: Vec<Answer<'_>>) -> Self {
             let answers = answers
                 .into_iter()
                 .rev()
@@ -156,10 +159,7 @@ mod tests {
 
     #[async_trait]
     impl TopicCheck for Scripted {
-        async fn partitions(
-            &self,
-            _topics: &[String],
-        ) -> Result<Vec<(String, Option<i32>)>, String> {
+        async fn partitions(&self, _topics: &[String]) -> Result<Counts, String> {
             *self.asked.lock().unwrap() += 1;
             self.seen.lock().unwrap().push(self.readiness.check());
             let mut answers = self.answers.lock().unwrap();
