@@ -561,6 +561,12 @@ fn a_worker_waits_for_a_missing_input_topic_not_ready_naming_it_then_creates_onl
         .filter(|l| l.contains("waiting for the topics it reads to be created"))
         .count();
     assert_eq!(waits, 1, "{}", worker.log_text());
+    // The brokers answer meanwhile: a missing topic is no outage.
+    let (_, metrics) = get(http_addr(&worker), "/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "questline_broker_up 1"),
+        "{metrics}"
+    );
 
     // Its producers create it: the worker goes on, and creates its own topics with the
     // inputs' partition count, its outputs with the configured one, no input topic.
