@@ -623,6 +623,14 @@ fn on_tansu_a_worker_started_before_its_input_topics_processes_them_once_they_ex
         ),
     );
     broker.create_topics(INPUT_PARTITIONS, &setup.input_topics());
+    // The worker goes on by itself, and creates its outputs: the test's reader of the rewards
+    // subscribes only once they exist (librdkafka would not see a later topic for minutes).
+    kafka_support::wait_until(
+        Duration::from_secs(30),
+        "the worker to subscribe",
+        || !worker.log_events("worker starting").is_empty(),
+        || worker.log_text(),
+    );
     walk_through_rewards(&broker, &setup, &worker);
     let settings = KafkaSettings {
         brokers: broker.bootstrap.clone(),
