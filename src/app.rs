@@ -17,12 +17,15 @@ use crate::kafka::{self, BrokerWatch, KafkaCatalogLog, KafkaCommandSink, KafkaLo
 use crate::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource};
 use crate::pipeline::exclusive::Exclusive;
 use crate::pipeline::input::Inputs;
-use crate::pipeline::worker::{Worker, WorkerError};
-use crate::readiness::Readiness;
+use crate::pipeline::worker::{Worker, WorkerError, AWAITING_ASSIGNMENT};
+use crate::readiness::{Condition, Readiness};
 use crate::settings::{Settings, StoreKind};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::scylla::{parse_consistency, ScyllaOptions, ScyllaStore};
 use crate::store::StateStore;
+
+mod topics;
+use topics::Prepared;
 
 /// The catalog files (every tenant's version 0) and mappings a process runs with; bad ones
 /// fail startup with file and line.
@@ -229,42 +232,27 @@ pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(e.into()))
 }
 
-/// `questline run`: the Kafka worker.
+/// `questline run`: the Kafka worker. Its HTTP endpoints answer from early in startup (not
+/// ready until it has partitions), so that `/readyz` can say what it waits for: the input
+/// topics, when one does not exist yet ([`topics`]).
 pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> {
     let (base, mappings) = load_configuration(&settings)?;
     if mappings.is_empty() {
         tracing::warn!(dir = %settings.mappings.dir.display(), "no mappings: only the commands topic is read");
     }
-    let inputs = Inputs::new(Arc::clone(base.latest()), &mappings, &settings.topics);
-    let mut topics = inputs.topics();
-    if settings.kafka.create_topics {
-        let t = &settings.topics;
-        topics.extend([t.progress.clone(), t.rewards.clone(), t.dead_letter.clone()]);
-        topics.sort();
-        topics.dedup();
-        kafka::ensure_topics(&settings.kafka, &topics)
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?;
-    }
-    let partitions = kafka::check_copartitioned(&settings.kafka, &inputs.topics())
+    // A connection that can never work (an untrusted certificate, refused credentials) stops
+    // the worker here, with librdkafka's reason.
+    kafka::reach(&settings.kafka)
         .await
-        .map_err(|e| match e {
-            crate::pipeline::log::LogError::NotCopartitioned { .. } => {
-                Failure::Config(e.to_string())
-            }
-            e => Failure::Runtime(e.into()),
-        })?;
+        .map_err(|e| Failure::Runtime(e.into()))?;
     let shutdown = shutdown_signal();
     let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
     let inputs = Inputs::with_catalog(catalogs.clone(), &mappings, &settings.topics);
     let store = open_store(&settings).await?;
-    let log = Arc::new(
-        KafkaLog::connect(&settings.kafka, &inputs.topics())
-            .map_err(|e| Failure::Runtime(e.into()))?,
-    );
     let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let readiness = Readiness::default();
+    readiness.set(Condition::Assignment, AWAITING_ASSIGNMENT);
     watch_brokers(&settings, &readiness, &shutdown)?;
     let state = app_state(
         catalogs,
@@ -295,7 +283,39 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
             http::server::serve(listener, app, limits, stop).await
         }
     });
-    tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, serve, "worker starting");
+    let result =
+        match topics::prepare(&settings, &inputs, &readiness, wait_for(shutdown.clone())).await {
+            Ok(Prepared::Ready(partitions)) => {
+                consume(&settings, inputs, store, readiness, shutdown, partitions).await
+            }
+            Ok(Prepared::Stopped) => {
+                tracing::info!("stopped while waiting for topics; nothing was read");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+    let _ = worker_done.send(true);
+    tracing::debug!("waiting for the HTTP server");
+    let _ = server.await;
+    tracing::debug!("HTTP server stopped");
+    result
+}
+
+/// The worker's consumer group member, from subscribing until it stops (SIGTERM or a fatal
+/// error); `partitions`: the topics' common partition count, for the embedded store's guard.
+async fn consume(
+    settings: &Settings,
+    inputs: Inputs,
+    store: Arc<dyn StateStore>,
+    readiness: Readiness,
+    shutdown: watch::Receiver<bool>,
+    partitions: Option<i32>,
+) -> Result<(), Failure> {
+    let log = Arc::new(
+        KafkaLog::connect(&settings.kafka, &inputs.topics())
+            .map_err(|e| Failure::Runtime(e.into()))?,
+    );
+    tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, "worker starting");
     let worker = Worker::new(
         Arc::clone(&log),
         store,
@@ -306,7 +326,7 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         shutdown,
     )
     .with_readiness(readiness)
-    .with_amounts(amount_caller(&settings)?);
+    .with_amounts(amount_caller(settings)?);
     let worker = match (settings.store.kind, partitions) {
         (StoreKind::Embedded, Some(partitions)) => worker.with_exclusive(Exclusive::new(
             usize::try_from(partitions).unwrap_or(0),
@@ -315,12 +335,8 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         _ => worker,
     };
     let result = worker.run().await;
-    let _ = worker_done.send(true);
     tracing::debug!("closing the Kafka clients");
     log.close().await;
-    tracing::debug!("Kafka clients closed; waiting for the HTTP server");
-    let _ = server.await;
-    tracing::debug!("HTTP server stopped");
     drop(log);
     tracing::debug!("consumer closed");
     result.map(|_| ()).map_err(|e| match e {

@@ -1,7 +1,7 @@
 //! Whether the process is ready for traffic, and if not, why.
 //!
-//! Several parts of a process know a reason to be not ready — the worker before its first
-//! partition assignment or while its partitions are paused on a failing batch, the Kafka
+//! Several parts of a process know a reason to be not ready — the worker while topics it reads
+//! do not exist yet, before its first partition assignment or while its partitions are paused on a failing batch, the Kafka
 //! client while the broker is unreachable — and `/readyz` must say all of them. Each part
 //! sets or clears its own [`Condition`]; the process is ready when none is set. One shared
 //! handle, built by the composition root and given to whoever reports.
@@ -12,6 +12,8 @@ use std::sync::{Arc, RwLock};
 /// One reason a process can be not ready, set and cleared by the part that knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Condition {
+    /// Topics the worker reads do not exist yet (it waits for them before it subscribes).
+    Topics,
     /// The worker has not been assigned partitions yet.
     Assignment,
     /// The worker paused its partitions because a batch failed and is being retried.

@@ -8,60 +8,17 @@ mod kafka_support;
 
 use kafka_support::*;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const GRACE: Duration = Duration::from_secs(2);
 const BOUND: Duration = Duration::from_secs(60);
-
-/// One HTTP/1.1 GET: the status and the body (a failed connection is status 0).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// The value of an unlabelled metric in `/metrics`.
 fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
     let (_, text) = get(addr, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
-}
-
-/// The address the worker's HTTP server listens on, from its log.
-fn http_addr(worker: &WorkerProcess) -> SocketAddr {
-    let mut addr = None;
-    wait_until(
-        BOUND,
-        "the worker's HTTP server",
-        || {
-            addr = worker
-                .log_events("sidecar listening")
-                .first()
-                .and_then(|e| e["fields"]["addr"].as_str()?.parse().ok());
-            addr.is_some()
-        },
-        || worker.log_text(),
-    );
-    addr.expect("waited for it")
 }
 
 /// Polls `/readyz` until its status is `status`; the body then, and how long it took.
@@ -107,6 +64,7 @@ fn readiness_turns_503_when_the_broker_has_been_gone_for_the_grace_period_and_20
         ..client
     };
     let setup = Setup::new(&own, "readiness", 1);
+    setup.create_all_topics(&own, 1);
     let grace = GRACE.as_millis().to_string();
     let mut worker =
         setup.spawn_worker_with(&[("QUESTLINE__KAFKA__UNREACHABLE_GRACE_MS", OsStr::new(&grace))]);

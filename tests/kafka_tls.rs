@@ -22,7 +22,6 @@ use openssl::rsa::Rsa;
 use openssl::ssl::{Ssl, SslAcceptor, SslMethod};
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509NameBuilder, X509};
-use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -228,39 +227,6 @@ fn props(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// The seed's walk-through (200 + 300 + 500 points for user 151631) through `client`, and
-/// the rewards it must produce: the "Earn 1000 Points" milestone and its voucher.
-fn walk_through_rewards(client: &Broker, setup: &Setup, worker: &WorkerProcess) {
-    client.produce(
-        &setup.topic("questline.actions"),
-        &[200, 300, 500]
-            .iter()
-            .map(|v| {
-                (
-                    "151631".to_string(),
-                    json!({"userId": "151631", "triggerId": 1, "value": v}).to_string(),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    let rewards = client.consume(&[setup.topic("rewards")], 2, Duration::from_secs(40));
-    let kinds: Vec<&str> = rewards
-        .iter()
-        .filter_map(|r| r["value"]["type"].as_str())
-        .collect();
-    assert_eq!(
-        kinds,
-        ["milestone.achieved", "reward.granted"],
-        "{rewards:#?}\nworker log:\n{}",
-        worker.log_text()
-    );
-    assert_eq!(rewards[0]["value"]["challengeId"], 1);
-    assert_eq!(rewards[1]["value"]["code"], "BURGER-0001");
-    for r in &rewards {
-        assert_eq!(r["key"], "151631");
-    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ What is checked, and why:
 - The configuration files (ConfigMap, compose) through the questline binary itself when one
   is given (QUESTLINE_BIN), so an unknown or misspelt key fails here rather than at start.
 - The compose file: it parses, every long-running service has a healthcheck, a restart
-  policy and limits; its HTTP probe is run against a local server answering 200 and 503.
+  policy and limits, the worker waits for the service that creates its input topics; its HTTP probe is run against a local server answering 200 and 503.
 - The systemd units with `systemd-analyze verify` (any warning fails) and their hardening.
 - The Dockerfile and .dockerignore: non-root user, slim run stage, nothing but the binary,
   catalog, mappings and schemas copied into it; target/, .git and local data ignored.
@@ -481,11 +481,11 @@ def compose_problems(compose: dict) -> tuple[list[str], str, str]:
     """Returns the problems, the questline TOML and the probe command of the compose file."""
     out = []
     services = compose.get("services") or {}
-    for name in ("kafka", "scylla", "keyspace", "migrate", "worker", "sidecar"):
+    for name in ("kafka", "topics", "scylla", "keyspace", "migrate", "worker", "sidecar"):
         if name not in services:
             out.append(f"no service {name!r}")
     for name, svc in services.items():
-        one_shot = name in ("keyspace", "migrate")
+        one_shot = name in ("topics", "keyspace", "migrate")
         if not svc.get("restart"):
             out.append(f"{name}: no restart policy")
         if not one_shot and not svc.get("healthcheck"):
@@ -505,6 +505,10 @@ def compose_problems(compose: dict) -> tuple[list[str], str, str]:
         deps = svc.get("depends_on") or {}
         if (deps.get("migrate") or {}).get("condition") != "service_completed_successfully":
             out.append(f"{name}: does not wait for migrate to complete")
+    # The worker never creates input topics: without them it would wait, never ready.
+    if (((services.get("worker") or {}).get("depends_on") or {}).get("topics") or {}).get(
+            "condition") != "service_completed_successfully":
+        out.append("worker: does not wait for the topics service (its input topics)")
     if (((services.get("migrate") or {}).get("depends_on") or {}).get("keyspace") or {}).get(
             "condition") != "service_completed_successfully":
         out.append("migrate: does not wait for the keyspace service")

@@ -15,8 +15,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    apply_properties, base_config, consumer_only, failed, producer, producer_only, KafkaProducer,
-    LimitedErrors,
+    apply_properties, base_config, failed, producer, producer_only, KafkaProducer, LimitedErrors,
 };
 use crate::pipeline::catalog_feed::CatalogLog;
 use crate::pipeline::log::{LogError, RefusedTopics};
@@ -143,15 +142,12 @@ fn missing_topic(e: &rdkafka::error::KafkaError) -> bool {
 /// Creates the catalog topic if it is missing: one partition (every reader applies versions
 /// in one order), compacted (unique keys: nothing is ever deleted).
 pub async fn ensure_catalog_topic(settings: &KafkaSettings, topic: &str) -> Result<(), LogError> {
-    let mut config = base_config(settings);
-    apply_properties(&mut config, settings, |k| {
-        !consumer_only(k) && !producer_only(k)
-    });
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| LogError::Client {
-            client: "admin client",
-            source,
-        })?;
+    let admin: AdminClient<DefaultClientContext> = super::topics::admin_config(settings)
+        .create()
+        .map_err(|source| LogError::Client {
+        client: "admin client",
+        source,
+    })?;
     let new = NewTopic::new(
         topic,
         1,

@@ -15,16 +15,17 @@ mod catalog;
 mod errors;
 mod health;
 mod probe;
+mod topics;
 
 pub use catalog::{ensure_catalog_topic, KafkaCatalogLog};
 pub use errors::LimitedErrors;
 pub use health::BrokerWatch;
+pub use topics::{check_copartitioned, copartitioned, ensure_topics, reach, TopicMetadata};
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use futures::future::join_all;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as RdRebalance, StreamConsumer,
@@ -39,9 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
-use crate::pipeline::log::{
-    too_large, InRecord, Log, LogError, OutRecord, Published, Rebalance, RefusedTopics,
-};
+use crate::pipeline::log::{too_large, InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use crate::settings::KafkaSettings;
 use crate::trace_context::TraceContext;
 
@@ -508,103 +507,6 @@ impl Log for KafkaLog {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-}
-
-/// Creates missing topics with the configured partitions and replication; existing ones are
-/// left as they are. Fails with a clear message when the broker refuses: every refused topic
-/// with the broker's reason, and the remedy.
-pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), LogError> {
-    let mut config = base_config(settings);
-    apply_properties(&mut config, settings, |k| {
-        !consumer_only(k) && !producer_only(k)
-    });
-    probe::reach(config.clone()).await?;
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| LogError::Client {
-            client: "admin client",
-            source,
-        })?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| {
-            NewTopic::new(
-                t,
-                settings.partitions,
-                TopicReplication::Fixed(settings.replication_factor),
-            )
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(new.iter(), &options)
-        .await
-        .map_err(|source| LogError::CreateTopics {
-            topics: topics.to_vec(),
-            source,
-        })?;
-    // The refused topics, grouped by the broker's reason (in the order of its text).
-    let mut refused: BTreeMap<String, RefusedTopics> = BTreeMap::new();
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => refused
-                .entry(code.to_string())
-                .or_insert_with(|| RefusedTopics {
-                    code,
-                    topics: Vec::new(),
-                })
-                .topics
-                .push(topic),
-        }
-    }
-    if refused.is_empty() {
-        return Ok(());
-    }
-    Err(LogError::TopicsRefused {
-        refused: refused.into_values().collect(),
-    })
-}
-
-/// Refuses to start when the topics the worker reads (that exist) differ in partition count;
-/// else their partition count (`None` when none exists yet).
-pub async fn check_copartitioned(
-    settings: &KafkaSettings,
-    topics: &[String],
-) -> Result<Option<i32>, LogError> {
-    let mut config = base_config(settings);
-    apply_properties(&mut config, settings, |k| {
-        !producer_only(k) && !k.starts_with("group.")
-    });
-    let consumer: BaseConsumer = config.create().map_err(|source| LogError::Client {
-        client: "consumer",
-        source,
-    })?;
-    let topics = topics.to_vec();
-    let counts = tokio::task::spawn_blocking(move || {
-        let mut counts = Vec::new();
-        for topic in &topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(10))
-                .map_err(failed("metadata"))?;
-            for t in metadata.topics() {
-                if t.error().is_none() && !t.partitions().is_empty() {
-                    let partitions = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
-                    counts.push((t.name().to_string(), partitions));
-                }
-            }
-        }
-        Ok::<_, LogError>(counts)
-    })
-    .await
-    .map_err(|_| LogError::Kafka {
-        op: "metadata",
-        source: KafkaError::Canceled,
-    })??;
-    let first = counts.first().map(|(_, n)| *n);
-    if counts.iter().all(|(_, n)| Some(*n) == first) {
-        return Ok(first);
-    }
-    Err(LogError::NotCopartitioned { counts })
 }
 
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all

@@ -81,16 +81,40 @@ impl Inputs {
         self.catalog.history()
     }
 
-    /// Every topic the worker subscribes to, sorted.
+    /// Every topic the worker subscribes to, sorted: the input topics and the owned ones.
     pub fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.mappings.keys().cloned().collect();
-        t.extend([
+        let mut t = self.input_topics();
+        t.extend(self.owned_topics());
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// The topics the mappings name, sorted: their producers' topics, which the worker never
+    /// creates. A mapping naming one of the deployment's own topics does not make it an input.
+    pub fn input_topics(&self) -> Vec<String> {
+        let owned = self.owned_topics();
+        let mut t: Vec<String> = self
+            .mappings
+            .keys()
+            .filter(|t| !owned.contains(t))
+            .cloned()
+            .collect();
+        t.sort();
+        t
+    }
+
+    /// The deployment's own topics the worker reads beside the inputs (commands, inventory and
+    /// amount requests and responses), sorted: co-partitioned with the inputs, since a
+    /// user's records of every topic meet by partition number.
+    pub fn owned_topics(&self) -> Vec<String> {
+        let mut t = vec![
             self.commands.clone(),
             self.requests.clone(),
             self.responses.clone(),
             self.amount_requests.clone(),
             self.amount_responses.clone(),
-        ]);
+        ];
         t.sort();
         t.dedup();
         t

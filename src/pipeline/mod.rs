@@ -9,6 +9,7 @@
 //! - [`oversize`]: the dead letter that replaces an output the broker refuses for its size.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
 //! - [`protocol`]: the commit protocol's decisions (retry, pause, stop, abandon), pure.
+//! - [`topic_wait`]: waiting at startup for the topics the worker reads but does not create.
 //! - [`worker`]: the loop that does the protocol's IO (docs/design.md, "Commit protocol").
 
 pub mod catalog_feed;
@@ -22,4 +23,5 @@ pub mod outbox;
 pub mod oversize;
 pub mod partition;
 pub mod protocol;
+pub mod topic_wait;
 pub mod worker;

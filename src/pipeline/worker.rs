@@ -123,6 +123,10 @@ impl BatchError {
     }
 }
 
+/// `/readyz`'s reason before the first assignment; the composition root sets it from the
+/// start of startup, so that a worker is never ready before it has partitions.
+pub const AWAITING_ASSIGNMENT: &str = "waiting for the consumer group to assign partitions";
+
 /// Totals since start, for `demo`, tests and the closing log line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Totals {
@@ -253,10 +257,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// Runs until shutdown is signalled; the batch in flight is finished and committed first.
     pub async fn run(mut self) -> Result<Totals, WorkerError> {
         if self.owned.is_empty() {
-            self.readiness.set(
-                Condition::Assignment,
-                "waiting for the consumer group to assign partitions",
-            );
+            self.readiness
+                .set(Condition::Assignment, AWAITING_ASSIGNMENT);
         }
         while !self.stopping() {
             self.advance().await?;

@@ -9,7 +9,8 @@ pub use tansu::*;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -484,15 +485,17 @@ batch_size = {batch}
         ]
     }
 
-    /// Every input topic, created up front with `partitions` partitions (co-partitioned).
-    pub fn create_all_topics(&self, broker: &Broker, partitions: i32) {
-        let all: Vec<String> = [
-            "questline.actions",
-            "kickapps.user-actions",
-            "kwegg.events",
-            "progress",
-            "rewards",
-            "dead-letter",
+    /// The input topics of the shipped mappings, renamed: the worker never creates them.
+    pub fn input_topics(&self) -> Vec<String> {
+        ["questline.actions", "kickapps.user-actions", "kwegg.events"]
+            .iter()
+            .map(|n| self.topic(n))
+            .collect()
+    }
+
+    /// The topics of its own the worker reads beside the inputs (co-partitioned with them).
+    pub fn owned_read_topics(&self) -> Vec<String> {
+        [
             "commands",
             "inventory-requests",
             "inventory-responses",
@@ -501,7 +504,16 @@ batch_size = {batch}
         ]
         .iter()
         .map(|n| self.topic(n))
-        .collect();
+        .collect()
+    }
+
+    /// Every topic the worker reads or writes (but the catalog log), created up front with
+    /// `partitions` partitions (co-partitioned): the input topics, which the worker never
+    /// creates, and its own, which it would create itself.
+    pub fn create_all_topics(&self, broker: &Broker, partitions: i32) {
+        let mut all = self.input_topics();
+        all.extend(self.owned_read_topics());
+        all.extend(self.outputs());
         broker.create_topics(partitions, &all);
     }
 
@@ -658,6 +670,82 @@ impl Drop for WorkerProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// One HTTP/1.1 GET: the status and the body (a failed connection is status 0).
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The address the worker's HTTP server listens on, from its log (JSON lines), waiting up to
+/// a minute for it.
+pub fn http_addr(worker: &WorkerProcess) -> SocketAddr {
+    let mut addr = None;
+    wait_until(
+        Duration::from_secs(60),
+        "the worker's HTTP server",
+        || {
+            addr = worker
+                .log_events("sidecar listening")
+                .first()
+                .and_then(|e| e["fields"]["addr"].as_str()?.parse().ok());
+            addr.is_some()
+        },
+        || worker.log_text(),
+    );
+    addr.expect("waited for it")
+}
+
+/// The seed's walk-through (200 + 300 + 500 points for user 151631) through `client`, and
+/// the rewards it must produce: the "Earn 1000 Points" milestone and its voucher.
+pub fn walk_through_rewards(client: &Broker, setup: &Setup, worker: &WorkerProcess) {
+    client.produce(
+        &setup.topic("questline.actions"),
+        &[200, 300, 500]
+            .iter()
+            .map(|v| {
+                (
+                    "151631".to_string(),
+                    serde_json::json!({"userId": "151631", "triggerId": 1, "value": v}).to_string(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let rewards = client.consume(&[setup.topic("rewards")], 2, Duration::from_secs(40));
+    let kinds: Vec<&str> = rewards
+        .iter()
+        .filter_map(|r| r["value"]["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["milestone.achieved", "reward.granted"],
+        "{rewards:#?}\nworker log:\n{}",
+        worker.log_text()
+    );
+    assert_eq!(rewards[0]["value"]["challengeId"], 1);
+    assert_eq!(rewards[1]["value"]["code"], "BURGER-0001");
+    for r in &rewards {
+        assert_eq!(r["key"], "151631");
     }
 }
 
