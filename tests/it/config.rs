@@ -3,12 +3,13 @@
 //! work with exit code 2 before it connects to anything, naming the file and line or the
 //! variable.
 
+use crate::support::questline_bin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// `questline ARGS` in `dir` with exactly `vars` as its environment.
 fn questline(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_questline"))
+    Command::new(questline_bin())
         .current_dir(dir)
         .args(args)
         .env_clear()

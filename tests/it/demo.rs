@@ -1,12 +1,13 @@
 //! `questline demo`, as a user runs it: the real binary, the real sidecar, a real HTTP client.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::support::demo::Demo;
+use crate::support::{questline_bin, root};
+use std::process::Command;
+use std::time::Duration;
 
 fn questline() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_questline"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut c = Command::new(questline_bin());
+    c.current_dir(root());
     c
 }
 
@@ -45,41 +46,10 @@ fn demo_json_prints_one_event_per_line() {
     assert!(lines.iter().all(|e| e["eventId"].is_string()));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_action_through_the_demo_is_evaluated_and_visible_in_progress() {
-    let port = free_port();
-    let mut child = questline()
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("demo output");
-        if line.contains("The sidecar is serving") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the demo never served");
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let mut demo = Demo::start();
+    let base = demo.base.clone();
     let http = reqwest::Client::new();
     let progress_of = |body: &serde_json::Value| -> serde_json::Value {
         body["data"]
@@ -117,16 +87,8 @@ async fn add_action_through_the_demo_is_evaluated_and_visible_in_progress() {
     }
     assert_eq!(seen["progress"], 40, "{seen}");
     assert_eq!(seen["actionLeft"], 60);
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "demo did not exit on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = demo
+        .interrupt(Duration::from_secs(15))
+        .expect("demo did not exit on Ctrl-C");
     assert!(status.success(), "Ctrl-C exits cleanly: {status:?}");
 }

@@ -2,10 +2,8 @@
 //! reward (basic, meta-based, capped, streak, hybrid, programmatic), credited to the balance
 //! with the rule that paid, and invalid occurrences dead-lettered naming the parameter.
 
-mod engine_support;
-
+use crate::support::engine::*;
 use chrono::{Duration, TimeZone, Utc};
-use engine_support::*;
 use questline::core::engine::{Amounts, Engine, Internal};
 use questline::core::events::{Event, EventBody, GrantReason};
 use questline::core::model::SourceRef;

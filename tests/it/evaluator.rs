@@ -1,8 +1,6 @@
 //! The evaluator's rules, one test each, on the shipped example catalog.
 
-mod engine_support;
-
-use engine_support::*;
+use crate::support::engine::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
 use questline::core::mapping::Mapping;

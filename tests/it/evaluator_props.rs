@@ -1,8 +1,6 @@
 //! Properties of the evaluator over random action sequences (proptest).
 
-mod engine_support;
-
-use engine_support::*;
+use crate::support::engine::*;
 use proptest::prelude::*;
 use questline::core::catalog::Catalog;
 use questline::core::engine::Engine;
@@ -112,7 +110,7 @@ fn run(engine: &mut Engine, acts: &[(usize, Act)]) -> Vec<Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::props::config(256))]
 
     #[test]
     fn progress_stays_within_0_and_100_and_action_left_is_never_negative(acts in prop::collection::vec(act(), 1..80)) {

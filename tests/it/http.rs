@@ -3,9 +3,7 @@
 //! Commands go to a recording mock sink (the full loop through the pipeline is tested by the
 //! lead's end-to-end test).
 
-mod http_support;
-
-use http_support::*;
+use crate::support::http::*;
 use questline::core::model::TriggerKey;
 use questline::http::auth;
 use questline::http::images::{BucketConfig, ImageUrls, Presigner};

@@ -3,9 +3,7 @@
 //! client must misbehave, reqwest for the well-behaved request that must still get through.
 //! No timing is asserted beyond generous deadlines.
 
-mod http_support;
-
-use http_support::*;
+use crate::support::http::*;
 use questline::settings::HttpSettings;
 use serde_json::{json, Value};
 use std::time::Duration;

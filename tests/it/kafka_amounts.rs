@@ -3,15 +3,13 @@
 //! way endpoints do (promptly, slowly, with a 5xx, out of shape, not at all). The worker is the
 //! real `questline run` binary; its catalog points programmatic events at that server.
 
-mod kafka_support;
-
+use crate::support::kafka::*;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use kafka_support::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,9 +5,7 @@
 //! nothing, and `questline replay --records` on a dump that starts with the catalog topic
 //! reproduces the workers' events.
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -161,10 +159,6 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     let Some(node) = cql_node() else { return };
     let catalog_dir = tempfile::tempdir().unwrap();
     std::fs::write(catalog_dir.path().join("catalog.toml"), BASE).unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
     let setup = Setup::with_options(
         &broker,
         "catalog-live",
@@ -173,7 +167,7 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
             catalog: catalog_dir.path().to_path_buf(),
             store: StoreChoice::Cql {
                 node,
-                keyspace: format!("ql_catalog_{}_{nanos}", std::process::id()),
+                keyspace: crate::support::cql::fresh_keyspace("ql_catalog"),
             },
             ..Options::default()
         },

@@ -8,9 +8,7 @@
 //! kill -9 test also runs the real `questline replay --records` on the input topic as the
 //! independent client dumps it, and compares the milestones and grants by event id.
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use questline::core::engine::Engine;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{StateStore, UserKey};

@@ -11,9 +11,8 @@
 //! the order in which two workers' users reach the inventory stage would decide who wins, and
 //! no single expected set would exist.)
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::cql::fresh_keyspace;
+use crate::support::kafka::*;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
 use questline::store::{StateStore, UserKey};
 use std::collections::BTreeSet;
@@ -23,14 +22,6 @@ use std::time::{Duration, Instant};
 const PARTITIONS: i32 = 4;
 const USERS: usize = 200;
 const ACTIONS: usize = 2_000;
-
-fn keyspace(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("ql_{test}_{}_{nanos}", std::process::id())
-}
 
 #[test]
 fn two_workers_split_the_partitions_and_a_clean_leave_mid_stream_loses_and_duplicates_nothing() {
@@ -45,7 +36,7 @@ fn two_workers_split_the_partitions_and_a_clean_leave_mid_stream_loses_and_dupli
             catalog: unlimited_catalog(),
             store: StoreChoice::Cql {
                 node,
-                keyspace: keyspace("group"),
+                keyspace: fresh_keyspace("ql_group"),
             },
             batch_size: 100,
             linger_ms: 5,

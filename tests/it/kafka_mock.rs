@@ -7,9 +7,7 @@
 //! from the pure engine fed the records at the coordinates the broker acknowledged; the catalog
 //! (`tests/kafka/catalog.toml`) has per-user challenges only (see its header).
 
-mod kafka_support;
-
-use kafka_support::{actions, assert_same_events, unlimited_catalog};
+use crate::support::kafka::{actions, assert_same_events, unlimited_catalog};
 use questline::core::engine::Engine;
 use questline::core::events::Stream;
 use questline::core::mapping::Mapping;
@@ -81,10 +79,9 @@ impl MockRig {
     fn new(bootstrap: String, input: &str) -> MockRig {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Arc::new(questline::files::load_catalog(&unlimited_catalog()).unwrap());
-        let mut mapping = questline::files::load_mapping(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/seed.toml"),
-        )
-        .unwrap();
+        let mut mapping =
+            questline::files::load_mapping(&crate::support::root().join("mappings/seed.toml"))
+                .unwrap();
         mapping.topics = vec![input.to_string()];
         let topics = Topics::default();
         let inputs = Inputs::new(Arc::clone(&catalog), &[mapping.clone()], &topics);

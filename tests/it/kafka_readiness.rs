@@ -4,9 +4,7 @@
 //! 200 again once they answer; `questline_broker_up` follows; the worker keeps running and
 //! does not flood its log meanwhile.
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

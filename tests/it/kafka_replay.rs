@@ -8,9 +8,7 @@
 //! resource reached its owner; with them it applies the order the worker applied, because both
 //! run the same record step (`core::step`).
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -11,9 +11,7 @@
 //! What is tested is questline's side (librdkafka's TLS and SASL, and the configuration that
 //! reaches it); the broker's TLS is the front's.
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;

@@ -12,6 +12,7 @@
 //! (ApiVersions, Metadata and CreateTopics, nothing else) for the per-topic refusals
 //! TopicAuthorizationFailed and ClusterAuthorizationFailed.
 
+use crate::support::{questline_bin, root};
 use questline::settings::KafkaSettings;
 use rdkafka::mocking::MockCluster;
 use std::io::{Read, Write};
@@ -247,10 +248,6 @@ impl Writer {
     }
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A worker configuration against `brokers` in `dir`: the shipped catalog and mappings, its
 /// own store, any free port for its endpoints.
 /// The worker's configuration against the test's broker; the catalog is the files alone
@@ -302,7 +299,7 @@ fn worker_topics() -> Vec<String> {
 /// it. Whether it got there, and its log.
 fn worker_starts(config: &Path, broker: &RefusingBroker) -> (bool, String) {
     let log = config.with_file_name("worker.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_questline"))
+    let mut child = Command::new(questline_bin())
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info,rdkafka=off")
@@ -340,7 +337,7 @@ fn a_refused_topic_creation_fails_startup_naming_the_topics_and_the_remedy_with_
     });
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_questline"))
+    let out = Command::new(questline_bin())
         .args(["run", "--config"])
         .arg(config(dir.path(), &broker.address, true))
         .env("RUST_LOG", "warn")

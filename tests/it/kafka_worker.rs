@@ -1,9 +1,7 @@
 //! The Kafka worker against a real broker (tansu, started by scripts/test): the real binary,
 //! an independent client on the other side.
 
-mod kafka_support;
-
-use kafka_support::*;
+use crate::support::kafka::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -7,9 +7,9 @@
 //! the sidecar cannot drift apart. Then, in process against the real router, what the calls
 //! submit to the log, and the answers when the log or the store is down.
 
-mod http_support;
-
-use http_support::{example_catalog, DownStore, RecordingSink};
+use crate::support::demo::Demo;
+use crate::support::free_port;
+use crate::support::http::{example_catalog, DownStore, RecordingSink};
 use questline::core::model::TriggerKey;
 use questline::core::state::UserStatusChange;
 use questline::http::{self, kickapps, AppState};
@@ -19,81 +19,28 @@ use questline::store::embedded::EmbeddedStore;
 use questline::store::StateStore;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DOC_ADDRESS: &str = "127.0.0.1:8080";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The demo, serving on `port`; killed when dropped.
-struct Demo(Child);
-
-impl Demo {
-    fn start(port: u16) -> Demo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_questline"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let demo = Demo(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut kickapps_hint = false;
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("demo output");
-            kickapps_hint |= line.contains("/rest/user/action/add/8001?t=demo-admin-token");
-            if line.contains("The sidecar is serving") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the demo never served");
+/// The demo, serving on `port`, once it has shown a KickApps call to try.
+fn start_demo(port: u16) -> Demo {
+    let demo = Demo::start_on(port);
+    let mut kickapps_hint = demo
+        .announced
+        .iter()
+        .any(|line| line.contains("/rest/user/action/add/8001?t=demo-admin-token"));
+    // The try-it lines follow the announcement.
+    for _ in 0..8 {
+        match demo.next_line(Duration::from_secs(2)) {
+            Some(line) => kickapps_hint |= line.contains("/rest/user/action/add/8001"),
+            None => break,
         }
-        // The try-it lines follow the announcement.
-        for _ in 0..8 {
-            match rx.recv_timeout(Duration::from_secs(2)) {
-                Ok(line) => kickapps_hint |= line.contains("/rest/user/action/add/8001"),
-                Err(_) => break,
-            }
-        }
-        assert!(kickapps_hint, "the demo shows a KickApps call to try");
-        demo
     }
-}
-
-impl Drop for Demo {
-    /// Ctrl-C (the demo then removes its temporary store), else a kill after 15 s.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(kickapps_hint, "the demo shows a KickApps call to try");
+    demo
 }
 
 /// One documented command and the answer the page gives for it.
@@ -107,10 +54,7 @@ struct Documented {
 /// The first `bash` block of the page's KickApps section: its first line (the variables) and
 /// every command preceded by a `# <status> <answer>` line.
 fn documented() -> (String, Vec<Documented>) {
-    let page = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/http-api.md"),
-    )
-    .unwrap();
+    let page = std::fs::read_to_string(crate::support::root().join("docs/http-api.md")).unwrap();
     let section = page
         .split("\n## KickApps AddUserAction")
         .nth(1)
@@ -185,7 +129,7 @@ fn the_documented_calls_answer_as_documented_with_curl() {
     assert!(calls.iter().any(|c| c.answer["disabled"] == false));
 
     let port = free_port();
-    let _demo = Demo::start(port);
+    let _demo = start_demo(port);
     for call in &calls {
         // A status change reaches the stored state once the worker evaluated it: the call
         // after one may need a moment (the window docs/http-api.md describes).

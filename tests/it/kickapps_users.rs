@@ -3,6 +3,7 @@
 //! dead letters (reject kind `user_disabled`) instead of counting. The record step through the
 //! engine, and the real worker loop on the in-process log and the embedded store.
 
+use crate::support::root;
 use chrono::{DateTime, Utc};
 use questline::core::engine::Engine;
 use questline::core::events::EventBody;
@@ -19,16 +20,11 @@ use questline::settings::{PipelineSettings, Topics};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::{StateStore, UserKey};
 use serde_json::Value;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const KICKAPPS_TOPIC: &str = "kickapps.user-actions";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn catalog() -> Arc<questline::core::catalog::Catalog> {
     Arc::new(questline::files::load_catalog(&root().join("examples/catalog")).unwrap())

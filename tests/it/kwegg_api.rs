@@ -5,10 +5,9 @@
 //! balance and the transactions show it, as in production. The last test runs `questline demo`
 //! itself with the documented demo License-Key.
 
-mod inprocess_support;
-
+use crate::support::example_catalog_dir;
+use crate::support::inprocess::Engine;
 use chrono::{TimeDelta, Utc};
-use inprocess_support::Engine;
 use questline::core::events::{Event, EventBody, GrantReason};
 use questline::core::model::SourceRef;
 use questline::http;
@@ -23,7 +22,6 @@ use questline::store::{
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,15 +55,10 @@ struct Rig {
     engine: Engine,
 }
 
-/// The example catalog's directory (its `kwegg` tenant has the demo's two offers).
-fn example_catalog() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog")
-}
-
 impl Rig {
     /// The rig on the example catalog, which never changes.
     async fn start() -> Rig {
-        let catalog = questline::files::load_catalog(&example_catalog()).unwrap();
+        let catalog = questline::files::load_catalog(&example_catalog_dir()).unwrap();
         Rig::start_with(CatalogSource::fixed(catalog)).await
     }
 
@@ -666,7 +659,7 @@ async fn offers_are_listed_and_redeemed_as_claims() {
 /// that removes an offer makes redeeming it the unknown-offer error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_follow_the_catalog_versions_in_force() {
-    let base = questline::files::load_catalog_history(&example_catalog()).unwrap();
+    let base = questline::files::load_catalog_history(&example_catalog_dir()).unwrap();
     let log: Arc<dyn CatalogLog> = Arc::new(MemoryCatalogLog::default());
     let feed = Arc::new(CatalogFeed::new(base, log, Duration::ZERO));
     let rig = Rig::start_with(CatalogSource::Live(Arc::clone(&feed))).await;
@@ -760,36 +753,8 @@ async fn redemption_outcome(rig: &Rig, token: &str, id: &str) -> Value {
 /// `questline demo` as the docs run it: the demo License-Key and Platform work out of the box.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_the_kwegg_api_with_the_documented_license_key() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_questline"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("demo output");
-        if line.contains("The sidecar is serving") {
-            break;
-        }
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let process = crate::support::demo::Demo::start();
+    let base = process.base.clone();
     let client = reqwest::Client::new();
     let demo = |method: reqwest::Method, path: &str| {
         client
@@ -839,8 +804,7 @@ async fn the_demo_serves_the_kwegg_api_with_the_documented_license_key() {
         .json()
         .await
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(process);
     assert_eq!(paid["data"]["balance"], 500, "{paid}");
     assert_eq!(offers["data"]["totalCount"], 2, "{offers}");
 }

@@ -2,9 +2,7 @@
 //! stock counted once whichever path claims it, expiry, lateness and bounded unclaimed lists.
 //! Each test names the defect it pins (they all failed before the ledger work).
 
-mod engine_support;
-
-use engine_support::*;
+use crate::support::engine::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::{EventBody, RejectReason};
 use questline::core::model::{Action, TriggerKey};

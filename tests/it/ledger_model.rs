@@ -13,10 +13,8 @@
 //!
 //! Claims take points out of the balance; a claim id is exactly-once forever.
 
-mod engine_support;
-
+use crate::support::engine::*;
 use chrono::{DateTime, Duration, Utc};
-use engine_support::*;
 use proptest::prelude::*;
 use questline::core::catalog::Catalog;
 use questline::core::events::EventBody;
@@ -232,10 +230,7 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("QL_LEDGER_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2000),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(crate::support::props::config(crate::support::props::cases_from("QL_LEDGER_CASES", 2000)))]
 
     #[test]
     fn the_ledger_equals_its_reference_model(steps in prop::collection::vec(step(), 1..80)) {

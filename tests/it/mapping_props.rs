@@ -2,9 +2,7 @@
 //! fuzzing), a good record always maps to what it says, and a field over its documented bound
 //! (`core::limits`) is always dead-lettered naming that field, in a dead letter of bounded size.
 
-mod engine_support;
-
-use engine_support::*;
+use crate::support::engine::*;
 use proptest::prelude::*;
 use questline::core::decode::{self, Rejection};
 use questline::core::events::{EventBody, MAX_ORIGINAL_BYTES};
@@ -102,14 +100,11 @@ fn dead_letter_of(rejection: &Rejection, bytes: &[u8]) -> (String, usize) {
 
 /// Cases per property: 2,000 in the suite; `QL_MAPPING_CASES` for long runs (docs/testing.md).
 fn cases() -> u32 {
-    std::env::var("QL_MAPPING_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(2000)
+    crate::support::props::cases_from("QL_MAPPING_CASES", 2000)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::props::config(cases()))]
 
     #[test]
     fn no_bytes_make_a_mapping_or_the_decoder_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {

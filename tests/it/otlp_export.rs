@@ -4,10 +4,8 @@
 //! request's trace. A request without a `traceparent` starts a trace of its own. The spans
 //! buffered at the end are sent by the shutdown flush.
 
-mod inprocess_support;
-
+use crate::support::inprocess::{header, Engine};
 use axum::routing::post;
-use inprocess_support::{header, Engine};
 use questline::settings::{OtlpProtocol, TelemetrySettings};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};

@@ -8,10 +8,8 @@
 //! coordinates; the catalog (`tests/kafka/catalog.toml`) has per-user challenges only, so the
 //! outcome does not depend on how users interleave across partitions.
 
-mod kafka_support;
-
+use crate::support::kafka::{actions, assert_same_events, unlimited_catalog};
 use async_trait::async_trait;
-use kafka_support::{actions, assert_same_events, unlimited_catalog};
 use questline::core::catalog::Catalog;
 use questline::core::engine::Engine;
 use questline::core::events::Stream;
@@ -196,10 +194,9 @@ impl Rig {
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Arc::new(questline::files::load_catalog(&unlimited_catalog()).unwrap());
-        let mut mapping = questline::files::load_mapping(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/seed.toml"),
-        )
-        .unwrap();
+        let mut mapping =
+            questline::files::load_mapping(&crate::support::root().join("mappings/seed.toml"))
+                .unwrap();
         mapping.topics = vec![INPUT.to_string()];
         let topics = Topics::default();
         let inputs = Inputs::new(Arc::clone(&catalog), &[mapping.clone()], &topics);
@@ -999,7 +996,8 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
     .unwrap();
     let catalog = Arc::new(questline::files::load_catalog(&catalog_file).unwrap());
     let mapping =
-        questline::files::load_mapping(&kafka_support::root().join("mappings/kwegg.toml")).unwrap();
+        questline::files::load_mapping(&crate::support::root().join("mappings/kwegg.toml"))
+            .unwrap();
     let topics = Topics::default();
     let inputs = Inputs::new(catalog, &[mapping], &topics);
     let store = EmbeddedStore::open(dir.path().join("store")).unwrap();

@@ -2,18 +2,14 @@
 //! `replay --records` on a topic dump: the records' own coordinates, routing by topic, and
 //! bad dump lines as dead letters.
 
+use crate::support::{questline_bin, root};
 use questline::cli::replay::DumpedRecord;
 use questline::pipeline::log::InRecord;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::Command;
 
 fn questline() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_questline"))
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Command::new(questline_bin())
 }
 
 fn replay(extra: &[&str]) -> std::process::Output {

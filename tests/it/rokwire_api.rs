@@ -3,54 +3,11 @@
 //! by the right service once per id, 403 for another service with nothing granted, depletion
 //! through the same inventory stage as prizes, and claims listed with their items.
 
+use crate::support::demo::Demo;
 use questline::http::auth::Signed;
 use questline::http::rokwire::DEMO_CLIENTS;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Stops the demo whatever happens to the test.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_demo() -> (Demo, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_questline"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let demo = Demo(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("demo output");
-        if line.contains("The sidecar is serving") {
-            break;
-        }
-    }
-    (demo, format!("http://127.0.0.1:{port}"))
-}
 
 fn secret(client: &str) -> &'static str {
     DEMO_CLIENTS
@@ -164,7 +121,8 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_grant_their_operations_once_through_the_ledger_and_users_claim() {
-    let (_demo, base) = start_demo();
+    let demo = Demo::start();
+    let base = demo.base.clone();
     let api = Api {
         base,
         http: reqwest::Client::new(),

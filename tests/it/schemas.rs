@@ -22,11 +22,11 @@
 //!   listed name is read), and every `default` a schema states is the one the code fills in.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command as Process;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use crate::support::{questline_bin, root};
 use jsonschema::{Draft, Resource, Validator};
 use questline::cli::replay::DumpedRecord;
 use questline::core::catalog::{
@@ -76,10 +76,6 @@ const OTHER_SCHEMAS: [&str; 7] = [
     "catalog.v1.json",
     "mapping.v1.json",
 ];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn type_file(kind: &str) -> String {
     format!("{kind}.v1.json")
@@ -448,7 +444,7 @@ fn open_objects(v: &Value, path: &str, found: &mut Vec<String>) {
 // --- output events ----------------------------------------------------------------------------
 
 fn replay_events() -> Vec<Value> {
-    let out = Process::new(env!("CARGO_BIN_EXE_questline"))
+    let out = Process::new(questline_bin())
         .current_dir(root())
         .args([
             "replay",

@@ -15,6 +15,7 @@
 //! its durability across `kill -9` (the test re-runs this very binary as a child that writes
 //! batches until it is killed), and the CQL store's migrations.
 
+use crate::support::cql::{cql_node, fresh_keyspace};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -877,17 +878,11 @@ fn temp_embedded() -> TempEmbedded {
 /// A ScyllaDB store on a fresh, migrated keyspace of the server in `QUESTLINE_TEST_CQL`, or
 /// `None` (after a skip notice) when the variable is unset.
 async fn cql_store(test: &str) -> Option<ScyllaStore> {
-    let Ok(addr) = std::env::var("QUESTLINE_TEST_CQL") else {
-        if std::env::var("QUESTLINE_TEST_REQUIRE_CQL").as_deref() == Ok("1") {
-            panic!("{test}: QUESTLINE_TEST_REQUIRE_CQL=1 but QUESTLINE_TEST_CQL is not set");
-        }
-        eprintln!(
-            "SKIPPED scylla::{test}: QUESTLINE_TEST_CQL is not set (scripts/test starts the dev \
-             CQL server and sets it; scripts/test-scylla runs against real ScyllaDB)"
-        );
+    let Some(addr) = cql_node() else {
+        eprintln!("SKIPPED scylla::{test}");
         return None;
     };
-    let store = ScyllaStore::connect_with(test_options(&addr, &fresh_keyspace()))
+    let store = ScyllaStore::connect_with(test_options(&addr, &fresh_keyspace("qlt")))
         .await
         .expect("connect to the CQL server");
     store.migrate().await.expect("migrate");
@@ -898,17 +893,6 @@ fn test_options(addr: &str, keyspace: &str) -> ScyllaOptions {
     let mut options = ScyllaOptions::new(vec![addr.to_string()], keyspace);
     options.replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}".into();
     options
-}
-
-/// A keyspace name unique to this process and call.
-fn fresh_keyspace() -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("qlt_{}_{nanos}_{n}", std::process::id())
 }
 
 macro_rules! conformance {
@@ -1455,11 +1439,10 @@ mod scylla_only {
     /// A fresh keyspace applies every migration, in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migrate_applies_every_file_once() {
-        let Ok(addr) = std::env::var("QUESTLINE_TEST_CQL") else {
-            eprintln!("SKIPPED: QUESTLINE_TEST_CQL is not set");
+        let Some(addr) = cql_node() else {
             return;
         };
-        let store = ScyllaStore::connect_with(test_options(&addr, &fresh_keyspace()))
+        let store = ScyllaStore::connect_with(test_options(&addr, &fresh_keyspace("qlt")))
             .await
             .unwrap();
         // Before the schema exists, store calls fail as a setup problem, not a hang.

@@ -2,9 +2,7 @@
 //! sent with AddAction is on the command record and, unchanged, on every event the action
 //! causes; an invalid one is ignored; payloads are the same with or without one.
 
-mod inprocess_support;
-
-use inprocess_support::{header, Engine};
+use crate::support::inprocess::{header, Engine};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

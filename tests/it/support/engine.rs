@@ -1,5 +1,4 @@
 //! Shared helpers for the engine tests: the example catalog and a small driver.
-#![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use questline::core::catalog::Catalog;
@@ -9,18 +8,13 @@ use questline::core::events::{Event, EventBody};
 use questline::core::mapping::Mapping;
 use questline::core::model::SourceRef;
 use serde_json::Value;
-use std::path::Path;
 use std::sync::Arc;
 
-pub fn example_catalog() -> Arc<Catalog> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog");
-    Arc::new(questline::files::load_catalog(&dir).expect("the example catalog is valid"))
-}
+pub use super::example_catalog;
 
+/// A shipped mapping (`mappings/<name>.toml`).
 pub fn mapping(name: &str) -> Mapping {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("mappings")
-        .join(format!("{name}.toml"));
+    let path = super::root().join("mappings").join(format!("{name}.toml"));
     questline::files::load_mapping(&path).expect("the shipped mapping is valid")
 }
 

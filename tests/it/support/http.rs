@@ -1,6 +1,5 @@
 //! Shared helpers for the sidecar's integration tests: a real router on a free port, an
 //! embedded store filled with state the real engine computed, and a recording command sink.
-#![allow(dead_code)]
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,7 +19,6 @@ use questline::store::{
 use questline::trace_context::TraceContext;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -64,10 +62,7 @@ impl CommandSink for RecordingSink {
     }
 }
 
-pub fn example_catalog() -> Arc<Catalog> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog");
-    Arc::new(questline::files::load_catalog(&dir).expect("the example catalog is valid"))
-}
+pub use super::example_catalog;
 
 /// The event time of the fixture's actions (inside challenge 6's 2026 window).
 pub fn fixture_time() -> DateTime<Utc> {
@@ -206,7 +201,6 @@ fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
 pub struct Server {
     pub base: String,
     pub sink: Arc<RecordingSink>,
-    pub store: EmbeddedStore,
     pub ready: http::Readiness,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -230,7 +224,7 @@ impl Server {
         let sink = Arc::new(RecordingSink::default());
         let mut state = AppState::new(
             catalog,
-            Arc::new(store.clone()),
+            Arc::new(store),
             Arc::clone(&sink) as Arc<dyn CommandSink>,
             settings,
         );
@@ -245,7 +239,6 @@ impl Server {
         Server {
             base,
             sink,
-            store,
             ready,
             client: reqwest::Client::new(),
             shutdown: Some(tx),

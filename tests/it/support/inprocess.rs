@@ -1,7 +1,6 @@
 //! The sidecar and the worker in one process, on the in-process log and an embedded store:
 //! what a request submits is evaluated by the real worker loop, so a test sees the records a
 //! request causes, headers included.
-#![allow(dead_code)]
 
 use questline::pipeline::catalog_feed::CatalogSource;
 use questline::pipeline::input::Inputs;
@@ -13,7 +12,6 @@ use questline::settings::Settings;
 use questline::store::embedded::EmbeddedStore;
 use questline::store::StateStore;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -34,8 +32,8 @@ impl Engine {
 
     /// [`Engine::start`] with `settings` (the sidecar's, the pipeline's).
     pub async fn start_with(settings: Settings) -> Engine {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/catalog");
-        let history = questline::files::load_catalog_history(&dir).expect("example catalog");
+        let history = questline::files::load_catalog_history(&super::example_catalog_dir())
+            .expect("example catalog");
         Engine::start_with_catalogs(settings, CatalogSource::Fixed(Arc::new(history))).await
     }
 

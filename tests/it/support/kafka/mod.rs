@@ -1,10 +1,10 @@
 //! Harness for tests against the real broker that `scripts/test` starts (tansu): the real
 //! `questline run` binary as a child process, and an independent Python client
 //! (confluent-kafka) to produce inputs and read outputs.
-#![allow(dead_code)]
 
 mod tansu;
-#[allow(unused_imports)]
+pub use super::cql::cql_node;
+pub use super::{free_port, questline_bin, root, wait_until};
 pub use tansu::*;
 
 use serde_json::Value;
@@ -43,19 +43,6 @@ pub fn broker() -> Option<Broker> {
             None
         }
     }
-}
-
-/// The `questline` binary the tests run: cargo's build of this checkout, unless
-/// `QL_TEST_QUESTLINE_BIN` names another (a copy of it, when several checkouts share one target
-/// directory and another checkout's build would replace the binary mid-run).
-pub fn questline_bin() -> PathBuf {
-    std::env::var_os("QL_TEST_QUESTLINE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_questline")))
-}
-
-pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn client() -> PathBuf {
@@ -328,20 +315,6 @@ pub fn unlimited_catalog() -> PathBuf {
     root().join("tests/kafka/catalog.toml")
 }
 
-/// The dev CQL server of `scripts/test`, if it runs; like [`broker`], a failure under CI.
-pub fn cql_node() -> Option<String> {
-    match std::env::var("QUESTLINE_TEST_CQL") {
-        Ok(node) => Some(node),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("QUESTLINE_TEST_CQL unset under CI: run scripts/test")
-        }
-        _ => {
-            eprintln!("skipped: no CQL server (run scripts/test, which starts one)");
-            None
-        }
-    }
-}
-
 /// A worker configuration in a temporary directory: its own topics, group, mappings and store.
 pub struct Setup {
     pub dir: tempfile::TempDir,
@@ -474,14 +447,6 @@ batch_size = {batch}
 
     pub fn topic(&self, name: &str) -> String {
         self.names.topic(name)
-    }
-
-    pub fn outputs(&self) -> Vec<String> {
-        vec![
-            self.topic("progress"),
-            self.topic("rewards"),
-            self.topic("dead-letter"),
-        ]
     }
 
     /// Every input topic, created up front with `partitions` partitions (co-partitioned).
@@ -630,25 +595,6 @@ impl WorkerProcess {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-/// Polls `check` every 100 ms until it holds; panics with `context()` after `timeout`.
-pub fn wait_until(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-    context: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                context()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

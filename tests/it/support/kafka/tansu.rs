@@ -1,8 +1,9 @@
 //! A tansu of a test's own, for tests that stop the broker or put something in front of it
 //! (the shared one of `scripts/test` must stay up for the other tests).
 
+use super::free_port;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,15 +22,6 @@ pub fn tansu_binary() -> Option<PathBuf> {
         panic!("no tansu binary under CI: run scripts/test, which installs it");
     }
     path
-}
-
-/// A loopback port free when asked.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `tansu broker` with in-memory storage, listening on `listen` and advertising `advertised`,
