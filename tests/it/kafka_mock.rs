@@ -208,19 +208,7 @@ impl MockRig {
     }
 
     async fn wait_committed(&self, total: i64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let now = self.committed_total();
-            if now == total {
-                return;
-            }
-            assert!(now <= total, "committed {now} of {total}");
-            assert!(
-                Instant::now() < deadline,
-                "committed {now} of {total} after {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::support::wait::committed(total, timeout, || self.committed_total()).await
     }
 
     /// Every record of the rewards topic, read from the beginning until 1 s passes idle.

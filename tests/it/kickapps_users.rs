@@ -3,7 +3,8 @@
 //! dead letters (reject kind `user_disabled`) instead of counting. The record step through the
 //! engine, and the real worker loop on the in-process log and the embedded store.
 
-use crate::support::root;
+use crate::support::inprocess::committed_of;
+use crate::support::{root, wait};
 use chrono::{DateTime, Utc};
 use questline::core::engine::Engine;
 use questline::core::events::EventBody;
@@ -21,7 +22,7 @@ use questline::store::embedded::EmbeddedStore;
 use questline::store::{StateStore, UserKey};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 const KICKAPPS_TOPIC: &str = "kickapps.user-actions";
@@ -165,24 +166,8 @@ async fn the_worker_dead_letters_a_disabled_users_kafka_action_and_counts_it_onc
         shutdown,
     );
     let worker = tokio::spawn(async move { worker.run().await.expect("the worker loop") });
-    let committed = |topic: &str| -> i64 {
-        log.committed()
-            .iter()
-            .filter(|((t, _), _)| t == topic)
-            .map(|(_, o)| *o)
-            .sum()
-    };
     let wait = |topic: &'static str, n: i64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        async move {
-            while committed(topic) < n {
-                assert!(
-                    Instant::now() < deadline,
-                    "{topic}: {n} records not committed"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        wait::committed(n, Duration::from_secs(20), || committed_of(&log, topic))
     };
     let command = |c: Command| serde_json::to_vec(&c).unwrap();
     let user = "kick-7";
@@ -330,14 +315,10 @@ async fn a_disabled_users_dead_letter_survives_a_crash_between_write_and_publish
         shutdown,
     );
     let running = tokio::spawn(async move { worker.run().await.expect("the worker loop") });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while log.committed().values().sum::<i64>() < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the status change was not committed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::committed(1, Duration::from_secs(20), || {
+        log.committed().values().sum::<i64>()
+    })
+    .await;
     stop.send(true).unwrap();
     running.await.unwrap();
 
@@ -378,18 +359,10 @@ async fn a_disabled_users_dead_letter_survives_a_crash_between_write_and_publish
         shutdown,
     );
     let running = tokio::spawn(async move { second.run().await.expect("the worker loop") });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while log
-        .committed()
-        .iter()
-        .filter(|((t, _), _)| t == KICKAPPS_TOPIC)
-        .map(|(_, o)| *o)
-        .sum::<i64>()
-        < 1
-    {
-        assert!(Instant::now() < deadline, "the action was not committed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::committed(1, Duration::from_secs(20), || {
+        committed_of(&log, KICKAPPS_TOPIC)
+    })
+    .await;
     stop.send(true).unwrap();
     let totals = running.await.unwrap();
     assert_eq!(totals.redelivered, 1, "{totals:?}");

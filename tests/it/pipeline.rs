@@ -8,7 +8,9 @@
 //! coordinates; the catalog (`tests/kafka/catalog.toml`) has per-user challenges only, so the
 //! outcome does not depend on how users interleave across partitions.
 
+use crate::support::inprocess::committed_of;
 use crate::support::kafka::{actions, assert_same_events, unlimited_catalog};
+use crate::support::wait;
 use async_trait::async_trait;
 use questline::core::catalog::Catalog;
 use questline::core::engine::Engine;
@@ -240,12 +242,7 @@ impl Rig {
     }
 
     fn committed_total(&self) -> i64 {
-        self.log
-            .committed()
-            .iter()
-            .filter(|((t, _), _)| t == INPUT)
-            .map(|(_, o)| *o)
-            .sum()
+        committed_of(&self.log, INPUT)
     }
 
     /// Records of the input topic handed to the worker and not committed yet.
@@ -260,23 +257,7 @@ impl Rig {
     }
 
     async fn wait_committed(&self, total: i64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // Read once per round: the worker commits concurrently.
-            let committed = self.committed_total();
-            if committed == total {
-                break;
-            }
-            assert!(
-                committed < total,
-                "committed {committed} records, more than the {total} expected"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "committed {committed} of {total} within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait::committed(total, timeout, || self.committed_total()).await
     }
 
     /// The engine over every input record so far, in each partition's offset order.
@@ -386,7 +367,9 @@ async fn a_failed_write_voids_the_batch_evaluated_behind_it_and_both_are_redone_
     rig.assert_exactly_once(USERS).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused time: its waits (the worker's retry pauses and lingers, the test's own sleeps)
+/// advance the clock without taking real time; the store's blocking work holds the clock.
+#[tokio::test(start_paused = true)]
 async fn an_unavailable_store_pauses_without_committing_or_dead_lettering_and_resumes_by_itself() {
     const USERS: usize = 60;
     const BATCH: usize = 50;
@@ -431,7 +414,9 @@ async fn an_unavailable_store_pauses_without_committing_or_dead_lettering_and_re
     rig.assert_exactly_once(USERS).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused time: its waits (the worker's retry pauses and lingers, the test's own sleeps)
+/// advance the clock without taking real time; the store's blocking work holds the clock.
+#[tokio::test(start_paused = true)]
 async fn a_store_down_from_the_start_loses_nothing_once_it_comes_up() {
     // Down before the worker could take (claim an epoch for) any partition.
     const USERS: usize = 40;
@@ -844,7 +829,9 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     assert!(history.iter().all(|h| h.event.source.offset <= 7));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On paused time: its waits (the worker's retry pauses and lingers, the test's own sleeps)
+/// advance the clock without taking real time; the store's blocking work holds the clock.
+#[tokio::test(start_paused = true)]
 async fn records_of_a_partition_revoked_during_the_poll_are_left_to_its_new_owner() {
     const USERS: usize = 40;
     const REVOKED: i32 = 1;
@@ -926,22 +913,13 @@ async fn duplicates_are_counted_by_the_id_that_identified_them() {
     for id in ["c-1", "c-1", "c-2"] {
         rig.log.append(&rig.topics.commands, "u1", claim(id));
     }
-    let commands_committed = || -> i64 {
-        rig.log
-            .committed()
-            .iter()
-            .filter(|((t, _), _)| *t == rig.topics.commands)
-            .map(|(_, o)| *o)
-            .sum()
-    };
     let (stop, shutdown) = watch::channel(false);
     let worker = spawn(rig.worker(Arc::clone(&rig.log), settings(2, 1_000), shutdown));
     rig.wait_committed(5, Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while commands_committed() < 3 {
-        assert!(Instant::now() < deadline, "the claims were not committed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::committed(3, Duration::from_secs(20), || {
+        committed_of(&rig.log, &rig.topics.commands)
+    })
+    .await;
     stop.send(true).unwrap();
     let totals = worker.await.unwrap();
     assert_eq!(totals.duplicates, 3, "{totals:?}");

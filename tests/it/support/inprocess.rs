@@ -134,3 +134,13 @@ pub fn header<'a>(record: &'a InRecord, name: &str) -> Option<&'a str> {
         .find(|(k, _)| k == name)
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
+
+/// The offsets committed on the in-process log for `topic`, summed over its partitions: how
+/// many of its records the worker has finished with.
+pub fn committed_of(log: &MemoryLog, topic: &str) -> i64 {
+    log.committed()
+        .iter()
+        .filter(|((t, _), _)| t == topic)
+        .map(|(_, o)| *o)
+        .sum()
+}

@@ -247,21 +247,16 @@ impl Broker {
         timeout: Duration,
         context: impl Fn() -> String,
     ) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let now = self.committed_total(group, topic, partitions);
-            if now == total {
-                return;
-            }
-            assert!(now < total, "committed {now} of {total} records");
-            if Instant::now() > deadline {
-                panic!(
-                    "only {now} of {total} records committed after {timeout:?}\n{}",
-                    context()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            timeout,
+            &format!("{total} records of {topic} committed by {group}"),
+            || {
+                let now = self.committed_total(group, topic, partitions);
+                assert!(now <= total, "committed {now} of {total} records");
+                now == total
+            },
+            context,
+        )
     }
 
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Value {
