@@ -574,7 +574,7 @@ impl Names {
     }
 }
 
-/// Writes the worker's config (like tests/kafka_support): its own topics and group, the
+/// Writes the worker's config (like tests/it/support/kafka): its own topics and group, the
 /// example catalog, the seed mapping on the bench's input topic, an embedded store.
 fn write_config(
     dir: &Path,

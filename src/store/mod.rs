@@ -4,7 +4,7 @@
 //! resource), so the same trait maps onto ScyllaDB partitions and onto an embedded B-tree,
 //! and the CQL schema needs no lightweight transactions, ranges or ORDER BY on the hot path.
 //! Two implementations ([`embedded`], [`scylla`]) pass one conformance suite
-//! (`tests/store_conformance.rs`).
+//! (`tests/it/store_conformance.rs`).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
