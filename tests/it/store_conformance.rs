@@ -1293,10 +1293,13 @@ mod embedded_only {
         let path = dir.path().join("store");
         let mut acknowledged: Option<u64> = None;
         for round in 0..3u64 {
+            // The child test by its full name in this binary: its module path without the
+            // crate (`store_conformance::embedded_only::crash_child_writer`).
+            let module = module_path!().split_once("::").map_or("", |(_, m)| m);
             let mut child = Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "embedded_only::crash_child_writer",
+                    &format!("{module}::crash_child_writer"),
                     "--nocapture",
                     "--test-threads=1",
                 ])
