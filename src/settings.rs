@@ -388,6 +388,10 @@ pub struct PipelineSettings {
     pub linger_ms: u64,
     /// Users kept in memory per partition (least recently used are evicted).
     pub cache_users: usize,
+    /// Memory for the users kept in memory, in MiB, over all the partitions a worker owns
+    /// (each gets an equal share); estimated from each user's stored row
+    /// (docs/operations.md, "Sizing"). With `cache_users`, whichever is reached first.
+    pub cache_mb: usize,
     /// Backoff bounds when the store or the broker fails (milliseconds).
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
@@ -399,6 +403,7 @@ impl Default for PipelineSettings {
             batch_size: 500,
             linger_ms: 5,
             cache_users: 100_000,
+            cache_mb: 64,
             retry_min_ms: 50,
             retry_max_ms: 5_000,
         }

@@ -232,6 +232,12 @@ fn paths(s: &Settings, out: &mut Problems) {
 
 fn store(s: &Settings, out: &mut Problems) {
     let st = &s.store;
+    if st.cache_mb > MAX_CACHE_MB {
+        out.add(
+            &["store", "cache_mb"],
+            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.cache_mb),
+        );
+    }
     if st.kind == StoreKind::Embedded && st.path.as_os_str().is_empty() {
         out.add(
             &["store", "path"],
@@ -402,12 +408,27 @@ fn listen_problem(listen: &str) -> Option<String> {
     }
 }
 
+/// The largest memory setting in MiB (1 TiB): beyond it a typo, not a machine.
+const MAX_CACHE_MB: usize = 1 << 20;
+
 fn pipeline(s: &Settings, out: &mut Problems) {
     let p = &s.pipeline;
     if p.batch_size == 0 {
         out.add(
             &["pipeline", "batch_size"],
             "is 0: must be at least 1 (the most records per batch)",
+        );
+    }
+    if p.cache_mb == 0 {
+        out.add(
+            &["pipeline", "cache_mb"],
+            "is 0: must be at least 1 (MiB of memory for the users kept between batches)",
+        );
+    }
+    if p.cache_mb > MAX_CACHE_MB {
+        out.add(
+            &["pipeline", "cache_mb"],
+            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", p.cache_mb),
         );
     }
     if p.retry_min_ms == 0 {
