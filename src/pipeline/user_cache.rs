@@ -6,7 +6,7 @@
 //! it takes part in, and a count per partition multiplies with the partitions a worker owns.
 //! So each cached user is charged an estimate of its in-memory size, taken from its stored
 //! row, the one size the worker computes anyway: [`MEMORY_PER_ROW_BYTE`] bytes per byte of
-//! row plus [`ENTRY_OVERHEAD`] for the key and the cache's own entry. A user whose row has
+//! row plus [`ENTRY_OVERHEAD`] for what every user costs however small its row. A user whose row has
 //! not been encoded yet (just loaded) is charged [`UNMEASURED_BYTES`] until it is.
 //!
 //! Eviction never drops a user the batch being evaluated needs: [`UserCache::shrink`] keeps
@@ -19,13 +19,15 @@ use crate::core::records::UserRecord;
 use crate::store::UserKey;
 
 /// Bytes of memory per byte of a user's stored (binary) row: the decoded state's maps,
-/// strings and decimals take about this much more than their compact encoding (measured with
-/// heaptrack on the end-to-end benchmark's users: ~2.5 KiB in memory for a 667-byte row).
+/// strings and decimals take about this much more than their compact encoding.
 pub const MEMORY_PER_ROW_BYTE: usize = 4;
 
-/// Bytes charged per cached user besides its state: its key, twice (the cache's node and
-/// hash entry), and the node's links.
-pub const ENTRY_OVERHEAD: usize = 256;
+/// Bytes charged per cached user besides [`MEMORY_PER_ROW_BYTE`]: its key, twice (the cache's
+/// node and hash entry), and the state's collections, whose first node is allocated whole
+/// however few entries it holds (a B-tree leaf has room for 11). Measured on the end-to-end
+/// benchmark as the worker's resident memory per cached user, allocator included: ~3.9 KiB
+/// for a user with one action, whose row is a few hundred bytes.
+pub const ENTRY_OVERHEAD: usize = 3 << 10;
 
 /// The charge of a user whose row was not encoded yet (loaded, not yet evaluated).
 pub const UNMEASURED_BYTES: usize = 4096;
