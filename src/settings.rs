@@ -620,6 +620,10 @@ mod tests {
         assert_eq!(s.topics.dead_letter, "questline.dead-letter");
         assert_eq!(s.store.kind, StoreKind::Embedded);
         assert_eq!(s.http.listen, "127.0.0.1:8080");
+        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 32 MiB of
+        // store cache.
+        assert_eq!(s.pipeline.cache_mb, 64);
+        assert_eq!(s.store.cache_mb, 32);
     }
 
     /// `Settings::load_from` the files with `vars` as the whole environment.
@@ -791,6 +795,16 @@ mod tests {
             )
         );
         assert!(load(&[&base, &fix], &[]).is_ok());
+        // The user cache's memory budget: refused where it was set.
+        let budget = write(dir.path(), "budget.toml", "[pipeline]\n\ncache_mb = 0\n");
+        let err = load(&[&fix, &budget], &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "{}:3: pipeline.cache_mb: is 0",
+                budget.display()
+            )),
+            "{err}"
+        );
         let err = load(&[&fix], &[("QUESTLINE__PIPELINE__BATCH_SIZE", "0")]).unwrap_err();
         assert!(
             err.starts_with("QUESTLINE__PIPELINE__BATCH_SIZE: pipeline.batch_size: is 0"),

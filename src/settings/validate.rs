@@ -553,6 +553,21 @@ mod tests {
             "is 0: must be at least 1",
         );
         assert_refused(
+            |s| s.pipeline.cache_mb = 0,
+            "pipeline.cache_mb",
+            "is 0: must be at least 1",
+        );
+        assert_refused(
+            |s| s.pipeline.cache_mb = MAX_CACHE_MB + 1,
+            "pipeline.cache_mb",
+            "at most 1048576 (1 TiB)",
+        );
+        assert_refused(
+            |s| s.store.cache_mb = usize::MAX,
+            "store.cache_mb",
+            "at most 1048576 (1 TiB)",
+        );
+        assert_refused(
             |s| s.pipeline.retry_min_ms = 0,
             "pipeline.retry_min_ms",
             "busy loop",
