@@ -799,10 +799,7 @@ mod tests {
         let budget = write(dir.path(), "budget.toml", "[pipeline]\n\ncache_mb = 0\n");
         let err = load(&[&fix, &budget], &[]).unwrap_err();
         assert!(
-            err.starts_with(&format!(
-                "{}:3: pipeline.cache_mb: is 0",
-                budget.display()
-            )),
+            err.starts_with(&format!("{}:3: pipeline.cache_mb: is 0", budget.display())),
             "{err}"
         );
         let err = load(&[&fix], &[("QUESTLINE__PIPELINE__BATCH_SIZE", "0")]).unwrap_err();

@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn key(i: usize) -> UserKey {
-        UserKey::new("t", &format!("u{i}"))
+        UserKey::new("t", format!("u{i}"))
     }
 
     #[test]
@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.bytes(), 3 * charge);
         assert!(cache.peek(&key(3)).is_some());
-        assert!(cache.peek(&key(0)).is_none(), "the least recent of the rest");
+        assert!(
+            cache.peek(&key(0)).is_none(),
+            "the least recent of the rest"
+        );
         assert!(cache.peek(&key(1)).is_some() && cache.peek(&key(2)).is_some());
     }
 
