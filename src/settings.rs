@@ -42,6 +42,15 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
+/// librdkafka's `queued.max.messages.kbytes` as questline sets it: what the consumer
+/// prefetches, over all partitions. A few batches' worth of ~200-byte actions (a batch of
+/// 2,000 is ~0.4 MiB), and more than `fetch.max.bytes` needs (librdkafka lowers it to this).
+pub const CONSUMER_QUEUE_KBYTES: &str = "16384";
+
+/// librdkafka's `queue.buffering.max.kbytes` as questline sets it: records produced and not yet
+/// acknowledged. The worker produces one batch's events at a time and waits for them.
+pub const PRODUCER_QUEUE_KBYTES: &str = "65536";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {

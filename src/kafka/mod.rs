@@ -241,14 +241,7 @@ fn producer_only(key: &str) -> bool {
 /// The producers' client: librdkafka's errors logged by [`LimitedErrors`].
 pub type KafkaProducer = FutureProducer<LimitedErrors>;
 
-/// librdkafka's `queued.max.messages.kbytes` as questline sets it: what the consumer
-/// prefetches, over all partitions. A few batches' worth of ~200-byte actions (a batch of
-/// 2,000 is ~0.4 MiB), and more than `fetch.max.bytes` needs (librdkafka lowers it to this).
-pub const CONSUMER_QUEUE_KBYTES: &str = "16384";
-
-/// librdkafka's `queue.buffering.max.kbytes` as questline sets it: records produced and not yet
-/// acknowledged. The worker produces one batch's events at a time and waits for them.
-pub const PRODUCER_QUEUE_KBYTES: &str = "65536";
+pub use crate::settings::{CONSUMER_QUEUE_KBYTES, PRODUCER_QUEUE_KBYTES};
 
 pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
     let mut config = base_config(settings);
