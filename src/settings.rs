@@ -42,6 +42,15 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
+/// librdkafka's `queued.max.messages.kbytes` as questline sets it: what the consumer
+/// prefetches, over all partitions. A few batches' worth of ~200-byte actions (a batch of
+/// 2,000 is ~0.4 MiB), and more than `fetch.max.bytes` needs (librdkafka lowers it to this).
+pub const CONSUMER_QUEUE_KBYTES: &str = "16384";
+
+/// librdkafka's `queue.buffering.max.kbytes` as questline sets it: records produced and not yet
+/// acknowledged. The worker produces one batch's events at a time and waits for them.
+pub const PRODUCER_QUEUE_KBYTES: &str = "65536";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
@@ -388,6 +397,10 @@ pub struct PipelineSettings {
     pub linger_ms: u64,
     /// Users kept in memory per partition (least recently used are evicted).
     pub cache_users: usize,
+    /// Memory for the users kept in memory, in MiB, over all the partitions a worker owns
+    /// (each gets an equal share); estimated from each user's stored row
+    /// (docs/operations.md, "Sizing"). With `cache_users`, whichever is reached first.
+    pub cache_mb: usize,
     /// Backoff bounds when the store or the broker fails (milliseconds).
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
@@ -399,6 +412,7 @@ impl Default for PipelineSettings {
             batch_size: 500,
             linger_ms: 5,
             cache_users: 100_000,
+            cache_mb: 64,
             retry_min_ms: 50,
             retry_max_ms: 5_000,
         }
@@ -615,6 +629,10 @@ mod tests {
         assert_eq!(s.topics.dead_letter, "questline.dead-letter");
         assert_eq!(s.store.kind, StoreKind::Embedded);
         assert_eq!(s.http.listen, "127.0.0.1:8080");
+        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 32 MiB of
+        // store cache.
+        assert_eq!(s.pipeline.cache_mb, 64);
+        assert_eq!(s.store.cache_mb, 32);
     }
 
     /// `Settings::load_from` the files with `vars` as the whole environment.
@@ -786,6 +804,13 @@ mod tests {
             )
         );
         assert!(load(&[&base, &fix], &[]).is_ok());
+        // The user cache's memory budget: refused where it was set.
+        let budget = write(dir.path(), "budget.toml", "[pipeline]\n\ncache_mb = 0\n");
+        let err = load(&[&fix, &budget], &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{}:3: pipeline.cache_mb: is 0", budget.display())),
+            "{err}"
+        );
         let err = load(&[&fix], &[("QUESTLINE__PIPELINE__BATCH_SIZE", "0")]).unwrap_err();
         assert!(
             err.starts_with("QUESTLINE__PIPELINE__BATCH_SIZE: pipeline.batch_size: is 0"),

@@ -10,6 +10,10 @@
 //!   put a user on the same partition.
 //! - statistics every 5 s, from which the per-partition consumer lag is read without a
 //!   network round trip.
+//! - memory: the consumer prefetches at most [`CONSUMER_QUEUE_KBYTES`] (librdkafka's default,
+//!   64 MiB, held a whole backlog's records at once for nothing: the worker takes a batch at a
+//!   time), the producer queues at most [`PRODUCER_QUEUE_KBYTES`] (librdkafka's default is
+//!   1 GiB); a full queue makes the worker wait, in order (see `publish`), never drop.
 
 mod catalog;
 mod errors;
@@ -212,6 +216,7 @@ fn apply_properties(
 /// log warnings, so each side gets its own.
 fn consumer_only(key: &str) -> bool {
     key.starts_with("fetch.")
+        || key.starts_with("queued.")
         || key.starts_with("session.")
         || key.starts_with("heartbeat.")
         || key.starts_with("max.poll")
@@ -235,9 +240,12 @@ fn producer_only(key: &str) -> bool {
 /// The producers' client: librdkafka's errors logged by [`LimitedErrors`].
 pub type KafkaProducer = FutureProducer<LimitedErrors>;
 
+pub use crate::settings::{CONSUMER_QUEUE_KBYTES, PRODUCER_QUEUE_KBYTES};
+
 pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
     let mut config = base_config(settings);
     config
+        .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
@@ -271,6 +279,7 @@ impl KafkaLog {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", CONSUMER_QUEUE_KBYTES)
             .set("partition.assignment.strategy", "range")
             .set("statistics.interval.ms", "5000");
         apply_properties(&mut config, settings, |k| !producer_only(k));

@@ -8,6 +8,7 @@
 //! - [`outbox`]: the records of a partition's last batch, stored until acknowledged.
 //! - [`oversize`]: the dead letter that replaces an output the broker refuses for its size.
 //! - [`partition`]: one partition's state cache and the evaluation of a batch.
+//! - [`user_cache`]: a partition's cached users, bounded by count and estimated memory.
 //! - [`protocol`]: the commit protocol's decisions (retry, pause, stop, abandon), pure.
 //! - [`topic_wait`]: waiting at startup for the topics the worker reads but does not create.
 //! - [`worker`]: the loop that does the protocol's IO (docs/design.md, "Commit protocol").
@@ -24,4 +25,5 @@ pub mod oversize;
 pub mod partition;
 pub mod protocol;
 pub mod topic_wait;
+pub mod user_cache;
 pub mod worker;

@@ -19,6 +19,7 @@ use super::dead_letters;
 use super::input::{Input, Inputs};
 use super::log::{text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
+use super::user_cache::UserCache;
 use crate::amounts::{AmountCaller, Call, Fallbacks};
 use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::events::{Event, EventBody, Stream};
@@ -29,7 +30,7 @@ use crate::core::step::{self, AmountCall, FirstCompletion, Outcome, Output, Owne
 use crate::settings::Topics;
 use crate::store::{
     BatchWrite, ClaimRecord, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError,
-    UserKey, UserRecord,
+    UserKey,
 };
 use crate::trace_context::TraceContext;
 
@@ -61,10 +62,9 @@ pub struct Batch {
 /// The state cache and bookkeeping of one partition number.
 pub struct Partition {
     pub id: i32,
-    users: LruCache<UserKey, UserRecord>,
-    /// The configured cache size; a batch with more users grows the cache to hold them all
-    /// until the next batch (see `load`).
-    cache_users: usize,
+    /// Bounded by `pipeline.cache_users` and this partition's share of `pipeline.cache_mb`;
+    /// a batch with more users keeps them all until the next batch (see `load`).
+    users: UserCache,
     resources: FxHashMap<String, ResourceRecord>,
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
@@ -126,13 +126,12 @@ fn finished_key(tenant: &str, challenge: u32, partition: i32) -> String {
 }
 
 impl Partition {
-    /// Partition `id` of consumer group `group` (which names its stored outbox).
+    /// Partition `id` of consumer group `group` (which names its stored outbox), caching at
+    /// most `cache_users` users (and no memory budget until [`Partition::set_cache_budget`]).
     pub fn new(group: &str, id: i32, cache_users: usize) -> Self {
-        let cache_users = cache_users.max(16);
         Partition {
             id,
-            users: LruCache::new(NonZeroUsize::new(cache_users).expect("non-zero")),
-            cache_users,
+            users: UserCache::new(cache_users.max(16), usize::MAX),
             resources: FxHashMap::default(),
             floors: FxHashMap::default(),
             outbox_owner: format!("{group}/p{id}"),
@@ -174,6 +173,17 @@ impl Partition {
 
     pub fn cached_users(&self) -> usize {
         self.users.len()
+    }
+
+    /// The estimated memory of the cached users, in bytes.
+    pub fn cached_bytes(&self) -> usize {
+        self.users.bytes()
+    }
+
+    /// This partition's share of the worker's user-cache budget (`pipeline.cache_mb`), in
+    /// bytes; applied at the next batch.
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        self.users.set_budget(bytes);
     }
 
     /// A write that empties the stored outbox: on a clean stop, once the last batch is
@@ -225,7 +235,7 @@ impl Partition {
         // Every user of the batch stays cached until the batch is committed: `process` works
         // on the cached records, so one evicted mid-batch would be evaluated from an empty
         // record, and its write and its events would be lost. So the cache holds at least the
-        // batch's users, whatever `cache_users` says (it shrinks back at the next batch,
+        // batch's users, whatever `cache_users` and the budget say (it shrinks back at the next batch,
         // evicting only users of committed batches), and the batch's cached users are made
         // the most recent before the missing ones are loaded.
         let mut needed: FxHashSet<UserKey> = FxHashSet::default();
@@ -250,15 +260,12 @@ impl Partition {
         // batch would start from its stale stored state. Evicting a previous batch's user
         // that this batch does not touch is harmless: its write is already built, and it is
         // next read after that write.
-        let capacity = batch_users.len().max(self.cache_users);
         let users: Vec<UserKey> = batch_users
-            .into_iter()
-            .filter(|key| self.users.get(key).is_none())
+            .iter()
+            .filter(|key| !self.users.promote(key))
+            .cloned()
             .collect();
-        if self.users.cap().get() != capacity {
-            self.users
-                .resize(NonZeroUsize::new(capacity).expect("at least 16"));
-        }
+        self.users.shrink(batch_users.len() - users.len());
         // The people-finished counters of every challenge, loaded once per catalog (a new
         // version may add a challenge, or bring one back whose counter is stored).
         let counted = self
@@ -388,9 +395,7 @@ impl Partition {
                         }
                         _ => None,
                     };
-                    let user = self
-                        .users
-                        .get_or_insert_mut(key.clone(), UserRecord::default);
+                    let user = self.users.get_or_insert_mut(key.clone());
                     touched_users.insert(key.clone());
                     match &input {
                         Input::AmountCall(request) => {
@@ -424,7 +429,8 @@ impl Partition {
         for key in &touched_users {
             if let Some(r) = self.users.peek(key) {
                 // Serialized from the cache, not copied: only the bytes are written.
-                batch.write.push_user_row(key.clone(), r);
+                let row = batch.write.push_user_row(key.clone(), r);
+                self.users.measured(key, row);
             }
         }
         let mut resource_keys = touched_resources;

@@ -607,7 +607,15 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                         source,
                     })?;
             }
+            // The user-cache budget is shared equally by the partitions owned now.
+            let share = self
+                .settings
+                .cache_mb
+                .saturating_mul(1 << 20)
+                .checked_div(self.owned.len().max(1))
+                .unwrap_or(usize::MAX);
             let partition = self.partitions.get_mut(p).expect("just taken");
+            partition.set_cache_budget(share);
             let load = Instant::now();
             let batch = partition
                 .process(self.store.as_ref(), &self.inputs, &self.topics, records)

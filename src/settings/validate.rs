@@ -104,6 +104,38 @@ fn kafka(s: &Settings, out: &mut Problems) {
             out.add(&["kafka", "properties", name], reason);
         }
     }
+    if let Some(reason) = record_larger_than_queue(&k.properties) {
+        out.add(&["kafka", "properties", "message.max.bytes"], reason);
+    }
+}
+
+/// A record as large as `message.max.bytes` must fit in the producer's queue
+/// (`queue.buffering.max.kbytes`, which questline lowers to [`crate::settings::PRODUCER_QUEUE_KBYTES`]):
+/// librdkafka answers "queue full" for a record that cannot fit, and the worker, which waits on
+/// a full queue rather than drop a record, would wait on that partition for ever.
+fn record_larger_than_queue(
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    // librdkafka's own default for message.max.bytes.
+    const MESSAGE_MAX_BYTES: u64 = 1_000_000;
+    let number = |name: &str, default: u64| {
+        properties
+            .get(name)
+            .map_or(Some(default), |v| v.trim().parse::<u64>().ok())
+    };
+    let default_queue = crate::settings::PRODUCER_QUEUE_KBYTES
+        .parse()
+        .unwrap_or(u64::MAX);
+    // A value librdkafka refuses is reported by `librdkafka_refusal`.
+    let record = number("message.max.bytes", MESSAGE_MAX_BYTES)?;
+    let queue_kib = number("queue.buffering.max.kbytes", default_queue)?;
+    (record > queue_kib.saturating_mul(1024)).then(|| {
+        format!(
+            "is {record} bytes, more than the producer's queue (queue.buffering.max.kbytes = \
+             {queue_kib} KiB): a record that large could never be queued and its partition \
+             would wait for ever; raise queue.buffering.max.kbytes or lower message.max.bytes"
+        )
+    })
 }
 
 /// What librdkafka says of one property, if it refuses it: an unknown name, a value of the
@@ -232,6 +264,12 @@ fn paths(s: &Settings, out: &mut Problems) {
 
 fn store(s: &Settings, out: &mut Problems) {
     let st = &s.store;
+    if st.cache_mb > MAX_CACHE_MB {
+        out.add(
+            &["store", "cache_mb"],
+            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.cache_mb),
+        );
+    }
     if st.kind == StoreKind::Embedded && st.path.as_os_str().is_empty() {
         out.add(
             &["store", "path"],
@@ -402,12 +440,27 @@ fn listen_problem(listen: &str) -> Option<String> {
     }
 }
 
+/// The largest memory setting in MiB (1 TiB): beyond it a typo, not a machine.
+const MAX_CACHE_MB: usize = 1 << 20;
+
 fn pipeline(s: &Settings, out: &mut Problems) {
     let p = &s.pipeline;
     if p.batch_size == 0 {
         out.add(
             &["pipeline", "batch_size"],
             "is 0: must be at least 1 (the most records per batch)",
+        );
+    }
+    if p.cache_mb == 0 {
+        out.add(
+            &["pipeline", "cache_mb"],
+            "is 0: must be at least 1 (MiB of memory for the users kept between batches)",
+        );
+    }
+    if p.cache_mb > MAX_CACHE_MB {
+        out.add(
+            &["pipeline", "cache_mb"],
+            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", p.cache_mb),
         );
     }
     if p.retry_min_ms == 0 {
@@ -530,6 +583,21 @@ mod tests {
             |s| s.pipeline.batch_size = 0,
             "pipeline.batch_size",
             "is 0: must be at least 1",
+        );
+        assert_refused(
+            |s| s.pipeline.cache_mb = 0,
+            "pipeline.cache_mb",
+            "is 0: must be at least 1",
+        );
+        assert_refused(
+            |s| s.pipeline.cache_mb = MAX_CACHE_MB + 1,
+            "pipeline.cache_mb",
+            "at most 1048576 (1 TiB)",
+        );
+        assert_refused(
+            |s| s.store.cache_mb = usize::MAX,
+            "store.cache_mb",
+            "at most 1048576 (1 TiB)",
         );
         assert_refused(
             |s| s.pipeline.retry_min_ms = 0,
@@ -749,6 +817,34 @@ mod tests {
             "kafka.unreachable_grace_ms",
             "is 0: must be at least 1",
         );
+        // A record of message.max.bytes must fit in the producer's queue.
+        assert_refused(
+            |s| {
+                s.kafka
+                    .properties
+                    .insert("message.max.bytes".into(), "100000000".into());
+            },
+            "kafka.properties.\"message.max.bytes\"",
+            "is 100000000 bytes, more than the producer's queue (queue.buffering.max.kbytes = 65536 KiB)",
+        );
+        assert_refused(
+            |s| {
+                s.kafka
+                    .properties
+                    .insert("queue.buffering.max.kbytes".into(), "512".into());
+            },
+            "kafka.properties.\"message.max.bytes\"",
+            "is 1000000 bytes, more than the producer's queue (queue.buffering.max.kbytes = 512 KiB)",
+        );
+        let fits = refused(|s| {
+            s.kafka
+                .properties
+                .insert("message.max.bytes".into(), "100000000".into());
+            s.kafka
+                .properties
+                .insert("queue.buffering.max.kbytes".into(), "200000".into());
+        });
+        assert!(fits.is_empty(), "{fits:?}");
     }
 
     #[test]

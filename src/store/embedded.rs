@@ -105,7 +105,7 @@ const ROW_HEADER: usize = 9;
 
 const DB_FILE: &str = "questline.redb";
 /// The page cache of [`EmbeddedStore::open`] (`store.cache_mb` in configuration).
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 /// The embedded [`StateStore`]: cheap to clone, all clones share one open database.
 #[derive(Clone)]

@@ -114,8 +114,12 @@ impl BatchWrite {
 
     /// Adds a user's row serialized straight from `record`, without copying the record into
     /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
-    pub fn push_user_row(&mut self, key: UserKey, record: &UserRecord) {
-        self.encoded.user_rows.push((key, codec::user_row(record)));
+    /// Returns the row's length, from which the cache estimates the record's memory.
+    pub fn push_user_row(&mut self, key: UserKey, record: &UserRecord) -> usize {
+        let row = codec::user_row(record);
+        let len = row.len();
+        self.encoded.user_rows.push((key, row));
+        len
     }
 
     /// Every user the batch writes, decoded from its row where it was added as bytes only.

@@ -137,6 +137,7 @@ impl MockRig {
                 cache_users: 1_000,
                 retry_min_ms: 20,
                 retry_max_ms: 500,
+                ..PipelineSettings::default()
             },
             GROUP.into(),
             shutdown,

@@ -189,6 +189,7 @@ fn settings(batch_size: usize, cache_users: usize) -> PipelineSettings {
         cache_users,
         retry_min_ms: 10,
         retry_max_ms: 50,
+        ..PipelineSettings::default()
     }
 }
 
