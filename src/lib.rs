@@ -19,6 +19,7 @@ pub mod failure;
 pub mod files;
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod readiness;

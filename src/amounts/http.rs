@@ -27,8 +27,8 @@ use super::breaker::{self, Breaker};
 use super::{not_programmatic, AmountCaller, Call};
 use crate::core::catalog::ProgrammaticDef;
 use crate::core::rules::programmatic::{self, AmountOutcome, FallbackReason, HttpCall};
+use crate::metrics::metrics;
 use crate::settings::AmountSettings;
-use crate::telemetry::metrics;
 
 /// The largest answer body read; `{"points": …}` needs a few bytes.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;

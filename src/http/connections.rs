@@ -21,8 +21,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::telemetry;
-
 /// The open connections and the places left.
 pub struct Connections {
     places: Arc<Semaphore>,
@@ -107,7 +105,7 @@ impl Connections {
         match victim {
             Some(victim) => {
                 victim.request_close();
-                telemetry::metrics().http_connections_evicted.inc();
+                crate::metrics::metrics().http_connections_evicted.inc();
                 true
             }
             None => false,
@@ -147,7 +145,7 @@ impl Connections {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(connection.id, Arc::clone(&connection));
-        telemetry::metrics().http_connections.inc();
+        crate::metrics::metrics().http_connections.inc();
         Slot {
             connection,
             connections: Arc::clone(self),
@@ -163,7 +161,7 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.connection.id);
-        telemetry::metrics().http_connections.dec();
+        crate::metrics::metrics().http_connections.dec();
     }
 }
 

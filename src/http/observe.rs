@@ -16,7 +16,6 @@ use axum::response::Response;
 use std::time::Instant;
 use tracing::Instrument;
 
-use crate::telemetry;
 use crate::trace_context::TraceContext;
 
 tokio::task_local! {
@@ -66,7 +65,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
 
 /// Counts and times one response under `route`.
 pub fn record(route: &str, response: &Response, started: Instant) {
-    let m = telemetry::metrics();
+    let m = crate::metrics::metrics();
     m.http_requests
         .with_label_values(&[route, response.status().as_str()])
         .inc();

@@ -88,7 +88,7 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Result<Json<Health>, Ap
 pub async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        crate::telemetry::metrics().render(),
+        crate::metrics::metrics().render(),
     )
         .into_response()
 }

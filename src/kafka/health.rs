@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 
 use super::probe::{self, Probe};
 use super::{apply_properties, base_config, consumer_only, producer_only};
+use crate::metrics::metrics;
 use crate::pipeline::log::LogError;
 use crate::readiness::{Condition, Readiness};
 use crate::settings::KafkaSettings;
-use crate::telemetry::metrics;
 
 /// How often the brokers are asked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

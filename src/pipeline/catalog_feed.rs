@@ -172,7 +172,7 @@ impl CatalogFeed {
                 Ok(history) => {
                     let (_, synced) = self.read_current();
                     if newest >= synced + self.activation_delay {
-                        crate::telemetry::metrics().catalog_uncovered.inc();
+                        crate::metrics::metrics().catalog_uncovered.inc();
                         tracing::warn!(
                             record_time = %newest,
                             "a record is stamped further in the future than catalog.activation_delay: evaluated with the catalog known now"
@@ -187,7 +187,7 @@ impl CatalogFeed {
                 }
             }
         }
-        crate::telemetry::metrics().catalog_uncovered.inc();
+        crate::metrics::metrics().catalog_uncovered.inc();
         tracing::error!("the catalog log stays unreadable: evaluating with the catalog known now");
         self.current()
     }
@@ -316,7 +316,7 @@ fn apply(history: &mut CatalogHistory, offset: i64, payload: &[u8]) {
     let version: CatalogVersion = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => {
-            crate::telemetry::metrics().catalog_refused.inc();
+            crate::metrics::metrics().catalog_refused.inc();
             tracing::warn!(offset, error = %e, "catalog log: not a catalog version; skipped");
             return;
         }
@@ -324,7 +324,7 @@ fn apply(history: &mut CatalogHistory, offset: i64, payload: &[u8]) {
     let (tenant, number) = (version.tenant.clone(), version.version);
     match history.apply(version) {
         Ok(info) => {
-            crate::telemetry::metrics().catalog_versions.inc();
+            crate::metrics::metrics().catalog_versions.inc();
             tracing::info!(
                 offset,
                 tenant = %info.tenant,
@@ -335,7 +335,7 @@ fn apply(history: &mut CatalogHistory, offset: i64, payload: &[u8]) {
             );
         }
         Err(refusal) => {
-            crate::telemetry::metrics().catalog_refused.inc();
+            crate::metrics::metrics().catalog_refused.inc();
             tracing::warn!(offset, %tenant, version = number, reason = %refusal, "catalog version refused");
         }
     }

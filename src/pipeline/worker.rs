@@ -35,11 +35,11 @@ use super::protocol::{self, AfterFailure, AfterTooLarge, AfterWait, Redo, Refuse
 use crate::amounts::{AmountCaller, Fallbacks};
 use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
+use crate::metrics::metrics;
 use crate::readiness::{Condition, Readiness};
 use crate::repeats::Repeats;
 use crate::settings::{PipelineSettings, Topics};
 use crate::store::{StateStore, StoreError};
-use crate::telemetry::metrics;
 use chrono::Utc;
 
 /// How long an empty poll waits before the loop looks at shutdown and rebalances again.

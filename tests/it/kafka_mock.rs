@@ -411,7 +411,7 @@ async fn failing_produce_fetch_and_commit_requests_are_retried_without_loss_or_d
     }
     // The gauge follows at the worker's next poll (at most its idle wait later).
     let metric = || {
-        questline::telemetry::metrics()
+        questline::metrics::metrics()
             .consumer_lag
             .with_label_values(&[&rig.input, "0"])
             .get()

@@ -2,7 +2,8 @@
 //! test's own, which is killed and started again on the same port. `/readyz` turns 503,
 //! naming the brokers, once they have been unreachable for `kafka.unreachable_grace_ms`, and
 //! 200 again once they answer; `questline_broker_up` follows; the worker keeps running and
-//! does not flood its log meanwhile.
+//! does not flood its log meanwhile. And `run --serve` and `serve`, which build their sidecar
+//! in one place, answer alike.
 
 use crate::support::kafka::*;
 use std::ffi::OsStr;
@@ -127,4 +128,99 @@ fn readiness_turns_503_when_the_broker_has_been_gone_for_the_grace_period_and_20
         worker.log_text()
     );
     assert_eq!(worker.terminate(Duration::from_secs(30)), Some(0));
+}
+
+/// The challenge images of the seed's progress query, by challenge id.
+fn images(addr: SocketAddr) -> Vec<(i64, String)> {
+    let (status, body) = get(
+        addr,
+        "/api/v1/Challenges/GetProgressChallengesInfoForUser?UserId=alike-1",
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut images: Vec<(i64, String)> = page["data"]
+        .as_array()
+        .expect("a list of challenges")
+        .iter()
+        .filter_map(|c| Some((c["id"].as_i64()?, c["image"].as_str()?.to_string())))
+        .collect();
+    images.sort();
+    images
+}
+
+/// `run --serve` and `serve` build their sidecar in one place: both answer the images of
+/// `[http.images]` (not the keys as stored) and the same readiness, and both refuse an image
+/// bucket that cannot sign at startup, with exit 2 naming it.
+#[test]
+fn run_serve_and_serve_answer_the_same_images_and_readiness() {
+    let Some(broker) = broker() else { return };
+    let setup = Setup::new(&broker, "serve-alike", 1);
+    setup.create_all_topics(&broker, 1);
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        format!("{config}[http.images]\nbase_url = \"https://cdn.example/img/\"\n"),
+    )
+    .unwrap();
+    let serve_store = setup.dir.path().join("serve-store");
+    let mut worker = setup.spawn_command(&["run", "--serve"], &[]);
+    let mut sidecar = setup.spawn_command(
+        &["serve"],
+        &[("QUESTLINE__STORE__PATH", serve_store.as_os_str())],
+    );
+    let mut answers = Vec::new();
+    for process in [&mut worker, &mut sidecar] {
+        let addr = http_addr(process);
+        let mut ready = (0, String::new());
+        wait_until(
+            BOUND,
+            "/readyz 200",
+            || {
+                ready = get(addr, "/readyz");
+                ready.0 == 200
+            },
+            || process.log_text(),
+        );
+        answers.push((ready, images(addr)));
+    }
+    let (run_serve, serve) = (&answers[0], &answers[1]);
+    assert_eq!(run_serve.0, serve.0, "the same readiness");
+    assert!(
+        run_serve
+            .1
+            .iter()
+            .any(|(_, image)| image == "https://cdn.example/img/challenges/earn-1000.png"),
+        "run --serve resolves the keys with [http.images]: {:?}",
+        run_serve.1
+    );
+    assert_eq!(run_serve.1, serve.1, "the same images");
+    for process in [worker, sidecar] {
+        let log = process.log_text();
+        assert_eq!(process.terminate(BOUND), Some(0), "{log}");
+    }
+
+    // A bucket whose endpoint is not a URL: both refuse to start.
+    std::fs::write(
+        &setup.config,
+        format!(
+            "{config}[http.images.s3]\nendpoint = \"not a url\"\nbucket = \"images\"\n\
+             region = \"eu-west-1\"\naccess_key = \"AKIA\"\nsecret_key = \"secret\"\n"
+        ),
+    )
+    .unwrap();
+    for args in [&["run", "--serve"][..], &["serve"][..]] {
+        let mut process =
+            setup.spawn_command(args, &[("QUESTLINE__STORE__PATH", serve_store.as_os_str())]);
+        assert_eq!(
+            process.wait(BOUND),
+            Some(2),
+            "{args:?}: {}",
+            process.log_text()
+        );
+        assert!(
+            process.log_text().contains("http.images.s3"),
+            "{args:?} names the setting: {}",
+            process.log_text()
+        );
+    }
 }

@@ -239,7 +239,7 @@ async fn the_worker_dead_letters_a_disabled_users_kafka_action_and_counts_it_onc
             .any(|e| e["userId"] == user && e["triggerId"] == 20),
         "{progress:?}"
     );
-    let metric = questline::telemetry::metrics()
+    let metric = questline::metrics::metrics()
         .dead_letters
         .with_label_values(&["user_disabled"])
         .get();

@@ -7,6 +7,7 @@
 mod support;
 
 mod admin_api;
+mod architecture;
 mod config;
 mod demo;
 mod earning;

@@ -347,7 +347,7 @@ async fn a_failed_write_voids_the_batch_evaluated_behind_it_and_both_are_redone_
     rig.wait_committed(300, Duration::from_secs(20)).await;
     // Several single write failures while a backlog keeps the pipeline full.
     let write_retries = || {
-        questline::telemetry::metrics()
+        questline::metrics::metrics()
             .retries
             .with_label_values(&["write"])
             .get()
@@ -881,7 +881,7 @@ async fn duplicates_are_counted_by_the_id_that_identified_them() {
     use questline::pipeline::commands::Command;
     let rig = Rig::new();
     let metric = |reason: &str| {
-        questline::telemetry::metrics()
+        questline::metrics::metrics()
             .duplicates
             .with_label_values(&[reason])
             .get()

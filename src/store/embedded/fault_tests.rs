@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::error::ErrorClass;
-use crate::telemetry::metrics;
+use crate::metrics::metrics;
 
 /// Fault injector: the file backend, failing writes with ENOSPC while `full` is set.
 #[derive(Debug)]

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::metrics::metrics;
 use crate::store::StoreError;
-use crate::telemetry::metrics;
 
 /// Opens (or creates) the database file: redb's file backend in production; tests wrap it to
 /// inject faults.

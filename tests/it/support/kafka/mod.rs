@@ -495,8 +495,14 @@ batch_size = {batch}
 
     /// Starts `questline run` with this config and `env` (settings as `QUESTLINE__…`).
     pub fn spawn_worker_with(&self, env: &[(&str, &std::ffi::OsStr)]) -> WorkerProcess {
+        self.spawn_command(&["run"], env)
+    }
+
+    /// Starts `questline ARGS… --config CONFIG` (`run --serve`, `serve`) with `env`, logging
+    /// JSON lines to a file of its own.
+    pub fn spawn_command(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> WorkerProcess {
         let mut cmd = Command::new(questline_bin());
-        cmd.args(["run", "--config"]).arg(&self.config);
+        cmd.args(args).arg("--config").arg(&self.config);
         cmd.envs(env.iter().copied());
         let log = self.dir.path().join(format!(
             "worker-{}.log",
