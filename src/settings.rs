@@ -629,10 +629,10 @@ mod tests {
         assert_eq!(s.topics.dead_letter, "questline.dead-letter");
         assert_eq!(s.store.kind, StoreKind::Embedded);
         assert_eq!(s.http.listen, "127.0.0.1:8080");
-        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 32 MiB of
-        // store cache.
+        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 256 MiB
+        // of store cache.
         assert_eq!(s.pipeline.cache_mb, 64);
-        assert_eq!(s.store.cache_mb, 32);
+        assert_eq!(s.store.cache_mb, 256);
     }
 
     /// `Settings::load_from` the files with `vars` as the whole environment.

@@ -105,7 +105,9 @@ const ROW_HEADER: usize = 9;
 
 const DB_FILE: &str = "questline.redb";
 /// The page cache of [`EmbeddedStore::open`] (`store.cache_mb` in configuration).
-pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+/// 256 MiB: with 32 MiB the worker's store writes took 15–25 % longer in the end-to-end
+/// benchmark (docs/benchmarks.md), since a commit's copy-on-write finds fewer of its pages.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 /// The embedded [`StateStore`]: cheap to clone, all clones share one open database.
 #[derive(Clone)]
