@@ -8,7 +8,7 @@ use super::catalog::{Catalog, EventRules, ResolveError};
 use super::events::{encode_original, Event, EventBody};
 use super::ids;
 use super::limits;
-use super::mapping::{AsCompiled, UnknownTrigger};
+use super::mapping::{CompiledMapping, UnknownTrigger};
 use super::model::{Action, SourceRef};
 use super::reject::RejectKind;
 use super::rules::{self, ParamError};
@@ -59,17 +59,14 @@ impl Rejection {
     }
 }
 
-/// Maps `bytes` with `mapping` and resolves the action in `catalog`. A [`Mapping`] passed here
-/// is compiled for this record alone: the worker passes the [`CompiledMapping`]s it holds.
-///
-/// [`Mapping`]: super::mapping::Mapping
-/// [`CompiledMapping`]: super::mapping::CompiledMapping
-pub fn decode<M: AsCompiled + ?Sized>(
-    mapping: &M,
+/// Maps `bytes` with `mapping` and resolves the action in `catalog`. It takes the compiled
+/// form only, so that no caller compiles a mapping per record by accident
+/// ([`Mapping::compile`](super::mapping::Mapping::compile) once, then map).
+pub fn decode(
+    mapping: &CompiledMapping,
     catalog: &Catalog,
     bytes: &[u8],
 ) -> Result<Decoded, Rejection> {
-    let mapping = mapping.compiled();
     let action = mapping.apply(bytes).map_err(|e| Rejection {
         reason: e.to_string(),
         field: (e.field != "record").then(|| e.field.clone()),

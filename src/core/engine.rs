@@ -24,7 +24,7 @@ use super::catalog::{Catalog, CatalogHistory};
 use super::decode::{self, Decoded};
 use super::evaluator::ClaimCommand;
 use super::events::Event;
-use super::mapping::AsCompiled;
+use super::mapping::CompiledMapping;
 use super::model::{Action, SourceRef, UserKey};
 use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord};
 use super::rules::programmatic::{AmountOutcome, AmountRequest, FallbackReason};
@@ -189,12 +189,10 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// Maps, resolves and evaluates one record; a bad one becomes a dead-letter event. Give
-    /// it a [`CompiledMapping`](super::mapping::CompiledMapping) to map many records (a
-    /// [`Mapping`](super::mapping::Mapping) is compiled on each call).
-    pub fn process_record<M: AsCompiled + ?Sized>(
+    /// Maps, resolves and evaluates one record; a bad one becomes a dead-letter event.
+    pub fn process_record(
         &mut self,
-        mapping: &M,
+        mapping: &CompiledMapping,
         bytes: &[u8],
         source: &SourceRef,
         record_time: DateTime<Utc>,

@@ -63,7 +63,7 @@ mod tests {
              [[events.rules]]\npoints = 1\n",
         )])
         .unwrap();
-        let native = Mapping::native();
+        let native = Mapping::native().compile();
         let kind = |record: &str| {
             decode(&native, &catalog, record.as_bytes())
                 .unwrap_err()

@@ -290,7 +290,12 @@ fn recorded_amounts_are_paid_as_recorded_and_only_once() {
     let mut t = Driver::new();
     let record = json!({"tenant": TENANT, "userId": "u10", "triggerId": "ORDER_PLACED",
         "params": {"orderId": "o-1", "total": 80}});
-    let asked = engine.process_record(&t.native, record.to_string().as_bytes(), &source, now);
+    let asked = engine.process_record(
+        &t.native.compile(),
+        record.to_string().as_bytes(),
+        &source,
+        now,
+    );
     assert!(
         asked.events.is_empty(),
         "nothing is paid before the amount is known"

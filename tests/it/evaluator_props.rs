@@ -102,7 +102,7 @@ fn run(engine: &mut Engine, acts: &[(usize, Act)]) -> Vec<Event> {
         let source = SourceRef::new("props", 0, *offset as i64);
         events.extend(
             engine
-                .process_record(&mapping, &record(a), &source, at(25, 10))
+                .process_record(&mapping.compile(), &record(a), &source, at(25, 10))
                 .events,
         );
     }

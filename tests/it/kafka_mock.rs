@@ -262,7 +262,7 @@ impl MockRig {
             let source = SourceRef::new(&self.input, r.partition, r.offset);
             let at = chrono::Utc.timestamp_millis_opt(r.timestamp_ms).unwrap();
             for event in engine
-                .process_record(&self.mapping, r.payload.as_bytes(), &source, at)
+                .process_record(&self.mapping.compile(), r.payload.as_bytes(), &source, at)
                 .events
             {
                 if event.stream() == Stream::Rewards {

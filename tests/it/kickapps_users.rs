@@ -58,7 +58,7 @@ fn at() -> DateTime<Utc> {
 #[test]
 fn the_record_step_refuses_a_disabled_users_actions_as_dead_letters() {
     let mut engine = Engine::new(catalog());
-    let mapping = kickapps_mapping();
+    let mapping = kickapps_mapping().compile();
     let mut offset = 0;
     let mut next = |topic: &str| {
         offset += 1;

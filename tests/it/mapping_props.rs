@@ -111,7 +111,7 @@ proptest! {
         let catalog = example_catalog();
         for m in shipped() {
             let _ = m.apply(&bytes);
-            let _ = decode::decode(&m, &catalog, &bytes);
+            let _ = decode::decode(&m.compile(), &catalog, &bytes);
         }
     }
 
@@ -123,7 +123,7 @@ proptest! {
             if let Err(e) = m.apply(&bytes) {
                 prop_assert!(!e.field.is_empty() && !e.reason.is_empty());
             }
-            let _ = decode::decode(&m, &catalog, &bytes);
+            let _ = decode::decode(&m.compile(), &catalog, &bytes);
         }
     }
 
@@ -158,7 +158,7 @@ proptest! {
         // One more byte at least, whatever character ends it (up to two bytes may not fit).
         doc[field] = json!(text_of(max + 3 + extra, seed));
         let bytes = doc.to_string().into_bytes();
-        let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+        let rejection = decode::decode(&Mapping::native().compile(), &catalog, &bytes).unwrap_err();
         prop_assert_eq!(rejection.field.as_deref(), Some(field));
         let expected_user = if field == "userId" { None } else { Some("u1") };
         prop_assert_eq!(rejection.user_id.as_deref(), expected_user);
@@ -183,7 +183,7 @@ proptest! {
         let v = if as_string { json!(text) } else { serde_json::from_str::<Value>(&text).unwrap() };
         let doc = json!({"userId": "u1", "triggerId": 1, "value": v});
         let within = value.abs() <= limits::MAX_AMOUNT && value.normalize().scale() <= limits::MAX_SCALE;
-        match decode::decode(&Mapping::native(), &example_catalog(), doc.to_string().as_bytes()) {
+        match decode::decode(&Mapping::native().compile(), &example_catalog(), doc.to_string().as_bytes()) {
             // Whatever maps is within the bound. A string is exact; a JSON number is read
             // through f64, so past 17 digits it maps (or is refused) as its rounded self.
             Ok(decode::Decoded::Action { action, .. }) => {
@@ -210,7 +210,7 @@ proptest! {
         let params: Map<String, Value> = (0..count).map(|i| (format!("p{i}"), json!("v".repeat(len)))).collect();
         let size = serde_json::to_vec(&params).unwrap().len();
         let doc = json!({"userId": "u1", "triggerId": 1, "params": params});
-        let result = decode::decode(&Mapping::native(), &catalog, doc.to_string().as_bytes());
+        let result = decode::decode(&Mapping::native().compile(), &catalog, doc.to_string().as_bytes());
         if count > limits::MAX_PARAMS || size > limits::MAX_PARAMS_BYTES {
             let rejection = result.unwrap_err();
             prop_assert_eq!(rejection.field.as_deref(), Some("params"));
@@ -242,7 +242,7 @@ proptest! {
                     prop_assert!(n.len() <= limits::MAX_TRIGGER_NAME_BYTES);
                 }
             }
-            if let Err(rejection) = decode::decode(&m, &catalog, &bytes) {
+            if let Err(rejection) = decode::decode(&m.compile(), &catalog, &bytes) {
                 let (reason, _) = dead_letter_of(&rejection, &bytes);
                 prop_assert!(reason.len() <= limits::MAX_REASON_BYTES);
                 prop_assert!(rejection.user_id.as_ref().is_none_or(|u| u.len() <= limits::MAX_USER_ID_BYTES));
@@ -258,7 +258,7 @@ fn a_huge_trigger_name_makes_a_small_dead_letter() {
     let catalog = example_catalog();
     let doc = json!({"userId": "u1", "triggerId": "t".repeat(900_000)});
     let bytes = doc.to_string().into_bytes();
-    let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+    let rejection = decode::decode(&Mapping::native().compile(), &catalog, &bytes).unwrap_err();
     let (reason, size) = dead_letter_of(&rejection, &bytes);
     assert_eq!(reason, "triggerId: cannot exceed 256 bytes, found 900000");
     assert!(
@@ -274,7 +274,7 @@ fn reasons_quoting_the_input_are_cut() {
     let catalog = example_catalog();
     let doc = json!({"userId": "u1", "triggerId": "t".repeat(256), "location": "l".repeat(256)});
     let bytes = doc.to_string().into_bytes();
-    let rejection = decode::decode(&Mapping::native(), &catalog, &bytes).unwrap_err();
+    let rejection = decode::decode(&Mapping::native().compile(), &catalog, &bytes).unwrap_err();
     assert!(rejection.reason.len() > limits::MAX_REASON_BYTES);
     let (reason, _) = dead_letter_of(&rejection, &bytes);
     assert_eq!(reason.len(), limits::MAX_REASON_BYTES);

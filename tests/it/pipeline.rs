@@ -268,7 +268,7 @@ impl Rig {
         for r in self.log.records(INPUT) {
             let source = SourceRef::new(&r.topic, r.partition, r.offset);
             for event in engine
-                .process_record(&self.mapping, &r.payload, &source, r.timestamp)
+                .process_record(&self.mapping.compile(), &r.payload, &source, r.timestamp)
                 .events
             {
                 if event.stream() == Stream::Rewards {
@@ -819,7 +819,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     let mut engine = Engine::new(Arc::clone(&rig.catalog));
     for r in &records {
         let source = SourceRef::new(&r.topic, r.partition, r.offset);
-        engine.process_record(&rig.mapping, &r.payload, &source, r.timestamp);
+        engine.process_record(&rig.mapping.compile(), &r.payload, &source, r.timestamp);
     }
     let end = load().await.unwrap();
     assert_eq!(Some(&end.state), engine.user("default", "z"));

@@ -270,7 +270,9 @@ fn replay_records_emits_the_events_of_the_records_real_coordinates() {
     let catalog = std::sync::Arc::new(
         questline::files::load_catalog(&root().join("tests/kafka/catalog.toml")).unwrap(),
     );
-    let mapping = questline::files::load_mapping(&root().join("mappings/seed.toml")).unwrap();
+    let mapping = questline::files::load_mapping(&root().join("mappings/seed.toml"))
+        .unwrap()
+        .compile();
     let mut engine = questline::core::engine::Engine::new(catalog);
     let mut want = Vec::new();
     for r in &records {

@@ -8,8 +8,6 @@
 //! way. The worker, `replay`, the demo and the sidecar's KickApps and Rokwire endpoints hold
 //! compiled mappings.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -41,25 +39,6 @@ pub struct CompiledMapping {
     tenant: Field,
     action_type: Field,
     bounds: BoundCodes,
-}
-
-/// What records are mapped with: a [`CompiledMapping`], or a [`Mapping`] compiled on each
-/// call. Functions that map records take either, so a test or a one-off record can pass the
-/// file form; whatever maps a stream of records holds a compiled one.
-pub trait AsCompiled {
-    fn compiled(&self) -> Cow<'_, CompiledMapping>;
-}
-
-impl AsCompiled for CompiledMapping {
-    fn compiled(&self) -> Cow<'_, CompiledMapping> {
-        Cow::Borrowed(self)
-    }
-}
-
-impl AsCompiled for Mapping {
-    fn compiled(&self) -> Cow<'_, CompiledMapping> {
-        Cow::Owned(self.compile())
-    }
 }
 
 impl From<Mapping> for CompiledMapping {

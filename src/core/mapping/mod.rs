@@ -23,7 +23,7 @@ use super::limits;
 use super::model::{Action, DEFAULT_TENANT};
 pub use super::reject::RejectKind;
 pub use bounds::check_bounds;
-pub use compiled::{AsCompiled, CompiledMapping};
+pub use compiled::CompiledMapping;
 pub use error::MapError;
 
 /// Records larger than this are dead-lettered unless the mapping says otherwise.

@@ -56,8 +56,12 @@ impl Driver {
 
     pub fn send_with(&mut self, mapping: &Mapping, record: Value) -> Processed {
         let source = self.next_source();
-        self.engine
-            .process_record(mapping, record.to_string().as_bytes(), &source, self.now)
+        self.engine.process_record(
+            &mapping.compile(),
+            record.to_string().as_bytes(),
+            &source,
+            self.now,
+        )
     }
 
     /// Sends a native action and returns its events.

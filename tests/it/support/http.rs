@@ -81,7 +81,7 @@ pub fn fixture_time() -> DateTime<Utc> {
 /// - `poor`: claims 100 points with none (claim `claim-poor` fails).
 pub fn fixture_batch(catalog: Arc<Catalog>) -> BatchWrite {
     let mut engine = Engine::new(catalog);
-    let native = Mapping::native();
+    let native = Mapping::native().compile();
     let at = fixture_time();
     let mut offset = 0;
     let mut events: Vec<Event> = Vec::new();

@@ -761,7 +761,7 @@ pub fn expected(inputs: &[Value], catalog: &Path, mapping: &Path) -> Expected {
             .unwrap();
         history.apply(version).unwrap();
     }
-    let mapping = questline::files::load_mapping(mapping).unwrap();
+    let mapping = questline::files::load_mapping(mapping).unwrap().compile();
     let mut engine = questline::core::engine::Engine::with_history(
         std::sync::Arc::new(history),
         questline::core::engine::Internal::Loopback,
