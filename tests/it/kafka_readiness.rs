@@ -30,11 +30,13 @@ fn wait_readyz(
     let start = Instant::now();
     let mut last = (0, String::new());
     while start.elapsed() < BOUND {
-        assert!(
-            worker.is_running(),
-            "the worker exited while waiting for /readyz {status}:\n{}",
-            worker.log_text()
-        );
+        if !worker.is_running() {
+            panic!(
+                "the worker exited ({:?}) while waiting for /readyz {status}:\n{}",
+                worker.child.try_wait(),
+                worker.log_text()
+            );
+        }
         last = get(addr, "/readyz");
         if last.0 == status {
             return (last.1, start.elapsed());
