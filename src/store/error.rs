@@ -104,6 +104,26 @@ pub enum StoreError {
         #[source]
         source: Option<Arc<redb::DatabaseError>>,
     },
+    /// The embedded store's journal could not be written, synced or read (a full disk,
+    /// typically). The batch was not acknowledged; the caller writes it again.
+    #[error("embedded store journal: cannot {action} {}: {source}", path.display())]
+    Journal {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded store's checkpoint has not caught up with the journal for `waited`: its
+    /// memory is bounded, so writes wait for it, and after this long fail (and are retried).
+    #[error(
+        "embedded store: the checkpoint into the database is {waited:?} behind{}",
+        reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+    )]
+    CheckpointBehind {
+        waited: std::time::Duration,
+        /// Why the last checkpoint attempt failed, if one did.
+        reason: Option<String>,
+    },
     /// The blocking task running an embedded store call panicked or was cancelled.
     #[error("embedded store task failed: {source}")]
     Task {
@@ -265,6 +285,7 @@ impl StoreError {
             // Reopening is retried on the next call; only a reopen that can never succeed
             // (a newer file format, a repair that was refused) stops the worker.
             StoreError::Wedged { source } => source.as_deref().map_or(Transient, database_class),
+            StoreError::Journal { .. } | StoreError::CheckpointBehind { .. } => Transient,
             StoreError::Task { source } if source.is_panic() => Fatal,
             StoreError::Task { .. } => Transient,
             StoreError::ConnectTimeout { .. }

@@ -1,7 +1,9 @@
 //! The `StateStore` conformance suite: one set of behaviours, run against every store.
 //!
 //! Each behaviour is an async function generic over `S: StateStore`; the `conformance!` macro
-//! instantiates it once for the embedded store (`embedded::…`, always) and once for the
+//! instantiates it for the embedded store twice (`embedded::…`, where reads mostly find the
+//! rows in the journal's in-memory overlay, and `embedded_checkpointed::…`, which moves every
+//! write into the database before anything reads it), and once for the
 //! ScyllaDB store (`scylla::…`) against the CQL server named by `QUESTLINE_TEST_CQL=host:port`.
 //! `scripts/test` starts the dev CQL server (`tools/cql-test-server`, kassandra) and sets it;
 //! `scripts/test-scylla` runs the same suite against a real ScyllaDB in Docker. Without the
@@ -875,6 +877,58 @@ fn temp_embedded() -> TempEmbedded {
     TempEmbedded { store, _dir: dir }
 }
 
+/// The embedded store with every write checkpointed into its database at once, so the suite
+/// reads what the database holds rather than the journal's overlay.
+struct Checkpointed(TempEmbedded);
+
+#[async_trait::async_trait]
+impl StateStore for Checkpointed {
+    async fn load_users(&self, keys: &[UserKey]) -> Result<Vec<Option<UserRecord>>, StoreError> {
+        self.0.store.load_users(keys).await
+    }
+    async fn load_resources(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<ResourceRecord>>, StoreError> {
+        self.0.store.load_resources(keys).await
+    }
+    async fn load_outbox(&self, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.store.load_outbox(owner).await
+    }
+    async fn write_batch(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        self.0.store.write_batch(batch).await?;
+        self.0.store.checkpoint().await
+    }
+    async fn write_batches(&self, batches: Vec<BatchWrite>) -> Result<(), StoreError> {
+        self.0.store.write_batches(batches).await?;
+        self.0.store.checkpoint().await
+    }
+    async fn history(
+        &self,
+        key: &UserKey,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
+        self.0.store.history(key, page, per_page).await
+    }
+    async fn claim(
+        &self,
+        key: &UserKey,
+        claim_id: &str,
+    ) -> Result<Option<ClaimRecord>, StoreError> {
+        self.0.store.claim(key, claim_id).await
+    }
+    async fn people_finished(&self, tenant: &str) -> Result<BTreeMap<u32, u64>, StoreError> {
+        self.0.store.people_finished(tenant).await
+    }
+    async fn claim_partition(&self, group: &str, partition: &str) -> Result<i64, StoreError> {
+        self.0.store.claim_partition(group, partition).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.0.store.ping().await
+    }
+}
+
 /// A ScyllaDB store on a fresh, migrated keyspace of the server in `QUESTLINE_TEST_CQL`, or
 /// `None` (after a skip notice) when the variable is unset.
 async fn cql_store(test: &str) -> Option<ScyllaStore> {
@@ -904,6 +958,17 @@ macro_rules! conformance {
                 async fn $name() {
                     let temp = super::temp_embedded();
                     super::$name(&temp.store).await;
+                }
+            )*
+        }
+
+        /// The suite against the embedded store, every write checkpointed before it is read.
+        mod embedded_checkpointed {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = super::Checkpointed(super::temp_embedded());
+                    super::$name(&store).await;
                 }
             )*
         }
@@ -942,6 +1007,12 @@ mod embedded_fencing {
     async fn fencing() {
         let temp = super::temp_embedded();
         super::fencing(&temp.store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fencing_checkpointed() {
+        let store = super::Checkpointed(super::temp_embedded());
+        super::fencing(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
-//! A full disk, injected: the embedded store reopens its database once space is freed.
+//! A full disk, injected: the embedded store fails writes while it lasts, and reopens its
+//! database once space is freed.
 //!
-//! The fault injector is a redb storage backend wrapping the real file backend; while its
-//! disk is "full" every write and sync fails with ENOSPC, as the kernel would report it.
+//! The fault injectors are a redb storage backend wrapping the real file backend, and the
+//! journal's fault hook; while the disk is "full" every write and sync of either fails with
+//! ENOSPC, as the kernel would report it.
 
 use redb::backends::FileBackend;
 use redb::StorageBackend;
@@ -58,6 +60,15 @@ impl StorageBackend for FullDiskInjector {
 
 /// Opens the store with every open of its file going through a [`FullDiskInjector`].
 fn open_injected(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedStore {
+    let journal_full = Arc::clone(full);
+    // Appends and syncs fail; creating an empty segment needs no data blocks, and succeeds.
+    let journal_faults: Faults = Arc::new(move |action| {
+        if journal_full.load(Ordering::SeqCst) && matches!(action, "append to" | "sync") {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        } else {
+            Ok(())
+        }
+    });
     let full = Arc::clone(full);
     EmbeddedStore::open_with(
         dir,
@@ -74,6 +85,7 @@ fn open_injected(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedStore {
             };
             Database::builder().create_with_backend(backend)
         }),
+        Some(journal_faults),
     )
     .unwrap()
 }
@@ -102,7 +114,7 @@ async fn load(store: &EmbeddedStore, user_id: &str) -> Option<UserRecord> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_wedges_the_store_until_space_is_freed_then_it_reopens() {
+async fn a_full_disk_fails_writes_and_wedges_the_database_until_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let full = Arc::new(AtomicBool::new(false));
     let store = open_injected(dir.path(), &full);
@@ -111,16 +123,27 @@ async fn a_full_disk_wedges_the_store_until_space_is_freed_then_it_reopens() {
     assert!(!store.is_wedged());
     store.ping().await.unwrap();
 
-    // The disk fills up: the write fails, transient, and the store is wedged.
+    // The disk fills up: the journal cannot take the batch, and the write fails, transient.
     full.store(true, Ordering::SeqCst);
     let err = store
         .write_batch(&batch("during", 2))
         .await
         .expect_err("the disk is full");
     assert_eq!(err.class(), ErrorClass::Transient, "{err:?}");
+    assert!(
+        matches!(err, StoreError::Journal { .. }),
+        "the journal's error: {err:?}"
+    );
+    assert_eq!(
+        load(&store, "during").await,
+        None,
+        "a failed write is not visible"
+    );
+    // The checkpoint cannot write the database either: it is wedged, and readiness says so.
+    let err = store.checkpoint().await.expect_err("the disk is full");
+    assert_eq!(err.class(), ErrorClass::Transient, "{err:?}");
     assert!(store.is_wedged());
     assert_eq!(metrics().store_wedged.get(), 1);
-    // While it stays full, every call fails (the reopen cannot write either), ping included.
     for _ in 0..2 {
         let err = store
             .write_batch(&batch("during", 2))
@@ -139,6 +162,7 @@ async fn a_full_disk_wedges_the_store_until_space_is_freed_then_it_reopens() {
     assert!(!store.is_wedged());
     assert_eq!(metrics().store_wedged.get(), 0);
     store.ping().await.unwrap();
+    store.checkpoint().await.unwrap();
     assert_eq!(load(&store, "before").await, Some(user(1)));
     assert_eq!(load(&store, "during").await, Some(user(2)));
     // Fencing survived the reopen: the next claim still outranks the one before the fault.
@@ -146,4 +170,10 @@ async fn a_full_disk_wedges_the_store_until_space_is_freed_then_it_reopens() {
     // And the directory stayed locked throughout.
     let err = EmbeddedStore::open(dir.path()).expect_err("still owned");
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    drop(store);
+    // Closed cleanly: the journal was emptied into the database.
+    let left = std::fs::read_dir(dir.path().join(journal::DIR))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1, "only the new, empty segment of the last open");
 }

@@ -1,0 +1,364 @@
+//! The embedded store's write path: the journal, the overlays above redb, and the checkpoint
+//! that moves rows down into redb.
+//!
+//! A write appends its batch's rows to the [journal](super::journal) and syncs it — that is
+//! the durable point the commit protocol relies on — then puts them, fenced, into the active
+//! [overlay](super::overlay), where readers see them at once. When the active overlay holds
+//! [`CHECKPOINT_BYTES`], or [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal
+//! moves on to a new segment, and a background thread writes the frozen overlay into redb in
+//! one durable commit (sorted, each touched page copied once), then deletes the segments it
+//! covered. At most one overlay is frozen at a time, so memory is bounded by about twice
+//! [`CHECKPOINT_BYTES`]: a write that finds the active overlay full while the previous one is
+//! still being checkpointed waits for it (backpressure), for up to [`FREEZE_WAIT`].
+//!
+//! # Lock order
+//!
+//! `journal` (one writer at a time; freezes happen under it) → `layers` → redb's transactions.
+//! Readers and writers take `layers` before they begin a redb transaction, and the checkpoint
+//! drops the frozen overlay (under `layers`) only after its commit: so whoever does not see
+//! the frozen overlay any more sees its rows in redb.
+
+use redb::Durability;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::journal::{self, Faults, Journal, Rows};
+use super::overlay::{Frozen, Layers, RowKey};
+use super::reopen::Reopening;
+use super::tables::{outranks, storage_error, ReadTables, WriteTables};
+use crate::metrics::metrics;
+use crate::store::StoreError;
+
+/// The active overlay is frozen and checkpointed once it holds this much (estimated memory).
+pub(super) const CHECKPOINT_BYTES: usize = 32 << 20;
+/// …or once this long has passed since the last checkpoint, so that an idle store's journal
+/// is short and its memory returned.
+pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a write waits for the previous checkpoint before it fails (transient, retried).
+const FREEZE_WAIT: Duration = Duration::from_secs(30);
+/// How long a failed checkpoint waits before it tries again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Everything behind the store's handle that the checkpoint thread shares.
+pub(super) struct Layered {
+    pub(super) db: Reopening,
+    layers: RwLock<Layers>,
+    journal: Mutex<Journal>,
+    journal_dir: PathBuf,
+    signal: Mutex<Signal>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Signal {
+    /// A frozen overlay waits for its checkpoint.
+    frozen: bool,
+    /// The store is closing: the checkpoint thread stops.
+    stop: bool,
+    /// Why the last checkpoint failed, until one succeeds.
+    failure: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Layered {
+    /// Replays what the journal in `journal_dir` holds into redb, then starts a new segment.
+    pub(super) fn open(
+        db: Reopening,
+        journal_dir: PathBuf,
+        faults: Option<Faults>,
+    ) -> Result<Self, StoreError> {
+        let segments = journal::read_all(&journal_dir)?;
+        let last = segments.last().map_or(0, |s| s.number);
+        let batches: usize = segments.iter().map(|s| s.batches.len()).sum();
+        if batches > 0 {
+            let started = Instant::now();
+            db.with(|db| {
+                commit(db, |tables| {
+                    for rows in segments.iter().flat_map(|s| &s.batches) {
+                        for (key, row) in rows {
+                            tables.put(key, row)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+            tracing::info!(
+                batches,
+                segments = segments.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "embedded store: replayed the journal into the database"
+            );
+        }
+        for segment in segments.iter().filter(|s| s.dropped_bytes > 0) {
+            tracing::warn!(
+                segment = segment.number,
+                bytes = segment.dropped_bytes,
+                "embedded store: dropped the end of a journal segment that was cut short by a \
+                 crash or a failed write (it was never acknowledged)"
+            );
+        }
+        if last > 0 {
+            journal::delete_through(&journal_dir, last).map_err(|source| StoreError::Journal {
+                action: "delete replayed segments in",
+                path: journal_dir.clone(),
+                source,
+            })?;
+        }
+        let journal = Journal::create(&journal_dir, last + 1, faults)?;
+        Ok(Layered {
+            db,
+            layers: RwLock::new(Layers::default()),
+            journal: Mutex::new(journal),
+            journal_dir,
+            signal: Mutex::new(Signal::default()),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Makes `rows` (in the order written) durable, then visible.
+    pub(super) fn write(&self, rows: Rows) -> Result<(), StoreError> {
+        let mut journal = lock(&self.journal);
+        if read(&self.layers).active.bytes() >= CHECKPOINT_BYTES {
+            self.freeze(&mut journal, Some(FREEZE_WAIT))?;
+        }
+        journal.append(&rows)?;
+        self.db.with(|db| {
+            let mut layers = write(&self.layers);
+            // Begun under `layers`: see the module's lock order.
+            let txn = db
+                .begin_read()
+                .map_err(|e| storage_error("writing a batch", e))?;
+            let tables = ReadTables::open(&txn)?;
+            for (key, row) in rows {
+                let stored = match layers.get(&key) {
+                    Some(row) => Some(row.to_vec()),
+                    None => tables.get(&key)?,
+                };
+                if outranks(&key, &row, stored.as_deref()) {
+                    layers.active.insert(key, row);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `read` over the layers and a redb snapshot taken after them.
+    pub(super) fn read<T>(
+        &self,
+        read_fn: impl FnOnce(&View<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db.with(|db| {
+            let layers = read(&self.layers);
+            let txn = db
+                .begin_read()
+                .map_err(|e| storage_error("reading rows", e))?;
+            let tables = ReadTables::open(&txn)?;
+            read_fn(&View {
+                layers: &layers,
+                tables: &tables,
+            })
+        })
+    }
+
+    /// Moves the active overlay to the frozen slot and the journal to a new segment, after
+    /// waiting up to `wait` for the previous frozen overlay's checkpoint; with no `wait`, does
+    /// nothing while one is pending.
+    fn freeze(&self, journal: &mut Journal, wait: Option<Duration>) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut signal = lock(&self.signal);
+        while let (true, false, Some(wait)) = (signal.frozen, signal.stop, wait) {
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Err(StoreError::CheckpointBehind {
+                    waited,
+                    reason: signal.failure.clone(),
+                });
+            }
+            signal = self
+                .changed
+                .wait_timeout(signal, wait - waited)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if signal.frozen || read(&self.layers).active.is_empty() {
+            return Ok(());
+        }
+        let through_segment = journal.rotate()?;
+        let mut layers = write(&self.layers);
+        let overlay = std::mem::take(&mut layers.active);
+        layers.frozen = Some(Arc::new(Frozen {
+            overlay,
+            through_segment,
+        }));
+        signal.frozen = true;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Writes the frozen overlay, if there is one, into redb; then drops it and the journal
+    /// segments it covered.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let Some(frozen) = read(&self.layers).frozen.clone() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        self.db.with(|db| {
+            commit(db, |tables| {
+                for (key, row) in frozen.overlay.iter() {
+                    tables.put(key, row)?;
+                }
+                Ok(())
+            })
+        })?;
+        metrics()
+            .store_seconds
+            .with_label_values(&["checkpoint"])
+            .observe(started.elapsed().as_secs_f64());
+        write(&self.layers).frozen = None;
+        if let Err(e) = journal::delete_through(&self.journal_dir, frozen.through_segment) {
+            // Harmless: the segments are replayed (idempotently) at the next open.
+            tracing::warn!(error = %e, "embedded store: cannot delete checkpointed journal segments");
+        }
+        let mut signal = lock(&self.signal);
+        signal.frozen = false;
+        signal.failure = None;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Freezes whatever the active overlay holds and checkpoints it: after this, with no write
+    /// in between, redb holds everything and the journal is empty.
+    pub(super) fn checkpoint_now(&self) -> Result<(), StoreError> {
+        self.checkpoint()?;
+        self.freeze(&mut lock(&self.journal), None)?;
+        self.checkpoint()
+    }
+
+    /// The checkpoint thread's loop: checkpoints each frozen overlay, and freezes the active
+    /// one every [`CHECKPOINT_INTERVAL`]; retries a failed checkpoint every [`RETRY`].
+    fn run(&self) {
+        let mut last_report: Option<Instant> = None;
+        loop {
+            {
+                let signal = lock(&self.signal);
+                let signal = if signal.frozen || signal.stop {
+                    signal
+                } else {
+                    self.changed
+                        .wait_timeout(signal, CHECKPOINT_INTERVAL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                };
+                if signal.stop {
+                    return;
+                }
+            }
+            let result = self.freeze_if_idle().and_then(|()| self.checkpoint());
+            if let Err(e) = result {
+                if last_report.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(error = %e, "embedded store: checkpoint failed; retrying");
+                    last_report = Some(Instant::now());
+                }
+                let mut signal = lock(&self.signal);
+                signal.failure = Some(e.to_string());
+                let _ = self
+                    .changed
+                    .wait_timeout_while(signal, RETRY, |s| !s.stop)
+                    .unwrap_or_else(|p| p.into_inner());
+            } else {
+                last_report = None;
+            }
+        }
+    }
+
+    /// Freezes the active overlay when no frozen one is waiting (the interval passed).
+    fn freeze_if_idle(&self) -> Result<(), StoreError> {
+        if lock(&self.signal).frozen {
+            return Ok(());
+        }
+        self.freeze(&mut lock(&self.journal), None)
+    }
+}
+
+/// Runs `write` in one durable redb transaction.
+fn commit(
+    db: &redb::Database,
+    write: impl FnOnce(&mut WriteTables<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let ctx = "checkpointing";
+    let mut txn = db.begin_write().map_err(|e| storage_error(ctx, e))?;
+    // Explicit even though it is redb's default: the journal is deleted after this returns.
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut tables = WriteTables::open(&txn)?;
+        write(&mut tables)?;
+    }
+    txn.commit().map_err(|e| storage_error(ctx, e))
+}
+
+/// The newest rows: the overlays, then redb's snapshot.
+pub(super) struct View<'a> {
+    pub(super) layers: &'a Layers,
+    pub(super) tables: &'a ReadTables,
+}
+
+impl View<'_> {
+    pub(super) fn get(&self, key: &RowKey) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.layers.get(key) {
+            Some(row) => Ok(Some(row.to_vec())),
+            None => self.tables.get(key),
+        }
+    }
+}
+
+/// The checkpoint thread: started with the store, stopped (and a last checkpoint made) when
+/// the store closes.
+pub(super) struct Checkpointer {
+    layered: Arc<Layered>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(layered: &Arc<Layered>) -> Result<Self, StoreError> {
+        let shared = Arc::clone(layered);
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || shared.run())
+            .map_err(|source| StoreError::Journal {
+                action: "start the checkpoint thread for",
+                path: layered.journal_dir.clone(),
+                source,
+            })?;
+        Ok(Checkpointer {
+            layered: Arc::clone(layered),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        lock(&self.layered.signal).stop = true;
+        self.layered.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // A clean close leaves the journal empty; if this fails it is replayed at the next open.
+        if let Err(e) = self.layered.checkpoint_now() {
+            tracing::warn!(error = %e, "embedded store: last checkpoint failed; the journal is replayed at the next open");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Rows that are durable in the journal but not yet checkpointed into the B-tree.
+//!
+//! The embedded store answers every read from three layers, newest first: the *active*
+//! overlay (batches written since the last freeze), the *frozen* overlay (batches being
+//! checkpointed into redb right now) and redb itself. An overlay is an ordered map from a
+//! row's key to its sealed row (write timestamp header included), so fencing, decoding and the
+//! checkpoint's sorted inserts work on the same bytes redb holds.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::super::wire::{self, Problem, Reader, WireError, Writer};
+
+/// The key of a row in any of the store's tables: the table is the variant.
+///
+/// Ordered by table, then by the same fields in the same order as the redb table's key, so a
+/// checkpoint inserts each table's rows in the B-tree's own order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum RowKey {
+    /// (tenant, user id)
+    User(String, String),
+    /// resource key
+    Resource(String),
+    /// (tenant, user id, seq)
+    History(String, String, u64),
+    /// (tenant, user id, claim id)
+    Claim(String, String, String),
+    /// (tenant, challenge id, input partition)
+    Finished(String, u32, String),
+    /// owner (`group/pN`)
+    Outbox(String),
+}
+
+const USER: u8 = 1;
+const RESOURCE: u8 = 2;
+const HISTORY: u8 = 3;
+const CLAIM: u8 = 4;
+const FINISHED: u8 = 5;
+const OUTBOX: u8 = 6;
+
+impl RowKey {
+    /// Appends the key in the journal's form: a table tag, then the fields.
+    pub(super) fn write(&self, w: &mut Writer) {
+        match self {
+            RowKey::User(tenant, user) => {
+                w.u8(USER);
+                w.str(tenant);
+                w.str(user);
+            }
+            RowKey::Resource(key) => {
+                w.u8(RESOURCE);
+                w.str(key);
+            }
+            RowKey::History(tenant, user, seq) => {
+                w.u8(HISTORY);
+                w.str(tenant);
+                w.str(user);
+                w.u64(*seq);
+            }
+            RowKey::Claim(tenant, user, claim) => {
+                w.u8(CLAIM);
+                w.str(tenant);
+                w.str(user);
+                w.str(claim);
+            }
+            RowKey::Finished(tenant, challenge, partition) => {
+                w.u8(FINISHED);
+                w.str(tenant);
+                w.u32(*challenge);
+                w.str(partition);
+            }
+            RowKey::Outbox(owner) => {
+                w.u8(OUTBOX);
+                w.str(owner);
+            }
+        }
+    }
+
+    /// Reads a key written by [`RowKey::write`].
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let key = match r.u8("table")? {
+            USER => RowKey::User(r.str("tenant")?, r.str("user id")?),
+            RESOURCE => RowKey::Resource(r.str("resource")?),
+            HISTORY => RowKey::History(r.str("tenant")?, r.str("user id")?, r.u64("seq")?),
+            CLAIM => RowKey::Claim(r.str("tenant")?, r.str("user id")?, r.str("claim id")?),
+            FINISHED => {
+                RowKey::Finished(r.str("tenant")?, r.u32("challenge")?, r.str("partition")?)
+            }
+            OUTBOX => RowKey::Outbox(r.str("owner")?),
+            other => return Err(wire::err("table", Problem::Tag(other))),
+        };
+        Ok(key)
+    }
+
+    /// Memory an entry of this key costs in an overlay, besides its row: the strings and the
+    /// map's node share (an estimate, for the checkpoint threshold).
+    fn footprint(&self) -> usize {
+        const ENTRY: usize = 96;
+        ENTRY
+            + match self {
+                RowKey::User(a, b) | RowKey::History(a, b, _) => a.len() + b.len(),
+                RowKey::Resource(a) | RowKey::Outbox(a) => a.len(),
+                RowKey::Claim(a, b, c) => a.len() + b.len() + c.len(),
+                RowKey::Finished(a, _, c) => a.len() + c.len(),
+            }
+    }
+}
+
+/// Sealed rows by key, and roughly how much memory they hold.
+#[derive(Debug, Default)]
+pub(super) struct Overlay {
+    rows: BTreeMap<RowKey, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Overlay {
+    pub(super) fn get(&self, key: &RowKey) -> Option<&[u8]> {
+        self.rows.get(key).map(Vec::as_slice)
+    }
+
+    /// Sets `key` to `row`, replacing what the overlay had (the caller fenced it).
+    pub(super) fn insert(&mut self, key: RowKey, row: Vec<u8>) {
+        let len = row.len();
+        match self.rows.entry(key) {
+            Entry::Occupied(mut entry) => {
+                // The key is the same one: only the row's size changes.
+                let old = std::mem::replace(entry.get_mut(), row);
+                self.bytes = self.bytes + len - old.len();
+            }
+            Entry::Vacant(entry) => {
+                self.bytes += entry.key().footprint() + len;
+                entry.insert(row);
+            }
+        }
+    }
+
+    /// Estimated memory held, in bytes.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Every row, in key order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&RowKey, &[u8])> {
+        self.rows.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+
+    /// The finished counters of `tenant`, in key order.
+    pub(super) fn finished_of<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> impl Iterator<Item = (u32, &'a str, &'a [u8])> + 'a {
+        let start = RowKey::Finished(tenant.to_string(), 0, String::new());
+        self.rows
+            .range(start..)
+            .map_while(move |(key, row)| match key {
+                RowKey::Finished(t, challenge, partition) if t == tenant => {
+                    Some((*challenge, partition.as_str(), row.as_slice()))
+                }
+                _ => None,
+            })
+    }
+}
+
+/// A frozen overlay and the last journal segment whose batches it holds: once it is in redb,
+/// those segments can go.
+#[derive(Debug)]
+pub(super) struct Frozen {
+    pub overlay: Overlay,
+    pub through_segment: u64,
+}
+
+/// The layers above redb, read newest first.
+#[derive(Debug, Default)]
+pub(super) struct Layers {
+    pub active: Overlay,
+    pub frozen: Option<Arc<Frozen>>,
+}
+
+impl Layers {
+    /// The newest row of `key` held above redb.
+    pub(super) fn get(&self, key: &RowKey) -> Option<&[u8]> {
+        self.active
+            .get(key)
+            .or_else(|| self.frozen.as_ref().and_then(|f| f.overlay.get(key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<RowKey> {
+        vec![
+            RowKey::User("t".into(), "u".into()),
+            RowKey::Resource("r".into()),
+            RowKey::History("t".into(), "u".into(), u64::MAX),
+            RowKey::Claim("t".into(), "u".into(), "c".into()),
+            RowKey::Finished("t".into(), 7, "g/p0".into()),
+            RowKey::Outbox("g/p0".into()),
+        ]
+    }
+
+    #[test]
+    fn keys_round_trip_through_the_journal_form() {
+        for key in keys() {
+            let mut w = Writer::default();
+            key.write(&mut w);
+            let mut r = Reader::new(&w.buf);
+            assert_eq!(RowKey::read(&mut r).unwrap(), key);
+            r.finish("key").unwrap();
+        }
+        let mut r = Reader::new(&[9, 0]);
+        assert!(
+            RowKey::read(&mut r).is_err(),
+            "an unknown table is an error"
+        );
+    }
+
+    #[test]
+    fn the_active_layer_shadows_the_frozen_one_and_bytes_follow_replacements() {
+        let key = RowKey::User("t".into(), "u".into());
+        let mut frozen = Overlay::default();
+        frozen.insert(key.clone(), b"old".to_vec());
+        let mut layers = Layers {
+            frozen: Some(Arc::new(Frozen {
+                overlay: frozen,
+                through_segment: 1,
+            })),
+            ..Layers::default()
+        };
+        assert_eq!(layers.get(&key), Some(&b"old"[..]));
+        layers.active.insert(key.clone(), b"newer".to_vec());
+        assert_eq!(layers.get(&key), Some(&b"newer"[..]));
+        let one = layers.active.bytes();
+        layers.active.insert(key.clone(), b"newest!".to_vec());
+        assert_eq!(
+            layers.active.bytes(),
+            one + 2,
+            "replacing counts the row difference"
+        );
+        assert_eq!(layers.active.len(), 1);
+    }
+
+    #[test]
+    fn finished_counters_of_a_tenant_only() {
+        let mut o = Overlay::default();
+        o.insert(RowKey::Finished("a".into(), 1, "p".into()), vec![1]);
+        o.insert(RowKey::Finished("b".into(), 2, "p".into()), vec![2]);
+        o.insert(RowKey::Finished("b".into(), 3, "q".into()), vec![3]);
+        o.insert(RowKey::Outbox("b".into()), vec![4]);
+        let b: Vec<_> = o.finished_of("b").map(|(c, p, r)| (c, p, r[0])).collect();
+        assert_eq!(b, vec![(2, "p", 2), (3, "q", 3)]);
+    }
+}

@@ -1,0 +1,184 @@
+//! The journal's guarantees through the store's own API: a crash (the directory as the disk
+//! holds it, copied while the store is open) loses no acknowledged batch, replays them with
+//! the same fencing, and survives a torn last append; reads see a batch before its checkpoint
+//! exactly as after it.
+
+use std::io::Write;
+
+use super::*;
+use crate::store::{FinishedCount, OutboxWrite};
+
+fn user(n: u64) -> UserRecord {
+    UserRecord {
+        applied: [("actions:0".to_string(), n as i64)].into_iter().collect(),
+        history_len: n,
+        ..UserRecord::default()
+    }
+}
+
+fn key() -> UserKey {
+    UserKey::new("t", "u1")
+}
+
+/// A batch of one user at version `n`, written at timestamp `ts`, with a finished counter
+/// and the partition's outbox.
+fn batch(n: u64, ts: i64) -> BatchWrite {
+    BatchWrite {
+        users: vec![(key(), user(n))],
+        finished: vec![FinishedCount {
+            tenant: "t".into(),
+            challenge_id: 7,
+            partition: "g/p0".into(),
+            count: n,
+        }],
+        outbox: Some(OutboxWrite {
+            owner: "g/p0".into(),
+            bytes: vec![n as u8; 3],
+        }),
+        write_timestamp: Some(ts),
+        ..BatchWrite::default()
+    }
+}
+
+fn event() -> crate::core::events::Event {
+    use crate::core::events::{Event, EventBody, GrantReason};
+    use chrono::TimeZone;
+    Event {
+        event_id: "e-1".into(),
+        body: EventBody::RewardGranted {
+            reward_type: "points".into(),
+            amount: Some(5.into()),
+            code: None,
+            reason: GrantReason::Milestone {
+                challenge_id: 7,
+                milestone_id: "m-7-1".into(),
+            },
+            balance: 5.into(),
+        },
+        tenant: "t".into(),
+        user_id: "u1".into(),
+        occurred_at: chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        source: crate::core::model::SourceRef::new("actions", 0, 9),
+        catalog_version: 1,
+    }
+}
+
+/// What a reader sees: the user, the finished sum, the outbox.
+async fn seen(store: &EmbeddedStore) -> (Option<UserRecord>, Option<u64>, Option<Vec<u8>>) {
+    let user = store.load_users(&[key()]).await.unwrap().remove(0);
+    let finished = store.people_finished("t").await.unwrap().get(&7).copied();
+    let outbox = store.load_outbox("g/p0").await.unwrap();
+    (user, finished, outbox)
+}
+
+/// Copies the store's files as they are on disk now: what a `kill -9` would leave.
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::copy(from.join(DB_FILE), to.join(DB_FILE)).unwrap();
+    std::fs::create_dir_all(to.join(journal::DIR)).unwrap();
+    for entry in std::fs::read_dir(from.join(journal::DIR)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(journal::DIR).join(entry.file_name())).unwrap();
+    }
+}
+
+fn segments(dir: &Path) -> Vec<(String, u64)> {
+    let mut found: Vec<(String, u64)> = std::fs::read_dir(dir.join(journal::DIR))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_no_acknowledged_batch_and_the_replay_keeps_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store.write_batch(&batch(1, 100)).await.unwrap();
+    store.checkpoint().await.unwrap();
+    store.write_batch(&batch(2, 200)).await.unwrap();
+    // A zombie's late write (an older timestamp) is fenced out, before and after a replay.
+    store.write_batch(&batch(9, 150)).await.unwrap();
+    let history = HistoryEntry {
+        seq: 0,
+        event: event(),
+    };
+    let mut with_history = BatchWrite {
+        history: vec![(key(), history.clone())],
+        write_timestamp: Some(200),
+        ..BatchWrite::default()
+    };
+    with_history.encode().unwrap();
+    store.write_batch(&with_history).await.unwrap();
+    let before = seen(&store).await;
+    assert_eq!(before, (Some(user(2)), Some(2), Some(vec![2; 3])));
+
+    let crashed = tempfile::tempdir().unwrap();
+    crash_copy(dir.path(), crashed.path());
+    // The last append was torn by the crash: half a record at the end of the segment.
+    let (last, _) = segments(crashed.path()).pop().unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(crashed.path().join(journal::DIR).join(last))
+        .unwrap();
+    file.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(file);
+
+    let reopened = EmbeddedStore::open(crashed.path()).unwrap();
+    assert_eq!(
+        seen(&reopened).await,
+        before,
+        "everything acknowledged, nothing else"
+    );
+    let (entries, total) = reopened
+        .history(&UserKey::new("t", "u1"), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "user(2) says two entries");
+    assert_eq!(
+        entries,
+        vec![history],
+        "the entry written, the other never was"
+    );
+    // The replayed segments are gone; the new one is empty.
+    let left = segments(crashed.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, 0, "{left:?}");
+    // And the original, still open, agrees.
+    assert_eq!(seen(&store).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_the_same_before_and_after_a_checkpoint_and_after_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(seen(&store).await, (None, None, None));
+    store.write_batch(&batch(1, 100)).await.unwrap();
+    store.checkpoint().await.unwrap();
+    // A newer batch in the overlay over an older one in the database, and another
+    // partition's counter only in the database.
+    let mut other = batch(5, 100);
+    other.users.clear();
+    other.outbox = None;
+    other.finished[0].partition = "g/p1".into();
+    store.write_batch(&other).await.unwrap();
+    store.checkpoint().await.unwrap();
+    store.write_batch(&batch(3, 300)).await.unwrap();
+    let overlay = seen(&store).await;
+    assert_eq!(overlay, (Some(user(3)), Some(3 + 5), Some(vec![3; 3])));
+    store.checkpoint().await.unwrap();
+    assert_eq!(seen(&store).await, overlay);
+    store.write_batch(&batch(4, 400)).await.unwrap();
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(
+        seen(&reopened).await,
+        (Some(user(4)), Some(4 + 5), Some(vec![4; 3]))
+    );
+}
