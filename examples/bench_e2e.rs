@@ -650,7 +650,11 @@ fn spawn_worker(o: &Options, config: &Path, dir: &Path) -> Result<Worker> {
     let child = Command::new(&o.questline)
         .args(["run", "--config"])
         .arg(config)
-        .env("RUST_LOG", "info,rdkafka=warn")
+        // BENCH_WORKER_LOG: the worker's RUST_LOG, to look into a run (`--keep` keeps the log).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
         .env_remove("QUESTLINE__STORE__PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

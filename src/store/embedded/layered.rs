@@ -196,6 +196,12 @@ impl Layered {
         if signal.frozen || read(&self.layers).active.is_empty() {
             return Ok(());
         }
+        if wait.is_some() && started.elapsed() >= Duration::from_millis(1) {
+            tracing::debug!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "embedded store: a write waited for the checkpoint"
+            );
+        }
         let through_segment = journal.rotate()?;
         let mut layers = write(&self.layers);
         let overlay = std::mem::take(&mut layers.active);
@@ -223,10 +229,17 @@ impl Layered {
                 Ok(())
             })
         })?;
+        let elapsed = started.elapsed();
         metrics()
             .store_seconds
             .with_label_values(&["checkpoint"])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        tracing::debug!(
+            rows = frozen.overlay.len(),
+            bytes = frozen.overlay.bytes(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "embedded store: checkpointed"
+        );
         write(&self.layers).frozen = None;
         if let Err(e) = journal::delete_through(&self.journal_dir, frozen.through_segment) {
             // Harmless: the segments are replayed (idempotently) at the next open.

@@ -144,7 +144,6 @@ impl Overlay {
         self.rows.is_empty()
     }
 
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.rows.len()
     }
