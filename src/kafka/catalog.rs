@@ -83,6 +83,16 @@ impl CatalogLog for KafkaCatalogLog {
 }
 
 /// Reads from `from` to the high watermark as it was when the read started.
+///
+/// The partition is assigned for the read only, and unassigned before it returns: an assigned
+/// consumer keeps fetching in librdkafka's background threads between reads, and such a fetch
+/// is what crashed the worker after a broker restart. A restarted broker that lost the topic
+/// (tansu in memory) answers it with UNKNOWN_TOPIC_OR_PARTITION carrying a KIP-951
+/// `CurrentLeader` tag but no topic id; librdkafka 2.12.1 turns that into a metadata update
+/// for a topic with no name and dereferences the name (SIGSEGV in
+/// `rd_kafka_metadata_cache_find`, main thread), killing the process without a log line.
+/// Between reads the catalog consumer now only asks for watermarks, which report a lost topic
+/// as an error (read as "no versions yet").
 fn read_blocking(
     consumer: &BaseConsumer<LimitedErrors>,
     topic: &str,
@@ -102,6 +112,19 @@ fn read_blocking(
     tpl.add_partition_offset(topic, PARTITION, Offset::Offset(start))
         .map_err(failed("catalog assign"))?;
     consumer.assign(&tpl).map_err(failed("catalog assign"))?;
+    let read = read_assigned(consumer, start, high);
+    let unassigned = consumer.unassign().map_err(failed("catalog unassign"));
+    let records = read?;
+    unassigned?;
+    Ok(records)
+}
+
+/// Polls the assigned catalog partition from `start` until `high`, within [`TIMEOUT`].
+fn read_assigned(
+    consumer: &BaseConsumer<LimitedErrors>,
+    start: i64,
+    high: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, LogError> {
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + TIMEOUT;
     let mut next = start;

@@ -161,7 +161,9 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     /// Whether the group has assigned this member partitions (even none) yet.
     assigned: bool,
     /// Failed polls repeat every `pipeline.retry_min_ms` while the broker is gone: logged
-    /// once, then once a minute with the count; forgotten at the next successful poll.
+    /// once, then once a minute with the count; forgotten at the next poll that delivers
+    /// records (an idle worker's next outage within the minute shows in `/readyz` and the
+    /// broker watch's line, and here with the count).
     poll_failures: Repeats,
 }
 
@@ -303,7 +305,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .await
         {
             Ok(r) => {
-                self.poll_failures.clear();
+                // Only records show the broker serves this member again. An empty poll (the
+                // idle wait ran out) also comes between the failures of an outage, once the
+                // group revoked the partitions: forgetting there logged every failure again,
+                // several lines a second.
+                if !r.is_empty() {
+                    self.poll_failures.clear();
+                }
                 r
             }
             Err(e) => {

@@ -450,3 +450,62 @@ fn a_published_catalog_version_is_applied_by_every_worker_from_one_instant() {
     );
     assert_same_events(&replayed, &worker_events);
 }
+
+/// The catalog log's reader on a broker restarted with nothing (tansu in memory): it reads
+/// again once the broker is back, the lost topic read as "no versions", and the process lives.
+/// Run in this process: the reader used to keep its partition assigned between reads, and
+/// librdkafka's background fetch of the vanished topic then crashed the process (SIGSEGV in
+/// `rd_kafka_metadata_cache_find`, on the restarted broker's answer), which fails this test
+/// with the signal.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_reader_outlives_a_broker_restart_that_loses_the_topic() {
+    use questline::kafka::{ensure_catalog_topic, KafkaCatalogLog};
+    use questline::pipeline::catalog_feed::CatalogLog;
+    use questline::settings::KafkaSettings;
+    let Some(mut tansu) = PrivateTansu::start() else {
+        eprintln!("skipped: no tansu binary (run scripts/test, which installs it)");
+        return;
+    };
+    let names = Names::new("catalog-restart");
+    let topic = names.topic("catalog");
+    // Fetches every 20 ms, as the test workers' configuration has them (`Setup`): a fetch is
+    // then all but sure to reach the restarted broker before librdkafka learns the topic went.
+    let settings = KafkaSettings {
+        brokers: tansu.addr.to_string(),
+        group_id: names.group(),
+        properties: [("fetch.wait.max.ms".to_string(), "20".to_string())].into(),
+        ..KafkaSettings::default()
+    };
+    ensure_catalog_topic(&settings, &topic).await.unwrap();
+    let log = KafkaCatalogLog::connect(&settings, &topic).unwrap();
+    log.append("kwegg/1/a", b"version 1".to_vec())
+        .await
+        .unwrap();
+    let read = log.read_from(0).await.unwrap();
+    assert_eq!(read, vec![(0, b"version 1".to_vec())]);
+
+    tansu.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tansu.restart();
+    // Read as the catalog feed follows (every `catalog.refresh_ms`) through the seconds in
+    // which librdkafka reconnects; then the reads answer again.
+    let restarted = std::time::Instant::now();
+    let mut last = None;
+    while restarted.elapsed() < Duration::from_secs(30) {
+        let read = log.read_from(0).await;
+        let settled = restarted.elapsed() > Duration::from_secs(3);
+        let answered = read.is_ok();
+        last = Some(read);
+        if settled && answered {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    match last {
+        Some(Ok(records)) => assert!(records.is_empty(), "the topic went: {records:?}"),
+        other => panic!(
+            "the reader did not read again after the restart: {other:?}\ntansu log:\n{}",
+            tansu.log()
+        ),
+    }
+}

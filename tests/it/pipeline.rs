@@ -455,6 +455,10 @@ enum Fault {
         fired: AtomicBool,
         events: std::sync::Mutex<Vec<Rebalance>>,
     },
+    /// The broker is gone and the member has no partitions: every other poll fails with
+    /// `AllBrokersDown`, the others find nothing within the idle wait, as librdkafka's
+    /// consumer does while it rejoins its group during an outage.
+    BrokerGoneWhileIdle { polls: AtomicU64 },
 }
 
 /// The in-process log with one [`Fault`]; everything else is passed through.
@@ -492,6 +496,17 @@ impl Log for Faulty {
         linger: Duration,
         idle: Duration,
     ) -> Result<Vec<InRecord>, LogError> {
+        if let Fault::BrokerGoneWhileIdle { polls } = &self.fault {
+            return match polls.fetch_add(1, Ordering::SeqCst) % 2 {
+                0 => Err(LogError::Kafka {
+                    op: "poll (injected fault: broker gone)",
+                    source: rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
+                    ),
+                }),
+                _ => Ok(Vec::new()),
+            };
+        }
         let records = self.log.poll_batch(max, linger, idle).await?;
         if let Fault::RevokedMidPoll {
             revoke,
@@ -534,6 +549,61 @@ impl Log for Faulty {
     fn set_paused(&self, paused: bool) -> Result<(), LogError> {
         self.log.set_paused(paused)
     }
+}
+
+/// Counts the log events whose message is `message` (set as the thread's default subscriber).
+struct CountEvents {
+    message: &'static str,
+    seen: Arc<AtomicU64>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(Option<String>);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut message = Message(None);
+        event.record(&mut message);
+        if message.0.as_deref() == Some(self.message) {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// An outage while the member has no partitions: failed polls alternate with empty ones, and
+/// the failure is logged once, not once per failure (an empty poll is no sign the broker is
+/// back). The readiness test on tansu saw 14 lines in 6 s of outage from this.
+#[tokio::test(flavor = "current_thread")]
+async fn failed_polls_between_empty_ones_are_logged_once() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let seen = Arc::new(AtomicU64::new(0));
+    let _logging =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(CountEvents {
+            message: "poll failed; retrying",
+            seen: Arc::clone(&seen),
+        }));
+    let rig = Rig::new();
+    let log = Faulty::new(
+        &rig.log,
+        Fault::BrokerGoneWhileIdle {
+            polls: AtomicU64::new(0),
+        },
+    );
+    let (_stop, shutdown) = watch::channel(false);
+    let mut worker = rig.worker(Arc::clone(&log), settings(40, 1_000), shutdown);
+    for _ in 0..40 {
+        worker.step().await.unwrap();
+    }
+    let Fault::BrokerGoneWhileIdle { polls } = &log.fault else {
+        unreachable!()
+    };
+    assert_eq!(polls.load(Ordering::SeqCst), 40, "20 failed, 20 empty");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "20 failures, one line");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

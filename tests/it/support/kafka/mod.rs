@@ -543,19 +543,27 @@ impl WorkerProcess {
             .status();
     }
 
-    /// SIGTERM, and the exit code (None if it had to be killed after `timeout`).
+    /// SIGTERM, and the exit code (None if it had to be killed after `timeout`, or was ended
+    /// by a signal). Anything but exit 0 prints the exit status and the worker's log, so a
+    /// failed assertion on the code shows why.
     pub fn terminate(mut self, timeout: Duration) -> Option<i32> {
         self.signal("-TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    eprintln!("worker exited ({status}); its log:\n{}", self.log_text());
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        eprintln!("worker log:\n{}", self.log_text());
+        eprintln!(
+            "worker still running {timeout:?} after SIGTERM, killed; its log:\n{}",
+            self.log_text()
+        );
         None
     }
 
