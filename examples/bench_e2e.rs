@@ -205,6 +205,31 @@ fn proc_field(pid: u32, field: &str) -> Option<String> {
         .map(|l| l[field.len()..].trim().to_string())
 }
 
+/// The worker's CPU for the actions of phase 3: in all, and the part spent after their offsets
+/// were committed (deferred background work).
+#[derive(Debug, Clone, Copy)]
+struct WorkerCpu {
+    total: Duration,
+    deferred: Duration,
+}
+
+/// The process's CPU time once it has been idle (under 2 % of a core over half a second),
+/// waiting first for the embedded store's checkpoint interval (5 s) so that a journal left
+/// behind by a burst is checkpointed; at most 30 s.
+fn settled_cpu(pid: u32) -> Option<Duration> {
+    std::thread::sleep(Duration::from_secs(6));
+    let deadline = Instant::now() + Duration::from_secs(24);
+    let mut last = cpu_time(pid)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = cpu_time(pid)?;
+        if now.saturating_sub(last) < Duration::from_millis(10) || Instant::now() >= deadline {
+            return Some(now);
+        }
+        last = now;
+    }
+}
+
 /// CPU time (user + system) the process has used so far, from /proc/PID/stat. A rate on a
 /// shared machine moves with whatever else runs; CPU per action much less so.
 fn cpu_time(pid: u32) -> Option<Duration> {
@@ -856,7 +881,7 @@ struct Report {
     worker_produce: Duration,
     worker_elapsed: Duration,
     worker_rate: f64,
-    worker_cpu: Option<Duration>,
+    worker_cpu: Option<WorkerCpu>,
     breakdown: Breakdown,
     latency_target_rate: f64,
     latency_sent: usize,
@@ -1032,13 +1057,22 @@ fn run() -> Result<bool> {
         .join()
         .map_err(|_| anyhow!("producer thread panicked"))??;
     let worker_elapsed = waited? - t0;
-    let worker_cpu = cpu_time(worker.child.id())
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let cpu_committed = cpu_time(worker.child.id());
     let breakdown = Breakdown::between(
         &metrics_before,
         &scrape(http_port).context("worker /metrics")?,
     );
+    // Work the worker defers past the commit (the embedded store's checkpoint of its journal)
+    // is part of what the actions cost: CPU per action is read once the worker is idle.
+    let cpu_settled = settled_cpu(worker.child.id());
+    let worker_cpu =
+        cpu_settled
+            .zip(cpu_before)
+            .zip(cpu_committed)
+            .map(|((settled, before), committed)| WorkerCpu {
+                total: settled.saturating_sub(before),
+                deferred: settled.saturating_sub(committed),
+            });
     let worker_rate = rate(o.actions, worker_elapsed);
     log(format!(
         "   {} ({:.2} s; producing took {:.2} s)",
@@ -1318,13 +1352,14 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         r.worker_elapsed.as_secs_f64()
     );
     if let Some(cpu) = r.worker_cpu {
-        let per_action = cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
+        let per_action = cpu.total.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
         let _ = writeln!(
             s,
-            "| worker CPU (user + system) per action | {:.1} µs ({:.2} s of CPU in {:.2} s) | ≤ 8 µs {} |",
+            "| worker CPU (user + system) per action, deferred work included | {:.1} µs ({:.2} s of CPU in {:.2} s, {:.2} s of it after the commit) | ≤ 8 µs {} |",
             per_action,
-            cpu.as_secs_f64(),
+            cpu.total.as_secs_f64(),
             r.worker_elapsed.as_secs_f64(),
+            cpu.deferred.as_secs_f64(),
             mark(per_action <= 8.0)
         );
     }

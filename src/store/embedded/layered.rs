@@ -49,6 +49,10 @@ pub(super) struct Layered {
     journal_dir: PathBuf,
     signal: Mutex<Signal>,
     changed: Condvar,
+    /// Held for a whole checkpoint: the thread's, the last one at close and
+    /// [`Layered::checkpoint_now`]'s never interleave, so a checkpoint drops exactly the
+    /// frozen overlay it wrote (a freeze cannot replace it while it is pending).
+    checkpointing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -125,6 +129,7 @@ impl Layered {
             journal_dir,
             signal: Mutex::new(Signal::default()),
             changed: Condvar::new(),
+            checkpointing: Mutex::new(()),
         })
     }
 
@@ -217,6 +222,7 @@ impl Layered {
     /// Writes the frozen overlay, if there is one, into redb; then drops it and the journal
     /// segments it covered.
     fn checkpoint(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = lock(&self.checkpointing);
         let Some(frozen) = read(&self.layers).frozen.clone() else {
             return Ok(());
         };
