@@ -69,11 +69,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -136,23 +136,23 @@ impl Layered {
     /// Makes `rows` (in the order written) durable, then visible.
     pub(super) fn write(&self, rows: Rows) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
-        if read(&self.layers).active.bytes() >= CHECKPOINT_BYTES {
+        if read_lock(&self.layers).active.bytes() >= CHECKPOINT_BYTES {
             self.freeze(&mut journal, Some(FREEZE_WAIT))?;
         }
         journal.append(&rows)?;
         self.db.with(|db| {
-            let mut layers = write(&self.layers);
+            let mut layers = write_lock(&self.layers);
             // Begun under `layers`: see the module's lock order.
             let txn = db
                 .begin_read()
                 .map_err(|e| storage_error("writing a batch", e))?;
             let tables = ReadTables::open(&txn)?;
             for (key, row) in rows {
-                let stored = match layers.get(&key) {
-                    Some(row) => Some(row.to_vec()),
-                    None => tables.get(&key)?,
+                let wins = match layers.get(&key) {
+                    Some(stored) => outranks(&key, &row, Some(stored)),
+                    None => outranks(&key, &row, tables.get(&key)?.as_deref()),
                 };
-                if outranks(&key, &row, stored.as_deref()) {
+                if wins {
                     layers.active.insert(key, row);
                 }
             }
@@ -166,7 +166,7 @@ impl Layered {
         read_fn: impl FnOnce(&View<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.db.with(|db| {
-            let layers = read(&self.layers);
+            let layers = read_lock(&self.layers);
             let txn = db
                 .begin_read()
                 .map_err(|e| storage_error("reading rows", e))?;
@@ -198,7 +198,7 @@ impl Layered {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        if signal.frozen || read(&self.layers).active.is_empty() {
+        if signal.frozen || read_lock(&self.layers).active.is_empty() {
             return Ok(());
         }
         if wait.is_some() && started.elapsed() >= Duration::from_millis(1) {
@@ -208,7 +208,7 @@ impl Layered {
             );
         }
         let through_segment = journal.rotate()?;
-        let mut layers = write(&self.layers);
+        let mut layers = write_lock(&self.layers);
         let overlay = std::mem::take(&mut layers.active);
         layers.frozen = Some(Arc::new(Frozen {
             overlay,
@@ -223,7 +223,7 @@ impl Layered {
     /// segments it covered.
     fn checkpoint(&self) -> Result<(), StoreError> {
         let _one_at_a_time = lock(&self.checkpointing);
-        let Some(frozen) = read(&self.layers).frozen.clone() else {
+        let Some(frozen) = read_lock(&self.layers).frozen.clone() else {
             return Ok(());
         };
         let started = Instant::now();
@@ -246,7 +246,7 @@ impl Layered {
             elapsed_ms = elapsed.as_millis() as u64,
             "embedded store: checkpointed"
         );
-        write(&self.layers).frozen = None;
+        write_lock(&self.layers).frozen = None;
         if let Err(e) = journal::delete_through(&self.journal_dir, frozen.through_segment) {
             // Harmless: the segments are replayed (idempotently) at the next open.
             tracing::warn!(error = %e, "embedded store: cannot delete checkpointed journal segments");
