@@ -20,7 +20,7 @@ use crate::pipeline::input::Inputs;
 use crate::pipeline::worker::{Worker, WorkerError, AWAITING_ASSIGNMENT};
 use crate::readiness::{Condition, Readiness};
 use crate::settings::{Settings, StoreKind};
-use crate::store::embedded::EmbeddedStore;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::scylla::{parse_consistency, ScyllaOptions, ScyllaStore};
 use crate::store::StateStore;
 
@@ -88,8 +88,11 @@ async fn follow(
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Failure> {
     match settings.store.kind {
         StoreKind::Embedded => {
-            let cache = settings.store.cache_mb.saturating_mul(1 << 20);
-            let store = EmbeddedStore::open_with_cache(&settings.store.path, cache)
+            let options = EmbeddedOptions {
+                cache_bytes: settings.store.cache_mb.saturating_mul(1 << 20),
+                checkpoint_bytes: settings.store.journal_mb.saturating_mul(1 << 20),
+            };
+            let store = EmbeddedStore::open_with_options(&settings.store.path, options)
                 .map_err(|e| Failure::Runtime(e.into()))?;
             Ok(Arc::new(store))
         }

@@ -213,6 +213,10 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// The embedded store's page cache, in MiB: what bounds its memory.
     pub cache_mb: usize,
+    /// The embedded store's journal: rows held in memory before a checkpoint writes them into
+    /// the database, in MiB. Up to twice this is held (one overlay being checkpointed while
+    /// the next fills).
+    pub journal_mb: usize,
     /// How long a worker on the embedded store may share its consumer group with another
     /// member before it stops (a restarted worker shares it with its former self until the
     /// broker drops the old session).
@@ -226,6 +230,7 @@ impl Default for StoreSettings {
             kind: StoreKind::Embedded,
             path: "./questline-data".into(),
             cache_mb: crate::store::embedded::DEFAULT_CACHE_BYTES >> 20,
+            journal_mb: crate::store::embedded::DEFAULT_CHECKPOINT_BYTES >> 20,
             exclusive_grace_seconds: 60,
             scylla: ScyllaSettings::default(),
         }
@@ -633,6 +638,7 @@ mod tests {
         // of store cache.
         assert_eq!(s.pipeline.cache_mb, 64);
         assert_eq!(s.store.cache_mb, 256);
+        assert_eq!(s.store.journal_mb, 32);
     }
 
     /// `Settings::load_from` the files with `vars` as the whole environment.

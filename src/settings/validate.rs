@@ -270,6 +270,18 @@ fn store(s: &Settings, out: &mut Problems) {
             format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.cache_mb),
         );
     }
+    if st.journal_mb == 0 {
+        out.add(
+            &["store", "journal_mb"],
+            "is 0: must be at least 1 (every write would wait for a checkpoint)",
+        );
+    }
+    if st.journal_mb > MAX_CACHE_MB {
+        out.add(
+            &["store", "journal_mb"],
+            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.journal_mb),
+        );
+    }
     if st.kind == StoreKind::Embedded && st.path.as_os_str().is_empty() {
         out.add(
             &["store", "path"],
@@ -597,6 +609,16 @@ mod tests {
         assert_refused(
             |s| s.store.cache_mb = usize::MAX,
             "store.cache_mb",
+            "at most 1048576 (1 TiB)",
+        );
+        assert_refused(
+            |s| s.store.journal_mb = 0,
+            "store.journal_mb",
+            "is 0: must be at least 1",
+        );
+        assert_refused(
+            |s| s.store.journal_mb = MAX_CACHE_MB + 1,
+            "store.journal_mb",
             "at most 1048576 (1 TiB)",
         );
         assert_refused(

@@ -103,6 +103,27 @@ const DB_FILE: &str = "questline.redb";
 /// 256 MiB: with 32 MiB the worker's store writes took 15–25 % longer in the end-to-end
 /// benchmark (docs/benchmarks.md), since a commit's copy-on-write finds fewer of its pages.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// The rows the journal holds in memory before a checkpoint (`store.journal_mb`): 32 MiB, a
+/// checkpoint every ~15 batches of 2,000 actions at the benchmark's rate.
+pub const DEFAULT_CHECKPOINT_BYTES: usize = layered::DEFAULT_CHECKPOINT_BYTES;
+
+/// How [`EmbeddedStore::open_with_options`] sizes the store's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// redb's page cache (`store.cache_mb`).
+    pub cache_bytes: usize,
+    /// Rows held above redb before a checkpoint (`store.journal_mb`); up to twice this is held.
+    pub checkpoint_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+        }
+    }
+}
 
 /// The embedded [`StateStore`]: cheap to clone, all clones share one open database.
 #[derive(Clone)]
@@ -144,10 +165,26 @@ impl EmbeddedStore {
     /// holds pages read and written, so without a limit the process grows towards the file's
     /// size (redb's own default allows 1 GiB).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with_options(
+            path,
+            EmbeddedOptions {
+                cache_bytes,
+                ..EmbeddedOptions::default()
+            },
+        )
+    }
+
+    /// [`EmbeddedStore::open`] with its memory sized by `options`.
+    pub fn open_with_options(
+        path: impl AsRef<Path>,
+        options: EmbeddedOptions,
+    ) -> Result<Self, StoreError> {
+        let cache_bytes = options.cache_bytes;
         Self::open_with(
             path,
             Box::new(move |file| Database::builder().set_cache_size(cache_bytes).create(file)),
             None,
+            options.checkpoint_bytes,
         )
     }
 
@@ -157,6 +194,7 @@ impl EmbeddedStore {
         path: impl AsRef<Path>,
         open: Opener,
         faults: Option<Faults>,
+        checkpoint_bytes: usize,
     ) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
@@ -166,7 +204,12 @@ impl EmbeddedStore {
         let lock = DirLock::acquire(&dir)?;
         let db = Reopening::open(dir.join(DB_FILE), open)?;
         db.with(init_tables)?;
-        let layered = Arc::new(Layered::open(db, dir.join(journal::DIR), faults)?);
+        let layered = Arc::new(Layered::open(
+            db,
+            dir.join(journal::DIR),
+            faults,
+            checkpoint_bytes,
+        )?);
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 _checkpointer: Checkpointer::start(&layered)?,

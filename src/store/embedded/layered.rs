@@ -4,11 +4,11 @@
 //! A write appends its batch's rows to the [journal](super::journal) and syncs it — that is
 //! the durable point the commit protocol relies on — then puts them, fenced, into the active
 //! [overlay](super::overlay), where readers see them at once. When the active overlay holds
-//! [`CHECKPOINT_BYTES`], or [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal
+//! `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal
 //! moves on to a new segment, and a background thread writes the frozen overlay into redb in
 //! one durable commit (sorted, each touched page copied once), then deletes the segments it
 //! covered. At most one overlay is frozen at a time, so memory is bounded by about twice
-//! [`CHECKPOINT_BYTES`]: a write that finds the active overlay full while the previous one is
+//! `store.journal_mb`: a write that finds the active overlay full while the previous one is
 //! still being checkpointed waits for it (backpressure), for up to [`FREEZE_WAIT`].
 //!
 //! # Lock order
@@ -31,8 +31,9 @@ use super::tables::{outranks, storage_error, ReadTables, WriteTables};
 use crate::metrics::metrics;
 use crate::store::StoreError;
 
-/// The active overlay is frozen and checkpointed once it holds this much (estimated memory).
-pub(super) const CHECKPOINT_BYTES: usize = 32 << 20;
+/// The active overlay is frozen and checkpointed once it holds this much (estimated memory),
+/// unless `store.journal_mb` says otherwise.
+pub(super) const DEFAULT_CHECKPOINT_BYTES: usize = 32 << 20;
 /// …or once this long has passed since the last checkpoint, so that an idle store's journal
 /// is short and its memory returned.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,6 +48,8 @@ pub(super) struct Layered {
     layers: RwLock<Layers>,
     journal: Mutex<Journal>,
     journal_dir: PathBuf,
+    /// The active overlay's size at which it is frozen (`store.journal_mb`).
+    checkpoint_bytes: usize,
     signal: Mutex<Signal>,
     changed: Condvar,
     /// Held for a whole checkpoint: the thread's, the last one at close and
@@ -83,6 +86,7 @@ impl Layered {
         db: Reopening,
         journal_dir: PathBuf,
         faults: Option<Faults>,
+        checkpoint_bytes: usize,
     ) -> Result<Self, StoreError> {
         let segments = journal::read_all(&journal_dir)?;
         let last = segments.last().map_or(0, |s| s.number);
@@ -127,6 +131,7 @@ impl Layered {
             layers: RwLock::new(Layers::default()),
             journal: Mutex::new(journal),
             journal_dir,
+            checkpoint_bytes,
             signal: Mutex::new(Signal::default()),
             changed: Condvar::new(),
             checkpointing: Mutex::new(()),
@@ -136,7 +141,7 @@ impl Layered {
     /// Makes `rows` (in the order written) durable, then visible.
     pub(super) fn write(&self, rows: Rows) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
-        if read_lock(&self.layers).active.bytes() >= CHECKPOINT_BYTES {
+        if read_lock(&self.layers).active.bytes() >= self.checkpoint_bytes {
             self.freeze(&mut journal, Some(FREEZE_WAIT))?;
         }
         journal.append(&rows)?;

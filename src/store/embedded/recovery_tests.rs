@@ -182,3 +182,39 @@ async fn reads_are_the_same_before_and_after_a_checkpoint_and_after_a_clean_clos
         (Some(user(4)), Some(4 + 5), Some(vec![4; 3]))
     );
 }
+
+/// The journal's segment numbers in `dir`.
+fn segment_numbers(dir: &Path) -> Vec<u64> {
+    segments(dir)
+        .into_iter()
+        .filter_map(|(name, _)| name.strip_suffix(".log")?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_journal_checkpoints_as_it_fills_and_keeps_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        checkpoint_bytes: 1,
+        ..EmbeddedOptions::default()
+    };
+    let store = EmbeddedStore::open_with_options(dir.path(), options).unwrap();
+    for n in 1..=4 {
+        store.write_batch(&batch(n, 100 + n as i64)).await.unwrap();
+    }
+    // Each write after the first found the overlay full: it froze it (a new segment) and,
+    // from the third on, waited for the checkpoint of the one before.
+    let numbers = segment_numbers(dir.path());
+    assert!(
+        numbers.last().is_some_and(|&n| n >= 4),
+        "the journal moved on at every write: {numbers:?}"
+    );
+    assert!(
+        numbers.len() <= 3,
+        "checkpointed segments are deleted: {numbers:?}"
+    );
+    assert_eq!(
+        seen(&store).await,
+        (Some(user(4)), Some(4), Some(vec![4; 3]))
+    );
+}
