@@ -262,26 +262,26 @@ fn paths(s: &Settings, out: &mut Problems) {
     }
 }
 
+/// A memory size in MiB: at most [`MAX_CACHE_MB`], and at least 1 unless `zero_is_wrong` is
+/// `None` (then 0 is allowed); `zero_is_wrong` says why 0 cannot work.
+fn memory_mb(out: &mut Problems, key: &[&str], mb: usize, zero_is_wrong: Option<&str>) {
+    if let (0, Some(why)) = (mb, zero_is_wrong) {
+        out.add(key, format!("is 0: must be at least 1 ({why})"));
+    }
+    if mb > MAX_CACHE_MB {
+        out.add(key, format!("is {mb}: at most {MAX_CACHE_MB} (1 TiB)"));
+    }
+}
+
 fn store(s: &Settings, out: &mut Problems) {
     let st = &s.store;
-    if st.cache_mb > MAX_CACHE_MB {
-        out.add(
-            &["store", "cache_mb"],
-            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.cache_mb),
-        );
-    }
-    if st.journal_mb == 0 {
-        out.add(
-            &["store", "journal_mb"],
-            "is 0: must be at least 1 (every write would wait for a checkpoint)",
-        );
-    }
-    if st.journal_mb > MAX_CACHE_MB {
-        out.add(
-            &["store", "journal_mb"],
-            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", st.journal_mb),
-        );
-    }
+    memory_mb(out, &["store", "cache_mb"], st.cache_mb, None);
+    memory_mb(
+        out,
+        &["store", "journal_mb"],
+        st.journal_mb,
+        Some("every write would wait for a checkpoint"),
+    );
     if st.kind == StoreKind::Embedded && st.path.as_os_str().is_empty() {
         out.add(
             &["store", "path"],
@@ -463,18 +463,12 @@ fn pipeline(s: &Settings, out: &mut Problems) {
             "is 0: must be at least 1 (the most records per batch)",
         );
     }
-    if p.cache_mb == 0 {
-        out.add(
-            &["pipeline", "cache_mb"],
-            "is 0: must be at least 1 (MiB of memory for the users kept between batches)",
-        );
-    }
-    if p.cache_mb > MAX_CACHE_MB {
-        out.add(
-            &["pipeline", "cache_mb"],
-            format!("is {}: at most {MAX_CACHE_MB} (1 TiB)", p.cache_mb),
-        );
-    }
+    memory_mb(
+        out,
+        &["pipeline", "cache_mb"],
+        p.cache_mb,
+        Some("MiB of memory for the users kept between batches"),
+    );
     if p.retry_min_ms == 0 {
         out.add(
             &["pipeline", "retry_min_ms"],
