@@ -91,7 +91,9 @@ fn open_injected(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedStore {
     .unwrap()
 }
 
-fn user(n: u64) -> UserRecord {
+/// A user record at version `n` (its watermark and history length): shared with
+/// `recovery_tests`.
+pub(super) fn user(n: u64) -> UserRecord {
     UserRecord {
         applied: [("actions:0".to_string(), n as i64)].into_iter().collect(),
         history_len: n,

@@ -141,6 +141,11 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))
 }
 
+/// The number of a segment file's name ([`segment_path`]); `None` for any other file.
+pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
+    name.to_str()?.strip_suffix(".log")?.parse().ok()
+}
+
 /// Creates a segment file and makes its directory entry durable: a synced append to a file
 /// whose entry was lost in a crash would be lost with it.
 fn create_segment(dir: &Path, segment: u64, faults: Option<&Faults>) -> Result<File, StoreError> {
@@ -217,12 +222,7 @@ pub(super) fn read_all(dir: &Path) -> Result<Vec<Segment>, StoreError> {
     let mut numbers = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| error("list", e))? {
         let entry = entry.map_err(|e| error("list", e))?;
-        let name = entry.file_name();
-        let number = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
+        if let Some(number) = segment_number(&entry.file_name()) {
             numbers.push(number);
         }
     }
@@ -276,12 +276,7 @@ fn next_record(bytes: &[u8]) -> Option<(Rows, usize)> {
 pub(super) fn delete_through(dir: &Path, through: u64) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let number = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if number.is_some_and(|n| n <= through) {
+        if segment_number(&entry.file_name()).is_some_and(|n| n <= through) {
             std::fs::remove_file(entry.path())?;
         }
     }

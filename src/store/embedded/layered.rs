@@ -155,7 +155,7 @@ impl Layered {
             for (key, row) in rows {
                 let wins = match layers.get(&key) {
                     Some(stored) => outranks(&key, &row, Some(stored)),
-                    None => outranks(&key, &row, tables.get(&key)?.as_deref()),
+                    None => outranks(&key, &row, tables.get(&key)?.as_ref().map(|g| g.value())),
                 };
                 if wins {
                     layers.active.insert(key, row);
@@ -340,10 +340,28 @@ pub(super) struct View<'a> {
 }
 
 impl View<'_> {
-    pub(super) fn get(&self, key: &RowKey) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.layers.get(key) {
-            Some(row) => Ok(Some(row.to_vec())),
-            None => self.tables.get(key),
+    /// The newest row of `key`, borrowed: from an overlay, else from redb's snapshot.
+    pub(super) fn get(&self, key: &RowKey) -> Result<Option<Row<'_>>, StoreError> {
+        Ok(match self.layers.get(key) {
+            Some(row) => Some(Row::Overlay(row)),
+            None => self.tables.get(key)?.map(Row::Stored),
+        })
+    }
+}
+
+/// A row [`View::get`] found, without copying it.
+pub(super) enum Row<'a> {
+    Overlay(&'a [u8]),
+    Stored(redb::AccessGuard<'static, &'static [u8]>),
+}
+
+impl std::ops::Deref for Row<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Row::Overlay(row) => row,
+            Row::Stored(guard) => guard.value(),
         }
     }
 }

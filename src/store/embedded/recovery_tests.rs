@@ -8,13 +8,7 @@ use std::io::Write;
 use super::*;
 use crate::store::{FinishedCount, OutboxWrite};
 
-fn user(n: u64) -> UserRecord {
-    UserRecord {
-        applied: [("actions:0".to_string(), n as i64)].into_iter().collect(),
-        history_len: n,
-        ..UserRecord::default()
-    }
-}
+use super::fault_tests::user;
 
 fn key() -> UserKey {
     UserKey::new("t", "u1")
@@ -187,7 +181,7 @@ async fn reads_are_the_same_before_and_after_a_checkpoint_and_after_a_clean_clos
 fn segment_numbers(dir: &Path) -> Vec<u64> {
     segments(dir)
         .into_iter()
-        .filter_map(|(name, _)| name.strip_suffix(".log")?.parse().ok())
+        .filter_map(|(name, _)| journal::segment_number(name.as_ref()))
         .collect()
 }
 

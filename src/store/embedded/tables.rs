@@ -4,7 +4,7 @@
 //! the timestamp implements fencing exactly like a CQL cell timestamp: a write never replaces
 //! a row stored with a larger one, so a zombie owner cannot clobber its successor's state.
 
-use redb::{ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
+use redb::{AccessGuard, ReadOnlyTable, ReadTransaction, Table, TableDefinition, WriteTransaction};
 use std::fmt;
 
 use super::overlay::RowKey;
@@ -222,8 +222,11 @@ impl ReadTables {
         })
     }
 
-    /// The stored row of `key`, if any.
-    pub(super) fn get(&self, key: &RowKey) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The stored row of `key`, if any, borrowed from redb.
+    pub(super) fn get(
+        &self,
+        key: &RowKey,
+    ) -> Result<Option<AccessGuard<'static, &'static [u8]>>, StoreError> {
         let found = match key {
             RowKey::User(t, u) => self.users.get((t.as_str(), u.as_str())),
             RowKey::Resource(k) => self.resources.get(k.as_str()),
@@ -232,9 +235,7 @@ impl ReadTables {
             RowKey::Finished(t, c, p) => self.finished.get((t.as_str(), *c, p.as_str())),
             RowKey::Outbox(o) => self.outbox.get(o.as_str()),
         };
-        Ok(found
-            .map_err(|e| storage_error("reading rows", e))?
-            .map(|row| row.value().to_vec()))
+        found.map_err(|e| storage_error("reading rows", e))
     }
 }
 
