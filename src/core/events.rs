@@ -23,6 +23,7 @@ pub struct Event {
     pub body: EventBody,
     pub tenant: String,
     pub user_id: String,
+    #[serde(serialize_with = "super::timestamp::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub source: SourceRef,
     /// The version of the tenant's catalog that produced the event (0: the files the workers
@@ -60,6 +61,7 @@ pub enum Stream {
 pub struct PrizeInfo {
     /// Points amount or voucher code; a code arrives once the inventory stage drew one.
     pub value: Option<String>,
+    #[serde(serialize_with = "super::timestamp::rfc3339_opt")]
     pub expiration_date: Option<DateTime<Utc>>,
     pub description: String,
     pub reward_type: String,
@@ -239,6 +241,7 @@ pub enum EventBody {
         code: Option<String>,
         challenge_id: u32,
         milestone_id: String,
+        #[serde(serialize_with = "super::timestamp::rfc3339")]
         expiration_date: DateTime<Utc>,
         #[serde(with = "super::decimal::lenient")]
         balance: Decimal,

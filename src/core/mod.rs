@@ -22,4 +22,5 @@ pub mod reject;
 pub mod rules;
 pub mod state;
 pub mod step;
+pub mod timestamp;
 pub mod view;

@@ -180,11 +180,19 @@ pub fn already_applied(applied: &Watermark, source: &SourceRef) -> bool {
 
 /// Whether `source` is at or below what `applied` already covers; if not, records it.
 fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
-    if already_applied(applied, source) {
-        return true;
+    // One key for both the check and the update: this runs for every action.
+    let key = mark(source);
+    match applied.get_mut(&key) {
+        Some(o) if *o >= source.offset => true,
+        Some(o) => {
+            *o = source.offset;
+            false
+        }
+        None => {
+            applied.insert(key, source.offset);
+            false
+        }
     }
-    applied.insert(mark(source), source.offset);
-    false
 }
 
 /// The user stage: an action, a claim or an inventory answer, applied to its user's record.

@@ -38,10 +38,44 @@ pub struct OutboxEntry {
 
 /// Encodes a batch's entries for [`crate::store::BatchWrite::outbox`].
 pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
-    let bytes = vec![FORMAT];
+    // Sized once: the payloads are nearly all of it, and each entry adds its topic, key,
+    // headers, cause and a few length prefixes.
+    let size: usize = entries
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            r.payload.len() + r.key.len() + r.topic.len() + e.cause.topic.len() + headers + 32
+        })
+        .sum();
+    let mut bytes = Vec::with_capacity(1 + 10 + size);
+    bytes.push(FORMAT);
     // Encoding plain structs of strings, integers and byte strings into a growing vector
     // cannot fail.
-    postcard::to_extend(entries, bytes).expect("outbox entries encode")
+    postcard::serialize_with_flavor(entries, Appending(bytes)).expect("outbox entries encode")
+}
+
+/// A postcard output that appends to a vector a slice at a time. (postcard's `to_extend`
+/// goes through `Extend<u8>`, a byte at a time: a tenth of the partition step's time with
+/// the payloads the outbox carries.)
+struct Appending(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Appending {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Why a stored outbox cannot be read.

@@ -70,8 +70,9 @@ pub fn read_user_row(bytes: &[u8]) -> Result<UserRecord, StoreError> {
 }
 
 fn binary_row<T>(value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
-    // Most user rows are a few hundred bytes: one allocation for nearly all of them.
-    let mut w = Writer::with_capacity(512);
+    // A user with a full window of remembered action ids is 600-900 bytes (the ids alone
+    // are 512): one allocation for nearly every row, not a second one and a copy.
+    let mut w = Writer::with_capacity(1024);
     w.u8(BINARY_V1);
     write(&mut w, value);
     w.buf
