@@ -12,7 +12,8 @@
 //! Options: `--actions N` (200000), `--users M` (10000), `--partitions P` (4),
 //! `--batch-size B` (worker `pipeline.batch_size`, 2000), `--linger-ms L` (worker
 //! `pipeline.linger_ms`, 5), `--latency-secs S` (10), `--latency-rate R` (actions/s of the
-//! latency phase; default half the worker's measured rate), `--warmup W` (200),
+//! latency phase; default half the worker's measured rate), `--latency-users returning|fresh`
+//! (whose actions: the throughput phase's users, the default, or new ones), `--warmup W` (200),
 //! `--compression C` (the worker's librdkafka `compression.type`, `none`), `--keep` (keep the
 //! worker's directory: config, store, log).
 //!
@@ -25,7 +26,8 @@
 //!    durable in the embedded store and every event is acknowledged, so that is the rate with
 //!    everything done. Its CPU per action counts what it does after the commit (the store's
 //!    checkpoint) until it is back to the idle rate measured before the burst, less that rate;
-//! 4. latency: actions of fresh users at half the worker's rate; every output event is
+//! 4. latency: actions at half the worker's rate, of the throughput phase's users (the same
+//!    workload as the rate's) or, with `--latency-users fresh`, of new users; every output event is
 //!    matched to its input by `source.partition`/`source.offset`; latency = the event's
 //!    CreateTime (set by the worker's producer) − the action's CreateTime, and also the time
 //!    it reached a consumer here;
@@ -68,6 +70,10 @@ struct Options {
     linger_ms: u64,
     latency_secs: f64,
     latency_rate: Option<f64>,
+    /// Whose actions the latency phase sends: the throughput phase's users (the workload whose
+    /// peak sets the rate) or users never seen before (a state row and a history row created
+    /// per action: a heavier workload than the peak's).
+    latency_fresh: bool,
     warmup: usize,
     /// The worker's `compression.type` (librdkafka), `none` by default as in questline.
     compression: String,
@@ -87,7 +93,8 @@ fn parse_args() -> Result<Options> {
                 println!(
                     "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
                      [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
-                     [--latency-rate R] [--warmup W] [--compression none|lz4|zstd|...] [--keep]"
+                     [--latency-rate R] [--latency-users returning|fresh] [--warmup W] \
+                     [--compression none|lz4|zstd|...] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -142,6 +149,11 @@ fn parse_args() -> Result<Options> {
                     .map_err(|_| anyhow!("--latency-rate: not a number: {v}"))
             })
             .transpose()?,
+        latency_fresh: match map.get("latency-users").map(String::as_str) {
+            None | Some("returning") => false,
+            Some("fresh") => true,
+            Some(other) => bail!("--latency-users: returning or fresh, not {other:?}"),
+        },
         warmup: num(&map, "warmup", 200)?,
         compression: map
             .get("compression")
@@ -1133,7 +1145,8 @@ fn run() -> Result<bool> {
     let target = o.latency_rate.unwrap_or(worker_rate / 2.0);
     let count = ((target * o.latency_secs) as usize).max(1);
     log(format!(
-        "4. latency: {count} actions of fresh users at {} for {:.0} s ({} output events of phase 3 read first)",
+        "4. latency: {count} actions of {} users at {} for {:.0} s ({} output events of phase 3 read first)",
+        if o.latency_fresh { "fresh" } else { "returning" },
         fmt_rate(target),
         o.latency_secs,
         throughput_outputs
@@ -1179,7 +1192,11 @@ fn run() -> Result<bool> {
             seen
         });
         let result = (|| -> Result<Duration> {
+            let returning = make_action("lat");
             let d = produce(&p4, &input, count, Some(target), |i| {
+                if !o.latency_fresh {
+                    return returning(i);
+                }
                 let user = format!("lat-{run_tag}-{i}");
                 if i % 2 == 0 {
                     action(&user, 1, 100 + (i as u64 % 800), &format!("lat-{i}"))
@@ -1427,7 +1444,8 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
     let l = &r.latency_all;
     let _ = writeln!(
         s,
-        "| latency, action → event CreateTime, p50 / p99 / max ({} events) | {} / {} / {} ms | p99 ≤ 50 ms {} |",
+        "| latency, {} users, action → event CreateTime, p50 / p99 / max ({} events) | {} / {} / {} ms | p99 ≤ 50 ms {} |",
+        if o.latency_fresh { "fresh" } else { "returning" },
         l.n,
         l.p50,
         l.p99,
