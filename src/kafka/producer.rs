@@ -204,8 +204,10 @@ impl KafkaProducer {
 }
 
 /// A record's headers as librdkafka takes them. librdkafka copies each header (name and value
-/// in one allocation) into a list it owns, whichever of its calls adds them, so this is the
-/// only copy made: the key and value are passed as borrowed slices.
+/// in one allocation) into a list it owns, whichever of its calls adds them (its own
+/// `RD_KAFKA_VTYPE_HEADER` does the same), and takes the list with the record; names and values
+/// are passed as borrowed slices, so this is the only copy. Measured: ~70 ns a record for the
+/// worker's two headers, against ~350-450 ns for handing the record over.
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new_with_capacity(headers.len());
     for (k, v) in headers {
