@@ -11,11 +11,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
     apply_properties, base_config, failed, producer, producer_only, KafkaProducer, LimitedErrors,
+    Outgoing,
 };
 use crate::pipeline::catalog_feed::CatalogLog;
 use crate::pipeline::log::{LogError, RefusedTopics};
@@ -59,15 +59,14 @@ impl KafkaCatalogLog {
 #[async_trait]
 impl CatalogLog for KafkaCatalogLog {
     async fn append(&self, key: &str, payload: Vec<u8>) -> Result<(), LogError> {
-        let record = FutureRecord::to(&self.topic)
-            .key(key)
-            .payload(&payload)
-            .partition(PARTITION);
-        self.producer
-            .send(record, TIMEOUT)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| failed("catalog publish")(e))
+        let record = Outgoing {
+            topic: &self.topic,
+            key,
+            payload: &payload,
+            headers: &[],
+            partition: Some(PARTITION),
+        };
+        self.producer.send(record, TIMEOUT, "catalog publish").await
     }
 
     async fn read_from(&self, from: i64) -> Result<Vec<(i64, Vec<u8>)>, LogError> {

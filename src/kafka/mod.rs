@@ -15,28 +15,29 @@
 //!   time), the producer queues at most [`PRODUCER_QUEUE_KBYTES`] (librdkafka's default is
 //!   1 GiB); a full queue makes the worker wait, in order (see `publish`), never drop.
 
+mod batches;
 mod catalog;
 mod errors;
 mod health;
 mod probe;
+mod producer;
 mod topics;
 
 pub use catalog::{ensure_catalog_topic, KafkaCatalogLog};
 pub use errors::LimitedErrors;
 pub use health::BrokerWatch;
+pub use producer::{KafkaProducer, Outgoing};
 pub use topics::{check_copartitioned, copartitioned, ensure_topics, reach, TopicMetadata};
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use futures::future::join_all;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance as RdRebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -44,7 +45,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
-use crate::pipeline::log::{too_large, InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use crate::settings::KafkaSettings;
 use crate::trace_context::TraceContext;
 
@@ -237,9 +238,6 @@ fn producer_only(key: &str) -> bool {
         || key == "enable.idempotence"
 }
 
-/// The producers' client: librdkafka's errors logged by [`LimitedErrors`].
-pub type KafkaProducer = FutureProducer<LimitedErrors>;
-
 pub use crate::settings::{CONSUMER_QUEUE_KBYTES, PRODUCER_QUEUE_KBYTES};
 
 pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
@@ -252,12 +250,10 @@ pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     apply_properties(&mut config, settings, |k| !consumer_only(k));
-    config
-        .create_with_context(LimitedErrors::default())
-        .map_err(|source| LogError::Client {
-            client: "producer",
-            source,
-        })
+    KafkaProducer::create(&config).map_err(|source| LogError::Client {
+        client: "producer",
+        source,
+    })
 }
 
 /// The worker's log: one consumer group member and one idempotent producer.
@@ -431,47 +427,7 @@ impl Log for KafkaLog {
     }
 
     async fn publish(&self, records: &[OutRecord]) -> Result<Published, LogError> {
-        let mut published = Published::default();
-        let mut pending = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let mut record = FutureRecord::to(&r.topic)
-                .key(&r.key)
-                .payload(&r.payload)
-                .headers(owned_headers(&r.headers));
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push((i, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    // Larger than `message.max.bytes`: librdkafka refuses it before sending.
-                    Err((KafkaError::MessageProduction(code), _)) if too_large(code) => {
-                        published.too_large.push(i);
-                        break;
-                    }
-                    Err((e, _)) => return Err(failed("publish")(e)),
-                }
-            }
-        }
-        let (indexes, deliveries): (Vec<usize>, Vec<_>) = pending.into_iter().unzip();
-        for (i, result) in indexes.into_iter().zip(join_all(deliveries).await) {
-            match result {
-                Ok(Ok(_)) => {}
-                // The broker's or the topic's limit is below the client's.
-                Ok(Err((KafkaError::MessageProduction(code), _))) if too_large(code) => {
-                    published.too_large.push(i);
-                }
-                Ok(Err((e, _))) => return Err(failed("delivery")(e)),
-                // The producer went away with the record in flight.
-                Err(_) => return Err(failed("delivery")(KafkaError::Canceled)),
-            }
-        }
-        published.too_large.sort_unstable();
-        Ok(published)
+        self.producer.publish(records).await
     }
 
     async fn commit(&self, processed: &[(String, i32, i64)]) -> Result<(), LogError> {
@@ -542,28 +498,19 @@ impl CommandSink for KafkaCommandSink {
         trace: Option<&TraceContext>,
     ) -> Result<(), SubmitError> {
         let payload = serde_json::to_vec(command)?;
-        let record = FutureRecord::to(&self.topic)
-            .key(command.user_id())
-            .payload(&payload)
-            .headers(owned_headers(&command_headers(trace)));
+        let headers = command_headers(trace);
+        let record = Outgoing {
+            topic: &self.topic,
+            key: command.user_id(),
+            payload: &payload,
+            headers: &headers,
+            partition: None,
+        };
         self.producer
-            .send(record, Duration::from_secs(10))
+            .send(record, Duration::from_secs(10), "submit")
             .await
-            .map(|_| ())
-            .map_err(|(e, _)| failed("submit")(e).into())
+            .map_err(Into::into)
     }
-}
-
-/// A record's headers as librdkafka takes them.
-fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-    for (k, v) in headers {
-        owned = owned.insert(Header {
-            key: k,
-            value: Some(v.as_slice()),
-        });
-    }
-    owned
 }
 
 /// Reads header values as text, for tests and tools.

@@ -13,7 +13,6 @@ use questline::core::events::Stream;
 use questline::core::mapping::Mapping;
 use questline::core::model::SourceRef;
 use questline::kafka::KafkaLog;
-use questline::kafka::KafkaProducer;
 use questline::pipeline::input::Inputs;
 use questline::pipeline::log::Log;
 use questline::pipeline::worker::{Totals, Worker};
@@ -23,7 +22,7 @@ use questline::store::{StateStore, UserKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -146,13 +145,22 @@ impl MockRig {
         (log, stop, handle)
     }
 
-    fn producer(&self) -> KafkaProducer {
-        questline::kafka::producer(&self.settings).unwrap()
+    /// A producer of input records that reports each one's coordinates (questline's own
+    /// producer reports only failures), set like questline's.
+    fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("message.timeout.ms", "30000")
+            .set("reconnect.backoff.max.ms", "200")
+            .create()
+            .unwrap()
     }
 
     /// Produces `records`, waiting for every acknowledgement (also across an outage).
     async fn produce(
-        producer: &KafkaProducer,
+        producer: &FutureProducer,
         topic: &str,
         records: &[(String, String)],
     ) -> Vec<Produced> {

@@ -20,6 +20,7 @@ mod kafka_catalog;
 mod kafka_faults;
 mod kafka_group;
 mod kafka_mock;
+mod kafka_publish;
 mod kafka_readiness;
 mod kafka_replay;
 mod kafka_tls;
