@@ -13,7 +13,7 @@ use crate::core::mapping::Mapping;
 use crate::failure::Failure;
 use crate::files;
 use crate::http::{self, AppState};
-use crate::kafka::{self, BrokerWatch, KafkaCatalogLog, KafkaCommandSink, KafkaLog};
+use crate::kafka::{self, BrokerWatch, KafkaCatalogLog, KafkaCommandSink, KafkaLog, KafkaProducer};
 use crate::pipeline::catalog_feed::{CatalogFeed, CatalogLog, CatalogSource};
 use crate::pipeline::exclusive::Exclusive;
 use crate::pipeline::input::Inputs;
@@ -47,6 +47,7 @@ pub async fn catalog_source(
     settings: &Settings,
     base: CatalogHistory,
     stop: watch::Receiver<bool>,
+    producer: &Arc<KafkaProducer>,
 ) -> Result<CatalogSource, Failure> {
     if !settings.catalog.follow_log {
         return Ok(CatalogSource::Fixed(Arc::new(base)));
@@ -57,8 +58,8 @@ pub async fn catalog_source(
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
-    let log =
-        KafkaCatalogLog::connect(&settings.kafka, topic).map_err(|e| Failure::Runtime(e.into()))?;
+    let log = KafkaCatalogLog::connect(&settings.kafka, topic, Arc::clone(producer))
+        .map_err(|e| Failure::Runtime(e.into()))?;
     follow(settings, base, Arc::new(log), stop).await
 }
 
@@ -222,10 +223,10 @@ fn watch_brokers(
 pub async fn serve_sidecar(settings: Settings) -> Result<(), Failure> {
     let (base, _) = load_configuration(&settings)?;
     let shutdown = shutdown_signal();
-    let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
+    let producer = kafka::producer(&settings.kafka).map_err(|e| Failure::Runtime(e.into()))?;
+    let catalogs = catalog_source(&settings, base, shutdown.clone(), &producer).await?;
     let store = open_store(&settings).await?;
-    let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let sink = KafkaCommandSink::new(producer, &settings.topics.commands);
     let readiness = Readiness::default();
     watch_brokers(&settings, &readiness, &shutdown)?;
     let state = app_state(catalogs, store, Arc::new(sink), &settings, readiness)?;
@@ -249,11 +250,12 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
     let shutdown = shutdown_signal();
-    let catalogs = catalog_source(&settings, base, shutdown.clone()).await?;
+    // One producer for the worker's events, the sidecar's commands and the catalog log.
+    let producer = kafka::producer(&settings.kafka).map_err(|e| Failure::Runtime(e.into()))?;
+    let catalogs = catalog_source(&settings, base, shutdown.clone(), &producer).await?;
     let inputs = Inputs::with_catalog(catalogs.clone(), &mappings, &settings.topics);
     let store = open_store(&settings).await?;
-    let sink = KafkaCommandSink::new(&settings.kafka, &settings.topics.commands)
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let sink = KafkaCommandSink::new(Arc::clone(&producer), &settings.topics.commands);
     let readiness = Readiness::default();
     readiness.set(Condition::Assignment, AWAITING_ASSIGNMENT);
     watch_brokers(&settings, &readiness, &shutdown)?;
@@ -289,7 +291,10 @@ pub async fn run_worker(settings: Settings, serve: bool) -> Result<(), Failure> 
     let result =
         match topics::prepare(&settings, &inputs, &readiness, wait_for(shutdown.clone())).await {
             Ok(Prepared::Ready(partitions)) => {
-                consume(&settings, inputs, store, readiness, shutdown, partitions).await
+                consume(
+                    &settings, inputs, store, producer, readiness, shutdown, partitions,
+                )
+                .await
             }
             Ok(Prepared::Stopped) => {
                 tracing::info!("stopped while waiting for topics; nothing was read");
@@ -310,12 +315,13 @@ async fn consume(
     settings: &Settings,
     inputs: Inputs,
     store: Arc<dyn StateStore>,
+    producer: Arc<KafkaProducer>,
     readiness: Readiness,
     shutdown: watch::Receiver<bool>,
     partitions: Option<i32>,
 ) -> Result<(), Failure> {
     let log = Arc::new(
-        KafkaLog::connect(&settings.kafka, &inputs.topics())
+        KafkaLog::connect(&settings.kafka, &inputs.topics(), producer)
             .map_err(|e| Failure::Runtime(e.into()))?,
     );
     tracing::info!(topics = ?inputs.topics(), group = %settings.kafka.group_id, "worker starting");

@@ -82,7 +82,8 @@ async fn connect(settings: &Settings, with_files: bool) -> Result<CatalogFeed, F
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
     }
-    let log = KafkaCatalogLog::connect(&settings.kafka, &settings.topics.catalog)
+    let producer = kafka::producer(&settings.kafka).map_err(|e| Failure::Runtime(e.into()))?;
+    let log = KafkaCatalogLog::connect(&settings.kafka, &settings.topics.catalog, producer)
         .map_err(|e| Failure::Runtime(e.into()))?;
     Ok(CatalogFeed::new(
         base,

@@ -14,8 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    apply_properties, base_config, failed, producer, producer_only, KafkaProducer, LimitedErrors,
-    Outgoing,
+    apply_properties, base_config, failed, producer_only, KafkaProducer, LimitedErrors, Outgoing,
 };
 use crate::pipeline::catalog_feed::CatalogLog;
 use crate::pipeline::log::{LogError, RefusedTopics};
@@ -26,12 +25,17 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaCatalogLog {
     consumer: Arc<BaseConsumer<LimitedErrors>>,
-    producer: KafkaProducer,
+    producer: Arc<KafkaProducer>,
     topic: String,
 }
 
 impl KafkaCatalogLog {
-    pub fn connect(settings: &KafkaSettings, topic: &str) -> Result<Self, LogError> {
+    /// `producer`: the process's, for publishing versions.
+    pub fn connect(
+        settings: &KafkaSettings,
+        topic: &str,
+        producer: Arc<KafkaProducer>,
+    ) -> Result<Self, LogError> {
         let mut config = base_config(settings);
         // A group id only because librdkafka wants one; nothing is ever committed.
         config
@@ -50,7 +54,7 @@ impl KafkaCatalogLog {
             })?;
         Ok(KafkaCatalogLog {
             consumer: Arc::new(consumer),
-            producer: producer(settings)?,
+            producer,
             topic: topic.to_string(),
         })
     }

@@ -41,7 +41,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
@@ -240,7 +240,11 @@ fn producer_only(key: &str) -> bool {
 
 pub use crate::settings::{CONSUMER_QUEUE_KBYTES, PRODUCER_QUEUE_KBYTES};
 
-pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
+/// The process's producer. One per process, shared by the worker's publishing, the sidecar's
+/// commands and the catalog log: every librdkafka client has threads of its own (a main
+/// thread, one per broker, a polling thread) that wake even when idle, so each extra client
+/// costs an idle worker CPU and memory for nothing.
+pub fn producer(settings: &KafkaSettings) -> Result<Arc<KafkaProducer>, LogError> {
     let mut config = base_config(settings);
     config
         .set("queue.buffering.max.kbytes", PRODUCER_QUEUE_KBYTES)
@@ -250,16 +254,18 @@ pub fn producer(settings: &KafkaSettings) -> Result<KafkaProducer, LogError> {
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     apply_properties(&mut config, settings, |k| !consumer_only(k));
-    KafkaProducer::create(&config).map_err(|source| LogError::Client {
-        client: "producer",
-        source,
-    })
+    KafkaProducer::create(&config)
+        .map(Arc::new)
+        .map_err(|source| LogError::Client {
+            client: "producer",
+            source,
+        })
 }
 
-/// The worker's log: one consumer group member and one idempotent producer.
+/// The worker's log: one consumer group member and the process's idempotent producer.
 pub struct KafkaLog {
     consumer: StreamConsumer<WorkerContext>,
-    producer: KafkaProducer,
+    producer: Arc<KafkaProducer>,
     /// When unconfirmed offsets were last committed again.
     recommitted: Mutex<std::time::Instant>,
 }
@@ -268,7 +274,11 @@ pub struct KafkaLog {
 const RECOMMIT_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaLog {
-    pub fn connect(settings: &KafkaSettings, topics: &[String]) -> Result<Self, LogError> {
+    pub fn connect(
+        settings: &KafkaSettings,
+        topics: &[String],
+        producer: Arc<KafkaProducer>,
+    ) -> Result<Self, LogError> {
         let mut config = base_config(settings);
         config
             .set("group.id", &settings.group_id)
@@ -294,7 +304,7 @@ impl KafkaLog {
             })?;
         Ok(KafkaLog {
             consumer,
-            producer: producer(settings)?,
+            producer,
             recommitted: Mutex::new(std::time::Instant::now()),
         })
     }
@@ -477,16 +487,16 @@ impl Log for KafkaLog {
 /// The sidecar's command sink: the commands topic, keyed by user, acknowledged by all
 /// in-sync replicas before `submit` returns.
 pub struct KafkaCommandSink {
-    producer: KafkaProducer,
+    producer: Arc<KafkaProducer>,
     topic: String,
 }
 
 impl KafkaCommandSink {
-    pub fn new(settings: &KafkaSettings, topic: &str) -> Result<Self, LogError> {
-        Ok(KafkaCommandSink {
-            producer: producer(settings)?,
+    pub fn new(producer: Arc<KafkaProducer>, topic: &str) -> Self {
+        KafkaCommandSink {
+            producer,
             topic: topic.to_string(),
-        })
+        }
     }
 }
 

@@ -477,7 +477,8 @@ async fn the_catalog_reader_outlives_a_broker_restart_that_loses_the_topic() {
         ..KafkaSettings::default()
     };
     ensure_catalog_topic(&settings, &topic).await.unwrap();
-    let log = KafkaCatalogLog::connect(&settings, &topic).unwrap();
+    let producer = questline::kafka::producer(&settings).unwrap();
+    let log = KafkaCatalogLog::connect(&settings, &topic, producer).unwrap();
     log.append("kwegg/1/a", b"version 1".to_vec())
         .await
         .unwrap();

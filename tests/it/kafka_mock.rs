@@ -123,7 +123,9 @@ impl MockRig {
 
     /// A worker on the production adapter: its log (for `close`), its stop switch, its task.
     fn start_worker(&self, batch_size: usize) -> (Arc<KafkaLog>, watch::Sender<bool>, Running) {
-        let log = Arc::new(KafkaLog::connect(&self.settings, &self.inputs.topics()).unwrap());
+        let producer = questline::kafka::producer(&self.settings).unwrap();
+        let log =
+            Arc::new(KafkaLog::connect(&self.settings, &self.inputs.topics(), producer).unwrap());
         let (stop, shutdown) = watch::channel(false);
         let worker = Worker::new(
             Arc::clone(&log),

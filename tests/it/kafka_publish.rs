@@ -12,12 +12,16 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOPIC: &str = "published";
 
 /// A producer of the worker's settings, its client limit lowered to `max_bytes`.
-fn rig(cluster: &MockCluster<'_, impl rdkafka::ClientContext>, max_bytes: &str) -> KafkaProducer {
+fn rig(
+    cluster: &MockCluster<'_, impl rdkafka::ClientContext>,
+    max_bytes: &str,
+) -> Arc<KafkaProducer> {
     // One partition: a Produce request carries every record of a publish.
     cluster.create_topic(TOPIC, 1, 1).unwrap();
     let settings = KafkaSettings {
