@@ -222,12 +222,15 @@ fn proc_field(pid: u32, field: &str) -> Option<String> {
 /// were committed (deferred background work). What an idle worker spends anyway (librdkafka's
 /// clients polling and their timers) is not the actions' cost: over the wait after the commit,
 /// the idle rate measured before the burst is taken off.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct WorkerCpu {
     total: Duration,
     deferred: Duration,
     /// The idle worker's CPU per second of wall time.
     idle_per_sec: Duration,
+    /// From the burst's start to the commit, by kind of thread, largest first; threads that
+    /// ended meanwhile (the blocking pool's idle ones) under "ended threads".
+    by_thread: Vec<(&'static str, Duration)>,
 }
 
 /// The idle worker's CPU per second of wall time, over `window`.
@@ -260,10 +263,42 @@ fn settled_cpu(pid: u32, idle_per_sec: Duration) -> Option<(Duration, Instant)> 
     }
 }
 
+/// The worker's CPU so far by the kind of thread that spent it (threads still alive), from
+/// /proc/PID/task: the record step on the main thread, the blocking pool (store writes and
+/// reads, publishing), the store's checkpoint, librdkafka's threads and the producer's
+/// delivery-report polling.
+fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
+    let mut by_kind: HashMap<&'static str, Duration> = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_kind;
+    };
+    for task in tasks.flatten() {
+        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let kind = match comm.trim() {
+            _ if tid == pid => "record step (main)",
+            "tokio-rt-worker" => "blocking pool (store, publish)",
+            "store-checkpoin" => "store checkpoint",
+            "producer pollin" => "producer polling",
+            c if c.starts_with("rdk:") => "librdkafka",
+            _ => "other",
+        };
+        if let Some(cpu) = stat_cpu(&task.path().join("stat")) {
+            *by_kind.entry(kind).or_default() += cpu;
+        }
+    }
+    by_kind
+}
+
 /// CPU time (user + system) the process has used so far, from /proc/PID/stat. A rate on a
 /// shared machine moves with whatever else runs; CPU per action much less so.
 fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime of a process's or a thread's stat file.
+fn stat_cpu(path: &Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -1063,6 +1098,7 @@ fn run() -> Result<bool> {
     let idle_per_sec = idle_cpu_rate(worker.child.id(), Duration::from_secs(3));
     let metrics_before = scrape(http_port).context("worker /metrics")?;
     let cpu_before = cpu_time(worker.child.id());
+    let threads_before = thread_cpu(worker.child.id());
     let produced = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let producing = {
@@ -1090,6 +1126,7 @@ fn run() -> Result<bool> {
     let worker_elapsed = waited? - t0;
     let cpu_committed = cpu_time(worker.child.id());
     let committed_at = Instant::now();
+    let threads_committed = thread_cpu(worker.child.id());
     let breakdown = Breakdown::between(
         &metrics_before,
         &scrape(http_port).context("worker /metrics")?,
@@ -1100,10 +1137,22 @@ fn run() -> Result<bool> {
         let (settled, settled_at) = settled_cpu(worker.child.id(), idle_per_sec)?;
         let idle = idle_per_sec.mul_f64((settled_at - committed_at).as_secs_f64());
         let after = settled.saturating_sub(cpu_committed?).saturating_sub(idle);
+        let burst = cpu_committed?.saturating_sub(cpu_before?);
+        let mut by_thread: Vec<(&'static str, Duration)> = threads_committed
+            .iter()
+            .map(|(kind, cpu)| {
+                let before = threads_before.get(kind).copied().unwrap_or_default();
+                (*kind, cpu.saturating_sub(before))
+            })
+            .collect();
+        let attributed: Duration = by_thread.iter().map(|(_, cpu)| *cpu).sum();
+        by_thread.push(("ended threads", burst.saturating_sub(attributed)));
+        by_thread.sort_by_key(|(_, cpu)| std::cmp::Reverse(*cpu));
         Some(WorkerCpu {
-            total: cpu_committed?.saturating_sub(cpu_before?) + after,
+            total: burst + after,
             deferred: after,
             idle_per_sec,
+            by_thread,
         })
     });
     let worker_rate = rate(o.actions, worker_elapsed);
@@ -1389,7 +1438,7 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         fmt_rate(r.worker_rate),
         r.worker_elapsed.as_secs_f64()
     );
-    if let Some(cpu) = r.worker_cpu {
+    if let Some(cpu) = &r.worker_cpu {
         let per_action = cpu.total.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
         let _ = writeln!(
             s,
@@ -1404,6 +1453,24 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
             s,
             "| worker CPU when idle (measured before the burst) | {:.1} % of a core | |",
             cpu.idle_per_sec.as_secs_f64() * 100.0
+        );
+        let burst: f64 = cpu.by_thread.iter().map(|(_, c)| c.as_secs_f64()).sum();
+        let parts: Vec<String> = cpu
+            .by_thread
+            .iter()
+            .filter(|(_, c)| !c.is_zero())
+            .map(|(kind, c)| {
+                format!(
+                    "{kind} {:.1} µs ({:.0} %)",
+                    c.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+                    100.0 * c.as_secs_f64() / burst.max(1e-9)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| worker CPU per action until the commit, by thread | {} | |",
+            parts.join(", ")
         );
     }
     // The old target (worker ≥ 0.5 × raw consume) is out of reach on a shared machine

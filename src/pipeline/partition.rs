@@ -395,8 +395,10 @@ impl Partition {
                         }
                         _ => None,
                     };
-                    let user = self.users.get_or_insert_mut(key.clone());
-                    touched_users.insert(key.clone());
+                    let user = self.users.get_or_insert_mut(key);
+                    if !touched_users.contains(key) {
+                        touched_users.insert(key.clone());
+                    }
                     match &input {
                         Input::AmountCall(request) => {
                             step::amount(user, request, decided.get(&request.request_id), &pos)

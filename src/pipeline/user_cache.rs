@@ -114,11 +114,14 @@ impl UserCache {
     }
 
     /// The user's record, made the most recent; an empty one is cached if it was not.
-    pub fn get_or_insert_mut(&mut self, key: UserKey) -> &mut UserRecord {
-        if !self.users.contains(&key) {
+    /// The cached record of `key`, made the most recent; an empty one, charged
+    /// [`UNMEASURED_BYTES`], if it is not cached. Borrows the key: it is copied only for a user
+    /// not cached yet (this runs for every record).
+    pub fn get_or_insert_mut(&mut self, key: &UserKey) -> &mut UserRecord {
+        if !self.users.contains(key) {
             self.bytes += UNMEASURED_BYTES;
         }
-        let cached = self.users.get_or_insert_mut(key, || Cached {
+        let cached = self.users.get_or_insert_mut_ref(key, || Cached {
             record: UserRecord::default(),
             bytes: UNMEASURED_BYTES,
         });
@@ -183,7 +186,7 @@ mod tests {
     fn the_count_bounds_the_cache_too_and_unmeasured_users_are_charged() {
         let mut cache = UserCache::new(2, usize::MAX);
         for i in 0..4 {
-            cache.get_or_insert_mut(key(i)).history_len = i as u64;
+            cache.get_or_insert_mut(&key(i)).history_len = i as u64;
         }
         assert_eq!(cache.bytes(), 4 * UNMEASURED_BYTES);
         cache.shrink(0);
