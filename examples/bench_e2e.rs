@@ -264,9 +264,9 @@ fn settled_cpu(pid: u32, idle_per_sec: Duration) -> Option<(Duration, Instant)> 
 }
 
 /// The worker's CPU so far by the kind of thread that spent it (threads still alive), from
-/// /proc/PID/task: the record step on the main thread, the blocking pool (store writes and
-/// reads, publishing), the store's checkpoint, librdkafka's threads and the producer's
-/// delivery-report polling.
+/// /proc/PID/task: the record step on the main thread, tokio's other threads (its workers and
+/// blocking pool: store writes and reads, publishing), the store's checkpoint, librdkafka's
+/// threads and the producer's delivery-report polling.
 fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
     let mut by_kind: HashMap<&'static str, Duration> = HashMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -277,7 +277,7 @@ fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let kind = match comm.trim() {
             _ if tid == pid => "record step (main)",
-            "tokio-rt-worker" => "blocking pool (store, publish)",
+            "tokio-rt-worker" => "tokio workers and blocking pool (store, publish)",
             "store-checkpoin" => "store checkpoint",
             "producer pollin" => "producer polling",
             c if c.starts_with("rdk:") => "librdkafka",
