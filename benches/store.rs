@@ -69,7 +69,7 @@ use questline::pipeline::log::OutRecord;
 use questline::pipeline::outbox::{self, OutboxEntry};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
-use questline::store::{BatchWrite, OutboxWrite, StateStore, UserKey, UserRecord};
+use questline::store::{BatchWrite, HistoryEntry, OutboxWrite, StateStore, UserKey, UserRecord};
 
 const BATCH: usize = 500;
 const TENANT: &str = "acme";
@@ -178,6 +178,30 @@ fn batch(n: usize, population: usize) -> BatchWrite {
     }
 }
 
+/// Batch `n` of users never written before (ids past any pre-filled population), each with
+/// its first history entry.
+fn new_users_batch(n: usize) -> BatchWrite {
+    let ids = (1_000_000 + n * BATCH)..(1_000_000 + (n + 1) * BATCH);
+    BatchWrite {
+        users: ids
+            .clone()
+            .map(|i| (UserKey::new(TENANT, user_id(i)), record(i)))
+            .collect(),
+        history: ids
+            .flat_map(|i| {
+                outbox_entries(i).into_iter().take(1).map(move |e| {
+                    let event = serde_json::from_slice(&e.record.payload).unwrap();
+                    (
+                        UserKey::new(TENANT, user_id(i)),
+                        HistoryEntry { seq: 0, event },
+                    )
+                })
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 fn keys(n: usize, population: usize) -> Vec<UserKey> {
     let start = (n * BATCH) % population;
     (start..start + BATCH)
@@ -243,6 +267,20 @@ fn embedded(c: &mut Criterion) {
             f.rt.block_on(f.store.write_batch(&f.batches[n % f.batches.len()]))
                 .unwrap()
         })
+    });
+    // New users each time, each with a first history row: every row's key is new to the
+    // store, as for users the worker has never seen (its fencing finds no row to compare).
+    let mut fresh = 0;
+    group.bench_function(format!("write_batch_{BATCH}_new_users_with_history"), |b| {
+        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
+        b.iter_batched(
+            || {
+                fresh += 1;
+                new_users_batch(fresh)
+            },
+            |batch| f.rt.block_on(f.store.write_batch(&batch)).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
     });
     let mut n = 0;
     group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {

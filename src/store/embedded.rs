@@ -56,6 +56,7 @@
 //! the `questline_store_wedged` gauge is 1.
 
 use redb::{Database, Durability, ReadableTable};
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +85,7 @@ use layered::{Checkpointer, Layered};
 use lock::DirLock;
 use overlay::RowKey;
 use reopen::{Opener, Reopening};
-use tables::{decode_row, seal, storage_error, unseal, EPOCHS, META};
+use tables::{decode_row, outranks, seal, storage_error, unseal, EPOCHS, META};
 
 /// On-disk format of this code. A directory written by another format is refused at open
 /// rather than misread. Format 1 (development builds before the partition outbox) kept
@@ -462,7 +463,8 @@ impl StateStore for EmbeddedStore {
         let tenant = tenant.to_string();
         self.read(move |view| {
             let ctx = "reading finished counts";
-            // Per (challenge, partition) the newest row: redb's, then the overlays' over it.
+            // Per (challenge, partition) the newest row: redb's, then each overlay's row over
+            // it where it outranks it (an overlay row may not have been fenced against redb's).
             let mut rows: BTreeMap<(u32, String), Vec<u8>> = BTreeMap::new();
             // Keys sort by tenant first: scan from the tenant's first key until it changes.
             let range = view
@@ -481,7 +483,16 @@ impl StateStore for EmbeddedStore {
             let frozen = view.layers.frozen.as_ref().map(|f| &f.overlay);
             for overlay in frozen.into_iter().chain([&view.layers.active]) {
                 for (challenge, partition, row) in overlay.finished_of(&tenant) {
-                    rows.insert((challenge, partition.to_string()), row.to_vec());
+                    let key = RowKey::Finished(tenant.clone(), challenge, partition.to_string());
+                    match rows.entry((challenge, partition.to_string())) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(row.to_vec());
+                        }
+                        Entry::Occupied(mut slot) if outranks(&key, row, Some(slot.get())) => {
+                            *slot.get_mut() = row.to_vec();
+                        }
+                        Entry::Occupied(_) => {}
+                    }
                 }
             }
             let mut sums = BTreeMap::new();

@@ -2,8 +2,9 @@
 //! that moves rows down into redb.
 //!
 //! A write appends its batch's rows to the [journal](super::journal) and syncs it — that is
-//! the durable point the commit protocol relies on — then puts them, fenced, into the active
-//! [overlay](super::overlay), where readers see them at once. When the active overlay holds
+//! the durable point the commit protocol relies on — then puts them into the active
+//! [overlay](super::overlay), where readers see them at once: fenced against the overlays'
+//! rows, and against redb's when they are read or checkpointed (see the overlay's doc). When the active overlay holds
 //! `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal
 //! moves on to a new segment, and a background thread writes the frozen overlay into redb in
 //! one durable commit (sorted, each touched page copied once), then deletes the segments it
@@ -14,7 +15,7 @@
 //! # Lock order
 //!
 //! `journal` (one writer at a time; freezes happen under it) → `layers` → redb's transactions.
-//! Readers and writers take `layers` before they begin a redb transaction, and the checkpoint
+//! Readers take `layers` before they begin a redb transaction (writers begin none), and the checkpoint
 //! drops the frozen overlay (under `layers`) only after its commit: so whoever does not see
 //! the frozen overlay any more sees its rows in redb.
 
@@ -145,24 +146,22 @@ impl Layered {
             self.freeze(&mut journal, Some(FREEZE_WAIT))?;
         }
         journal.append(&rows)?;
-        self.db.with(|db| {
-            let mut layers = write_lock(&self.layers);
-            // Begun under `layers`: see the module's lock order.
-            let txn = db
-                .begin_read()
-                .map_err(|e| storage_error("writing a batch", e))?;
-            let tables = ReadTables::open(&txn)?;
-            for (key, row) in rows {
-                let wins = match layers.get(&key) {
-                    Some(stored) => outranks(&key, &row, Some(stored)),
-                    None => outranks(&key, &row, tables.get(&key)?.as_ref().map(|g| g.value())),
-                };
-                if wins {
-                    layers.active.insert(key, row);
-                }
+        // The write reads nothing from redb, but a wedged database (a failed I/O) is reopened
+        // by the next call, this one included, and until that succeeds writes fail (transient)
+        // as reads do: the batch is in the journal, and the caller's retry appends it again.
+        self.db.with(|_| Ok(()))?;
+        let mut layers = write_lock(&self.layers);
+        for (key, row) in rows {
+            // Fenced against the overlays only: redb's row is compared with it by whoever
+            // reads it or checkpoints it (see the overlay's doc).
+            if layers
+                .get(&key)
+                .is_none_or(|held| outranks(&key, &row, Some(held)))
+            {
+                layers.active.insert(key, row);
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Runs `read` over the layers and a redb snapshot taken after them.
@@ -340,11 +339,16 @@ pub(super) struct View<'a> {
 }
 
 impl View<'_> {
-    /// The newest row of `key`, borrowed: from an overlay, else from redb's snapshot.
+    /// The newest row of `key`, borrowed: an overlay's or redb's snapshot's, whichever
+    /// outranks (overlay rows are not fenced against redb's when written).
     pub(super) fn get(&self, key: &RowKey) -> Result<Option<Row<'_>>, StoreError> {
-        Ok(match self.layers.get(key) {
-            Some(row) => Some(Row::Overlay(row)),
-            None => self.tables.get(key)?.map(Row::Stored),
+        let stored = self.tables.get(key)?;
+        Ok(match (self.layers.get(key), stored) {
+            (Some(row), Some(stored)) if !outranks(key, row, Some(stored.value())) => {
+                Some(Row::Stored(stored))
+            }
+            (Some(row), _) => Some(Row::Overlay(row)),
+            (None, stored) => stored.map(Row::Stored),
         })
     }
 }

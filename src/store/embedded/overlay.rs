@@ -5,6 +5,13 @@
 //! checkpointed into redb right now) and redb itself. An overlay is an ordered map from a
 //! row's key to its sealed row (write timestamp header included), so fencing, decoding and the
 //! checkpoint's sorted inserts work on the same bytes redb holds.
+//!
+//! A row is fenced against the overlays' row of its key when it is written, not against
+//! redb's: that would cost a B-tree descent per row, for every new user and every history row,
+//! and redb is read anyway where it matters. A read of a row an overlay holds also reads
+//! redb's and returns whichever outranks (a zombie owner's late row in an overlay does not hide
+//! its successor's checkpointed one), and the checkpoint's fenced insert keeps redb's row when
+//! it outranks. So every read sees what fencing at write would have left.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
