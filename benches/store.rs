@@ -8,8 +8,10 @@
 //! iteration writes or reads a different slice of them.
 //!
 //! Groups (throughput in user records per second):
-//! - `store/embedded`: the whole [`EmbeddedStore`] path (JSON, fencing check, one durable redb
-//!   transaction per batch, `spawn_blocking`).
+//! - `store/embedded`: the whole [`EmbeddedStore`] path (rows encoded and sealed, the journal's
+//!   durable append, the overlay, `spawn_blocking`; the checkpoint into redb runs behind), for
+//!   batches of pre-filled users written again and of new users with a first history row
+//!   each (every key new to the store).
 //! - `engine/redb`, `engine/fjall`: the two candidate engines alone with the same pre-encoded
 //!   bytes, each write batch committed durably (redb `Durability::Immediate`, fjall
 //!   `PersistMode::SyncAll`), on two patterns: `BATCH` consecutive users, and the worker's
