@@ -950,6 +950,8 @@ struct Report {
     breakdown: Breakdown,
     latency_target_rate: f64,
     latency_sent: usize,
+    /// The worker's CPU per action over the latency phase, less its idle rate (µs).
+    latency_cpu_per_action: Option<f64>,
     latency_send_rate: f64,
     latency_matched_inputs: usize,
     latency_all: Stats,
@@ -1203,6 +1205,7 @@ fn run() -> Result<bool> {
     let p4 = producer(&o.broker, o.partitions, true, &scratch)?;
     let stop = AtomicBool::new(false);
     let lat_start_ms = now_ms();
+    let lat_cpu_start = (cpu_time(worker.child.id()), Instant::now());
     let (seen, sent) = std::thread::scope(|s| -> Result<(Vec<Seen>, Duration)> {
         let reading = s.spawn(|| {
             let mut seen = Vec::new();
@@ -1275,6 +1278,15 @@ fn run() -> Result<bool> {
             .map_err(|_| anyhow!("reader thread panicked"))?;
         Ok((seen, result?))
     })?;
+    // The worker's CPU over the latency phase (until its last offsets are committed and 1.5 s
+    // more), less its idle rate over that time, per action sent.
+    let latency_cpu = cpu_time(worker.child.id())
+        .zip(lat_cpu_start.0)
+        .zip(worker_cpu.as_ref())
+        .map(|((end, start), cpu)| {
+            let idle = cpu.idle_per_sec.mul_f64(lat_cpu_start.1.elapsed().as_secs_f64());
+            end.saturating_sub(start).saturating_sub(idle)
+        });
     let stamps = p4
         .context()
         .stamps
@@ -1305,6 +1317,8 @@ fn run() -> Result<bool> {
     let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
     kinds.sort();
     let latency_sent = stamps.len();
+    let latency_cpu_per_action =
+        latency_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / latency_sent.max(1) as f64);
 
     // ---- 5. memory and shutdown
     let hwm = proc_field(pid, "VmHWM:").unwrap_or_else(|| "?".into());
@@ -1359,6 +1373,7 @@ fn run() -> Result<bool> {
         breakdown,
         latency_target_rate: target,
         latency_sent,
+        latency_cpu_per_action,
         latency_send_rate: rate(latency_sent, sent),
         latency_matched_inputs: matched.len(),
         latency_all: stats(all),
@@ -1587,6 +1602,12 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         b.commit_s,
         pct(b.commit_s)
     );
+    if let Some(cpu) = r.latency_cpu_per_action {
+        let _ = writeln!(
+            s,
+            "latency phase: the worker's CPU per action, less its idle rate: {cpu:.1} µs"
+        );
+    }
     let _ = writeln!(
         s,
         "latency phase: {} actions sent at {} (target {}), {} of them matched by an event; events: {}",
