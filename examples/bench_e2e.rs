@@ -1284,7 +1284,9 @@ fn run() -> Result<bool> {
         .zip(lat_cpu_start.0)
         .zip(worker_cpu.as_ref())
         .map(|((end, start), cpu)| {
-            let idle = cpu.idle_per_sec.mul_f64(lat_cpu_start.1.elapsed().as_secs_f64());
+            let idle = cpu
+                .idle_per_sec
+                .mul_f64(lat_cpu_start.1.elapsed().as_secs_f64());
             end.saturating_sub(start).saturating_sub(idle)
         });
     let stamps = p4
