@@ -80,6 +80,17 @@ struct Options {
     keep: bool,
 }
 
+impl Options {
+    /// Whose actions the latency phase sends, as `--latency-users` names them.
+    fn latency_users(&self) -> &'static str {
+        if self.latency_fresh {
+            "fresh"
+        } else {
+            "returning"
+        }
+    }
+}
+
 fn parse_args() -> Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut map: HashMap<String, String> = HashMap::new();
@@ -1197,7 +1208,7 @@ fn run() -> Result<bool> {
     let count = ((target * o.latency_secs) as usize).max(1);
     log(format!(
         "4. latency: {count} actions of {} users at {} for {:.0} s ({} output events of phase 3 read first)",
-        if o.latency_fresh { "fresh" } else { "returning" },
+        o.latency_users(),
         fmt_rate(target),
         o.latency_secs,
         throughput_outputs
@@ -1529,7 +1540,7 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
     let _ = writeln!(
         s,
         "| latency, {} users, action → event CreateTime, p50 / p99 / max ({} events) | {} / {} / {} ms | p99 ≤ 50 ms {} |",
-        if o.latency_fresh { "fresh" } else { "returning" },
+        o.latency_users(),
         l.n,
         l.p50,
         l.p99,

@@ -59,7 +59,9 @@ pub struct Outgoing<'a> {
     pub partition: Option<i32>,
 }
 
-/// What can be sent as an [`Outgoing`] record.
+/// What can be sent as an [`Outgoing`] record. (A trait rather than an iterator of
+/// `Outgoing`: a mapping closure held across the publish's awaits does not satisfy
+/// `async_trait`'s `Send` bound for every lifetime.)
 trait AsOutgoing: Sync {
     fn outgoing(&self) -> Outgoing<'_>;
 }
@@ -206,8 +208,7 @@ impl KafkaProducer {
 /// A record's headers as librdkafka takes them. librdkafka copies each header (name and value
 /// in one allocation) into a list it owns, whichever of its calls adds them (its own
 /// `RD_KAFKA_VTYPE_HEADER` does the same), and takes the list with the record; names and values
-/// are passed as borrowed slices, so this is the only copy. Measured: ~70 ns a record for the
-/// worker's two headers, against ~350-450 ns for handing the record over.
+/// are passed as borrowed slices, so this is the only copy.
 fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new_with_capacity(headers.len());
     for (k, v) in headers {

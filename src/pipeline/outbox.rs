@@ -56,7 +56,7 @@ pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
 }
 
 /// A postcard output that appends to a vector a slice at a time. (postcard's `to_extend`
-/// goes through `Extend<u8>`, a byte at a time: a tenth of the partition step's time with
+/// goes through `Extend<u8>`, a byte at a time: 2.8 % of the worker's profile samples with
 /// the payloads the outbox carries.)
 struct Appending(Vec<u8>);
 

@@ -113,7 +113,6 @@ impl UserCache {
         }
     }
 
-    /// The user's record, made the most recent; an empty one is cached if it was not.
     /// The cached record of `key`, made the most recent; an empty one, charged
     /// [`UNMEASURED_BYTES`], if it is not cached. Borrows the key: it is copied only for a user
     /// not cached yet (this runs for every record).

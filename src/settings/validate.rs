@@ -590,31 +590,29 @@ mod tests {
             "pipeline.batch_size",
             "is 0: must be at least 1",
         );
-        assert_refused(
-            |s| s.pipeline.cache_mb = 0,
-            "pipeline.cache_mb",
-            "is 0: must be at least 1",
-        );
-        assert_refused(
-            |s| s.pipeline.cache_mb = MAX_CACHE_MB + 1,
-            "pipeline.cache_mb",
-            "at most 1048576 (1 TiB)",
-        );
-        assert_refused(
-            |s| s.store.cache_mb = usize::MAX,
-            "store.cache_mb",
-            "at most 1048576 (1 TiB)",
-        );
-        assert_refused(
-            |s| s.store.journal_mb = 0,
-            "store.journal_mb",
-            "is 0: must be at least 1",
-        );
-        assert_refused(
-            |s| s.store.journal_mb = MAX_CACHE_MB + 1,
-            "store.journal_mb",
-            "at most 1048576 (1 TiB)",
-        );
+        // Memory sizes in MiB: which key, how to set it, and whether 0 is refused.
+        type Field = fn(&mut Settings) -> &mut usize;
+        let sizes: [(&str, Field, bool); 3] = [
+            ("pipeline.cache_mb", |s| &mut s.pipeline.cache_mb, true),
+            ("store.cache_mb", |s| &mut s.store.cache_mb, false),
+            ("store.journal_mb", |s| &mut s.store.journal_mb, true),
+        ];
+        for (key, field, zero_refused) in sizes {
+            if zero_refused {
+                assert_refused(|s| *field(s) = 0, key, "is 0: must be at least 1");
+            } else {
+                assert!(
+                    refused(|s| *field(s) = 0).is_empty(),
+                    "{key} = 0 is allowed"
+                );
+            }
+            assert_refused(
+                |s| *field(s) = MAX_CACHE_MB + 1,
+                key,
+                "at most 1048576 (1 TiB)",
+            );
+            assert_refused(|s| *field(s) = usize::MAX, key, "at most 1048576 (1 TiB)");
+        }
         assert_refused(
             |s| s.pipeline.retry_min_ms = 0,
             "pipeline.retry_min_ms",

@@ -56,7 +56,6 @@
 //! the `questline_store_wedged` gauge is 1.
 
 use redb::{Database, Durability, ReadableTable};
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -483,15 +482,13 @@ impl StateStore for EmbeddedStore {
             let frozen = view.layers.frozen.as_ref().map(|f| &f.overlay);
             for overlay in frozen.into_iter().chain([&view.layers.active]) {
                 for (challenge, partition, row) in overlay.finished_of(&tenant) {
-                    let key = RowKey::Finished(tenant.clone(), challenge, partition.to_string());
-                    match rows.entry((challenge, partition.to_string())) {
-                        Entry::Vacant(slot) => {
-                            slot.insert(row.to_vec());
-                        }
-                        Entry::Occupied(mut slot) if outranks(&key, row, Some(slot.get())) => {
-                            *slot.get_mut() = row.to_vec();
-                        }
-                        Entry::Occupied(_) => {}
+                    let slot = (challenge, partition.to_string());
+                    let key = || RowKey::Finished(tenant.clone(), challenge, slot.1.clone());
+                    if rows
+                        .get(&slot)
+                        .is_none_or(|stored| outranks(&key(), row, Some(stored)))
+                    {
+                        rows.insert(slot, row.to_vec());
                     }
                 }
             }

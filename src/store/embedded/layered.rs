@@ -4,20 +4,20 @@
 //! A write appends its batch's rows to the [journal](super::journal) and syncs it — that is
 //! the durable point the commit protocol relies on — then puts them into the active
 //! [overlay](super::overlay), where readers see them at once: fenced against the overlays'
-//! rows, and against redb's when they are read or checkpointed (see the overlay's doc). When the active overlay holds
-//! `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal
-//! moves on to a new segment, and a background thread writes the frozen overlay into redb in
-//! one durable commit (sorted, each touched page copied once), then deletes the segments it
-//! covered. At most one overlay is frozen at a time, so memory is bounded by about twice
+//! rows, and against redb's when they are read or checkpointed (see the overlay's doc). When
+//! the active overlay holds `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or
+//! [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal moves on to a new segment,
+//! and a background thread writes the frozen overlay into redb in one durable commit (sorted,
+//! each touched page copied once), then deletes the segments it covered. At most one overlay is frozen at a time, so memory is bounded by about twice
 //! `store.journal_mb`: a write that finds the active overlay full while the previous one is
 //! still being checkpointed waits for it (backpressure), for up to [`FREEZE_WAIT`].
 //!
 //! # Lock order
 //!
 //! `journal` (one writer at a time; freezes happen under it) → `layers` → redb's transactions.
-//! Readers take `layers` before they begin a redb transaction (writers begin none), and the checkpoint
-//! drops the frozen overlay (under `layers`) only after its commit: so whoever does not see
-//! the frozen overlay any more sees its rows in redb.
+//! Readers take `layers` before they begin a redb transaction (writers begin none), and the
+//! checkpoint drops the frozen overlay (under `layers`) only after its commit: so whoever does
+//! not see the frozen overlay any more sees its rows in redb.
 
 use redb::Durability;
 use std::path::PathBuf;
@@ -146,10 +146,10 @@ impl Layered {
             self.freeze(&mut journal, Some(FREEZE_WAIT))?;
         }
         journal.append(&rows)?;
-        // The write reads nothing from redb, but a wedged database (a failed I/O) is reopened
-        // by the next call, this one included, and until that succeeds writes fail (transient)
-        // as reads do: the batch is in the journal, and the caller's retry appends it again.
-        self.db.with(|_| Ok(()))?;
+        // The write reads nothing from redb, but while a wedged database cannot be reopened
+        // it fails (transient) as reads do: the batch is in the journal, and the caller's
+        // retry appends it again.
+        self.db.ensure_open()?;
         let mut layers = write_lock(&self.layers);
         for (key, row) in rows {
             // Fenced against the overlays only: redb's row is compared with it by whoever
