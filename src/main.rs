@@ -2,14 +2,10 @@
 
 use clap::Parser;
 
-/// mimalloc instead of glibc's allocator: the worker allocates and frees many small strings
-/// and buffers per record, and a profile of the end-to-end benchmark showed a fifth of its
-/// time in glibc's malloc and free. Set in the binary only; the library leaves the choice to
-/// whoever embeds it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 fn main() {
+    allocator::tune();
     let cli = questline::cli::Cli::parse();
     if let Err(failure) = questline::cli::run(cli) {
         eprintln!("questline: {failure}");

@@ -1,0 +1,107 @@
+//! The binary's allocator (the library leaves the choice to whoever embeds it): mimalloc,
+//! with two of its options set differently from mimalloc's defaults so that the worker's
+//! resident memory stays near what it holds (docs/operations.md, "Sizing and scaling").
+//!
+//! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
+//! live heap peaked at ~250 MB while the resident set peaked at 466–486 MB. Two things made
+//! the difference. mimalloc asks the kernel for transparent huge pages, so a 2 MiB page is
+//! resident as soon as one byte of it is touched. And mimalloc 3 keeps freed memory for a
+//! second before it returns it, while the worker frees one batch's buffers and allocates the
+//! next one's every few tens of milliseconds on other threads.
+//!
+//! The one module with `unsafe` code: calls into mimalloc's C API and `prctl`, with integer
+//! arguments only.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_long};
+
+/// mimalloc instead of glibc's allocator: the worker allocates and frees many small strings
+/// and buffers per record, and a profile of the end-to-end benchmark showed a fifth of its
+/// time in glibc's malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The mimalloc release the option numbers below come from (its `MI_MALLOC_VERSION`).
+/// `mi_option_t` is a C enum whose numbering changed between mimalloc 2 and 3: with another
+/// release linked, [`tune`] sets nothing rather than a wrong option, and a test fails so that
+/// whoever upgrades it checks the numbers against its `include/mimalloc.h`.
+const MIMALLOC_VERSION: c_int = 30302;
+/// `mi_option_purge_delay`: how long freed memory stays before it goes back to the OS, in ms.
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+/// `mi_option_allow_thp`: whether mimalloc asks for transparent huge pages.
+const MI_OPTION_ALLOW_THP: c_int = 43;
+
+/// questline's purge delay, against mimalloc 3's 1,000 ms: short enough that one batch's
+/// freed buffers are returned before the batches after it peak, long enough that a thread
+/// reuses its own freed pages within a batch instead of faulting fresh ones in.
+const PURGE_DELAY_MS: c_long = 100;
+
+extern "C" {
+    fn mi_version() -> c_int;
+    fn mi_option_set_default(option: c_int, value: c_long);
+}
+
+/// Sets questline's values of mimalloc's options unless the environment set them
+/// (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ALLOW_THP`: an operator's value wins). Called first
+/// thing in `main`, before the worker allocates anything large.
+pub fn tune() {
+    // SAFETY: reads a constant.
+    if unsafe { mi_version() } != MIMALLOC_VERSION {
+        return;
+    }
+    // SAFETY: plain setters of mimalloc's option table, valid option numbers (pinned by the
+    // test below); `mi_option_set_default` leaves an option the environment set untouched.
+    unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: as above.
+        unsafe { mi_option_set_default(MI_OPTION_ALLOW_THP, 0) };
+        // mimalloc read the option when the process started, before `main`, and advised the
+        // kernel to back its memory with huge pages; the kernel's per-process switch turns
+        // them off for every mapping, the ones already made included. Failure (a kernel
+        // without the switch) only leaves huge pages on.
+        // SAFETY: prctl with integer arguments only; no memory is passed.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_numbers_belong_to_the_linked_mimalloc() {
+        // SAFETY: reads a constant.
+        let linked = unsafe { mi_version() };
+        assert_eq!(
+            linked, MIMALLOC_VERSION,
+            "mimalloc was upgraded: check MI_OPTION_* against its include/mimalloc.h"
+        );
+    }
+
+    extern "C" {
+        fn mi_option_get(option: c_int) -> c_long;
+    }
+
+    /// The environment's values win; these assertions are of questline's own defaults.
+    #[test]
+    fn tuning_sets_the_purge_delay_and_turns_huge_pages_off() {
+        tune();
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: reads an option.
+            assert_eq!(
+                unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) },
+                PURGE_DELAY_MS
+            );
+        }
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            // SAFETY: reads an option.
+            assert_eq!(unsafe { mi_option_get(MI_OPTION_ALLOW_THP) }, 0);
+            // SAFETY: prctl with integer arguments only.
+            let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+            assert_eq!(
+                disabled, 1,
+                "the kernel's switch for huge pages is still on"
+            );
+        }
+    }
+}
