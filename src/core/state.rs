@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::events::{ClaimItem, PrizeInfo};
@@ -57,12 +58,21 @@ pub struct UserStatusChange {
     pub disabled: bool,
 }
 
+/// How many triggers' progress a challenge's state holds without allocating.
+pub const INLINE_TRIGGERS: usize = 2;
+
+/// A challenge's trigger progress: inline up to [`INLINE_TRIGGERS`].
+pub type TriggerProgresses = SmallVec<[TriggerProgress; INLINE_TRIGGERS]>;
+
 /// A user's progress on one challenge.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChallengeState {
-    /// One entry per trigger the user has progressed on, in the challenge's order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub triggers: Vec<TriggerProgress>,
+    /// One entry per trigger the user has progressed on, in the challenge's order. Inline up
+    /// to [`INLINE_TRIGGERS`]: starting a challenge was an allocation (and its progress a
+    /// pointer away from the map's entry) for every challenge a user touches. Serialized as
+    /// the sequence a `Vec` was.
+    #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    pub triggers: TriggerProgresses,
     /// Milestones achieved on this challenge, all time.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wins: u32,

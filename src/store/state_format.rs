@@ -21,7 +21,7 @@ use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
 use crate::core::rules::{EventRuleState, RuleStates};
 use crate::core::state::{
     ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, RecentActionIds,
-    TriggerProgress, UserState,
+    TriggerProgress, TriggerProgresses, UserState,
 };
 
 // ---- user record -------------------------------------------------------------------------
@@ -179,7 +179,7 @@ fn write_challenge(w: &mut Writer, c: &ChallengeState) {
 
 fn read_challenge(r: &mut Reader<'_>) -> Result<ChallengeState, WireError> {
     let n = r.len("challenges.triggers", 5)?;
-    let mut triggers = Vec::with_capacity(n);
+    let mut triggers = TriggerProgresses::with_capacity(n);
     for _ in 0..n {
         triggers.push(TriggerProgress {
             group: r.u32("triggers.group")?,
@@ -263,7 +263,7 @@ fn write_source(w: &mut Writer, s: &SourceRef) {
 
 fn read_source(r: &mut Reader<'_>) -> Result<SourceRef, WireError> {
     Ok(SourceRef {
-        topic: r.str("source.topic")?,
+        topic: r.str("source.topic")?.into(),
         partition: r.i32("source.partition")?,
         offset: r.i64("source.offset")?,
     })

@@ -138,7 +138,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
         challenges.insert(
             c,
             ChallengeState {
-                triggers: vec![
+                triggers: smallvec::smallvec![
                     TriggerProgress {
                         group: 1,
                         trigger: 1,
