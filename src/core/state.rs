@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::{BTreeMap, VecDeque};
 
+pub use super::challenge_states::ChallengeStates;
 use super::events::{ClaimItem, PrizeInfo};
 use super::model::SourceRef;
 use super::rules::programmatic::AmountOutcome;
@@ -22,8 +23,8 @@ pub const RECENT_ACTION_IDS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub challenges: BTreeMap<u32, ChallengeState>,
+    #[serde(default, skip_serializing_if = "ChallengeStates::is_empty")]
+    pub challenges: ChallengeStates,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub balances: BTreeMap<String, Decimal>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
@@ -406,7 +407,7 @@ mod stored_form {
         let mut challenge = ChallengeState::default();
         challenge.trigger_mut(1, 3).accumulated = Decimal::from(7);
         let state = UserState {
-            challenges: BTreeMap::from([(12, challenge)]),
+            challenges: [(12, challenge)].into_iter().collect(),
             ..Default::default()
         };
         let written = serde_json::to_string(&state).unwrap();

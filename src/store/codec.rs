@@ -356,7 +356,7 @@ mod tests {
             })
             .collect();
         let state = UserState {
-            challenges,
+            challenges: challenges.into(),
             balances: BTreeMap::from([
                 ("points".to_string(), dec("-0.0000000000000000000000000001")),
                 ("voucher".to_string(), dec("2")),

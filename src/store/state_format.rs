@@ -20,8 +20,8 @@ use crate::core::records::{ResourceRecord, UserRecord, Watermark};
 use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
 use crate::core::rules::{EventRuleState, RuleStates};
 use crate::core::state::{
-    ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, RecentActionIds,
-    TriggerProgress, TriggerProgresses, UserState,
+    ChallengeState, ChallengeStates, ChallengeStatus, Milestone, Pending, PendingKind,
+    RecentActionIds, TriggerProgress, TriggerProgresses, UserState,
 };
 
 // ---- user record -------------------------------------------------------------------------
@@ -80,7 +80,7 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
 pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
     let history_len = r.u64("history_len")?;
     let applied = read_watermark(r)?;
-    let mut challenges = BTreeMap::new();
+    let mut challenges = ChallengeStates::default();
     for _ in 0..r.len("challenges", 3)? {
         let id = r.u32("challenges.id")?;
         challenges.insert(id, read_challenge(r)?);
