@@ -80,8 +80,10 @@ pub struct ChallengeState {
     /// Wins in the current cap period (`period` names it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub period_wins: u32,
+    /// A boxed `str`, not a `String`: 8 bytes less in every challenge's state, which the
+    /// user's map holds inline (it is rarely set: only challenges with a periodic cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<String>,
+    pub period: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "ChallengeStatus::is_active")]
     pub status: ChallengeStatus,
 }

@@ -277,7 +277,7 @@ mod tests {
             let mut c = ChallengeState {
                 wins: i as u32,
                 period_wins: 1,
-                period: (i % 2 == 0).then(|| "2026-11-25".to_string()),
+                period: (i % 2 == 0).then(|| "2026-11-25".into()),
                 status,
                 ..ChallengeState::default()
             };

@@ -192,7 +192,7 @@ fn read_challenge(r: &mut Reader<'_>) -> Result<ChallengeState, WireError> {
         triggers,
         wins: r.u32("challenges.wins")?,
         period_wins: r.u32("challenges.period_wins")?,
-        period: r.opt_str("challenges.period")?,
+        period: r.opt_str("challenges.period")?.map(String::into_boxed_str),
         status: match r.u8("challenges.status")? {
             0 => ChallengeStatus::Active,
             1 => ChallengeStatus::AwaitingSlot,

@@ -504,8 +504,8 @@ fn complete(
 ) {
     let cs = state.challenges.entry(challenge.id).or_default();
     let period = period_key(challenge.cap_period, out.occurred_at);
-    if cs.period != period {
-        cs.period = period;
+    if cs.period.as_deref() != period.as_deref() {
+        cs.period = period.map(String::into_boxed_str);
         cs.period_wins = 0;
     }
     if challenge
