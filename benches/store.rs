@@ -96,7 +96,7 @@ fn record(i: usize) -> UserRecord {
             (
                 c,
                 ChallengeState {
-                    triggers: vec![TriggerProgress {
+                    triggers: smallvec::smallvec![TriggerProgress {
                         group: 1,
                         trigger: c,
                         accumulated: Decimal::new(i as i64 * 10 + i64::from(c), 1),
@@ -139,7 +139,7 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
             progress: Decimal::new(2500, 2),
         },
         tenant: TENANT.into(),
-        user_id: user_id(i),
+        user_id: user_id(i).into(),
         occurred_at: chrono::DateTime::from_timestamp(1_764_000_000 + n, 0).unwrap(),
         source: SourceRef::new("questline.actions", 3, n),
         catalog_version: 0,
@@ -150,7 +150,7 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
             cause: e.source.clone(),
             record: OutRecord {
                 topic: "questline.progress".into(),
-                key: e.user_id.clone(),
+                key: e.user_id.to_string(),
                 payload: serde_json::to_vec(&e).unwrap(),
                 headers: vec![questline::pipeline::log::text_header(
                     "questline-event-id",

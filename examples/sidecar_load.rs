@@ -110,10 +110,10 @@ async fn main() -> anyhow::Result<()> {
                 _ => {}
             }
             let seq = history_len
-                .entry((event.tenant.clone(), event.user_id.clone()))
+                .entry((event.tenant.to_string(), event.user_id.to_string()))
                 .or_default();
             batch.history.push((
-                UserKey::new(event.tenant.clone(), event.user_id.clone()),
+                UserKey::new(&*event.tenant, &*event.user_id),
                 HistoryEntry { seq: *seq, event },
             ));
             *seq += 1;

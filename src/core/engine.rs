@@ -327,11 +327,11 @@ impl Engine {
     /// Keeps an output's read models and events; queues its internal records in loopback.
     fn keep(&mut self, out: Output, events: &mut Vec<Event>, queue: &mut VecDeque<Input>) {
         for entry in out.history {
-            let key = UserKey::new(&entry.event.tenant, &entry.event.user_id);
+            let key = UserKey::new(&*entry.event.tenant, &*entry.event.user_id);
             self.history.entry(key).or_default().push(entry);
         }
         for claim in out.claims {
-            let key = UserKey::new(&claim.event.tenant, &claim.event.user_id);
+            let key = UserKey::new(&*claim.event.tenant, &*claim.event.user_id);
             self.claims.insert((key, claim.claim_id.clone()), claim);
         }
         for done in out.first_completions {

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::catalog::Priority;
 use super::model::SourceRef;
@@ -21,8 +22,11 @@ pub struct Event {
     pub event_id: String,
     #[serde(flatten)]
     pub body: EventBody,
-    pub tenant: String,
-    pub user_id: String,
+    /// Shared by the events of one input (and with its [`SourceRef`]'s topic, cloned by count):
+    /// the evaluator emits several events per action, and owned copies of the same names were
+    /// two allocations per event.
+    pub tenant: Arc<str>,
+    pub user_id: Arc<str>,
     #[serde(serialize_with = "super::timestamp::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub source: SourceRef,

@@ -7,6 +7,7 @@
 #![deny(clippy::disallowed_methods)]
 
 pub mod catalog;
+pub mod challenge_states;
 pub mod decimal;
 pub mod decode;
 pub mod engine;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 use super::decimal::DecimalInput;
 
@@ -118,17 +119,20 @@ impl Action {
 
 /// Where a piece of input came from: the Kafka coordinates, or `replay` and a line number.
 /// Event ids are derived from it, so the same source always yields the same ids.
+///
+/// The topic is shared (`Arc<str>`): every event of an input cites its source, and cloning
+/// a shared name is a count increment where an owned `String` was an allocation per event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SourceRef {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
 }
 
 impl SourceRef {
-    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+    pub fn new(topic: impl AsRef<str>, partition: i32, offset: i64) -> Self {
         SourceRef {
-            topic: topic.into(),
+            topic: Arc::from(topic.as_ref()),
             partition,
             offset,
         }

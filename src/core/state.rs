@@ -7,8 +7,10 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, VecDeque};
 
+pub use super::challenge_states::ChallengeStates;
 use super::events::{ClaimItem, PrizeInfo};
 use super::model::SourceRef;
 use super::rules::programmatic::AmountOutcome;
@@ -21,8 +23,8 @@ pub const RECENT_ACTION_IDS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub challenges: BTreeMap<u32, ChallengeState>,
+    #[serde(default, skip_serializing_if = "ChallengeStates::is_empty")]
+    pub challenges: ChallengeStates,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub balances: BTreeMap<String, Decimal>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
@@ -57,20 +59,31 @@ pub struct UserStatusChange {
     pub disabled: bool,
 }
 
+/// How many triggers' progress a challenge's state holds without allocating.
+pub const INLINE_TRIGGERS: usize = 2;
+
+/// A challenge's trigger progress: inline up to [`INLINE_TRIGGERS`].
+pub type TriggerProgresses = SmallVec<[TriggerProgress; INLINE_TRIGGERS]>;
+
 /// A user's progress on one challenge.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChallengeState {
-    /// One entry per trigger the user has progressed on, in the challenge's order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub triggers: Vec<TriggerProgress>,
+    /// One entry per trigger the user has progressed on, in the challenge's order. Inline up
+    /// to [`INLINE_TRIGGERS`]: starting a challenge was an allocation (and its progress a
+    /// pointer away from the map's entry) for every challenge a user touches. Serialized as
+    /// the sequence a `Vec` was.
+    #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    pub triggers: TriggerProgresses,
     /// Milestones achieved on this challenge, all time.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wins: u32,
     /// Wins in the current cap period (`period` names it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub period_wins: u32,
+    /// A boxed `str`, not a `String`: 8 bytes less in every challenge's state, which the
+    /// user's map holds inline (it is rarely set: only challenges with a periodic cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<String>,
+    pub period: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "ChallengeStatus::is_active")]
     pub status: ChallengeStatus,
 }
@@ -396,7 +409,7 @@ mod stored_form {
         let mut challenge = ChallengeState::default();
         challenge.trigger_mut(1, 3).accumulated = Decimal::from(7);
         let state = UserState {
-            challenges: BTreeMap::from([(12, challenge)]),
+            challenges: [(12, challenge)].into_iter().collect(),
             ..Default::default()
         };
         let written = serde_json::to_string(&state).unwrap();

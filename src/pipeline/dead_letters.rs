@@ -37,10 +37,10 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         text_header("questline-event-type", event.body.kind()),
         text_header("questline-reason", rejection.reason.clone()),
         text_header("questline-reject-kind", rejection.kind.as_str()),
-        text_header("questline-source-topic", source.topic.clone()),
+        text_header("questline-source-topic", source.topic.to_string()),
         text_header("questline-source-partition", source.partition.to_string()),
         text_header("questline-source-offset", source.offset.to_string()),
-        text_header("__connect.errors.topic", source.topic.clone()),
+        text_header("__connect.errors.topic", source.topic.to_string()),
         text_header("__connect.errors.partition", source.partition.to_string()),
         text_header("__connect.errors.offset", source.offset.to_string()),
         text_header(

@@ -211,7 +211,7 @@ impl Partition {
     fn unpublished(&self, entry: &OutboxEntry) -> bool {
         let cause = &entry.cause;
         self.floors
-            .get(&(cause.topic.clone(), cause.partition))
+            .get(&(cause.topic.to_string(), cause.partition))
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
@@ -658,7 +658,7 @@ impl Produce {
                         text_header("questline-event-id", event.event_id),
                         text_header("questline-event-type", event.body.kind()),
                     ],
-                    key: event.user_id,
+                    key: event.user_id.to_string(),
                 }
             }
             Produce::Request(request) => OutRecord {

@@ -277,7 +277,7 @@ mod tests {
             let mut c = ChallengeState {
                 wins: i as u32,
                 period_wins: 1,
-                period: (i % 2 == 0).then(|| "2026-11-25".to_string()),
+                period: (i % 2 == 0).then(|| "2026-11-25".into()),
                 status,
                 ..ChallengeState::default()
             };
@@ -356,7 +356,7 @@ mod tests {
             })
             .collect();
         let state = UserState {
-            challenges,
+            challenges: challenges.into(),
             balances: BTreeMap::from([
                 ("points".to_string(), dec("-0.0000000000000000000000000001")),
                 ("voucher".to_string(), dec("2")),
@@ -457,6 +457,28 @@ mod tests {
         assert_eq!(back.state.recent_action_ids.len(), RECENT_ACTION_IDS);
         assert!(back.state.recent_action_ids.contains("a-66"));
         assert!(!back.state.recent_action_ids.contains("a-2"));
+    }
+
+    /// The binary row is pinned: the same record is written byte for byte as before the
+    /// in-memory user state changed shape (challenge states behind a sorted index, trigger
+    /// progress inline, shared event names), so rows written by earlier builds and by this one
+    /// are interchangeable.
+    #[test]
+    fn user_rows_are_written_byte_for_byte_as_before() {
+        use sha2::{Digest, Sha256};
+        let bytes = encode("row", &full_user()).unwrap();
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            (bytes.len(), digest.as_str()),
+            (
+                1335,
+                "bd1633f2da9ebd858c30c03dca0c4508de27920ababfde035979b4581f5bb5a2"
+            )
+        );
+        assert_eq!(decode::<UserRecord>("row", &bytes).unwrap(), full_user());
     }
 
     /// Rows the previous version wrote as JSON read as the same record.

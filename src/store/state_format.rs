@@ -20,8 +20,8 @@ use crate::core::records::{ResourceRecord, UserRecord, Watermark};
 use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
 use crate::core::rules::{EventRuleState, RuleStates};
 use crate::core::state::{
-    ChallengeState, ChallengeStatus, Milestone, Pending, PendingKind, RecentActionIds,
-    TriggerProgress, UserState,
+    ChallengeState, ChallengeStates, ChallengeStatus, Milestone, Pending, PendingKind,
+    RecentActionIds, TriggerProgress, TriggerProgresses, UserState,
 };
 
 // ---- user record -------------------------------------------------------------------------
@@ -80,7 +80,7 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
 pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
     let history_len = r.u64("history_len")?;
     let applied = read_watermark(r)?;
-    let mut challenges = BTreeMap::new();
+    let mut challenges = ChallengeStates::default();
     for _ in 0..r.len("challenges", 3)? {
         let id = r.u32("challenges.id")?;
         challenges.insert(id, read_challenge(r)?);
@@ -179,7 +179,7 @@ fn write_challenge(w: &mut Writer, c: &ChallengeState) {
 
 fn read_challenge(r: &mut Reader<'_>) -> Result<ChallengeState, WireError> {
     let n = r.len("challenges.triggers", 5)?;
-    let mut triggers = Vec::with_capacity(n);
+    let mut triggers = TriggerProgresses::with_capacity(n);
     for _ in 0..n {
         triggers.push(TriggerProgress {
             group: r.u32("triggers.group")?,
@@ -192,7 +192,7 @@ fn read_challenge(r: &mut Reader<'_>) -> Result<ChallengeState, WireError> {
         triggers,
         wins: r.u32("challenges.wins")?,
         period_wins: r.u32("challenges.period_wins")?,
-        period: r.opt_str("challenges.period")?,
+        period: r.opt_str("challenges.period")?.map(String::into_boxed_str),
         status: match r.u8("challenges.status")? {
             0 => ChallengeStatus::Active,
             1 => ChallengeStatus::AwaitingSlot,
@@ -263,7 +263,7 @@ fn write_source(w: &mut Writer, s: &SourceRef) {
 
 fn read_source(r: &mut Reader<'_>) -> Result<SourceRef, WireError> {
     Ok(SourceRef {
-        topic: r.str("source.topic")?,
+        topic: r.str("source.topic")?.into(),
         partition: r.i32("source.partition")?,
         offset: r.i64("source.offset")?,
     })

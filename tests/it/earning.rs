@@ -138,7 +138,7 @@ fn an_occurrence_whose_params_do_not_fit_is_a_dead_letter_naming_the_param() {
         };
         assert_eq!(got.as_deref(), Some(field), "{params}");
         assert!(reason.contains("duration"), "{reason}");
-        assert_eq!(events[0].user_id, "u3", "the dead letter keeps the user");
+        assert_eq!(&*events[0].user_id, "u3", "the dead letter keeps the user");
     }
     assert_eq!(balance(&t, "u3"), Decimal::ZERO);
     assert!(

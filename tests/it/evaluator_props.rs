@@ -179,7 +179,7 @@ proptest! {
         let per_user = |events: Vec<Event>| {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for e in events {
-                m.entry(e.user_id.clone()).or_default().push(serde_json::to_string(&e).unwrap());
+                m.entry(e.user_id.to_string()).or_default().push(serde_json::to_string(&e).unwrap());
             }
             m
         };

@@ -79,7 +79,7 @@ fn the_record_step_refuses_a_disabled_users_actions_as_dead_letters() {
     let out = engine.process_record(&mapping, &record, &refused_at, at());
     assert_eq!(out.events.len(), 1, "{:?}", out.events);
     let letter = &out.events[0];
-    assert_eq!(letter.user_id, "kick-1");
+    assert_eq!(&*letter.user_id, "kick-1");
     let EventBody::DeadLetter {
         reason,
         field,

@@ -208,7 +208,7 @@ fn values_past_the_bound_are_dead_letters_naming_value() {
         };
         assert_eq!(field.as_deref(), Some("value"), "{value}");
         assert!(reason.starts_with("value: must"), "{reason}");
-        assert_eq!(event.user_id, "u");
+        assert_eq!(&*event.user_id, "u");
     }
     assert!(t.engine.user("default", "u").is_none(), "nothing applied");
     let events = t.act("u", json!(1), json!(1_000_000_000_000_000u64));

@@ -138,7 +138,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
         challenges.insert(
             c,
             ChallengeState {
-                triggers: vec![
+                triggers: smallvec::smallvec![
                     TriggerProgress {
                         group: 1,
                         trigger: 1,
@@ -178,7 +178,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
         },
     );
     let state = UserState {
-        challenges,
+        challenges: challenges.into(),
         balances: BTreeMap::from([
             ("points".to_string(), dec(n * 100 + 5, 1)),
             ("voucher".to_string(), dec(2, 0)),

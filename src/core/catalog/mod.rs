@@ -235,7 +235,10 @@ impl TenantCatalog {
     }
 
     /// The challenges that count a trigger, in id order.
-    pub fn challenges_for_trigger(&self, trigger: u32) -> impl Iterator<Item = &Challenge> {
+    pub fn challenges_for_trigger(
+        &self,
+        trigger: u32,
+    ) -> impl ExactSizeIterator<Item = &Challenge> {
         self.challenges_by_trigger
             .get(&trigger)
             .map(|v| v.as_slice())

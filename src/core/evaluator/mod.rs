@@ -18,6 +18,7 @@ use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 mod earning;
 mod operation;
@@ -118,6 +119,12 @@ struct Emitter<'a> {
     event_ids: Option<ids::EventIds>,
     tenant: &'a str,
     user_id: &'a str,
+    /// `tenant` and `user_id` as the events carry them, shared by all of this input's events;
+    /// made with the first event.
+    names: Option<(Arc<str>, Arc<str>)>,
+    /// How many events this input is expected to emit: the events' vector is sized for them on
+    /// the first, instead of growing (and moving every event) as they come.
+    expected_events: usize,
     occurred_at: DateTime<Utc>,
     /// Borrowed from the context, except for an inventory response, whose events cite the
     /// input that caused the request (kept in the state, which the response changes).
@@ -135,11 +142,17 @@ impl Emitter<'_> {
             .event_ids
             .get_or_insert_with(|| ids::EventIds::new(cause))
             .id(index);
+        let (tenant, user_id) = self
+            .names
+            .get_or_insert_with(|| (Arc::from(self.tenant), Arc::from(self.user_id)));
+        if index == 0 {
+            self.effects.events.reserve(self.expected_events);
+        }
         self.effects.events.push(Event {
             event_id,
             body,
-            tenant: self.tenant.to_string(),
-            user_id: self.user_id.to_string(),
+            tenant: Arc::clone(tenant),
+            user_id: Arc::clone(user_id),
             occurred_at: self.occurred_at,
             source: SourceRef::clone(&self.source),
             catalog_version: 0,
@@ -192,6 +205,8 @@ pub fn evaluate(
         event_ids: None,
         tenant: &catalog.tenant,
         user_id,
+        names: None,
+        expected_events: 1,
         occurred_at,
         source,
         record_time: ctx.record_time,
@@ -271,7 +286,10 @@ fn count_toward_challenges(
     // lateness) counts only toward challenges still open at that bound: a backdated
     // `occurredAt` cannot pay on a challenge that closed long ago.
     let late_bound = out.record_time - catalog.allowed_lateness;
-    for challenge in catalog.challenges_for_trigger(trigger.id) {
+    let challenges = catalog.challenges_for_trigger(trigger.id);
+    // Mostly one progress event per challenge counted toward (a completion emits more).
+    out.expected_events = out.expected_events.max(challenges.len());
+    for challenge in challenges {
         if !challenge.is_open_at(at) || challenge.end.is_some_and(|end| end <= late_bound) {
             continue;
         }
@@ -486,8 +504,8 @@ fn complete(
 ) {
     let cs = state.challenges.entry(challenge.id).or_default();
     let period = period_key(challenge.cap_period, out.occurred_at);
-    if cs.period != period {
-        cs.period = period;
+    if cs.period.as_deref() != period.as_deref() {
+        cs.period = period.map(String::into_boxed_str);
         cs.period_wins = 0;
     }
     if challenge

@@ -190,8 +190,8 @@ fn history_entry(event: &Event) -> Option<HistoryEntry> {
     };
     Some(HistoryEntry {
         id: event.event_id.clone(),
-        org_id: event.tenant.clone(),
-        user_id: event.user_id.clone(),
+        org_id: event.tenant.to_string(),
+        user_id: event.user_id.to_string(),
         reward_type: reward_type.clone(),
         code,
         building_block,
@@ -217,8 +217,8 @@ fn claim_of(event: &Event) -> Option<Claim> {
     };
     Some(Claim {
         id: claim_id.clone(),
-        org_id: event.tenant.clone(),
-        user_id: event.user_id.clone(),
+        org_id: event.tenant.to_string(),
+        user_id: event.user_id.to_string(),
         items: items
             .iter()
             .map(|i| ClaimItem {

@@ -138,7 +138,7 @@ fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
     let mut history_len: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut finished: BTreeMap<u32, u64> = BTreeMap::new();
     for event in events {
-        let key = UserKey::new(event.tenant.clone(), event.user_id.clone());
+        let key = UserKey::new(&*event.tenant, &*event.user_id);
         match &event.body {
             EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => continue,
             EventBody::ClaimCompleted { claim_id, .. }
@@ -161,7 +161,7 @@ fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
             _ => {}
         }
         let seq = history_len
-            .entry((event.tenant.clone(), event.user_id.clone()))
+            .entry((event.tenant.to_string(), event.user_id.to_string()))
             .or_default();
         batch.history.push((
             key,
