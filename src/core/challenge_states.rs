@@ -239,6 +239,7 @@ impl<'de> Deserialize<'de> for ChallengeStates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn won(wins: u32) -> ChallengeState {
         ChallengeState {
@@ -291,6 +292,58 @@ mod tests {
         assert!(map.keys().eq(expected.keys()));
         assert!(map.values().eq(expected.values()));
         assert_eq!(map[&8], expected[&8]);
+    }
+
+    /// One operation of the model test; ids from a small range so that they repeat.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Bump(u32),
+        Insert(u32, u32),
+        Retain(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..40).prop_map(Op::Bump),
+            2 => (0u32..40, 0u32..5).prop_map(|(id, w)| Op::Insert(id, w)),
+            1 => (2u32..5).prop_map(Op::Retain),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of the operations the evaluator uses leaves the same contents, the
+        /// same order and the same JSON as the `BTreeMap` would.
+        #[test]
+        fn any_operations_match_the_btree_map(ops in proptest::collection::vec(op(), 0..120)) {
+            let mut map = ChallengeStates::default();
+            let mut model: BTreeMap<u32, ChallengeState> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Bump(id) => {
+                        map.entry(id).or_default().wins += 1;
+                        model.entry(id).or_default().wins += 1;
+                    }
+                    Op::Insert(id, w) => {
+                        prop_assert_eq!(map.insert(id, won(w)), model.insert(id, won(w)));
+                    }
+                    Op::Retain(m) => {
+                        map.retain(|id, s| { s.period_wins += 1; id % m != 0 });
+                        model.retain(|id, s| { s.period_wins += 1; id % m != 0 });
+                    }
+                }
+                prop_assert_eq!(map.len(), model.len());
+                for id in 0..40 {
+                    prop_assert_eq!(map.get(&id), model.get(&id));
+                }
+            }
+            prop_assert!(map.iter().eq(model.iter()));
+            prop_assert!(map.iter().rev().eq(model.iter().rev()));
+            prop_assert_eq!(
+                serde_json::to_string(&map).unwrap(),
+                serde_json::to_string(&model).unwrap()
+            );
+            prop_assert_eq!(map, ChallengeStates::from(model));
+        }
     }
 
     #[test]
