@@ -634,8 +634,8 @@ mod tests {
         assert_eq!(s.topics.dead_letter, "questline.dead-letter");
         assert_eq!(s.store.kind, StoreKind::Embedded);
         assert_eq!(s.http.listen, "127.0.0.1:8080");
-        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 256 MiB
-        // of store cache.
+        // The memory bounds (docs/operations.md, "Sizing"): 64 MiB of cached users, 64 MiB
+        // of store cache, 32 MiB of journal per overlay.
         assert_eq!(s.pipeline.cache_mb, 64);
         assert_eq!(s.store.cache_mb, 64);
         assert_eq!(s.store.journal_mb, 32);
