@@ -154,12 +154,7 @@ impl Layered {
         for (key, row) in rows {
             // Fenced against the overlays only: redb's row is compared with it by whoever
             // reads it or checkpoints it (see the overlay's doc).
-            if layers
-                .get(&key)
-                .is_none_or(|held| outranks(&key, &row, Some(held)))
-            {
-                layers.active.insert(key, row);
-            }
+            layers.write_fenced(key, row);
         }
         Ok(())
     }

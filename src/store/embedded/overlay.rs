@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::super::wire::{self, Problem, Reader, WireError, Writer};
+use super::tables::outranks;
 
 /// The key of a row in any of the store's tables: the table is the variant.
 ///
@@ -126,19 +127,24 @@ impl Overlay {
         self.rows.get(key).map(Vec::as_slice)
     }
 
-    /// Sets `key` to `row`, replacing what the overlay had (the caller fenced it).
+    /// Sets `key` to `row`, replacing what the overlay had, unfenced (for tests that lay out
+    /// overlays as they wish).
+    #[cfg(test)]
     pub(super) fn insert(&mut self, key: RowKey, row: Vec<u8>) {
-        let len = row.len();
-        match self.rows.entry(key) {
-            Entry::Occupied(mut entry) => {
-                // The key is the same one: only the row's size changes.
-                let old = std::mem::replace(entry.get_mut(), row);
-                self.bytes = self.bytes + len - old.len();
-            }
-            Entry::Vacant(entry) => {
-                self.bytes += entry.key().footprint() + len;
-                entry.insert(row);
-            }
+        put(&mut self.bytes, self.rows.entry(key), row);
+    }
+
+    /// Sets `key` to `row` unless the row held for it outranks it: this overlay's, or when it
+    /// has none, `below`'s (the frozen overlay under the active one). One descent of this
+    /// overlay's map finds the held row and makes the write.
+    pub(super) fn insert_fenced(&mut self, key: RowKey, row: Vec<u8>, below: Option<&Overlay>) {
+        let entry = self.rows.entry(key);
+        let held = match &entry {
+            Entry::Occupied(held) => Some(held.get().as_slice()),
+            Entry::Vacant(vacant) => below.and_then(|below| below.get(vacant.key())),
+        };
+        if held.is_none_or(|held| outranks(entry.key(), &row, Some(held))) {
+            put(&mut self.bytes, entry, row);
         }
     }
 
@@ -177,6 +183,22 @@ impl Overlay {
     }
 }
 
+/// Writes `row` at `entry`, keeping `bytes` (an overlay's estimate) up to date.
+fn put(bytes: &mut usize, entry: Entry<'_, RowKey, Vec<u8>>, row: Vec<u8>) {
+    let len = row.len();
+    match entry {
+        Entry::Occupied(mut entry) => {
+            // The key is the same one: only the row's size changes.
+            let old = std::mem::replace(entry.get_mut(), row);
+            *bytes = *bytes + len - old.len();
+        }
+        Entry::Vacant(entry) => {
+            *bytes += entry.key().footprint() + len;
+            entry.insert(row);
+        }
+    }
+}
+
 /// A frozen overlay and the last journal segment whose batches it holds: once it is in redb,
 /// those segments can go.
 #[derive(Debug)]
@@ -199,11 +221,54 @@ impl Layers {
             .get(key)
             .or_else(|| self.frozen.as_ref().and_then(|f| f.overlay.get(key)))
     }
+
+    /// Writes `row` into the active overlay unless the newest row the layers hold for `key`
+    /// outranks it: fenced against the overlays only (see the module's doc).
+    pub(super) fn write_fenced(&mut self, key: RowKey, row: Vec<u8>) {
+        let frozen = self.frozen.as_deref().map(|frozen| &frozen.overlay);
+        self.active.insert_fenced(key, row, frozen);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tables::seal;
     use super::*;
+
+    /// A write is fenced against the newest row the layers hold: the active overlay's, else
+    /// the frozen one's (a zombie's late row must not shadow its successor's there either).
+    #[test]
+    fn writes_are_fenced_against_the_active_then_the_frozen_overlay() {
+        let user = RowKey::User("t".into(), "u".into());
+        let other = RowKey::User("t".into(), "v".into());
+        let mut frozen = Overlay::default();
+        frozen.insert(user.clone(), seal(20, b"successor"));
+        frozen.insert(other.clone(), seal(5, b"old"));
+        let mut layers = Layers {
+            active: Overlay::default(),
+            frozen: Some(Arc::new(Frozen {
+                overlay: frozen,
+                through_segment: 1,
+            })),
+        };
+        // Older than the frozen row: refused, the successor's row stays the newest.
+        layers.write_fenced(user.clone(), seal(10, b"zombie"));
+        assert_eq!(layers.get(&user), Some(seal(20, b"successor").as_slice()));
+        assert!(layers.active.is_empty());
+        // Newer than the frozen row: written above it.
+        layers.write_fenced(other.clone(), seal(6, b"newer"));
+        assert_eq!(layers.get(&other), Some(seal(6, b"newer").as_slice()));
+        // Against the active overlay's own row: older refused, newer (or equal) replaces.
+        layers.write_fenced(other.clone(), seal(5, b"late"));
+        assert_eq!(layers.get(&other), Some(seal(6, b"newer").as_slice()));
+        layers.write_fenced(other.clone(), seal(6, b"again"));
+        assert_eq!(layers.get(&other), Some(seal(6, b"again").as_slice()));
+        assert_eq!(
+            layers.active.bytes(),
+            other.footprint() + seal(6, b"again").len(),
+            "one entry, its row replaced"
+        );
+    }
 
     fn keys() -> Vec<RowKey> {
         vec![
