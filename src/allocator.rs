@@ -3,7 +3,7 @@
 //! resident memory stays near what it holds (docs/operations.md, "Sizing and scaling").
 //!
 //! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
-//! live heap peaked at ~250 MB while the resident set peaked at 466–486 MB. Two things made
+//! live heap peaked at ~250 MB while the resident set peaked at 454–498 MB. Two things made
 //! the difference. mimalloc asks the kernel for transparent huge pages, so a 2 MiB page is
 //! resident as soon as one byte of it is touched. And mimalloc 3 keeps freed memory for a
 //! second before it returns it, while the worker frees one batch's buffers and allocates the

@@ -4,8 +4,9 @@
 //! Why: rdkafka's `FutureProducer` gives every record a future of its own — a oneshot channel
 //! and a boxed opaque allocated per record, a wake-up per delivery report, and a poll of every
 //! pending future when they are joined. For a batch of 2,000 records that is 2,000 wake-ups
-//! where one is needed (the publish path was ~11 % of the worker's profile; with this, the
-//! tokio threads that run it spend ~1 µs less per action: docs/benchmarks.md). Here a record
+//! where one is needed (the publish path was ~11 % of the worker's profile; with this and one
+//! producer per process, the tokio threads that run it spent ~1 µs less per action:
+//! docs/benchmarks.md). Here a record
 //! carries a [`Ticket`] (its batch's slot and its index, packed in the opaque pointer
 //! librdkafka hands back, so sending allocates nothing for it), the delivery callback counts
 //! the report in its batch, and the batch's one channel is completed when the last report has

@@ -71,8 +71,7 @@ pub fn read_user_row(bytes: &[u8]) -> Result<UserRecord, StoreError> {
 
 fn binary_row<T>(value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
     // A user with a full window of remembered action ids is several hundred bytes (the ids
-    // alone are 512; 785 with 10 active challenges in benches/store.rs): one allocation for
-    // nearly every row, not a second one and a copy.
+    // alone are 512): one allocation for nearly every row, not a second one and a copy.
     let mut w = Writer::with_capacity(1024);
     w.u8(BINARY_V1);
     write(&mut w, value);

@@ -8,9 +8,10 @@
 //! the active overlay holds `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or
 //! [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal moves on to a new segment,
 //! and a background thread writes the frozen overlay into redb in one durable commit (sorted,
-//! each touched page copied once), then deletes the segments it covered. At most one overlay is frozen at a time, so memory is bounded by about twice
-//! `store.journal_mb`: a write that finds the active overlay full while the previous one is
-//! still being checkpointed waits for it (backpressure), for up to [`FREEZE_WAIT`].
+//! each touched page copied once), then deletes the segments it covered. At most one overlay
+//! is frozen at a time, so memory is bounded by about twice `store.journal_mb`: a write that
+//! finds the active overlay full while the previous one is still being checkpointed waits for
+//! it (backpressure), for up to [`FREEZE_WAIT`].
 //!
 //! # Lock order
 //!

@@ -70,14 +70,14 @@ impl Reopening {
         self.wedged.load(Ordering::Acquire)
     }
 
-    /// Runs `work` on the open database, reopening it first if it is wedged. An I/O failure
-    /// in `work` wedges it; the error is returned as it is (transient).
     /// Reopens a wedged database, or fails while it cannot be: for a call that uses no
     /// transaction (the journal's write) but must fail, and recover, as the others do.
     pub(super) fn ensure_open(&self) -> Result<(), StoreError> {
         self.with(|_| Ok(()))
     }
 
+    /// Runs `work` on the open database, reopening it first if it is wedged. An I/O failure
+    /// in `work` wedges it; the error is returned as it is (transient).
     pub(super) fn with<T>(
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError>,
