@@ -69,25 +69,28 @@ pub enum Owner {
 impl Input {
     pub fn owner(&self) -> Option<Owner> {
         match self {
-            Input::Action { action, .. } => {
-                Some(Owner::User(UserKey::new(&action.tenant, &action.user_id)))
-            }
-            Input::Claim(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
-            Input::UserStatus(c) => Some(Owner::User(UserKey::new(&c.tenant, &c.user_id))),
-            Input::Grant(g) => Some(Owner::User(UserKey::new(&g.tenant, &g.user_id))),
-            Input::Response(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
-            Input::Amount(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
-            Input::AmountCall(r) => Some(Owner::User(UserKey::new(&r.tenant, &r.user_id))),
             Input::Request(r) => Some(Owner::Resource(r.resource())),
-            Input::DeadLetter(_) | Input::Ignored(_) => None,
+            _ => self.user().map(Owner::User),
         }
     }
 
     /// The user whose state this input changes, if a user owns it.
     pub fn user(&self) -> Option<UserKey> {
-        match self.owner() {
-            Some(Owner::User(key)) => Some(key),
-            _ => None,
+        self.user_ids()
+            .map(|(tenant, user_id)| UserKey::new(tenant, user_id))
+    }
+
+    /// The tenant and id of the user who owns this input, borrowed: no key is built.
+    pub fn user_ids(&self) -> Option<(&str, &str)> {
+        match self {
+            Input::Action { action, .. } => Some((&action.tenant, &action.user_id)),
+            Input::Claim(c) => Some((&c.tenant, &c.user_id)),
+            Input::UserStatus(c) => Some((&c.tenant, &c.user_id)),
+            Input::Grant(g) => Some((&g.tenant, &g.user_id)),
+            Input::Response(r) => Some((&r.tenant, &r.user_id)),
+            Input::Amount(r) => Some((&r.tenant, &r.user_id)),
+            Input::AmountCall(r) => Some((&r.tenant, &r.user_id)),
+            Input::Request(_) | Input::DeadLetter(_) | Input::Ignored(_) => None,
         }
     }
 }

@@ -124,14 +124,14 @@ impl Inputs {
     /// input naming a tenant the catalog does not know is a dead letter, whatever its topic.
     pub fn decode(&self, record: &InRecord, catalog: &Catalog) -> Input {
         let input = self.decode_topic(record, catalog);
-        match input.user() {
-            Some(user) if catalog.tenant(&user.tenant).is_none() => {
+        match input.user_ids() {
+            Some((tenant, user_id)) if catalog.tenant(tenant).is_none() => {
                 Input::DeadLetter(Rejection::new(
                     RejectKind::UnknownTenant,
-                    format!("tenant: unknown tenant '{}'", user.tenant),
+                    format!("tenant: unknown tenant '{tenant}'"),
                     Some("tenant"),
-                    Some(&user.user_id),
-                    &user.tenant,
+                    Some(user_id),
+                    tenant,
                 ))
             }
             _ => input,

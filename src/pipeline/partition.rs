@@ -34,6 +34,37 @@ use crate::store::{
 };
 use crate::trace_context::TraceContext;
 
+/// A consumed record with what it is and who owns it, worked out once per record: the owner's
+/// key is built here and borrowed by the load, the evaluation and the write.
+struct Decoded<'r> {
+    record: &'r InRecord,
+    input: Input,
+    owner: Option<Owner>,
+}
+
+impl Decoded<'_> {
+    fn user(&self) -> Option<&UserKey> {
+        match &self.owner {
+            Some(Owner::User(key)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// For each decoded record, whether it is its user's last of the batch: that record's step
+/// encodes the user's row, while the state it just changed is still in the CPU's caches
+/// (encoding every touched user after the batch read each state back from memory).
+fn last_of_user(decoded: &[Decoded<'_>]) -> Vec<bool> {
+    let mut seen: FxHashSet<&UserKey> = FxHashSet::default();
+    let mut last = vec![false; decoded.len()];
+    for (i, d) in decoded.iter().enumerate().rev() {
+        if let Some(key) = d.user() {
+            last[i] = seen.insert(key);
+        }
+    }
+    last
+}
+
 /// What happened to the records of a batch, for metrics and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -230,7 +261,7 @@ impl Partition {
         &mut self,
         store: &S,
         catalog: &Arc<Catalog>,
-        decoded: &[(&InRecord, Input)],
+        decoded: &[Decoded<'_>],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         // Every user of the batch stays cached until the batch is committed: `process` works
         // on the cached records, so one evicted mid-batch would be evaluated from an empty
@@ -238,16 +269,16 @@ impl Partition {
         // batch's users, whatever `cache_users` and the budget say (it shrinks back at the next batch,
         // evicting only users of committed batches), and the batch's cached users are made
         // the most recent before the missing ones are loaded.
-        let mut needed: FxHashSet<UserKey> = FxHashSet::default();
-        let mut batch_users: Vec<UserKey> = Vec::new();
+        let mut needed: FxHashSet<&UserKey> = FxHashSet::default();
+        let mut batch_users: Vec<&UserKey> = Vec::new();
         let mut resources: Vec<String> = Vec::new();
         let mut wanted_resources: FxHashSet<String> = FxHashSet::default();
-        for (_, input) in decoded {
-            if let Some(key) = input.user() {
-                if needed.insert(key.clone()) {
+        for d in decoded {
+            if let Some(key) = d.user() {
+                if needed.insert(key) {
                     batch_users.push(key);
                 }
-            } else if let Input::Request(r) = input {
+            } else if let Input::Request(r) = &d.input {
                 let key = r.resource();
                 if !self.resources.contains_key(&key) && wanted_resources.insert(key.clone()) {
                     resources.push(key);
@@ -263,7 +294,7 @@ impl Partition {
         let users: Vec<UserKey> = batch_users
             .iter()
             .filter(|key| !self.users.promote(key))
-            .cloned()
+            .map(|&key| key.clone())
             .collect();
         self.users.shrink(batch_users.len() - users.len());
         // The people-finished counters of every challenge, loaded once per catalog (a new
@@ -284,8 +315,8 @@ impl Partition {
         }
         // Claims name their id: one whose outcome is stored is a retry and pays nothing.
         self.claims.rotate();
-        for (_, input) in decoded {
-            if let Input::Claim(claim) = input {
+        for d in decoded {
+            if let Input::Claim(claim) = &d.input {
                 let key = (
                     UserKey::new(&claim.tenant, &claim.user_id),
                     claim.claim_id.clone(),
@@ -359,17 +390,33 @@ impl Partition {
                 .entry((topic.to_string(), partition))
                 .or_insert(offset);
         }
-        let decoded: Vec<(&InRecord, Input)> = records
+        let decoded: Vec<Decoded<'_>> = records
             .iter()
-            .map(|r| (r, inputs.decode(r, history.at(r.timestamp))))
+            .map(|record| {
+                let input = inputs.decode(record, history.at(record.timestamp));
+                let owner = input.owner();
+                Decoded {
+                    record,
+                    input,
+                    owner,
+                }
+            })
             .collect();
         let carried = self.load(store, history.latest(), &decoded).await?;
         let decided = self.decide_amounts(&history, &decoded).await;
+        let last_of_user = last_of_user(&decoded);
         let mut batch = Batch::default();
-        let mut touched_users: FxHashSet<UserKey> = FxHashSet::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
         let mut produced = Produced::default();
-        for (record, input) in decoded {
+        for (
+            Decoded {
+                record,
+                input,
+                owner,
+            },
+            last_of_user,
+        ) in decoded.into_iter().zip(last_of_user)
+        {
             batch
                 .processed
                 .push((record.topic.clone(), record.partition, record.offset));
@@ -386,7 +433,6 @@ impl Partition {
                 payload: &record.payload,
             };
             let catalog = history.at(record.timestamp);
-            let owner = input.owner();
             let out = match &owner {
                 Some(Owner::User(key)) => {
                     let prior = match &input {
@@ -396,15 +442,19 @@ impl Partition {
                         _ => None,
                     };
                     let user = self.users.get_or_insert_mut(key);
-                    if !touched_users.contains(key) {
-                        touched_users.insert(key.clone());
-                    }
-                    match &input {
+                    let out = match &input {
                         Input::AmountCall(request) => {
                             step::amount(user, request, decided.get(&request.request_id), &pos)
                         }
                         _ => step::user(user, &input, catalog, &pos, prior),
+                    };
+                    // Step 3 material: the user's row, from the cached state, at its last
+                    // record of the batch.
+                    if last_of_user {
+                        let row = batch.write.push_user_row(key.clone(), user);
+                        self.users.measured(key, row);
                     }
+                    out
                 }
                 Some(Owner::Resource(key)) => {
                     let resource = self.resources.entry(key.clone()).or_default();
@@ -427,14 +477,7 @@ impl Partition {
                 topics,
             );
         }
-        // Step 3 material: every touched user; every touched or counted resource; the outbox.
-        for key in &touched_users {
-            if let Some(r) = self.users.peek(key) {
-                // Serialized from the cache, not copied: only the bytes are written.
-                let row = batch.write.push_user_row(key.clone(), r);
-                self.users.measured(key, row);
-            }
-        }
+        // Step 3 material: every touched or counted resource; the outbox.
         let mut resource_keys = touched_resources;
         resource_keys.extend(
             batch
@@ -476,12 +519,12 @@ impl Partition {
     async fn decide_amounts(
         &mut self,
         history: &CatalogHistory,
-        decoded: &[(&InRecord, Input)],
+        decoded: &[Decoded<'_>],
     ) -> FxHashMap<String, AmountOutcome> {
         let mut decided = FxHashMap::default();
         let mut calls: Vec<Call> = Vec::new();
         let mut seen: FxHashSet<&str> = FxHashSet::default();
-        for (record, input) in decoded {
+        for Decoded { record, input, .. } in decoded {
             let Input::AmountCall(request) = input else {
                 continue;
             };
