@@ -58,7 +58,13 @@ pub(super) struct Journal {
     /// An append failed and its tail could not be cut: the next append opens a new segment.
     torn: bool,
     faults: Option<Faults>,
+    /// The last append's frame buffer, reused: a batch's frame is megabytes, and a fresh one
+    /// per append faulted its pages in anew (~7 % of the store threads' samples).
+    frame: Vec<u8>,
 }
+
+/// The most frame capacity kept between appends; a larger batch's buffer is given back.
+const KEPT_FRAME_BYTES: usize = 16 << 20;
 
 impl Journal {
     /// Creates segment `segment` in `dir` (which must exist) and opens it for appending.
@@ -75,6 +81,7 @@ impl Journal {
             len: 0,
             torn: false,
             faults,
+            frame: Vec::new(),
         })
     }
 
@@ -91,14 +98,18 @@ impl Journal {
         if self.torn {
             self.rotate()?;
         }
-        let record = frame(rows);
+        let record = frame(rows, std::mem::take(&mut self.frame));
         let result = fault(self.faults.as_ref(), "append to")
             .and_then(|()| self.file.write_all(&record))
             .and_then(|()| fault(self.faults.as_ref(), "sync"))
             .and_then(|()| self.file.sync_data());
+        let record_len = record.len() as u64;
+        if record.capacity() <= KEPT_FRAME_BYTES {
+            self.frame = record;
+        }
         match result {
             Ok(()) => {
-                self.len += record.len() as u64;
+                self.len += record_len;
                 Ok(())
             }
             Err(source) => {
@@ -170,10 +181,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// `[len][crc][count, then (key, row) …]`.
-fn frame(rows: &[(RowKey, Vec<u8>)]) -> Vec<u8> {
+/// `[len][crc][count, then (key, row) …]`, in `buf` (cleared first).
+fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>) -> Vec<u8> {
     let size: usize = rows.iter().map(|(_, row)| row.len() + 64).sum();
-    let mut w = Writer::with_capacity(FRAME + size);
+    buf.clear();
+    buf.reserve(FRAME + size);
+    let mut w = Writer { buf };
     w.buf.extend_from_slice(&[0; FRAME]);
     w.len(rows.len());
     for (key, row) in rows {
@@ -385,7 +398,7 @@ mod tests {
         #[test]
         fn a_damaged_segment_reads_back_a_prefix(cut in 0usize..400, flip in 0usize..400) {
             let batches: Vec<Rows> = (1..5).map(rows).collect();
-            let bytes: Vec<u8> = batches.iter().flat_map(|b| frame(b)).collect();
+            let bytes: Vec<u8> = batches.iter().flat_map(|b| frame(b, Vec::new())).collect();
             let cut = cut.min(bytes.len());
             let read = parse_segment(1, &bytes[..cut]);
             prop_assert!(read.batches.len() <= batches.len());
