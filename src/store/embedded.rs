@@ -84,7 +84,7 @@ use layered::{Checkpointer, Layered};
 use lock::DirLock;
 use overlay::RowKey;
 use reopen::{Opener, Reopening};
-use tables::{decode_row, outranks, seal, storage_error, unseal, EPOCHS, META};
+use tables::{decode_row, outranks, row_header, seal, storage_error, unseal, EPOCHS, META};
 
 /// On-disk format of this code. A directory written by another format is refused at open
 /// rather than misread. Format 1 (development builds before the partition outbox) kept
@@ -302,14 +302,17 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
 }
 
 /// A batch's rows, sealed with its write timestamp, in the order the store applies them.
-fn rows_of(batch: &BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
+fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
     let ts = batch
         .write_timestamp
         .unwrap_or_else(codec::unfenced_timestamp);
-    for (key, payload) in batch.user_rows()? {
+    // The user and history rows keep the buffers they were serialized into: their header
+    // goes in the room left in front (the bulk of a batch's bytes is not copied again).
+    let (user_rows, history_rows) = batch.take_rows_ahead()?;
+    for (key, row) in user_rows {
         rows.push((
-            RowKey::User(key.tenant.clone(), key.user_id.clone()),
-            seal(ts, &payload),
+            RowKey::User(key.tenant, key.user_id),
+            row.behind(row_header(ts)),
         ));
     }
     for (key, record) in &batch.resources {
@@ -317,10 +320,10 @@ fn rows_of(batch: &BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
         let payload = encode(&row, record)?;
         rows.push((row, seal(ts, &payload)));
     }
-    for (key, seq, payload) in batch.history_rows()? {
+    for (key, seq, row) in history_rows {
         rows.push((
-            RowKey::History(key.tenant.clone(), key.user_id.clone(), seq),
-            seal(ts, &payload),
+            RowKey::History(key.tenant, key.user_id, seq),
+            row.behind(row_header(ts)),
         ));
     }
     for (key, claim) in &batch.claims {
@@ -352,7 +355,7 @@ fn rows_of(batch: &BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
 
 /// Every batch's rows, in order: one journal record, so the batches of a poll are durable
 /// together or not at all.
-fn rows_of_all(batches: &[BatchWrite]) -> Result<Rows, StoreError> {
+fn rows_of_all(batches: Vec<BatchWrite>) -> Result<Rows, StoreError> {
     let mut rows = Vec::new();
     for batch in batches {
         rows_of(batch, &mut rows)?;
@@ -413,8 +416,8 @@ impl StateStore for EmbeddedStore {
         if batches.is_empty() {
             return Ok(());
         }
-        // Sealed on the blocking pool too: it copies every row.
-        self.blocking(move |layered| layered.write(rows_of_all(&batches)?))
+        // Sealed on the blocking pool too: it copies the rows not serialized ahead.
+        self.blocking(move |layered| layered.write(rows_of_all(batches)?))
             .await
     }
 

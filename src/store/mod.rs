@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 pub use crate::core::model::UserKey;
 pub use crate::core::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
 
-mod codec;
+pub(crate) mod codec;
+use codec::AheadRow;
 pub mod cql_schema;
 pub mod embedded;
 mod error;
@@ -73,10 +74,10 @@ impl BatchWrite {
 /// in their order, and users added as bytes only ([`BatchWrite::push_user_row`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncodedRows {
-    users: Vec<Vec<u8>>,
-    history: Vec<Vec<u8>>,
+    users: Vec<AheadRow>,
+    history: Vec<AheadRow>,
     /// Written after the rows of `users`.
-    user_rows: Vec<(UserKey, Vec<u8>)>,
+    user_rows: Vec<(UserKey, AheadRow)>,
 }
 
 impl BatchWrite {
@@ -99,14 +100,15 @@ impl BatchWrite {
         self.encoded.users = self
             .users
             .iter()
-            .map(|(key, record)| codec::encode(UserLabel::of(key), record))
-            .collect::<Result<_, _>>()?;
+            .map(|(_, record)| AheadRow::user(record))
+            .collect();
         self.encoded.history = self
             .history
             .iter()
             .map(|(key, entry)| match published(&entry.event.event_id) {
-                Some(event) => Ok(codec::history_row(entry.seq, event)),
-                None => codec::encode(HistoryLabel(key, entry.seq), entry),
+                Some(event) => Ok(AheadRow::history(entry.seq, event)),
+                None => codec::encode(HistoryLabel(key, entry.seq), entry)
+                    .map(|row| AheadRow::copied(&row)),
             })
             .collect::<Result<_, _>>()?;
         Ok(())
@@ -116,8 +118,8 @@ impl BatchWrite {
     /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
     /// Returns the row's length, from which the cache estimates the record's memory.
     pub fn push_user_row(&mut self, key: UserKey, record: &UserRecord) -> usize {
-        let row = codec::user_row(record);
-        let len = row.len();
+        let row = AheadRow::user(record);
+        let len = row.payload().len();
         self.encoded.user_rows.push((key, row));
         len
     }
@@ -127,7 +129,10 @@ impl BatchWrite {
     pub fn user_records(&self) -> Result<Vec<(UserKey, UserRecord)>, StoreError> {
         let mut users = self.users.clone();
         for (key, row) in &self.encoded.user_rows {
-            users.push((key.clone(), codec::decode(UserLabel::of(key), row)?));
+            users.push((
+                key.clone(),
+                codec::decode(UserLabel::of(key), row.payload())?,
+            ));
         }
         Ok(users)
     }
@@ -145,7 +150,7 @@ impl BatchWrite {
                 self.encoded
                     .user_rows
                     .iter()
-                    .map(|(key, row)| (key, Payload::Borrowed(row.as_slice()))),
+                    .map(|(key, row)| (key, Payload::Borrowed(row.payload()))),
             )
             .collect())
     }
@@ -162,11 +167,58 @@ impl BatchWrite {
     }
 }
 
+impl BatchWrite {
+    /// The user rows, then the history rows, as [`BatchWrite::user_rows`] and
+    /// [`BatchWrite::history_rows`] give them, but taken out of the batch with their keys, each
+    /// row behind [`codec::ROW_HEADROOM`] free bytes (serialized now where it was not ahead):
+    /// a store that owns the batch keeps the buffers instead of copying the rows.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn take_rows_ahead(
+        &mut self,
+    ) -> Result<(Vec<(UserKey, AheadRow)>, Vec<(UserKey, u64, AheadRow)>), StoreError> {
+        let users = std::mem::take(&mut self.users);
+        let encoded = std::mem::take(&mut self.encoded);
+        let mut user_rows: Vec<(UserKey, AheadRow)> = if encoded.users.len() == users.len() {
+            users
+                .into_iter()
+                .map(|(key, _)| key)
+                .zip(encoded.users)
+                .collect()
+        } else {
+            users
+                .into_iter()
+                .map(|(key, record)| {
+                    let row = AheadRow::user(&record);
+                    (key, row)
+                })
+                .collect()
+        };
+        user_rows.extend(encoded.user_rows);
+        let history = std::mem::take(&mut self.history);
+        let history_rows = if encoded.history.len() == history.len() {
+            history
+                .into_iter()
+                .zip(encoded.history)
+                .map(|((key, entry), row)| (key, entry.seq, row))
+                .collect()
+        } else {
+            history
+                .into_iter()
+                .map(|(key, entry)| {
+                    let row = codec::encode(HistoryLabel(&key, entry.seq), &entry)?;
+                    Ok((key, entry.seq, AheadRow::copied(&row)))
+                })
+                .collect::<Result<_, StoreError>>()?
+        };
+        Ok((user_rows, history_rows))
+    }
+}
+
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).
 fn serialized<'a, T: codec::Stored, L: std::fmt::Display>(
     items: &'a [(UserKey, T)],
-    encoded: &'a [Vec<u8>],
+    encoded: &'a [AheadRow],
     label: impl Fn(&'a UserKey, &'a T) -> L,
 ) -> Result<Vec<(&'a UserKey, &'a T, Payload<'a>)>, StoreError> {
     let ready = encoded.len() == items.len();
@@ -175,7 +227,7 @@ fn serialized<'a, T: codec::Stored, L: std::fmt::Display>(
         .enumerate()
         .map(|(i, (key, item))| {
             let bytes = if ready {
-                Payload::Borrowed(encoded[i].as_slice())
+                Payload::Borrowed(encoded[i].payload())
             } else {
                 Payload::Owned(codec::encode(label(key, item), item)?)
             };

@@ -34,7 +34,9 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// First byte of every stored row.
 const ROW_FORMAT: u8 = 1;
+/// The format byte and the write timestamp; rows serialized ahead leave room for it.
 const ROW_HEADER: usize = 9;
+const _: () = assert!(ROW_HEADER == crate::store::codec::ROW_HEADROOM);
 
 /// A redb failure during `op`. Its class comes from the redb error ([`StoreError::class`]):
 /// I/O trouble is transient (a full disk may be freed; it also makes the store reopen its
@@ -49,10 +51,16 @@ pub(super) fn storage_error(op: &'static str, e: impl Into<redb::Error>) -> Stor
 /// Prefixes a payload with the row header.
 pub(super) fn seal(timestamp: i64, payload: &[u8]) -> Vec<u8> {
     let mut row = Vec::with_capacity(ROW_HEADER + payload.len());
-    row.push(ROW_FORMAT);
-    row.extend_from_slice(&timestamp.to_be_bytes());
+    row.extend_from_slice(&row_header(timestamp));
     row.extend_from_slice(payload);
     row
+}
+
+/// The header [`seal`] puts in front of a row written at `timestamp`.
+pub(super) fn row_header(timestamp: i64) -> [u8; ROW_HEADER] {
+    let mut header = [ROW_FORMAT; ROW_HEADER];
+    header[1..].copy_from_slice(&timestamp.to_be_bytes());
+    header
 }
 
 /// Splits a stored row into its write timestamp and payload.
