@@ -365,8 +365,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         let started = Instant::now();
         let m = metrics();
         m.batch_size.observe(records.len() as f64);
-        for r in &records {
-            m.records_in.with_label_values(&[&r.topic]).inc();
+        for (topic, n) in tally(records.iter().map(|r| r.topic.as_str())) {
+            m.records_in.with_label_values(&[topic]).inc_by(n);
         }
         self.totals.records += records.len() as u64;
         let mut work = Work::new();
@@ -501,8 +501,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         for reason in &stats.dead_letters {
             m.dead_letters.with_label_values(&[reason]).inc();
         }
-        for reward_type in &stats.granted {
-            m.rewards_granted.with_label_values(&[reward_type]).inc();
+        for (reward_type, n) in tally(stats.granted.iter().map(String::as_str)) {
+            m.rewards_granted
+                .with_label_values(&[reward_type])
+                .inc_by(n);
         }
     }
 
@@ -794,23 +796,15 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             .log_seconds
             .with_label_values(&["publish"])
             .observe(publish.elapsed().as_secs_f64());
-        // Counted per (topic, type): a handful of pairs per batch.
-        let mut counts: Vec<(&str, &str, u64)> = Vec::new();
         let sent = out
             .iter()
             .enumerate()
             .filter(|(i, _)| !letters.replaced(*i));
-        for r in sent.map(|(_, r)| r).chain(&letters.records) {
+        let kinds = sent.map(|(_, r)| r).chain(&letters.records).map(|r| {
             let kind = r.header("questline-event-type").unwrap_or("internal");
-            match counts
-                .iter_mut()
-                .find(|(topic, k, _)| *topic == r.topic && *k == kind)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => counts.push((&r.topic, kind, 1)),
-            }
-        }
-        for (topic, kind, n) in counts {
+            (r.topic.as_str(), kind)
+        });
+        for ((topic, kind), n) in tally(kinds) {
             metrics()
                 .events_out
                 .with_label_values(&[topic, kind])
@@ -948,5 +942,33 @@ async fn sleep_or_stop(shutdown: &mut watch::Receiver<bool>, d: Duration) -> boo
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.wait_for(|s| *s) => true,
+    }
+}
+
+/// How many times each key occurs, in order of first occurrence: a batch's records have a
+/// handful of topics, reward types or event types, so a labelled metric is looked up once
+/// per key and batch rather than once per record.
+fn tally<K: PartialEq>(keys: impl IntoIterator<Item = K>) -> Vec<(K, u64)> {
+    let mut counts: Vec<(K, u64)> = Vec::new();
+    for key in keys {
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tally;
+
+    #[test]
+    fn tally_counts_each_key_in_order_of_first_occurrence() {
+        assert_eq!(
+            tally(["a", "b", "a", "c", "a"]),
+            vec![("a", 3), ("b", 1), ("c", 1)]
+        );
+        assert_eq!(tally(Vec::<(&str, &str)>::new()), vec![]);
     }
 }
