@@ -356,7 +356,9 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
 /// Every batch's rows, in order: one journal record, so the batches of a poll are durable
 /// together or not at all.
 fn rows_of_all(batches: Vec<BatchWrite>) -> Result<Rows, StoreError> {
-    let mut rows = Vec::new();
+    // Sized up front: grown row by row, the vector of a poll's thousands of rows was copied
+    // and faulted in again at each doubling (~7 % of the store threads' samples).
+    let mut rows = Vec::with_capacity(batches.iter().map(BatchWrite::row_count).sum());
     for batch in batches {
         rows_of(batch, &mut rows)?;
     }

@@ -168,6 +168,18 @@ impl BatchWrite {
 }
 
 impl BatchWrite {
+    /// How many rows the batch writes: one per user, resource, history entry, claim outcome
+    /// and counter, and its outbox.
+    pub(crate) fn row_count(&self) -> usize {
+        self.users.len()
+            + self.encoded.user_rows.len()
+            + self.resources.len()
+            + self.history.len()
+            + self.claims.len()
+            + self.finished.len()
+            + usize::from(self.outbox.is_some())
+    }
+
     /// The user rows, then the history rows, as [`BatchWrite::user_rows`] and
     /// [`BatchWrite::history_rows`] give them, but taken out of the batch with their keys, each
     /// row behind [`codec::ROW_HEADROOM`] free bytes (serialized now where it was not ahead):

@@ -212,3 +212,24 @@ async fn a_small_journal_checkpoints_as_it_fills_and_keeps_every_write() {
         (Some(user(4)), Some(4), Some(vec![4; 3]))
     );
 }
+
+/// A batch makes as many rows as [`BatchWrite::row_count`] says (the write sizes its vector
+/// by it): one per user, whether serialized ahead or not, resource, history entry and
+/// counter, and its outbox.
+#[test]
+fn a_batch_makes_as_many_rows_as_it_counts() {
+    let mut b = batch(1, 5);
+    b.history.push((
+        key(),
+        crate::store::HistoryEntry {
+            seq: 0,
+            event: event(),
+        },
+    ));
+    b.push_user_row(UserKey::new("t", "u2"), &user(2));
+    b.resources
+        .push(("t/reward/x".into(), crate::store::ResourceRecord::default()));
+    assert_eq!(b.row_count(), 6);
+    let rows = rows_of_all(vec![b.clone(), b]).unwrap();
+    assert_eq!(rows.len(), 12);
+}
