@@ -61,7 +61,6 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use questline::core::events::{Event, EventBody};
@@ -113,11 +112,14 @@ fn record(i: usize) -> UserRecord {
     UserRecord {
         state: UserState {
             challenges,
-            balances: BTreeMap::from([("points".to_string(), Decimal::new(i as i64, 0))]),
+            balances: litemap::LiteMap::from_iter([(
+                "points".to_string(),
+                Decimal::new(i as i64, 0),
+            )]),
             recent_action_ids: [format!("a-{i}")].into_iter().collect(),
             ..Default::default()
         },
-        applied: BTreeMap::from([
+        applied: litemap::LiteMap::from_iter([
             ("questline.actions:3".to_string(), i as i64),
             ("questline.actions:0".to_string(), 17),
         ]),

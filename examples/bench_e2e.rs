@@ -1422,7 +1422,9 @@ fn hot_state_bytes() -> usize {
     }
     let record = questline::store::UserRecord {
         state,
-        applied: [("questline.actions:3".to_string(), 1_234_567)].into(),
+        applied: [("questline.actions:3".to_string(), 1_234_567)]
+            .into_iter()
+            .collect(),
         history_len: 40,
     };
     questline::store::user_row(&record).len()

@@ -6,7 +6,6 @@
 //! the store only serializes them.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use super::events::Event;
 use super::inventory::ResourceState;
@@ -14,7 +13,7 @@ use super::state::UserState;
 
 /// Per input partition (`"topic:partition"`), the highest offset already applied. A record
 /// at or below it is a redelivery and is skipped (docs/design.md, commit protocol step 2).
-pub type Watermark = BTreeMap<String, i64>;
+pub type Watermark = litemap::LiteMap<String, i64>;
 
 /// Everything stored for one user, written as one unit.
 ///

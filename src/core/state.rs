@@ -2,13 +2,18 @@
 //!
 //! Kept compact on purpose (target: a user's hot state in ≤ 1 KiB for 10 active
 //! challenges): only challenges the user has touched are present, triggers are small
-//! vectors, and history lives in the store, not here.
+//! vectors, and history lives in the store, not here. The small maps (balances, pending
+//! requests, rule states, and the watermark beside the state) are flat sorted vectors
+//! ([`LiteMap`]): a user has a handful of entries in each, and a B-tree allocated a whole
+//! node, room for 11, for its first. They iterate, serialize and compare in key order as the
+//! B-trees did, so stored rows and events are unchanged.
 
 use chrono::{DateTime, Utc};
+use litemap::LiteMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 pub use super::challenge_states::ChallengeStates;
 use super::events::{ClaimItem, PrizeInfo};
@@ -25,8 +30,8 @@ pub const RECENT_ACTION_IDS: usize = 64;
 pub struct UserState {
     #[serde(default, skip_serializing_if = "ChallengeStates::is_empty")]
     pub challenges: ChallengeStates,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub balances: BTreeMap<String, Decimal>,
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    pub balances: LiteMap<String, Decimal>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub milestones: Vec<Milestone>,
@@ -36,10 +41,10 @@ pub struct UserState {
     #[serde(default, skip_serializing_if = "RecentActionIds::is_empty")]
     pub recent_action_ids: RecentActionIds,
     /// Inventory and amount requests sent and not yet settled, by request id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pending: BTreeMap<String, Pending>,
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
+    pub pending: LiteMap<String, Pending>,
     /// What the caps and streaks of earning-rule events remember, by event name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
     pub rules: RuleStates,
     /// Disabled (or blocked) by an administrator ([`UserStatusChange`]): the user's actions
     /// are refused as dead letters until the user is enabled again.

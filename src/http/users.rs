@@ -229,7 +229,7 @@ pub async fn balances(
 
 fn balance_views(
     catalog: &TenantCatalog,
-    balances: &std::collections::BTreeMap<String, Decimal>,
+    balances: &litemap::LiteMap<String, Decimal>,
     languages: &[String],
 ) -> Vec<BalanceView> {
     let mut views: Vec<BalanceView> = catalog

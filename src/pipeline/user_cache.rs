@@ -26,7 +26,9 @@ pub const MEMORY_PER_ROW_BYTE: usize = 4;
 /// node and hash entry), and the state's collections, whose first node is allocated whole
 /// however few entries it holds (a B-tree leaf has room for 11). Measured on the end-to-end
 /// benchmark as the worker's resident memory per cached user, allocator included: ~3.9 KiB
-/// for a user with one action, whose row is a few hundred bytes.
+/// for a user with one action, whose row is a few hundred bytes. Measured while a user's
+/// small maps were B-trees; since they are flat vectors a user takes less, so the charge errs
+/// on the safe side (the cache keeps somewhat fewer users than its budget would hold).
 pub const ENTRY_OVERHEAD: usize = 3 << 10;
 
 /// The charge of a user whose row was not encoded yet (loaded, not yet evaluated).

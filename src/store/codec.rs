@@ -397,7 +397,7 @@ mod tests {
             .collect();
         let state = UserState {
             challenges: challenges.into(),
-            balances: BTreeMap::from([
+            balances: litemap::LiteMap::from_iter([
                 ("points".to_string(), dec("-0.0000000000000000000000000001")),
                 ("voucher".to_string(), dec("2")),
             ]),
@@ -407,7 +407,7 @@ mod tests {
                 .map(|i| format!("a-{i}"))
                 .collect(),
             pending,
-            rules: BTreeMap::from([
+            rules: litemap::LiteMap::from_iter([
                 (
                     "WATCHED".to_string(),
                     EventRuleState {
@@ -425,7 +425,10 @@ mod tests {
         };
         UserRecord {
             state,
-            applied: BTreeMap::from([("actions:3".to_string(), -1), ("actions:0".into(), 17)]),
+            applied: litemap::LiteMap::from_iter([
+                ("actions:3".to_string(), -1),
+                ("actions:0".into(), 17),
+            ]),
             history_len: u64::MAX,
         }
     }
@@ -458,7 +461,7 @@ mod tests {
                 winners: 12,
                 answered,
             },
-            applied: BTreeMap::from([("questline.inventory:1".to_string(), 44)]),
+            applied: litemap::LiteMap::from_iter([("questline.inventory:1".to_string(), 44)]),
         }
     }
 
@@ -478,14 +481,14 @@ mod tests {
         round_trip(&ResourceRecord::default());
         // Decimals keep their scale and sign, times their nanoseconds: equal is not enough.
         let back: UserRecord = decode("row", &encode("row", &user).unwrap()).unwrap();
-        let balance = back.state.balances["points"];
+        let balance = back.state.balances.get("points").copied().unwrap();
         assert_eq!(balance.to_string(), "-0.0000000000000000000000000001");
         let c = &back.state.challenges[&u32::MAX];
         assert_eq!(c.triggers[0].accumulated.to_string(), "1000.50");
         let zero = negative_zero();
         assert!(zero.is_sign_negative() && zero.scale() == 2);
         assert!(matches!(
-            &back.state.pending["req-1"].what,
+            &back.state.pending.get("req-1").unwrap().what,
             PendingKind::Prize { amount, .. } if amount.serialize() == zero.serialize()
         ));
         assert_eq!(
@@ -622,7 +625,7 @@ mod tests {
     #[test]
     fn user_rows_ahead_are_the_stored_rows_behind_the_headroom() {
         let record = UserRecord {
-            applied: BTreeMap::from([("actions:3".to_string(), 7)]),
+            applied: litemap::LiteMap::from_iter([("actions:3".to_string(), 7)]),
             history_len: 2,
             ..UserRecord::default()
         };
@@ -651,7 +654,7 @@ mod tests {
             .collect();
         let record = UserRecord {
             state,
-            applied: BTreeMap::from([("actions:3".to_string(), 1_234_567)]),
+            applied: litemap::LiteMap::from_iter([("actions:3".to_string(), 1_234_567)]),
             history_len: 40,
         };
         let row = user_row(&record);

@@ -10,6 +10,7 @@
 //! Changing a layout means a new version byte (`codec::BINARY_V1` is this one) and keeping
 //! the decoder of the old one: stored rows outlive the code that wrote them.
 
+use litemap::LiteMap;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::wire::{err, Problem, Reader, WireError, Writer};
@@ -85,7 +86,7 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
         let id = r.u32("challenges.id")?;
         challenges.insert(id, read_challenge(r)?);
     }
-    let mut balances = BTreeMap::new();
+    let mut balances = LiteMap::new();
     for _ in 0..r.len("balances", 3)? {
         let reward_type = r.str("balances.reward_type")?;
         balances.insert(reward_type, r.decimal("balances.balance")?);
@@ -105,7 +106,7 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
         let bytes = r.take("recent_action_ids", 8)?;
         digests.push_back(u64::from_le_bytes(bytes.try_into().expect("took 8 bytes")));
     }
-    let mut pending = BTreeMap::new();
+    let mut pending = LiteMap::new();
     for _ in 0..r.len("pending", 4)? {
         let id = r.str("pending.id")?;
         pending.insert(id, read_pending(r)?);

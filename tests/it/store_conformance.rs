@@ -163,7 +163,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
             },
         );
     }
-    let mut pending = BTreeMap::new();
+    let mut pending = litemap::LiteMap::new();
     pending.insert(
         format!("req-{user}-{n}"),
         Pending {
@@ -179,7 +179,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     );
     let state = UserState {
         challenges: challenges.into(),
-        balances: BTreeMap::from([
+        balances: litemap::LiteMap::from_iter([
             ("points".to_string(), dec(n * 100 + 5, 1)),
             ("voucher".to_string(), dec(2, 0)),
         ]),
@@ -199,7 +199,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
             .into_iter()
             .collect(),
         pending,
-        rules: BTreeMap::from([(
+        rules: litemap::LiteMap::from_iter([(
             "WATCHED_VIDEO".to_string(),
             EventRuleState {
                 last: Some(at(n)),
@@ -215,7 +215,10 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     };
     UserRecord {
         state,
-        applied: BTreeMap::from([(format!("{TOPIC}:3"), n), (format!("{TOPIC}:0"), 17)]),
+        applied: litemap::LiteMap::from_iter([
+            (format!("{TOPIC}:3"), n),
+            (format!("{TOPIC}:0"), 17),
+        ]),
         history_len: 0,
     }
 }
@@ -242,7 +245,7 @@ fn resource_record(n: u64) -> ResourceRecord {
                 ),
             ]),
         },
-        applied: BTreeMap::from([("questline.inventory:1".to_string(), n as i64)]),
+        applied: litemap::LiteMap::from_iter([("questline.inventory:1".to_string(), n as i64)]),
     }
 }
 
@@ -647,7 +650,7 @@ async fn watermark_and_outbox<S: StateStore>(store: &S) {
 
     // The next batch: the watermark moves on and a partition is dropped; the outbox is
     // replaced by a shorter one, then by an empty one.
-    record.applied = BTreeMap::from([(format!("{TOPIC}:3"), 11)]);
+    record.applied = litemap::LiteMap::from_iter([(format!("{TOPIC}:3"), 11)]);
     store
         .write_batch(&write(&record, b"short".to_vec()))
         .await

@@ -9,7 +9,6 @@
 use chrono::{DateTime, Datelike, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use crate::core::catalog::{StreakKind, TenantCatalog};
 
@@ -62,7 +61,7 @@ impl EventRuleState {
 }
 
 /// A user's rule states, by event name.
-pub type RuleStates = BTreeMap<String, EventRuleState>;
+pub type RuleStates = litemap::LiteMap<String, EventRuleState>;
 
 /// Drops the states of events the catalog no longer has, or no longer caps or streaks.
 pub fn prune(states: &mut RuleStates, catalog: &TenantCatalog) {
