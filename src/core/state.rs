@@ -206,7 +206,13 @@ impl UserState {
             .balance(reward_type)
             .checked_add(amount)
             .filter(|b| *b <= super::limits::MAX_BALANCE)?;
-        self.balances.insert(reward_type.to_string(), balance);
+        // The reward type's name is copied only for a balance the user does not have yet.
+        match self.balances.get_mut(reward_type) {
+            Some(held) => *held = balance,
+            None => {
+                self.balances.insert(reward_type.to_string(), balance);
+            }
+        }
         Some(balance)
     }
 
