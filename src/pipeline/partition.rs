@@ -36,13 +36,13 @@ use crate::trace_context::TraceContext;
 
 /// A consumed record with what it is and who owns it, worked out once per record: the owner's
 /// key is built here and borrowed by the load, the evaluation and the write.
-struct Decoded<'r> {
+struct DecodedRecord<'r> {
     record: &'r InRecord,
     input: Input,
     owner: Option<Owner>,
 }
 
-impl Decoded<'_> {
+impl DecodedRecord<'_> {
     fn user(&self) -> Option<&UserKey> {
         match &self.owner {
             Some(Owner::User(key)) => Some(key),
@@ -54,7 +54,7 @@ impl Decoded<'_> {
 /// For each decoded record, whether it is its user's last of the batch: that record's step
 /// encodes the user's row, while the state it just changed is still in the CPU's caches
 /// (encoding every touched user after the batch read each state back from memory).
-fn last_of_user(decoded: &[Decoded<'_>]) -> Vec<bool> {
+fn last_of_user(decoded: &[DecodedRecord<'_>]) -> Vec<bool> {
     let mut seen: FxHashSet<&UserKey> = FxHashSet::default();
     let mut last = vec![false; decoded.len()];
     for (i, d) in decoded.iter().enumerate().rev() {
@@ -261,7 +261,7 @@ impl Partition {
         &mut self,
         store: &S,
         catalog: &Arc<Catalog>,
-        decoded: &[Decoded<'_>],
+        decoded: &[DecodedRecord<'_>],
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         // Every user of the batch stays cached until the batch is committed: `process` works
         // on the cached records, so one evicted mid-batch would be evaluated from an empty
@@ -390,12 +390,12 @@ impl Partition {
                 .entry((topic.to_string(), partition))
                 .or_insert(offset);
         }
-        let decoded: Vec<Decoded<'_>> = records
+        let decoded: Vec<DecodedRecord<'_>> = records
             .iter()
             .map(|record| {
                 let input = inputs.decode(record, history.at(record.timestamp));
                 let owner = input.owner();
-                Decoded {
+                DecodedRecord {
                     record,
                     input,
                     owner,
@@ -409,7 +409,7 @@ impl Partition {
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
         let mut produced = Produced::default();
         for (
-            Decoded {
+            DecodedRecord {
                 record,
                 input,
                 owner,
@@ -519,12 +519,12 @@ impl Partition {
     async fn decide_amounts(
         &mut self,
         history: &CatalogHistory,
-        decoded: &[Decoded<'_>],
+        decoded: &[DecodedRecord<'_>],
     ) -> FxHashMap<String, AmountOutcome> {
         let mut decided = FxHashMap::default();
         let mut calls: Vec<Call> = Vec::new();
         let mut seen: FxHashSet<&str> = FxHashSet::default();
-        for Decoded { record, input, .. } in decoded {
+        for DecodedRecord { record, input, .. } in decoded {
             let Input::AmountCall(request) = input else {
                 continue;
             };

@@ -82,7 +82,7 @@ pub struct EncodedRows {
 
 impl BatchWrite {
     /// Serializes the user and history rows now. The worker calls it while it evaluates, so
-    /// the store's write, the pipeline's critical path, only copies bytes. Call it last:
+    /// the store's write, the pipeline's critical path, only moves or copies bytes. Call it last:
     /// rows changed afterwards would be written as they were when encoded.
     pub fn encode(&mut self) -> Result<(), StoreError> {
         self.encode_with(|_| None)
@@ -184,13 +184,12 @@ impl BatchWrite {
     /// [`BatchWrite::history_rows`] give them, but taken out of the batch with their keys, each
     /// row behind [`codec::ROW_HEADROOM`] free bytes (serialized now where it was not ahead):
     /// a store that owns the batch keeps the buffers instead of copying the rows.
-    #[allow(clippy::type_complexity)]
     pub(crate) fn take_rows_ahead(
         &mut self,
-    ) -> Result<(Vec<(UserKey, AheadRow)>, Vec<(UserKey, u64, AheadRow)>), StoreError> {
+    ) -> Result<(UserRowsAhead, HistoryRowsAhead), StoreError> {
         let users = std::mem::take(&mut self.users);
         let encoded = std::mem::take(&mut self.encoded);
-        let mut user_rows: Vec<(UserKey, AheadRow)> = if encoded.users.len() == users.len() {
+        let mut user_rows: UserRowsAhead = if encoded.users.len() == users.len() {
             users
                 .into_iter()
                 .map(|(key, _)| key)
@@ -199,10 +198,7 @@ impl BatchWrite {
         } else {
             users
                 .into_iter()
-                .map(|(key, record)| {
-                    let row = AheadRow::user(&record);
-                    (key, row)
-                })
+                .map(|(key, record)| (key, AheadRow::user(&record)))
                 .collect()
         };
         user_rows.extend(encoded.user_rows);
@@ -225,6 +221,11 @@ impl BatchWrite {
         Ok((user_rows, history_rows))
     }
 }
+
+/// A batch's user rows, taken out of it ([`BatchWrite::take_rows_ahead`]).
+pub(crate) type UserRowsAhead = Vec<(UserKey, AheadRow)>;
+/// A batch's history rows with their sequence numbers, taken out of it.
+pub(crate) type HistoryRowsAhead = Vec<(UserKey, u64, AheadRow)>;
 
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).
