@@ -46,7 +46,7 @@ pub(crate) fn decode<T: Stored>(key: impl Display, bytes: &[u8]) -> Result<T, St
 /// A user record as both stores write it. Public for the benchmarks (its length is the "hot
 /// state" figure of docs/benchmarks.md) and tools; the stores go through [`encode`].
 pub fn user_row(record: &UserRecord) -> Vec<u8> {
-    binary_row(record, state_format::write_user)
+    binary_row(Vec::new(), record, state_format::write_user)
 }
 
 /// Bytes left free in front of a row serialized ahead of the write ([`AheadRow`]): the
@@ -62,11 +62,7 @@ pub(crate) struct AheadRow(Vec<u8>);
 impl AheadRow {
     /// A user's row, as [`user_row`] serializes it.
     pub(crate) fn user(record: &UserRecord) -> Self {
-        let mut w = Writer::with_capacity(ROW_HEADROOM + 1024);
-        w.buf.resize(ROW_HEADROOM, 0);
-        w.u8(BINARY_V1);
-        state_format::write_user(&mut w, record);
-        AheadRow(w.buf)
+        AheadRow(binary_row(headroom(1024), record, state_format::write_user))
     }
 
     /// A history row from its sequence number and its event's JSON: exactly the bytes
@@ -75,8 +71,7 @@ impl AheadRow {
     pub(crate) fn history(seq: u64, event_json: &[u8]) -> Self {
         let mut digits = itoa::Buffer::new();
         let seq = digits.format(seq);
-        let mut row = Vec::with_capacity(ROW_HEADROOM + event_json.len() + seq.len() + 18);
-        row.resize(ROW_HEADROOM, 0);
+        let mut row = headroom(event_json.len() + seq.len() + 18);
         row.extend_from_slice(b"{\"seq\":");
         row.extend_from_slice(seq.as_bytes());
         row.extend_from_slice(b",\"event\":");
@@ -87,8 +82,7 @@ impl AheadRow {
 
     /// Any serialized row, copied behind the headroom.
     pub(crate) fn copied(payload: &[u8]) -> Self {
-        let mut row = Vec::with_capacity(ROW_HEADROOM + payload.len());
-        row.resize(ROW_HEADROOM, 0);
+        let mut row = headroom(payload.len());
         row.extend_from_slice(payload);
         AheadRow(row)
     }
@@ -110,10 +104,19 @@ pub fn read_user_row(bytes: &[u8]) -> Result<UserRecord, StoreError> {
     decode(UserLabel("?", "?"), bytes)
 }
 
-fn binary_row<T>(value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
+/// [`ROW_HEADROOM`] zero bytes, with room for `capacity` more behind them.
+fn headroom(capacity: usize) -> Vec<u8> {
+    let mut row = Vec::with_capacity(ROW_HEADROOM + capacity);
+    row.resize(ROW_HEADROOM, 0);
+    row
+}
+
+/// `value` in its binary row, appended to `prefix` (empty, or an [`AheadRow`]'s headroom).
+fn binary_row<T>(prefix: Vec<u8>, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
     // A user with a full window of remembered action ids is several hundred bytes (the ids
     // alone are 512): one allocation for nearly every row, not a second one and a copy.
-    let mut w = Writer::with_capacity(1024);
+    let mut w = Writer { buf: prefix };
+    w.buf.reserve(1024);
     w.u8(BINARY_V1);
     write(&mut w, value);
     w.buf
@@ -139,7 +142,7 @@ fn binary_or_json<T: DeserializeOwned>(
 
 impl Stored for UserRecord {
     fn encode_row(&self, _: &dyn Display) -> Result<Vec<u8>, StoreError> {
-        Ok(binary_row(self, state_format::write_user))
+        Ok(binary_row(Vec::new(), self, state_format::write_user))
     }
     fn decode_row(bytes: &[u8]) -> Result<Self, Corruption> {
         binary_or_json(bytes, state_format::read_user)
@@ -148,7 +151,7 @@ impl Stored for UserRecord {
 
 impl Stored for ResourceRecord {
     fn encode_row(&self, _: &dyn Display) -> Result<Vec<u8>, StoreError> {
-        Ok(binary_row(self, state_format::write_resource))
+        Ok(binary_row(Vec::new(), self, state_format::write_resource))
     }
     fn decode_row(bytes: &[u8]) -> Result<Self, Corruption> {
         binary_or_json(bytes, state_format::read_resource)

@@ -187,37 +187,23 @@ impl BatchWrite {
     pub(crate) fn take_rows_ahead(
         &mut self,
     ) -> Result<(UserRowsAhead, HistoryRowsAhead), StoreError> {
-        let users = std::mem::take(&mut self.users);
+        let ready = self.encoded.users.len() == self.users.len()
+            && self.encoded.history.len() == self.history.len();
+        if !ready {
+            self.encode()?;
+        }
         let encoded = std::mem::take(&mut self.encoded);
-        let mut user_rows: UserRowsAhead = if encoded.users.len() == users.len() {
-            users
-                .into_iter()
-                .map(|(key, _)| key)
-                .zip(encoded.users)
-                .collect()
-        } else {
-            users
-                .into_iter()
-                .map(|(key, record)| (key, AheadRow::user(&record)))
-                .collect()
-        };
+        let mut user_rows: UserRowsAhead = std::mem::take(&mut self.users)
+            .into_iter()
+            .map(|(key, _)| key)
+            .zip(encoded.users)
+            .collect();
         user_rows.extend(encoded.user_rows);
-        let history = std::mem::take(&mut self.history);
-        let history_rows = if encoded.history.len() == history.len() {
-            history
-                .into_iter()
-                .zip(encoded.history)
-                .map(|((key, entry), row)| (key, entry.seq, row))
-                .collect()
-        } else {
-            history
-                .into_iter()
-                .map(|(key, entry)| {
-                    let row = codec::encode(HistoryLabel(&key, entry.seq), &entry)?;
-                    Ok((key, entry.seq, AheadRow::copied(&row)))
-                })
-                .collect::<Result<_, StoreError>>()?
-        };
+        let history_rows = std::mem::take(&mut self.history)
+            .into_iter()
+            .zip(encoded.history)
+            .map(|((key, entry), row)| (key, entry.seq, row))
+            .collect();
         Ok((user_rows, history_rows))
     }
 }

@@ -44,12 +44,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn with_capacity(n: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
-    }
-
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
