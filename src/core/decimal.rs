@@ -47,10 +47,22 @@ pub enum DecimalError {
 /// Reads a decimal from a JSON number or string, exactly.
 pub fn from_json(value: &Value) -> Result<Decimal, DecimalError> {
     match value {
-        Value::Number(n) => parse_text(&n.to_string()),
+        Value::Number(n) => from_number(n),
         Value::String(s) => parse_text(s.trim()),
         other => Err(DecimalError::WrongType(json_type_name(other))),
     }
+}
+
+/// A JSON number as a decimal: an integer directly, any other number from the digits
+/// serde_json prints for it (the shortest that read back as the same double).
+pub fn from_number(n: &serde_json::Number) -> Result<Decimal, DecimalError> {
+    if let Some(i) = n.as_u64() {
+        return Ok(Decimal::from(i));
+    }
+    if let Some(i) = n.as_i64() {
+        return Ok(Decimal::from(i));
+    }
+    parse_text(&n.to_string())
 }
 
 /// Parses `1000`, `1000.00`, `-3`, `1.5e3`; rejects anything else, including NaN and infinities.

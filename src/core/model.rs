@@ -30,21 +30,28 @@ impl TriggerKey {
     /// is an id, any other non-empty string is a name.
     pub fn from_json(value: &Value) -> Option<TriggerKey> {
         match value {
-            Value::Number(n) => n
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(TriggerKey::Id),
-            Value::String(s) => {
-                let s = s.trim();
-                if s.is_empty() {
-                    None
-                } else if let Ok(id) = s.parse::<u32>() {
-                    Some(TriggerKey::Id(id))
-                } else {
-                    Some(TriggerKey::Name(s.to_string()))
-                }
-            }
+            Value::Number(n) => TriggerKey::from_number(n),
+            Value::String(s) => TriggerKey::from_text(s),
             _ => None,
+        }
+    }
+
+    /// A number is an id when it is a whole number that fits.
+    pub fn from_number(n: &serde_json::Number) -> Option<TriggerKey> {
+        n.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(TriggerKey::Id)
+    }
+
+    /// Text is an id when it reads as one, else a name; blank text is neither.
+    pub fn from_text(text: &str) -> Option<TriggerKey> {
+        let s = text.trim();
+        if s.is_empty() {
+            None
+        } else if let Ok(id) = s.parse::<u32>() {
+            Some(TriggerKey::Id(id))
+        } else {
+            Some(TriggerKey::Name(s.to_string()))
         }
     }
 }

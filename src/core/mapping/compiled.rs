@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use super::bounds::{self, within, BoundCodes};
+use super::doc::Doc;
 use super::error::{describe, invalid, missing, too_long};
 use super::pointer::Pointer;
 use super::{
@@ -51,7 +52,7 @@ impl From<Mapping> for CompiledMapping {
 #[derive(Debug, Clone)]
 enum Source {
     /// The same value for every record.
-    Constant(Value),
+    Constant(Doc<'static>),
     /// A place in the record.
     Pointer(Pointer),
     /// Nowhere: only the default, if any (a field with neither pointer nor constant, or a
@@ -66,9 +67,9 @@ struct Field {
     /// The action's field name as producers see it in errors (`userId`).
     name: &'static str,
     source: Source,
-    default: Option<Value>,
+    default: Option<Doc<'static>>,
     required: bool,
-    value_map: FxHashMap<String, Value>,
+    value_map: FxHashMap<String, Doc<'static>>,
     strict_map: bool,
     max_len: Option<usize>,
     integer: bool,
@@ -100,19 +101,19 @@ impl Field {
             };
         };
         let source = match (&spec.constant, &spec.pointer) {
-            (Some(constant), _) => Source::Constant(constant.clone()),
+            (Some(constant), _) => Source::Constant(Doc::owned(constant)),
             (None, Some(text)) => pointer(text),
             (None, None) => Source::Nowhere,
         };
         Field {
             name,
             source,
-            default: spec.default.clone(),
+            default: spec.default.as_ref().map(Doc::owned),
             required: always_required || spec.required,
             value_map: spec
                 .value_map
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), Doc::owned(v)))
                 .collect(),
             strict_map: spec.strict_map,
             max_len: spec.max_len,
@@ -126,15 +127,15 @@ impl Field {
     /// applies the value map; enforces `required` and `max_len`. Borrowed all the way: a
     /// record is mapped without copying any of its values until the action's own fields are
     /// built.
-    fn read<'a>(&'a self, doc: &'a Value) -> Result<Option<&'a Value>, MapError> {
+    fn read<'a>(&'a self, doc: &'a Doc<'a>) -> Result<Option<&'a Doc<'a>>, MapError> {
         let found = match &self.source {
             Source::Constant(c) => Some(c),
             Source::Pointer(p) => p.resolve(doc),
             Source::Nowhere => None,
         };
         let found = match found {
-            Some(Value::Null) | None => self.default.as_ref(),
-            Some(Value::String(s)) if s.trim().is_empty() => self.default.as_ref(),
+            Some(Doc::Null) | None => self.default.as_ref(),
+            Some(Doc::String(s)) if s.trim().is_empty() => self.default.as_ref(),
             Some(v) => Some(v),
         };
         let Some(value) = found else {
@@ -145,7 +146,7 @@ impl Field {
             };
         };
         let value = self.map_value(value)?;
-        if let (Some(max), Value::String(s)) = (self.max_len, value) {
+        if let (Some(max), Doc::String(s)) = (self.max_len, value) {
             let len = s.chars().count();
             if len > max {
                 return Err(too_long(
@@ -160,14 +161,14 @@ impl Field {
 
     /// The value map's value for `value` (looked up as text), or `value` itself when the map
     /// does not list it and is not strict.
-    fn map_value<'a>(&'a self, value: &'a Value) -> Result<&'a Value, MapError> {
+    fn map_value<'a>(&'a self, value: &'a Doc<'a>) -> Result<&'a Doc<'a>, MapError> {
         if self.value_map.is_empty() {
             return Ok(value);
         }
         let mapped = match value {
-            Value::String(s) => self.value_map.get(s.as_str()),
-            Value::Number(n) => self.value_map.get(&n.to_string()),
-            Value::Bool(b) => self.value_map.get(if *b { "true" } else { "false" }),
+            Doc::String(s) => self.value_map.get(s.as_ref()),
+            Doc::Number(n) => self.value_map.get(&n.to_string()),
+            Doc::Bool(b) => self.value_map.get(if *b { "true" } else { "false" }),
             other => return Err(self.invalid(format!("cannot map {}", describe(other)))),
         };
         match mapped {
@@ -181,11 +182,11 @@ impl Field {
 
     /// Reads a text field: strings (trimmed) and numbers (a user id sent as a number is
     /// still an id).
-    fn text(&self, doc: &Value) -> Result<Option<String>, MapError> {
+    fn text(&self, doc: &Doc<'_>) -> Result<Option<String>, MapError> {
         match self.read(doc)? {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Doc::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(Doc::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => {
                 Err(self.invalid(format!("expected a string, found {}", describe(other))))
             }
@@ -193,7 +194,7 @@ impl Field {
     }
 
     /// RFC 3339 text, or an epoch number in seconds or milliseconds.
-    fn timestamp(&self, value: &Value) -> Result<DateTime<Utc>, MapError> {
+    fn timestamp(&self, value: &Doc<'_>) -> Result<DateTime<Utc>, MapError> {
         let unit = self.epoch_unit;
         let from_epoch = |n: f64| -> Option<DateTime<Utc>> {
             let millis = match unit {
@@ -209,11 +210,11 @@ impl Field {
             Utc.timestamp_millis_opt(millis as i64).single()
         };
         let parsed = match value {
-            Value::String(s) => DateTime::parse_from_rfc3339(s.trim())
+            Doc::String(s) => DateTime::parse_from_rfc3339(s.trim())
                 .map(|d| d.with_timezone(&Utc))
                 .ok()
                 .or_else(|| s.trim().parse::<f64>().ok().and_then(from_epoch)),
-            Value::Number(n) => n.as_f64().and_then(from_epoch),
+            Doc::Number(n) => n.as_f64().and_then(from_epoch),
             _ => None,
         };
         parsed.ok_or_else(|| {
@@ -323,23 +324,25 @@ impl CompiledMapping {
                 ),
             ));
         }
-        let doc: Value = serde_json::from_slice(bytes)
+        let doc = Doc::parse(bytes)
             .map_err(|e| MapError::record(RejectKind::NotJson, format!("not JSON: {e}")))?;
-        if !doc.is_object() {
+        if !matches!(doc, Doc::Object(_)) {
             return Err(MapError::record(
                 RejectKind::NotJson,
-                format!(
-                    "expected a JSON object, found {}",
-                    decimal::json_type_name(&doc)
-                ),
+                format!("expected a JSON object, found {}", doc.type_name()),
             ));
         }
-        self.apply_value(&doc)
+        self.apply_doc(&doc)
     }
 
-    /// Maps an already parsed record. The user id is read first, so an error in any other
-    /// field carries it.
+    /// Maps an already parsed record (the sidecar's requests).
     pub fn apply_value(&self, doc: &Value) -> Result<Action, MapError> {
+        self.apply_doc(&Doc::borrowing(doc))
+    }
+
+    /// Maps a parsed record. The user id is read first, so an error in any other field
+    /// carries it.
+    fn apply_doc(&self, doc: &Doc<'_>) -> Result<Action, MapError> {
         let user_id = self
             .user_id
             .text(doc)?
@@ -364,12 +367,17 @@ impl CompiledMapping {
     }
 
     /// Every field but the user id (left empty).
-    fn after_user(&self, doc: &Value) -> Result<Action, MapError> {
+    fn after_user(&self, doc: &Doc<'_>) -> Result<Action, MapError> {
         let trigger = self
             .trigger_id
             .read(doc)?
             .ok_or_else(|| self.trigger_id.missing())?;
-        let trigger_id = TriggerKey::from_json(trigger).ok_or_else(|| {
+        let trigger_id = match trigger {
+            Doc::Number(n) => TriggerKey::from_number(n),
+            Doc::String(s) => TriggerKey::from_text(s),
+            _ => None,
+        };
+        let trigger_id = trigger_id.ok_or_else(|| {
             self.trigger_id.invalid(format!(
                 "expected a trigger id or name, found {}",
                 describe(trigger)
@@ -378,7 +386,12 @@ impl CompiledMapping {
         let value = match self.value.read(doc)? {
             None => Decimal::ONE,
             Some(v) => {
-                let d = decimal::from_json(v).map_err(|e| self.value.invalid(e.to_string()))?;
+                let d = match v {
+                    Doc::Number(n) => decimal::from_number(n),
+                    Doc::String(s) => decimal::parse_text(s.trim()),
+                    other => Err(decimal::DecimalError::WrongType(other.type_name())),
+                }
+                .map_err(|e| self.value.invalid(e.to_string()))?;
                 if self.value.integer && !d.fract().is_zero() {
                     return Err(self.value.invalid(format!("must be an integer, found {d}")));
                 }
@@ -392,7 +405,7 @@ impl CompiledMapping {
         };
         let params = match self.params.read(doc)? {
             None => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            Some(Doc::Object(members)) => Doc::object_map(members),
             Some(other) => {
                 return Err(self
                     .params
@@ -404,7 +417,7 @@ impl CompiledMapping {
             .tenant
             .text(doc)?
             .unwrap_or_else(|| self.source.tenant.clone());
-        let action_type = self.action_type.read(doc)?.cloned();
+        let action_type = self.action_type.read(doc)?.map(Doc::to_value);
         Ok(Action {
             tenant,
             user_id: String::new(),

@@ -1,9 +1,7 @@
 //! Why a record could not be mapped, and the error of each kind a field can have.
 
-use serde_json::Value;
-
+use super::doc::Doc;
 use super::{ErrorCodes, RejectKind};
-use crate::core::decimal;
 
 /// Why a record could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,12 +35,12 @@ impl MapError {
 }
 
 /// A value as a dead-letter reason shows it: short strings quoted, long ones by their length.
-pub(super) fn describe(v: &Value) -> String {
+pub(super) fn describe(v: &Doc<'_>) -> String {
     match v {
-        Value::String(s) if s.len() > 40 => format!("a string of {} characters", s.chars().count()),
-        Value::String(s) => format!("'{s}'"),
-        Value::Number(n) => n.to_string(),
-        other => decimal::json_type_name(other).to_string(),
+        Doc::String(s) if s.len() > 40 => format!("a string of {} characters", s.chars().count()),
+        Doc::String(s) => format!("'{s}'"),
+        Doc::Number(n) => n.to_string(),
+        other => other.type_name().to_string(),
     }
 }
 

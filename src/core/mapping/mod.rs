@@ -12,6 +12,7 @@
 
 mod bounds;
 mod compiled;
+mod doc;
 mod error;
 mod pointer;
 

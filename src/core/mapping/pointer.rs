@@ -5,7 +5,7 @@
 //! for every field of every record (`cargo bench --bench mapping`). Here jsonptr parses each
 //! pointer once, and a record is walked with plain map lookups.
 
-use serde_json::Value;
+use super::doc::Doc;
 
 /// A parsed pointer: the tokens to follow from the document's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +43,12 @@ impl Pointer {
     }
 
     /// The value this pointer points to in `doc`, if any. Never allocates.
-    pub(super) fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+    pub(super) fn resolve<'d, 'a>(&self, doc: &'d Doc<'a>) -> Option<&'d Doc<'a>> {
         self.tokens
             .iter()
             .try_fold(doc, |value, token| match value {
-                Value::Object(map) => map.get(&token.key),
-                Value::Array(items) => token.index.and_then(|i| items.get(i)),
+                Doc::Object(_) => value.get(&token.key),
+                Doc::Array(_) => token.index.and_then(|i| value.element(i)),
                 _ => None,
             })
     }
@@ -57,25 +57,28 @@ impl Pointer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn resolve<'a>(doc: &'a Value, pointer: &str) -> Option<&'a Value> {
-        Pointer::parse(pointer)?.resolve(doc)
+    /// Resolves on a [`Doc`] of `doc`, answering with the `Value` found.
+    fn resolve(doc: &Value, pointer: &str) -> Option<Value> {
+        Pointer::parse(pointer)?
+            .resolve(&Doc::borrowing(doc))
+            .map(Doc::to_value)
     }
 
     /// Escaped tokens, array indexes, the root and the empty key, as RFC 6901 reads them.
     #[test]
     fn pointers_follow_rfc_6901() {
         let doc = json!({"a/b": {"m~n": [10, 20]}, "": 1, "n": {"0": "key"}});
-        assert_eq!(resolve(&doc, "/a~1b/m~0n/1"), Some(&json!(20)));
+        assert_eq!(resolve(&doc, "/a~1b/m~0n/1"), Some(json!(20)));
         assert_eq!(resolve(&doc, "/a~1b/m~0n/01"), None);
         assert_eq!(resolve(&doc, "/a~1b/m~0n/+1"), None);
         assert_eq!(resolve(&doc, "/a~1b/m~0n/-"), None);
         assert_eq!(resolve(&doc, "/a~1b/m~0n/2"), None);
-        assert_eq!(resolve(&doc, "/"), Some(&json!(1)));
-        assert_eq!(resolve(&doc, ""), Some(&doc));
+        assert_eq!(resolve(&doc, "/"), Some(json!(1)));
+        assert_eq!(resolve(&doc, ""), Some(doc.clone()));
         assert_eq!(resolve(&doc, "/missing/deeper"), None);
-        assert_eq!(resolve(&doc, "/n/0"), Some(&json!("key")));
+        assert_eq!(resolve(&doc, "/n/0"), Some(json!("key")));
         assert_eq!(resolve(&doc, "/a~1b/m~0n/0/deeper"), None);
         assert_eq!(Pointer::parse("/user~2id"), None);
         assert_eq!(Pointer::parse("value"), None);
@@ -103,7 +106,8 @@ mod tests {
         ] {
             let expected = jsonptr::Pointer::parse(text)
                 .ok()
-                .and_then(|p| p.resolve(&doc).ok());
+                .and_then(|p| p.resolve(&doc).ok())
+                .cloned();
             assert_eq!(resolve(&doc, text), expected, "{text}");
         }
     }
