@@ -152,7 +152,7 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
             cause: e.source.clone(),
             record: OutRecord {
                 topic: "questline.progress".into(),
-                key: e.user_id.to_string(),
+                key: e.user_id.clone(),
                 payload: serde_json::to_vec(&e).unwrap(),
                 headers: vec![questline::pipeline::log::text_header(
                     "questline-event-id",

@@ -7,6 +7,8 @@
 //! recommendation asks of a receiver, and the record is processed as an untraced one.
 //! Pure: no exporter, no global state; [`crate::otlp`] turns a context into a span's parent.
 
+use std::borrow::Cow;
+
 /// The header naming the trace and the parent span.
 pub const TRACEPARENT: &str = "traceparent";
 /// The vendors' trace state, carried along with `traceparent`.
@@ -114,11 +116,11 @@ impl TraceContext {
     }
 
     /// The context of a Kafka record's headers.
-    pub fn from_headers(headers: &[(String, Vec<u8>)]) -> Option<Self> {
+    pub fn from_headers<K: AsRef<str>>(headers: &[(K, Vec<u8>)]) -> Option<Self> {
         Self::from_values(|name| {
             headers
                 .iter()
-                .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+                .filter(move |(k, _)| k.as_ref().eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_slice())
         })
     }
@@ -130,16 +132,16 @@ impl TraceContext {
 
     /// Puts this context on a record's headers, replacing any `traceparent` and `tracestate`
     /// the record had (a dead letter carries its input's headers on).
-    pub fn set_on(&self, headers: &mut Vec<(String, Vec<u8>)>) {
+    pub fn set_on(&self, headers: &mut Vec<(Cow<'static, str>, Vec<u8>)>) {
         headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
         });
         headers.push((
-            TRACEPARENT.to_string(),
+            Cow::Borrowed(TRACEPARENT),
             self.parent.to_header().into_bytes(),
         ));
         if let Some(state) = &self.state {
-            headers.push((TRACESTATE.to_string(), state.clone().into_bytes()));
+            headers.push((Cow::Borrowed(TRACESTATE), state.clone().into_bytes()));
         }
     }
 }
@@ -244,10 +246,10 @@ mod tests {
         assert_eq!(TraceParent::parse(glued), None, "no dash after the flags");
     }
 
-    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(Cow<'static, str>, Vec<u8>)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_vec()))
             .collect()
     }
 
@@ -268,7 +270,7 @@ mod tests {
             TraceContext::from_headers(&headers(&[("traceparent", &[0xff, 0])])),
             None
         );
-        assert_eq!(TraceContext::from_headers(&[]), None);
+        assert_eq!(TraceContext::from_headers::<String>(&[]), None);
         let bad_state = headers(&[("traceparent", VALID.as_bytes()), ("tracestate", b"a=\x01")]);
         assert_eq!(TraceContext::from_headers(&bad_state).unwrap().state, None);
     }

@@ -9,7 +9,7 @@
 //! written for Connect's DLQs reads questline's too. An original header under one of those names is dropped: a dead letter
 //! re-fed as input must not carry two reasons.
 
-use super::log::{text_header, InRecord, OutRecord};
+use super::log::{text_header, HeaderName, InRecord, OutRecord};
 use crate::core::decode::Rejection;
 use crate::core::events::Event;
 
@@ -26,11 +26,11 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         _ => rejection.user_id.clone().unwrap_or_default(),
     };
     let source = &event.source;
-    let mut headers: Vec<(String, Vec<u8>)> = record
+    let mut headers: Vec<(HeaderName, Vec<u8>)> = record
         .headers
         .iter()
         .filter(|(k, _)| !k.starts_with("questline-") && !k.starts_with(CONNECT_PREFIX))
-        .cloned()
+        .map(|(k, v)| (HeaderName::Owned(k.clone()), v.clone()))
         .collect();
     headers.extend([
         text_header("questline-event-id", event.event_id.clone()),
@@ -49,8 +49,8 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         ),
     ]);
     OutRecord {
-        topic: topic.to_string(),
-        key,
+        topic: topic.into(),
+        key: key.into(),
         // An event of strings and numbers always serializes.
         payload: serde_json::to_vec(event).expect("events serialize"),
         headers,
@@ -102,9 +102,9 @@ mod tests {
             &[("traceparent", b"00-abc-01"), ("binary", &[0xff, 0x00])],
         );
         let out = letter(&r, &rejection(Some("someone-else")));
-        assert_eq!(out.topic, "dlq");
-        assert_eq!(out.key, "user-7");
-        let names: Vec<&str> = out.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(&*out.topic, "dlq");
+        assert_eq!(&*out.key, "user-7");
+        let names: Vec<&str> = out.headers.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(
             names,
             [
@@ -159,8 +159,8 @@ mod tests {
     #[test]
     fn without_a_text_key_the_user_if_any_keys_the_dead_letter() {
         let binary = input(Some(&[0xc3, 0x28]), &[]);
-        assert_eq!(letter(&binary, &rejection(Some("u1"))).key, "u1");
+        assert_eq!(&*letter(&binary, &rejection(Some("u1"))).key, "u1");
         let keyless = input(None, &[]);
-        assert_eq!(letter(&keyless, &rejection(None)).key, "");
+        assert_eq!(&*letter(&keyless, &rejection(None)).key, "");
     }
 }

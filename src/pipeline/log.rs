@@ -5,6 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::error::ErrorClass;
 
@@ -28,18 +30,24 @@ pub struct InRecord {
 /// Serializable because the partition outbox stores records as they will be produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutRecord {
-    pub topic: String,
-    pub key: String,
+    /// Shared with the worker's topic names: an event's record does not copy its topic.
+    pub topic: Arc<str>,
+    /// An event's record shares the event's user id.
+    pub key: Arc<str>,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Header values are bytes: a dead letter carries its input's headers on as they came.
     /// (Encoded in the outbox exactly as the text values of the first format were.)
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(HeaderName, Vec<u8>)>,
 }
 
+/// A produced header's name: questline's own are static text, so no copy per record; those
+/// a dead letter carries on from its input are owned.
+pub type HeaderName = Cow<'static, str>;
+
 /// A header with a text value, as questline's own headers are.
-pub fn text_header(name: &str, value: impl Into<String>) -> (String, Vec<u8>) {
-    (name.to_string(), value.into().into_bytes())
+pub fn text_header(name: &'static str, value: impl Into<String>) -> (HeaderName, Vec<u8>) {
+    (Cow::Borrowed(name), value.into().into_bytes())
 }
 
 impl OutRecord {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use super::log::{HeaderName, InRecord, Log, LogError, OutRecord, Published, Rebalance};
 
 /// Kafka's default partitioner hash (murmur2, as in the Java client and librdkafka's
 /// `murmur2_random`), so partition numbers agree with real producers.
@@ -108,14 +108,18 @@ impl MemoryLog {
         self.append_with_headers(topic, key, payload, Vec::new())
     }
 
-    /// [`MemoryLog::append`], with headers.
+    /// [`MemoryLog::append`], with headers (named as a producer names them).
     pub fn append_with_headers(
         &self,
         topic: &str,
         key: &str,
         payload: Vec<u8>,
-        headers: Vec<(String, Vec<u8>)>,
+        headers: Vec<(HeaderName, Vec<u8>)>,
     ) -> (i32, i64) {
+        let headers = headers
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v))
+            .collect();
         let (p, offset) = {
             let mut inner = self.lock();
             let partitions = inner

@@ -93,7 +93,7 @@ pub fn dead_letter(
             encoding,
             truncated_from,
             output: Some(Box::new(RefusedOutput {
-                topic: refused.topic.clone(),
+                topic: refused.topic.to_string(),
                 key: key.clone(),
                 kind,
                 event_id: refused_id,
@@ -123,8 +123,8 @@ pub fn dead_letter(
             .cloned(),
     );
     OutRecord {
-        topic: topic.to_string(),
-        key,
+        topic: topic.into(),
+        key: key.into(),
         // An event of strings and numbers always serializes.
         payload: serde_json::to_vec(&event).expect("events serialize"),
         headers,
@@ -170,8 +170,8 @@ mod tests {
         let record = refused(big.into_bytes());
         let cause = SourceRef::new("actions", 3, 42);
         let letter = dead_letter(&record, &cause, "questline.dead-letter", now());
-        assert_eq!(letter.topic, "questline.dead-letter");
-        assert_eq!(letter.key, "u1");
+        assert_eq!(&*letter.topic, "questline.dead-letter");
+        assert_eq!(&*letter.key, "u1");
         assert!(letter.size() < 4 * PREFIX_BYTES, "{} bytes", letter.size());
         let v: Value = serde_json::from_slice(&letter.payload).unwrap();
         let bytes = record.size();
@@ -268,9 +268,9 @@ mod tests {
     #[test]
     fn a_huge_key_is_cut_on_a_character_boundary() {
         let mut record = refused(b"{}".to_vec());
-        record.key = "ü".repeat(KEY_BYTES);
+        record.key = "ü".repeat(KEY_BYTES).into();
         let letter = dead_letter(&record, &SourceRef::new("t", 0, 0), "dl", now());
         assert!(letter.key.len() <= KEY_BYTES && letter.key.len() >= KEY_BYTES - 1);
-        assert!(record.key.starts_with(&letter.key));
+        assert!(record.key.starts_with(&*letter.key));
     }
 }

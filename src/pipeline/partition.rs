@@ -407,7 +407,8 @@ impl Partition {
         let last_of_user = last_of_user(&decoded);
         let mut batch = Batch::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
-        let mut produced = Produced::default();
+        let mut produced = Produced::for_records(decoded.len());
+        let output_topics = OutputTopics::from(topics);
         for (
             DecodedRecord {
                 record,
@@ -474,7 +475,7 @@ impl Partition {
                 user,
                 &source,
                 out,
-                topics,
+                &output_topics,
             );
         }
         // Step 3 material: every touched or counted resource; the outbox.
@@ -493,7 +494,7 @@ impl Partition {
         }
         batch.write.write_timestamp = self.next_timestamp();
         let carried_len = carried.len();
-        let entries = produced.into_entries(carried, topics);
+        let entries = produced.into_entries(carried, &output_topics);
         // Serialized here, while the previous batch is being written, not in the write. A
         // history entry's event is the one this batch publishes: its row reuses those bytes
         // (not a carried entry's, which an earlier version may have serialized differently).
@@ -579,7 +580,7 @@ impl Partition {
         user: Option<&UserKey>,
         source: &SourceRef,
         out: Output,
-        topics: &Topics,
+        topics: &OutputTopics,
     ) {
         match &out.outcome {
             Outcome::Applied => batch.stats.applied += 1,
@@ -632,7 +633,7 @@ impl Partition {
                 batch.write.claims.push((key.clone(), claim));
             }
             for event in out.events {
-                produced.push_event(key, source.clone(), event);
+                produced.push_event(source.clone(), event);
             }
         }
         for done in out.first_completions {
@@ -684,8 +685,34 @@ enum Produce {
     AmountResponse(AmountResponse),
 }
 
+/// The topics a batch's records go to, as shared names: a record takes its topic by reference
+/// count, not as a copy of the name. Made once per batch from the settings.
+struct OutputTopics {
+    progress: Arc<str>,
+    rewards: Arc<str>,
+    dead_letter: Arc<str>,
+    inventory_requests: Arc<str>,
+    inventory_responses: Arc<str>,
+    amount_requests: Arc<str>,
+    amount_responses: Arc<str>,
+}
+
+impl From<&Topics> for OutputTopics {
+    fn from(topics: &Topics) -> Self {
+        OutputTopics {
+            progress: topics.progress.as_str().into(),
+            rewards: topics.rewards.as_str().into(),
+            dead_letter: topics.dead_letter.as_str().into(),
+            inventory_requests: topics.inventory_requests.as_str().into(),
+            inventory_responses: topics.inventory_responses.as_str().into(),
+            amount_requests: topics.amount_requests.as_str().into(),
+            amount_responses: topics.amount_responses.as_str().into(),
+        }
+    }
+}
+
 impl Produce {
-    fn into_record(self, topics: &Topics) -> OutRecord {
+    fn into_record(self, topics: &OutputTopics) -> OutRecord {
         match self {
             Produce::Record(record) => record,
             Produce::Event(event) => {
@@ -695,42 +722,46 @@ impl Produce {
                     Stream::DeadLetter => &topics.dead_letter,
                 };
                 OutRecord {
-                    topic: topic.clone(),
+                    topic: Arc::clone(topic),
                     payload: event_json(&event),
                     headers: vec![
                         text_header("questline-event-id", event.event_id),
                         text_header("questline-event-type", event.body.kind()),
                     ],
-                    key: event.user_id.to_string(),
+                    key: Arc::clone(&event.user_id),
                 }
             }
             Produce::Request(request) => OutRecord {
-                topic: topics.inventory_requests.clone(),
-                key: request.resource(),
+                topic: Arc::clone(&topics.inventory_requests),
+                key: request.resource().into(),
                 payload: serde_json::to_vec(&request).expect("requests serialize"),
                 headers: Vec::new(),
             },
             Produce::Response(response) => OutRecord {
-                topic: topics.inventory_responses.clone(),
+                topic: Arc::clone(&topics.inventory_responses),
                 payload: serde_json::to_vec(&response).expect("responses serialize"),
-                key: response.user_id,
+                key: response.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountRequest(request) => OutRecord {
-                topic: topics.amount_requests.clone(),
+                topic: Arc::clone(&topics.amount_requests),
                 payload: serde_json::to_vec(&request).expect("amount requests serialize"),
-                key: request.user_id,
+                key: request.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountResponse(response) => OutRecord {
-                topic: topics.amount_responses.clone(),
+                topic: Arc::clone(&topics.amount_responses),
                 payload: serde_json::to_vec(&response).expect("amount responses serialize"),
-                key: response.user_id,
+                key: response.user_id.into(),
                 headers: Vec::new(),
             },
         }
     }
 }
+
+/// Whose progress a `progress.updated` event reports: its tenant, user, challenge, group and
+/// trigger. The names are the event's own, shared: no copy per event.
+type ProgressKey = (Arc<str>, Arc<str>, u32, u32, u32);
 
 /// The batch's output in processing order, with progress events coalesced: only the last
 /// state per user, challenge, group and trigger is kept, so output volume does not double
@@ -738,17 +769,26 @@ impl Produce {
 #[derive(Default)]
 struct Produced {
     items: Vec<Option<(SourceRef, Produce)>>,
-    last_progress: FxHashMap<(UserKey, u32, u32, u32), usize>,
+    last_progress: FxHashMap<ProgressKey, usize>,
     /// The trace context each traced input's records carry (`traceparent`, `tracestate`).
     traces: FxHashMap<SourceRef, TraceContext>,
 }
 
 impl Produced {
+    /// Room for `records` inputs' output: about one record each (the benchmark's 1.03), so
+    /// the list is not grown and moved as a batch's events come.
+    fn for_records(records: usize) -> Self {
+        Produced {
+            items: Vec::with_capacity(records),
+            ..Produced::default()
+        }
+    }
+
     fn push(&mut self, cause: SourceRef, what: Produce) {
         self.items.push(Some((cause, what)));
     }
 
-    fn push_event(&mut self, user: &UserKey, cause: SourceRef, event: Event) {
+    fn push_event(&mut self, cause: SourceRef, event: Event) {
         if let EventBody::ProgressUpdated {
             challenge_id,
             group_id,
@@ -756,7 +796,13 @@ impl Produced {
             ..
         } = &event.body
         {
-            let key = (user.clone(), *challenge_id, *group_id, *trigger_id);
+            let key = (
+                Arc::clone(&event.tenant),
+                Arc::clone(&event.user_id),
+                *challenge_id,
+                *group_id,
+                *trigger_id,
+            );
             if let Some(earlier) = self.last_progress.insert(key, self.items.len()) {
                 self.items[earlier] = None;
             }
@@ -767,7 +813,7 @@ impl Produced {
     /// The outbox: entries carried from the stored outbox first (their causes come first),
     /// then this batch's, minus any the carried ones already hold (a batch re-evaluated after
     /// an interrupted write produces the same ids again).
-    fn into_entries(self, carried: Vec<OutboxEntry>, topics: &Topics) -> Vec<OutboxEntry> {
+    fn into_entries(self, carried: Vec<OutboxEntry>, topics: &OutputTopics) -> Vec<OutboxEntry> {
         let carried_ids: FxHashSet<String> = carried
             .iter()
             .filter_map(|e| outbox::event_id(&e.record).map(str::to_string))
@@ -864,7 +910,6 @@ mod tests {
     #[test]
     fn progress_coalesces_to_the_last_state_and_carried_ids_are_not_repeated() {
         let topics = Topics::default();
-        let user = UserKey::new("default", "u");
         let progress = |offset: i64, id: &str| Event {
             event_id: id.into(),
             body: EventBody::ProgressUpdated {
@@ -883,10 +928,10 @@ mod tests {
             catalog_version: 0,
         };
         let mut produced = Produced::default();
-        produced.push_event(&user, SourceRef::new("t", 0, 1), progress(1, "p1"));
-        produced.push_event(&user, SourceRef::new("t", 0, 2), progress(2, "p2"));
-        produced.push_event(&user, SourceRef::new("t", 0, 3), progress(3, "e9"));
-        let entries = produced.into_entries(vec![entry("t", 9)], &topics);
+        produced.push_event(SourceRef::new("t", 0, 1), progress(1, "p1"));
+        produced.push_event(SourceRef::new("t", 0, 2), progress(2, "p2"));
+        produced.push_event(SourceRef::new("t", 0, 3), progress(3, "e9"));
+        let entries = produced.into_entries(vec![entry("t", 9)], &OutputTopics::from(&topics));
         let ids: Vec<_> = entries
             .iter()
             .map(|e| outbox::event_id(&e.record).unwrap())
@@ -920,7 +965,7 @@ mod tests {
         };
         produced.push(traced, request("a"));
         produced.push(SourceRef::new("t", 0, 2), request("b"));
-        let entries = produced.into_entries(Vec::new(), &topics);
+        let entries = produced.into_entries(Vec::new(), &OutputTopics::from(&topics));
         assert_eq!(entries[0].record.header(TRACEPARENT), Some(tp));
         assert_eq!(entries[0].record.payload, b"{}", "the payload is untouched");
         assert_eq!(entries[1].record.header(TRACEPARENT), None);

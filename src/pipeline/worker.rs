@@ -802,7 +802,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             .filter(|(i, _)| !letters.replaced(*i));
         let kinds = sent.map(|(_, r)| r).chain(&letters.records).map(|r| {
             let kind = r.header("questline-event-type").unwrap_or("internal");
-            (r.topic.as_str(), kind)
+            (&*r.topic, kind)
         });
         for ((topic, kind), n) in tally(kinds) {
             metrics()

@@ -1065,7 +1065,7 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
         batch
             .publish
             .iter()
-            .filter(|r| r.record.topic == topic)
+            .filter(|r| &*r.record.topic == topic)
             .map(|r| r.record.payload.clone())
             .collect()
     };
