@@ -174,28 +174,54 @@ fn mark(source: &SourceRef) -> String {
     format!("{}:{}", source.topic, source.partition)
 }
 
+/// Room for the watermark key of any Kafka topic-partition: a topic name is at most 249
+/// bytes, then `:` and a partition of at most 11 characters.
+const MARK_ON_STACK: usize = 272;
+
+/// Calls `f` with the watermark key of `source`, written on the stack. This runs for every
+/// action: a formatted `String` per action was an allocation and `fmt`'s machinery each time,
+/// and the key is only needed on the heap for a topic-partition a user's watermark does not
+/// have yet. (A longer topic name, which Kafka refuses, gets a formatted key.)
+fn with_mark<R>(source: &SourceRef, f: impl FnOnce(&str) -> R) -> R {
+    let topic = source.topic.as_bytes();
+    let mut digits = itoa::Buffer::new();
+    let partition = digits.format(source.partition).as_bytes();
+    let len = topic.len() + 1 + partition.len();
+    let mut buf = [0u8; MARK_ON_STACK];
+    if len > MARK_ON_STACK {
+        return f(&mark(source));
+    }
+    buf[..topic.len()].copy_from_slice(topic);
+    buf[topic.len()] = b':';
+    buf[topic.len() + 1..len].copy_from_slice(partition);
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(key) => f(key),
+        // Unreachable (a topic name and digits), but never a panic.
+        Err(_) => f(&mark(source)),
+    }
+}
+
 /// Whether `source` is at or below what `applied` already covers: a redelivery.
 pub fn already_applied(applied: &Watermark, source: &SourceRef) -> bool {
-    applied
-        .get(&mark(source))
-        .is_some_and(|&o| o >= source.offset)
+    with_mark(source, |key| {
+        applied.get(key).is_some_and(|&o| o >= source.offset)
+    })
 }
 
 /// Whether `source` is at or below what `applied` already covers; if not, records it.
 fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
     // One key for both the check and the update: this runs for every action.
-    let key = mark(source);
-    match applied.get_mut(&key) {
+    with_mark(source, |key| match applied.get_mut(key) {
         Some(o) if *o >= source.offset => true,
         Some(o) => {
             *o = source.offset;
             false
         }
         None => {
-            applied.insert(key, source.offset);
+            applied.insert(key.to_string(), source.offset);
             false
         }
-    }
+    })
 }
 
 /// The user stage: an action, a claim or an inventory answer, applied to its user's record.
@@ -500,6 +526,35 @@ mod tests {
     use super::*;
     use crate::core::rules::programmatic::FallbackReason;
     use rust_decimal::Decimal;
+
+    /// The key written on the stack is the formatted one, for the longest topic names Kafka
+    /// allows and the widest partitions; a longer name falls back to the formatted key.
+    #[test]
+    fn watermark_keys_on_the_stack_are_the_formatted_ones() {
+        let longest = "t".repeat(249);
+        let too_long = "é".repeat(200);
+        for (topic, partition) in [
+            ("actions", 0),
+            ("a.b-c_d", i32::MAX),
+            ("", -1),
+            (longest.as_str(), i32::MIN),
+            (too_long.as_str(), 7),
+        ] {
+            let source = SourceRef::new(topic, partition, 5);
+            assert_eq!(
+                with_mark(&source, str::to_string),
+                format!("{topic}:{partition}")
+            );
+        }
+        let mut applied = Watermark::new();
+        let at = |offset| SourceRef::new(longest.as_str(), 3, offset);
+        assert!(!redelivered(&mut applied, &at(5)));
+        assert!(redelivered(&mut applied, &at(5)));
+        assert!(already_applied(&applied, &at(4)));
+        assert!(!already_applied(&applied, &at(6)));
+        assert!(!redelivered(&mut applied, &at(6)));
+        assert_eq!(applied.get(format!("{longest}:3").as_str()), Some(&6));
+    }
 
     /// Published events and their copies in the user's history name the same version.
     #[test]
