@@ -97,10 +97,11 @@ impl BatchWrite {
         &mut self,
         published: impl Fn(&str) -> Option<&'a [u8]>,
     ) -> Result<(), StoreError> {
+        let mut scratch = Vec::new();
         self.encoded.users = self
             .users
             .iter()
-            .map(|(_, record)| AheadRow::user(record))
+            .map(|(_, record)| AheadRow::user(record, &mut scratch))
             .collect();
         self.encoded.history = self
             .history
@@ -117,8 +118,15 @@ impl BatchWrite {
     /// Adds a user's row serialized straight from `record`, without copying the record into
     /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
     /// Returns the row's length, from which the cache estimates the record's memory.
-    pub fn push_user_row(&mut self, key: UserKey, record: &UserRecord) -> usize {
-        let row = AheadRow::user(record);
+    /// `scratch`: a buffer the caller keeps from one row to the next (the row is serialized
+    /// there, then copied into one of its exact size).
+    pub fn push_user_row(
+        &mut self,
+        key: UserKey,
+        record: &UserRecord,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let row = AheadRow::user(record, scratch);
         let len = row.payload().len();
         self.encoded.user_rows.push((key, row));
         len

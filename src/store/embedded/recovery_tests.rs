@@ -226,7 +226,7 @@ fn a_batch_makes_as_many_rows_as_it_counts() {
             event: event(),
         },
     ));
-    b.push_user_row(UserKey::new("t", "u2"), &user(2));
+    b.push_user_row(UserKey::new("t", "u2"), &user(2), &mut Vec::new());
     b.resources
         .push(("t/reward/x".into(), crate::store::ResourceRecord::default()));
     assert_eq!(b.row_count(), 6);
