@@ -85,8 +85,9 @@ pub struct Batch {
     pub write: BatchWrite,
     /// The records to produce, each with the consumed record that caused it.
     pub publish: Vec<OutboxEntry>,
-    /// `(topic, partition, offset)` of every record, for the commit.
-    pub processed: Vec<(String, i32, i64)>,
+    /// `(topic, partition, offset)` of every record, for the commit. The topic's name is
+    /// shared with the records' sources: one copy per topic and batch, not per record.
+    pub processed: Vec<(Arc<str>, i32, i64)>,
     pub stats: Stats,
 }
 
@@ -100,7 +101,7 @@ pub struct Partition {
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
     /// this owner's own commits. Outbox entries caused below it were published.
-    floors: FxHashMap<(String, i32), i64>,
+    floors: FxHashMap<(Arc<str>, i32), i64>,
     /// Whose outbox this partition writes (`group/pN`).
     outbox_owner: String,
     /// Whether the stored outbox was read since the partition was taken or its cache reset;
@@ -246,14 +247,14 @@ impl Partition {
     fn unpublished(&self, entry: &OutboxEntry) -> bool {
         let cause = &entry.cause;
         self.floors
-            .get(&(cause.topic.to_string(), cause.partition))
+            .get(&(Arc::clone(&cause.topic), cause.partition))
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
     /// After a batch's commit: everything it processed is below the floor now.
-    pub fn committed(&mut self, processed: &[(String, i32, i64)]) {
+    pub fn committed(&mut self, processed: &[(Arc<str>, i32, i64)]) {
         for (t, p, o) in processed {
-            let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
+            let floor = self.floors.entry((Arc::clone(t), *p)).or_insert(o + 1);
             *floor = (*floor).max(o + 1);
         }
     }
@@ -391,7 +392,7 @@ impl Partition {
         }
         for ((topic, partition), offset) in lowest {
             self.floors
-                .entry((topic.to_string(), partition))
+                .entry((Arc::from(topic), partition))
                 .or_insert(offset);
         }
         let decoded: Vec<DecodedRecord<'_>> = records
@@ -412,6 +413,7 @@ impl Partition {
         let mut batch = Batch::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
         let mut produced = Produced::for_records(decoded.len());
+        let mut topic_names = TopicNames::default();
         let output_topics = OutputTopics::from(topics);
         for (
             DecodedRecord {
@@ -422,10 +424,15 @@ impl Partition {
             last_of_user,
         ) in decoded.into_iter().zip(last_of_user)
         {
+            let topic = topic_names.shared(&record.topic);
             batch
                 .processed
-                .push((record.topic.clone(), record.partition, record.offset));
-            let source = SourceRef::new(&record.topic, record.partition, record.offset);
+                .push((Arc::clone(&topic), record.partition, record.offset));
+            let source = SourceRef {
+                topic,
+                partition: record.partition,
+                offset: record.offset,
+            };
             // A traced record: its span (exporting) and the context what it causes carries.
             let (span, trace) = record_trace(record);
             let _in_span = span.as_ref().map(tracing::Span::enter);
@@ -766,6 +773,24 @@ impl Produce {
     }
 }
 
+/// The names of a batch's topics, each made once and shared by its records' sources and the
+/// batch's processed list: a record's topic was copied twice per record, then once more into
+/// the committed floors.
+#[derive(Default)]
+struct TopicNames(Vec<Arc<str>>);
+
+impl TopicNames {
+    /// `name`, shared. A batch reads a handful of topics: a scan beats hashing the name.
+    fn shared(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.iter().find(|known| ***known == *name) {
+            return Arc::clone(known);
+        }
+        let made: Arc<str> = Arc::from(name);
+        self.0.push(Arc::clone(&made));
+        made
+    }
+}
+
 /// Whose progress a `progress.updated` event reports: its tenant, user, challenge, group and
 /// trigger. The names are the event's own, shared: no copy per event.
 type ProgressKey = (Arc<str>, Arc<str>, u32, u32, u32);
@@ -889,6 +914,19 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch's records of one topic share one name; another topic gets its own.
+    #[test]
+    fn a_batch_makes_each_topic_name_once() {
+        let mut names = TopicNames::default();
+        let first = names.shared("actions");
+        let again = names.shared("actions");
+        let other = names.shared("kickapps");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!((&*first, &*other), ("actions", "kickapps"));
+        assert!(Arc::ptr_eq(&other, &names.shared("kickapps")));
+        assert_eq!(names.0.len(), 2);
+    }
 
     fn entry(topic: &str, offset: i64) -> OutboxEntry {
         OutboxEntry {

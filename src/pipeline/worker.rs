@@ -817,7 +817,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
         // offset (one entry per partition, not a copy of every record's).
         let mut highest: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for (t, p, o) in batches.iter().flat_map(|(_, b)| &b.processed) {
-            let slot = highest.entry((t.as_str(), *p)).or_insert(*o);
+            let slot = highest.entry((&**t, *p)).or_insert(*o);
             *slot = (*slot).max(*o);
         }
         let processed: Vec<(String, i32, i64)> = highest
