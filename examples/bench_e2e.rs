@@ -242,6 +242,10 @@ struct WorkerCpu {
     /// From the burst's start to the commit, by kind of thread, largest first; threads that
     /// ended meanwhile (the blocking pool's idle ones) under "ended threads".
     by_thread: Vec<(&'static str, Duration)>,
+    /// Minor page faults over the same span as `total` (burst and deferred work): memory the
+    /// worker touches for the first time, or again after its allocator returned it. A count,
+    /// so it moves far less with the machine's load than CPU time does.
+    minor_faults: u64,
 }
 
 /// The idle worker's CPU per second of wall time, over `window`.
@@ -305,6 +309,13 @@ fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
 /// shared machine moves with whatever else runs; CPU per action much less so.
 fn cpu_time(pid: u32) -> Option<Duration> {
     stat_cpu(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The minor page faults the process has taken so far (`minflt`, /proc/PID/stat's 10th field).
+fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// utime + stime of a process's or a thread's stat file.
@@ -1111,6 +1122,7 @@ fn run() -> Result<bool> {
     let idle_per_sec = idle_cpu_rate(worker.child.id(), Duration::from_secs(3));
     let metrics_before = scrape(http_port).context("worker /metrics")?;
     let cpu_before = cpu_time(worker.child.id());
+    let faults_before = minor_faults(worker.child.id());
     let threads_before = thread_cpu(worker.child.id());
     let produced = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
@@ -1148,6 +1160,7 @@ fn run() -> Result<bool> {
     // is part of what the actions cost: CPU per action is read once the worker is idle.
     let worker_cpu = idle_per_sec.and_then(|idle_per_sec| {
         let (settled, settled_at) = settled_cpu(worker.child.id(), idle_per_sec)?;
+        let faults = minor_faults(worker.child.id())?.saturating_sub(faults_before?);
         let idle = idle_per_sec.mul_f64((settled_at - committed_at).as_secs_f64());
         let after = settled.saturating_sub(cpu_committed?).saturating_sub(idle);
         let burst = cpu_committed?.saturating_sub(cpu_before?);
@@ -1166,6 +1179,7 @@ fn run() -> Result<bool> {
             deferred: after,
             idle_per_sec,
             by_thread,
+            minor_faults: faults,
         })
     });
     let worker_rate = rate(o.actions, worker_elapsed);
@@ -1483,6 +1497,12 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
             s,
             "| worker CPU when idle (measured before the burst) | {:.1} % of a core | |",
             cpu.idle_per_sec.as_secs_f64() * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "| worker minor page faults per action, deferred work included | {:.3} ({} in all) | |",
+            cpu.minor_faults as f64 / o.actions.max(1) as f64,
+            cpu.minor_faults
         );
         let burst: f64 = cpu.by_thread.iter().map(|(_, c)| c.as_secs_f64()).sum();
         let parts: Vec<String> = cpu
