@@ -67,8 +67,11 @@ fn kill_9_mid_stream_twice_then_restart_on_the_same_store_loses_nothing_and_gran
     let group = setup.names.group();
     let actions = actions(ACTIONS, USERS, 9);
 
-    // Three rounds: produce a chunk and kill -9 the worker the moment the producer is done,
-    // while the worker is still working through the chunk; restart it on the same store.
+    // Three rounds: produce a chunk and kill -9 the worker while it works through the chunk,
+    // as soon as it has committed part of it (or the moment the producer is done, if that
+    // comes first); restart it on the same store. (A fixed 100 ms after the producer was done
+    // was too late for a faster worker: it had committed the whole chunk, and the kill landed
+    // on an idle worker.)
     let mut worker = setup.spawn_worker(None);
     wait_until(
         Duration::from_secs(30),
@@ -84,12 +87,21 @@ fn kill_9_mid_stream_twice_then_restart_on_the_same_store_loses_nothing_and_gran
             || worker.assignment().is_some(),
             || worker.log_text(),
         );
-        broker.produce_unbatched(&input, chunk);
         if round == 3 {
+            broker.produce_unbatched(&input, chunk);
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
-        worker.kill9();
+        let before = kills.last().map_or(0, |&(committed, _)| committed);
+        std::thread::scope(|scope| {
+            // Producing a chunk takes 0.6–1.2 s here (one record per request); reading the
+            // committed offsets, 0.1–0.3 s.
+            let producing = scope.spawn(|| broker.produce_unbatched(&input, chunk));
+            while !producing.is_finished()
+                && broker.committed_total(&group, &input, PARTITIONS) <= before
+            {}
+            worker.kill9();
+            producing.join().expect("the producer thread");
+        });
         let produced = (round + 1) * chunk.len();
         kills.push((broker.committed_total(&group, &input, PARTITIONS), produced));
         worker = setup.spawn_worker(None);
@@ -310,23 +322,34 @@ fn kill_9_with_claims_mixed_in_pays_every_claim_once_and_never_over_grants_the_s
             || worker.assignment().is_some(),
             || worker.log_text(),
         );
-        // Both topics at once, and the kill the moment both producers are done, while the
-        // worker is still working through the round.
+        // Both topics at once, and the kill as soon as the worker has committed part of the
+        // round (or the moment both producers are done, if that comes first), while it is
+        // still working through the round (see the test above).
+        let last = round == ROUNDS - 1;
+        let before = kills.last().map_or(0, |&(committed, _)| committed);
+        let committed = || {
+            broker.committed_total(&group, &input, PARTITIONS)
+                + broker.committed_total(&group, &commands, PARTITIONS)
+        };
         std::thread::scope(|s| {
-            s.spawn(|| broker.produce_unbatched(&input, &inputs.actions[round]));
-            broker.produce_unbatched(&commands, &inputs.commands[round]);
+            let acting = s.spawn(|| broker.produce_unbatched(&input, &inputs.actions[round]));
+            let commanding =
+                s.spawn(|| broker.produce_unbatched(&commands, &inputs.commands[round]));
+            if !last {
+                while !(acting.is_finished() && commanding.is_finished()) && committed() <= before {
+                }
+                worker.signal("-KILL");
+            }
+            acting.join().expect("the actions' producer");
+            commanding.join().expect("the commands' producer");
         });
         actions_sent += inputs.actions[round].len();
         commands_sent += inputs.commands[round].len();
-        if round == ROUNDS - 1 {
+        if last {
             break;
         }
         worker.kill9();
-        kills.push((
-            broker.committed_total(&group, &input, PARTITIONS)
-                + broker.committed_total(&group, &commands, PARTITIONS),
-            actions_sent + commands_sent,
-        ));
+        kills.push((committed(), actions_sent + commands_sent));
         worker = setup.spawn_worker(None);
     }
     for (topic, total) in [(&input, actions_total), (&commands, commands_total)] {
