@@ -187,10 +187,10 @@ fn with_mark<R>(source: &SourceRef, f: impl FnOnce(&str) -> R) -> R {
     let mut digits = itoa::Buffer::new();
     let partition = digits.format(source.partition).as_bytes();
     let len = topic.len() + 1 + partition.len();
-    let mut buf = [0u8; MARK_ON_STACK];
     if len > MARK_ON_STACK {
         return f(&mark(source));
     }
+    let mut buf = [0u8; MARK_ON_STACK];
     buf[..topic.len()].copy_from_slice(topic);
     buf[topic.len()] = b':';
     buf[topic.len() + 1..len].copy_from_slice(partition);

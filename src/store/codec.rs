@@ -118,11 +118,12 @@ fn headroom(capacity: usize) -> Vec<u8> {
     row
 }
 
-/// `value` in its binary row, appended to `prefix` (empty, or an [`AheadRow`]'s headroom).
-fn binary_row<T>(prefix: Vec<u8>, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
+/// `value`'s binary row, written into `buf`, which callers pass empty: a new vector, or a
+/// scratch buffer they reuse ([`AheadRow::user`]).
+fn binary_row<T>(buf: Vec<u8>, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
     // A user with a full window of remembered action ids is several hundred bytes (the ids
     // alone are 512): one allocation for nearly every row, not a second one and a copy.
-    let mut w = Writer { buf: prefix };
+    let mut w = Writer { buf };
     w.buf.reserve(1024);
     w.u8(BINARY_V1);
     write(&mut w, value);
