@@ -17,6 +17,7 @@ pub mod ids;
 pub mod inventory;
 pub mod limits;
 pub mod mapping;
+pub mod milestone_list;
 pub mod model;
 pub mod records;
 pub mod reject;

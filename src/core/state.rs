@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 
 pub use super::challenge_states::ChallengeStates;
 use super::events::{ClaimItem, PrizeInfo};
+pub use super::milestone_list::MilestoneList;
 use super::model::SourceRef;
 use super::rules::programmatic::AmountOutcome;
 use super::rules::RuleStates;
@@ -33,8 +34,8 @@ pub struct UserState {
     #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
     pub balances: LiteMap<String, Decimal>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub milestones: Vec<Milestone>,
+    #[serde(default, skip_serializing_if = "MilestoneList::is_empty")]
+    pub milestones: MilestoneList,
     /// Challenges with a claimed milestone; limited ones then leave the progress list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_challenges: Vec<u32>,

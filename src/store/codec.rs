@@ -412,7 +412,7 @@ mod tests {
                 ("points".to_string(), dec("-0.0000000000000000000000000001")),
                 ("voucher".to_string(), dec("2")),
             ]),
-            milestones: vec![milestone("m-7-1")],
+            milestones: vec![milestone("m-7-1")].into(),
             claimed_challenges: vec![4, 0, u32::MAX],
             recent_action_ids: (0..RECENT_ACTION_IDS + 3)
                 .map(|i| format!("a-{i}"))
@@ -533,6 +533,38 @@ mod tests {
             )
         );
         assert_eq!(decode::<UserRecord>("row", &bytes).unwrap(), full_user());
+    }
+
+    /// A user's milestones are kept encoded between writes: every row written after the list
+    /// changed, whichever way, is the row of a fresh copy that never kept them.
+    #[test]
+    fn rows_written_after_the_milestones_change_are_those_of_a_fresh_copy() {
+        let fresh = |user: &UserRecord| -> UserRecord {
+            let mut copy = user.clone();
+            copy.state.milestones = copy.state.milestones.to_vec().into();
+            copy
+        };
+        let mut user = full_user();
+        let changes: [fn(&mut UserRecord); 5] = [
+            |_| {},
+            |u| u.state.milestones.push(milestone("m-9-1")),
+            |u| u.state.milestones[0].prizes[0].value = Some("BURGER-0002".into()),
+            |u| u.state.milestones.retain(|m| m.milestone_id != "m-7-1"),
+            |u| {
+                u.state
+                    .balances
+                    .insert("points".into(), Decimal::ONE)
+                    .map(drop)
+                    .unwrap_or(())
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            change(&mut user);
+            let written = encode("row", &user).unwrap();
+            assert_eq!(written, encode("row", &fresh(&user)).unwrap(), "change {i}");
+            // Written again unchanged: the kept bytes.
+            assert_eq!(encode("row", &user).unwrap(), written, "change {i}, again");
+        }
     }
 
     /// Rows the previous version wrote as JSON read as the same record.

@@ -56,10 +56,16 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
         w.str(reward_type);
         w.decimal(*balance);
     }
-    w.len(milestones.len());
-    for m in milestones {
-        write_milestone(w, m);
-    }
+    // Kept encoded between writes (see `MilestoneList`): copied as one block.
+    let encoded = milestones.row_bytes(|list| {
+        let mut w = Writer::default();
+        w.len(list.len());
+        for m in list {
+            write_milestone(&mut w, m);
+        }
+        w.buf
+    });
+    w.buf.extend_from_slice(encoded);
     w.len(claimed_challenges.len());
     for id in claimed_challenges {
         w.u32(*id);
@@ -117,7 +123,7 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
         state: UserState {
             challenges,
             balances,
-            milestones,
+            milestones: milestones.into(),
             claimed_challenges,
             recent_action_ids: RecentActionIds::from_digests(digests),
             pending,

@@ -193,7 +193,8 @@ fn user_record(user: &str, n: i64) -> UserRecord {
                 description: "a t-shirt".into(),
                 reward_type: "tshirt".into(),
             }],
-        }],
+        }]
+        .into(),
         claimed_challenges: vec![4],
         recent_action_ids: [format!("a-{n}"), format!("a-{}", n + 1)]
             .into_iter()

@@ -1071,7 +1071,7 @@ pub fn apply_expiry(
         return Vec::new();
     }
     let mut gone = Vec::new();
-    for milestone in &mut state.milestones {
+    for milestone in state.milestones.iter_mut() {
         let (due, kept): (Vec<PrizeInfo>, Vec<PrizeInfo>) = std::mem::take(&mut milestone.prizes)
             .into_iter()
             .partition(|p| is_due(p));
