@@ -20,7 +20,11 @@
 //!   `src/store/embedded.rs`).
 //! - `codec`: encode/decode of user records with 10 active challenges and a full window of
 //!   action ids, in the stored binary form and in JSON (the form before it): the CPU part of
-//!   every store call. Prints the records' sizes.
+//!   every store call. Prints the records' sizes. And `binary_reencode_50000_users_cold`: the
+//!   row of each of 50,000 users of the end-to-end benchmark's shape (balances, an unclaimed
+//!   milestone, a request in flight), rewritten in a scattered order as the worker does, so
+//!   the parts the evaluation did not touch are out of the caches (run it with
+//!   `--sample-size 10`: an iteration takes ~60 ms).
 //! - `store/cql`: the [`ScyllaStore`] against the server in `QUESTLINE_TEST_CQL` (skipped when
 //!   unset), e.g. `scripts/test`'s dev CQL server or a real ScyllaDB.
 //!
@@ -112,7 +116,7 @@ fn record(i: usize) -> UserRecord {
     UserRecord {
         state: UserState {
             challenges,
-            balances: litemap::LiteMap::from_iter([(
+            balances: questline::core::state::RowCached::from_iter([(
                 "points".to_string(),
                 Decimal::new(i as i64, 0),
             )]),
@@ -596,7 +600,88 @@ fn codec(c: &mut Criterion) {
         let f: &CodecFixture = fixture.get_or_init(codec_fixture);
         b.iter(|| std::hint::black_box(f.whole.clone()))
     });
+    // What the worker pays per user row: many users, each read back from its row, rewritten
+    // in a scattered order after one challenge moved, so the parts the evaluation did not
+    // touch are not in the CPU's caches.
+    group.throughput(Throughput::Elements(COLD_USERS as u64));
+    group.bench_function(format!("binary_reencode_{COLD_USERS}_users_cold"), |b| {
+        let mut users = cold_population();
+        b.iter(|| {
+            for i in 0..COLD_USERS {
+                let user = &mut users[(i * 7919) % COLD_USERS];
+                let challenge = user.state.challenges.get_mut(&1).unwrap();
+                challenge.triggers[0].accumulated += Decimal::ONE;
+                std::hint::black_box(questline::store::user_row(user));
+            }
+        })
+    });
     group.finish();
+}
+
+/// Users of [`codec`]'s cold re-encoding bench: their rows are several times the CPU's
+/// last-level cache.
+const COLD_USERS: usize = 50_000;
+
+/// [`COLD_USERS`] users as the end-to-end benchmark's look after a while: a few challenges
+/// with progress, two balances, an unclaimed milestone with a voucher and a points prize, an
+/// inventory request in flight, a full window of action ids; each read back from its row.
+/// The users are read back in several rounds, each a slice of every user, so that one
+/// user's allocations lie apart as they do in a worker that loaded and changed them over
+/// time (read back at once, a user's strings would share cache lines).
+fn cold_population() -> Vec<UserRecord> {
+    let rows: Vec<Vec<u8>> = (0..COLD_USERS)
+        .map(|i| {
+            let value = serde_json::json!({
+                "state": {
+                    "challenges": {
+                        "1": {"triggers": [{"group": 1, "trigger": 1, "accumulated": "740", "met": false}]},
+                        "2": {"triggers": [{"group": 1, "trigger": 3, "accumulated": "35", "met": false}],
+                              "wins": 1, "period_wins": 1, "period": "2026-12-05"},
+                        "3": {"triggers": [{"group": 1, "trigger": 6, "accumulated": "1", "met": false}]}
+                    },
+                    "balances": {"points": format!("{}", 10 + i % 90), "voucher_burger": "1"},
+                    "milestones": [{
+                        "milestoneId": format!("user-{i:06}:1:0"),
+                        "challengeId": 1,
+                        "achievedAt": "2026-12-05T10:00:00Z",
+                        "prizes": [
+                            {"value": format!("BURGER-{i:06}"), "expirationDate": "2027-01-04T10:00:00Z",
+                             "description": "A free burger", "rewardType": "voucher_burger"},
+                            {"value": "10", "expirationDate": null,
+                             "description": "10 bonus points", "rewardType": "points"}
+                        ]
+                    }],
+                    "pending": {
+                        format!("questline.actions:3:{i}#r0"): {
+                            "source": {"topic": "questline.actions", "partition": 3, "offset": i},
+                            "occurredAt": "2026-12-05T10:00:00Z",
+                            "what": {"for": "prize", "challenge_id": 1, "milestone_id": format!("user-{i:06}:1:0"),
+                                     "reward_type": "voucher_burger", "amount": "1"}
+                        }
+                    }
+                },
+                "applied": {"questline.actions:3": i},
+                "history_len": 3
+            });
+            let mut record: UserRecord = serde_json::from_value(value).unwrap();
+            for a in 0..questline::core::state::RECENT_ACTION_IDS {
+                record.state.remember_action(&format!("{i:08}-{a:04}"));
+            }
+            questline::store::user_row(&record)
+        })
+        .collect();
+    let mut rounds: Vec<Vec<UserRecord>> = Vec::new();
+    for _ in 0..4 {
+        rounds.push(
+            rows.iter()
+                .map(|row| questline::store::read_user_row(row).unwrap())
+                .collect(),
+        );
+    }
+    // User i from round i % 4: its neighbours in memory are other users' copies.
+    (0..COLD_USERS)
+        .map(|i| std::mem::take(&mut rounds[i % 4][i]))
+        .collect()
 }
 
 /// The CQL store on a fresh keyspace of the server in `QUESTLINE_TEST_CQL`, pre-filled.

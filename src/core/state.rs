@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 
 pub use super::challenge_states::ChallengeStates;
 use super::events::{ClaimItem, PrizeInfo};
-pub use super::milestone_list::MilestoneList;
 use super::model::SourceRef;
+pub use super::row_cached::RowCached;
 use super::rules::programmatic::AmountOutcome;
 use super::rules::RuleStates;
 
@@ -31,19 +31,21 @@ pub const RECENT_ACTION_IDS: usize = 64;
 pub struct UserState {
     #[serde(default, skip_serializing_if = "ChallengeStates::is_empty")]
     pub challenges: ChallengeStates,
-    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
-    pub balances: LiteMap<String, Decimal>,
+    /// Balances, unclaimed milestones and pending requests keep their row encoding between
+    /// writes ([`RowCached`]): they change far less often than the user is written.
+    #[serde(default, skip_serializing_if = "no_balances")]
+    pub balances: RowCached<LiteMap<String, Decimal>>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
-    #[serde(default, skip_serializing_if = "MilestoneList::is_empty")]
-    pub milestones: MilestoneList,
+    #[serde(default, skip_serializing_if = "no_milestones")]
+    pub milestones: RowCached<Vec<Milestone>>,
     /// Challenges with a claimed milestone; limited ones then leave the progress list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_challenges: Vec<u32>,
     #[serde(default, skip_serializing_if = "RecentActionIds::is_empty")]
     pub recent_action_ids: RecentActionIds,
     /// Inventory and amount requests sent and not yet settled, by request id.
-    #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
-    pub pending: LiteMap<String, Pending>,
+    #[serde(default, skip_serializing_if = "no_pending")]
+    pub pending: RowCached<LiteMap<String, Pending>>,
     /// What the caps and streaks of earning-rule events remember, by event name.
     #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
     pub rules: RuleStates,
@@ -51,6 +53,18 @@ pub struct UserState {
     /// are refused as dead letters until the user is enabled again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+}
+
+fn no_balances(balances: &RowCached<LiteMap<String, Decimal>>) -> bool {
+    balances.is_empty()
+}
+
+fn no_milestones(milestones: &RowCached<Vec<Milestone>>) -> bool {
+    milestones.is_empty()
+}
+
+fn no_pending(pending: &RowCached<LiteMap<String, Pending>>) -> bool {
+    pending.is_empty()
 }
 
 /// An administrator disables or enables a user (KickApps' `/rest/user/disable|enable/{as}`).

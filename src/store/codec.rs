@@ -408,7 +408,7 @@ mod tests {
             .collect();
         let state = UserState {
             challenges: challenges.into(),
-            balances: litemap::LiteMap::from_iter([
+            balances: crate::core::state::RowCached::from_iter([
                 ("points".to_string(), dec("-0.0000000000000000000000000001")),
                 ("voucher".to_string(), dec("2")),
             ]),
@@ -535,27 +535,41 @@ mod tests {
         assert_eq!(decode::<UserRecord>("row", &bytes).unwrap(), full_user());
     }
 
-    /// A user's milestones are kept encoded between writes: every row written after the list
-    /// changed, whichever way, is the row of a fresh copy that never kept them.
+    /// A user's balances, milestones and pending requests are kept encoded between writes:
+    /// every row written after one of them changed, whichever way, is the row of a fresh
+    /// copy that never kept them.
     #[test]
-    fn rows_written_after_the_milestones_change_are_those_of_a_fresh_copy() {
+    fn rows_written_after_a_kept_part_changes_are_those_of_a_fresh_copy() {
         let fresh = |user: &UserRecord| -> UserRecord {
             let mut copy = user.clone();
-            copy.state.milestones = copy.state.milestones.to_vec().into();
+            let state = &mut copy.state;
+            state.balances = (*state.balances).clone().into();
+            state.milestones = state.milestones.to_vec().into();
+            state.pending = (*state.pending).clone().into();
             copy
         };
         let mut user = full_user();
-        let changes: [fn(&mut UserRecord); 5] = [
+        let changes: [fn(&mut UserRecord); 9] = [
             |_| {},
             |u| u.state.milestones.push(milestone("m-9-1")),
             |u| u.state.milestones[0].prizes[0].value = Some("BURGER-0002".into()),
             |u| u.state.milestones.retain(|m| m.milestone_id != "m-7-1"),
             |u| {
-                u.state
-                    .balances
-                    .insert("points".into(), Decimal::ONE)
-                    .map(drop)
-                    .unwrap_or(())
+                let _ = u.state.balances.insert("points".into(), Decimal::ONE);
+            },
+            |u| {
+                let _ = u.state.balances.insert("gems".into(), Decimal::TEN);
+            },
+            |u| {
+                let _ = u.state.balances.remove("voucher");
+            },
+            |u| {
+                let _ = u.state.pending.remove("req-1");
+            },
+            |u| {
+                let (_, p) = u.state.pending.iter().next().unwrap();
+                let p = p.clone();
+                u.state.pending.insert("req-9".into(), p);
             },
         ];
         for (i, change) in changes.iter().enumerate() {

@@ -22,7 +22,7 @@ use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
 use crate::core::rules::{EventRuleState, RuleStates};
 use crate::core::state::{
     ChallengeState, ChallengeStates, ChallengeStatus, Milestone, Pending, PendingKind,
-    RecentActionIds, TriggerProgress, TriggerProgresses, UserState,
+    RecentActionIds, RowCached, TriggerProgress, TriggerProgresses, UserState,
 };
 
 // ---- user record -------------------------------------------------------------------------
@@ -51,21 +51,21 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
         w.u32(*id);
         write_challenge(w, challenge);
     }
-    w.len(balances.len());
-    for (reward_type, balance) in balances {
-        w.str(reward_type);
-        w.decimal(*balance);
-    }
-    // Kept encoded between writes (see `MilestoneList`): copied as one block.
-    let encoded = milestones.row_bytes(|list| {
-        let mut w = Writer::default();
-        w.len(list.len());
-        for m in list {
-            write_milestone(&mut w, m);
+    // Balances, milestones and pending requests are kept encoded between writes (see
+    // `RowCached`): each is copied as one block unless it changed.
+    kept(w, balances, |w, balances| {
+        w.len(balances.len());
+        for (reward_type, balance) in balances {
+            w.str(reward_type);
+            w.decimal(*balance);
         }
-        w.buf
     });
-    w.buf.extend_from_slice(encoded);
+    kept(w, milestones, |w, milestones| {
+        w.len(milestones.len());
+        for m in milestones {
+            write_milestone(w, m);
+        }
+    });
     w.len(claimed_challenges.len());
     for id in claimed_challenges {
         w.u32(*id);
@@ -75,13 +75,25 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
     for d in recent_action_ids.digests() {
         w.buf.extend_from_slice(&d.to_le_bytes());
     }
-    w.len(pending.len());
-    for (id, p) in pending {
-        w.str(id);
-        write_pending(w, p);
-    }
+    kept(w, pending, |w, pending| {
+        w.len(pending.len());
+        for (id, p) in pending {
+            w.str(id);
+            write_pending(w, p);
+        }
+    });
     write_rules(w, rules);
     w.bool(*disabled);
+}
+
+/// Writes `part`'s kept row bytes, encoding them with `encode` first if they are not kept.
+fn kept<T>(w: &mut Writer, part: &RowCached<T>, encode: impl FnOnce(&mut Writer, &T)) {
+    let bytes = part.row_bytes(|value| {
+        let mut own = Writer::default();
+        encode(&mut own, value);
+        own.buf
+    });
+    w.buf.extend_from_slice(bytes);
 }
 
 pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
@@ -122,11 +134,11 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
     Ok(UserRecord {
         state: UserState {
             challenges,
-            balances,
+            balances: balances.into(),
             milestones: milestones.into(),
             claimed_challenges,
             recent_action_ids: RecentActionIds::from_digests(digests),
-            pending,
+            pending: pending.into(),
             rules,
             disabled,
         },

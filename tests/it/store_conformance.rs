@@ -179,7 +179,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     );
     let state = UserState {
         challenges: challenges.into(),
-        balances: litemap::LiteMap::from_iter([
+        balances: questline::core::state::RowCached::from_iter([
             ("points".to_string(), dec(n * 100 + 5, 1)),
             ("voucher".to_string(), dec(2, 0)),
         ]),
@@ -199,7 +199,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
         recent_action_ids: [format!("a-{n}"), format!("a-{}", n + 1)]
             .into_iter()
             .collect(),
-        pending,
+        pending: pending.into(),
         rules: litemap::LiteMap::from_iter([(
             "WATCHED_VIDEO".to_string(),
             EventRuleState {

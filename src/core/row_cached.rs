@@ -1,0 +1,137 @@
+//! A part of a user's state with its stored row's bytes kept beside it.
+//!
+//! Why: a user's row is rewritten whole with every batch that touches the user. Most of it
+//! is a handful of heap strings the evaluation rarely touches — the unclaimed milestones
+//! with their prizes' texts, the balances' reward types, the pending requests' ids — and
+//! encoding them was a cache miss per string at every write: the milestones alone were 7 %
+//! of the record step's samples in the end-to-end profile. Those parts change only when a
+//! milestone is won or claimed, a balance moves, or a request is sent or answered, so each
+//! keeps its encoding after the first write and the writes after it copy it as one block.
+//!
+//! The kept bytes are opaque here: the binary row codec (`store::state_format`) makes and
+//! reads them, always with the same encoder for a field, and they are dropped whenever the
+//! value may change, which is any mutable access ([`DerefMut`]). The wrapper reads,
+//! compares, prints and serializes as the value it wraps, so stored rows and every output
+//! are unchanged.
+
+use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RowCached<T> {
+    value: T,
+    /// The value as the binary row encodes it, made by the first write after a change.
+    #[serde(skip)]
+    row_bytes: OnceLock<Box<[u8]>>,
+}
+
+impl<T> RowCached<T> {
+    /// The value's encoding for a stored row: the kept one, or `encode`'s, which is kept.
+    pub fn row_bytes(&self, encode: impl FnOnce(&T) -> Vec<u8>) -> &[u8] {
+        self.row_bytes
+            .get_or_init(|| encode(&self.value).into_boxed_slice())
+    }
+}
+
+impl<T> Deref for RowCached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for RowCached<T> {
+    /// Whoever may change the value drops its kept encoding.
+    fn deref_mut(&mut self) -> &mut T {
+        self.row_bytes.take();
+        &mut self.value
+    }
+}
+
+impl<T> From<T> for RowCached<T> {
+    fn from(value: T) -> Self {
+        RowCached {
+            value,
+            row_bytes: OnceLock::new(),
+        }
+    }
+}
+
+impl<A, T: FromIterator<A>> FromIterator<A> for RowCached<T> {
+    fn from_iter<I: IntoIterator<Item = A>>(items: I) -> Self {
+        T::from_iter(items).into()
+    }
+}
+
+impl<T: PartialEq> PartialEq for RowCached<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for RowCached<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a RowCached<T>
+where
+    &'a T: IntoIterator,
+{
+    type Item = <&'a T as IntoIterator>::Item;
+    type IntoIter = <&'a T as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        (&self.value).into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // An encoder of a `RowCached<Vec<String>>` is given the `&Vec` itself.
+    #[allow(clippy::ptr_arg)]
+    fn joined(list: &Vec<String>) -> Vec<u8> {
+        list.iter().flat_map(|s| s.bytes().chain([b';'])).collect()
+    }
+
+    /// Kept bytes are reused until a mutable access, and made again from the value after it.
+    #[test]
+    fn kept_bytes_last_until_the_value_may_change() {
+        let mut list = RowCached::from(vec!["a".to_string()]);
+        assert_eq!(list.row_bytes(joined), b"a;");
+        assert_eq!(list.row_bytes(|_| panic!("encoded twice")), b"a;");
+        assert_eq!(list.clone().row_bytes(|_| panic!("encoded twice")), b"a;");
+        list.push("b".into());
+        assert_eq!(list.row_bytes(joined), b"a;b;");
+        list.iter_mut().for_each(|s| s.push('2'));
+        assert_eq!(list.row_bytes(joined), b"a2;b2;");
+        list.retain(|s| s != "a2");
+        assert_eq!(list.row_bytes(joined), b"b2;");
+        // Reading leaves them.
+        assert_eq!(list.len(), 1);
+        assert_eq!((&list).into_iter().count(), 1);
+        assert_eq!(list.row_bytes(|_| panic!("encoded twice")), b"b2;");
+    }
+
+    /// The wrapper serializes, compares and prints as the value it wraps, kept bytes or not.
+    #[test]
+    fn it_is_its_value_to_serde_equality_and_debug() {
+        let list = RowCached::from(vec!["a".to_string()]);
+        let vec = vec!["a".to_string()];
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            serde_json::to_string(&vec).unwrap()
+        );
+        let back: RowCached<Vec<String>> =
+            serde_json::from_str(&serde_json::to_string(&vec).unwrap()).unwrap();
+        list.row_bytes(joined);
+        assert_eq!(back, list);
+        assert_eq!(format!("{list:?}"), format!("{vec:?}"));
+    }
+}
