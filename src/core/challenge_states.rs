@@ -25,6 +25,15 @@ pub struct ChallengeStates {
 }
 
 impl ChallengeStates {
+    /// Room for `n` states without growing: a stored row says how many it holds, and its
+    /// reading grew both vectors four times for a user of ten challenges.
+    pub fn with_capacity(n: usize) -> Self {
+        ChallengeStates {
+            index: Vec::with_capacity(n),
+            states: Vec::with_capacity(n),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }

@@ -99,8 +99,11 @@ fn kept<T>(w: &mut Writer, part: &RowCached<T>, encode: impl FnOnce(&mut Writer,
 pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
     let history_len = r.u64("history_len")?;
     let applied = read_watermark(r)?;
-    let mut challenges = ChallengeStates::default();
-    for _ in 0..r.len("challenges", 3)? {
+    // The length is checked against the bytes left (3 at least per state), so a corrupt row
+    // reserves at most ~35 times its own size (a state and its index entry take ~104 bytes).
+    let n = r.len("challenges", 3)?;
+    let mut challenges = ChallengeStates::with_capacity(n);
+    for _ in 0..n {
         let id = r.u32("challenges.id")?;
         challenges.insert(id, read_challenge(r)?);
     }
