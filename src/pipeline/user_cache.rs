@@ -19,7 +19,10 @@ use crate::core::records::UserRecord;
 use crate::store::UserKey;
 
 /// Bytes of memory per byte of a user's stored (binary) row: the decoded state's maps,
-/// strings and decimals take about this much more than their compact encoding.
+/// strings and decimals take about this much more than their compact encoding. The row
+/// encodings a user keeps of its balances, milestones and pending requests (`RowCached`)
+/// add at most one byte per byte of those parts, within this charge's margin: the worker's
+/// peak memory did not rise with them (docs/benchmarks.md, A/B runs).
 pub const MEMORY_PER_ROW_BYTE: usize = 4;
 
 /// Bytes charged per cached user besides [`MEMORY_PER_ROW_BYTE`]: its key, twice (the cache's
