@@ -618,16 +618,17 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-/// Users of [`codec`]'s cold re-encoding bench: their rows are several times the CPU's
-/// last-level cache.
+/// Users of [`codec`]'s cold re-encoding bench: their decoded states are several times a
+/// server CPU's last-level cache (32 MiB on the machine of docs/benchmarks.md).
 const COLD_USERS: usize = 50_000;
 
 /// [`COLD_USERS`] users as the end-to-end benchmark's look after a while: a few challenges
 /// with progress, two balances, an unclaimed milestone with a voucher and a points prize, an
 /// inventory request in flight, a full window of action ids; each read back from its row.
-/// The users are read back in several rounds, each a slice of every user, so that one
-/// user's allocations lie apart as they do in a worker that loaded and changed them over
-/// time (read back at once, a user's strings would share cache lines).
+/// Every row is read back four times and one copy of each user kept (user i from round
+/// i % 4), so users next to each other in the list are not next to each other in memory, as
+/// in a worker's cache filled over time; the bench's scattered order does the rest. (One
+/// user's own allocations are still made together, as a load makes them.)
 fn cold_population() -> Vec<UserRecord> {
     let rows: Vec<Vec<u8>> = (0..COLD_USERS)
         .map(|i| {

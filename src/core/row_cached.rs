@@ -28,10 +28,27 @@ pub struct RowCached<T> {
 }
 
 impl<T> RowCached<T> {
-    /// The value's encoding for a stored row: the kept one, or `encode`'s, which is kept.
-    pub fn row_bytes(&self, encode: impl FnOnce(&T) -> Vec<u8>) -> &[u8] {
-        self.row_bytes
-            .get_or_init(|| encode(&self.value).into_boxed_slice())
+    /// The value's kept row encoding, if it was kept since the value last changed.
+    pub fn kept_bytes(&self) -> Option<&[u8]> {
+        self.row_bytes.get().map(|bytes| &**bytes)
+    }
+
+    /// Keeps `bytes` as the value's row encoding, until the value may change. The codec
+    /// calls it right after encoding the value, with what it wrote.
+    pub fn keep(&self, bytes: &[u8]) {
+        // Only unkept values are encoded, and `&self` cannot have changed in between: the
+        // cell is empty.
+        let _ = self.row_bytes.set(bytes.into());
+    }
+}
+
+impl<T> RowCached<T>
+where
+    for<'a> &'a T: IntoIterator,
+{
+    /// Whether the wrapped collection is empty (what serde asks to leave it out).
+    pub fn is_empty(&self) -> bool {
+        self.value.into_iter().next().is_none()
     }
 }
 
@@ -78,45 +95,44 @@ impl<T: std::fmt::Debug> std::fmt::Debug for RowCached<T> {
     }
 }
 
-impl<'a, T> IntoIterator for &'a RowCached<T>
-where
-    &'a T: IntoIterator,
-{
-    type Item = <&'a T as IntoIterator>::Item;
-    type IntoIter = <&'a T as IntoIterator>::IntoIter;
-
-    fn into_iter(self) -> Self::IntoIter {
-        (&self.value).into_iter()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // An encoder of a `RowCached<Vec<String>>` is given the `&Vec` itself.
-    #[allow(clippy::ptr_arg)]
-    fn joined(list: &Vec<String>) -> Vec<u8> {
-        list.iter().flat_map(|s| s.bytes().chain([b';'])).collect()
+    /// What the codec does with a part: its kept bytes, or its encoding, then kept.
+    fn written(list: &RowCached<Vec<String>>, encodings: &mut usize) -> Vec<u8> {
+        if let Some(kept) = list.kept_bytes() {
+            return kept.to_vec();
+        }
+        *encodings += 1;
+        let bytes: Vec<u8> = list.iter().flat_map(|s| s.bytes().chain([b';'])).collect();
+        list.keep(&bytes);
+        bytes
     }
 
     /// Kept bytes are reused until a mutable access, and made again from the value after it.
     #[test]
     fn kept_bytes_last_until_the_value_may_change() {
+        let mut n = 0;
         let mut list = RowCached::from(vec!["a".to_string()]);
-        assert_eq!(list.row_bytes(joined), b"a;");
-        assert_eq!(list.row_bytes(|_| panic!("encoded twice")), b"a;");
-        assert_eq!(list.clone().row_bytes(|_| panic!("encoded twice")), b"a;");
+        assert_eq!(list.kept_bytes(), None);
+        assert_eq!(written(&list, &mut n), b"a;");
+        assert_eq!((written(&list, &mut n), n), (b"a;".to_vec(), 1));
+        assert_eq!(list.clone().kept_bytes(), Some(&b"a;"[..]));
         list.push("b".into());
-        assert_eq!(list.row_bytes(joined), b"a;b;");
+        assert_eq!((written(&list, &mut n), n), (b"a;b;".to_vec(), 2));
         list.iter_mut().for_each(|s| s.push('2'));
-        assert_eq!(list.row_bytes(joined), b"a2;b2;");
+        assert_eq!((written(&list, &mut n), n), (b"a2;b2;".to_vec(), 3));
         list.retain(|s| s != "a2");
-        assert_eq!(list.row_bytes(joined), b"b2;");
+        assert_eq!((written(&list, &mut n), n), (b"b2;".to_vec(), 4));
         // Reading leaves them.
         assert_eq!(list.len(), 1);
-        assert_eq!((&list).into_iter().count(), 1);
-        assert_eq!(list.row_bytes(|_| panic!("encoded twice")), b"b2;");
+        assert!(!list.is_empty());
+        assert_eq!(list.iter().count(), 1);
+        assert_eq!((written(&list, &mut n), n), (b"b2;".to_vec(), 4));
+        list.clear();
+        assert!(list.is_empty());
+        assert_eq!(list.kept_bytes(), None);
     }
 
     /// The wrapper serializes, compares and prints as the value it wraps, kept bytes or not.
@@ -130,7 +146,7 @@ mod tests {
         );
         let back: RowCached<Vec<String>> =
             serde_json::from_str(&serde_json::to_string(&vec).unwrap()).unwrap();
-        list.row_bytes(joined);
+        list.keep(b"a;");
         assert_eq!(back, list);
         assert_eq!(format!("{list:?}"), format!("{vec:?}"));
     }

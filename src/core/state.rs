@@ -33,10 +33,10 @@ pub struct UserState {
     pub challenges: ChallengeStates,
     /// Balances, unclaimed milestones and pending requests keep their row encoding between
     /// writes ([`RowCached`]): they change far less often than the user is written.
-    #[serde(default, skip_serializing_if = "no_balances")]
+    #[serde(default, skip_serializing_if = "RowCached::is_empty")]
     pub balances: RowCached<LiteMap<String, Decimal>>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
-    #[serde(default, skip_serializing_if = "no_milestones")]
+    #[serde(default, skip_serializing_if = "RowCached::is_empty")]
     pub milestones: RowCached<Vec<Milestone>>,
     /// Challenges with a claimed milestone; limited ones then leave the progress list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -44,7 +44,7 @@ pub struct UserState {
     #[serde(default, skip_serializing_if = "RecentActionIds::is_empty")]
     pub recent_action_ids: RecentActionIds,
     /// Inventory and amount requests sent and not yet settled, by request id.
-    #[serde(default, skip_serializing_if = "no_pending")]
+    #[serde(default, skip_serializing_if = "RowCached::is_empty")]
     pub pending: RowCached<LiteMap<String, Pending>>,
     /// What the caps and streaks of earning-rule events remember, by event name.
     #[serde(default, skip_serializing_if = "LiteMap::is_empty")]
@@ -53,18 +53,6 @@ pub struct UserState {
     /// are refused as dead letters until the user is enabled again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
-}
-
-fn no_balances(balances: &RowCached<LiteMap<String, Decimal>>) -> bool {
-    balances.is_empty()
-}
-
-fn no_milestones(milestones: &RowCached<Vec<Milestone>>) -> bool {
-    milestones.is_empty()
-}
-
-fn no_pending(pending: &RowCached<LiteMap<String, Pending>>) -> bool {
-    pending.is_empty()
 }
 
 /// An administrator disables or enables a user (KickApps' `/rest/user/disable|enable/{as}`).

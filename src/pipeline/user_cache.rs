@@ -22,7 +22,7 @@ use crate::store::UserKey;
 /// strings and decimals take about this much more than their compact encoding. The row
 /// encodings a user keeps of its balances, milestones and pending requests (`RowCached`)
 /// add at most one byte per byte of those parts, within this charge's margin: the worker's
-/// peak memory did not rise with them (docs/benchmarks.md, A/B runs).
+/// peak memory did not rise beyond the noise with them (docs/benchmarks.md, A/B runs).
 pub const MEMORY_PER_ROW_BYTE: usize = 4;
 
 /// Bytes charged per cached user besides [`MEMORY_PER_ROW_BYTE`]: its key, twice (the cache's

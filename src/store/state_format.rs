@@ -86,14 +86,16 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
     w.bool(*disabled);
 }
 
-/// Writes `part`'s kept row bytes, encoding them with `encode` first if they are not kept.
+/// Writes `part`'s kept row bytes; or encodes it with `encode`, straight into the row, and
+/// keeps a copy of what it wrote.
 fn kept<T>(w: &mut Writer, part: &RowCached<T>, encode: impl FnOnce(&mut Writer, &T)) {
-    let bytes = part.row_bytes(|value| {
-        let mut own = Writer::default();
-        encode(&mut own, value);
-        own.buf
-    });
-    w.buf.extend_from_slice(bytes);
+    if let Some(bytes) = part.kept_bytes() {
+        w.buf.extend_from_slice(bytes);
+        return;
+    }
+    let start = w.buf.len();
+    encode(w, part);
+    part.keep(&w.buf[start..]);
 }
 
 pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
