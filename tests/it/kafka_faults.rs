@@ -360,7 +360,8 @@ fn kill_9_with_claims_mixed_in_pays_every_claim_once_and_never_over_grants_the_s
             || worker.log_text(),
         );
         // Both topics at once, and the kill the moment both producers are done, while the
-        // worker is still working through the round (it has committed 40-90 % of it then).
+        // worker is still working through the round (in one run it had committed 284 of the
+        // first 400 records, 480 of 800 and 887 of 1,200 at the three kills).
         std::thread::scope(|s| {
             s.spawn(|| broker.produce_unbatched(&input, &inputs.actions[round]));
             broker.produce_unbatched(&commands, &inputs.commands[round]);
