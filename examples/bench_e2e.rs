@@ -78,6 +78,8 @@ struct Options {
     /// The worker's `compression.type` (librdkafka), `none` by default as in questline.
     compression: String,
     keep: bool,
+    /// Print the latency phase second by second, beside the worker's metrics of that second.
+    latency_series: bool,
 }
 
 impl Options {
@@ -95,17 +97,19 @@ fn parse_args() -> Result<Options> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut map: HashMap<String, String> = HashMap::new();
     let mut keep = false;
+    let mut latency_series = false;
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
         match a.as_str() {
             "--keep" => keep = true,
+            "--latency-series" => latency_series = true,
             "-h" | "--help" => {
                 println!(
                     "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
                      [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
                      [--latency-rate R] [--latency-users returning|fresh] [--warmup W] \
-                     [--compression none|lz4|zstd|...] [--keep]"
+                     [--compression none|lz4|zstd|...] [--latency-series] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -171,6 +175,7 @@ fn parse_args() -> Result<Options> {
             .cloned()
             .unwrap_or_else(|| "none".into()),
         keep,
+        latency_series,
     };
     if o.actions == 0 || o.users == 0 || o.partitions <= 0 || o.warmup == 0 {
         bail!("--actions, --users, --partitions and --warmup must be positive");
@@ -316,6 +321,26 @@ fn minor_faults(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// CPU time the whole machine has spent busy (every core: /proc/stat's first line, all but
+/// idle and iowait), at the kernel's usual 100 ticks a second.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(Duration::from_millis(busy * 10))
 }
 
 /// utime + stime of a process's or a thread's stat file.
@@ -846,6 +871,68 @@ fn scrape(port: u16) -> Result<HashMap<String, f64>> {
         .collect())
 }
 
+/// The latency phase second by second (by when the action was sent): its events' latency
+/// beside what the worker's metrics counted in that second: batches, records, and the time
+/// its store writes, publishes and checkpoints took.
+fn print_latency_series(
+    seen: &[Seen],
+    stamps: &HashMap<(i32, i64), i64>,
+    start_ms: i64,
+    scrapes: &[(i64, HashMap<String, f64>)],
+) {
+    let mut by_second: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for e in seen {
+        let (Some(&sent_at), Some(created)) = (stamps.get(&(e.partition, e.offset)), e.created)
+        else {
+            continue;
+        };
+        by_second
+            .entry((sent_at - start_ms) / 1_000)
+            .or_default()
+            .push(created - sent_at);
+    }
+    eprintln!(
+        "second | events | p50 / p99 / max ms || worker in that second: batches, records, \
+         evaluate s, store write s, publish s, checkpoints (s); worker CPU s, machine busy s"
+    );
+    for (second, lat) in by_second {
+        let st = stats(lat);
+        let worker = scrapes
+            .windows(2)
+            .find(|w| (w[0].0 - start_ms) / 1_000 == second)
+            .map(|w| {
+                let d = |k: &str| {
+                    w[1].1.get(k).copied().unwrap_or(0.0) - w[0].1.get(k).copied().unwrap_or(0.0)
+                };
+                // How many of a kind took longer than 25 ms (the histogram's buckets).
+                let slow = |sum: &str, op: &str| {
+                    d(&format!("{sum}_count{{op=\"{op}\"}}"))
+                        - d(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
+                };
+                format!(
+                    "{:.0}, {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
+                    d("questline_batch_seconds_count"),
+                    d("questline_batch_size_sum"),
+                    d("questline_store_seconds_sum{op=\"load\"}"),
+                    d("questline_store_seconds_sum{op=\"write\"}"),
+                    d("questline_log_seconds_sum{op=\"publish\"}"),
+                    d("questline_store_seconds_count{op=\"checkpoint\"}"),
+                    d("questline_store_seconds_sum{op=\"checkpoint\"}"),
+                    d("worker_cpu_s"),
+                    d("machine_busy_s"),
+                    slow("questline_store_seconds", "load"),
+                    slow("questline_store_seconds", "write"),
+                    slow("questline_log_seconds", "publish"),
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "{second:>6} | {:>6} | {} / {} / {} || {worker}",
+            st.n, st.p50, st.p99, st.max
+        );
+    }
+}
+
 /// Where the worker's time went between two scrapes.
 struct Breakdown {
     batches: f64,
@@ -1231,7 +1318,31 @@ fn run() -> Result<bool> {
     let stop = AtomicBool::new(false);
     let lat_start_ms = now_ms();
     let lat_cpu_start = (cpu_time(worker.child.id()), Instant::now());
+    // With --latency-series: the worker's metrics once a second, to set beside each second's
+    // latency.
+    let scrapes: std::sync::Mutex<Vec<(i64, HashMap<String, f64>)>> = Default::default();
+    let worker_pid = worker.child.id();
     let (seen, sent) = std::thread::scope(|s| -> Result<(Vec<Seen>, Duration)> {
+        if o.latency_series {
+            s.spawn(|| {
+                let mut next = lat_start_ms;
+                while !stop.load(Ordering::SeqCst) {
+                    if now_ms() >= next {
+                        if let Ok(mut m) = scrape(http_port) {
+                            if let Some(cpu) = cpu_time(worker_pid) {
+                                m.insert("worker_cpu_s".into(), cpu.as_secs_f64());
+                            }
+                            if let Some(busy) = machine_busy() {
+                                m.insert("machine_busy_s".into(), busy.as_secs_f64());
+                            }
+                            scrapes.lock().unwrap().push((now_ms(), m));
+                        }
+                        next += 1_000;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
         let reading = s.spawn(|| {
             let mut seen = Vec::new();
             while !stop.load(Ordering::SeqCst) {
@@ -1343,6 +1454,9 @@ fn run() -> Result<bool> {
     }
     let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
     kinds.sort();
+    if o.latency_series {
+        print_latency_series(&seen, &stamps, lat_start_ms, &scrapes.into_inner().unwrap());
+    }
     let latency_sent = stamps.len();
     let latency_cpu_per_action =
         latency_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / latency_sent.max(1) as f64);

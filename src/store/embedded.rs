@@ -77,6 +77,7 @@ mod overlay;
 #[cfg(test)]
 mod recovery_tests;
 mod reopen;
+mod sort_key;
 mod tables;
 
 use journal::{Faults, Rows};
@@ -490,7 +491,7 @@ impl StateStore for EmbeddedStore {
             let frozen = view.layers.frozen.as_ref().map(|f| &f.overlay);
             for overlay in frozen.into_iter().chain([&view.layers.active]) {
                 for (challenge, partition, row) in overlay.finished_of(&tenant) {
-                    let slot = (challenge, partition.to_string());
+                    let slot = (challenge, partition);
                     let key = || RowKey::Finished(tenant.clone(), challenge, slot.1.clone());
                     if rows
                         .get(&slot)

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::super::wire::{self, Problem, Reader, WireError, Writer};
+use super::sort_key::{self, KeyBytes, SortKey};
 use super::tables::outranks;
 
 /// The key of a row in any of the store's tables: the table is the variant.
@@ -40,12 +41,12 @@ pub(crate) enum RowKey {
     Outbox(String),
 }
 
-const USER: u8 = 1;
-const RESOURCE: u8 = 2;
-const HISTORY: u8 = 3;
-const CLAIM: u8 = 4;
-const FINISHED: u8 = 5;
-const OUTBOX: u8 = 6;
+pub(super) const USER: u8 = 1;
+pub(super) const RESOURCE: u8 = 2;
+pub(super) const HISTORY: u8 = 3;
+pub(super) const CLAIM: u8 = 4;
+pub(super) const FINISHED: u8 = 5;
+pub(super) const OUTBOX: u8 = 6;
 
 impl RowKey {
     /// Appends the key in the journal's form: a table tag, then the fields.
@@ -100,30 +101,29 @@ impl RowKey {
         };
         Ok(key)
     }
-
-    /// Memory an entry of this key costs in an overlay, besides its row: the strings and the
-    /// map's node share (an estimate, for the checkpoint threshold).
-    fn footprint(&self) -> usize {
-        const ENTRY: usize = 96;
-        ENTRY
-            + match self {
-                RowKey::User(a, b) | RowKey::History(a, b, _) => a.len() + b.len(),
-                RowKey::Resource(a) | RowKey::Outbox(a) => a.len(),
-                RowKey::Claim(a, b, c) => a.len() + b.len() + c.len(),
-                RowKey::Finished(a, _, c) => a.len() + c.len(),
-            }
-    }
 }
 
-/// Sealed rows by key, and roughly how much memory they hold.
+/// Memory an entry of this key costs in an overlay, besides its row: the encoded key and the
+/// map's node share (an estimate, for the checkpoint threshold).
+fn footprint(key: &SortKey) -> usize {
+    const ENTRY: usize = 64;
+    ENTRY + key.as_bytes().len()
+}
+
+/// Sealed rows by key, and roughly how much memory they hold. Keys are held as their
+/// [`SortKey`] encoding: one `memcmp` per comparison in the map's descents.
 #[derive(Debug, Default)]
 pub(super) struct Overlay {
-    rows: BTreeMap<RowKey, Vec<u8>>,
+    rows: BTreeMap<SortKey, Vec<u8>>,
     bytes: usize,
 }
 
 impl Overlay {
     pub(super) fn get(&self, key: &RowKey) -> Option<&[u8]> {
+        self.get_encoded(&sort_key::encode(key))
+    }
+
+    fn get_encoded(&self, key: &[u8]) -> Option<&[u8]> {
         self.rows.get(key).map(Vec::as_slice)
     }
 
@@ -131,19 +131,21 @@ impl Overlay {
     /// overlays as they wish).
     #[cfg(test)]
     pub(super) fn insert(&mut self, key: RowKey, row: Vec<u8>) {
-        put(&mut self.bytes, self.rows.entry(key), row);
+        put(&mut self.bytes, self.rows.entry(SortKey::of(&key)), row);
     }
 
     /// Sets `key` to `row` unless the row held for it outranks it: this overlay's, or when it
     /// has none, `below`'s (the frozen overlay under the active one). One descent of this
     /// overlay's map finds the held row and makes the write.
-    pub(super) fn insert_fenced(&mut self, key: RowKey, row: Vec<u8>, below: Option<&Overlay>) {
-        let entry = self.rows.entry(key);
+    pub(super) fn insert_fenced(&mut self, key: &RowKey, row: Vec<u8>, below: Option<&Overlay>) {
+        let entry = self.rows.entry(SortKey::of(key));
         let held = match &entry {
             Entry::Occupied(held) => Some(held.get().as_slice()),
-            Entry::Vacant(vacant) => below.and_then(|below| below.get(vacant.key())),
+            Entry::Vacant(vacant) => {
+                below.and_then(|below| below.get_encoded(vacant.key().as_bytes()))
+            }
         };
-        if held.is_none_or(|held| outranks(entry.key(), &row, Some(held))) {
+        if held.is_none_or(|held| outranks(key, &row, Some(held))) {
             put(&mut self.bytes, entry, row);
         }
     }
@@ -161,30 +163,32 @@ impl Overlay {
         self.rows.len()
     }
 
-    /// Every row, in key order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&RowKey, &[u8])> {
+    /// Every row, in key order (the key as encoded: [`SortKey::decode_into`] reads it).
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&SortKey, &[u8])> {
         self.rows.iter().map(|(k, v)| (k, v.as_slice()))
     }
 
-    /// The finished counters of `tenant`, in key order.
+    /// The finished counters of `tenant` (challenge, partition, row), in key order.
     pub(super) fn finished_of<'a>(
         &'a self,
-        tenant: &'a str,
-    ) -> impl Iterator<Item = (u32, &'a str, &'a [u8])> + 'a {
-        let start = RowKey::Finished(tenant.to_string(), 0, String::new());
-        self.rows
-            .range(start..)
-            .map_while(move |(key, row)| match key {
-                RowKey::Finished(t, challenge, partition) if t == tenant => {
-                    Some((*challenge, partition.as_str(), row.as_slice()))
-                }
-                _ => None,
-            })
+        tenant: &str,
+    ) -> impl Iterator<Item = (u32, String, &'a [u8])> + 'a {
+        let mut prefix = KeyBytes::new();
+        sort_key::finished_prefix(&mut prefix, tenant);
+        let from: &[u8] = &prefix;
+        let range = self
+            .rows
+            .range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded));
+        range.map_while(move |(key, row)| {
+            let rest = key.as_bytes().strip_prefix(&prefix[..])?;
+            let (challenge, partition) = sort_key::finished_fields(rest);
+            Some((challenge, partition, row.as_slice()))
+        })
     }
 }
 
 /// Writes `row` at `entry`, keeping `bytes` (an overlay's estimate) up to date.
-fn put(bytes: &mut usize, entry: Entry<'_, RowKey, Vec<u8>>, row: Vec<u8>) {
+fn put(bytes: &mut usize, entry: Entry<'_, SortKey, Vec<u8>>, row: Vec<u8>) {
     let len = row.len();
     match entry {
         Entry::Occupied(mut entry) => {
@@ -193,7 +197,7 @@ fn put(bytes: &mut usize, entry: Entry<'_, RowKey, Vec<u8>>, row: Vec<u8>) {
             *bytes = *bytes + len - old.len();
         }
         Entry::Vacant(entry) => {
-            *bytes += entry.key().footprint() + len;
+            *bytes += footprint(entry.key()) + len;
             entry.insert(row);
         }
     }
@@ -224,7 +228,7 @@ impl Layers {
 
     /// Writes `row` into the active overlay unless the newest row the layers hold for `key`
     /// outranks it: fenced against the overlays only (see the module's doc).
-    pub(super) fn write_fenced(&mut self, key: RowKey, row: Vec<u8>) {
+    pub(super) fn write_fenced(&mut self, key: &RowKey, row: Vec<u8>) {
         let frozen = self.frozen.as_deref().map(|frozen| &frozen.overlay);
         self.active.insert_fenced(key, row, frozen);
     }
@@ -252,20 +256,20 @@ mod tests {
             })),
         };
         // Older than the frozen row: refused, the successor's row stays the newest.
-        layers.write_fenced(user.clone(), seal(10, b"zombie"));
+        layers.write_fenced(&user, seal(10, b"zombie"));
         assert_eq!(layers.get(&user), Some(seal(20, b"successor").as_slice()));
         assert!(layers.active.is_empty());
         // Newer than the frozen row: written above it.
-        layers.write_fenced(other.clone(), seal(6, b"newer"));
+        layers.write_fenced(&other, seal(6, b"newer"));
         assert_eq!(layers.get(&other), Some(seal(6, b"newer").as_slice()));
         // Against the active overlay's own row: older refused, newer (or equal) replaces.
-        layers.write_fenced(other.clone(), seal(5, b"late"));
+        layers.write_fenced(&other, seal(5, b"late"));
         assert_eq!(layers.get(&other), Some(seal(6, b"newer").as_slice()));
-        layers.write_fenced(other.clone(), seal(6, b"again"));
+        layers.write_fenced(&other, seal(6, b"again"));
         assert_eq!(layers.get(&other), Some(seal(6, b"again").as_slice()));
         assert_eq!(
             layers.active.bytes(),
-            other.footprint() + seal(6, b"again").len(),
+            footprint(&SortKey::of(&other)) + seal(6, b"again").len(),
             "one entry, its row replaced"
         );
     }
@@ -330,6 +334,6 @@ mod tests {
         o.insert(RowKey::Finished("b".into(), 3, "q".into()), vec![3]);
         o.insert(RowKey::Outbox("b".into()), vec![4]);
         let b: Vec<_> = o.finished_of("b").map(|(c, p, r)| (c, p, r[0])).collect();
-        assert_eq!(b, vec![(2, "p", 2), (3, "q", 3)]);
+        assert_eq!(b, vec![(2, "p".to_string(), 2), (3, "q".to_string(), 3)]);
     }
 }
