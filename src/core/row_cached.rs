@@ -13,6 +13,11 @@
 //! value may change, which is any mutable access ([`DerefMut`]). The wrapper reads,
 //! compares, prints and serializes as the value it wraps, so stored rows and every output
 //! are unchanged.
+//!
+//! A part may also keep a *summary* of type `S`: a small fact derived from the value that the
+//! evaluation asks at every action (the unclaimed milestones' earliest prize expiry), kept
+//! inline so that asking it does not touch the value's heap memory, and dropped with the
+//! kept bytes.
 
 use serde::{Deserialize, Serialize};
 use std::ops::{Deref, DerefMut};
@@ -20,14 +25,24 @@ use std::sync::OnceLock;
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct RowCached<T> {
+pub struct RowCached<T, S = ()> {
     value: T,
     /// The value as the binary row encodes it, made by the first write after a change.
     #[serde(skip)]
     row_bytes: OnceLock<Box<[u8]>>,
+    /// What [`RowCached::summary`] derived from the value since it last changed.
+    #[serde(skip)]
+    summary: OnceLock<S>,
 }
 
-impl<T> RowCached<T> {
+impl<T, S> RowCached<T, S> {
+    /// A fact derived from the value by `derive`, which runs at the first call after each
+    /// change; the calls in between answer from the wrapper itself. Every call for a part
+    /// must pass the same `derive`.
+    pub fn summary(&self, derive: impl FnOnce(&T) -> S) -> &S {
+        self.summary.get_or_init(|| derive(&self.value))
+    }
+
     /// The value's kept row encoding, if it was kept since the value last changed.
     pub fn kept_bytes(&self) -> Option<&[u8]> {
         self.row_bytes.get().map(|bytes| &**bytes)
@@ -42,7 +57,7 @@ impl<T> RowCached<T> {
     }
 }
 
-impl<T> RowCached<T>
+impl<T, S> RowCached<T, S>
 where
     for<'a> &'a T: IntoIterator,
 {
@@ -52,7 +67,7 @@ where
     }
 }
 
-impl<T> Deref for RowCached<T> {
+impl<T, S> Deref for RowCached<T, S> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -60,36 +75,38 @@ impl<T> Deref for RowCached<T> {
     }
 }
 
-impl<T> DerefMut for RowCached<T> {
-    /// Whoever may change the value drops its kept encoding.
+impl<T, S> DerefMut for RowCached<T, S> {
+    /// Whoever may change the value drops its kept encoding and summary.
     fn deref_mut(&mut self) -> &mut T {
         self.row_bytes.take();
+        self.summary.take();
         &mut self.value
     }
 }
 
-impl<T> From<T> for RowCached<T> {
+impl<T, S> From<T> for RowCached<T, S> {
     fn from(value: T) -> Self {
         RowCached {
             value,
             row_bytes: OnceLock::new(),
+            summary: OnceLock::new(),
         }
     }
 }
 
-impl<A, T: FromIterator<A>> FromIterator<A> for RowCached<T> {
+impl<A, T: FromIterator<A>, S> FromIterator<A> for RowCached<T, S> {
     fn from_iter<I: IntoIterator<Item = A>>(items: I) -> Self {
         T::from_iter(items).into()
     }
 }
 
-impl<T: PartialEq> PartialEq for RowCached<T> {
+impl<T: PartialEq, S> PartialEq for RowCached<T, S> {
     fn eq(&self, other: &Self) -> bool {
         self.value == other.value
     }
 }
 
-impl<T: std::fmt::Debug> std::fmt::Debug for RowCached<T> {
+impl<T: std::fmt::Debug, S> std::fmt::Debug for RowCached<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.value.fmt(f)
     }
@@ -133,6 +150,29 @@ mod tests {
         list.clear();
         assert!(list.is_empty());
         assert_eq!(list.kept_bytes(), None);
+    }
+
+    /// A summary is derived once, then answered until a mutable access drops it.
+    #[test]
+    fn a_summary_lasts_until_the_value_may_change() {
+        let mut derived = 0;
+        let mut list: RowCached<Vec<u32>, Option<u32>> = RowCached::from(vec![3, 1, 2]);
+        let mut lowest = |list: &RowCached<Vec<u32>, Option<u32>>| {
+            *list.summary(|v| {
+                derived += 1;
+                v.iter().copied().min()
+            })
+        };
+        assert_eq!(lowest(&list), Some(1));
+        assert_eq!(lowest(&list), Some(1));
+        assert_eq!(lowest(&list.clone()), Some(1), "a clone keeps it");
+        assert_eq!(list.len(), 3, "reading keeps it");
+        assert_eq!(lowest(&list), Some(1));
+        list.retain(|n| *n != 1);
+        assert_eq!(lowest(&list), Some(2));
+        list.clear();
+        assert_eq!(lowest(&list), None);
+        assert_eq!(derived, 3, "derived once per change");
     }
 
     /// The wrapper serializes, compares and prints as the value it wraps, kept bytes or not.

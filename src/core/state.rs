@@ -27,6 +27,10 @@ use super::rules::RuleStates;
 /// producer that sends the same `actionId` twice as two records.
 pub const RECENT_ACTION_IDS: usize = 64;
 
+/// A user's unclaimed milestones, with the earliest expiry of their prizes kept beside them
+/// ([`UserState::next_prize_expiry`]).
+pub type Milestones = RowCached<Vec<Milestone>, Option<DateTime<Utc>>>;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
     #[serde(default, skip_serializing_if = "ChallengeStates::is_empty")]
@@ -37,7 +41,7 @@ pub struct UserState {
     pub balances: RowCached<LiteMap<String, Decimal>>,
     /// Milestones awarded and not yet claimed (claimed ones move to history).
     #[serde(default, skip_serializing_if = "RowCached::is_empty")]
-    pub milestones: RowCached<Vec<Milestone>>,
+    pub milestones: Milestones,
     /// Challenges with a claimed milestone; limited ones then leave the progress list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claimed_challenges: Vec<u32>,
@@ -192,6 +196,20 @@ pub enum PendingKind {
 }
 
 impl UserState {
+    /// When the first of the unclaimed milestones' prizes expires (`None`: none of them
+    /// expires). Every action asks (expired prizes are taken back first), and between changes
+    /// of the milestones the answer comes from the state itself, without touching the
+    /// milestones' memory: scanning them was a cache miss or two per action.
+    pub fn next_prize_expiry(&self) -> Option<DateTime<Utc>> {
+        *self.milestones.summary(|milestones| {
+            milestones
+                .iter()
+                .flat_map(|m| &m.prizes)
+                .filter_map(|p| p.expiration_date)
+                .min()
+        })
+    }
+
     /// Remembers an action id; returns false when it was already applied.
     pub fn remember_action(&mut self, action_id: &str) -> bool {
         self.recent_action_ids.remember(action_id)

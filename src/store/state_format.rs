@@ -88,7 +88,7 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
 
 /// Writes `part`'s kept row bytes; or encodes it with `encode`, straight into the row, and
 /// keeps a copy of what it wrote.
-fn kept<T>(w: &mut Writer, part: &RowCached<T>, encode: impl FnOnce(&mut Writer, &T)) {
+fn kept<T, S>(w: &mut Writer, part: &RowCached<T, S>, encode: impl FnOnce(&mut Writer, &T)) {
     if let Some(bytes) = part.kept_bytes() {
         w.buf.extend_from_slice(bytes);
         return;

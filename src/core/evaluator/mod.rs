@@ -1067,7 +1067,7 @@ pub fn apply_expiry(
     now: DateTime<Utc>,
 ) -> Vec<Expired> {
     let is_due = |p: &PrizeInfo| p.expiration_date.is_some_and(|e| e <= now);
-    if !state.milestones.iter().flat_map(|m| &m.prizes).any(is_due) {
+    if state.next_prize_expiry().is_none_or(|first| first > now) {
         return Vec::new();
     }
     let mut gone = Vec::new();
@@ -1175,5 +1175,44 @@ amount = 10
         );
         // The prize that was not granted is not listed as claimable either.
         assert!(state.milestones.iter().all(|m| m.prizes.is_empty()));
+    }
+
+    /// The earliest prize expiry is kept beside the milestones once asked: a prize won after
+    /// that, expiring sooner, still expires on time, and the rest stay.
+    #[test]
+    fn a_prize_won_after_the_expiry_was_asked_still_expires_on_time() {
+        let catalog = Catalog::from_sources(&[("c.toml", CATALOG)]).unwrap();
+        let tenant = catalog.tenant("default").unwrap();
+        let day = |d: i64| chrono::DateTime::from_timestamp(1_764_000_000 + d * 86_400, 0).unwrap();
+        let milestone = |id: &str, expires: i64| Milestone {
+            milestone_id: id.into(),
+            challenge_id: 1,
+            achieved_at: day(0),
+            prizes: vec![PrizeInfo {
+                value: Some("10".into()),
+                expiration_date: Some(day(expires)),
+                description: "10 points".into(),
+                reward_type: "points".into(),
+            }],
+        };
+        let mut state = UserState::default();
+        state.balances.insert("points".into(), Decimal::from(20));
+        state.milestones.push(milestone("late", 30));
+        assert!(apply_expiry(&mut state, tenant, day(1)).is_empty());
+        assert_eq!(state.next_prize_expiry(), Some(day(30)));
+        state.milestones.push(milestone("soon", 2));
+        assert_eq!(
+            state.next_prize_expiry(),
+            Some(day(2)),
+            "asked again after the change"
+        );
+        let gone = apply_expiry(&mut state, tenant, day(3));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].milestone_id, "soon");
+        assert_eq!(state.balance("points"), Decimal::from(10));
+        assert_eq!(state.milestones.len(), 1);
+        assert_eq!(state.next_prize_expiry(), Some(day(30)));
+        assert_eq!(apply_expiry(&mut state, tenant, day(31)).len(), 1);
+        assert_eq!(state.next_prize_expiry(), None);
     }
 }
