@@ -6,10 +6,10 @@
 //! overlay's write time. A key encoded into one allocation compares with one `memcmp`, and
 //! an overlay entry holds one allocation instead of two or three.
 //!
-//! The encoding: the table's tag (the journal's), then each field in order; a string as its bytes with each
-//! `0x00` written `0x00 0xFF`, ended by `0x00 0x01`; an integer big-endian. So the bytes of
-//! two keys compare as the keys do (the table first, then field by field, a string before
-//! every longer string it begins), and no field's end is ambiguous.
+//! The encoding: the table's tag (the journal's), then each field in order; a string as its
+//! bytes with each `0x00` written `0x00 0xFF`, ended by `0x00 0x01`; an integer big-endian.
+//! So the bytes of two keys compare as the keys do (the table first, then field by field, a
+//! string before every longer string it begins), and no field's end is ambiguous.
 
 use std::borrow::Borrow;
 
