@@ -137,7 +137,7 @@ fn bench(c: &mut Criterion) {
     // As the stores keep it: the binary user row (with a one-partition watermark).
     let record = questline::store::UserRecord {
         state: ten,
-        applied: [("questline.actions:3".to_string(), 1_234_567)]
+        applied: [("questline.actions:3".into(), 1_234_567)]
             .into_iter()
             .collect(),
         history_len: 40,

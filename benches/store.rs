@@ -124,8 +124,8 @@ fn record(i: usize) -> UserRecord {
             ..Default::default()
         },
         applied: litemap::LiteMap::from_iter([
-            ("questline.actions:3".to_string(), i as i64),
-            ("questline.actions:0".to_string(), 17),
+            ("questline.actions:3".into(), i as i64),
+            ("questline.actions:0".into(), 17),
         ]),
         history_len: 0,
     }

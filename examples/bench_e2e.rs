@@ -1550,7 +1550,7 @@ fn hot_state_bytes() -> usize {
     }
     let record = questline::store::UserRecord {
         state,
-        applied: [("questline.actions:3".to_string(), 1_234_567)]
+        applied: [("questline.actions:3".into(), 1_234_567)]
             .into_iter()
             .collect(),
         history_len: 40,

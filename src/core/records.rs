@@ -13,7 +13,11 @@ use super::state::UserState;
 
 /// Per input partition (`"topic:partition"`), the highest offset already applied. A record
 /// at or below it is a redelivery and is skipped (docs/design.md, commit protocol step 2).
-pub type Watermark = litemap::LiteMap<String, i64>;
+///
+/// The names are compact strings, held inline up to 24 bytes (the usual `topic:partition`):
+/// every action compares its own with its user's, and a name on the heap made that a cache
+/// miss of its own, 5 % of the record step's samples (1.2 % inline). Serialized as strings.
+pub type Watermark = litemap::LiteMap<compact_str::CompactString, i64>;
 
 /// Everything stored for one user, written as one unit.
 ///

@@ -218,7 +218,7 @@ fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
             false
         }
         None => {
-            applied.insert(key.to_string(), source.offset);
+            applied.insert(key.into(), source.offset);
             false
         }
     })

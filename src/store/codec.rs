@@ -437,7 +437,7 @@ mod tests {
         UserRecord {
             state,
             applied: litemap::LiteMap::from_iter([
-                ("actions:3".to_string(), -1),
+                ("actions:3".into(), -1),
                 ("actions:0".into(), 17),
             ]),
             history_len: u64::MAX,
@@ -472,7 +472,7 @@ mod tests {
                 winners: 12,
                 answered,
             },
-            applied: litemap::LiteMap::from_iter([("questline.inventory:1".to_string(), 44)]),
+            applied: litemap::LiteMap::from_iter([("questline.inventory:1".into(), 44)]),
         }
     }
 
@@ -682,7 +682,7 @@ mod tests {
     #[test]
     fn user_rows_ahead_are_the_stored_rows_behind_the_headroom() {
         let record = UserRecord {
-            applied: litemap::LiteMap::from_iter([("actions:3".to_string(), 7)]),
+            applied: litemap::LiteMap::from_iter([("actions:3".into(), 7)]),
             history_len: 2,
             ..UserRecord::default()
         };
@@ -713,7 +713,7 @@ mod tests {
             .collect();
         let record = UserRecord {
             state,
-            applied: litemap::LiteMap::from_iter([("actions:3".to_string(), 1_234_567)]),
+            applied: litemap::LiteMap::from_iter([("actions:3".into(), 1_234_567)]),
             history_len: 40,
         };
         let row = user_row(&record);

@@ -164,7 +164,7 @@ fn read_watermark(r: &mut Reader<'_>) -> Result<Watermark, WireError> {
     let mut applied = Watermark::new();
     for _ in 0..r.len("applied", 2)? {
         let partition = r.str("applied.partition")?;
-        applied.insert(partition, r.i64("applied.offset")?);
+        applied.insert(partition.into(), r.i64("applied.offset")?);
     }
     Ok(applied)
 }

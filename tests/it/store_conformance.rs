@@ -217,8 +217,8 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     UserRecord {
         state,
         applied: litemap::LiteMap::from_iter([
-            (format!("{TOPIC}:3"), n),
-            (format!("{TOPIC}:0"), 17),
+            (compact_str::format_compact!("{TOPIC}:3"), n),
+            (compact_str::format_compact!("{TOPIC}:0"), 17),
         ]),
         history_len: 0,
     }
@@ -246,7 +246,7 @@ fn resource_record(n: u64) -> ResourceRecord {
                 ),
             ]),
         },
-        applied: litemap::LiteMap::from_iter([("questline.inventory:1".to_string(), n as i64)]),
+        applied: litemap::LiteMap::from_iter([("questline.inventory:1".into(), n as i64)]),
     }
 }
 
@@ -645,13 +645,16 @@ async fn watermark_and_outbox<S: StateStore>(store: &S) {
         .await
         .unwrap();
     let stored = load_one(store, "gina").await.unwrap();
-    assert_eq!(stored.applied[&format!("{TOPIC}:3")], 10);
+    assert_eq!(
+        stored.applied[&compact_str::format_compact!("{TOPIC}:3")],
+        10
+    );
     assert_eq!(store.load_outbox(owner).await.unwrap(), Some(large));
     assert_eq!(store.load_outbox("group-b/p3").await.unwrap(), None);
 
     // The next batch: the watermark moves on and a partition is dropped; the outbox is
     // replaced by a shorter one, then by an empty one.
-    record.applied = litemap::LiteMap::from_iter([(format!("{TOPIC}:3"), 11)]);
+    record.applied = litemap::LiteMap::from_iter([(compact_str::format_compact!("{TOPIC}:3"), 11)]);
     store
         .write_batch(&write(&record, b"short".to_vec()))
         .await
@@ -792,7 +795,7 @@ async fn fencing<S: StateStore>(store: &S) {
         let outbox = store.load_outbox("questline/p3").await.unwrap().unwrap();
         [
             String::from_utf8(outbox).unwrap(),
-            record.applied[&format!("{TOPIC}:3")].to_string(),
+            record.applied[&compact_str::format_compact!("{TOPIC}:3")].to_string(),
             resource.state.winners.to_string(),
             history[0].event.event_id.clone(),
             claim.event.event_id.clone(),

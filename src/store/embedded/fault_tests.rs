@@ -95,7 +95,7 @@ fn open_injected(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedStore {
 /// `recovery_tests`.
 pub(super) fn user(n: u64) -> UserRecord {
     UserRecord {
-        applied: [("actions:0".to_string(), n as i64)].into_iter().collect(),
+        applied: [("actions:0".into(), n as i64)].into_iter().collect(),
         history_len: n,
         ..UserRecord::default()
     }
