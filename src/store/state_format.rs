@@ -163,7 +163,8 @@ fn write_watermark(w: &mut Writer, applied: &Watermark) {
 fn read_watermark(r: &mut Reader<'_>) -> Result<Watermark, WireError> {
     let mut applied = Watermark::new();
     for _ in 0..r.len("applied", 2)? {
-        let partition = r.str("applied.partition")?;
+        // Straight into the watermark's inline string: no heap string made and dropped.
+        let partition = r.str_ref("applied.partition")?;
         applied.insert(partition.into(), r.i64("applied.offset")?);
     }
     Ok(applied)

@@ -218,11 +218,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self, field: &'static str) -> Result<String, WireError> {
+        self.str_ref(field).map(str::to_string)
+    }
+
+    /// A string borrowed from the row, for a reader that stores it in a form of its own.
+    pub fn str_ref(&mut self, field: &'static str) -> Result<&'a str, WireError> {
         let n = self.len(field, 1)?;
         let bytes = self.take(field, n)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|_| err(field, Problem::NotUtf8))
+        std::str::from_utf8(bytes).map_err(|_| err(field, Problem::NotUtf8))
     }
 
     pub fn opt_str(&mut self, field: &'static str) -> Result<Option<String>, WireError> {

@@ -227,7 +227,7 @@ impl Layered {
             return Ok(());
         };
         let started = Instant::now();
-        // Until every row is put: the rest is redb's commit, mostly its fsync.
+        // Until every row is put: the rest is redb's commit (its page checksums and sync).
         let mut put = Duration::ZERO;
         self.db.with(|db| {
             commit(db, |tables| {

@@ -104,7 +104,9 @@ impl RowKey {
 }
 
 /// Memory an entry of this key costs in an overlay, besides its row: the encoded key and the
-/// map's node share (an estimate, for the checkpoint threshold).
+/// map's node share (an estimate for the checkpoint threshold, from the layout rather than
+/// measured: a 40-byte key-and-row slot in B-tree nodes about two-thirds full, and the
+/// allocator's rounding of the key).
 fn footprint(key: &SortKey) -> usize {
     const ENTRY: usize = 64;
     ENTRY + key.as_bytes().len()

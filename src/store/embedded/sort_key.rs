@@ -26,7 +26,7 @@ const ZERO: [u8; 2] = [0x00, 0xFF];
 pub(super) type KeyBytes = SmallVec<[u8; 64]>;
 
 /// A [`RowKey`] encoded so that its bytes order as the key does.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct SortKey(Box<[u8]>);
 
 impl Borrow<[u8]> for SortKey {
