@@ -1,4 +1,5 @@
-//! The evaluator alone: actions/s on one core with 100 active challenges (targets in docs/benchmarks.md).
+//! The evaluator alone: actions/s on one core with 100 active challenges (targets in docs/benchmarks.md);
+//! and the inventory stage's requests against a resource with a full window of answers.
 //!
 //! The catalog has 100 challenges over 50 sum triggers (two triggers AND-ed per challenge,
 //! so each action advances about four challenges), 10,000 users, and every action's trigger is
@@ -8,6 +9,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use questline::core::catalog::Catalog;
 use questline::core::evaluator::{evaluate, Context, UserInput};
+use questline::core::inventory::{self, Request, RequestKind, ResourceState, RECENT_REQUESTS};
 use questline::core::model::{Action, SourceRef, TriggerKey};
 use questline::core::state::UserState;
 use rust_decimal::Decimal;
@@ -86,6 +88,38 @@ fn bench(c: &mut Criterion) {
                     );
                     std::hint::black_box(effects);
                 }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+
+    // The inventory stage with a full window of answered requests (a busy resource): each
+    // request is new, so it must be told apart from every answer kept.
+    let mut group = c.benchmark_group("inventory");
+    const REQUESTS: usize = 1_000;
+    group.throughput(Throughput::Elements(REQUESTS as u64));
+    group.bench_function("new_requests_full_window", |b| {
+        let request = |i: usize| Request {
+            request_id: format!("questline.actions:3:{}#r0", 10_000_000 + i),
+            tenant: "default".into(),
+            user_id: format!("u{}", i % USERS),
+            kind: RequestKind::WinnerSlot { challenge_id: 1 },
+        };
+        let mut full = ResourceState::default();
+        for i in 0..RECENT_REQUESTS {
+            inventory::evaluate(&mut full, &request(i), tenant);
+        }
+        let requests: Vec<Request> = (RECENT_REQUESTS..RECENT_REQUESTS + REQUESTS)
+            .map(request)
+            .collect();
+        b.iter_batched(
+            || full.clone(),
+            |mut state| {
+                for r in &requests {
+                    std::hint::black_box(inventory::evaluate(&mut state, r, tenant));
+                }
+                state
             },
             BatchSize::LargeInput,
         )

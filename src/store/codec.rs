@@ -263,7 +263,7 @@ pub(crate) fn next_epoch(previous: Option<i64>) -> i64 {
 mod tests {
     use super::*;
     use crate::core::events::{ClaimItem, PrizeInfo, RejectReason};
-    use crate::core::inventory::{Outcome, ResourceState};
+    use crate::core::inventory::{Answered, Outcome, ResourceState};
     use crate::core::model::SourceRef;
     use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
     use crate::core::rules::EventRuleState;
@@ -273,7 +273,7 @@ mod tests {
     };
     use chrono::{DateTime, Utc};
     use rust_decimal::Decimal;
-    use std::collections::{BTreeMap, VecDeque};
+    use std::collections::BTreeMap;
     use std::str::FromStr;
 
     fn dec(text: &str) -> Decimal {
@@ -453,18 +453,18 @@ mod tests {
             RejectReason::BalanceLimit,
             RejectReason::UnclaimedLimit,
         ];
-        let mut answered: VecDeque<(String, Outcome)> = reasons
+        let mut answered: Answered = reasons
             .into_iter()
             .enumerate()
             .map(|(i, reason)| (format!("r-{i}"), Outcome::Rejected { reason }))
             .collect();
-        answered.push_back((
+        answered.push(
             "r-g".into(),
             Outcome::Granted {
                 inventory_id: Some("inv".into()),
                 code: None,
             },
-        ));
+        );
         ResourceRecord {
             state: ResourceState {
                 granted: BTreeMap::from([("inv".to_string(), 3), ("old".to_string(), u64::MAX)]),

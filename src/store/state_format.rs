@@ -566,7 +566,7 @@ pub fn write_resource(w: &mut Writer, record: &ResourceRecord) {
     }
     w.u64(*winners);
     w.len(answered.len());
-    for (request_id, outcome) in answered {
+    for (request_id, outcome) in answered.iter() {
         w.str(request_id);
         match outcome {
             Outcome::Granted { inventory_id, code } => {
@@ -601,7 +601,7 @@ pub fn read_resource(r: &mut Reader<'_>) -> Result<ResourceRecord, WireError> {
     let [granted, claimed] = counts;
     let winners = r.u64("winners")?;
     let n = r.len("answered", 3)?;
-    let mut answered = VecDeque::with_capacity(n);
+    let mut answered = Vec::with_capacity(n);
     for _ in 0..n {
         let request_id = r.str("answered.request_id")?;
         let outcome = match r.u8("answered.outcome")? {
@@ -622,14 +622,14 @@ pub fn read_resource(r: &mut Reader<'_>) -> Result<ResourceRecord, WireError> {
             },
             other => return Err(err("answered.outcome", Problem::Tag(other))),
         };
-        answered.push_back((request_id, outcome));
+        answered.push((request_id, outcome));
     }
     Ok(ResourceRecord {
         state: ResourceState {
             granted,
             claimed,
             winners,
-            answered,
+            answered: answered.into_iter().collect(),
         },
         applied,
     })

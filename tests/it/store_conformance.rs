@@ -20,7 +20,7 @@
 use crate::support::cql::{cql_node, fresh_keyspace};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use questline::core::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
 use questline::core::inventory::{Outcome, ResourceState};
@@ -230,7 +230,7 @@ fn resource_record(n: u64) -> ResourceRecord {
             granted: BTreeMap::from([("inv-2026".to_string(), n), ("inv-old".to_string(), 40)]),
             claimed: BTreeMap::from([("inv-2026".to_string(), n / 2)]),
             winners: n,
-            answered: VecDeque::from(vec![
+            answered: [
                 (
                     "req-a".to_string(),
                     Outcome::Granted {
@@ -244,7 +244,9 @@ fn resource_record(n: u64) -> ResourceRecord {
                         reason: RejectReason::Limit,
                     },
                 ),
-            ]),
+            ]
+            .into_iter()
+            .collect(),
         },
         applied: litemap::LiteMap::from_iter([("questline.inventory:1".into(), n as i64)]),
     }
