@@ -31,6 +31,7 @@ pub use topics::{check_copartitioned, copartitioned, ensure_topics, reach, Topic
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
+use futures::StreamExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -401,13 +402,17 @@ impl Log for KafkaLog {
         idle: Duration,
     ) -> Result<Vec<InRecord>, LogError> {
         let mut out = Vec::new();
-        let first = match tokio::time::timeout(idle, self.consumer.recv()).await {
+        // One message stream for the whole batch: each `recv` would register a waker slot of
+        // its own and unregister it again, two lock round trips per record.
+        let mut stream = self.consumer.stream();
+        let first = match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => {
                 self.recommit();
                 return Ok(out);
             }
-            Ok(Err(e)) => return Err(failed("poll")(e)),
-            Ok(Ok(m)) => Self::to_record(&m),
+            Ok(None) => return Ok(out), // not reached: a consumer's stream never ends
+            Ok(Some(Err(e))) => return Err(failed("poll")(e)),
+            Ok(Some(Ok(m))) => Self::to_record(&m),
         };
         if max == 0 {
             // A keep-alive poll while paused should not deliver; if it did, nothing is lost:
@@ -424,13 +429,13 @@ impl Log for KafkaLog {
         out.push(first);
         let deadline = tokio::time::Instant::now() + linger;
         while out.len() < max {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_) => break,
-                Ok(Err(e)) => {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "consumer error mid-batch");
                     break;
                 }
-                Ok(Ok(m)) => out.push(Self::to_record(&m)),
+                Ok(Some(Ok(m))) => out.push(Self::to_record(&m)),
             }
         }
         Ok(out)
