@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::wire::{err, Problem, Reader, WireError, Writer};
 use crate::core::events::{ClaimItem, OperationRef, PrizeInfo, RejectReason};
-use crate::core::inventory::{Outcome, ResourceState};
+use crate::core::inventory::{Answered, Outcome, ResourceState};
 use crate::core::model::SourceRef;
 use crate::core::records::{ResourceRecord, UserRecord, Watermark};
 use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
@@ -601,7 +601,7 @@ pub fn read_resource(r: &mut Reader<'_>) -> Result<ResourceRecord, WireError> {
     let [granted, claimed] = counts;
     let winners = r.u64("winners")?;
     let n = r.len("answered", 3)?;
-    let mut answered = Vec::with_capacity(n);
+    let mut answered = Answered::default();
     for _ in 0..n {
         let request_id = r.str("answered.request_id")?;
         let outcome = match r.u8("answered.outcome")? {
@@ -622,14 +622,14 @@ pub fn read_resource(r: &mut Reader<'_>) -> Result<ResourceRecord, WireError> {
             },
             other => return Err(err("answered.outcome", Problem::Tag(other))),
         };
-        answered.push((request_id, outcome));
+        answered.push(request_id, outcome);
     }
     Ok(ResourceRecord {
         state: ResourceState {
             granted,
             claimed,
             winners,
-            answered: answered.into_iter().collect(),
+            answered,
         },
         applied,
     })
