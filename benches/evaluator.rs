@@ -169,12 +169,18 @@ fn bench(c: &mut Criterion) {
         size(&ten)
     );
     // As the stores keep it: the binary user row (with a one-partition watermark).
+    use questline::store::{HistoryChain, HistoryPos};
     let record = questline::store::UserRecord {
         state: ten,
         applied: [("questline.actions:3".into(), 1_234_567)]
             .into_iter()
             .collect(),
         history_len: 40,
+        // Its way into its history: the newest entry and the block link.
+        history_chain: HistoryChain {
+            head: Some(HistoryPos::new("questline.actions:3", 1_234_567, 1)),
+            block: Some(HistoryPos::new("questline.actions:3", 1_234_001, 0)),
+        },
     };
     eprintln!(
         "hot state: {} active challenges and {} remembered action ids, {} bytes stored (binary user row)",

@@ -74,7 +74,10 @@ use questline::pipeline::log::OutRecord;
 use questline::pipeline::outbox::{self, OutboxEntry};
 use questline::store::embedded::EmbeddedStore;
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
-use questline::store::{BatchWrite, HistoryEntry, OutboxWrite, StateStore, UserKey, UserRecord};
+use questline::store::{
+    BatchWrite, HistoryChain, HistoryEntry, HistoryPos, OutboxWrite, StateStore, UserKey,
+    UserRecord,
+};
 
 const BATCH: usize = 500;
 const TENANT: &str = "acme";
@@ -128,6 +131,7 @@ fn record(i: usize) -> UserRecord {
             ("questline.actions:0".into(), 17),
         ]),
         history_len: 0,
+        history_chain: Default::default(),
     }
 }
 
@@ -199,10 +203,15 @@ fn new_users_batch(n: usize) -> BatchWrite {
             .flat_map(|i| {
                 outbox_entries(i).into_iter().take(1).map(move |e| {
                     let event = serde_json::from_slice(&e.record.payload).unwrap();
-                    (
-                        UserKey::new(TENANT, user_id(i)),
-                        HistoryEntry { seq: 0, event },
-                    )
+                    // Filed by position, as the worker files it: a user's first entry.
+                    let at = HistoryPos {
+                        input: "questline.actions:3".into(),
+                        offset: i as i64,
+                        index: 0,
+                    };
+                    let mut entry = HistoryEntry::new(0, event);
+                    entry.place = Some(HistoryChain::default().push(0, at));
+                    (UserKey::new(TENANT, user_id(i)), entry)
                 })
             })
             .collect(),

@@ -1537,6 +1537,7 @@ fn run() -> Result<bool> {
 /// a balance, a one-partition watermark and a full window of remembered action ids.
 fn hot_state_bytes() -> usize {
     use questline::core::state::{UserState, RECENT_ACTION_IDS};
+    use questline::store::{HistoryChain, HistoryPos};
     let mut state = UserState::default();
     for id in 1..=10 {
         let challenge = state.challenges.entry(id).or_default();
@@ -1554,6 +1555,11 @@ fn hot_state_bytes() -> usize {
             .into_iter()
             .collect(),
         history_len: 40,
+        // Its way into its history: the newest entry and the block link.
+        history_chain: HistoryChain {
+            head: Some(HistoryPos::new("questline.actions:3", 1_234_567, 1)),
+            block: Some(HistoryPos::new("questline.actions:3", 1_234_001, 0)),
+        },
     };
     questline::store::user_row(&record).len()
 }

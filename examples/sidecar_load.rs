@@ -24,7 +24,10 @@ use questline::http::{self, AppState};
 use questline::pipeline::commands::{Command, CommandSink, SubmitError};
 use questline::settings::HttpSettings;
 use questline::store::embedded::EmbeddedStore;
-use questline::store::{BatchWrite, FinishedCount, HistoryEntry, StateStore, UserKey, UserRecord};
+use questline::store::{
+    BatchWrite, FinishedCount, HistoryChain, HistoryEntry, HistoryPos, StateStore, UserKey,
+    UserRecord,
+};
 use questline::trace_context::TraceContext;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -90,13 +93,17 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let mut batch = BatchWrite::default();
-    let mut history_len: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // Each user's history length and chain: entries filed by position, as the worker files
+    // them, so the sidecar's history pages walk the links.
+    let mut history_len: BTreeMap<(String, String), (u64, HistoryChain)> = BTreeMap::new();
     let mut finished: BTreeMap<u32, u64> = BTreeMap::new();
     for (offset, line) in lines.iter().enumerate() {
         let source = SourceRef::new("load", 0, offset as i64);
-        for event in engine
+        for (index, event) in engine
             .process_record(&native, line.as_bytes(), &source, at)
             .events
+            .into_iter()
+            .enumerate()
         {
             match &event.body {
                 EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => continue,
@@ -109,24 +116,31 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => {}
             }
-            let seq = history_len
+            let (seq, chain) = history_len
                 .entry((event.tenant.to_string(), event.user_id.to_string()))
                 .or_default();
-            batch.history.push((
-                UserKey::new(&*event.tenant, &*event.user_id),
-                HistoryEntry { seq: *seq, event },
-            ));
+            let at = HistoryPos {
+                input: "load:0".into(),
+                offset: offset as i64,
+                index: index as u32,
+            };
+            let key = UserKey::new(&*event.tenant, &*event.user_id);
+            let mut entry = HistoryEntry::new(*seq, event);
+            entry.place = Some(chain.push(*seq, at));
+            batch.history.push((key, entry));
             *seq += 1;
         }
     }
     for (key, state) in engine.users() {
         let (tenant, user) = (&key.tenant, &key.user_id);
+        let (history_len, history_chain) = history_len
+            .get(&(tenant.clone(), user.clone()))
+            .cloned()
+            .unwrap_or_default();
         let record = UserRecord {
             state: state.clone(),
-            history_len: history_len
-                .get(&(tenant.clone(), user.clone()))
-                .copied()
-                .unwrap_or(0),
+            history_len,
+            history_chain,
             ..Default::default()
         };
         batch

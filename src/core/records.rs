@@ -30,6 +30,9 @@ pub struct UserRecord {
     /// Number of history entries: the next entry's sequence number.
     #[serde(default)]
     pub history_len: u64,
+    /// Where the newest history entries are: how the embedded store finds a user's history.
+    #[serde(default, skip_serializing_if = "HistoryChain::is_empty")]
+    pub history_chain: HistoryChain,
 }
 
 /// Everything stored for one inventory-stage resource (`tenant/reward/tshirt` …).
@@ -45,6 +48,103 @@ pub struct HistoryEntry {
     /// 0-based position in the user's history; pages are read newest (highest) first.
     pub seq: u64,
     pub event: Event,
+    /// Where the embedded store files the entry and how it links to the user's older ones
+    /// (the record step sets it; [`HistoryChain`] says why). Not part of the entry's JSON:
+    /// entries read back from a store, and entries written without it (tools, tests), have
+    /// none, and a store files those by user and sequence number.
+    #[serde(skip)]
+    pub place: Option<HistoryPlace>,
+}
+
+impl HistoryEntry {
+    /// An entry with no [`HistoryPlace`].
+    pub fn new(seq: u64, event: Event) -> Self {
+        HistoryEntry {
+            seq,
+            event,
+            place: None,
+        }
+    }
+}
+
+/// Where a history entry is filed: the input that caused it (its topic-partition and offset)
+/// and its index among that input's history entries. Unique per entry (an input has one
+/// owner, whose key the stored row's key adds), and in the order the entries were made
+/// within each topic-partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HistoryPos {
+    /// `topic:partition`, as in the watermark.
+    pub input: compact_str::CompactString,
+    pub offset: i64,
+    pub index: u32,
+}
+
+impl HistoryPos {
+    pub fn new(input: &str, offset: i64, index: u32) -> Self {
+        HistoryPos {
+            input: input.into(),
+            offset,
+            index,
+        }
+    }
+}
+
+/// A new history entry's [`HistoryPos`] and its links to older entries of the same user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPlace {
+    pub at: HistoryPos,
+    /// The user's previous entry (sequence number one less), if it was filed by position.
+    pub prev: Option<HistoryPos>,
+    /// The last entry of the block before this entry's ([`HistoryChain::BLOCK`]), if that
+    /// entry was filed by position: a reader jumps back a block at a time.
+    pub block: Option<HistoryPos>,
+}
+
+/// How a user's history is found when its entries are filed by position, in the order they
+/// were made, rather than by user.
+///
+/// Why: the embedded store's B-tree rewrites every page it inserts into. Filed by (user,
+/// sequence number), each checkpoint inserted into a page of every active user's history,
+/// scattered over a table that outgrows the page cache; an experiment that left the history
+/// out cut the checkpoint's CPU per action from 1.2–2.0 to 0.3 µs and peak memory by
+/// 70–100 MB (docs/benchmarks.md). Filed by position, a checkpoint's entries go to the end of
+/// the table, and the user's row, which every batch rewrites anyway, holds the way in: the
+/// newest entry, and each entry links to the one before it and to the last one of the block of
+/// [`HistoryChain::BLOCK`] entries before its own, so reaching any page takes one read per
+/// block skipped and at most a block's steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryChain {
+    /// The newest entry, when it was filed by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HistoryPos>,
+    /// The newest entry's block link ([`HistoryPlace::block`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<HistoryPos>,
+}
+
+impl HistoryChain {
+    /// Entries per block: a reader walks at most this many links within a block.
+    pub const BLOCK: u64 = 64;
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none() && self.block.is_none()
+    }
+
+    /// Files entry `seq` (the next one: the user's history length) at `at`: its links, and
+    /// the chain now ending with it.
+    pub fn push(&mut self, seq: u64, at: HistoryPos) -> HistoryPlace {
+        let prev = self.head.take();
+        // The first entry of a block links to its predecessor, the last of the block before;
+        // every other entry shares its predecessor's link.
+        let block = if seq.is_multiple_of(Self::BLOCK) {
+            prev.clone()
+        } else {
+            self.block.take()
+        };
+        self.head = Some(at.clone());
+        self.block = block.clone();
+        HistoryPlace { at, prev, block }
+    }
 }
 
 /// A claim's final status, as `claim.completed` / `claim.failed` said.

@@ -21,7 +21,9 @@ use super::events::{Event, EventBody};
 use super::ids;
 use super::inventory::{self, Request, Response};
 use super::model::{Action, SourceRef, UserKey};
-use super::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
+use super::records::{
+    ClaimRecord, HistoryEntry, HistoryPos, ResourceRecord, UserRecord, Watermark,
+};
 use super::reject::RejectKind;
 use super::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
 use super::state::{Pending, PendingKind, UserStatusChange};
@@ -351,7 +353,7 @@ fn evaluate_user(
         ..Output::default()
     };
     for event in &effects.events {
-        read_models(record, event, &mut out);
+        read_models(record, pos.source, event, &mut out);
     }
     out.events = effects.events;
     out
@@ -454,7 +456,7 @@ fn refused(action: &Action, pos: &Position<'_>) -> Output {
 }
 
 /// History and claim outcomes from a user's new events.
-fn read_models(record: &mut UserRecord, event: &Event, out: &mut Output) {
+fn read_models(record: &mut UserRecord, source: &SourceRef, event: &Event, out: &mut Output) {
     match &event.body {
         EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => return,
         EventBody::ClaimCompleted { claim_id, .. } | EventBody::ClaimFailed { claim_id, .. } => {
@@ -468,9 +470,16 @@ fn read_models(record: &mut UserRecord, event: &Event, out: &mut Output) {
         | EventBody::RewardRejected { .. }
         | EventBody::RewardExpired { .. } => {}
     }
+    let seq = record.history_len;
+    let at = HistoryPos {
+        input: with_mark(source, |mark| compact_str::CompactString::from(mark)),
+        offset: source.offset,
+        index: u32::try_from(out.history.len()).unwrap_or(u32::MAX),
+    };
     out.history.push(HistoryEntry {
-        seq: record.history_len,
+        seq,
         event: event.clone(),
+        place: Some(record.history_chain.push(seq, at)),
     });
     record.history_len += 1;
 }

@@ -19,6 +19,8 @@ use super::{
 /// The first byte of a binary row ([`state_format`]'s layouts, version 1). JSON text never
 /// starts with it, so a row says by its first byte which form it is in.
 pub(crate) const BINARY_V1: u8 = 0x01;
+/// The first byte of a user row since the history chain: version 1's layout, then the chain.
+pub(crate) const BINARY_V2: u8 = 0x02;
 
 /// How one kind of record is stored: [`encode`] and [`decode`] work on these types.
 ///
@@ -46,7 +48,7 @@ pub(crate) fn decode<T: Stored>(key: impl Display, bytes: &[u8]) -> Result<T, St
 /// A user record as both stores write it. Public for the benchmarks (its length is the "hot
 /// state" figure of docs/benchmarks.md) and tools; the stores go through [`encode`].
 pub fn user_row(record: &UserRecord) -> Vec<u8> {
-    binary_row(Vec::new(), record, state_format::write_user)
+    binary_row(Vec::new(), BINARY_V2, record, state_format::write_user)
 }
 
 /// Bytes left free in front of a row serialized ahead of the write ([`AheadRow`]): the
@@ -68,7 +70,12 @@ impl AheadRow {
     /// `scratch` is the caller's, reused from one row to the next.
     pub(crate) fn user(record: &UserRecord, scratch: &mut Vec<u8>) -> Self {
         scratch.clear();
-        *scratch = binary_row(std::mem::take(scratch), record, state_format::write_user);
+        *scratch = binary_row(
+            std::mem::take(scratch),
+            BINARY_V2,
+            record,
+            state_format::write_user,
+        );
         AheadRow::copied(scratch)
     }
 
@@ -118,27 +125,29 @@ fn headroom(capacity: usize) -> Vec<u8> {
     row
 }
 
-/// `value`'s binary row, written into `buf`, which callers pass empty: a new vector, or a
-/// scratch buffer they reuse ([`AheadRow::user`]).
-fn binary_row<T>(buf: Vec<u8>, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
+/// `value`'s binary row of layout `version`, written into `buf`, which callers pass empty: a
+/// new vector, or a scratch buffer they reuse ([`AheadRow::user`]).
+fn binary_row<T>(buf: Vec<u8>, version: u8, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
     // A user with a full window of remembered action ids is several hundred bytes (the ids
     // alone are 512): one allocation for nearly every row, not a second one and a copy.
     let mut w = Writer { buf };
     w.buf.reserve(1024);
-    w.u8(BINARY_V1);
+    w.u8(version);
     write(&mut w, value);
     w.buf
 }
 
-/// A binary row's record, or the JSON a previous version wrote.
+/// A binary row's record (`read` is given the row's layout version), or the JSON a previous
+/// version wrote. `newest`: the highest layout version of this kind of row.
 fn binary_or_json<T: DeserializeOwned>(
     bytes: &[u8],
-    read: fn(&mut Reader<'_>) -> Result<T, super::wire::WireError>,
+    newest: u8,
+    read: impl FnOnce(&mut Reader<'_>, u8) -> Result<T, super::wire::WireError>,
 ) -> Result<T, Corruption> {
     match bytes.split_first() {
-        Some((&BINARY_V1, rest)) => {
+        Some((&version, rest)) if (BINARY_V1..=newest).contains(&version) => {
             let mut r = Reader::new(rest);
-            let value = read(&mut r)?;
+            let value = read(&mut r, version)?;
             r.finish("record")?;
             Ok(value)
         }
@@ -150,19 +159,26 @@ fn binary_or_json<T: DeserializeOwned>(
 
 impl Stored for UserRecord {
     fn encode_row(&self, _: &dyn Display) -> Result<Vec<u8>, StoreError> {
-        Ok(binary_row(Vec::new(), self, state_format::write_user))
+        Ok(user_row(self))
     }
     fn decode_row(bytes: &[u8]) -> Result<Self, Corruption> {
-        binary_or_json(bytes, state_format::read_user)
+        binary_or_json(bytes, BINARY_V2, |r, version| {
+            state_format::read_user(r, version >= BINARY_V2)
+        })
     }
 }
 
 impl Stored for ResourceRecord {
     fn encode_row(&self, _: &dyn Display) -> Result<Vec<u8>, StoreError> {
-        Ok(binary_row(Vec::new(), self, state_format::write_resource))
+        Ok(binary_row(
+            Vec::new(),
+            BINARY_V1,
+            self,
+            state_format::write_resource,
+        ))
     }
     fn decode_row(bytes: &[u8]) -> Result<Self, Corruption> {
-        binary_or_json(bytes, state_format::read_resource)
+        binary_or_json(bytes, BINARY_V1, |r, _| state_format::read_resource(r))
     }
 }
 
@@ -441,6 +457,14 @@ mod tests {
                 ("actions:0".into(), 17),
             ]),
             history_len: u64::MAX,
+            history_chain: crate::core::records::HistoryChain {
+                head: Some(crate::core::records::HistoryPos::new(
+                    "actions:3",
+                    i64::MAX,
+                    u32::MAX,
+                )),
+                block: Some(crate::core::records::HistoryPos::new("", -1, 0)),
+            },
         }
     }
 
@@ -478,7 +502,7 @@ mod tests {
 
     fn round_trip<T: Stored + PartialEq + std::fmt::Debug>(value: &T) -> Vec<u8> {
         let bytes = encode("row", value).unwrap();
-        assert_eq!(bytes[0], BINARY_V1);
+        assert!([BINARY_V1, BINARY_V2].contains(&bytes[0]), "{}", bytes[0]);
         assert_eq!(&decode::<T>("row", &bytes).unwrap(), value);
         bytes
     }
@@ -517,22 +541,37 @@ mod tests {
     /// in-memory user state changed shape (challenge states behind a sorted index, trigger
     /// progress inline, shared event names), so rows written by earlier builds and by this one
     /// are interchangeable.
+    ///
+    /// Since the history chain (version 2) a row is version 1's with its own first byte and the
+    /// chain at the end: the version-1 part is pinned as before, and a version-1 row (as
+    /// earlier builds wrote it) still reads, with no chain.
     #[test]
     fn user_rows_are_written_byte_for_byte_as_before() {
         use sha2::{Digest, Sha256};
-        let bytes = encode("row", &full_user()).unwrap();
-        let digest: String = Sha256::digest(&bytes)
+        let mut unchained = full_user();
+        unchained.history_chain = Default::default();
+        let bytes = encode("row", &unchained).unwrap();
+        assert_eq!(bytes[0], BINARY_V2);
+        let body = bytes[1..].strip_suffix(&[0, 0]).expect("two empty links");
+        let v1 = [&[BINARY_V1][..], body].concat();
+        let digest: String = Sha256::digest(&v1)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(
-            (bytes.len(), digest.as_str()),
+            (v1.len(), digest.as_str()),
             (
                 1335,
                 "bd1633f2da9ebd858c30c03dca0c4508de27920ababfde035979b4581f5bb5a2"
             )
         );
-        assert_eq!(decode::<UserRecord>("row", &bytes).unwrap(), full_user());
+        assert_eq!(decode::<UserRecord>("row", &v1).unwrap(), unchained);
+        let chained = encode("row", &full_user()).unwrap();
+        assert_eq!(&chained[1..1 + body.len()], body);
+        assert_eq!(decode::<UserRecord>("row", &chained).unwrap(), full_user());
+        // A version-1 row with anything after the record is refused, not read as a chain.
+        let v1_with_tail = [&v1[..], &chained[1 + body.len()..]].concat();
+        assert!(decode::<UserRecord>("row", &v1_with_tail).is_err());
     }
 
     /// A user's balances, milestones and pending requests are kept encoded between writes:
@@ -665,10 +704,7 @@ mod tests {
             catalog_version: 3,
         };
         for seq in [0, 7, u64::MAX] {
-            let entry = HistoryEntry {
-                seq,
-                event: event.clone(),
-            };
+            let entry = HistoryEntry::new(seq, event.clone());
             let ahead = AheadRow::history(seq, &serde_json::to_vec(&event).unwrap());
             let row = ahead.payload();
             assert_eq!(row, serde_json::to_vec(&entry).unwrap());
@@ -715,6 +751,18 @@ mod tests {
             state,
             applied: litemap::LiteMap::from_iter([("actions:3".into(), 1_234_567)]),
             history_len: 40,
+            history_chain: crate::core::records::HistoryChain {
+                head: Some(crate::core::records::HistoryPos::new(
+                    "actions:3",
+                    1_234_567,
+                    1,
+                )),
+                block: Some(crate::core::records::HistoryPos::new(
+                    "actions:3",
+                    1_234_001,
+                    0,
+                )),
+            },
         };
         let row = user_row(&record);
         assert!(row.len() <= 1024, "{} bytes", row.len());

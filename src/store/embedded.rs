@@ -62,7 +62,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::codec::{self, encode, page_seqs};
+use super::codec::{self, encode};
 use super::{
     BatchWrite, ClaimRecord, HistoryEntry, ResourceRecord, StateStore, StoreError, UserKey,
     UserRecord,
@@ -70,6 +70,7 @@ use super::{
 
 #[cfg(test)]
 mod fault_tests;
+mod history_log;
 mod journal;
 mod layered;
 mod lock;
@@ -90,13 +91,16 @@ use tables::{decode_row, outranks, row_header, seal, storage_error, unseal, EPOC
 /// On-disk format of this code. A directory written by another format is refused at open
 /// rather than misread. Format 1 (development builds before the partition outbox) kept
 /// unpublished events inside user rows, which this format does not read. Format 2 wrote user
-/// and resource rows as JSON; this code reads those rows (each row's first byte says its
-/// form) and writes them binary, so a format-2 directory opens and is marked 3 at once: an
-/// older binary then refuses it instead of failing on its binary rows. The journal needs no
-/// format of its own: a store closed cleanly has none, and an older binary ignores it.
-const FORMAT_VERSION: u64 = 3;
-/// The format a directory may have and be opened (and marked [`FORMAT_VERSION`]).
-const UPGRADES_FROM: u64 = 2;
+/// and resource rows as JSON; format 3 wrote them binary and filed every history entry by
+/// user. Format 4 files new history entries by position (`history_log`) and writes user rows
+/// with the history chain (`codec::BINARY_V2`). This code reads all of those rows (each row's
+/// first byte says its form; entries filed by user stay where they are and are read there), so
+/// a format-2 or format-3 directory opens and is marked 4 at once: an older binary then refuses
+/// it instead of failing on its new rows. The journal needs no format of its own: a store
+/// closed cleanly has none, and an older binary's journal holds only rows this code reads.
+const FORMAT_VERSION: u64 = 4;
+/// The formats a directory may have and be opened (and marked [`FORMAT_VERSION`]).
+const UPGRADES_FROM: std::ops::RangeInclusive<u64> = 2..=3;
 const FORMAT_KEY: &str = "format_version";
 
 const DB_FILE: &str = "questline.redb";
@@ -282,7 +286,7 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
                     supported: FORMAT_VERSION,
                 });
             }
-            Some(UPGRADES_FROM) => {
+            Some(found) if UPGRADES_FROM.contains(&found) => {
                 meta.insert(FORMAT_KEY, FORMAT_VERSION)
                     .map_err(|e| storage_error(ctx, e))?;
             }
@@ -321,11 +325,19 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
         let payload = encode(&row, record)?;
         rows.push((row, seal(ts, &payload)));
     }
-    for (key, seq, row) in history_rows {
-        rows.push((
-            RowKey::History(key.tenant, key.user_id, seq),
-            row.behind(row_header(ts)),
-        ));
+    for (key, seq, place, row) in history_rows {
+        match place {
+            // Filed by position; the row is copied behind its links (a few hundred bytes for
+            // a third of the actions, on the blocking pool).
+            Some(place) => rows.push((
+                history_log::key(&key, &place.at),
+                history_log::row(ts, &place, row.payload()),
+            )),
+            None => rows.push((
+                RowKey::History(key.tenant, key.user_id, seq),
+                row.behind(row_header(ts)),
+            )),
+        }
     }
     for (key, claim) in &batch.claims {
         let row = RowKey::Claim(
@@ -431,22 +443,8 @@ impl StateStore for EmbeddedStore {
         per_page: u32,
     ) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
         let key = key.clone();
-        self.read(move |view| {
-            let user = RowKey::User(key.tenant.clone(), key.user_id.clone());
-            let total = match view.get(&user)? {
-                Some(row) => decode_row::<UserRecord>(&user, &row)?.history_len,
-                None => 0,
-            };
-            let mut entries = Vec::new();
-            for seq in page_seqs(total, page, per_page) {
-                let entry = RowKey::History(key.tenant.clone(), key.user_id.clone(), seq);
-                if let Some(row) = view.get(&entry)? {
-                    entries.push(decode_row(&entry, &row)?);
-                }
-            }
-            Ok((entries, total))
-        })
-        .await
+        self.read(move |view| history_log::page(view, &key, page, per_page))
+            .await
     }
 
     async fn claim(

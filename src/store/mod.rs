@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 
 /// The stored records are the core's own types: the record step works on them directly.
 pub use crate::core::model::UserKey;
-pub use crate::core::records::{ClaimRecord, HistoryEntry, ResourceRecord, UserRecord, Watermark};
+pub use crate::core::records::{
+    ClaimRecord, HistoryChain, HistoryEntry, HistoryPlace, HistoryPos, ResourceRecord, UserRecord,
+    Watermark,
+};
 
 pub(crate) mod codec;
 use codec::AheadRow;
@@ -210,7 +213,7 @@ impl BatchWrite {
         let history_rows = std::mem::take(&mut self.history)
             .into_iter()
             .zip(encoded.history)
-            .map(|((key, entry), row)| (key, entry.seq, row))
+            .map(|((key, entry), row)| (key, entry.seq, entry.place, row))
             .collect();
         Ok((user_rows, history_rows))
     }
@@ -218,8 +221,8 @@ impl BatchWrite {
 
 /// A batch's user rows, taken out of it ([`BatchWrite::take_rows_ahead`]).
 pub(crate) type UserRowsAhead = Vec<(UserKey, AheadRow)>;
-/// A batch's history rows with their sequence numbers, taken out of it.
-pub(crate) type HistoryRowsAhead = Vec<(UserKey, u64, AheadRow)>;
+/// A batch's history rows with their sequence numbers and places, taken out of it.
+pub(crate) type HistoryRowsAhead = Vec<(UserKey, u64, Option<HistoryPlace>, AheadRow)>;
 
 /// `items` with their serialized values: the `encoded` ones when there is one per item,
 /// else serialized now (`label` names an item in errors).

@@ -7,8 +7,9 @@
 //! read back in the same order; a record's encoder destructures it completely, so a field
 //! added to a core type does not compile until this layout says how it is stored.
 //!
-//! Changing a layout means a new version byte (`codec::BINARY_V1` is this one) and keeping
-//! the decoder of the old one: stored rows outlive the code that wrote them.
+//! Changing a layout means a new version byte and keeping the decoder of the old one: stored
+//! rows outlive the code that wrote them. Resource rows are `codec::BINARY_V1`; user rows are
+//! `codec::BINARY_V2`, the first version with the history chain at the end, and read in both.
 
 use litemap::LiteMap;
 use std::collections::{BTreeMap, VecDeque};
@@ -17,7 +18,7 @@ use super::wire::{err, Problem, Reader, WireError, Writer};
 use crate::core::events::{ClaimItem, OperationRef, PrizeInfo, RejectReason};
 use crate::core::inventory::{Answered, Outcome, ResourceState};
 use crate::core::model::SourceRef;
-use crate::core::records::{ResourceRecord, UserRecord, Watermark};
+use crate::core::records::{HistoryChain, HistoryPos, ResourceRecord, UserRecord, Watermark};
 use crate::core::rules::programmatic::{AmountOutcome, FallbackReason};
 use crate::core::rules::{EventRuleState, RuleStates};
 use crate::core::state::{
@@ -32,6 +33,7 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
         state,
         applied,
         history_len,
+        history_chain,
     } = record;
     // The history length first: the history query needs only it.
     w.u64(*history_len);
@@ -84,6 +86,54 @@ pub fn write_user(w: &mut Writer, record: &UserRecord) {
     });
     write_rules(w, rules);
     w.bool(*disabled);
+    // Added in the second version of the layout (`codec::BINARY_V2`), so last.
+    write_chain(w, history_chain);
+}
+
+fn write_chain(w: &mut Writer, chain: &HistoryChain) {
+    let HistoryChain { head, block } = chain;
+    write_opt_pos(w, head.as_ref());
+    write_opt_pos(w, block.as_ref());
+}
+
+fn read_chain(r: &mut Reader<'_>) -> Result<HistoryChain, WireError> {
+    Ok(HistoryChain {
+        head: read_opt_pos(r, "history_chain.head")?,
+        block: read_opt_pos(r, "history_chain.block")?,
+    })
+}
+
+/// A history position, or none: a tag byte, then the input's name, the offset and the index.
+pub fn write_opt_pos(w: &mut Writer, pos: Option<&HistoryPos>) {
+    match pos {
+        None => w.u8(0),
+        Some(HistoryPos {
+            input,
+            offset,
+            index,
+        }) => {
+            w.u8(1);
+            w.str(input);
+            w.i64(*offset);
+            w.u32(*index);
+        }
+    }
+}
+
+/// Reads what [`write_opt_pos`] wrote.
+pub fn read_opt_pos(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<Option<HistoryPos>, WireError> {
+    match r.u8(field)? {
+        0 => Ok(None),
+        1 => Ok(Some(HistoryPos {
+            input: r.str_ref(field)?.into(),
+            offset: r.i64(field)?,
+            index: r.u32(field)?,
+        })),
+        other => Err(err(field, Problem::Tag(other))),
+    }
 }
 
 /// Writes `part`'s kept row bytes; or encodes it with `encode`, straight into the row, and
@@ -98,7 +148,8 @@ fn kept<T, S>(w: &mut Writer, part: &RowCached<T, S>, encode: impl FnOnce(&mut W
     part.keep(&w.buf[start..]);
 }
 
-pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
+/// Reads a user row of the layout's first version (no history chain) or its second.
+pub fn read_user(r: &mut Reader<'_>, with_chain: bool) -> Result<UserRecord, WireError> {
     let history_len = r.u64("history_len")?;
     let applied = read_watermark(r)?;
     // The length is checked against the bytes left (3 at least per state), so a corrupt row
@@ -136,6 +187,11 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
     }
     let rules = read_rules(r)?;
     let disabled = r.bool("disabled")?;
+    let history_chain = if with_chain {
+        read_chain(r)?
+    } else {
+        HistoryChain::default()
+    };
     Ok(UserRecord {
         state: UserState {
             challenges,
@@ -149,6 +205,7 @@ pub fn read_user(r: &mut Reader<'_>) -> Result<UserRecord, WireError> {
         },
         applied,
         history_len,
+        history_chain,
     })
 }
 

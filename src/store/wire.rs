@@ -143,6 +143,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes not read yet, which the reader gives up (a row's tail in another form).
+    pub fn rest(self) -> &'a [u8] {
+        self.bytes
+    }
+
     pub fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.bytes.len() {
             return Err(err(field, Problem::Truncated));

@@ -854,7 +854,7 @@ impl GrowingStore {
             };
             batch
                 .history
-                .push((self.key.clone(), HistoryEntry { seq, event }));
+                .push((self.key.clone(), HistoryEntry::new(seq, event)));
         }
         batch.users.push((
             self.key.clone(),

@@ -794,12 +794,17 @@ async fn history_rows_are_the_published_events() {
         .map(|e| serde_json::from_slice::<serde_json::Value>(&e.record.payload).unwrap())
         .map(|v| (v["eventId"].as_str().unwrap().to_string(), v))
         .collect();
+    // Every entry is filed by position (the record step placed it), and every user's row
+    // leads to its newest one.
+    assert!(batch.write.history.iter().all(|(_, e)| e.place.is_some()));
     let mut read = 0;
     for user in ["u0", "u1", "u2", "u3"] {
-        let (history, total) = store
-            .history(&UserKey::new("default", user), 1, 1000)
-            .await
+        let key = UserKey::new("default", user);
+        let record = store.load_users(std::slice::from_ref(&key)).await.unwrap()[0]
+            .clone()
             .unwrap();
+        assert!(record.history_chain.head.is_some(), "{user}");
+        let (history, total) = store.history(&key, 1, 1000).await.unwrap();
         assert_eq!(history.len() as u64, total);
         for entry in history {
             let stored = serde_json::to_value(&entry.event).unwrap();

@@ -221,6 +221,7 @@ fn user_record(user: &str, n: i64) -> UserRecord {
             (compact_str::format_compact!("{TOPIC}:0"), 17),
         ]),
         history_len: 0,
+        history_chain: Default::default(),
     }
 }
 
@@ -253,10 +254,7 @@ fn resource_record(n: u64) -> ResourceRecord {
 }
 
 fn history_entry(user: &str, seq: u64) -> HistoryEntry {
-    HistoryEntry {
-        seq,
-        event: event(user, seq as i64),
-    }
+    HistoryEntry::new(seq, event(user, seq as i64))
 }
 
 fn claim_record(user: &str, claim_id: &str, n: i64) -> ClaimRecord {
@@ -564,13 +562,7 @@ async fn later_item_of_a_batch_wins<S: StateStore>(store: &S) {
         ],
         history: vec![
             (key("twice"), history_entry("twice", 0)),
-            (
-                key("twice"),
-                HistoryEntry {
-                    seq: 0,
-                    event: event("twice", 7),
-                },
-            ),
+            (key("twice"), HistoryEntry::new(0, event("twice", 7))),
         ],
         claims: vec![
             (key("twice"), claim_record("twice", "c", 1)),
@@ -764,13 +756,7 @@ async fn fencing<S: StateStore>(store: &S) {
             users: vec![(key(user), record)],
             resources: vec![(resource.clone(), resource_record(n as u64))],
             // The same history slot each time: which write holds it shows who won.
-            history: vec![(
-                key(user),
-                HistoryEntry {
-                    seq: 0,
-                    event: event(user, n),
-                },
-            )],
+            history: vec![(key(user), HistoryEntry::new(0, event(user, n)))],
             claims: vec![(key(user), claim_record(user, "claim-z", n))],
             finished: vec![finished(TENANT, 1, "questline.actions:0", n as u64)],
             outbox: Some(OutboxWrite {
@@ -1261,7 +1247,7 @@ mod embedded_only {
         drop(store);
 
         let user_row = raw(&raw_user);
-        assert_eq!(user_row[9], 1, "rewritten in the binary form");
+        assert_eq!(user_row[9], 2, "rewritten in the binary form");
         let json_len = serde_json::to_vec(&user_record("old", 4)).unwrap().len();
         assert!(user_row.len() - 9 < json_len / 2, "{} B", user_row.len());
         let resource_row = raw(&|txn| {
@@ -1277,7 +1263,7 @@ mod embedded_only {
             let version = meta.get("format_version").unwrap().unwrap().value();
             version
         };
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let reopened = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
             load_one(&reopened, "old").await,
@@ -1551,7 +1537,10 @@ mod scylla_only {
             .into_rows_result()
             .unwrap();
         let (record,): (Vec<u8>,) = rows.first_row().unwrap();
-        assert_eq!(record[0], 1, "rewritten in the binary form");
+        assert_eq!(
+            record[0], 2,
+            "rewritten in the binary form (user rows: version 2)"
+        );
         let json_len = serde_json::to_vec(&user_record("old", 4)).unwrap().len();
         assert!(record.len() < json_len / 2, "{} B", record.len());
     }

@@ -39,6 +39,9 @@ pub(crate) enum RowKey {
     Finished(String, u32, String),
     /// owner (`group/pN`)
     Outbox(String),
+    /// (input `topic:partition`, offset, index, tenant, user id): a history entry filed by
+    /// position (`core::records::HistoryChain`).
+    HistoryLog(String, i64, u32, String, String),
 }
 
 pub(super) const USER: u8 = 1;
@@ -47,6 +50,7 @@ pub(super) const HISTORY: u8 = 3;
 pub(super) const CLAIM: u8 = 4;
 pub(super) const FINISHED: u8 = 5;
 pub(super) const OUTBOX: u8 = 6;
+pub(super) const HISTORY_LOG: u8 = 7;
 
 impl RowKey {
     /// Appends the key in the journal's form: a table tag, then the fields.
@@ -83,6 +87,14 @@ impl RowKey {
                 w.u8(OUTBOX);
                 w.str(owner);
             }
+            RowKey::HistoryLog(input, offset, index, tenant, user) => {
+                w.u8(HISTORY_LOG);
+                w.str(input);
+                w.i64(*offset);
+                w.u32(*index);
+                w.str(tenant);
+                w.str(user);
+            }
         }
     }
 
@@ -97,6 +109,13 @@ impl RowKey {
                 RowKey::Finished(r.str("tenant")?, r.u32("challenge")?, r.str("partition")?)
             }
             OUTBOX => RowKey::Outbox(r.str("owner")?),
+            HISTORY_LOG => RowKey::HistoryLog(
+                r.str("input")?,
+                r.i64("offset")?,
+                r.u32("index")?,
+                r.str("tenant")?,
+                r.str("user id")?,
+            ),
             other => return Err(wire::err("table", Problem::Tag(other))),
         };
         Ok(key)

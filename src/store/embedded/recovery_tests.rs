@@ -34,7 +34,7 @@ fn batch(n: u64, ts: i64) -> BatchWrite {
     }
 }
 
-fn event() -> crate::core::events::Event {
+pub(super) fn event() -> crate::core::events::Event {
     use crate::core::events::{Event, EventBody, GrantReason};
     use chrono::TimeZone;
     Event {
@@ -99,10 +99,7 @@ async fn a_crash_loses_no_acknowledged_batch_and_the_replay_keeps_fencing() {
     store.write_batch(&batch(2, 200)).await.unwrap();
     // A zombie's late write (an older timestamp) is fenced out, before and after a replay.
     store.write_batch(&batch(9, 150)).await.unwrap();
-    let history = HistoryEntry {
-        seq: 0,
-        event: event(),
-    };
+    let history = HistoryEntry::new(0, event());
     let mut with_history = BatchWrite {
         history: vec![(key(), history.clone())],
         write_timestamp: Some(200),
@@ -219,13 +216,8 @@ async fn a_small_journal_checkpoints_as_it_fills_and_keeps_every_write() {
 #[test]
 fn a_batch_makes_as_many_rows_as_it_counts() {
     let mut b = batch(1, 5);
-    b.history.push((
-        key(),
-        crate::store::HistoryEntry {
-            seq: 0,
-            event: event(),
-        },
-    ));
+    b.history
+        .push((key(), crate::store::HistoryEntry::new(0, event())));
     b.push_user_row(UserKey::new("t", "u2"), &user(2), &mut Vec::new());
     b.resources
         .push(("t/reward/x".into(), crate::store::ResourceRecord::default()));

@@ -9,13 +9,14 @@
 //! The encoding: the table's tag (the journal's), then each field in order; a string as its
 //! bytes with each `0x00` written `0x00 0xFF`, ended by `0x00 0x01`; an integer big-endian.
 //! So the bytes of two keys compare as the keys do (the table first, then field by field, a
-//! string before every longer string it begins), and no field's end is ambiguous.
+//! string before every longer string it begins), and no field's end is ambiguous. A signed
+//! integer has its sign bit flipped first, so negative numbers sort before the others.
 
 use std::borrow::Borrow;
 
 use smallvec::SmallVec;
 
-use super::overlay::{RowKey, CLAIM, FINISHED, HISTORY, OUTBOX, RESOURCE, USER};
+use super::overlay::{RowKey, CLAIM, FINISHED, HISTORY, HISTORY_LOG, OUTBOX, RESOURCE, USER};
 
 /// Ends a string: lower than any byte that can follow within a string, `0x00 0xFF` included.
 const END: [u8; 2] = [0x00, 0x01];
@@ -93,8 +94,21 @@ pub(super) fn encode(key: &RowKey) -> KeyBytes {
             out.push(OUTBOX);
             string(&mut out, owner);
         }
+        RowKey::HistoryLog(input, offset, index, tenant, user) => {
+            out.push(HISTORY_LOG);
+            string(&mut out, input);
+            out.extend_from_slice(&signed(*offset).to_be_bytes());
+            out.extend_from_slice(&index.to_be_bytes());
+            string(&mut out, tenant);
+            string(&mut out, user);
+        }
     }
     out
+}
+
+/// `v` as an unsigned number of the same order.
+fn signed(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
 }
 
 /// The bytes every encoded finished counter of `tenant` begins with, and no other key.
@@ -135,6 +149,7 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             | (CLAIM, RowKey::Claim(..))
             | (FINISHED, RowKey::Finished(..))
             | (OUTBOX, RowKey::Outbox(..))
+            | (HISTORY_LOG, RowKey::HistoryLog(..))
     );
     if !same_table {
         *key = match tag {
@@ -143,6 +158,7 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             HISTORY => RowKey::History(String::new(), String::new(), 0),
             CLAIM => RowKey::Claim(String::new(), String::new(), String::new()),
             FINISHED => RowKey::Finished(String::new(), 0, String::new()),
+            HISTORY_LOG => RowKey::HistoryLog(String::new(), 0, 0, String::new(), String::new()),
             _ => RowKey::Outbox(String::new()),
         };
     }
@@ -166,6 +182,13 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             r.string_into(tenant);
             *challenge = r.u32();
             r.string_into(partition);
+        }
+        RowKey::HistoryLog(input, offset, index, tenant, user) => {
+            r.string_into(input);
+            *offset = (r.u64() ^ (1 << 63)) as i64;
+            *index = r.u32();
+            r.string_into(tenant);
+            r.string_into(user);
         }
     }
 }
@@ -245,14 +268,23 @@ mod tests {
 
     fn row_key() -> impl Strategy<Value = RowKey> {
         let seq = prop_oneof![Just(0u64), Just(1), Just(256), Just(u64::MAX), any::<u64>()];
-        let challenge = prop_oneof![Just(0u32), Just(1), Just(256), Just(u32::MAX)];
+        let challenge = || prop_oneof![Just(0u32), Just(1), Just(256), Just(u32::MAX)];
+        let offset = prop_oneof![
+            Just(0i64),
+            Just(-1),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            any::<i64>()
+        ];
         prop_oneof![
             (text(), text()).prop_map(|(t, u)| RowKey::User(t, u)),
             text().prop_map(RowKey::Resource),
             (text(), text(), seq).prop_map(|(t, u, s)| RowKey::History(t, u, s)),
             (text(), text(), text()).prop_map(|(t, u, c)| RowKey::Claim(t, u, c)),
-            (text(), challenge, text()).prop_map(|(t, c, p)| RowKey::Finished(t, c, p)),
+            (text(), challenge(), text()).prop_map(|(t, c, p)| RowKey::Finished(t, c, p)),
             text().prop_map(RowKey::Outbox),
+            (text(), offset, challenge(), text(), text())
+                .prop_map(|(i, o, n, t, u)| RowKey::HistoryLog(i, o, n, t, u)),
         ]
     }
 
@@ -292,6 +324,18 @@ mod tests {
     fn keys_the_worker_writes_fit_on_the_stack() {
         let user = RowKey::History("default".into(), "user-0012345678".into(), 42);
         assert!(!encode(&user).spilled(), "{} bytes", encode(&user).len());
+        let logged = RowKey::HistoryLog(
+            "questline.actions:11".into(),
+            123_456_789,
+            2,
+            "default".into(),
+            "user-0012345678".into(),
+        );
+        assert!(
+            !encode(&logged).spilled(),
+            "{} bytes",
+            encode(&logged).len()
+        );
     }
 
     #[test]

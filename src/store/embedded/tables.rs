@@ -15,9 +15,14 @@ use crate::store::{Corruption, StoreError};
 pub(super) const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
 /// Inventory-stage resources by resource key.
 pub(super) const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
-/// History entries by (tenant, user id, seq).
+/// History entries filed by user: (tenant, user id, seq). Entries written without a place
+/// (by tools and tests, and by versions before the history log) are here.
 pub(super) const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("history");
+/// History entries filed by position, in the order they were made within each input
+/// partition: (input `topic:partition`, offset, index, tenant, user id). See `history_log`.
+pub(super) const HISTORY_LOG: TableDefinition<(&str, i64, u32, &str, &str), &[u8]> =
+    TableDefinition::new("history_log");
 /// Claim outcomes by (tenant, user id, claim id).
 pub(super) const CLAIMS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("claims");
@@ -122,6 +127,7 @@ impl fmt::Display for RowKey {
             RowKey::Claim(t, u, c) => write!(f, "claim {t}/{u}/{c}"),
             RowKey::Finished(t, c, p) => write!(f, "finished {t}/{c}/{p}"),
             RowKey::Outbox(o) => write!(f, "outbox {o}"),
+            RowKey::HistoryLog(i, o, n, t, u) => write!(f, "history {t}/{u} at {i}@{o}#{n}"),
         }
     }
 }
@@ -131,6 +137,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), redb::TableError>
     txn.open_table(USERS)?;
     txn.open_table(RESOURCES)?;
     txn.open_table(HISTORY)?;
+    txn.open_table(HISTORY_LOG)?;
     txn.open_table(CLAIMS)?;
     txn.open_table(FINISHED)?;
     txn.open_table(EPOCHS)?;
@@ -143,6 +150,7 @@ pub(super) struct WriteTables<'t> {
     users: Table<'t, (&'static str, &'static str), &'static [u8]>,
     resources: Table<'t, &'static str, &'static [u8]>,
     history: Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    history_log: Table<'t, LogKey, &'static [u8]>,
     claims: Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     finished: Table<'t, (&'static str, u32, &'static str), &'static [u8]>,
     outbox: Table<'t, &'static str, &'static [u8]>,
@@ -155,6 +163,7 @@ impl<'t> WriteTables<'t> {
             users: txn.open_table(USERS).map_err(e)?,
             resources: txn.open_table(RESOURCES).map_err(e)?,
             history: txn.open_table(HISTORY).map_err(e)?,
+            history_log: txn.open_table(HISTORY_LOG).map_err(e)?,
             claims: txn.open_table(CLAIMS).map_err(e)?,
             finished: txn.open_table(FINISHED).map_err(e)?,
             outbox: txn.open_table(OUTBOX).map_err(e)?,
@@ -179,9 +188,18 @@ impl<'t> WriteTables<'t> {
                 put(&mut self.finished, &(t.as_str(), *c, p.as_str()), key, row)
             }
             RowKey::Outbox(o) => put(&mut self.outbox, &o.as_str(), key, row),
+            RowKey::HistoryLog(i, o, n, t, u) => put(
+                &mut self.history_log,
+                &(i.as_str(), *o, *n, t.as_str(), u.as_str()),
+                key,
+                row,
+            ),
         }
     }
 }
+
+/// The key type of [`HISTORY_LOG`].
+type LogKey = (&'static str, i64, u32, &'static str, &'static str);
 
 /// Inserts first and looks at what it replaced: one B-tree descent per row. A replaced row
 /// that outranks the new one (a zombie's write arriving late: rare) is put back.
@@ -212,6 +230,7 @@ pub(super) struct ReadTables {
     users: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
     resources: ReadOnlyTable<&'static str, &'static [u8]>,
     history: ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
+    history_log: ReadOnlyTable<LogKey, &'static [u8]>,
     claims: ReadOnlyTable<(&'static str, &'static str, &'static str), &'static [u8]>,
     pub(super) finished: ReadOnlyTable<(&'static str, u32, &'static str), &'static [u8]>,
     outbox: ReadOnlyTable<&'static str, &'static [u8]>,
@@ -224,6 +243,7 @@ impl ReadTables {
             users: txn.open_table(USERS).map_err(e)?,
             resources: txn.open_table(RESOURCES).map_err(e)?,
             history: txn.open_table(HISTORY).map_err(e)?,
+            history_log: txn.open_table(HISTORY_LOG).map_err(e)?,
             claims: txn.open_table(CLAIMS).map_err(e)?,
             finished: txn.open_table(FINISHED).map_err(e)?,
             outbox: txn.open_table(OUTBOX).map_err(e)?,
@@ -242,6 +262,10 @@ impl ReadTables {
             RowKey::Claim(t, u, c) => self.claims.get((t.as_str(), u.as_str(), c.as_str())),
             RowKey::Finished(t, c, p) => self.finished.get((t.as_str(), *c, p.as_str())),
             RowKey::Outbox(o) => self.outbox.get(o.as_str()),
+            RowKey::HistoryLog(i, o, n, t, u) => {
+                self.history_log
+                    .get((i.as_str(), *o, *n, t.as_str(), u.as_str()))
+            }
         };
         found.map_err(|e| storage_error("reading rows", e))
     }

@@ -163,13 +163,9 @@ fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
         let seq = history_len
             .entry((event.tenant.to_string(), event.user_id.to_string()))
             .or_default();
-        batch.history.push((
-            key,
-            HistoryEntry {
-                seq: *seq,
-                event: event.clone(),
-            },
-        ));
+        batch
+            .history
+            .push((key, HistoryEntry::new(*seq, event.clone())));
         *seq += 1;
     }
     for (key, state) in engine.users() {

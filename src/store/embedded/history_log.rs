@@ -1,0 +1,283 @@
+//! History entries filed by position ([`HISTORY_LOG`](super::tables::HISTORY_LOG)): their
+//! rows, and how a page of a user's history is found through the links.
+//!
+//! Why a log: filed by (user, sequence number), each checkpoint inserted a row into a page of
+//! every active user's history, scattered over a table larger than the page cache, and redb
+//! rewrites every page it inserts into. Filed by the position of the input that made them
+//! ([`HistoryPos`]), a checkpoint's entries go to the end of each input partition's run of
+//! keys: a few pages, written once. The user's row holds the newest entry's position
+//! ([`HistoryChain`]); each entry's row holds the positions of the entry before it and of the
+//! last entry of the block before its own.
+//!
+//! A row's payload: the two links (each `state_format::write_opt_pos`), then the entry's JSON
+//! as the sidecar serves it (`{"seq":N,"event":{...}}`).
+//!
+//! Entries filed by user (written without a place: by tools, tests and earlier versions)
+//! stay in the `history` table, and a chain that ends before the history's first entry (no
+//! link where one was due) continues there: a store upgraded from an earlier format serves its
+//! whole history, old entries and new.
+
+use super::super::codec::{decode, page_seqs};
+use super::super::state_format::{read_opt_pos, write_opt_pos};
+use super::super::wire::{Reader, Writer};
+use super::layered::View;
+use super::overlay::RowKey;
+use super::tables::{decode_row, row_header, unseal};
+use crate::core::records::{HistoryChain, HistoryEntry, HistoryPlace, HistoryPos, UserRecord};
+use crate::store::{Corruption, StoreError, UserKey};
+
+/// The key of the entry of `user` at `pos`.
+pub(super) fn key(user: &UserKey, pos: &HistoryPos) -> RowKey {
+    RowKey::HistoryLog(
+        pos.input.to_string(),
+        pos.offset,
+        pos.index,
+        user.tenant.clone(),
+        user.user_id.clone(),
+    )
+}
+
+/// The sealed row of an entry filed at `place`, written at `timestamp`: its links, then the
+/// entry's JSON (`entry_json`, the payload a row filed by user would hold).
+pub(super) fn row(timestamp: i64, place: &HistoryPlace, entry_json: &[u8]) -> Vec<u8> {
+    let header = row_header(timestamp);
+    let mut w = Writer {
+        buf: Vec::with_capacity(header.len() + 64 + entry_json.len()),
+    };
+    w.buf.extend_from_slice(&header);
+    write_opt_pos(&mut w, place.prev.as_ref());
+    write_opt_pos(&mut w, place.block.as_ref());
+    w.buf.extend_from_slice(entry_json);
+    w.buf
+}
+
+/// A stored entry and its links.
+struct Linked {
+    entry: HistoryEntry,
+    prev: Option<HistoryPos>,
+    block: Option<HistoryPos>,
+}
+
+fn read_linked(key: &RowKey, stored: &[u8]) -> Result<Linked, StoreError> {
+    let (_, payload) = unseal(key, stored)?;
+    let mut r = Reader::new(payload);
+    let links =
+        read_opt_pos(&mut r, "prev").and_then(|prev| Ok((prev, read_opt_pos(&mut r, "block")?)));
+    let (prev, block) = links.map_err(|e| StoreError::corrupt(key, Corruption::from(e)))?;
+    let entry = decode(key, r.rest())?;
+    Ok(Linked { entry, prev, block })
+}
+
+/// One step of a walk through a user's history, newest first: where entry `seq` is.
+enum Cursor {
+    /// Filed by position at `pos`; `block` is its block link, when known without reading it.
+    Logged {
+        seq: u64,
+        pos: HistoryPos,
+        block: Option<Option<HistoryPos>>,
+    },
+    /// Filed by user (this entry and every older one).
+    ByUser,
+}
+
+/// The page of `user`'s history that [`page_seqs`] names, newest first, and the history's
+/// length. Reads the user's row, then one row per entry on the page, per block skipped, and
+/// per entry between the block's end and the page: at most [`HistoryChain::BLOCK`].
+pub(super) fn page(
+    view: &View<'_>,
+    user: &UserKey,
+    page: u32,
+    per_page: u32,
+) -> Result<(Vec<HistoryEntry>, u64), StoreError> {
+    let user_key = RowKey::User(user.tenant.clone(), user.user_id.clone());
+    let record: Option<UserRecord> = view
+        .get(&user_key)?
+        .map(|row| decode_row(&user_key, &row))
+        .transpose()?;
+    let Some(record) = record else {
+        return Ok((Vec::new(), 0));
+    };
+    let total = record.history_len;
+    let mut cursor = match (record.history_chain, total.checked_sub(1)) {
+        (
+            HistoryChain {
+                head: Some(pos),
+                block,
+            },
+            Some(seq),
+        ) => Cursor::Logged {
+            seq,
+            pos,
+            block: Some(block),
+        },
+        _ => Cursor::ByUser,
+    };
+    let mut entries = Vec::new();
+    for want in page_seqs(total, page, per_page) {
+        // Walk back to `want`: a block at a time while it is in an older block, then entry by
+        // entry; every step reads the row it lands on, which the next step needs anyway.
+        let found = loop {
+            let Cursor::Logged { seq, pos, block } = std::mem::replace(&mut cursor, Cursor::ByUser)
+            else {
+                break by_user(view, user, want)?;
+            };
+            let block_start = seq - seq % HistoryChain::BLOCK;
+            if want < block_start {
+                let link = match block {
+                    Some(known) => known,
+                    None => read(view, user, &pos)?.and_then(|l| l.block),
+                };
+                cursor = match link {
+                    Some(pos) => Cursor::Logged {
+                        seq: block_start - 1,
+                        pos,
+                        block: None,
+                    },
+                    None => Cursor::ByUser,
+                };
+                continue;
+            }
+            let Some(linked) = read(view, user, &pos)? else {
+                // A link to a row that is not there: nothing to follow (the rows of a batch
+                // are written together, so only a damaged store has one).
+                tracing::warn!(user = %user_key, seq, "a history link leads to no row");
+                break None;
+            };
+            // Within a block every entry has the same block link.
+            let older = |prev: Option<HistoryPos>| match prev {
+                Some(pos) if seq > 0 => Cursor::Logged {
+                    seq: seq - 1,
+                    pos,
+                    block: (seq % HistoryChain::BLOCK != 0).then(|| linked.block.clone()),
+                },
+                _ => Cursor::ByUser,
+            };
+            if seq == want {
+                cursor = older(linked.prev.clone());
+                break Some(linked.entry);
+            }
+            cursor = older(linked.prev);
+        };
+        entries.extend(found);
+    }
+    Ok((entries, total))
+}
+
+fn read(view: &View<'_>, user: &UserKey, pos: &HistoryPos) -> Result<Option<Linked>, StoreError> {
+    let key = key(user, pos);
+    view.get(&key)?
+        .map(|row| read_linked(&key, &row))
+        .transpose()
+}
+
+fn by_user(view: &View<'_>, user: &UserKey, seq: u64) -> Result<Option<HistoryEntry>, StoreError> {
+    let key = RowKey::History(user.tenant.clone(), user.user_id.clone(), seq);
+    view.get(&key)?
+        .map(|row| decode_row(&key, &row))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::EmbeddedStore;
+    use crate::core::events::Event;
+    use crate::core::model::SourceRef;
+    use crate::store::codec::page_seqs;
+    use crate::store::{BatchWrite, HistoryChain, HistoryEntry, HistoryPos, StateStore};
+    use crate::store::{UserKey, UserRecord};
+
+    /// A reward event of `user`, its id naming its sequence number.
+    fn event(user: &str, seq: u64) -> Event {
+        let mut event = super::super::recovery_tests::event();
+        event.event_id = format!("{user}-e-{seq}");
+        event.user_id = user.into();
+        event.source = SourceRef::new("actions", 0, seq as i64);
+        event
+    }
+
+    /// Writes `total` history entries for `user`, the first `by_user` of them without a place
+    /// (as earlier versions filed them), in batches of up to `per_batch`, checkpointing every
+    /// third batch; entries share inputs two by two, as an input's several events do.
+    async fn fill(store: &EmbeddedStore, user: &str, by_user: u64, total: u64, per_batch: u64) {
+        let key = UserKey::new("t", user);
+        let mut record = UserRecord::default();
+        let mut batch_no = 0;
+        while record.history_len < total {
+            let mut batch = BatchWrite::default();
+            let end = (record.history_len + per_batch).min(total);
+            for seq in record.history_len..end {
+                let mut entry = HistoryEntry::new(seq, event(user, seq));
+                if seq >= by_user {
+                    // Two input partitions, interleaved; inputs with two entries each.
+                    let input = format!("actions:{}", seq % 2);
+                    let at = HistoryPos::new(&input, (seq / 4) as i64, (seq / 2 % 2) as u32);
+                    entry.place = Some(record.history_chain.push(seq, at));
+                }
+                batch.history.push((key.clone(), entry));
+                record.history_len += 1;
+            }
+            batch.users.push((key.clone(), record.clone()));
+            store.write_batch(&batch).await.unwrap();
+            batch_no += 1;
+            if batch_no % 3 == 0 {
+                store.checkpoint().await.unwrap();
+            }
+        }
+    }
+
+    /// Every page of every size holds exactly the entries the page arithmetic names, newest
+    /// first, whether the history was filed by user, by position, or first one then the other
+    /// (a store upgraded from an earlier format), and whether its rows were checkpointed yet.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_through_links_hold_the_entries_the_page_arithmetic_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let block = HistoryChain::BLOCK;
+        let mut users = Vec::new();
+        for by_user in [0, 1, block, block + 6] {
+            for extra in [0, 1, block - 1, block, block + 1, 3 * block + 5] {
+                let user = format!("u-{by_user}-{extra}");
+                fill(&store, &user, by_user, by_user + extra, 7).await;
+                users.push((user, by_user + extra));
+            }
+        }
+        let check = |store: EmbeddedStore, users: Vec<(String, u64)>| async move {
+            for (user, total) in &users {
+                let key = UserKey::new("t", user);
+                for per_page in [1, 3, 10, 64, 1000] {
+                    for page in 0..=(*total as u32 / per_page + 2) {
+                        let (entries, len) = store.history(&key, page, per_page).await.unwrap();
+                        assert_eq!(len, *total);
+                        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+                        let expected = page_seqs(*total, page, per_page);
+                        assert_eq!(seqs, expected, "{user} page {page} of {per_page}");
+                        for e in &entries {
+                            assert_eq!(e.event.event_id, format!("{user}-e-{}", e.seq));
+                        }
+                    }
+                }
+            }
+        };
+        check(store.clone(), users.clone()).await;
+        drop(store);
+        check(EmbeddedStore::open(dir.path()).unwrap(), users).await;
+    }
+
+    /// The links the chain hands out: each entry's previous one, and the last entry of the
+    /// block before its own.
+    #[test]
+    fn each_entry_links_to_its_predecessor_and_the_previous_block_s_last() {
+        let pos = |n: u64| HistoryPos::new("a:0", n as i64, 0);
+        let mut chain = HistoryChain::default();
+        let block = HistoryChain::BLOCK;
+        for seq in 0..4 * block {
+            let place = chain.push(seq, pos(seq));
+            assert_eq!(place.at, pos(seq));
+            assert_eq!(place.prev, seq.checked_sub(1).map(pos));
+            let block_end = (seq - seq % block).checked_sub(1);
+            assert_eq!(place.block, block_end.map(pos), "entry {seq}");
+            assert_eq!(chain.head, Some(pos(seq)));
+            assert_eq!(chain.block, place.block);
+        }
+    }
+}
