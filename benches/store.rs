@@ -12,6 +12,8 @@
 //!   durable append, the overlay, `spawn_blocking`; the checkpoint into redb runs behind), for
 //!   batches of pre-filled users written again and of new users with a first history row
 //!   each (every key new to the store).
+//! - `store/embedded/history`: a page of 20 entries of a 5,000-entry history, the first and
+//!   page 200, for entries filed by position (links followed) and by user (point reads).
 //! - `engine/redb`, `engine/fjall`: the two candidate engines alone with the same pre-encoded
 //!   bytes, each write batch committed durably (redb `Durability::Immediate`, fjall
 //!   `PersistMode::SyncAll`), on two patterns: `BATCH` consecutive users, and the worker's
@@ -310,6 +312,69 @@ fn embedded(c: &mut Criterion) {
             assert!(loaded.iter().all(Option::is_some));
         })
     });
+    group.finish();
+}
+
+/// Entries in each history of [`history_pages`].
+const HISTORY_ENTRIES: u64 = 5_000;
+/// Entries per page read by [`history_pages`] (the sidecar's default page size).
+const HISTORY_PAGE: u32 = 20;
+
+/// Two users with [`HISTORY_ENTRIES`] entries each, written in batches of 100 and
+/// checkpointed: `by-position`'s filed by position as the worker files them, linked through
+/// its row; `by-user`'s filed by (user, sequence number), as earlier formats did.
+fn history_fixture() -> (tokio::runtime::Runtime, EmbeddedStore, tempfile::TempDir) {
+    let rt = runtime();
+    let dir = bench_dir();
+    let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
+    let event: Event = serde_json::from_slice(&outbox_entries(0)[0].record.payload).unwrap();
+    for (user, placed) in [("by-position", true), ("by-user", false)] {
+        let key = UserKey::new(TENANT, user);
+        let mut record = UserRecord::default();
+        while record.history_len < HISTORY_ENTRIES {
+            let mut batch = BatchWrite::default();
+            for _ in 0..100 {
+                let seq = record.history_len;
+                let mut entry = HistoryEntry::new(seq, event.clone());
+                if placed {
+                    // Other users' entries between this user's: every third input.
+                    let at = HistoryPos::new("questline.actions:3", seq as i64 * 3, 0);
+                    entry.place = Some(record.history_chain.push(seq, at));
+                }
+                batch.history.push((key.clone(), entry));
+                record.history_len += 1;
+            }
+            batch.users.push((key.clone(), record.clone()));
+            rt.block_on(store.write_batch(&batch)).unwrap();
+        }
+    }
+    rt.block_on(store.checkpoint()).unwrap();
+    (rt, store, dir)
+}
+
+/// A page of a long history through the sidecar's store call, filed by position (links
+/// followed: the first page, and page 200, 4,000 entries back) and by user (point reads).
+fn history_pages(c: &mut Criterion) {
+    let fixture = OnceCell::new();
+    let mut group = c.benchmark_group("store/embedded/history");
+    group.throughput(Throughput::Elements(u64::from(HISTORY_PAGE)));
+    for user in ["by-position", "by-user"] {
+        for page in [1, 200] {
+            group.bench_function(format!("{user}_page_{page}_of_{HISTORY_PAGE}"), |b| {
+                let (rt, store, _) = fixture.get_or_init(history_fixture);
+                let key = UserKey::new(TENANT, user);
+                b.iter(|| {
+                    let (entries, total) = rt
+                        .block_on(store.history(&key, page, HISTORY_PAGE))
+                        .unwrap();
+                    assert_eq!(
+                        (entries.len(), total),
+                        (HISTORY_PAGE as usize, HISTORY_ENTRIES)
+                    );
+                })
+            });
+        }
+    }
     group.finish();
 }
 
@@ -763,5 +828,5 @@ fn cql(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, embedded, engines, codec, cql);
+criterion_group!(benches, embedded, history_pages, engines, codec, cql);
 criterion_main!(benches);

@@ -51,20 +51,26 @@ pub(super) fn row(timestamp: i64, place: &HistoryPlace, entry_json: &[u8]) -> Ve
     w.buf
 }
 
-/// A stored entry and its links.
+/// A stored entry's links, and the entry when it was asked for.
 struct Linked {
-    entry: HistoryEntry,
+    entry: Option<HistoryEntry>,
     prev: Option<HistoryPos>,
     block: Option<HistoryPos>,
 }
 
-fn read_linked(key: &RowKey, stored: &[u8]) -> Result<Linked, StoreError> {
+/// Reads the links of the row, and its entry if `with_entry` (a walk passing by an entry
+/// needs only its links: decoding its JSON too made page 200 of a 5,000-entry history 1.7
+/// times as slow, 219 against 127 µs in `benches/store.rs`).
+fn read_linked(key: &RowKey, stored: &[u8], with_entry: bool) -> Result<Linked, StoreError> {
     let (_, payload) = unseal(key, stored)?;
     let mut r = Reader::new(payload);
     let links =
         read_opt_pos(&mut r, "prev").and_then(|prev| Ok((prev, read_opt_pos(&mut r, "block")?)));
     let (prev, block) = links.map_err(|e| StoreError::corrupt(key, Corruption::from(e)))?;
-    let entry = decode(key, r.rest())?;
+    let entry = match with_entry {
+        true => Some(decode(key, r.rest())?),
+        false => None,
+    };
     Ok(Linked { entry, prev, block })
 }
 
@@ -125,7 +131,7 @@ pub(super) fn page(
             if want < block_start {
                 let link = match block {
                     Some(known) => known,
-                    None => read(view, user, &pos)?.and_then(|l| l.block),
+                    None => read(view, user, &pos, false)?.and_then(|l| l.block),
                 };
                 cursor = match link {
                     Some(pos) => Cursor::Logged {
@@ -137,7 +143,7 @@ pub(super) fn page(
                 };
                 continue;
             }
-            let Some(linked) = read(view, user, &pos)? else {
+            let Some(linked) = read(view, user, &pos, seq == want)? else {
                 // A link to a row that is not there: nothing to follow (the rows of a batch
                 // are written together, so only a damaged store has one).
                 tracing::warn!(user = %user_key, seq, "a history link leads to no row");
@@ -154,7 +160,7 @@ pub(super) fn page(
             };
             if seq == want {
                 cursor = older(linked.prev.clone());
-                break Some(linked.entry);
+                break linked.entry;
             }
             cursor = older(linked.prev);
         };
@@ -163,10 +169,15 @@ pub(super) fn page(
     Ok((entries, total))
 }
 
-fn read(view: &View<'_>, user: &UserKey, pos: &HistoryPos) -> Result<Option<Linked>, StoreError> {
+fn read(
+    view: &View<'_>,
+    user: &UserKey,
+    pos: &HistoryPos,
+    with_entry: bool,
+) -> Result<Option<Linked>, StoreError> {
     let key = key(user, pos);
     view.get(&key)?
-        .map(|row| read_linked(&key, &row))
+        .map(|row| read_linked(&key, &row, with_entry))
         .transpose()
 }
 
