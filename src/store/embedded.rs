@@ -328,7 +328,7 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
     for (key, seq, place, row) in history_rows {
         match place {
             // Filed by position; the row is copied behind its links (a few hundred bytes for
-            // a third of the actions, on the blocking pool).
+            // about one entry per three actions in the benchmark, on the blocking pool).
             Some(place) => rows.push((
                 history_log::key(&key, &place.at),
                 history_log::row(ts, &place, row.payload()),
