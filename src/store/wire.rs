@@ -143,8 +143,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The bytes not read yet, which the reader gives up (a row's tail in another form).
-    pub fn rest(self) -> &'a [u8] {
+    /// The bytes not read yet (a row's tail in another form, or where a value ended).
+    pub fn rest(&self) -> &'a [u8] {
         self.bytes
     }
 

@@ -21,11 +21,13 @@
 //! not see the frozen overlay any more sees its rows in redb.
 
 use redb::Durability;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::history_log;
 use super::journal::{self, Faults, Journal, Rows};
 use super::overlay::{Frozen, Layers, RowKey};
 use super::reopen::Reopening;
@@ -140,12 +142,15 @@ impl Layered {
         })
     }
 
-    /// Makes `rows` (in the order written) durable, then visible.
-    pub(super) fn write(&self, rows: Rows) -> Result<(), StoreError> {
+    /// Makes `rows` (in the order written) durable, then visible. History chunks bring only
+    /// their new entries; each is merged into the chunk's newest row first
+    /// ([`history_log::merge`]), under the journal's lock, so writes cannot interleave.
+    pub(super) fn write(&self, mut rows: Rows) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
         if read_lock(&self.layers).active.bytes() >= self.checkpoint_bytes {
             self.freeze(&mut journal, Some(FREEZE_WAIT))?;
         }
+        self.merge_history_chunks(&mut rows)?;
         journal.append(&rows)?;
         // The write reads nothing from redb, but while a wedged database cannot be reopened
         // it fails (transient) as reads do: the batch is in the journal, and the caller's
@@ -158,6 +163,40 @@ impl Layered {
             layers.write_fenced(&key, row);
         }
         Ok(())
+    }
+
+    /// Replaces each history chunk row of `rows` by the chunk's whole newest row with its new
+    /// entries merged in: the stored chunk is the one an earlier row of `rows` wrote, else the
+    /// layers' or redb's. A batch's chunks are mostly new (the offsets only grow), so the
+    /// lookups mostly find nothing; only the chunk a batch continues from the one before is
+    /// read and rewritten.
+    fn merge_history_chunks(&self, rows: &mut Rows) -> Result<(), StoreError> {
+        if !rows
+            .iter()
+            .any(|(key, _)| matches!(key, RowKey::HistoryChunk(..)))
+        {
+            return Ok(());
+        }
+        self.read(|view| {
+            let mut written: HashMap<RowKey, usize> = HashMap::new();
+            for i in 0..rows.len() {
+                if !matches!(rows[i].0, RowKey::HistoryChunk(..)) {
+                    continue;
+                }
+                let merged = match written.get(&rows[i].0) {
+                    Some(&earlier) => {
+                        history_log::merge(&rows[i].0, Some(&rows[earlier].1), &rows[i].1)?
+                    }
+                    None => {
+                        let stored = view.get(&rows[i].0)?;
+                        history_log::merge(&rows[i].0, stored.as_deref(), &rows[i].1)?
+                    }
+                };
+                rows[i].1 = merged;
+                written.insert(rows[i].0.clone(), i);
+            }
+            Ok(())
+        })
     }
 
     /// Runs `read` over the layers and a redb snapshot taken after them.

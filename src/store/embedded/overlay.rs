@@ -39,9 +39,9 @@ pub(crate) enum RowKey {
     Finished(String, u32, String),
     /// owner (`group/pN`)
     Outbox(String),
-    /// (input `topic:partition`, offset, index, tenant, user id): a history entry filed by
-    /// position (`core::records::HistoryChain`).
-    HistoryLog(String, i64, u32, String, String),
+    /// (input `topic:partition`, chunk): the history entries made by a range of that input's
+    /// offsets, filed by position (`history_log`).
+    HistoryChunk(String, i64),
 }
 
 pub(super) const USER: u8 = 1;
@@ -87,13 +87,10 @@ impl RowKey {
                 w.u8(OUTBOX);
                 w.str(owner);
             }
-            RowKey::HistoryLog(input, offset, index, tenant, user) => {
+            RowKey::HistoryChunk(input, chunk) => {
                 w.u8(HISTORY_LOG);
                 w.str(input);
-                w.i64(*offset);
-                w.u32(*index);
-                w.str(tenant);
-                w.str(user);
+                w.i64(*chunk);
             }
         }
     }
@@ -109,13 +106,7 @@ impl RowKey {
                 RowKey::Finished(r.str("tenant")?, r.u32("challenge")?, r.str("partition")?)
             }
             OUTBOX => RowKey::Outbox(r.str("owner")?),
-            HISTORY_LOG => RowKey::HistoryLog(
-                r.str("input")?,
-                r.i64("offset")?,
-                r.u32("index")?,
-                r.str("tenant")?,
-                r.str("user id")?,
-            ),
+            HISTORY_LOG => RowKey::HistoryChunk(r.str("input")?, r.i64("chunk")?),
             other => return Err(wire::err("table", Problem::Tag(other))),
         };
         Ok(key)

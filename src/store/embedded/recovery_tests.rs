@@ -66,7 +66,7 @@ async fn seen(store: &EmbeddedStore) -> (Option<UserRecord>, Option<u64>, Option
 }
 
 /// Copies the store's files as they are on disk now: what a `kill -9` would leave.
-fn crash_copy(from: &Path, to: &Path) {
+pub(super) fn crash_copy(from: &Path, to: &Path) {
     std::fs::copy(from.join(DB_FILE), to.join(DB_FILE)).unwrap();
     std::fs::create_dir_all(to.join(journal::DIR)).unwrap();
     for entry in std::fs::read_dir(from.join(journal::DIR)).unwrap() {

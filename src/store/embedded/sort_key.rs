@@ -94,13 +94,10 @@ pub(super) fn encode(key: &RowKey) -> KeyBytes {
             out.push(OUTBOX);
             string(&mut out, owner);
         }
-        RowKey::HistoryLog(input, offset, index, tenant, user) => {
+        RowKey::HistoryChunk(input, chunk) => {
             out.push(HISTORY_LOG);
             string(&mut out, input);
-            out.extend_from_slice(&signed(*offset).to_be_bytes());
-            out.extend_from_slice(&index.to_be_bytes());
-            string(&mut out, tenant);
-            string(&mut out, user);
+            out.extend_from_slice(&signed(*chunk).to_be_bytes());
         }
     }
     out
@@ -149,7 +146,7 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             | (CLAIM, RowKey::Claim(..))
             | (FINISHED, RowKey::Finished(..))
             | (OUTBOX, RowKey::Outbox(..))
-            | (HISTORY_LOG, RowKey::HistoryLog(..))
+            | (HISTORY_LOG, RowKey::HistoryChunk(..))
     );
     if !same_table {
         *key = match tag {
@@ -158,7 +155,7 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             HISTORY => RowKey::History(String::new(), String::new(), 0),
             CLAIM => RowKey::Claim(String::new(), String::new(), String::new()),
             FINISHED => RowKey::Finished(String::new(), 0, String::new()),
-            HISTORY_LOG => RowKey::HistoryLog(String::new(), 0, 0, String::new(), String::new()),
+            HISTORY_LOG => RowKey::HistoryChunk(String::new(), 0),
             _ => RowKey::Outbox(String::new()),
         };
     }
@@ -183,12 +180,9 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
             *challenge = r.u32();
             r.string_into(partition);
         }
-        RowKey::HistoryLog(input, offset, index, tenant, user) => {
+        RowKey::HistoryChunk(input, chunk) => {
             r.string_into(input);
-            *offset = (r.u64() ^ (1 << 63)) as i64;
-            *index = r.u32();
-            r.string_into(tenant);
-            r.string_into(user);
+            *chunk = (r.u64() ^ (1 << 63)) as i64;
         }
     }
 }
@@ -268,7 +262,7 @@ mod tests {
 
     fn row_key() -> impl Strategy<Value = RowKey> {
         let seq = prop_oneof![Just(0u64), Just(1), Just(256), Just(u64::MAX), any::<u64>()];
-        let challenge = || prop_oneof![Just(0u32), Just(1), Just(256), Just(u32::MAX)];
+        let challenge = prop_oneof![Just(0u32), Just(1), Just(256), Just(u32::MAX)];
         let offset = prop_oneof![
             Just(0i64),
             Just(-1),
@@ -281,10 +275,9 @@ mod tests {
             text().prop_map(RowKey::Resource),
             (text(), text(), seq).prop_map(|(t, u, s)| RowKey::History(t, u, s)),
             (text(), text(), text()).prop_map(|(t, u, c)| RowKey::Claim(t, u, c)),
-            (text(), challenge(), text()).prop_map(|(t, c, p)| RowKey::Finished(t, c, p)),
+            (text(), challenge, text()).prop_map(|(t, c, p)| RowKey::Finished(t, c, p)),
             text().prop_map(RowKey::Outbox),
-            (text(), offset, challenge(), text(), text())
-                .prop_map(|(i, o, n, t, u)| RowKey::HistoryLog(i, o, n, t, u)),
+            (text(), offset).prop_map(|(i, c)| RowKey::HistoryChunk(i, c)),
         ]
     }
 
@@ -324,13 +317,7 @@ mod tests {
     fn keys_the_worker_writes_fit_on_the_stack() {
         let user = RowKey::History("default".into(), "user-0012345678".into(), 42);
         assert!(!encode(&user).spilled(), "{} bytes", encode(&user).len());
-        let logged = RowKey::HistoryLog(
-            "questline.actions:11".into(),
-            123_456_789,
-            2,
-            "default".into(),
-            "user-0012345678".into(),
-        );
+        let logged = RowKey::HistoryChunk("questline.actions:11".into(), 123_456_789);
         assert!(
             !encode(&logged).spilled(),
             "{} bytes",

@@ -20,8 +20,8 @@ pub(super) const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new(
 pub(super) const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("history");
 /// History entries filed by position, in the order they were made within each input
-/// partition: (input `topic:partition`, offset, index, tenant, user id). See `history_log`.
-pub(super) const HISTORY_LOG: TableDefinition<(&str, i64, u32, &str, &str), &[u8]> =
+/// partition: chunks of entries by (input `topic:partition`, chunk). See `history_log`.
+pub(super) const HISTORY_LOG: TableDefinition<(&str, i64), &[u8]> =
     TableDefinition::new("history_log");
 /// Claim outcomes by (tenant, user id, claim id).
 pub(super) const CLAIMS: TableDefinition<(&str, &str, &str), &[u8]> =
@@ -127,7 +127,7 @@ impl fmt::Display for RowKey {
             RowKey::Claim(t, u, c) => write!(f, "claim {t}/{u}/{c}"),
             RowKey::Finished(t, c, p) => write!(f, "finished {t}/{c}/{p}"),
             RowKey::Outbox(o) => write!(f, "outbox {o}"),
-            RowKey::HistoryLog(i, o, n, t, u) => write!(f, "history {t}/{u} at {i}@{o}#{n}"),
+            RowKey::HistoryChunk(i, c) => write!(f, "history chunk {i}#{c}"),
         }
     }
 }
@@ -188,18 +188,13 @@ impl<'t> WriteTables<'t> {
                 put(&mut self.finished, &(t.as_str(), *c, p.as_str()), key, row)
             }
             RowKey::Outbox(o) => put(&mut self.outbox, &o.as_str(), key, row),
-            RowKey::HistoryLog(i, o, n, t, u) => put(
-                &mut self.history_log,
-                &(i.as_str(), *o, *n, t.as_str(), u.as_str()),
-                key,
-                row,
-            ),
+            RowKey::HistoryChunk(i, c) => put(&mut self.history_log, &(i.as_str(), *c), key, row),
         }
     }
 }
 
 /// The key type of [`HISTORY_LOG`].
-type LogKey = (&'static str, i64, u32, &'static str, &'static str);
+type LogKey = (&'static str, i64);
 
 /// Inserts first and looks at what it replaced: one B-tree descent per row. A replaced row
 /// that outranks the new one (a zombie's write arriving late: rare) is put back.
@@ -262,10 +257,7 @@ impl ReadTables {
             RowKey::Claim(t, u, c) => self.claims.get((t.as_str(), u.as_str(), c.as_str())),
             RowKey::Finished(t, c, p) => self.finished.get((t.as_str(), *c, p.as_str())),
             RowKey::Outbox(o) => self.outbox.get(o.as_str()),
-            RowKey::HistoryLog(i, o, n, t, u) => {
-                self.history_log
-                    .get((i.as_str(), *o, *n, t.as_str(), u.as_str()))
-            }
+            RowKey::HistoryChunk(i, c) => self.history_log.get((i.as_str(), *c)),
         };
         found.map_err(|e| storage_error("reading rows", e))
     }
