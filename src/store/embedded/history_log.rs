@@ -143,15 +143,14 @@ pub(super) fn merge(
 ) -> Result<Vec<u8>, StoreError> {
     let corrupt = |e: WireError| StoreError::corrupt(key, Corruption::from(e));
     let (timestamp, new_payload) = unseal(key, new)?;
-    let mut fresh = entries(new_payload).map_err(corrupt)?;
-    fresh.sort_by(ChunkEntry::order);
+    let fresh = in_order(entries(new_payload).map_err(corrupt)?);
     let Some(stored) = stored else {
         return Ok(seal_entries(timestamp, &fresh));
     };
     // An unreadable stored chunk is replaced by the new entries alone (and logged): the same
     // rule as for any unreadable row (`tables::outranks`).
     let old = match unseal(key, stored).and_then(|(_, payload)| entries(payload).map_err(corrupt)) {
-        Ok(old) => old,
+        Ok(old) => in_order(old),
         Err(e) => {
             tracing::warn!(%key, error = %e, "replaced an unreadable history chunk");
             Vec::new()
@@ -178,6 +177,21 @@ pub(super) fn merge(
         }
     }
     Ok(seal_entries(timestamp, &merged))
+}
+
+/// `entries` in key order, each key once: of an entry written twice, the later. A chunk's
+/// rows are written in order by [`merge`]; this keeps a row that is not from making a merged
+/// row that is not either.
+fn in_order(mut entries: Vec<ChunkEntry<'_>>) -> Vec<ChunkEntry<'_>> {
+    entries.sort_by(ChunkEntry::order); // stable: equal keys stay in the order written
+    entries.dedup_by(|later, kept| {
+        let same = later.order(kept) == Ordering::Equal;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    entries
 }
 
 fn seal_entries(timestamp: i64, entries: &[ChunkEntry<'_>]) -> Vec<u8> {
@@ -341,6 +355,7 @@ fn by_user(view: &View<'_>, user: &UserKey, seq: u64) -> Result<Option<HistoryEn
 #[cfg(test)]
 mod tests {
     use super::super::EmbeddedStore;
+    use super::{entries, merge, row_header, unseal, write_entry, RowKey};
     use crate::core::events::Event;
     use crate::core::model::SourceRef;
     use crate::store::codec::page_seqs;
@@ -473,6 +488,61 @@ mod tests {
                 let expected: Vec<String> = (0..3).rev().map(|s| format!("{user}-e-{s}")).collect();
                 assert_eq!((ids, total), (expected, 3), "{user}");
             }
+        }
+    }
+
+    /// An entry of user `u{user}` at (`offset`, `index`) of `in:0`, its JSON naming `tag`.
+    fn chunk_entry(out: &mut Vec<u8>, (offset, index, user): (i64, u32, u8), tag: &str) {
+        let place = HistoryChain::default().push(0, HistoryPos::new("in:0", offset, index));
+        let json = format!("{{\"tag\":\"{tag}\"}}");
+        write_entry(
+            out,
+            &UserKey::new("t", format!("u{user}")),
+            &place,
+            json.as_bytes(),
+        );
+    }
+
+    proptest::proptest! {
+        /// A merged chunk holds every entry of both rows once, in key order, the new row's
+        /// where both have one, under the new row's timestamp; and merging the same new entries
+        /// again changes nothing (a replay).
+        #[test]
+        fn a_merged_chunk_holds_both_rows_entries_once_the_new_ones_winning(
+            old in proptest::collection::vec((0i64..32, 0u32..3, 0u8..3), 0..20),
+            new in proptest::collection::vec((0i64..32, 0u32..3, 0u8..3), 1..20),
+        ) {
+            let key = RowKey::HistoryChunk("in:0".into(), 0);
+            let row = |entries: &[(i64, u32, u8)], tag: &str, ts: i64| {
+                let mut row = row_header(ts).to_vec();
+                for &e in entries {
+                    chunk_entry(&mut row, e, tag);
+                }
+                row
+            };
+            let (old_row, new_row) = (row(&old, "old", 1), row(&new, "new", 2));
+            let merged = merge(&key, Some(&old_row), &new_row).unwrap();
+            let (ts, payload) = unseal(&key, &merged).unwrap();
+            proptest::prop_assert_eq!(ts, 2);
+            let got: Vec<((i64, u32, String), String)> = entries(payload)
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let json = String::from_utf8(e.json.to_vec()).unwrap();
+                    ((e.offset, e.index, e.user.to_string()), json)
+                })
+                .collect();
+            let mut expected = std::collections::BTreeMap::new();
+            for (entries, tag) in [(&old, "old"), (&new, "new")] {
+                for &(offset, index, user) in entries.iter() {
+                    let json = format!("{{\"tag\":\"{tag}\"}}");
+                    expected.insert((offset, index, format!("u{user}")), json);
+                }
+            }
+            let expected: Vec<_> = expected.into_iter().collect();
+            proptest::prop_assert_eq!(&got, &expected);
+            let again = merge(&key, Some(&merged), &new_row).unwrap();
+            proptest::prop_assert_eq!(again, merged);
         }
     }
 
