@@ -149,7 +149,8 @@ pub(super) fn merge(
     };
     // An unreadable stored chunk is replaced by the new entries alone (and logged): the same
     // rule as for any unreadable row (`tables::outranks`).
-    let old = match unseal(key, stored).and_then(|(_, payload)| entries(payload).map_err(corrupt)) {
+    let old = unseal(key, stored).and_then(|(_, payload)| entries(payload).map_err(corrupt));
+    let old = match old {
         Ok(old) => in_order(old),
         Err(e) => {
             tracing::warn!(%key, error = %e, "replaced an unreadable history chunk");
