@@ -71,7 +71,7 @@ impl HistoryEntry {
 /// and its index among that input's history entries. Unique per entry (an input has one
 /// owner, whose key the stored row's key adds), and in the order the entries were made
 /// within each topic-partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPos {
     /// `topic:partition`, as in the watermark.
     pub input: compact_str::CompactString,
@@ -104,14 +104,14 @@ pub struct HistoryPlace {
 /// were made, rather than by user.
 ///
 /// Why: the embedded store's B-tree rewrites every page it inserts into. Filed by (user,
-/// sequence number), each checkpoint inserted into a page of every active user's history,
-/// scattered over a table that outgrows the page cache; an experiment that left the history
-/// out cut the checkpoint's CPU per action from 1.2–2.0 to 0.3 µs and peak memory by
-/// 70–100 MB (docs/benchmarks.md). Filed by position, a checkpoint's entries go to the end of
-/// the table, and the user's row, which every batch rewrites anyway, holds the way in: the
-/// newest entry, and each entry links to the one before it and to the last one of the block of
-/// [`HistoryChain::BLOCK`] entries before its own, so reaching any page takes one read per
-/// block skipped and at most a block's steps.
+/// sequence number), each checkpoint inserted a row into a page of every active user's
+/// history, scattered over a table that outgrows the page cache. Filed by position (in chunks
+/// of an input partition's offsets: `store::embedded::history_log`), a checkpoint's entries
+/// go to the end of the table: the worker's CPU per action fell by 0.8–2.3 µs and its peak
+/// memory by 34–76 MB (docs/benchmarks.md). The user's row, which every batch rewrites
+/// anyway, holds the way in: the newest entry; and each entry links to the one before it and
+/// to the last one of the block of [`HistoryChain::BLOCK`] entries before its own, so reaching
+/// any page takes one read per block skipped and at most a block's steps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryChain {
     /// The newest entry, when it was filed by position.

@@ -88,39 +88,53 @@ impl ChunkEntry<'_> {
     }
 }
 
-/// The entries of a chunk's payload, in their order.
-fn entries(payload: &[u8]) -> Result<Vec<ChunkEntry<'_>>, WireError> {
-    let mut entries = Vec::new();
+/// The entries of a chunk's payload, in their order, read one by one (a lookup stops at the
+/// entry it is after).
+fn entries(payload: &[u8]) -> impl Iterator<Item = Result<ChunkEntry<'_>, WireError>> {
     let mut rest = payload;
-    while !rest.is_empty() {
-        let mut r = Reader::new(rest);
-        let offset = r.i64("offset")?;
-        let index = r.u32("index")?;
-        let tenant = r.str_ref("tenant")?;
-        let user = r.str_ref("user id")?;
-        let links = {
-            let before = r.rest();
-            skip_opt_pos(&mut r, "prev")?;
-            skip_opt_pos(&mut r, "block")?;
-            let after = r.rest();
-            &before[..before.len() - after.len()]
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let entry = next_entry(rest);
+        // After a bad entry, nothing more is read.
+        rest = match &entry {
+            Ok(entry) => &rest[entry.bytes.len()..],
+            Err(_) => &[],
         };
-        let n = r.len("entry", 1)?;
-        let json = r.take("entry", n)?;
-        let after = r.rest();
-        let (bytes, _) = rest.split_at(rest.len() - after.len());
-        entries.push(ChunkEntry {
-            offset,
-            index,
-            tenant,
-            user,
-            links,
-            json,
-            bytes,
-        });
-        rest = after;
-    }
-    Ok(entries)
+        Some(entry)
+    })
+}
+
+/// The entry at the start of `rest`.
+fn next_entry(rest: &[u8]) -> Result<ChunkEntry<'_>, WireError> {
+    let mut r = Reader::new(rest);
+    let offset = r.i64("offset")?;
+    let index = r.u32("index")?;
+    let tenant = r.str_ref("tenant")?;
+    let user = r.str_ref("user id")?;
+    let links = {
+        let before = r.rest();
+        skip_opt_pos(&mut r, "prev")?;
+        skip_opt_pos(&mut r, "block")?;
+        &before[..before.len() - r.rest().len()]
+    };
+    let n = r.len("entry", 1)?;
+    let json = r.take("entry", n)?;
+    Ok(ChunkEntry {
+        offset,
+        index,
+        tenant,
+        user,
+        links,
+        json,
+        bytes: &rest[..rest.len() - r.rest().len()],
+    })
+}
+
+/// A chunk whose bytes do not decode.
+fn corrupt(key: &RowKey, e: WireError) -> StoreError {
+    StoreError::corrupt(key, Corruption::from(e))
 }
 
 /// Reads past what `write_opt_pos` wrote, building nothing.
@@ -141,15 +155,19 @@ pub(super) fn merge(
     stored: Option<&[u8]>,
     new: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |e: WireError| StoreError::corrupt(key, Corruption::from(e));
     let (timestamp, new_payload) = unseal(key, new)?;
-    let fresh = in_order(entries(new_payload).map_err(corrupt)?);
+    let fresh = entries(new_payload).collect::<Result<_, _>>();
+    let fresh = in_order(fresh.map_err(|e| corrupt(key, e))?);
     let Some(stored) = stored else {
         return Ok(seal_entries(timestamp, &fresh));
     };
     // An unreadable stored chunk is replaced by the new entries alone (and logged): the same
     // rule as for any unreadable row (`tables::outranks`).
-    let old = unseal(key, stored).and_then(|(_, payload)| entries(payload).map_err(corrupt));
+    let old = unseal(key, stored).and_then(|(_, payload)| {
+        entries(payload)
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(key, e))
+    });
     let old = match old {
         Ok(old) => in_order(old),
         Err(e) => {
@@ -226,8 +244,9 @@ enum Cursor {
 }
 
 /// The page of `user`'s history that [`page_seqs`] names, newest first, and the history's
-/// length. Reads the user's row, then one row per entry on the page, per block skipped, and
-/// per entry between the block's end and the page: at most [`HistoryChain::BLOCK`].
+/// length. Reads the user's row, then an entry's chunk per entry on the page, per block
+/// skipped, and per entry between the block's end and the page: at most
+/// [`HistoryChain::BLOCK`].
 pub(super) fn page(
     view: &View<'_>,
     user: &UserKey,
@@ -283,7 +302,7 @@ pub(super) fn page(
                 continue;
             }
             let Some(linked) = read(view, user, &pos, seq == want)? else {
-                // A link to a row that is not there: nothing to follow (the rows of a batch
+                // A link to an entry that is not there: nothing to follow (the rows of a batch
                 // are written together, so only a damaged store has one).
                 tracing::warn!(user = %user_key, seq, "a history link leads to no row");
                 break None;
@@ -322,23 +341,25 @@ fn read(
         return Ok(None);
     };
     let (_, payload) = unseal(&key, &row)?;
-    let chunk = entries(payload).map_err(|e| StoreError::corrupt(&key, Corruption::from(e)))?;
-    let found = chunk.into_iter().find(|e| {
-        (e.offset, e.index, e.tenant, e.user)
-            == (
-                pos.offset,
-                pos.index,
-                user.tenant.as_str(),
-                user.user_id.as_str(),
-            )
-    });
+    let wanted = (
+        pos.offset,
+        pos.index,
+        user.tenant.as_str(),
+        user.user_id.as_str(),
+    );
+    let found = entries(payload)
+        .find(|e| {
+            e.as_ref()
+                .map_or(true, |e| (e.offset, e.index, e.tenant, e.user) == wanted)
+        })
+        .transpose()
+        .map_err(|e| corrupt(&key, e))?;
     let Some(found) = found else {
         return Ok(None);
     };
-    let corrupt = |e: WireError| StoreError::corrupt(&key, Corruption::from(e));
     let mut links = Reader::new(found.links);
-    let prev = read_opt_pos(&mut links, "prev").map_err(corrupt)?;
-    let block = read_opt_pos(&mut links, "block").map_err(corrupt)?;
+    let prev = read_opt_pos(&mut links, "prev").map_err(|e| corrupt(&key, e))?;
+    let block = read_opt_pos(&mut links, "block").map_err(|e| corrupt(&key, e))?;
     let entry = match with_entry {
         true => Some(decode(&key, found.json)?),
         false => None,
@@ -526,8 +547,7 @@ mod tests {
             let (ts, payload) = unseal(&key, &merged).unwrap();
             proptest::prop_assert_eq!(ts, 2);
             let got: Vec<((i64, u32, String), String)> = entries(payload)
-                .unwrap()
-                .iter()
+                .map(Result::unwrap)
                 .map(|e| {
                     let json = String::from_utf8(e.json.to_vec()).unwrap();
                     ((e.offset, e.index, e.user.to_string()), json)

@@ -152,9 +152,9 @@ impl Layered {
         }
         self.merge_history_chunks(&mut rows)?;
         journal.append(&rows)?;
-        // The write reads nothing from redb, but while a wedged database cannot be reopened
-        // it fails (transient) as reads do: the batch is in the journal, and the caller's
-        // retry appends it again.
+        // The write reads redb only for a history chunk it continues, but while a wedged
+        // database cannot be reopened it fails (transient) as reads do: the batch is in the
+        // journal, and the caller's retry appends it again.
         self.db.ensure_open()?;
         let mut layers = write_lock(&self.layers);
         for (key, row) in rows {
