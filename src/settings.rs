@@ -217,6 +217,10 @@ pub struct StoreSettings {
     /// the database, in MiB. Up to twice this is held (one overlay being checkpointed while
     /// the next fills).
     pub journal_mb: usize,
+    /// Whether the embedded store writes its journal around the OS's page cache (`O_DIRECT`)
+    /// where the file system allows it: a batch is then handed to the disk from the store's
+    /// own buffer instead of being copied into the page cache first.
+    pub direct_journal: bool,
     /// How long a worker on the embedded store may share its consumer group with another
     /// member before it stops (a restarted worker shares it with its former self until the
     /// broker drops the old session).
@@ -231,6 +235,7 @@ impl Default for StoreSettings {
             path: "./questline-data".into(),
             cache_mb: crate::store::embedded::DEFAULT_CACHE_BYTES >> 20,
             journal_mb: crate::store::embedded::DEFAULT_CHECKPOINT_BYTES >> 20,
+            direct_journal: true,
             exclusive_grace_seconds: 60,
             scylla: ScyllaSettings::default(),
         }

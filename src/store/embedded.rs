@@ -96,11 +96,14 @@ use tables::{decode_row, outranks, row_header, seal, storage_error, unseal, EPOC
 /// with the history chain (`codec::BINARY_V2`). This code reads all of those rows (each row's
 /// first byte says its form; entries filed by user stay where they are and are read there), so
 /// a format-2 or format-3 directory opens and is marked 4 at once: an older binary then refuses
-/// it instead of failing on its new rows. The journal needs no format of its own: a store
-/// closed cleanly has none, and an older binary's journal holds only rows this code reads.
-const FORMAT_VERSION: u64 = 4;
+/// it instead of failing on its new rows. Format 5 pads the journal's records to whole blocks
+/// where it writes them around the page cache (`journal`): a format-4 binary would stop
+/// replaying a segment at its first padding and drop the batches after it, so it must refuse
+/// such a directory after a crash. This code reads the journals of every earlier format (their
+/// records are back to back), so format 2 to 4 directories open and are marked 5.
+const FORMAT_VERSION: u64 = 5;
 /// The formats a directory may have and be opened (and marked [`FORMAT_VERSION`]).
-const UPGRADES_FROM: std::ops::RangeInclusive<u64> = 2..=3;
+const UPGRADES_FROM: std::ops::RangeInclusive<u64> = 2..=4;
 const FORMAT_KEY: &str = "format_version";
 
 const DB_FILE: &str = "questline.redb";
@@ -122,6 +125,9 @@ pub struct EmbeddedOptions {
     pub cache_bytes: usize,
     /// Rows held above redb before a checkpoint (`store.journal_mb`); up to twice this is held.
     pub checkpoint_bytes: usize,
+    /// Whether the journal is written around the page cache where the file system allows it
+    /// (`store.direct_journal`; see `journal`).
+    pub direct_journal: bool,
 }
 
 impl Default for EmbeddedOptions {
@@ -129,6 +135,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            direct_journal: true,
         }
     }
 }
@@ -192,7 +199,7 @@ impl EmbeddedStore {
             path,
             Box::new(move |file| Database::builder().set_cache_size(cache_bytes).create(file)),
             None,
-            options.checkpoint_bytes,
+            options,
         )
     }
 
@@ -202,7 +209,7 @@ impl EmbeddedStore {
         path: impl AsRef<Path>,
         open: Opener,
         faults: Option<Faults>,
-        checkpoint_bytes: usize,
+        options: EmbeddedOptions,
     ) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
@@ -212,12 +219,7 @@ impl EmbeddedStore {
         let lock = DirLock::acquire(&dir)?;
         let db = Reopening::open(dir.join(DB_FILE), open)?;
         db.with(init_tables)?;
-        let layered = Arc::new(Layered::open(
-            db,
-            dir.join(journal::DIR),
-            faults,
-            checkpoint_bytes,
-        )?);
+        let layered = Arc::new(Layered::open(db, dir.join(journal::DIR), faults, options)?);
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 _checkpointer: Checkpointer::start(&layered)?,

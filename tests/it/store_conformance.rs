@@ -1263,7 +1263,7 @@ mod embedded_only {
             let version = meta.get("format_version").unwrap().unwrap().value();
             version
         };
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         let reopened = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
             load_one(&reopened, "old").await,

@@ -86,7 +86,7 @@ fn open_injected(dir: &Path, full: &Arc<AtomicBool>) -> EmbeddedStore {
             Database::builder().create_with_backend(backend)
         }),
         Some(journal_faults),
-        DEFAULT_CHECKPOINT_BYTES,
+        EmbeddedOptions::default(),
     )
     .unwrap()
 }

@@ -32,6 +32,7 @@ use super::journal::{self, Faults, Journal, Rows};
 use super::overlay::{Frozen, Layers, RowKey};
 use super::reopen::Reopening;
 use super::tables::{outranks, storage_error, ReadTables, WriteTables};
+use super::EmbeddedOptions;
 use crate::metrics::metrics;
 use crate::store::StoreError;
 
@@ -90,7 +91,7 @@ impl Layered {
         db: Reopening,
         journal_dir: PathBuf,
         faults: Option<Faults>,
-        checkpoint_bytes: usize,
+        options: EmbeddedOptions,
     ) -> Result<Self, StoreError> {
         let segments = journal::read_all(&journal_dir)?;
         let last = segments.last().map_or(0, |s| s.number);
@@ -129,13 +130,17 @@ impl Layered {
                 source,
             })?;
         }
-        let journal = Journal::create(&journal_dir, last + 1, faults)?;
+        let journal = Journal::create(&journal_dir, last + 1, faults, options.direct_journal)?;
+        tracing::debug!(
+            direct = journal.is_direct(),
+            "embedded store: journal opened (direct: written around the page cache)"
+        );
         Ok(Layered {
             db,
             layers: RwLock::new(Layers::default()),
             journal: Mutex::new(journal),
             journal_dir,
-            checkpoint_bytes,
+            checkpoint_bytes: options.checkpoint_bytes,
             signal: Mutex::new(Signal::default()),
             changed: Condvar::new(),
             checkpointing: Mutex::new(()),
