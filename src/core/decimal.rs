@@ -99,8 +99,7 @@ pub fn json_type_name(value: &Value) -> &'static str {
 /// The JSON form of a decimal: a number when exact for every reader, else a string.
 pub fn to_json(value: Decimal) -> Value {
     let normalized = value.normalize();
-    let digits = significant_digits(normalized);
-    if digits <= EXACT_DOUBLE_DIGITS {
+    if fits_json_number(normalized) {
         if normalized.scale() == 0 {
             if let Some(i) = normalized.to_i64() {
                 return Value::from(i);
@@ -113,6 +112,12 @@ pub fn to_json(value: Decimal) -> Value {
         }
     }
     Value::String(normalized.to_string())
+}
+
+/// Whether [`to_json`] writes `normalized` (a normalized decimal) as a number rather than a
+/// string: every reader's double holds it exactly.
+pub fn fits_json_number(normalized: Decimal) -> bool {
+    significant_digits(normalized) <= EXACT_DOUBLE_DIGITS
 }
 
 fn significant_digits(value: Decimal) -> u32 {

@@ -12,6 +12,7 @@ pub mod decimal;
 pub mod decode;
 pub mod engine;
 pub mod evaluator;
+pub mod event_json;
 pub mod events;
 pub mod ids;
 pub mod inventory;

@@ -875,7 +875,7 @@ impl Produced {
 /// (the benchmark's average 356–363 bytes), not serde_json's 128 bytes grown twice.
 fn event_json(event: &Event) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(512);
-    serde_json::to_writer(&mut bytes, event).expect("events serialize");
+    crate::core::event_json::write(event, &mut bytes);
     bytes
 }
 

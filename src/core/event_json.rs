@@ -1,0 +1,260 @@
+//! An event's JSON: the envelope and `progress.updated` written here, other bodies by serde.
+//!
+//! Why: every action yields a `progress.updated`, and serializing events was a tenth of the
+//! record step (`cargo bench --bench record_step`): serde_json escapes each of the ~20 member
+//! names as it writes them, writes the flattened body through a map serializer, and turns
+//! each of the four decimals into a `serde_json::Value` first. Here the names are constants
+//! written as they are, integer decimals are printed directly, and only the strings a user or
+//! catalog supplies go through serde_json's escaping. The bytes are serde's exactly (a
+//! property test compares them on arbitrary events): they are the contract downstream
+//! consumers read, the outbox re-publishes and the history serves.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use super::decimal;
+use super::events::{Event, EventBody};
+use super::timestamp;
+
+/// Appends `event`'s JSON to `out`: byte for byte what `serde_json::to_writer` writes.
+pub fn write(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"eventId\":");
+    string(out, &event.event_id);
+    out.push(b',');
+    match &event.body {
+        EventBody::ProgressUpdated {
+            challenge_id,
+            group_id,
+            trigger_id,
+            trigger_frequency,
+            accumulated,
+            action_left,
+            progress,
+        } => {
+            out.extend_from_slice(b"\"type\":\"progress.updated\"");
+            for (name, id) in [
+                (&b",\"challengeId\":"[..], challenge_id),
+                (b",\"groupId\":", group_id),
+                (b",\"triggerId\":", trigger_id),
+            ] {
+                out.extend_from_slice(name);
+                integer(out, *id);
+            }
+            for (name, value) in [
+                (&b",\"triggerFrequency\":"[..], trigger_frequency),
+                (b",\"accumulated\":", accumulated),
+                (b",\"actionLeft\":", action_left),
+                (b",\"progress\":", progress),
+            ] {
+                out.extend_from_slice(name);
+                number(out, *value);
+            }
+        }
+        body => members(body, out),
+    }
+    out.extend_from_slice(b",\"tenant\":");
+    string(out, &event.tenant);
+    out.extend_from_slice(b",\"userId\":");
+    string(out, &event.user_id);
+    out.extend_from_slice(b",\"occurredAt\":");
+    timestamp::rfc3339(
+        &event.occurred_at,
+        &mut serde_json::Serializer::new(&mut *out),
+    )
+    .expect("a timestamp serializes");
+    out.extend_from_slice(b",\"source\":{\"topic\":");
+    string(out, &event.source.topic);
+    out.extend_from_slice(b",\"partition\":");
+    integer(out, event.source.partition);
+    out.extend_from_slice(b",\"offset\":");
+    integer(out, event.source.offset);
+    out.extend_from_slice(b"},\"catalogVersion\":");
+    integer(out, event.catalog_version);
+    out.push(b'}');
+}
+
+/// `body`'s members, as the event's flattened body: serde's object for it without its braces
+/// (it always has one member at least, its `type`).
+fn members(body: &EventBody, out: &mut Vec<u8>) {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, body).expect("event bodies serialize");
+    out.pop();
+    out.remove(start);
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a string serializes");
+}
+
+fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// A decimal as [`decimal::to_json`] writes it: integers (the common case: frequencies,
+/// sums of whole values) printed here, everything else through that function.
+fn number(out: &mut Vec<u8>, value: Decimal) {
+    let normalized = value.normalize();
+    if normalized.scale() == 0 && decimal::fits_json_number(normalized) {
+        if let Some(i) = normalized.to_i64() {
+            integer(out, i);
+            return;
+        }
+    }
+    serde_json::to_writer(out, &decimal::to_json(value)).expect("JSON values serialize");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::events::{GrantReason, PrizeInfo, RejectReason};
+    use crate::core::model::SourceRef;
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    fn decimal_strategy() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            (0i64..1_000_000).prop_map(Decimal::from),
+            (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+            (any::<i128>(), 0u32..=28).prop_map(|(m, s)| {
+                Decimal::try_from_i128_with_scale(m % (1i128 << 95), s).unwrap_or(Decimal::MAX)
+            }),
+            Just(Decimal::MAX),
+            Just(Decimal::MIN),
+            Just(Decimal::from_parts(0, 0, 0, true, 3)),
+        ]
+    }
+
+    fn event(
+        body: EventBody,
+        names: (String, String, String, String),
+        at: i64,
+        nanos: u32,
+    ) -> Event {
+        let (event_id, tenant, user_id, topic) = names;
+        Event {
+            event_id,
+            body,
+            tenant: Arc::from(tenant),
+            user_id: Arc::from(user_id),
+            occurred_at: DateTime::<Utc>::from_timestamp(at, nanos).unwrap_or_default(),
+            source: SourceRef::new(topic, 3, at),
+            catalog_version: nanos.into(),
+        }
+    }
+
+    /// Any text: quotes, backslashes, control characters and non-ASCII included.
+    fn text() -> &'static str {
+        "(?s).{0,12}"
+    }
+
+    fn names() -> impl Strategy<Value = (String, String, String, String)> {
+        (text(), text(), text(), text())
+    }
+
+    proptest! {
+        #[test]
+        fn progress_is_written_as_serde_writes_it(
+            ids in (any::<u32>(), any::<u32>(), any::<u32>()),
+            numbers in (decimal_strategy(), decimal_strategy(), decimal_strategy(), decimal_strategy()),
+            names in names(),
+            at in prop_oneof![-62_135_596_800i64..253_402_300_799, -(1i64 << 40)..(1i64 << 40)],
+            nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000, Just(1_500_000_000)],
+        ) {
+            let body = EventBody::ProgressUpdated {
+                challenge_id: ids.0,
+                group_id: ids.1,
+                trigger_id: ids.2,
+                trigger_frequency: numbers.0,
+                accumulated: numbers.1,
+                action_left: numbers.2,
+                progress: numbers.3,
+            };
+            let event = event(body, names, at, nanos);
+            let mut ours = Vec::new();
+            write(&event, &mut ours);
+            prop_assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&event).unwrap()
+            );
+        }
+    }
+
+    fn other_bodies() -> impl Strategy<Value = EventBody> {
+        let text = self::text();
+        let opt_text = || proptest::option::of(text);
+        prop_oneof![
+            (
+                text,
+                proptest::option::of(decimal_strategy()),
+                opt_text(),
+                any::<u32>(),
+                text,
+                decimal_strategy()
+            )
+                .prop_map(
+                    |(reward_type, amount, code, challenge_id, milestone_id, balance)| {
+                        EventBody::RewardGranted {
+                            reward_type,
+                            amount,
+                            code,
+                            reason: GrantReason::Milestone {
+                                challenge_id,
+                                milestone_id,
+                            },
+                            balance,
+                        }
+                    }
+                ),
+            (text, proptest::option::of(any::<u32>()), opt_text()).prop_map(
+                |(reward_type, challenge_id, milestone_id)| {
+                    EventBody::RewardRejected {
+                        reward_type,
+                        reason: RejectReason::Depleted,
+                        challenge_id,
+                        milestone_id,
+                        operation: None,
+                    }
+                }
+            ),
+            (
+                any::<u32>(),
+                text,
+                proptest::collection::vec((opt_text(), text, text), 0..3)
+            )
+                .prop_map(|(challenge_id, milestone_id, prizes)| {
+                    EventBody::MilestoneAchieved {
+                        challenge_id,
+                        milestone_id,
+                        prizes: prizes
+                            .into_iter()
+                            .map(|(value, description, reward_type)| PrizeInfo {
+                                value,
+                                expiration_date: None,
+                                description,
+                                reward_type,
+                            })
+                            .collect(),
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn other_events_are_written_as_serde_writes_them(
+            body in other_bodies(),
+            names in names(),
+            at in -62_135_596_800i64..253_402_300_799,
+        ) {
+            let event = event(body, names, at, 0);
+            let mut ours = Vec::new();
+            write(&event, &mut ours);
+            prop_assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&event).unwrap()
+            );
+        }
+    }
+}
