@@ -29,7 +29,7 @@ pub struct RowCached<T, S = ()> {
     value: T,
     /// The value as the binary row encodes it, made by the first write after a change.
     #[serde(skip)]
-    row_bytes: OnceLock<Box<[u8]>>,
+    row_bytes: OnceLock<Kept>,
     /// What [`RowCached::summary`] derived from the value since it last changed.
     #[serde(skip)]
     summary: OnceLock<S>,
@@ -45,7 +45,7 @@ impl<T, S> RowCached<T, S> {
 
     /// The value's kept row encoding, if it was kept since the value last changed.
     pub fn kept_bytes(&self) -> Option<&[u8]> {
-        self.row_bytes.get().map(|bytes| &**bytes)
+        self.row_bytes.get().map(Kept::bytes)
     }
 
     /// Keeps `bytes` as the value's row encoding, until the value may change. The codec
@@ -53,7 +53,42 @@ impl<T, S> RowCached<T, S> {
     pub fn keep(&self, bytes: &[u8]) {
         // Only unkept values are encoded, and `&self` cannot have changed in between: the
         // cell is empty.
-        let _ = self.row_bytes.set(bytes.into());
+        let _ = self.row_bytes.set(Kept::new(bytes));
+    }
+}
+
+/// The most kept bytes held inline.
+const INLINE: usize = 22;
+
+/// Kept row bytes: inside the wrapper when they fit, else on the heap.
+///
+/// Why inline: the small encodings are the common ones (no pending request is one byte, a
+/// balance or two a dozen), and a boxed one was a cache miss of its own at every write, the
+/// state's memory itself being warm from the evaluation: copying the kept encoding of the
+/// (mostly empty) pending requests was 2.9 % of the record step's samples.
+#[derive(Clone)]
+enum Kept {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Boxed(Box<[u8]>),
+}
+
+impl Kept {
+    fn new(kept: &[u8]) -> Self {
+        match u8::try_from(kept.len()) {
+            Ok(len) if kept.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..kept.len()].copy_from_slice(kept);
+                Kept::Inline { len, bytes }
+            }
+            _ => Kept::Boxed(kept.into()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Kept::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Kept::Boxed(bytes) => bytes,
+        }
     }
 }
 
@@ -150,6 +185,18 @@ mod tests {
         list.clear();
         assert!(list.is_empty());
         assert_eq!(list.kept_bytes(), None);
+    }
+
+    /// Kept bytes read back as kept, short (inline) or long (boxed), and through a clone.
+    #[test]
+    fn kept_bytes_of_any_length_read_back() {
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            let part = RowCached::<Vec<u8>>::from(vec![]);
+            part.keep(&bytes);
+            assert_eq!(part.kept_bytes(), Some(&bytes[..]), "{len} bytes");
+            assert_eq!(part.clone().kept_bytes(), Some(&bytes[..]), "{len} bytes");
+        }
     }
 
     /// A summary is derived once, then answered until a mutable access drops it.
