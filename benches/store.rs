@@ -10,8 +10,9 @@
 //! Groups (throughput in user records per second):
 //! - `store/embedded`: the whole [`EmbeddedStore`] path (rows encoded and sealed, the journal's
 //!   durable append, the overlay, `spawn_blocking`; the checkpoint into redb runs behind), for
-//!   batches of pre-filled users written again and of new users with a first history row
-//!   each (every key new to the store).
+//!   batches of pre-filled users written again (with the journal written around the page
+//!   cache, the default, and through it: `_buffered_journal`) and of new users with a first
+//!   history row each (every key new to the store).
 //! - `store/embedded/history`: a page of 20 entries of a 5,000-entry history, the first and
 //!   page 200, for entries filed by position (links followed) and by user (point reads).
 //! - `engine/redb`, `engine/fjall`: the two candidate engines alone with the same pre-encoded
@@ -74,7 +75,7 @@ use questline::core::model::SourceRef;
 use questline::core::state::{ChallengeState, ChallengeStatus, TriggerProgress, UserState};
 use questline::pipeline::log::OutRecord;
 use questline::pipeline::outbox::{self, OutboxEntry};
-use questline::store::embedded::EmbeddedStore;
+use questline::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
 use questline::store::{
     BatchWrite, HistoryChain, HistoryEntry, HistoryPos, OutboxWrite, StateStore, UserKey,
@@ -250,10 +251,15 @@ struct EmbeddedFixture {
     _dir: tempfile::TempDir,
 }
 
-fn embedded_fixture() -> EmbeddedFixture {
+/// `direct_journal`: the journal written around the page cache (the default) or through it.
+fn embedded_fixture(direct_journal: bool) -> EmbeddedFixture {
     let rt = runtime();
     let dir = bench_dir();
-    let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
+    let options = EmbeddedOptions {
+        direct_journal,
+        ..EmbeddedOptions::default()
+    };
+    let store = EmbeddedStore::open_with_options(dir.path().join("store"), options).unwrap();
     let population = prefill();
     let batches: Vec<BatchWrite> = (0..population / BATCH)
         .map(|n| batch(n, population))
@@ -278,20 +284,30 @@ fn embedded(c: &mut Criterion) {
     let mut group = c.benchmark_group("store/embedded");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(20);
-    let mut n = 0;
-    group.bench_function(format!("write_batch_{BATCH}_users"), |b| {
-        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
-        b.iter(|| {
-            n += 1;
-            f.rt.block_on(f.store.write_batch(&f.batches[n % f.batches.len()]))
-                .unwrap()
-        })
-    });
+    let buffered = OnceCell::new();
+    for (name, fixture, direct) in [
+        (format!("write_batch_{BATCH}_users"), &fixture, true),
+        (
+            format!("write_batch_{BATCH}_users_buffered_journal"),
+            &buffered,
+            false,
+        ),
+    ] {
+        let mut n = 0;
+        group.bench_function(name, |b| {
+            let f: &EmbeddedFixture = fixture.get_or_init(|| embedded_fixture(direct));
+            b.iter(|| {
+                n += 1;
+                f.rt.block_on(f.store.write_batch(&f.batches[n % f.batches.len()]))
+                    .unwrap()
+            })
+        });
+    }
     // New users each time, each with a first history row: every row's key is new to the
     // store, as for users the worker has never seen (its fencing finds no row to compare).
     let mut fresh = 0;
     group.bench_function(format!("write_batch_{BATCH}_new_users_with_history"), |b| {
-        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
+        let f: &EmbeddedFixture = fixture.get_or_init(|| embedded_fixture(true));
         b.iter_batched(
             || {
                 fresh += 1;
@@ -303,7 +319,7 @@ fn embedded(c: &mut Criterion) {
     });
     let mut n = 0;
     group.bench_function(format!("load_users_{BATCH}_point_reads"), |b| {
-        let f: &EmbeddedFixture = fixture.get_or_init(embedded_fixture);
+        let f: &EmbeddedFixture = fixture.get_or_init(|| embedded_fixture(true));
         b.iter(|| {
             n += 1;
             let loaded =
