@@ -288,16 +288,15 @@ impl Framed {
 /// `[len][crc][count, then (key, row) …]`, in `buf` (cleared first); for a direct append,
 /// starting on a block boundary and padded to whole blocks.
 fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>, io: Io) -> Framed {
+    let direct = io == Io::Direct;
     let size: usize = rows.iter().map(|(_, row)| row.len() + 64).sum();
-    let slack = match io {
-        Io::Direct => 2 * BLOCK,
-        Io::Buffered => 0,
-    };
     buf.clear();
-    buf.reserve(FRAME + size + slack);
-    let start = match io {
-        Io::Direct => buf.as_ptr().align_offset(BLOCK),
-        Io::Buffered => 0,
+    // Room to start on a block and to pad to one (`Framed::align`).
+    buf.reserve(FRAME + size + if direct { 2 * BLOCK } else { 0 });
+    let start = if direct {
+        buf.as_ptr().align_offset(BLOCK)
+    } else {
+        0
     };
     buf.resize(start + FRAME, 0);
     let mut w = Writer { buf };
@@ -314,9 +313,10 @@ fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>, io: Io) -> Framed {
     w.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     w.buf[start + 4..payload].copy_from_slice(&crc.to_le_bytes());
     let framed = Framed { buf: w.buf, start };
-    match io {
-        Io::Direct => framed.align(),
-        Io::Buffered => framed,
+    if direct {
+        framed.align()
+    } else {
+        framed
     }
 }
 
@@ -426,6 +426,7 @@ pub(super) fn delete_through(dir: &Path, through: u64) -> io::Result<()> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 
     fn rows(n: u64) -> Rows {
         (0..n)
@@ -468,28 +469,31 @@ mod tests {
         assert_eq!(left, vec![2]);
     }
 
+    /// A fault injector that fails each operation with the OS error `fails` names for it.
+    fn injector(fails: impl Fn(&'static str) -> Option<i32> + Send + Sync + 'static) -> Faults {
+        Arc::new(move |action| match fails(action) {
+            Some(code) => Err(io::Error::from_raw_os_error(code)),
+            None => Ok(()),
+        })
+    }
+
     #[test]
     fn a_failed_append_is_cut_back_and_a_torn_one_opens_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let full = Arc::new(AtomicU8::new(0));
         let seen = Arc::clone(&full);
         // 1: the sync fails (the write went through, then is cut back); 2: the cut fails too.
-        let faults: Faults = Arc::new(move |action| {
-            let mode = seen.load(std::sync::atomic::Ordering::SeqCst);
-            let fails = match mode {
+        let faults = injector(move |action| {
+            let fails = match seen.load(SeqCst) {
                 1 => action == "sync",
                 2 => action == "sync" || action == "truncate",
                 _ => false,
             };
-            if fails {
-                Err(io::Error::from_raw_os_error(libc::ENOSPC))
-            } else {
-                Ok(())
-            }
+            fails.then_some(libc::ENOSPC)
         });
         let mut journal = Journal::create(dir.path(), 1, Some(faults), true).unwrap();
         journal.append(&rows(1)).unwrap();
-        full.store(1, std::sync::atomic::Ordering::SeqCst);
+        full.store(1, SeqCst);
         let err = journal.append(&rows(2)).unwrap_err();
         assert!(
             matches!(
@@ -501,9 +505,9 @@ mod tests {
             ),
             "{err}"
         );
-        full.store(2, std::sync::atomic::Ordering::SeqCst);
+        full.store(2, SeqCst);
         journal.append(&rows(3)).unwrap_err();
-        full.store(0, std::sync::atomic::Ordering::SeqCst);
+        full.store(0, SeqCst);
         journal.append(&rows(4)).unwrap();
         assert_eq!(
             journal.segment(),
@@ -581,19 +585,11 @@ mod tests {
     #[test]
     fn a_refused_direct_append_is_written_buffered_in_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let refusals = Arc::new(std::sync::atomic::AtomicU8::new(0));
-        let seen = Arc::clone(&refusals);
+        let appends = AtomicU8::new(0);
         // The second append's write is refused as a device with a larger block refuses it.
-        let faults: Faults = Arc::new(move |action| {
-            let n = seen.fetch_add(
-                u8::from(action == "append to"),
-                std::sync::atomic::Ordering::SeqCst,
-            );
-            if action == "append to" && n == 1 {
-                Err(io::Error::from_raw_os_error(libc::EINVAL))
-            } else {
-                Ok(())
-            }
+        let faults = injector(move |action| {
+            let n = appends.fetch_add(u8::from(action == "append to"), SeqCst);
+            (action == "append to" && n == 1).then_some(libc::EINVAL)
         });
         let mut journal = Journal::create(dir.path(), 1, Some(faults), true).unwrap();
         if !journal.is_direct() {

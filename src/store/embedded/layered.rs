@@ -133,7 +133,7 @@ impl Layered {
         let journal = Journal::create(&journal_dir, last + 1, faults, options.direct_journal)?;
         tracing::debug!(
             direct = journal.is_direct(),
-            "embedded store: journal opened (direct: written around the page cache)"
+            "embedded store: journal segment opened (direct: around the page cache)"
         );
         Ok(Layered {
             db,
