@@ -84,13 +84,47 @@ pub fn max_future_skew() -> Duration {
 
 /// `a + b`, kept within `0..=MAX_ACCUMULATED` whatever the inputs (sum triggers never go
 /// below zero, and a huge value cannot overflow the accumulator).
+///
+/// The bounds are checked on the sum's sign and mantissa rather than with `clamp`: every
+/// action accumulates into each trigger it counts toward, and `Decimal`'s general comparison
+/// (out of line, rescaling, reading back the sum just written) was 6.5 % of the evaluator
+/// bench's samples.
 pub fn accumulate(a: Decimal, b: Decimal) -> Decimal {
-    let sum = a.checked_add(b).unwrap_or(if b.is_sign_negative() {
-        Decimal::MIN
+    let Some(sum) = a.checked_add(b) else {
+        return if b.is_sign_negative() {
+            Decimal::ZERO
+        } else {
+            MAX_ACCUMULATED
+        };
+    };
+    if sum.is_sign_negative() && !sum.is_zero() {
+        Decimal::ZERO
+    } else if above_max_accumulated(sum) {
+        MAX_ACCUMULATED
     } else {
-        Decimal::MAX
-    });
-    sum.clamp(Decimal::ZERO, MAX_ACCUMULATED)
+        sum
+    }
+}
+
+/// `10^(20 + s)` for the scales `s` at which a mantissa (below `2^96`, ~7.9 × 10^28) can
+/// still exceed [`MAX_ACCUMULATED`] (10^20): at scale 9 and above no value can.
+const MAX_ACCUMULATED_AT_SCALE: [u128; 9] = {
+    let mut powers = [0u128; 9];
+    let mut power = 100_000_000_000_000_000_000u128;
+    let mut s = 0;
+    while s < 9 {
+        powers[s] = power;
+        power *= 10;
+        s += 1;
+    }
+    powers
+};
+
+/// Whether a non-negative `value` is above [`MAX_ACCUMULATED`].
+fn above_max_accumulated(value: Decimal) -> bool {
+    MAX_ACCUMULATED_AT_SCALE
+        .get(value.scale() as usize)
+        .is_some_and(|&max| value.mantissa().unsigned_abs() > max)
 }
 
 /// Whether `amount` is a valid positive amount: above zero, at most [`MAX_AMOUNT`], at most
@@ -102,6 +136,7 @@ pub fn is_valid_amount(amount: Decimal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::str::FromStr;
 
     #[test]
@@ -156,5 +191,39 @@ mod tests {
         assert!(!is_valid_amount(MAX_AMOUNT + Decimal::ONE));
         assert!(!is_valid_amount(Decimal::from_str("0.000000001").unwrap()));
         assert!(!is_valid_amount(Decimal::MAX));
+    }
+
+    /// Any decimal, and values within a few units of the last place of [`MAX_ACCUMULATED`]
+    /// at every scale where a mantissa can reach it.
+    fn decimal() -> impl Strategy<Value = Decimal> {
+        let arbitrary = (any::<(u32, u32, u32, bool)>(), 0u32..=28).prop_map(
+            |((lo, mid, hi, negative), scale)| Decimal::from_parts(lo, mid, hi, negative, scale),
+        );
+        let near_max =
+            (0u32..=8, -3i128..=3, any::<bool>()).prop_map(|(scale, delta, negative)| {
+                let mantissa = 10i128.pow(20 + scale) + delta;
+                Decimal::from_i128_with_scale(if negative { -mantissa } else { mantissa }, scale)
+            });
+        prop_oneof![
+            arbitrary,
+            near_max,
+            Just(Decimal::ZERO),
+            Just(-Decimal::ZERO)
+        ]
+    }
+
+    proptest! {
+        /// The bounds checked on sign and mantissa give `clamp`'s result, to the bit.
+        #[test]
+        fn accumulation_is_the_clamped_sum(a in decimal(), b in decimal()) {
+            let sum = a.checked_add(b).unwrap_or(if b.is_sign_negative() {
+                Decimal::MIN
+            } else {
+                Decimal::MAX
+            });
+            let clamped = sum.clamp(Decimal::ZERO, MAX_ACCUMULATED);
+            let accumulated = accumulate(a, b);
+            prop_assert_eq!(accumulated.serialize(), clamped.serialize(), "{} + {}", a, b);
+        }
     }
 }
