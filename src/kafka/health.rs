@@ -29,11 +29,12 @@
 //! are at debug level.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::producer::Producer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::polled::Polled;
 use super::probe::{self, Probe};
 use super::{apply_properties, base_config, consumer_only, producer_only};
 use crate::metrics::metrics;
@@ -50,7 +51,7 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Watches the brokers until stopped; see the module's documentation.
 pub struct BrokerWatch {
-    client: Arc<ThreadedProducer<Probe>>,
+    client: Arc<Polled<Probe>>,
     last_error: probe::LastError,
     topic: String,
     outage: Outage,

@@ -19,6 +19,7 @@ mod batches;
 mod catalog;
 mod errors;
 mod health;
+mod polled;
 mod probe;
 mod producer;
 mod topics;

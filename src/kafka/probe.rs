@@ -12,10 +12,11 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{Producer, ProducerContext};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::polled::Polled;
 use crate::pipeline::log::LogError;
 
 /// How long the brokers have to answer a metadata request.
@@ -25,7 +26,8 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 pub(super) type LastError = Arc<Mutex<Option<String>>>;
 
 /// Keeps librdkafka's last broker error, shared with the caller, which reads it once the
-/// producer is gone (or, for the broker watch, after each failed check).
+/// metadata request failed (the polling thread serves an error as soon as librdkafka reports
+/// it, so it is in by then).
 pub(super) struct Probe {
     last_error: LastError,
     /// librdkafka's own log lines at debug level only: the broker watch's client reports an
@@ -80,14 +82,14 @@ pub(super) fn client(
     config: &ClientConfig,
     name: &'static str,
     quiet: bool,
-) -> Result<(ThreadedProducer<Probe>, LastError), LogError> {
+) -> Result<(Polled<Probe>, LastError), LogError> {
     let last_error = Arc::new(Mutex::new(None));
-    let producer = config
-        .create_with_context(Probe {
-            last_error: Arc::clone(&last_error),
-            quiet,
-        })
-        .map_err(|source| LogError::Client {
+    let context = Probe {
+        last_error: Arc::clone(&last_error),
+        quiet,
+    };
+    let producer =
+        Polled::create(config, context, "probe-poll").map_err(|source| LogError::Client {
             client: name,
             source,
         })?;

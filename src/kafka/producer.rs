@@ -1,5 +1,5 @@
 //! The producers' client: librdkafka's producer with a polling thread of its own
-//! (`ThreadedProducer`), whose delivery reports are counted per batch ([`super::batches`]), so
+//! ([`super::polled`]), whose delivery reports are counted per batch ([`super::batches`]), so
 //! publishing a batch wakes its task once, when the last record is acknowledged.
 //!
 //! librdkafka's errors are logged as [`LimitedErrors`] does for the other clients.
@@ -10,12 +10,13 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
 use tokio::time::Instant;
 
 use super::batches::{Batches, Outcome, Ticket};
 use super::errors::LimitedErrors;
 use super::failed;
+use super::polled::Polled;
 use crate::pipeline::log::{too_large, HeaderName, LogError, OutRecord, Published};
 
 /// How long a publisher waits before handing a record again to a full producer queue
@@ -93,13 +94,13 @@ enum Failure {
 
 /// An idempotent producer (see `kafka::producer` for its settings).
 pub struct KafkaProducer {
-    inner: ThreadedProducer<Deliveries>,
+    inner: Polled<Deliveries>,
 }
 
 impl KafkaProducer {
     pub(super) fn create(config: &ClientConfig) -> KafkaResult<Self> {
         Ok(KafkaProducer {
-            inner: config.create_with_context(Deliveries::default())?,
+            inner: Polled::create(config, Deliveries::default(), "producer-poll")?,
         })
     }
 
