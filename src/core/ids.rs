@@ -12,9 +12,24 @@ use uuid::Uuid;
 /// namespace, fixed forever: changing it would change every event id).
 const NAMESPACE: Uuid = Uuid::from_u128(0x1f7b_6c1e_4a8e_5c3d_9e2f_0b4d_7a61_c3e5);
 
-/// The cause of an input: its Kafka coordinates.
+/// The cause of an input: its Kafka coordinates, `{topic}:{partition}:{offset}`.
+///
+/// Written piece by piece rather than with `format!`: this runs for every input, and `fmt`'s
+/// machinery was 1.8 % of the record step's samples (a profile of the worker).
 pub fn cause_of(source: &SourceRef) -> String {
-    format!("{}:{}:{}", source.topic, source.partition, source.offset)
+    let mut partition = itoa::Buffer::new();
+    let mut offset = itoa::Buffer::new();
+    let (partition, offset) = (
+        partition.format(source.partition),
+        offset.format(source.offset),
+    );
+    let mut cause = String::with_capacity(source.topic.len() + partition.len() + offset.len() + 2);
+    cause.push_str(&source.topic);
+    cause.push(':');
+    cause.push_str(partition);
+    cause.push(':');
+    cause.push_str(offset);
+    cause
 }
 
 /// The id of the `index`-th event caused by `cause`.
@@ -97,6 +112,21 @@ mod tests {
             event_id("replay:0:1", 0),
             "ccb7f46e-98a6-57b4-8616-1c4006bb305a"
         );
+    }
+
+    #[test]
+    fn a_cause_is_the_coordinates_joined_by_colons() {
+        for (topic, partition, offset) in [
+            ("actions", 3, 42),
+            ("", 0, 0),
+            ("a.b-c_d", i32::MAX, i64::MAX),
+            ("négatif", -1, i64::MIN),
+        ] {
+            assert_eq!(
+                cause_of(&SourceRef::new(topic, partition, offset)),
+                format!("{topic}:{partition}:{offset}")
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! applied for that topic-partition is a redelivery and changes nothing.
 
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 
 use super::catalog::Catalog;
 use super::decode::{self, Rejection};
@@ -312,10 +313,10 @@ fn evaluate_user(
         Input::Action { action, .. } if record.state.disabled => return refused(action, pos),
         _ => {}
     }
-    let cause = match input {
-        Input::Response(r) => r.request_id.clone(),
-        Input::Amount(r) => r.request_id.clone(),
-        _ => ids::cause_of(pos.source),
+    let cause: Cow<'_, str> = match input {
+        Input::Response(r) => Cow::Borrowed(&r.request_id),
+        Input::Amount(r) => Cow::Borrowed(&r.request_id),
+        _ => Cow::Owned(ids::cause_of(pos.source)),
     };
     let ctx = Context {
         source: pos.source,
