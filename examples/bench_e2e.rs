@@ -299,7 +299,9 @@ fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
             _ if tid == pid => "record step (main)",
             "tokio-rt-worker" => "tokio workers and blocking pool (store, publish)",
             "store-checkpoin" => "store checkpoint",
-            "producer pollin" => "producer polling",
+            // questline's own polling threads (`kafka::polled`); rdkafka's `ThreadedProducer`
+            // named its "producer polling thread", cut to 15 bytes (releases before it).
+            "producer-poll" | "probe-poll" | "producer pollin" => "producer polling",
             c if c.starts_with("rdk:") => "librdkafka",
             _ => "other",
         };
