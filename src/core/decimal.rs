@@ -99,12 +99,10 @@ pub fn json_type_name(value: &Value) -> &'static str {
 /// The JSON form of a decimal: a number when exact for every reader, else a string.
 pub fn to_json(value: Decimal) -> Value {
     let normalized = value.normalize();
+    if let Some(i) = json_integer(normalized) {
+        return Value::from(i);
+    }
     if fits_json_number(normalized) {
-        if normalized.scale() == 0 {
-            if let Some(i) = normalized.to_i64() {
-                return Value::from(i);
-            }
-        }
         if let Some(f) = normalized.to_f64() {
             if let Some(n) = serde_json::Number::from_f64(f) {
                 return Value::Number(n);
@@ -114,9 +112,20 @@ pub fn to_json(value: Decimal) -> Value {
     Value::String(normalized.to_string())
 }
 
+/// The integer [`to_json`] writes for `normalized` (a normalized decimal), if it writes one:
+/// a whole number every reader's double holds exactly. The events' own writer prints these
+/// directly (`core::event_json`).
+pub fn json_integer(normalized: Decimal) -> Option<i64> {
+    if normalized.scale() == 0 && fits_json_number(normalized) {
+        normalized.to_i64()
+    } else {
+        None
+    }
+}
+
 /// Whether [`to_json`] writes `normalized` (a normalized decimal) as a number rather than a
 /// string: every reader's double holds it exactly.
-pub fn fits_json_number(normalized: Decimal) -> bool {
+fn fits_json_number(normalized: Decimal) -> bool {
     significant_digits(normalized) <= EXACT_DOUBLE_DIGITS
 }
 

@@ -9,7 +9,6 @@
 //! property test compares them on arbitrary events): they are the contract downstream
 //! consumers read, the outbox re-publishes and the history serves.
 
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::decimal;
@@ -94,12 +93,9 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
 /// A decimal as [`decimal::to_json`] writes it: integers (the common case: frequencies,
 /// sums of whole values) printed here, everything else through that function.
 fn number(out: &mut Vec<u8>, value: Decimal) {
-    let normalized = value.normalize();
-    if normalized.scale() == 0 && decimal::fits_json_number(normalized) {
-        if let Some(i) = normalized.to_i64() {
-            integer(out, i);
-            return;
-        }
+    if let Some(i) = decimal::json_integer(value.normalize()) {
+        integer(out, i);
+        return;
     }
     serde_json::to_writer(out, &decimal::to_json(value)).expect("JSON values serialize");
 }

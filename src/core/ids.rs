@@ -15,7 +15,7 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x1f7b_6c1e_4a8e_5c3d_9e2f_0b4d_7a61_c3e
 /// The cause of an input: its Kafka coordinates, `{topic}:{partition}:{offset}`.
 ///
 /// Written piece by piece rather than with `format!`: this runs for every input, and `fmt`'s
-/// machinery was 1.8 % of the record step's samples (a profile of the worker).
+/// machinery was 1.8 % of the worker's main thread in a profile of `scripts/bench`.
 pub fn cause_of(source: &SourceRef) -> String {
     let mut partition = itoa::Buffer::new();
     let mut offset = itoa::Buffer::new();

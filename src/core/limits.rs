@@ -152,6 +152,19 @@ mod tests {
         );
     }
 
+    /// The table the bounds check reads is [`MAX_ACCUMULATED`] at each scale it covers, and
+    /// beyond them no mantissa reaches it.
+    #[test]
+    fn the_bounds_table_is_the_maximum_at_each_scale() {
+        for (scale, &max) in MAX_ACCUMULATED_AT_SCALE.iter().enumerate() {
+            let at_scale = Decimal::from_i128_with_scale(max as i128, scale as u32);
+            assert_eq!(at_scale, MAX_ACCUMULATED, "scale {scale}");
+        }
+        let largest_mantissa = Decimal::MAX.mantissa().unsigned_abs();
+        let next = MAX_ACCUMULATED_AT_SCALE[MAX_ACCUMULATED_AT_SCALE.len() - 1] * 10;
+        assert!(largest_mantissa < next);
+    }
+
     #[test]
     fn accumulation_saturates_instead_of_overflowing() {
         assert_eq!(accumulate(Decimal::MAX, Decimal::MAX), MAX_ACCUMULATED);

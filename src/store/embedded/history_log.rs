@@ -8,8 +8,9 @@
 //! keys. And since redb's cost is per inserted row as much as per page, the entries made by a
 //! range of [`CHUNK_OFFSETS`] offsets of an input partition share one row, a *chunk*: 32 ×
 //! the history entries an input makes, ~11 at the benchmark's ~0.35 an action (arithmetic
-//! from its event counts, not a count of stored chunks). The user's row holds the newest entry's position ([`HistoryChain`]); each entry holds
-//! the positions of the entry before it and of the last entry of the block before its own.
+//! from its event counts, not a count of stored chunks). The user's row holds the newest
+//! entry's position ([`HistoryChain`]); each entry holds the positions of the entry before it
+//! and of the last entry of the block before its own.
 //!
 //! A chunk's payload is its entries in key order (offset, index, tenant, user id), each: the
 //! offset, the index, the tenant, the user id, the two links (`state_format::write_opt_pos`),
