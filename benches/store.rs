@@ -78,8 +78,7 @@ use questline::pipeline::outbox::{self, OutboxEntry};
 use questline::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use questline::store::scylla::{ScyllaOptions, ScyllaStore};
 use questline::store::{
-    BatchWrite, HistoryChain, HistoryEntry, HistoryPos, OutboxWrite, StateStore, UserKey,
-    UserRecord,
+    BatchWrite, HistoryChain, HistoryEntry, HistoryPos, StateStore, UserKey, UserRecord,
 };
 
 const BATCH: usize = 500;
@@ -181,14 +180,12 @@ fn batch(n: usize, population: usize) -> BatchWrite {
         users: (start..start + BATCH)
             .map(|i| (UserKey::new(TENANT, user_id(i)), record(i)))
             .collect(),
-        outbox: Some(OutboxWrite {
-            owner: "bench/p0".into(),
-            bytes: outbox::encode(
-                &(start..start + BATCH)
-                    .flat_map(outbox_entries)
-                    .collect::<Vec<_>>(),
-            ),
-        }),
+        outbox: Some(outbox::write(
+            "bench/p0",
+            &(start..start + BATCH)
+                .flat_map(outbox_entries)
+                .collect::<Vec<_>>(),
+        )),
         ..Default::default()
     }
 }

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log::OutRecord;
 use crate::core::model::SourceRef;
+use crate::store::OutboxWrite;
 
 /// The first byte of an encoded outbox; a different one is refused, never misread.
 const FORMAT: u8 = 1;
@@ -38,8 +39,18 @@ pub struct OutboxEntry {
 
 /// Encodes a batch's entries for [`crate::store::BatchWrite::outbox`].
 pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
-    // Sized once: the payloads are nearly all of it, and each entry adds its topic, key,
-    // headers, cause and a few length prefixes.
+    append(entries, Vec::with_capacity(encoded_len(entries)))
+}
+
+/// The outbox `owner` stores for `entries`: encoded straight into the store's row buffer.
+pub fn write(owner: &str, entries: &[OutboxEntry]) -> OutboxWrite {
+    OutboxWrite::appended(owner, encoded_len(entries), |bytes| append(entries, bytes))
+}
+
+/// About the bytes `entries` encode to, so that the buffer is sized once: the payloads are
+/// nearly all of it, and each entry adds its topic, key, headers, cause and a few length
+/// prefixes.
+fn encoded_len(entries: &[OutboxEntry]) -> usize {
     let size: usize = entries
         .iter()
         .map(|e| {
@@ -48,7 +59,11 @@ pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
             r.payload.len() + r.key.len() + r.topic.len() + e.cause.topic.len() + headers + 32
         })
         .sum();
-    let mut bytes = Vec::with_capacity(1 + 10 + size);
+    1 + 10 + size
+}
+
+/// `entries` encoded behind what `bytes` holds.
+fn append(entries: &[OutboxEntry], mut bytes: Vec<u8>) -> Vec<u8> {
     bytes.push(FORMAT);
     // Encoding plain structs of strings, integers and byte strings into a growing vector
     // cannot fail.
@@ -135,6 +150,15 @@ mod tests {
         assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
         assert_eq!(decode(&[]).unwrap(), vec![]);
         assert_eq!(event_id(&entries[1].record), Some("id-2"));
+    }
+
+    #[test]
+    fn the_stored_write_holds_the_encoded_bytes() {
+        let entries = vec![entry(1, b"{\"a\":1}"), entry(2, &[0, 255, 7])];
+        let write = super::write("g/p3", &entries);
+        assert_eq!(write.owner, "g/p3");
+        assert_eq!(write.bytes(), encode(&entries));
+        assert_eq!(super::write("g/p3", &[]).bytes(), encode(&[]));
     }
 
     #[test]

@@ -29,8 +29,7 @@ use crate::core::rules::programmatic::{AmountOutcome, AmountRequest, AmountRespo
 use crate::core::step::{self, AmountCall, FirstCompletion, Outcome, Output, Owner, Position};
 use crate::settings::Topics;
 use crate::store::{
-    BatchWrite, ClaimRecord, FinishedCount, OutboxWrite, ResourceRecord, StateStore, StoreError,
-    UserKey,
+    BatchWrite, ClaimRecord, FinishedCount, ResourceRecord, StateStore, StoreError, UserKey,
 };
 use crate::trace_context::TraceContext;
 
@@ -226,10 +225,7 @@ impl Partition {
     /// committed, so the next owner has nothing to consider re-publishing.
     pub fn clear_outbox(&mut self) -> BatchWrite {
         BatchWrite {
-            outbox: Some(OutboxWrite {
-                owner: self.outbox_owner.clone(),
-                bytes: outbox::encode(&[]),
-            }),
+            outbox: Some(outbox::write(&self.outbox_owner, &[])),
             write_timestamp: self.next_timestamp(),
             ..BatchWrite::default()
         }
@@ -518,10 +514,7 @@ impl Partition {
             .collect();
         batch.write.encode_with(|id| published.get(id).copied())?;
         drop(published);
-        batch.write.outbox = Some(OutboxWrite {
-            owner: self.outbox_owner.clone(),
-            bytes: outbox::encode(&entries),
-        });
+        batch.write.outbox = Some(outbox::write(&self.outbox_owner, &entries));
         // Step 4 material: dead letters (already in `publish`), then the outbox.
         batch.publish.extend(entries);
         Ok(batch)

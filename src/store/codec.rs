@@ -101,6 +101,17 @@ impl AheadRow {
         AheadRow(row)
     }
 
+    /// The row `append` writes into a buffer that holds the headroom and room for
+    /// `capacity` more bytes. `append` must only append: the headroom is the row's header.
+    pub(crate) fn appended(capacity: usize, append: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Self {
+        let row = append(headroom(capacity));
+        assert!(
+            row.len() >= ROW_HEADROOM,
+            "an appended row keeps its headroom"
+        );
+        AheadRow(row)
+    }
+
     /// The row's bytes, without the headroom.
     pub(crate) fn payload(&self) -> &[u8] {
         &self.0[ROW_HEADROOM..]
@@ -711,6 +722,11 @@ mod tests {
             assert_eq!(decode::<HistoryEntry>("h", row).unwrap(), entry);
             let header = [0xA5; ROW_HEADROOM];
             assert_eq!(ahead.clone().behind(header), [&header, row].concat());
+            let appended = AheadRow::appended(row.len(), |mut buf| {
+                buf.extend_from_slice(row);
+                buf
+            });
+            assert_eq!(appended, ahead);
         }
     }
 

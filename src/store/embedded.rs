@@ -365,11 +365,9 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
         let payload = encode(&row, &count.count)?;
         rows.push((row, seal(ts, &payload)));
     }
-    if let Some(outbox) = &batch.outbox {
-        rows.push((
-            RowKey::Outbox(outbox.owner.clone()),
-            seal(ts, &outbox.bytes),
-        ));
+    if let Some(outbox) = batch.outbox {
+        let key = RowKey::Outbox(outbox.owner.clone());
+        rows.push((key, outbox.into_row_behind(row_header(ts))));
     }
     Ok(())
 }

@@ -628,10 +628,10 @@ impl ScyllaStore {
         outbox: &OutboxWrite,
         timestamp: i64,
     ) -> Result<(), StoreError> {
-        let pieces: Vec<&[u8]> = if outbox.bytes.is_empty() {
+        let pieces: Vec<&[u8]> = if outbox.bytes().is_empty() {
             vec![&[]]
         } else {
-            outbox.bytes.chunks(OUTBOX_CHUNK).collect()
+            outbox.bytes().chunks(OUTBOX_CHUNK).collect()
         };
         let count = i32::try_from(pieces.len()).map_err(|_| StoreError::OutOfRange {
             key: format!("outbox {}", outbox.owner),

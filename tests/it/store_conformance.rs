@@ -625,10 +625,7 @@ async fn watermark_and_outbox<S: StateStore>(store: &S) {
     let mut record = user_record("gina", 10);
     let write = |record: &UserRecord, bytes: Vec<u8>| BatchWrite {
         users: vec![(key("gina"), record.clone())],
-        outbox: Some(OutboxWrite {
-            owner: owner.into(),
-            bytes,
-        }),
+        outbox: Some(OutboxWrite::new(owner, &bytes)),
         ..Default::default()
     };
     // Step 3: state, watermark and the not-yet-published records, together. Large enough
@@ -662,10 +659,7 @@ async fn watermark_and_outbox<S: StateStore>(store: &S) {
     );
     store
         .write_batch(&BatchWrite {
-            outbox: Some(OutboxWrite {
-                owner: owner.into(),
-                bytes: Vec::new(),
-            }),
+            outbox: Some(OutboxWrite::new(owner, &[])),
             ..Default::default()
         })
         .await
@@ -759,10 +753,7 @@ async fn fencing<S: StateStore>(store: &S) {
             history: vec![(key(user), HistoryEntry::new(0, event(user, n)))],
             claims: vec![(key(user), claim_record(user, "claim-z", n))],
             finished: vec![finished(TENANT, 1, "questline.actions:0", n as u64)],
-            outbox: Some(OutboxWrite {
-                owner: "questline/p3".into(),
-                bytes: n.to_string().into_bytes(),
-            }),
+            outbox: Some(OutboxWrite::new("questline/p3", n.to_string().as_bytes())),
             encoded: Default::default(),
             write_timestamp: timestamp,
         }

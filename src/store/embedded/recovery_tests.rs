@@ -25,10 +25,7 @@ fn batch(n: u64, ts: i64) -> BatchWrite {
             partition: "g/p0".into(),
             count: n,
         }],
-        outbox: Some(OutboxWrite {
-            owner: "g/p0".into(),
-            bytes: vec![n as u8; 3],
-        }),
+        outbox: Some(OutboxWrite::new("g/p0", &[n as u8; 3])),
         write_timestamp: Some(ts),
         ..BatchWrite::default()
     }
