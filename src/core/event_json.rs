@@ -107,7 +107,6 @@ mod tests {
     use crate::core::model::SourceRef;
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
-    use std::sync::Arc;
 
     fn decimal_strategy() -> impl Strategy<Value = Decimal> {
         prop_oneof![
@@ -132,8 +131,8 @@ mod tests {
         Event {
             event_id,
             body,
-            tenant: Arc::from(tenant),
-            user_id: Arc::from(user_id),
+            tenant: tenant.into(),
+            user_id: user_id.into(),
             occurred_at: DateTime::<Utc>::from_timestamp(at, nanos).unwrap_or_default(),
             source: SourceRef::new(topic, 3, at),
             catalog_version: nanos.into(),

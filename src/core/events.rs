@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use smol_str::SmolStr;
 
 use super::catalog::Priority;
 use super::model::SourceRef;
@@ -22,11 +22,11 @@ pub struct Event {
     pub event_id: String,
     #[serde(flatten)]
     pub body: EventBody,
-    /// Shared by the events of one input (and with its [`SourceRef`]'s topic, cloned by count):
-    /// the evaluator emits several events per action, and owned copies of the same names were
-    /// two allocations per event.
-    pub tenant: Arc<str>,
-    pub user_id: Arc<str>,
+    /// Cloned for each event of an input: inline up to 23 bytes (`SmolStr`), shared beyond.
+    /// Owned copies were two allocations per event; shared ones (`Arc<str>`) three atomic
+    /// increments per event with the source's topic, 5 % of the evaluator bench's samples.
+    pub tenant: SmolStr,
+    pub user_id: SmolStr,
     #[serde(serialize_with = "super::timestamp::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub source: SourceRef,

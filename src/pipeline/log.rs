@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use crate::error::ErrorClass;
 
@@ -30,10 +30,12 @@ pub struct InRecord {
 /// Serializable because the partition outbox stores records as they will be produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutRecord {
-    /// Shared with the worker's topic names: an event's record does not copy its topic.
-    pub topic: Arc<str>,
-    /// An event's record shares the event's user id.
-    pub key: Arc<str>,
+    /// Inline up to 23 bytes, shared beyond (`SmolStr`): an event's record neither copies its
+    /// topic and key to the heap nor, for names of usual length, counts references to them
+    /// (atomic increments on lines another thread's drops decrement).
+    pub topic: SmolStr,
+    /// An event's record takes the event's user id.
+    pub key: SmolStr,
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// Header values are bytes: a dead letter carries its input's headers on as they came.

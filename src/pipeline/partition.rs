@@ -12,6 +12,7 @@
 
 use lru::LruCache;
 use rustc_hash::{FxHashMap, FxHashSet};
+use smol_str::SmolStr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -86,7 +87,7 @@ pub struct Batch {
     pub publish: Vec<OutboxEntry>,
     /// `(topic, partition, offset)` of every record, for the commit. The topic's name is
     /// shared with the records' sources: one copy per topic and batch, not per record.
-    pub processed: Vec<(Arc<str>, i32, i64)>,
+    pub processed: Vec<(SmolStr, i32, i64)>,
     pub stats: Stats,
 }
 
@@ -100,7 +101,7 @@ pub struct Partition {
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
     /// this owner's own commits. Outbox entries caused below it were published.
-    floors: FxHashMap<(Arc<str>, i32), i64>,
+    floors: FxHashMap<(SmolStr, i32), i64>,
     /// Whose outbox this partition writes (`group/pN`).
     outbox_owner: String,
     /// Whether the stored outbox was read since the partition was taken or its cache reset;
@@ -243,14 +244,14 @@ impl Partition {
     fn unpublished(&self, entry: &OutboxEntry) -> bool {
         let cause = &entry.cause;
         self.floors
-            .get(&(Arc::clone(&cause.topic), cause.partition))
+            .get(&(cause.topic.clone(), cause.partition))
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
     /// After a batch's commit: everything it processed is below the floor now.
-    pub fn committed(&mut self, processed: &[(Arc<str>, i32, i64)]) {
+    pub fn committed(&mut self, processed: &[(SmolStr, i32, i64)]) {
         for (t, p, o) in processed {
-            let floor = self.floors.entry((Arc::clone(t), *p)).or_insert(o + 1);
+            let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
             *floor = (*floor).max(o + 1);
         }
     }
@@ -423,7 +424,7 @@ impl Partition {
             let topic = topic_names.shared(&record.topic);
             batch
                 .processed
-                .push((Arc::clone(&topic), record.partition, record.offset));
+                .push((topic.clone(), record.partition, record.offset));
             let source = SourceRef {
                 topic,
                 partition: record.partition,
@@ -692,16 +693,17 @@ enum Produce {
     AmountResponse(AmountResponse),
 }
 
-/// The topics a batch's records go to, as shared names: a record takes its topic by reference
-/// count, not as a copy of the name. Made once per batch from the settings.
+/// The topics a batch's records go to, made once per batch from the settings: a record takes
+/// its topic as a `SmolStr` clone (a copy of up to 23 bytes inline, a count beyond), not as a
+/// new heap copy of the name.
 struct OutputTopics {
-    progress: Arc<str>,
-    rewards: Arc<str>,
-    dead_letter: Arc<str>,
-    inventory_requests: Arc<str>,
-    inventory_responses: Arc<str>,
-    amount_requests: Arc<str>,
-    amount_responses: Arc<str>,
+    progress: SmolStr,
+    rewards: SmolStr,
+    dead_letter: SmolStr,
+    inventory_requests: SmolStr,
+    inventory_responses: SmolStr,
+    amount_requests: SmolStr,
+    amount_responses: SmolStr,
 }
 
 impl From<&Topics> for OutputTopics {
@@ -729,35 +731,35 @@ impl Produce {
                     Stream::DeadLetter => &topics.dead_letter,
                 };
                 OutRecord {
-                    topic: Arc::clone(topic),
+                    topic: topic.clone(),
                     payload: event_json(&event),
                     headers: vec![
                         text_header("questline-event-id", event.event_id),
                         text_header("questline-event-type", event.body.kind()),
                     ],
-                    key: Arc::clone(&event.user_id),
+                    key: event.user_id.clone(),
                 }
             }
             Produce::Request(request) => OutRecord {
-                topic: Arc::clone(&topics.inventory_requests),
+                topic: topics.inventory_requests.clone(),
                 key: request.resource().into(),
                 payload: serde_json::to_vec(&request).expect("requests serialize"),
                 headers: Vec::new(),
             },
             Produce::Response(response) => OutRecord {
-                topic: Arc::clone(&topics.inventory_responses),
+                topic: topics.inventory_responses.clone(),
                 payload: serde_json::to_vec(&response).expect("responses serialize"),
                 key: response.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountRequest(request) => OutRecord {
-                topic: Arc::clone(&topics.amount_requests),
+                topic: topics.amount_requests.clone(),
                 payload: serde_json::to_vec(&request).expect("amount requests serialize"),
                 key: request.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountResponse(response) => OutRecord {
-                topic: Arc::clone(&topics.amount_responses),
+                topic: topics.amount_responses.clone(),
                 payload: serde_json::to_vec(&response).expect("amount responses serialize"),
                 key: response.user_id.into(),
                 headers: Vec::new(),
@@ -770,23 +772,24 @@ impl Produce {
 /// batch's processed list and the committed floors: a record's topic was copied twice per
 /// record, then once more into the floors.
 #[derive(Default)]
-struct TopicNames(Vec<Arc<str>>);
+struct TopicNames(Vec<SmolStr>);
 
 impl TopicNames {
-    /// `name`, shared. A batch reads a handful of topics: a scan beats hashing the name.
-    fn shared(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.0.iter().find(|known| known.as_ref() == name) {
-            return Arc::clone(known);
+    /// `name`, made once a batch (a copy for names up to 23 bytes, shared beyond). A batch
+    /// reads a handful of topics: a scan beats hashing the name.
+    fn shared(&mut self, name: &str) -> SmolStr {
+        if let Some(known) = self.0.iter().find(|known| known.as_str() == name) {
+            return known.clone();
         }
-        let made: Arc<str> = Arc::from(name);
-        self.0.push(Arc::clone(&made));
+        let made = SmolStr::new(name);
+        self.0.push(made.clone());
         made
     }
 }
 
 /// Whose progress a `progress.updated` event reports: its tenant, user, challenge, group and
-/// trigger. The names are the event's own, shared: no copy per event.
-type ProgressKey = (Arc<str>, Arc<str>, u32, u32, u32);
+/// trigger. The names are the event's own `SmolStr`s: no heap copy per event.
+type ProgressKey = (SmolStr, SmolStr, u32, u32, u32);
 
 /// The batch's output in processing order, with progress events coalesced: only the last
 /// state per user, challenge, group and trigger is kept, so output volume does not double
@@ -823,8 +826,8 @@ impl Produced {
         } = &event.body
         {
             let key = (
-                Arc::clone(&event.tenant),
-                Arc::clone(&event.user_id),
+                event.tenant.clone(),
+                event.user_id.clone(),
                 *challenge_id,
                 *group_id,
                 *trigger_id,
@@ -909,16 +912,19 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
 mod tests {
     use super::*;
 
-    /// A batch's records of one topic share one name; another topic gets its own.
+    /// A batch's records of one topic share one name (a name too long to be held inline,
+    /// one allocation); another topic gets its own.
     #[test]
     fn a_batch_makes_each_topic_name_once() {
+        let long = "upstream.loyalty.actions-from-the-point-of-sale";
         let mut names = TopicNames::default();
-        let first = names.shared("actions");
-        let again = names.shared("actions");
+        let first = names.shared(long);
+        let again = names.shared(long);
         let other = names.shared("kickapps");
-        assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!((&*first, &*other), ("actions", "kickapps"));
-        assert!(Arc::ptr_eq(&other, &names.shared("kickapps")));
+        assert!(first.is_heap_allocated());
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same allocation");
+        assert_eq!((&*first, &*other), (long, "kickapps"));
+        assert_eq!(other, names.shared("kickapps"));
         assert_eq!(names.0.len(), 2);
     }
 

@@ -17,8 +17,8 @@
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::borrow::Cow;
-use std::sync::Arc;
 
 mod earning;
 mod operation;
@@ -121,7 +121,7 @@ struct Emitter<'a> {
     user_id: &'a str,
     /// `tenant` and `user_id` as the events carry them, shared by all of this input's events;
     /// made with the first event.
-    names: Option<(Arc<str>, Arc<str>)>,
+    names: Option<(SmolStr, SmolStr)>,
     /// How many events this input is expected to emit: the events' vector is sized for them on
     /// the first, instead of growing (and moving every event) as they come.
     expected_events: usize,
@@ -144,15 +144,15 @@ impl Emitter<'_> {
             .id(index);
         let (tenant, user_id) = self
             .names
-            .get_or_insert_with(|| (Arc::from(self.tenant), Arc::from(self.user_id)));
+            .get_or_insert_with(|| (SmolStr::new(self.tenant), SmolStr::new(self.user_id)));
         if index == 0 {
             self.effects.events.reserve(self.expected_events);
         }
         self.effects.events.push(Event {
             event_id,
             body,
-            tenant: Arc::clone(tenant),
-            user_id: Arc::clone(user_id),
+            tenant: tenant.clone(),
+            user_id: user_id.clone(),
             occurred_at: self.occurred_at,
             source: SourceRef::clone(&self.source),
             catalog_version: 0,
