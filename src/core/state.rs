@@ -196,6 +196,16 @@ pub enum PendingKind {
 }
 
 impl UserState {
+    /// Starts loading the kept row encodings of the parts an action rarely changes (balances,
+    /// unclaimed milestones, pending requests) when they are on the heap: the row written
+    /// after the user's last action of a batch copies them, and each is a cold allocation
+    /// the evaluation does not touch.
+    pub fn prefetch_kept_parts(&self) {
+        self.balances.prefetch_kept();
+        self.milestones.prefetch_kept();
+        self.pending.prefetch_kept();
+    }
+
     /// When the first of the unclaimed milestones' prizes expires (`None`: none of them
     /// expires). Every action asks (expired prizes are taken back first), and between changes
     /// of the milestones the answer comes from the state itself, without touching the

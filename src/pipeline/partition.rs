@@ -451,6 +451,9 @@ impl Partition {
                         _ => None,
                     };
                     let user = self.users.get_or_insert_mut(key);
+                    if last_of_user {
+                        user.state.prefetch_kept_parts();
+                    }
                     let out = match &input {
                         Input::AmountCall(request) => {
                             step::amount(user, request, decided.get(&request.request_id), &pos)
