@@ -452,6 +452,7 @@ impl Partition {
                     };
                     let user = self.users.get_or_insert_mut(key);
                     if last_of_user {
+                        // Its row is written after this action: start loading what it copies.
                         user.state.prefetch_kept_parts();
                     }
                     let out = match &input {
