@@ -37,12 +37,8 @@ pub struct OutboxEntry {
     pub record: OutRecord,
 }
 
-/// Encodes a batch's entries for [`crate::store::BatchWrite::outbox`].
-pub fn encode(entries: &[OutboxEntry]) -> Vec<u8> {
-    append(entries, Vec::with_capacity(encoded_len(entries)))
-}
-
-/// The outbox `owner` stores for `entries`: encoded straight into the store's row buffer.
+/// The outbox `owner` stores for `entries` ([`crate::store::BatchWrite::outbox`]): encoded
+/// straight into the store's row buffer, behind room for its header.
 pub fn write(owner: &str, entries: &[OutboxEntry]) -> OutboxWrite {
     OutboxWrite::appended(owner, encoded_len(entries), |bytes| append(entries, bytes))
 }
@@ -141,29 +137,27 @@ mod tests {
         }
     }
 
+    /// The bytes the store is given for `entries`.
+    fn encoded(entries: &[OutboxEntry]) -> Vec<u8> {
+        write("g/p3", entries).bytes().to_vec()
+    }
+
     #[test]
     fn entries_round_trip() {
         let entries = vec![entry(1, b"{\"a\":1}"), entry(2, &[0, 255, 7])];
-        let bytes = encode(&entries);
+        let stored = write("g/p3", &entries);
+        assert_eq!(stored.owner, "g/p3");
+        let bytes = stored.bytes();
         assert_eq!(bytes[0], FORMAT);
-        assert_eq!(decode(&bytes).unwrap(), entries);
-        assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+        assert_eq!(decode(bytes).unwrap(), entries);
+        assert_eq!(decode(&encoded(&[])).unwrap(), vec![]);
         assert_eq!(decode(&[]).unwrap(), vec![]);
         assert_eq!(event_id(&entries[1].record), Some("id-2"));
     }
 
     #[test]
-    fn the_stored_write_holds_the_encoded_bytes() {
-        let entries = vec![entry(1, b"{\"a\":1}"), entry(2, &[0, 255, 7])];
-        let write = super::write("g/p3", &entries);
-        assert_eq!(write.owner, "g/p3");
-        assert_eq!(write.bytes(), encode(&entries));
-        assert_eq!(super::write("g/p3", &[]).bytes(), encode(&[]));
-    }
-
-    #[test]
     fn other_formats_and_truncated_bytes_are_errors() {
-        let bytes = encode(&[entry(1, b"x")]);
+        let bytes = encoded(&[entry(1, b"x")]);
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         let mut other = bytes.clone();
         other[0] = 9;
@@ -200,7 +194,7 @@ mod tests {
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.len(), 1);
         assert_eq!(event_id(&decoded[0].record), Some("id-1é"));
-        assert_eq!(encode(&decoded), bytes, "and encode the same way");
+        assert_eq!(encoded(&decoded), bytes, "and encode the same way");
     }
 
     proptest! {

@@ -85,8 +85,8 @@ pub struct Batch {
     pub write: BatchWrite,
     /// The records to produce, each with the consumed record that caused it.
     pub publish: Vec<OutboxEntry>,
-    /// `(topic, partition, offset)` of every record, for the commit. The topic's name is
-    /// shared with the records' sources: one copy per topic and batch, not per record.
+    /// `(topic, partition, offset)` of every record, for the commit. The topic's name is the
+    /// records' sources' own (`TopicNames`): no heap copy per record.
     pub processed: Vec<(SmolStr, i32, i64)>,
     pub stats: Stats,
 }
@@ -772,9 +772,10 @@ impl Produce {
     }
 }
 
-/// The names of a batch's topics, each made once and shared by its records' sources, the
-/// batch's processed list and the committed floors: a record's topic was copied twice per
-/// record, then once more into the floors.
+/// The names of a batch's topics, each made once and cloned into its records' sources, the
+/// batch's processed list and the committed floors: a name up to 23 bytes is held inline
+/// and cloned as a copy, a longer one allocated once a batch and shared, where owned copies
+/// were two allocations per record.
 #[derive(Default)]
 struct TopicNames(Vec<SmolStr>);
 

@@ -365,8 +365,8 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
         let payload = encode(&row, &count.count)?;
         rows.push((row, seal(ts, &payload)));
     }
-    if let Some(outbox) = batch.outbox {
-        let key = RowKey::Outbox(outbox.owner.clone());
+    if let Some(mut outbox) = batch.outbox {
+        let key = RowKey::Outbox(std::mem::take(&mut outbox.owner));
         rows.push((key, outbox.into_row_behind(row_header(ts))));
     }
     Ok(())
