@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let mut batch = BatchWrite::default();
     // Each user's history length and chain: entries filed by position, as the worker files
     // them, so the sidecar's history pages walk the links.
-    let mut history_len: BTreeMap<(String, String), (u64, HistoryChain)> = BTreeMap::new();
+    let mut history_len: BTreeMap<UserKey, (u64, HistoryChain)> = BTreeMap::new();
     let mut finished: BTreeMap<u32, u64> = BTreeMap::new();
     for (offset, line) in lines.iter().enumerate() {
         let source = SourceRef::new("load", 0, offset as i64);
@@ -116,15 +116,13 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => {}
             }
-            let (seq, chain) = history_len
-                .entry((event.tenant.to_string(), event.user_id.to_string()))
-                .or_default();
+            let key = UserKey::new(event.tenant.clone(), event.user_id.clone());
+            let (seq, chain) = history_len.entry(key.clone()).or_default();
             let at = HistoryPos {
                 input: "load:0".into(),
                 offset: offset as i64,
                 index: index as u32,
             };
-            let key = UserKey::new(&*event.tenant, &*event.user_id);
             let mut entry = HistoryEntry::new(*seq, event);
             entry.place = Some(chain.push(*seq, at));
             batch.history.push((key, entry));
@@ -132,20 +130,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for (key, state) in engine.users() {
-        let (tenant, user) = (&key.tenant, &key.user_id);
-        let (history_len, history_chain) = history_len
-            .get(&(tenant.clone(), user.clone()))
-            .cloned()
-            .unwrap_or_default();
+        let (history_len, history_chain) = history_len.get(key).cloned().unwrap_or_default();
         let record = UserRecord {
             state: state.clone(),
             history_len,
             history_chain,
             ..Default::default()
         };
-        batch
-            .users
-            .push((UserKey::new(tenant.clone(), user.clone()), record));
+        batch.users.push((key.clone(), record));
     }
     batch.finished = finished
         .into_iter()

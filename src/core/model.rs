@@ -148,14 +148,19 @@ impl SourceRef {
 }
 
 /// A user's identity: state is partitioned by (tenant, user).
+///
+/// The names are `SmolStr`s: held inline up to 23 bytes (most tenants and user ids), so the
+/// key every record builds, clones into its batch's rows and compares in the partition's
+/// cache costs no allocation and no pointer chase to a heap string. Ordered, hashed and
+/// serialized as the strings they hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UserKey {
-    pub tenant: String,
-    pub user_id: String,
+    pub tenant: SmolStr,
+    pub user_id: SmolStr,
 }
 
 impl UserKey {
-    pub fn new(tenant: impl Into<String>, user_id: impl Into<String>) -> Self {
+    pub fn new(tenant: impl Into<SmolStr>, user_id: impl Into<SmolStr>) -> Self {
         UserKey {
             tenant: tenant.into(),
             user_id: user_id.into(),

@@ -347,7 +347,7 @@ fn evaluate_user(
             .first_completions
             .into_iter()
             .map(|challenge_id| FirstCompletion {
-                tenant: key.tenant.clone(),
+                tenant: key.tenant.to_string(),
                 challenge_id,
             })
             .collect(),

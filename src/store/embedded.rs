@@ -349,8 +349,8 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
     rows.extend(chunks);
     for (key, claim) in &batch.claims {
         let row = RowKey::Claim(
-            key.tenant.clone(),
-            key.user_id.clone(),
+            key.tenant.to_string(),
+            key.user_id.to_string(),
             claim.claim_id.clone(),
         );
         let payload = encode(&row, claim)?;
@@ -459,8 +459,8 @@ impl StateStore for EmbeddedStore {
         claim_id: &str,
     ) -> Result<Option<ClaimRecord>, StoreError> {
         let key = RowKey::Claim(
-            key.tenant.clone(),
-            key.user_id.clone(),
+            key.tenant.to_string(),
+            key.user_id.to_string(),
             claim_id.to_string(),
         );
         self.read(move |view| {

@@ -570,7 +570,11 @@ impl ScyllaStore {
     ) -> Result<Option<UserRecord>, StoreError> {
         let what = format!("user {}/{}", key.tenant, key.user_id);
         match self
-            .read_blob(&st.get_user, (&key.tenant, &key.user_id), &what)
+            .read_blob(
+                &st.get_user,
+                (key.tenant.as_str(), key.user_id.as_str()),
+                &what,
+            )
             .await?
         {
             Some(blob) => decode(&what, &blob).map(Some),
@@ -848,15 +852,28 @@ impl StateStore for ScyllaStore {
         let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
         let user_rows = batch.user_rows()?;
         for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
-            let row = BatchRow::User(&key.tenant, &key.user_id, record);
-            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            let row = BatchRow::User(key.tenant.as_str(), key.user_id.as_str(), record);
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+            );
             groups[g].push((&st.put_user, row));
         }
         let history_rows = batch.history_rows()?;
         for (key, seq, entry) in last_wins(&history_rows, |(k, seq, _)| (*k, *seq)) {
             let what = super::HistoryLabel(key, *seq);
-            let row = BatchRow::History(&key.tenant, &key.user_id, to_bigint(&what, *seq)?, entry);
-            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            let row = BatchRow::History(
+                key.tenant.as_str(),
+                key.user_id.as_str(),
+                to_bigint(&what, *seq)?,
+                entry,
+            );
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+            );
             groups[g].push((&st.put_history, row));
         }
         for (key, claim) in last_wins(&batch.claims, |(k, c)| (k, &c.claim_id)) {
@@ -867,7 +884,11 @@ impl StateStore for ScyllaStore {
                 &claim.claim_id,
                 encode(&what, claim)?,
             );
-            let g = group_index(&mut groups, &mut user_group, (&key.tenant, &key.user_id));
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+            );
             groups[g].push((&st.put_claim, row));
         }
         for (key, record) in last_wins(&batch.resources, |(k, _)| k) {
@@ -919,7 +940,7 @@ impl StateStore for ScyllaStore {
                 match self
                     .read_exact_row(
                         &st.get_history,
-                        (&key.tenant, &key.user_id, seq_i),
+                        (key.tenant.as_str(), key.user_id.as_str(), seq_i),
                         &seq_i,
                         &what,
                     )
@@ -950,7 +971,7 @@ impl StateStore for ScyllaStore {
         match self
             .read_exact_row(
                 &st.get_claim,
-                (&key.tenant, &key.user_id, claim_id),
+                (key.tenant.as_str(), key.user_id.as_str(), claim_id),
                 &wanted,
                 &what,
             )

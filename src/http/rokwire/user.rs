@@ -150,8 +150,8 @@ pub async fn balance(
         names
             .into_iter()
             .map(|name| Balance {
-                org_id: key.tenant.clone(),
-                user_id: key.user_id.clone(),
+                org_id: key.tenant.to_string(),
+                user_id: key.user_id.to_string(),
                 reward_type: name.to_string(),
                 amount: state.balance(name).normalize(),
             })
@@ -381,8 +381,8 @@ pub async fn create_claim(
     let now = Utc::now();
     let pending = Claim {
         id: claim.claim_id.clone(),
-        org_id: key.tenant.clone(),
-        user_id: key.user_id.clone(),
+        org_id: key.tenant.to_string(),
+        user_id: key.user_id.to_string(),
         items: claim
             .items
             .iter()

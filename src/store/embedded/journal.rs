@@ -432,7 +432,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 (
-                    RowKey::History("t".into(), format!("u{i}"), i),
+                    RowKey::History("t".into(), format!("u{i}").into(), i),
                     vec![1, 2, 3, i as u8],
                 )
             })
@@ -528,7 +528,10 @@ mod tests {
         (0..100)
             .map(|i| {
                 let user = format!("{}{i}", "u".repeat(300));
-                (RowKey::History("t".repeat(300), user, i), vec![7; 5])
+                (
+                    RowKey::History("t".repeat(300).into(), user.into(), i),
+                    vec![7; 5],
+                )
             })
             .collect()
     }

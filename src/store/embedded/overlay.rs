@@ -17,6 +17,8 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use super::super::wire::{self, Problem, Reader, WireError, Writer};
 use super::sort_key::{self, KeyBytes, SortKey};
 use super::tables::outranks;
@@ -28,11 +30,11 @@ use super::tables::outranks;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum RowKey {
     /// (tenant, user id)
-    User(String, String),
+    User(SmolStr, SmolStr),
     /// resource key
     Resource(String),
     /// (tenant, user id, seq)
-    History(String, String, u64),
+    History(SmolStr, SmolStr, u64),
     /// (tenant, user id, claim id)
     Claim(String, String, String),
     /// (tenant, challenge id, input partition)
@@ -98,9 +100,13 @@ impl RowKey {
     /// Reads a key written by [`RowKey::write`].
     pub(super) fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let key = match r.u8("table")? {
-            USER => RowKey::User(r.str("tenant")?, r.str("user id")?),
+            USER => RowKey::User(r.str_ref("tenant")?.into(), r.str_ref("user id")?.into()),
             RESOURCE => RowKey::Resource(r.str("resource")?),
-            HISTORY => RowKey::History(r.str("tenant")?, r.str("user id")?, r.u64("seq")?),
+            HISTORY => RowKey::History(
+                r.str_ref("tenant")?.into(),
+                r.str_ref("user id")?.into(),
+                r.u64("seq")?,
+            ),
             CLAIM => RowKey::Claim(r.str("tenant")?, r.str("user id")?, r.str("claim id")?),
             FINISHED => {
                 RowKey::Finished(r.str("tenant")?, r.u32("challenge")?, r.str("partition")?)

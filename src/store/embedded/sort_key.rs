@@ -15,6 +15,7 @@
 use std::borrow::Borrow;
 
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 
 use super::overlay::{RowKey, CLAIM, FINISHED, HISTORY, HISTORY_LOG, OUTBOX, RESOURCE, USER};
 
@@ -150,9 +151,9 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
     );
     if !same_table {
         *key = match tag {
-            USER => RowKey::User(String::new(), String::new()),
+            USER => RowKey::User(SmolStr::default(), SmolStr::default()),
             RESOURCE => RowKey::Resource(String::new()),
-            HISTORY => RowKey::History(String::new(), String::new(), 0),
+            HISTORY => RowKey::History(SmolStr::default(), SmolStr::default(), 0),
             CLAIM => RowKey::Claim(String::new(), String::new(), String::new()),
             FINISHED => RowKey::Finished(String::new(), 0, String::new()),
             HISTORY_LOG => RowKey::HistoryChunk(String::new(), 0),
@@ -161,13 +162,13 @@ fn decode_into(bytes: &[u8], key: &mut RowKey) {
     }
     match key {
         RowKey::User(tenant, user) => {
-            r.string_into(tenant);
-            r.string_into(user);
+            *tenant = r.smol();
+            *user = r.smol();
         }
         RowKey::Resource(k) | RowKey::Outbox(k) => r.string_into(k),
         RowKey::History(tenant, user, seq) => {
-            r.string_into(tenant);
-            r.string_into(user);
+            *tenant = r.smol();
+            *user = r.smol();
             *seq = r.u64();
         }
         RowKey::Claim(tenant, user, claim) => {
@@ -195,6 +196,20 @@ impl Fields<'_> {
         let mut out = String::new();
         self.string_into(&mut out);
         out
+    }
+
+    /// Reads a string as a `SmolStr`: held inline up to 23 bytes, so a user's names decode
+    /// without allocating. A string without escaped zero bytes is read in place.
+    fn smol(&mut self) -> SmolStr {
+        let end = self.0.iter().position(|b| *b == 0);
+        let escaped = end.is_some_and(|at| self.0.get(at + 1) == Some(&ZERO[1]));
+        if escaped {
+            return SmolStr::from(self.string());
+        }
+        let at = end.unwrap_or(self.0.len());
+        let text = SmolStr::new(String::from_utf8_lossy(&self.0[..at]));
+        self.0 = self.0.get(at + 2..).unwrap_or_default();
+        text
     }
 
     /// Reads a string into `out`, replacing what it held.
@@ -271,9 +286,9 @@ mod tests {
             any::<i64>()
         ];
         prop_oneof![
-            (text(), text()).prop_map(|(t, u)| RowKey::User(t, u)),
+            (text(), text()).prop_map(|(t, u)| RowKey::User(t.into(), u.into())),
             text().prop_map(RowKey::Resource),
-            (text(), text(), seq).prop_map(|(t, u, s)| RowKey::History(t, u, s)),
+            (text(), text(), seq).prop_map(|(t, u, s)| RowKey::History(t.into(), u.into(), s)),
             (text(), text(), text()).prop_map(|(t, u, c)| RowKey::Claim(t, u, c)),
             (text(), challenge, text()).prop_map(|(t, c, p)| RowKey::Finished(t, c, p)),
             text().prop_map(RowKey::Outbox),

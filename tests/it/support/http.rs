@@ -135,10 +135,10 @@ pub fn fixture_batch(catalog: Arc<Catalog>) -> BatchWrite {
 /// The store writes of an engine run, as the pipeline records its read models.
 fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
     let mut batch = BatchWrite::default();
-    let mut history_len: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut history_len: BTreeMap<UserKey, u64> = BTreeMap::new();
     let mut finished: BTreeMap<u32, u64> = BTreeMap::new();
     for event in events {
-        let key = UserKey::new(&*event.tenant, &*event.user_id);
+        let key = UserKey::new(event.tenant.clone(), event.user_id.clone());
         match &event.body {
             EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => continue,
             EventBody::ClaimCompleted { claim_id, .. }
@@ -160,27 +160,19 @@ fn batch_of(engine: &Engine, events: &[Event]) -> BatchWrite {
             }
             _ => {}
         }
-        let seq = history_len
-            .entry((event.tenant.to_string(), event.user_id.to_string()))
-            .or_default();
+        let seq = history_len.entry(key.clone()).or_default();
         batch
             .history
             .push((key, HistoryEntry::new(*seq, event.clone())));
         *seq += 1;
     }
     for (key, state) in engine.users() {
-        let (tenant, user) = (&key.tenant, &key.user_id);
         let record = UserRecord {
             state: state.clone(),
-            history_len: history_len
-                .get(&(tenant.clone(), user.clone()))
-                .copied()
-                .unwrap_or(0),
+            history_len: history_len.get(key).copied().unwrap_or(0),
             ..Default::default()
         };
-        batch
-            .users
-            .push((UserKey::new(tenant.clone(), user.clone()), record));
+        batch.users.push((key.clone(), record));
     }
     for (challenge_id, count) in finished {
         batch.finished.push(FinishedCount {
