@@ -25,6 +25,13 @@ pub struct ChallengeStates {
 }
 
 impl ChallengeStates {
+    /// Hints the index and the first states (see [`crate::core::prefetch`]): what every
+    /// action of the user reads first.
+    pub fn prefetch(&self) {
+        crate::core::prefetch::slice(&self.index, 2);
+        crate::core::prefetch::slice(&self.states, 8);
+    }
+
     /// Room for `n` states without growing: a stored row says how many it holds, and its
     /// reading grew both vectors four times for a user of ten challenges.
     pub fn with_capacity(n: usize) -> Self {

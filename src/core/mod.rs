@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod limits;
 pub mod mapping;
 pub mod model;
+pub mod prefetch;
 pub mod records;
 pub mod reject;
 pub mod row_cached;

@@ -35,6 +35,19 @@ pub struct UserRecord {
     pub history_chain: HistoryChain,
 }
 
+impl UserRecord {
+    /// Hints what an action of this user reads first: the record itself, its watermark's
+    /// entries and the state's hot parts ([`UserState::prefetch_hot`]). The worker calls it
+    /// for a record's user a few records ahead of evaluating it.
+    pub fn prefetch_hot(&self) {
+        super::prefetch::value(self, 8);
+        if let Some((name, _)) = self.applied.first() {
+            super::prefetch::value(name, 1);
+        }
+        self.state.prefetch_hot();
+    }
+}
+
 /// Everything stored for one inventory-stage resource (`tenant/reward/tshirt` …).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceRecord {

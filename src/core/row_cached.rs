@@ -53,9 +53,7 @@ impl<T, S> RowCached<T, S> {
     /// that copying the encoding into the row does not wait for memory.
     pub fn prefetch_kept(&self) {
         if let Some(Kept::Boxed(bytes)) = self.row_bytes.get() {
-            for line in bytes.chunks(CACHE_LINE).take(PREFETCHED_LINES) {
-                prefetch(line.as_ptr());
-            }
+            super::prefetch::slice(bytes, PREFETCHED_LINES);
         }
     }
 
@@ -75,23 +73,6 @@ const INLINE: usize = 22;
 /// bytes, a few unclaimed milestones; the copy of a longer encoding goes on from there as a
 /// sequential read, which the processor's own prefetcher follows.
 const PREFETCHED_LINES: usize = 8;
-
-/// The cache line of the processors the worker runs on (x86-64).
-const CACHE_LINE: usize = 64;
-
-/// A hint that the line at `at` will be read soon; nothing where no hint is available.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-fn prefetch(at: *const u8) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 processor has (it is in the
-    // target's baseline). A prefetch is a hint: it reads nothing into the program and does
-    // not fault, whatever the address.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn prefetch(_at: *const u8) {}
 
 /// Kept row bytes: inside the wrapper when they fit, else on the heap.
 ///

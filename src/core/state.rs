@@ -196,6 +196,13 @@ pub enum PendingKind {
 }
 
 impl UserState {
+    /// Hints the parts of the state an action reads first: its challenges and its remembered
+    /// action ids. The worker calls it for a record's user a few records ahead.
+    pub fn prefetch_hot(&self) {
+        self.challenges.prefetch();
+        self.recent_action_ids.prefetch();
+    }
+
     /// Starts loading the kept row encodings of the parts an action rarely changes (balances,
     /// unclaimed milestones, pending requests) when they are on the heap: the row written
     /// after the user's last action of a batch copies them, and each is a cold allocation
@@ -296,6 +303,13 @@ impl ChallengeState {
 pub struct RecentActionIds(VecDeque<u64>);
 
 impl RecentActionIds {
+    /// Hints the remembered digests, which every action with an id scans.
+    pub fn prefetch(&self) {
+        let (front, back) = self.0.as_slices();
+        crate::core::prefetch::slice(front, 8);
+        crate::core::prefetch::slice(back, 8);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -118,18 +118,31 @@ impl UserCache {
         }
     }
 
-    /// The cached record of `key`, made the most recent; an empty one, charged
-    /// [`UNMEASURED_BYTES`], if it is not cached. Borrows the key: it is copied only for a user
-    /// not cached yet (this runs for every record).
+    /// The cached record of `key`; an empty one, charged [`UNMEASURED_BYTES`] and made the
+    /// most recent, if it is not cached. Borrows the key: it is copied only for a user not
+    /// cached yet (this runs for every record).
+    ///
+    /// A cached user keeps its place: the batch's users were all made the most recent when
+    /// the batch was loaded ([`UserCache::promote`]), and moving one again would only reorder
+    /// the batch's own users, at the cost of rewriting its neighbours' links (two more cold
+    /// cache lines per record).
     pub fn get_or_insert_mut(&mut self, key: &UserKey) -> &mut UserRecord {
         if !self.users.contains(key) {
-            self.bytes += UNMEASURED_BYTES;
+            self.put(key.clone(), UserRecord::default());
         }
-        let cached = self.users.get_or_insert_mut_ref(key, || Cached {
-            record: UserRecord::default(),
-            bytes: UNMEASURED_BYTES,
-        });
-        &mut cached.record
+        &mut self
+            .users
+            .peek_mut(key)
+            .expect("cached or just inserted")
+            .record
+    }
+
+    /// Hints the cached record of `key` ([`UserRecord::prefetch_hot`]), without making it
+    /// the most recent: the worker asks for a record's user a few records ahead.
+    pub fn prefetch(&self, key: &UserKey) {
+        if let Some(cached) = self.users.peek(key) {
+            cached.record.prefetch_hot();
+        }
     }
 
     pub fn peek(&self, key: &UserKey) -> Option<&UserRecord> {
