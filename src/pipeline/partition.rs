@@ -512,7 +512,7 @@ impl Partition {
         );
         for key in resource_keys {
             if let Some(r) = self.resources.get(&key) {
-                batch.write.resources.push((key, r.clone()));
+                batch.write.push_resource_row(key, r);
             }
         }
         batch.write.write_timestamp = self.next_timestamp();

@@ -79,6 +79,18 @@ impl AheadRow {
         AheadRow::copied(scratch)
     }
 
+    /// A resource's row, as [`encode`] serializes it, behind the headroom: serialized from
+    /// the partition's record, so the batch carries bytes instead of a clone of the record
+    /// (whose window of answered requests is thousands of strings).
+    pub(crate) fn resource(record: &ResourceRecord) -> Self {
+        AheadRow(binary_row(
+            headroom(0),
+            BINARY_V1,
+            record,
+            state_format::write_resource,
+        ))
+    }
+
     /// A history row from its sequence number and its event's JSON: exactly the bytes
     /// `serde_json::to_vec(&HistoryEntry { seq, event })` gives when `event` is that event's
     /// `serde_json::to_vec` (fields in declaration order, compact).
@@ -136,8 +148,9 @@ fn headroom(capacity: usize) -> Vec<u8> {
     row
 }
 
-/// `value`'s binary row of layout `version`, written into `buf`, which callers pass empty: a
-/// new vector, or a scratch buffer they reuse ([`AheadRow::user`]).
+/// `value`'s binary row of layout `version`, written into `buf` behind what it holds: a new
+/// vector, a scratch buffer callers reuse ([`AheadRow::user`]), or a row's headroom
+/// ([`AheadRow::resource`]).
 fn binary_row<T>(buf: Vec<u8>, version: u8, value: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
     // A user with a full window of remembered action ids is several hundred bytes (the ids
     // alone are 512): one allocation for nearly every row, not a second one and a copy.

@@ -315,24 +315,22 @@ fn rows_of(mut batch: BatchWrite, rows: &mut Rows) -> Result<(), StoreError> {
         .unwrap_or_else(codec::unfenced_timestamp);
     // The user and history rows keep the buffers they were serialized into: their header
     // goes in the room left in front (the bulk of a batch's bytes is not copied again).
-    let (user_rows, history_rows) = batch.take_rows_ahead()?;
-    for (key, row) in user_rows {
+    let ahead = batch.take_rows_ahead()?;
+    for (key, row) in ahead.users {
         rows.push((
             RowKey::User(key.tenant, key.user_id),
             row.behind(row_header(ts)),
         ));
     }
-    for (key, record) in &batch.resources {
-        let row = RowKey::Resource(key.clone());
-        let payload = encode(&row, record)?;
-        rows.push((row, seal(ts, &payload)));
+    for (key, row) in ahead.resources {
+        rows.push((RowKey::Resource(key), row.behind(row_header(ts))));
     }
     // Entries filed by position, grouped by chunk: one row each, of the batch's new entries,
     // which the write merges into the chunk's stored row (`history_log::merge`). Each entry is
     // copied behind its key and links (a few hundred bytes for about one entry per three
     // actions in the benchmark, on the blocking pool).
     let mut chunks: BTreeMap<RowKey, Vec<u8>> = BTreeMap::new();
-    for (key, seq, place, row) in history_rows {
+    for (key, seq, place, row) in ahead.history {
         match place {
             Some(place) => {
                 let chunk = chunks

@@ -699,7 +699,7 @@ const EXACT_READ_PAGE: i32 = 4;
 /// One statement's values in a batch mixing tables (a user's record, history and claims).
 enum BatchRow<'a> {
     User(&'a str, &'a str, &'a [u8]),
-    Resource(&'a str, Vec<u8>),
+    Resource(&'a str, &'a [u8]),
     History(&'a str, &'a str, i64, &'a [u8]),
     Claim(&'a str, &'a str, &'a str, Vec<u8>),
     Finished(&'a str, i64, &'a str, i64),
@@ -715,7 +715,7 @@ impl SerializeRow for BatchRow<'_> {
     ) -> Result<(), SerializationError> {
         match self {
             BatchRow::User(t, u, r) => (t, u, r).serialize(ctx, writer),
-            BatchRow::Resource(k, r) => (k, r.as_slice()).serialize(ctx, writer),
+            BatchRow::Resource(k, r) => (k, r).serialize(ctx, writer),
             BatchRow::History(t, u, s, e) => (t, u, s, e).serialize(ctx, writer),
             BatchRow::Claim(t, u, c, r) => (t, u, c, r.as_slice()).serialize(ctx, writer),
             BatchRow::Finished(t, c, p, n) => (t, c, p, n).serialize(ctx, writer),
@@ -891,12 +891,9 @@ impl StateStore for ScyllaStore {
             );
             groups[g].push((&st.put_claim, row));
         }
-        for (key, record) in last_wins(&batch.resources, |(k, _)| k) {
-            let what = format!("resource {key}");
-            groups.push(vec![(
-                &st.put_resource,
-                BatchRow::Resource(key, encode(&what, record)?),
-            )]);
+        let resource_rows = batch.resource_rows()?;
+        for (key, row) in last_wins(&resource_rows, |(k, _)| *k) {
+            groups.push(vec![(&st.put_resource, BatchRow::Resource(key, row))]);
         }
         let mut tenant_group: HashMap<&str, usize> = HashMap::new();
         for count in last_wins(&batch.finished, |c| {

@@ -350,26 +350,45 @@ async fn users_round_trip<S: StateStore>(store: &S) {
     );
 }
 
-/// Inventory-stage records round-trip; unknown resources are `None`.
+/// Inventory-stage records round-trip, whether the batch carries them as records or as rows
+/// serialized ahead (as the worker does); unknown resources are `None`.
 async fn resources_round_trip<S: StateStore>(store: &S) {
     let keys = vec![
         format!("{TENANT}/reward/tshirt"),
         format!("{TENANT}/winners/9"),
+        format!("{TENANT}/reward/mug"),
         format!("{TENANT}/reward/missing"),
     ];
-    let batch = BatchWrite {
+    let mut batch = BatchWrite {
         resources: vec![
             (keys[0].clone(), resource_record(3)),
             (keys[1].clone(), resource_record(7)),
         ],
         ..Default::default()
     };
+    batch.push_resource_row(keys[2].clone(), &resource_record(11));
     store.write_batch(&batch).await.unwrap();
     assert_eq!(
         store.load_resources(&keys).await.unwrap(),
-        vec![Some(resource_record(3)), Some(resource_record(7)), None]
+        vec![
+            Some(resource_record(3)),
+            Some(resource_record(7)),
+            Some(resource_record(11)),
+            None
+        ]
     );
     assert_eq!(store.load_resources(&[]).await.unwrap(), vec![]);
+    // A row pushed as bytes after the same resource's record is the later write: it wins.
+    let mut batch = BatchWrite {
+        resources: vec![(keys[0].clone(), resource_record(4))],
+        ..Default::default()
+    };
+    batch.push_resource_row(keys[0].clone(), &resource_record(5));
+    store.write_batch(&batch).await.unwrap();
+    assert_eq!(
+        store.load_resources(&keys[..1]).await.unwrap(),
+        vec![Some(resource_record(5))]
+    );
 }
 
 /// History pages are newest first, stable, and cover every entry exactly once; a page past

@@ -208,7 +208,7 @@ async fn a_small_journal_checkpoints_as_it_fills_and_keeps_every_write() {
 }
 
 /// A batch makes as many rows as [`BatchWrite::row_count`] says (the write sizes its vector
-/// by it): one per user, whether serialized ahead or not, resource, history entry and
+/// by it): one per user and resource, whether serialized ahead or not, history entry and
 /// counter, and its outbox.
 #[test]
 fn a_batch_makes_as_many_rows_as_it_counts() {
@@ -218,7 +218,11 @@ fn a_batch_makes_as_many_rows_as_it_counts() {
     b.push_user_row(UserKey::new("t", "u2"), &user(2), &mut Vec::new());
     b.resources
         .push(("t/reward/x".into(), crate::store::ResourceRecord::default()));
-    assert_eq!(b.row_count(), 6);
+    b.push_resource_row(
+        "t/reward/y".into(),
+        &crate::store::ResourceRecord::default(),
+    );
+    assert_eq!(b.row_count(), 7);
     let rows = rows_of_all(vec![b.clone(), b]).unwrap();
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 14);
 }
