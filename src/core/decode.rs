@@ -90,8 +90,8 @@ pub fn decode(
                 reason: e.to_string(),
                 error_code: mapping.invalid_code(&field),
                 field: Some(field),
-                user_id: Some(action.user_id),
-                tenant: action.tenant,
+                user_id: Some(action.user_id.into()),
+                tenant: action.tenant.into(),
                 kind: e.kind(),
             })
         }

@@ -69,16 +69,16 @@ impl std::fmt::Display for TriggerKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Action {
-    #[serde(default = "default_tenant")]
-    pub tenant: String,
-    pub user_id: String,
+    #[serde(default = "default_tenant_name")]
+    pub tenant: SmolStr,
+    pub user_id: SmolStr,
     pub trigger_id: TriggerKey,
     /// Decimal, from a JSON number or string; 1 when absent (seed: "Default is 1").
     #[serde(default = "one", with = "super::decimal::lenient")]
     pub value: Decimal,
     /// Idempotency key: an action id already applied for this user changes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_id: Option<String>,
+    pub action_id: Option<SmolStr>,
     /// Event time; windows, streaks and caps use it. Defaults to the record timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
@@ -97,15 +97,20 @@ pub(crate) fn default_tenant() -> String {
     DEFAULT_TENANT.to_string()
 }
 
+/// The default tenant as an action names it: inline, so naming it allocates nothing.
+fn default_tenant_name() -> SmolStr {
+    SmolStr::new_static(DEFAULT_TENANT)
+}
+
 fn one() -> Decimal {
     Decimal::ONE
 }
 
 impl Action {
     /// A minimal action, as the seed's body: user, trigger, value.
-    pub fn new(user_id: impl Into<String>, trigger: TriggerKey, value: Decimal) -> Self {
+    pub fn new(user_id: impl Into<SmolStr>, trigger: TriggerKey, value: Decimal) -> Self {
         Action {
-            tenant: default_tenant(),
+            tenant: default_tenant_name(),
             user_id: user_id.into(),
             trigger_id: trigger,
             value,

@@ -261,7 +261,7 @@ impl Inputs {
                         error_code: None,
                         user_id: e.user_id,
                         tenant: if action.tenant.len() <= MAX_TENANT_BYTES {
-                            action.tenant
+                            action.tenant.into()
                         } else {
                             default_tenant.to_string()
                         },

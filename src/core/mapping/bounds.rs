@@ -34,7 +34,7 @@ pub fn check_bounds(action: &Action) -> Result<(), MapError> {
         USER_ID,
     )?;
     after_user(action, &BoundCodes::default()).map_err(|e| MapError {
-        user_id: Some(action.user_id.clone()),
+        user_id: Some(action.user_id.to_string()),
         ..e
     })
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 
 use super::bounds::{self, within, BoundCodes};
 use super::doc::Doc;
@@ -183,10 +184,17 @@ impl Field {
     /// Reads a text field: strings (trimmed) and numbers (a user id sent as a number is
     /// still an id).
     fn text(&self, doc: &Doc<'_>) -> Result<Option<String>, MapError> {
+        self.text_as(doc)
+    }
+
+    /// [`Field::text`] as any string type: names an action carries as `SmolStr`s (tenant,
+    /// user id, action id) are made straight from the record's text, inline when short,
+    /// instead of through a heap `String` each.
+    fn text_as<T: for<'s> From<&'s str>>(&self, doc: &Doc<'_>) -> Result<Option<T>, MapError> {
         match self.read(doc)? {
             None => Ok(None),
-            Some(Doc::String(s)) => Ok(Some(s.trim().to_string())),
-            Some(Doc::Number(n)) => Ok(Some(n.to_string())),
+            Some(Doc::String(s)) => Ok(Some(T::from(s.trim()))),
+            Some(Doc::Number(n)) => Ok(Some(T::from(n.to_string().as_str()))),
             Some(other) => {
                 Err(self.invalid(format!("expected a string, found {}", describe(other))))
             }
@@ -343,9 +351,9 @@ impl CompiledMapping {
     /// Maps a parsed record. The user id is read first, so an error in any other field
     /// carries it.
     fn apply_doc(&self, doc: &Doc<'_>) -> Result<Action, MapError> {
-        let user_id = self
+        let user_id: SmolStr = self
             .user_id
-            .text(doc)?
+            .text_as(doc)?
             .ok_or_else(|| self.user_id.missing())?;
         // An oversized user id is no user to key the dead letter by.
         within(
@@ -360,7 +368,7 @@ impl CompiledMapping {
         {
             Ok(action) => Ok(Action { user_id, ..action }),
             Err(e) => Err(MapError {
-                user_id: Some(user_id),
+                user_id: Some(user_id.to_string()),
                 ..e
             }),
         }
@@ -398,7 +406,7 @@ impl CompiledMapping {
                 d
             }
         };
-        let action_id = self.action_id.text(doc)?;
+        let action_id = self.action_id.text_as(doc)?;
         let occurred_at = match self.occurred_at.read(doc)? {
             None => None,
             Some(v) => Some(self.occurred_at.timestamp(v)?),
@@ -415,12 +423,12 @@ impl CompiledMapping {
         let location = self.location.text(doc)?;
         let tenant = self
             .tenant
-            .text(doc)?
-            .unwrap_or_else(|| self.source.tenant.clone());
+            .text_as(doc)?
+            .unwrap_or_else(|| SmolStr::new(&self.source.tenant));
         let action_type = self.action_type.read(doc)?.map(Doc::to_value);
         Ok(Action {
             tenant,
-            user_id: String::new(),
+            user_id: SmolStr::default(),
             trigger_id,
             value,
             action_id,

@@ -372,7 +372,7 @@ mod tests {
         );
         a.trigger_id = TriggerKey::Id(1);
         assert_eq!(check_bounds(&a), Ok(()));
-        a.user_id = "u".repeat(257);
+        a.user_id = "u".repeat(257).into();
         let e = check_bounds(&a).unwrap_err();
         assert_eq!((e.field.as_str(), e.user_id), ("userId", None));
     }

@@ -122,7 +122,7 @@ pub fn action_of(catalog: &Catalog, tenant: &str, params: &Params) -> Result<Act
     let mut action = mapping
         .apply_value(&Value::Object(doc))
         .map_err(mapping_error)?;
-    action.tenant = tenant.to_string();
+    action.tenant = tenant.into();
     match decode::resolve_action(catalog, &action) {
         Ok(_) => {}
         Err(ActionError::Unknown(ResolveError::UnknownTrigger(_))) => {
@@ -148,7 +148,7 @@ pub fn action_of(catalog: &Catalog, tenant: &str, params: &Params) -> Result<Act
         Err(e) => return Err(KickError::new(codes::INTERNAL, e.to_string())),
     }
     if action.action_id.is_none() {
-        action.action_id = Some(uuid::Uuid::new_v4().to_string());
+        action.action_id = Some(uuid::Uuid::new_v4().to_string().into());
     }
     Ok(action)
 }
@@ -181,7 +181,7 @@ async fn add(
     let tenant = admin(&app.kickapps, site, &params)?;
     let action = action_of(&app.catalog(), tenant, &params)?;
     ensure_enabled(app, &action.tenant, &action.user_id).await?;
-    let user_action_id = action.action_id.clone().unwrap_or_default();
+    let user_action_id = action.action_id.as_deref().unwrap_or_default().to_string();
     submit(app, Command::AddAction(action)).await?;
     Ok(success(Added {
         added: true,

@@ -17,6 +17,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -115,8 +116,8 @@ pub fn parse_occurrence(
         ));
     }
     let mut action = Action::new(user_id, TriggerKey::Name(name.clone()), Decimal::ONE);
-    action.tenant = tenant.to_string();
-    action.action_id = action_id;
+    action.tenant = tenant.into();
+    action.action_id = action_id.map(SmolStr::from);
     action.params = params;
     match decode::resolve_action(catalog, &action) {
         Ok(_) => Ok(action),
