@@ -217,4 +217,23 @@ mod tests {
         assert!(cache.is_empty());
         assert_eq!(cache.bytes(), 0);
     }
+
+    #[test]
+    fn taking_a_cached_user_keeps_its_place_and_a_new_one_comes_in_most_recent() {
+        let mut cache = UserCache::new(2, usize::MAX);
+        cache.put(key(0), UserRecord::default());
+        cache.put(key(1), UserRecord::default());
+        // User 0, the least recent, is taken and changed: it stays the least recent.
+        cache.get_or_insert_mut(&key(0)).history_len = 7;
+        // User 2 was not cached: it comes in empty, as the most recent.
+        assert_eq!(cache.get_or_insert_mut(&key(2)).history_len, 0);
+        cache.shrink(0);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.peek(&key(0)).is_none(), "the least recent went first");
+        assert!(cache.peek(&key(1)).is_some() && cache.peek(&key(2)).is_some());
+        // Prefetching is a hint: it finds nothing to change, cached or not.
+        cache.prefetch(&key(1));
+        cache.prefetch(&key(0));
+        assert_eq!(cache.len(), 2);
+    }
 }
