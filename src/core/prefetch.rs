@@ -69,13 +69,4 @@ mod tests {
         assert_eq!(span(191, 2, 8), (63, 2));
         assert_eq!(span(160, 10_000, 8), (32, 8), "capped");
     }
-
-    #[test]
-    fn hints_at_the_edges_do_not_panic() {
-        let bytes = vec![7u8; 1000];
-        slice(&bytes, 4);
-        slice(&bytes[999..], 4);
-        slice::<u64>(&[], 4);
-        value(&bytes, 1);
-    }
 }

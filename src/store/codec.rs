@@ -83,12 +83,7 @@ impl AheadRow {
     /// the partition's record, so the batch carries bytes instead of a clone of the record
     /// (whose window of answered requests is thousands of strings).
     pub(crate) fn resource(record: &ResourceRecord) -> Self {
-        AheadRow(binary_row(
-            headroom(0),
-            BINARY_V1,
-            record,
-            state_format::write_resource,
-        ))
+        AheadRow(resource_row(headroom(0), record))
     }
 
     /// A history row from its sequence number and its event's JSON: exactly the bytes
@@ -161,6 +156,12 @@ fn binary_row<T>(buf: Vec<u8>, version: u8, value: &T, write: fn(&mut Writer, &T
     w.buf
 }
 
+/// A resource's binary row, written into `buf` behind what it holds: one encoder for the row
+/// however the batch carries the resource ([`AheadRow::resource`], [`Stored::encode_row`]).
+fn resource_row(buf: Vec<u8>, record: &ResourceRecord) -> Vec<u8> {
+    binary_row(buf, BINARY_V1, record, state_format::write_resource)
+}
+
 /// A binary row's record (`read` is given the row's layout version), or the JSON a previous
 /// version wrote. `newest`: the highest layout version of this kind of row.
 fn binary_or_json<T: DeserializeOwned>(
@@ -194,12 +195,7 @@ impl Stored for UserRecord {
 
 impl Stored for ResourceRecord {
     fn encode_row(&self, _: &dyn Display) -> Result<Vec<u8>, StoreError> {
-        Ok(binary_row(
-            Vec::new(),
-            BINARY_V1,
-            self,
-            state_format::write_resource,
-        ))
+        Ok(resource_row(Vec::new(), self))
     }
     fn decode_row(bytes: &[u8]) -> Result<Self, Corruption> {
         binary_or_json(bytes, BINARY_V1, |r, _| state_format::read_resource(r))

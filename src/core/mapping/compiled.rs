@@ -190,11 +190,14 @@ impl Field {
     /// [`Field::text`] as any string type: names an action carries as `SmolStr`s (tenant,
     /// user id, action id) are made straight from the record's text, inline when short,
     /// instead of through a heap `String` each.
-    fn text_as<T: for<'s> From<&'s str>>(&self, doc: &Doc<'_>) -> Result<Option<T>, MapError> {
+    fn text_as<T: for<'s> From<&'s str> + From<String>>(
+        &self,
+        doc: &Doc<'_>,
+    ) -> Result<Option<T>, MapError> {
         match self.read(doc)? {
             None => Ok(None),
             Some(Doc::String(s)) => Ok(Some(T::from(s.trim()))),
-            Some(Doc::Number(n)) => Ok(Some(T::from(n.to_string().as_str()))),
+            Some(Doc::Number(n)) => Ok(Some(T::from(n.to_string()))),
             Some(other) => {
                 Err(self.invalid(format!("expected a string, found {}", describe(other))))
             }
