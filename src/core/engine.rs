@@ -239,8 +239,10 @@ impl Engine {
         source: &SourceRef,
         record_time: DateTime<Utc>,
     ) -> Processed {
+        let mark = step::input_mark(source);
         let pos = Position {
             source,
+            mark: &mark,
             record_time,
             payload,
         };
@@ -258,8 +260,10 @@ impl Engine {
             };
             self.loopback_offset += 1;
             let source = SourceRef::new(topic, 0, self.loopback_offset);
+            let mark = step::input_mark(&source);
             let pos = Position {
                 source: &source,
+                mark: &mark,
                 record_time,
                 payload: &[],
             };

@@ -6,6 +6,7 @@
 //! the store only serializes them.
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use super::events::Event;
 use super::inventory::ResourceState;
@@ -17,7 +18,7 @@ use super::state::UserState;
 /// The names are compact strings, held inline up to 24 bytes (the usual `topic:partition`):
 /// every action compares its own with its user's, and a name on the heap made that a cache
 /// miss of its own, 5 % of the record step's samples (1.2 % inline). Serialized as strings.
-pub type Watermark = litemap::LiteMap<compact_str::CompactString, i64>;
+pub type Watermark = litemap::LiteMap<SmolStr, i64>;
 
 /// Everything stored for one user, written as one unit.
 ///
@@ -87,7 +88,7 @@ impl HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPos {
     /// `topic:partition`, as in the watermark.
-    pub input: compact_str::CompactString,
+    pub input: SmolStr,
     pub offset: i64,
     pub index: u32,
 }

@@ -13,6 +13,7 @@ use litemap::LiteMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 use std::collections::VecDeque;
 
 pub use super::challenge_states::ChallengeStates;
@@ -92,10 +93,10 @@ pub struct ChallengeState {
     /// Wins in the current cap period (`period` names it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub period_wins: u32,
-    /// A boxed `str`, not a `String`: 8 bytes less in every challenge's state, which the
-    /// user's map holds inline (it is rarely set: only challenges with a periodic cap).
+    /// Inline (`SmolStr`: every period name fits its 23 bytes): serializing a user's row
+    /// reads each challenge's period, and a boxed `str` was a cold line away from the state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<Box<str>>,
+    pub period: Option<SmolStr>,
     #[serde(default, skip_serializing_if = "ChallengeStatus::is_active")]
     pub status: ChallengeStatus,
 }

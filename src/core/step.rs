@@ -13,6 +13,7 @@
 //! applied for that topic-partition is a redelivery and changes nothing.
 
 use chrono::{DateTime, Utc};
+use smol_str::SmolStr;
 use std::borrow::Cow;
 
 use super::catalog::Catalog;
@@ -102,6 +103,11 @@ impl Input {
 #[derive(Debug, Clone, Copy)]
 pub struct Position<'a> {
     pub source: &'a SourceRef,
+    /// The source's topic-partition as the watermark and the history chain name it
+    /// (`topic:partition`, [`input_mark`]). The worker makes it once per topic-partition and
+    /// every user's record shares it: a name of over 23 bytes, made for each user, was a cold
+    /// heap line that every action compared against and every row write copied.
+    pub mark: &'a SmolStr,
     /// The record's timestamp; an action's own `occurredAt` wins over it.
     pub record_time: DateTime<Utc>,
     /// The record's bytes, which a dead letter carries (empty for records the driver made).
@@ -211,20 +217,27 @@ pub fn already_applied(applied: &Watermark, source: &SourceRef) -> bool {
     })
 }
 
-/// Whether `source` is at or below what `applied` already covers; if not, records it.
-fn redelivered(applied: &mut Watermark, source: &SourceRef) -> bool {
-    // One key for both the check and the update: this runs for every action.
-    with_mark(source, |key| match applied.get_mut(key) {
-        Some(o) if *o >= source.offset => true,
+/// The watermark key of `source`'s topic-partition (`topic:partition`), for
+/// [`Position::mark`].
+pub fn input_mark(source: &SourceRef) -> SmolStr {
+    with_mark(source, |mark| SmolStr::new(mark))
+}
+
+/// Whether `pos`'s source is at or below what `applied` already covers; if not, records it
+/// under the position's shared mark.
+fn redelivered(applied: &mut Watermark, pos: &Position<'_>) -> bool {
+    let offset = pos.source.offset;
+    match applied.get_mut(pos.mark.as_str()) {
+        Some(o) if *o >= offset => true,
         Some(o) => {
-            *o = source.offset;
+            *o = offset;
             false
         }
         None => {
-            applied.insert(key.into(), source.offset);
+            applied.insert(pos.mark.clone(), offset);
             false
         }
-    })
+    }
 }
 
 /// The user stage: an action, a claim or an inventory answer, applied to its user's record.
@@ -302,7 +315,7 @@ fn evaluate_user(
         },
         _ => None,
     };
-    if redelivered(&mut record.applied, pos.source) {
+    if redelivered(&mut record.applied, pos) {
         return Output::skipped(Outcome::Redelivered);
     }
     match input {
@@ -354,7 +367,7 @@ fn evaluate_user(
         ..Output::default()
     };
     for event in &effects.events {
-        read_models(record, pos.source, event, &mut out);
+        read_models(record, pos, event, &mut out);
     }
     out.events = effects.events;
     out
@@ -401,7 +414,7 @@ pub fn amount(
     decided: Option<&AmountOutcome>,
     pos: &Position<'_>,
 ) -> Output {
-    if redelivered(&mut record.applied, pos.source) {
+    if redelivered(&mut record.applied, pos) {
         return Output::skipped(Outcome::Redelivered);
     }
     let (outcome, result) = match amount_call(record, request) {
@@ -457,7 +470,7 @@ fn refused(action: &Action, pos: &Position<'_>) -> Output {
 }
 
 /// History and claim outcomes from a user's new events.
-fn read_models(record: &mut UserRecord, source: &SourceRef, event: &Event, out: &mut Output) {
+fn read_models(record: &mut UserRecord, pos: &Position<'_>, event: &Event, out: &mut Output) {
     match &event.body {
         EventBody::ProgressUpdated { .. } | EventBody::DeadLetter { .. } => return,
         EventBody::ClaimCompleted { claim_id, .. } | EventBody::ClaimFailed { claim_id, .. } => {
@@ -473,8 +486,8 @@ fn read_models(record: &mut UserRecord, source: &SourceRef, event: &Event, out: 
     }
     let seq = record.history_len;
     let at = HistoryPos {
-        input: with_mark(source, |mark| compact_str::CompactString::from(mark)),
-        offset: source.offset,
+        input: pos.mark.clone(),
+        offset: pos.source.offset,
         index: u32::try_from(out.history.len()).unwrap_or(u32::MAX),
     };
     out.history.push(HistoryEntry {
@@ -501,7 +514,7 @@ pub fn resource(
             request.tenant
         )));
     };
-    if redelivered(&mut record.applied, pos.source) {
+    if redelivered(&mut record.applied, pos) {
         return Output::skipped(Outcome::Redelivered);
     }
     let response = inventory::evaluate(&mut record.state, request, tenant);
@@ -558,12 +571,25 @@ mod tests {
         }
         let mut applied = Watermark::new();
         let at = |offset| SourceRef::new(longest.as_str(), 3, offset);
+        let mark = input_mark(&at(0));
+        assert_eq!(mark, format!("{longest}:3"));
+        let redelivered = |applied: &mut Watermark, source: &SourceRef| {
+            let pos = Position {
+                source,
+                mark: &mark,
+                record_time: DateTime::UNIX_EPOCH,
+                payload: &[],
+            };
+            redelivered(applied, &pos)
+        };
         assert!(!redelivered(&mut applied, &at(5)));
         assert!(redelivered(&mut applied, &at(5)));
         assert!(already_applied(&applied, &at(4)));
         assert!(!already_applied(&applied, &at(6)));
         assert!(!redelivered(&mut applied, &at(6)));
         assert_eq!(applied.get(format!("{longest}:3").as_str()), Some(&6));
+        // The watermark keeps the position's mark itself: no copy of it per user.
+        assert_eq!(applied.keys().next().unwrap().as_ptr(), mark.as_ptr());
     }
 
     /// Published events and their copies in the user's history name the same version.
@@ -595,8 +621,10 @@ mod tests {
             trigger_id: Some(1),
         };
         let source = SourceRef::new("t", 0, 1);
+        let mark = input_mark(&source);
         let pos = Position {
             source: &source,
+            mark: &mark,
             record_time: at,
             payload: &[],
         };
@@ -653,9 +681,14 @@ mod tests {
         SourceRef::new("questline.amount-requests", 0, offset)
     }
 
+    /// The mark of [`at`]'s topic-partition.
+    static AT_MARK: SmolStr = SmolStr::new_static("questline.amount-requests:0");
+
     fn pos(source: &SourceRef) -> Position<'_> {
+        assert_eq!(input_mark(source), AT_MARK);
         Position {
             source,
+            mark: &AT_MARK,
             record_time: "2026-03-01T10:00:01Z".parse().unwrap(),
             payload: &[],
         }

@@ -92,7 +92,7 @@ pub struct Batch {
     /// The records to produce, each with the consumed record that caused it.
     pub publish: Vec<OutboxEntry>,
     /// `(topic, partition, offset)` of every record, for the commit. The topic's name is the
-    /// records' sources' own (`TopicNames`): no heap copy per record.
+    /// records' sources' own (`InputNames`): no heap copy per record.
     pub processed: Vec<(SmolStr, i32, i64)>,
     pub stats: Stats,
 }
@@ -131,6 +131,9 @@ pub struct Partition {
     /// Where users' rows are serialized before each is copied into a buffer of its size
     /// ([`BatchWrite::push_user_row`]): reused, so it stays in the CPU's caches.
     row_scratch: Vec<u8>,
+    /// The names of the topics this partition consumed and their watermark marks, kept from
+    /// batch to batch (see [`InputNames`]).
+    names: InputNames,
 }
 
 /// How many decided amount outcomes a partition remembers beyond the store (see
@@ -184,6 +187,7 @@ impl Partition {
             amounts: Arc::new(Fallbacks),
             decided: LruCache::new(NonZeroUsize::new(DECIDED_AMOUNTS).expect("non-zero")),
             row_scratch: Vec::new(),
+            names: InputNames::default(),
         }
     }
 
@@ -388,7 +392,6 @@ impl Partition {
         // lowest of the batch, not the first: a poll that spans an eager revoke-and-reassign
         // can hand over records fetched before it and then again from the committed offset,
         // and a floor too high would drop outbox entries that were never published.
-        let mut topic_names = TopicNames::default();
         let mut lowest: FxHashMap<(&str, i32), i64> = FxHashMap::default();
         for r in records {
             let low = lowest.entry((&r.topic, r.partition)).or_insert(r.offset);
@@ -396,7 +399,7 @@ impl Partition {
         }
         for ((topic, partition), offset) in lowest {
             self.floors
-                .entry((topic_names.shared(topic), partition))
+                .entry((self.names.topic(topic), partition))
                 .or_insert(offset);
         }
         let decoded: Vec<DecodedRecord<'_>> = records
@@ -429,7 +432,8 @@ impl Partition {
                 ref input,
                 ref owner,
             } = decoded[i];
-            let topic = topic_names.shared(&record.topic);
+            let topic = self.names.topic(&record.topic);
+            let mark = self.names.mark(&topic, record.partition);
             batch
                 .processed
                 .push((topic.clone(), record.partition, record.offset));
@@ -446,6 +450,7 @@ impl Partition {
             }
             let pos = Position {
                 source: &source,
+                mark: &mark,
                 record_time: record.timestamp,
                 payload: &record.payload,
             };
@@ -780,22 +785,53 @@ impl Produce {
     }
 }
 
-/// The names of a batch's topics, each made once and cloned into its records' sources, the
-/// batch's processed list and the committed floors: a name up to 23 bytes is held inline
-/// and cloned as a copy, a longer one allocated once a batch and shared, where owned copies
-/// were two allocations per record.
+/// The names of the topics a partition consumes, each made once and cloned into its records'
+/// sources, its batches' processed lists and the committed floors; and each topic-partition's
+/// mark (`topic:partition`), cloned into the watermarks and history chains of the users it
+/// touches. A name up to 23 bytes is held inline and cloned as a copy; a longer one is
+/// allocated once and shared, where owned copies were allocations per record and per user,
+/// each a cold line when next compared or written. Kept from batch to batch, so a long name
+/// stays one allocation in the CPU's caches. A partition reads a handful of topics: a scan
+/// beats hashing the name.
 #[derive(Default)]
-struct TopicNames(Vec<SmolStr>);
+struct InputNames {
+    topics: Vec<SmolStr>,
+    marks: Vec<(SmolStr, i32, SmolStr)>,
+}
 
-impl TopicNames {
-    /// `name`, made once a batch (a copy for names up to 23 bytes, shared beyond). A batch
-    /// reads a handful of topics: a scan beats hashing the name.
-    fn shared(&mut self, name: &str) -> SmolStr {
-        if let Some(known) = self.0.iter().find(|known| known.as_str() == name) {
+impl InputNames {
+    /// More than any configuration reads; past it the names are made again from empty.
+    const MAX: usize = 256;
+
+    fn topic(&mut self, name: &str) -> SmolStr {
+        if let Some(known) = self.topics.iter().find(|known| known.as_str() == name) {
             return known.clone();
         }
+        if self.topics.len() >= Self::MAX {
+            self.topics.clear();
+        }
         let made = SmolStr::new(name);
-        self.0.push(made.clone());
+        self.topics.push(made.clone());
+        made
+    }
+
+    fn mark(&mut self, topic: &SmolStr, partition: i32) -> SmolStr {
+        if let Some((_, _, mark)) = self
+            .marks
+            .iter()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            return mark.clone();
+        }
+        if self.marks.len() >= Self::MAX {
+            self.marks.clear();
+        }
+        let made = step::input_mark(&SourceRef {
+            topic: topic.clone(),
+            partition,
+            offset: 0,
+        });
+        self.marks.push((topic.clone(), partition, made.clone()));
         made
     }
 }
@@ -925,20 +961,44 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
 mod tests {
     use super::*;
 
-    /// A batch's records of one topic share one name (a name too long to be held inline,
-    /// one allocation); another topic gets its own.
+    /// Records of one topic share one name (a name too long to be held inline, one
+    /// allocation), and those of one topic-partition one mark; another topic or partition
+    /// gets its own.
     #[test]
-    fn a_batch_makes_each_topic_name_once() {
+    fn a_partition_makes_each_topic_name_and_mark_once() {
         let long = "upstream.loyalty.actions-from-the-point-of-sale";
-        let mut names = TopicNames::default();
-        let first = names.shared(long);
-        let again = names.shared(long);
-        let other = names.shared("kickapps");
+        let mut names = InputNames::default();
+        let first = names.topic(long);
+        let again = names.topic(long);
+        let other = names.topic("kickapps");
         assert!(first.is_heap_allocated());
         assert_eq!(first.as_ptr(), again.as_ptr(), "the same allocation");
         assert_eq!((&*first, &*other), (long, "kickapps"));
-        assert_eq!(other, names.shared("kickapps"));
-        assert_eq!(names.0.len(), 2);
+        assert_eq!(other, names.topic("kickapps"));
+        assert_eq!(names.topics.len(), 2);
+
+        let mark = names.mark(&first, 3);
+        assert_eq!(mark, format!("{long}:3"));
+        assert_eq!(
+            mark.as_ptr(),
+            names.mark(&again, 3).as_ptr(),
+            "the same allocation"
+        );
+        assert_eq!(names.mark(&first, 4), format!("{long}:4"));
+        assert_eq!(names.mark(&other, 3), "kickapps:3");
+        assert_eq!(names.marks.len(), 3);
+    }
+
+    /// Past the bound the names start again from empty, and are still right.
+    #[test]
+    fn names_past_the_bound_are_made_again() {
+        let mut names = InputNames::default();
+        for i in 0..InputNames::MAX + 10 {
+            let topic = names.topic(&format!("t{i}"));
+            assert_eq!(names.mark(&topic, 1), format!("t{i}:1"));
+        }
+        assert!(names.topics.len() <= InputNames::MAX && names.marks.len() <= InputNames::MAX);
+        assert_eq!(names.topic("t0"), "t0");
     }
 
     fn entry(topic: &str, offset: i64) -> OutboxEntry {

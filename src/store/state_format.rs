@@ -12,6 +12,7 @@
 //! `codec::BINARY_V2`, the first version with the history chain at the end, and read in both.
 
 use litemap::LiteMap;
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, VecDeque};
 
 use super::wire::{err, Problem, Reader, WireError, Writer};
@@ -274,7 +275,7 @@ fn read_challenge(r: &mut Reader<'_>) -> Result<ChallengeState, WireError> {
         triggers,
         wins: r.u32("challenges.wins")?,
         period_wins: r.u32("challenges.period_wins")?,
-        period: r.opt_str("challenges.period")?.map(String::into_boxed_str),
+        period: r.opt_str("challenges.period")?.map(SmolStr::from),
         status: match r.u8("challenges.status")? {
             0 => ChallengeStatus::Active,
             1 => ChallengeStatus::AwaitingSlot,

@@ -746,12 +746,9 @@ async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
     };
     let after_a = u0(&first);
     let after_b = u0(&second);
+    assert_eq!(after_a.applied[&smol_str::format_smolstr!("{INPUT}:0")], 0);
     assert_eq!(
-        after_a.applied[&compact_str::format_compact!("{INPUT}:0")],
-        0
-    );
-    assert_eq!(
-        after_b.applied[&compact_str::format_compact!("{INPUT}:0")],
+        after_b.applied[&smol_str::format_smolstr!("{INPUT}:0")],
         59,
         "B continued from A's state"
     );
@@ -871,10 +868,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
         .unwrap();
     store.write_batch(&first.write).await.unwrap();
     let owners = load().await.unwrap();
-    assert_eq!(
-        owners.applied[&compact_str::format_compact!("{INPUT}:0")],
-        2
-    );
+    assert_eq!(owners.applied[&smol_str::format_smolstr!("{INPUT}:0")], 2);
     let owners_outbox = store.load_outbox("g/p0").await.unwrap();
     assert!(owners_outbox.is_some());
 
@@ -904,7 +898,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     }
     let end = load().await.unwrap();
     assert_eq!(Some(&end.state), engine.user("default", "z"));
-    assert_eq!(end.applied[&compact_str::format_compact!("{INPUT}:0")], 7);
+    assert_eq!(end.applied[&smol_str::format_smolstr!("{INPUT}:0")], 7);
     // The history the zombie wrote beyond the new owner's is overwritten by the owner's own.
     let (history, total) = store.history(&key, 1, 100).await.unwrap();
     assert_eq!(total, end.history_len);

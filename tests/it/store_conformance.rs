@@ -217,8 +217,8 @@ fn user_record(user: &str, n: i64) -> UserRecord {
     UserRecord {
         state,
         applied: litemap::LiteMap::from_iter([
-            (compact_str::format_compact!("{TOPIC}:3"), n),
-            (compact_str::format_compact!("{TOPIC}:0"), 17),
+            (smol_str::format_smolstr!("{TOPIC}:3"), n),
+            (smol_str::format_smolstr!("{TOPIC}:0"), 17),
         ]),
         history_len: 0,
         history_chain: Default::default(),
@@ -655,16 +655,13 @@ async fn watermark_and_outbox<S: StateStore>(store: &S) {
         .await
         .unwrap();
     let stored = load_one(store, "gina").await.unwrap();
-    assert_eq!(
-        stored.applied[&compact_str::format_compact!("{TOPIC}:3")],
-        10
-    );
+    assert_eq!(stored.applied[&smol_str::format_smolstr!("{TOPIC}:3")], 10);
     assert_eq!(store.load_outbox(owner).await.unwrap(), Some(large));
     assert_eq!(store.load_outbox("group-b/p3").await.unwrap(), None);
 
     // The next batch: the watermark moves on and a partition is dropped; the outbox is
     // replaced by a shorter one, then by an empty one.
-    record.applied = litemap::LiteMap::from_iter([(compact_str::format_compact!("{TOPIC}:3"), 11)]);
+    record.applied = litemap::LiteMap::from_iter([(smol_str::format_smolstr!("{TOPIC}:3"), 11)]);
     store
         .write_batch(&write(&record, b"short".to_vec()))
         .await
@@ -793,7 +790,7 @@ async fn fencing<S: StateStore>(store: &S) {
         let outbox = store.load_outbox("questline/p3").await.unwrap().unwrap();
         [
             String::from_utf8(outbox).unwrap(),
-            record.applied[&compact_str::format_compact!("{TOPIC}:3")].to_string(),
+            record.applied[&smol_str::format_smolstr!("{TOPIC}:3")].to_string(),
             resource.state.winners.to_string(),
             history[0].event.event_id.clone(),
             claim.event.event_id.clone(),

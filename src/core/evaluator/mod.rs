@@ -14,7 +14,7 @@
 //!   the inventory stage for a winner slot (`limit`), then the milestone is awarded unclaimed
 //!   and its prizes issued; the met triggers' actions are marked used (overshoot policy).
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
@@ -22,14 +22,14 @@ use std::borrow::Cow;
 
 mod earning;
 mod operation;
+mod period;
 
 pub use operation::{
     valid_grant_id, GrantCommand, GrantError, MAX_GRANT_DESCRIPTION_BYTES, MAX_GRANT_ID_LEN,
 };
 
 use super::catalog::{
-    Aggregation, CapPeriod, Challenge, EventRules, Operation, Operator, Overshoot, TenantCatalog,
-    TriggerDef,
+    Aggregation, Challenge, EventRules, Operation, Operator, Overshoot, TenantCatalog, TriggerDef,
 };
 use super::decimal;
 use super::events::{ClaimItem, Event, EventBody, GrantReason, PrizeInfo, RejectReason};
@@ -456,19 +456,6 @@ fn groups_satisfied(challenge: &Challenge, cs: &ChallengeState, catalog: &Tenant
     }))
 }
 
-/// The cap period an event time falls in (`None` for all-time caps).
-fn period_key(period: CapPeriod, at: DateTime<Utc>) -> Option<String> {
-    match period {
-        CapPeriod::Total => None,
-        CapPeriod::Day => Some(at.format("%Y-%m-%d").to_string()),
-        CapPeriod::Week => {
-            let w = at.iso_week();
-            Some(format!("{}-W{:02}", w.year(), w.week()))
-        }
-        CapPeriod::Month => Some(at.format("%Y-%m").to_string()),
-    }
-}
-
 /// Marks the actions of met triggers used: they never count again (`discard`), or only their
 /// excess does (`carry`). A finished, non-repeatable challenge keeps its final state to show.
 fn use_actions(challenge: &Challenge, cs: &mut ChallengeState, catalog: &TenantCatalog) {
@@ -503,9 +490,9 @@ fn complete(
     out: &mut Emitter<'_>,
 ) {
     let cs = state.challenges.entry(challenge.id).or_default();
-    let period = period_key(challenge.cap_period, out.occurred_at);
-    if cs.period.as_deref() != period.as_deref() {
-        cs.period = period.map(String::into_boxed_str);
+    let period = period::period_key(challenge.cap_period, out.occurred_at);
+    if cs.period != period {
+        cs.period = period;
         cs.period_wins = 0;
     }
     if challenge
