@@ -69,7 +69,7 @@ fn record(partition: u64, offset: u64) -> InRecord {
         r#"{{"userId": "{user}", "triggerId": {trigger}, "value": {value}, "actionId": "bench-{offset:09}", "actionType": "purchase.in_store"}}"#
     );
     InRecord {
-        topic: INPUT.to_string(),
+        topic: INPUT.into(),
         partition: partition as i32,
         offset: offset as i64,
         key: Some(user.into_bytes()),

@@ -265,7 +265,7 @@ pub fn replay_records(
             }
         };
         let last = applied
-            .entry((record.topic.clone(), record.partition))
+            .entry((record.topic.to_string(), record.partition))
             .or_insert(-1);
         if record.offset <= *last {
             skipped += 1;
@@ -390,7 +390,7 @@ impl DumpedRecord {
             ),
         };
         DumpedRecord {
-            topic: record.topic.clone(),
+            topic: record.topic.to_string(),
             partition: record.partition,
             offset: record.offset,
             timestamp: Some(record.timestamp.timestamp_millis()),
@@ -440,7 +440,7 @@ impl DumpedRecord {
             (None, None) => Vec::new(),
         };
         Ok(InRecord {
-            topic: self.topic,
+            topic: self.topic.into(),
             partition: self.partition,
             offset: self.offset,
             key: self.key.map(String::into_bytes),

@@ -42,12 +42,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
+use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
-use crate::pipeline::log::{InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use crate::pipeline::log::{shared_name, InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use crate::settings::KafkaSettings;
 use crate::trace_context::TraceContext;
 
@@ -311,14 +312,15 @@ impl KafkaLog {
         })
     }
 
-    fn to_record(m: &rdkafka::message::BorrowedMessage<'_>) -> InRecord {
+    /// `names`: the batch's topic names so far, each made once and shared by its records.
+    fn to_record(m: &rdkafka::message::BorrowedMessage<'_>, names: &mut Vec<SmolStr>) -> InRecord {
         let timestamp = m
             .timestamp()
             .to_millis()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .unwrap_or_else(Utc::now);
         InRecord {
-            topic: m.topic().to_string(),
+            topic: shared_name(names, m.topic()),
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
@@ -403,6 +405,7 @@ impl Log for KafkaLog {
         idle: Duration,
     ) -> Result<Vec<InRecord>, LogError> {
         let mut out = Vec::new();
+        let mut names = Vec::new();
         // One message stream for the whole batch: each `recv` would register a waker slot of
         // its own and unregister it again, two lock round trips per record.
         let mut stream = self.consumer.stream();
@@ -413,7 +416,7 @@ impl Log for KafkaLog {
             }
             Ok(None) => return Ok(out), // not reached: a consumer's stream never ends
             Ok(Some(Err(e))) => return Err(failed("poll")(e)),
-            Ok(Some(Ok(m))) => Self::to_record(&m),
+            Ok(Some(Ok(m))) => Self::to_record(&m, &mut names),
         };
         if max == 0 {
             // A keep-alive poll while paused should not deliver; if it did, nothing is lost:
@@ -436,7 +439,7 @@ impl Log for KafkaLog {
                     tracing::warn!(error = %e, "consumer error mid-batch");
                     break;
                 }
-                Ok(Some(Ok(m))) => out.push(Self::to_record(&m)),
+                Ok(Some(Ok(m))) => out.push(Self::to_record(&m, &mut names)),
             }
         }
         Ok(out)

@@ -13,7 +13,9 @@ use crate::error::ErrorClass;
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InRecord {
-    pub topic: String,
+    /// The consumer makes a topic's name once and shares it (`SmolStr`: inline up to 23
+    /// bytes): an owned `String` was an allocation and a free per record.
+    pub topic: SmolStr,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -23,6 +25,19 @@ pub struct InRecord {
     /// The record's headers as they came (a header without a value has an empty one); a
     /// dead letter of the record carries them on.
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// `name` as one of `names`, made and added when new: records of one topic share one name
+/// (a copy when it is held inline, up to 23 bytes; one allocation shared beyond), where an
+/// owned name was an allocation per record. Callers hold a handful of topics: a scan beats
+/// hashing the name.
+pub fn shared_name(names: &mut Vec<SmolStr>, name: &str) -> SmolStr {
+    if let Some(known) = names.iter().find(|known| known.as_str() == name) {
+        return known.clone();
+    }
+    let made = SmolStr::new(name);
+    names.push(made.clone());
+    made
 }
 
 /// A record to produce. The key decides the partition (librdkafka's murmur2, the Java

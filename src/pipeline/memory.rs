@@ -130,7 +130,7 @@ impl MemoryLog {
             let log = &mut partitions[p as usize];
             let offset = log.len() as i64;
             log.push(InRecord {
-                topic: topic.to_string(),
+                topic: topic.into(),
                 partition: p,
                 offset,
                 key: Some(key.as_bytes().to_vec()),

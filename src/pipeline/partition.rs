@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::dead_letters;
 use super::input::{Input, Inputs};
-use super::log::{text_header, InRecord, OutRecord};
+use super::log::{shared_name, text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use super::user_cache::UserCache;
 use crate::amounts::{AmountCaller, Call, Fallbacks};
@@ -804,15 +804,10 @@ impl InputNames {
     const MAX: usize = 256;
 
     fn topic(&mut self, name: &str) -> SmolStr {
-        if let Some(known) = self.topics.iter().find(|known| known.as_str() == name) {
-            return known.clone();
-        }
         if self.topics.len() >= Self::MAX {
             self.topics.clear();
         }
-        let made = SmolStr::new(name);
-        self.topics.push(made.clone());
-        made
+        shared_name(&mut self.topics, name)
     }
 
     fn mark(&mut self, topic: &SmolStr, partition: i32) -> SmolStr {

@@ -647,7 +647,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     fn owns(&self, record: &InRecord) -> bool {
         self.owned
             .get(&record.partition)
-            .is_some_and(|topics| topics.contains(&record.topic))
+            .is_some_and(|topics| topics.contains(record.topic.as_str()))
     }
 
     async fn take_partition(&mut self, p: i32) -> Result<(), StoreError> {
