@@ -9,7 +9,7 @@
 //! writes with a sign, still go through chrono.
 
 use chrono::{DateTime, Datelike, Utc};
-use smol_str::SmolStr;
+use smol_str::{SmolStr, ToSmolStr};
 
 use crate::core::catalog::CapPeriod;
 
@@ -91,16 +91,6 @@ impl Key {
 
 fn digit(value: u32) -> u8 {
     b'0' + (value % 10) as u8
-}
-
-trait ToSmolStr {
-    fn to_smolstr(&self) -> SmolStr;
-}
-
-impl<T: std::fmt::Display> ToSmolStr for T {
-    fn to_smolstr(&self) -> SmolStr {
-        SmolStr::new(self.to_string())
-    }
 }
 
 #[cfg(test)]
