@@ -804,7 +804,7 @@ impl InputNames {
     const MAX: usize = 256;
 
     fn topic(&mut self, name: &str) -> SmolStr {
-        if self.topics.len() >= Self::MAX {
+        if self.topics.len() >= Self::MAX && !self.topics.iter().any(|known| known == name) {
             self.topics.clear();
         }
         shared_name(&mut self.topics, name)

@@ -2,95 +2,72 @@
 //! a challenge's state keeps it to know when its per-period wins start again from zero.
 //!
 //! Every completion of a capped challenge asks for it, so it is written with integer
-//! formatting into an inline string (`SmolStr`, no allocation): chrono's `format` parsed its
+//! formatting into an inline string (smol_str's builder: no allocation): chrono's `format` parsed its
 //! pattern and went through `fmt` each time, 2 % of the worker's main thread. The names are
 //! stored in users' states, so they are exactly what the earlier `format("%Y-%m-%d")`,
 //! `format("{}-W{:02}", …)` and `format("%Y-%m")` wrote; years outside 0–9999, which chrono
 //! writes with a sign, still go through chrono.
 
 use chrono::{DateTime, Datelike, Utc};
-use smol_str::{SmolStr, ToSmolStr};
+use smol_str::{SmolStr, SmolStrBuilder, ToSmolStr};
 
 use crate::core::catalog::CapPeriod;
 
 /// The cap period `at` falls in (`None` for all-time caps).
 pub fn period_key(period: CapPeriod, at: DateTime<Utc>) -> Option<SmolStr> {
-    let mut key = Key::default();
+    let mut key = SmolStrBuilder::new();
     match period {
         CapPeriod::Total => return None,
         CapPeriod::Day => {
-            if !key.year4(at.year()) {
+            if !push_year4(&mut key, at.year()) {
                 return Some(at.format("%Y-%m-%d").to_smolstr());
             }
-            key.push(b"-");
-            key.pad2(at.month());
-            key.push(b"-");
-            key.pad2(at.day());
+            key.push('-');
+            push_pad2(&mut key, at.month());
+            key.push('-');
+            push_pad2(&mut key, at.day());
         }
         CapPeriod::Week => {
             // `{}` of the ISO year: no padding, a minus sign when negative.
             let week = at.iso_week();
-            key.push(itoa::Buffer::new().format(week.year()).as_bytes());
-            key.push(b"-W");
-            key.pad2(week.week());
+            key.push_str(itoa::Buffer::new().format(week.year()));
+            key.push_str("-W");
+            push_pad2(&mut key, week.week());
         }
         CapPeriod::Month => {
-            if !key.year4(at.year()) {
+            if !push_year4(&mut key, at.year()) {
                 return Some(at.format("%Y-%m").to_smolstr());
             }
-            key.push(b"-");
-            key.pad2(at.month());
+            key.push('-');
+            push_pad2(&mut key, at.month());
         }
     }
-    Some(SmolStr::new(key.as_str()))
+    Some(key.finish())
 }
 
-/// A key written on the stack: at most `-262144-W52`, 11 bytes.
-#[derive(Default)]
-struct Key {
-    bytes: [u8; 16],
-    len: usize,
-}
-
-impl Key {
-    fn push(&mut self, part: &[u8]) {
-        let end = (self.len + part.len()).min(self.bytes.len());
-        let n = end - self.len;
-        self.bytes[self.len..end].copy_from_slice(&part[..n]);
-        self.len = end;
-    }
-
-    /// A year of 0–9999 as chrono's `%Y` writes it, zero-padded to four digits; false (and
-    /// nothing written) for any other year.
-    fn year4(&mut self, year: i32) -> bool {
-        let Ok(year) = u32::try_from(year) else {
-            return false;
-        };
-        if year > 9999 {
-            return false;
+/// A year of 0–9999 as chrono's `%Y` writes it, zero-padded to four digits; false (and
+/// nothing written) for any other year.
+fn push_year4(key: &mut SmolStrBuilder, year: i32) -> bool {
+    match u32::try_from(year) {
+        Ok(year @ 0..=9999) => {
+            for place in [1000, 100, 10, 1] {
+                key.push(digit(year / place));
+            }
+            true
         }
-        self.push(&[
-            digit(year / 1000),
-            digit(year / 100 % 10),
-            digit(year / 10 % 10),
-            digit(year % 10),
-        ]);
-        true
-    }
-
-    /// A month, a day or a week (1–53) as two digits, as `%m`, `%d` and `{:02}` write them.
-    fn pad2(&mut self, value: u32) {
-        self.push(&[digit(value / 10), digit(value % 10)]);
-    }
-
-    fn as_str(&self) -> &str {
-        // Digits, '-' and 'W' only: always UTF-8; never a panic if that changed.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        _ => false,
     }
 }
 
-fn digit(value: u32) -> u8 {
-    b'0' + (value % 10) as u8
+/// A month, a day or a week (1–53) as two digits, as `%m`, `%d` and `{:02}` write them.
+fn push_pad2(key: &mut SmolStrBuilder, value: u32) {
+    key.push(digit(value / 10));
+    key.push(digit(value));
+}
+
+/// The last decimal digit of `value`.
+fn digit(value: u32) -> char {
+    char::from(b'0' + (value % 10) as u8)
 }
 
 #[cfg(test)]

@@ -182,12 +182,7 @@ impl Field {
     }
 
     /// Reads a text field: strings (trimmed) and numbers (a user id sent as a number is
-    /// still an id).
-    fn text(&self, doc: &Doc<'_>) -> Result<Option<String>, MapError> {
-        self.text_as(doc)
-    }
-
-    /// [`Field::text`] as any string type: names an action carries as `SmolStr`s (tenant,
+    /// still an id), as any string type: names an action carries as `SmolStr`s (tenant,
     /// user id, action id) are made straight from the record's text, inline when short,
     /// instead of through a heap `String` each.
     fn text_as<T: for<'s> From<&'s str> + From<String>>(
@@ -423,7 +418,7 @@ impl CompiledMapping {
                     .invalid(format!("expected an object, found {}", describe(other))))
             }
         };
-        let location = self.location.text(doc)?;
+        let location = self.location.text_as(doc)?;
         let tenant = self
             .tenant
             .text_as(doc)?
