@@ -20,7 +20,7 @@ use super::dead_letters;
 use super::input::{Input, Inputs};
 use super::log::{shared_name, text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
-use super::user_cache::UserCache;
+use super::user_cache::{Slot, UserCache};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
 use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::events::{Event, EventBody, Stream};
@@ -57,18 +57,19 @@ impl DecodedRecord<'_> {
 /// alternated rounds): 1 and 2 alike, 4 slower than 2 in each of 4 pairs.
 const LOOKAHEAD: usize = 2;
 
-/// For each decoded record, whether it is its user's last of the batch: that record's step
-/// encodes the user's row, while the state it just changed is still in the CPU's caches
-/// (encoding every touched user after the batch read each state back from memory).
-fn last_of_user(decoded: &[DecodedRecord<'_>]) -> Vec<bool> {
-    let mut seen: FxHashSet<&UserKey> = FxHashSet::default();
-    let mut last = vec![false; decoded.len()];
-    for (i, d) in decoded.iter().enumerate().rev() {
-        if let Some(key) = d.user() {
-            last[i] = seen.insert(key);
-        }
-    }
-    last
+/// A batch's users, found in the cache once, when the batch is loaded: for each decoded
+/// record that a user owns, the slot of that user's cached record, and whether the record is
+/// the user's last of the batch. That record's step encodes the user's row, while the state
+/// it just changed is still in the CPU's caches (encoding every touched user after the batch
+/// read each state back from memory).
+struct BatchUsers {
+    of_record: Vec<Option<RecordUser>>,
+}
+
+#[derive(Clone, Copy)]
+struct RecordUser {
+    slot: Slot,
+    last: bool,
 }
 
 /// What happened to the records of a batch, for metrics and tests.
@@ -268,47 +269,63 @@ impl Partition {
 
     /// Reads what the batch needs that is not cached: its users, resources and counters, and
     /// (first batch after taking or a reset) the stored outbox, whose entries that may not
-    /// have been published are returned.
+    /// have been published are returned with where each record's user is cached.
     async fn load<S: StateStore + ?Sized>(
         &mut self,
         store: &S,
         catalog: &Arc<Catalog>,
         decoded: &[DecodedRecord<'_>],
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<(BatchUsers, Vec<OutboxEntry>), StoreError> {
         // Every user of the batch stays cached until the batch is committed: `process` works
         // on the cached records, so one evicted mid-batch would be evaluated from an empty
         // record, and its write and its events would be lost. So the cache holds at least the
         // batch's users, whatever `cache_users` and the budget say (it shrinks back at the next batch,
         // evicting only users of committed batches), and the batch's cached users are made
         // the most recent before the missing ones are loaded.
-        let mut needed: FxHashSet<&UserKey> = FxHashSet::default();
+        let mut index: FxHashMap<&UserKey, usize> = FxHashMap::default();
         let mut batch_users: Vec<&UserKey> = Vec::new();
+        // Per batch user, its last record; per record, its user's place in `batch_users`.
+        let mut last_record: Vec<usize> = Vec::new();
+        let mut user_of: Vec<Option<usize>> = Vec::with_capacity(decoded.len());
         let mut resources: Vec<String> = Vec::new();
         let mut wanted_resources: FxHashSet<String> = FxHashSet::default();
-        for d in decoded {
+        for (i, d) in decoded.iter().enumerate() {
             if let Some(key) = d.user() {
-                if needed.insert(key) {
+                let n = *index.entry(key).or_insert_with(|| {
                     batch_users.push(key);
-                }
-            } else if let Input::Request(r) = &d.input {
+                    last_record.push(i);
+                    batch_users.len() - 1
+                });
+                last_record[n] = i;
+                user_of.push(Some(n));
+                continue;
+            }
+            user_of.push(None);
+            if let Input::Request(r) = &d.input {
                 let key = r.resource();
                 if !self.resources.contains_key(&key) && wanted_resources.insert(key.clone()) {
                     resources.push(key);
                 }
             }
         }
+        drop(index);
         // Cached users of this batch become the most recent *before* the cache shrinks: a
         // user of the previous batch may not be durable yet (the worker evaluates a batch
         // while the previous one is written), and if it were evicted here and reloaded, this
         // batch would start from its stale stored state. Evicting a previous batch's user
         // that this batch does not touch is harmless: its write is already built, and it is
         // next read after that write.
-        let users: Vec<UserKey> = batch_users
+        let promoted: Vec<Option<Slot>> = batch_users
             .iter()
-            .filter(|key| !self.users.promote(key))
-            .map(|&key| key.clone())
+            .map(|key| self.users.promote(key))
             .collect();
-        self.users.shrink(batch_users.len() - users.len());
+        let missing: Vec<UserKey> = batch_users
+            .iter()
+            .zip(&promoted)
+            .filter(|(_, slot)| slot.is_none())
+            .map(|(&key, _)| key.clone())
+            .collect();
+        self.users.shrink(batch_users.len() - missing.len());
         // The people-finished counters of every challenge, loaded once per catalog (a new
         // version may add a challenge, or bring one back whose counter is stored).
         let counted = self
@@ -340,12 +357,40 @@ impl Partition {
                 }
             }
         }
-        if !users.is_empty() {
-            let loaded = store.load_users(&users).await?;
-            for (key, record) in users.into_iter().zip(loaded) {
-                self.users.put(key, record.unwrap_or_default());
-            }
-        }
+        let loaded = if missing.is_empty() {
+            Vec::new()
+        } else {
+            store.load_users(&missing).await?
+        };
+        // The missing users, in the batch's order, each cached with its stored record (an
+        // empty one for a user the store has none of).
+        let mut loaded = missing
+            .into_iter()
+            .zip(loaded.into_iter().chain(std::iter::repeat_with(|| None)));
+        let slots: Vec<Slot> = promoted
+            .into_iter()
+            .map(|slot| match slot {
+                Some(slot) => slot,
+                None => {
+                    let (key, record) = loaded
+                        .next()
+                        .expect("one missing user per slot not promoted");
+                    self.users.put(key, record.unwrap_or_default())
+                }
+            })
+            .collect();
+        let users = BatchUsers {
+            of_record: user_of
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    n.map(|n| RecordUser {
+                        slot: slots[n],
+                        last: last_record[n] == i,
+                    })
+                })
+                .collect(),
+        };
         if !resources.is_empty() {
             let loaded = store.load_resources(&resources).await?;
             for (key, record) in resources.into_iter().zip(loaded) {
@@ -369,7 +414,7 @@ impl Partition {
             }
             self.outbox_loaded = true;
         }
-        Ok(carried)
+        Ok((users, carried))
     }
 
     /// Evaluates a batch of this partition's records in offset order. On error nothing is
@@ -414,18 +459,17 @@ impl Partition {
                 }
             })
             .collect();
-        let carried = self.load(store, history.latest(), &decoded).await?;
+        let (users, carried) = self.load(store, history.latest(), &decoded).await?;
         let decided = self.decide_amounts(&history, &decoded).await;
-        let last_of_user = last_of_user(&decoded);
         let mut batch = Batch::default();
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
         let mut produced = Produced::for_records(decoded.len());
         let output_topics = OutputTopics::from(topics);
-        for (i, last_of_user) in last_of_user.into_iter().enumerate() {
+        for (i, record_user) in users.of_record.iter().enumerate() {
             // The user of a record a few ahead: its state starts loading while this one is
             // evaluated.
-            if let Some(ahead) = decoded.get(i + LOOKAHEAD).and_then(DecodedRecord::user) {
-                self.users.prefetch(ahead);
+            if let Some(Some(ahead)) = users.of_record.get(i + LOOKAHEAD) {
+                self.users.prefetch(ahead.slot);
             }
             let DecodedRecord {
                 record,
@@ -463,8 +507,10 @@ impl Partition {
                         }
                         _ => None,
                     };
-                    let user = self.users.get_or_insert_mut(key);
-                    if last_of_user {
+                    let RecordUser { slot, last } =
+                        record_user.expect("a batch's users are cached when it is loaded");
+                    let user = self.users.record_mut(slot);
+                    if last {
                         // Its row is written after this action: start loading what it copies.
                         user.state.prefetch_kept_parts();
                     }
@@ -476,12 +522,12 @@ impl Partition {
                     };
                     // Step 3 material: the user's row, from the cached state, at its last
                     // record of the batch.
-                    if last_of_user {
+                    if last {
                         let row =
                             batch
                                 .write
                                 .push_user_row(key.clone(), user, &mut self.row_scratch);
-                        self.users.measured(key, row);
+                        self.users.measured(slot, row);
                     }
                     out
                 }

@@ -12,6 +12,11 @@
 //! Eviction never drops a user the batch being evaluated needs: [`UserCache::shrink`] keeps
 //! the `keep` most recent users whatever the budget says, so the cache may exceed its budget
 //! by one batch's users until the next batch.
+//!
+//! A cached user's record lives in a [`Slot`] of its own, found by its key once per batch
+//! ([`UserCache::promote`], [`UserCache::put`]): the record step then reaches it by the slot
+//! for each of the user's records, instead of hashing and comparing the user's key again at
+//! every use (five lookups a record before the slots).
 
 use lru::LruCache;
 
@@ -42,9 +47,21 @@ struct Cached {
     bytes: usize,
 }
 
+/// Where a cached user's record is kept: valid from the [`UserCache::promote`] or
+/// [`UserCache::put`] that returned it until the next [`UserCache::shrink`] or
+/// [`UserCache::clear`], the only calls that evict. The record step holds a batch's slots
+/// from its load to its end, and shrinks only when it loads the next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(u32);
+
 /// A partition's cached users, with their estimated memory.
 pub struct UserCache {
-    users: LruCache<UserKey, Cached>,
+    /// The cached users' slots, least recently used first out.
+    order: LruCache<UserKey, Slot>,
+    /// The records, by slot; an evicted user's slot holds an empty record until reused.
+    slots: Vec<Cached>,
+    /// Slots of evicted users, reused before the list grows.
+    free: Vec<Slot>,
     /// The sum of the cached users' charges.
     bytes: usize,
     /// Most bytes the cache keeps between batches.
@@ -57,7 +74,9 @@ impl UserCache {
     /// A cache of at most `max_users` users and `budget` estimated bytes between batches.
     pub fn new(max_users: usize, budget: usize) -> Self {
         UserCache {
-            users: LruCache::unbounded(),
+            order: LruCache::unbounded(),
+            slots: Vec::new(),
+            free: Vec::new(),
             bytes: 0,
             budget,
             max_users,
@@ -71,11 +90,11 @@ impl UserCache {
     }
 
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.order.is_empty()
     }
 
     /// The cached users' estimated memory, in bytes.
@@ -84,80 +103,90 @@ impl UserCache {
     }
 
     pub fn clear(&mut self) {
-        self.users.clear();
+        self.order.clear();
+        self.slots.clear();
+        self.free.clear();
         self.bytes = 0;
     }
 
-    /// Makes `key` the most recently used, if cached; whether it is.
-    pub fn promote(&mut self, key: &UserKey) -> bool {
-        self.users.get(key).is_some()
+    /// Makes `key` the most recently used, if cached: its slot.
+    pub fn promote(&mut self, key: &UserKey) -> Option<Slot> {
+        self.order.get(key).copied()
     }
 
     /// Evicts the least recently used users while the cache is over its budget or its count,
     /// but never below the `keep` most recently used (the batch's own users).
     pub fn shrink(&mut self, keep: usize) {
-        while self.users.len() > keep
-            && (self.bytes > self.budget || self.users.len() > self.max_users)
+        while self.order.len() > keep
+            && (self.bytes > self.budget || self.order.len() > self.max_users)
         {
-            match self.users.pop_lru() {
-                Some((_, evicted)) => self.bytes = self.bytes.saturating_sub(evicted.bytes),
-                None => break,
-            }
+            let Some((_, slot)) = self.order.pop_lru() else {
+                break;
+            };
+            let evicted = std::mem::take(&mut self.slots[slot.0 as usize].record);
+            let bytes = std::mem::take(&mut self.slots[slot.0 as usize].bytes);
+            self.bytes = self.bytes.saturating_sub(bytes);
+            self.free.push(slot);
+            // Freed after the slot is released: a large state's drop is the eviction's cost.
+            drop(evicted);
         }
     }
 
-    /// Caches a loaded user as the most recent, charged [`UNMEASURED_BYTES`] until measured.
-    pub fn put(&mut self, key: UserKey, record: UserRecord) {
+    /// Caches a loaded user as the most recent, charged [`UNMEASURED_BYTES`] until measured:
+    /// its slot. A user cached already keeps its slot and takes `record`.
+    pub fn put(&mut self, key: UserKey, record: UserRecord) -> Slot {
         let cached = Cached {
             record,
             bytes: UNMEASURED_BYTES,
         };
         self.bytes += cached.bytes;
-        if let Some(replaced) = self.users.put(key, cached) {
+        if let Some(&slot) = self.order.get(&key) {
+            let replaced = std::mem::replace(&mut self.slots[slot.0 as usize], cached);
             self.bytes = self.bytes.saturating_sub(replaced.bytes);
+            return slot;
         }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot.0 as usize] = cached;
+                slot
+            }
+            None => {
+                let slot = Slot(u32::try_from(self.slots.len()).expect("fewer than 2^32 users"));
+                self.slots.push(cached);
+                slot
+            }
+        };
+        self.order.put(key, slot);
+        slot
     }
 
-    /// The cached record of `key`; an empty one, charged [`UNMEASURED_BYTES`] and made the
-    /// most recent, if it is not cached. Borrows the key: it is copied only for a user not
-    /// cached yet (this runs for every record).
-    ///
-    /// A cached user keeps its place: the batch's users were all made the most recent when
-    /// the batch was loaded ([`UserCache::promote`]), and moving one again would only reorder
-    /// the batch's own users, at the cost of rewriting its neighbours' links (two more cold
-    /// cache lines per record).
-    pub fn get_or_insert_mut(&mut self, key: &UserKey) -> &mut UserRecord {
-        if !self.users.contains(key) {
-            self.put(key.clone(), UserRecord::default());
-        }
-        &mut self
-            .users
-            .peek_mut(key)
-            .expect("cached or just inserted")
-            .record
+    /// The record in `slot`, without making its user the most recent: the batch's users
+    /// were all made the most recent when the batch was loaded.
+    pub fn record_mut(&mut self, slot: Slot) -> &mut UserRecord {
+        &mut self.slots[slot.0 as usize].record
     }
 
-    /// Hints the cached record of `key` ([`UserRecord::prefetch_hot`]), without making it
-    /// the most recent: the worker asks for a record's user a few records ahead.
-    pub fn prefetch(&self, key: &UserKey) {
-        if let Some(cached) = self.users.peek(key) {
+    /// Hints the record in `slot` ([`UserRecord::prefetch_hot`]): the worker asks for a
+    /// record's user a few records ahead.
+    pub fn prefetch(&self, slot: Slot) {
+        if let Some(cached) = self.slots.get(slot.0 as usize) {
             cached.record.prefetch_hot();
         }
     }
 
     pub fn peek(&self, key: &UserKey) -> Option<&UserRecord> {
-        self.users.peek(key).map(|cached| &cached.record)
+        let slot = self.order.peek(key)?;
+        Some(&self.slots[slot.0 as usize].record)
     }
 
-    /// Charges a cached user from its encoded row's length (see [`MEMORY_PER_ROW_BYTE`]).
-    pub fn measured(&mut self, key: &UserKey, row_bytes: usize) {
-        if let Some(cached) = self.users.peek_mut(key) {
-            let bytes = row_bytes
-                .saturating_mul(MEMORY_PER_ROW_BYTE)
-                .saturating_add(ENTRY_OVERHEAD);
-            self.bytes = self.bytes.saturating_sub(cached.bytes) + bytes;
-            cached.bytes = bytes;
-        }
+    /// Charges the user in `slot` from its encoded row's length (see [`MEMORY_PER_ROW_BYTE`]).
+    pub fn measured(&mut self, slot: Slot, row_bytes: usize) {
+        let cached = &mut self.slots[slot.0 as usize];
+        let bytes = row_bytes
+            .saturating_mul(MEMORY_PER_ROW_BYTE)
+            .saturating_add(ENTRY_OVERHEAD);
+        self.bytes = self.bytes.saturating_sub(cached.bytes) + bytes;
+        cached.bytes = bytes;
     }
 }
 
@@ -175,19 +204,19 @@ mod tests {
         let charge = row * MEMORY_PER_ROW_BYTE + ENTRY_OVERHEAD;
         let mut cache = UserCache::new(1_000, 3 * charge);
         for i in 0..5 {
-            cache.put(key(i), UserRecord::default());
-            cache.measured(&key(i), row);
+            let slot = cache.put(key(i), UserRecord::default());
+            cache.measured(slot, row);
         }
         assert_eq!(cache.bytes(), 5 * charge);
         // A batch of users 0..4: its users stay, over the budget.
         for i in 0..4 {
-            assert!(cache.promote(&key(i)));
+            assert!(cache.promote(&key(i)).is_some());
         }
         cache.shrink(4);
         assert_eq!(cache.len(), 4);
         assert!(cache.peek(&key(4)).is_none(), "the least recent goes first");
         // The next batch, of user 3 only: back within the budget, the most recent kept.
-        assert!(cache.promote(&key(3)));
+        assert!(cache.promote(&key(3)).is_some());
         cache.shrink(1);
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.bytes(), 3 * charge);
@@ -203,7 +232,8 @@ mod tests {
     fn the_count_bounds_the_cache_too_and_unmeasured_users_are_charged() {
         let mut cache = UserCache::new(2, usize::MAX);
         for i in 0..4 {
-            cache.get_or_insert_mut(&key(i)).history_len = i as u64;
+            let slot = cache.put(key(i), UserRecord::default());
+            cache.record_mut(slot).history_len = i as u64;
         }
         assert_eq!(cache.bytes(), 4 * UNMEASURED_BYTES);
         cache.shrink(0);
@@ -219,17 +249,35 @@ mod tests {
     }
 
     #[test]
-    fn taking_a_cached_user_keeps_its_place_and_a_new_one_comes_in_most_recent() {
+    fn a_slot_keeps_its_user_until_evicted_and_is_then_reused() {
         let mut cache = UserCache::new(2, usize::MAX);
-        cache.put(key(0), UserRecord::default());
-        cache.put(key(1), UserRecord::default());
-        // User 0, the least recent, is taken and changed: it stays the least recent.
-        cache.get_or_insert_mut(&key(0)).history_len = 7;
-        // User 2 was not cached: it comes in empty, as the most recent.
-        assert_eq!(cache.get_or_insert_mut(&key(2)).history_len, 0);
+        let zero = cache.put(key(0), UserRecord::default());
+        let one = cache.put(key(1), UserRecord::default());
+        assert_ne!(zero, one);
+        // User 0, the least recent, is changed through its slot: it stays the least recent.
+        cache.record_mut(zero).history_len = 7;
+        assert_eq!(cache.peek(&key(0)).map(|r| r.history_len), Some(7));
+        // Putting a cached user again keeps its slot and takes the new record.
+        let again = UserRecord {
+            history_len: 9,
+            ..UserRecord::default()
+        };
+        assert_eq!(cache.put(key(1), again), one);
+        assert_eq!(cache.record_mut(one).history_len, 9);
+        assert_eq!(cache.bytes(), 2 * UNMEASURED_BYTES);
+        // User 2 comes in as the most recent; user 0 goes, and its slot is the next one used.
+        let two = cache.put(key(2), UserRecord::default());
         cache.shrink(0);
         assert_eq!(cache.len(), 2);
         assert!(cache.peek(&key(0)).is_none(), "the least recent went first");
-        assert!(cache.peek(&key(1)).is_some() && cache.peek(&key(2)).is_some());
+        assert_eq!(cache.promote(&key(2)), Some(two));
+        let three = cache.put(key(3), UserRecord::default());
+        assert_eq!(three, zero, "the evicted user's slot is reused");
+        assert_eq!(
+            cache.record_mut(three).history_len,
+            0,
+            "and holds the new user's record"
+        );
+        assert_eq!(cache.peek(&key(1)).map(|r| r.history_len), Some(9));
     }
 }
