@@ -38,7 +38,11 @@ use questline::store::StateStore;
 #[allow(dead_code)] // its tests, compiled here but not run
 mod allocator;
 
+/// The input topic's name: short enough to be held inline (`SmolStr`, up to 23 bytes)...
 const INPUT: &str = "bench.actions";
+/// ...and as `scripts/bench` names it (`bench-PID-STAMP.actions`): longer than 23 bytes, so
+/// the names that cite it are shared on the heap, as most production topic names would be.
+const LONG_INPUT: &str = "bench-19664-764490123.actions";
 const PARTITIONS: u64 = 4;
 /// Users per partition.
 const USERS: u64 = 2_500;
@@ -57,7 +61,7 @@ fn mix(mut x: u64) -> u64 {
 
 /// The `offset`-th record of `partition`: an action of one of its users, as `scripts/bench`
 /// sends them.
-fn record(partition: u64, offset: u64) -> InRecord {
+fn record(input: &str, partition: u64, offset: u64) -> InRecord {
     let r = mix(offset ^ partition << 40);
     let user = format!("user-{:06}", (offset % USERS) * PARTITIONS + partition);
     let (trigger, value) = if r & 1 == 0 {
@@ -69,7 +73,7 @@ fn record(partition: u64, offset: u64) -> InRecord {
         r#"{{"userId": "{user}", "triggerId": {trigger}, "value": {value}, "actionId": "bench-{offset:09}", "actionType": "purchase.in_store"}}"#
     );
     InRecord {
-        topic: INPUT.into(),
+        topic: input.into(),
         partition: partition as i32,
         offset: offset as i64,
         key: Some(user.into_bytes()),
@@ -85,15 +89,16 @@ struct Fixture {
     inputs: Inputs,
     topics: Topics,
     partitions: Vec<Partition>,
+    input: &'static str,
     next_offset: u64,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+fn fixture(input: &'static str) -> Fixture {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let catalog = questline::files::load_catalog(&root.join("examples/catalog")).unwrap();
     let mut mapping = questline::files::load_mapping(&root.join("mappings/seed.toml")).unwrap();
-    mapping.topics = vec![INPUT.to_string()];
+    mapping.topics = vec![input.to_string()];
     let topics = Topics::default();
     let inputs = Inputs::new(Arc::new(catalog), &[mapping], &topics);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,6 +123,7 @@ fn fixture() -> Fixture {
         inputs,
         topics,
         partitions,
+        input,
         next_offset: 0,
         _dir: dir,
     }
@@ -140,41 +146,44 @@ fn late_dropper() -> std::sync::mpsc::Sender<Batch> {
 
 fn record_step(c: &mut Criterion) {
     allocator::tune();
-    let mut f = fixture();
     let dropper = late_dropper();
     let mut group = c.benchmark_group("record_step");
     group.throughput(Throughput::Elements(BATCH as u64 * PARTITIONS));
     group.warm_up_time(Duration::from_secs(3));
     let name = format!("batch_{}_returning_users", BATCH as u64 * PARTITIONS);
-    group.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let offsets = f.next_offset..f.next_offset + BATCH as u64;
-                f.next_offset += BATCH as u64;
-                let work: Vec<Vec<InRecord>> = (0..PARTITIONS)
-                    .map(|p| offsets.clone().map(|o| record(p, o)).collect())
-                    .collect();
-                let started = Instant::now();
-                let batches: Vec<Batch> = f
-                    .partitions
-                    .iter_mut()
-                    .zip(&work)
-                    .map(|(partition, records)| {
-                        let processing = partition.process(&f.store, &f.inputs, &f.topics, records);
-                        f.rt.block_on(processing).unwrap()
-                    })
-                    .collect();
-                spent += started.elapsed();
-                for batch in batches {
-                    assert!(batch.stats.dead_letters.is_empty(), "every action is valid");
-                    assert_eq!(batch.stats.applied, BATCH as u64, "none a duplicate");
-                    dropper.send(batch).unwrap();
+    for (input, suffix) in [(INPUT, ""), (LONG_INPUT, "_long_topic")] {
+        let mut f = fixture(input);
+        group.bench_function(format!("{name}{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let offsets = f.next_offset..f.next_offset + BATCH as u64;
+                    f.next_offset += BATCH as u64;
+                    let work: Vec<Vec<InRecord>> = (0..PARTITIONS)
+                        .map(|p| offsets.clone().map(|o| record(f.input, p, o)).collect())
+                        .collect();
+                    let started = Instant::now();
+                    let batches: Vec<Batch> = f
+                        .partitions
+                        .iter_mut()
+                        .zip(&work)
+                        .map(|(partition, records)| {
+                            let processing =
+                                partition.process(&f.store, &f.inputs, &f.topics, records);
+                            f.rt.block_on(processing).unwrap()
+                        })
+                        .collect();
+                    spent += started.elapsed();
+                    for batch in batches {
+                        assert!(batch.stats.dead_letters.is_empty(), "every action is valid");
+                        assert_eq!(batch.stats.applied, BATCH as u64, "none a duplicate");
+                        dropper.send(batch).unwrap();
+                    }
                 }
-            }
-            spent
-        })
-    });
+                spent
+            })
+        });
+    }
     group.finish();
 }
 

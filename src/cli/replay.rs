@@ -288,7 +288,7 @@ pub fn replay_records(
             }
             return Ok(());
         }
-        let source = SourceRef::new(&record.topic, record.partition, record.offset);
+        let source = SourceRef::new(record.topic, record.partition, record.offset);
         let at = record.timestamp;
         let input = if read.contains(record.topic.as_str()) {
             inputs.decode(&record, engine.catalog_at(at))

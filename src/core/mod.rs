@@ -15,6 +15,7 @@ pub mod evaluator;
 pub mod event_json;
 pub mod events;
 pub mod ids;
+pub mod interned;
 pub mod inventory;
 pub mod limits;
 pub mod mapping;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use smol_str::SmolStr;
 
 use super::decimal::DecimalInput;
+use super::interned::InternedName;
 
 /// The tenant every action belongs to when neither the action nor its mapping names one.
 pub const DEFAULT_TENANT: &str = "default";
@@ -132,20 +133,21 @@ impl Action {
 /// Where a piece of input came from: the Kafka coordinates, or `replay` and a line number.
 /// Event ids are derived from it, so the same source always yields the same ids.
 ///
-/// The topic is a `SmolStr`: every event of an input cites its source, and cloning a topic
-/// name (inline up to 23 bytes) is a copy, where an owned `String` was an allocation per
-/// event and a shared one an atomic increment.
+/// The topic is an [`InternedName`]: every event of an input cites its source, and copying an
+/// interned name is two words, where an owned `String` was an allocation per event and a
+/// shared one an atomic increment (see [`crate::core::interned`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SourceRef {
-    pub topic: SmolStr,
+    pub topic: InternedName,
     pub partition: i32,
     pub offset: i64,
 }
 
 impl SourceRef {
-    pub fn new(topic: impl AsRef<str>, partition: i32, offset: i64) -> Self {
+    /// `topic` is interned unless it is already an [`InternedName`].
+    pub fn new(topic: impl Into<InternedName>, partition: i32, offset: i64) -> Self {
         SourceRef {
-            topic: SmolStr::new(topic.as_ref()),
+            topic: topic.into(),
             partition,
             offset,
         }

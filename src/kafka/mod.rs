@@ -42,11 +42,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::core::interned::InternedName;
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
 use crate::pipeline::log::{shared_name, InRecord, Log, LogError, OutRecord, Published, Rebalance};
 use crate::settings::KafkaSettings;
@@ -312,8 +312,11 @@ impl KafkaLog {
         })
     }
 
-    /// `names`: the batch's topic names so far, each made once and shared by its records.
-    fn to_record(m: &rdkafka::message::BorrowedMessage<'_>, names: &mut Vec<SmolStr>) -> InRecord {
+    /// `names`: the batch's topic names so far, each interned once and copied into its records.
+    fn to_record(
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        names: &mut Vec<InternedName>,
+    ) -> InRecord {
         let timestamp = m
             .timestamp()
             .to_millis()

@@ -90,7 +90,7 @@ mod tests {
     }
 
     fn letter(r: &InRecord, rejection: &Rejection) -> OutRecord {
-        let source = SourceRef::new(&r.topic, r.partition, r.offset);
+        let source = SourceRef::new(r.topic, r.partition, r.offset);
         let event = dead_letter(rejection, &r.payload, &source, r.timestamp);
         record(&event, rejection, r, "dlq")
     }

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 use std::borrow::Cow;
 
+use crate::core::interned::InternedName;
 use crate::error::ErrorClass;
 
 /// A consumed record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InRecord {
-    /// The consumer makes a topic's name once and shares it (`SmolStr`: inline up to 23
-    /// bytes): an owned `String` was an allocation and a free per record.
-    pub topic: SmolStr,
+    /// Interned ([`InternedName`]): copied per record, never allocated or counted.
+    pub topic: InternedName,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -27,16 +27,15 @@ pub struct InRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// `name` as one of `names`, made and added when new: records of one topic share one name
-/// (a copy when it is held inline, up to 23 bytes; one allocation shared beyond), where an
-/// owned name was an allocation per record. Callers hold a handful of topics: a scan beats
-/// hashing the name.
-pub fn shared_name(names: &mut Vec<SmolStr>, name: &str) -> SmolStr {
-    if let Some(known) = names.iter().find(|known| known.as_str() == name) {
-        return known.clone();
+/// `name` as one of `names`, interned and added when new: the names a caller already holds
+/// are found by a scan (callers hold a handful of topics), without taking the interner's lock
+/// or hashing the name per record.
+pub fn shared_name(names: &mut Vec<InternedName>, name: &str) -> InternedName {
+    if let Some(&known) = names.iter().find(|known| known.as_str() == name) {
+        return known;
     }
-    let made = SmolStr::new(name);
-    names.push(made.clone());
+    let made = InternedName::new(name);
+    names.push(made);
     made
 }
 
@@ -45,10 +44,10 @@ pub fn shared_name(names: &mut Vec<SmolStr>, name: &str) -> SmolStr {
 /// Serializable because the partition outbox stores records as they will be produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutRecord {
-    /// Inline up to 23 bytes, shared beyond (`SmolStr`): an event's record neither copies its
-    /// topic and key to the heap nor, for names of usual length, counts references to them
-    /// (atomic increments on lines another thread's drops decrement).
-    pub topic: SmolStr,
+    /// Interned ([`InternedName`]): an event's record neither copies its topic to the heap
+    /// nor counts references to it (atomic increments on a line another thread's drops
+    /// decrement).
+    pub topic: InternedName,
     /// An event's record takes the event's user id.
     pub key: SmolStr,
     #[serde(with = "serde_bytes")]

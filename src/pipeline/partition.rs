@@ -24,6 +24,7 @@ use super::user_cache::{Slot, UserCache};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
 use crate::core::catalog::{Catalog, CatalogHistory};
 use crate::core::events::{Event, EventBody, Stream};
+use crate::core::interned::InternedName;
 use crate::core::inventory::{Request, Response};
 use crate::core::model::SourceRef;
 use crate::core::rules::programmatic::{AmountOutcome, AmountRequest, AmountResponse};
@@ -94,7 +95,7 @@ pub struct Batch {
     pub publish: Vec<OutboxEntry>,
     /// `(topic, partition, offset)` of every record, for the commit. The topic's name is the
     /// records' sources' own (`InputNames`): no heap copy per record.
-    pub processed: Vec<(SmolStr, i32, i64)>,
+    pub processed: Vec<(InternedName, i32, i64)>,
     pub stats: Stats,
 }
 
@@ -108,7 +109,7 @@ pub struct Partition {
     /// Per consumed topic-partition, the offset below which everything is committed: the
     /// first offset seen after taking the partition (the group's committed position), then
     /// this owner's own commits. Outbox entries caused below it were published.
-    floors: FxHashMap<(SmolStr, i32), i64>,
+    floors: FxHashMap<(InternedName, i32), i64>,
     /// Whose outbox this partition writes (`group/pN`).
     outbox_owner: String,
     /// Whether the stored outbox was read since the partition was taken or its cache reset;
@@ -255,14 +256,14 @@ impl Partition {
     fn unpublished(&self, entry: &OutboxEntry) -> bool {
         let cause = &entry.cause;
         self.floors
-            .get(&(cause.topic.clone(), cause.partition))
+            .get(&(cause.topic, cause.partition))
             .is_none_or(|&floor| cause.offset >= floor)
     }
 
     /// After a batch's commit: everything it processed is below the floor now.
-    pub fn committed(&mut self, processed: &[(SmolStr, i32, i64)]) {
+    pub fn committed(&mut self, processed: &[(InternedName, i32, i64)]) {
         for (t, p, o) in processed {
-            let floor = self.floors.entry((t.clone(), *p)).or_insert(o + 1);
+            let floor = self.floors.entry((*t, *p)).or_insert(o + 1);
             *floor = (*floor).max(o + 1);
         }
     }
@@ -477,10 +478,10 @@ impl Partition {
                 ref owner,
             } = decoded[i];
             let topic = self.names.topic(&record.topic);
-            let mark = self.names.mark(&topic, record.partition);
+            let mark = self.names.mark(topic, record.partition);
             batch
                 .processed
-                .push((topic.clone(), record.partition, record.offset));
+                .push((topic, record.partition, record.offset));
             let source = SourceRef {
                 topic,
                 partition: record.partition,
@@ -633,7 +634,7 @@ impl Partition {
     /// entry is open and undecided, and the record is not a redelivery.
     fn needs_call(&self, request: &AmountRequest, record: &InRecord) -> bool {
         let key = UserKey::new(&request.tenant, &request.user_id);
-        let source = SourceRef::new(&record.topic, record.partition, record.offset);
+        let source = SourceRef::new(record.topic, record.partition, record.offset);
         self.users.peek(&key).is_some_and(|user| {
             !step::already_applied(&user.applied, &source)
                 && step::amount_call(user, request) == AmountCall::Call
@@ -760,13 +761,13 @@ enum Produce {
 /// its topic as a `SmolStr` clone (a copy of up to 23 bytes inline, a count beyond), not as a
 /// new heap copy of the name.
 struct OutputTopics {
-    progress: SmolStr,
-    rewards: SmolStr,
-    dead_letter: SmolStr,
-    inventory_requests: SmolStr,
-    inventory_responses: SmolStr,
-    amount_requests: SmolStr,
-    amount_responses: SmolStr,
+    progress: InternedName,
+    rewards: InternedName,
+    dead_letter: InternedName,
+    inventory_requests: InternedName,
+    inventory_responses: InternedName,
+    amount_requests: InternedName,
+    amount_responses: InternedName,
 }
 
 impl From<&Topics> for OutputTopics {
@@ -794,7 +795,7 @@ impl Produce {
                     Stream::DeadLetter => &topics.dead_letter,
                 };
                 OutRecord {
-                    topic: topic.clone(),
+                    topic: *topic,
                     payload: event_json(&event),
                     headers: vec![
                         text_header("questline-event-id", event.event_id),
@@ -804,25 +805,25 @@ impl Produce {
                 }
             }
             Produce::Request(request) => OutRecord {
-                topic: topics.inventory_requests.clone(),
+                topic: topics.inventory_requests,
                 key: request.resource().into(),
                 payload: serde_json::to_vec(&request).expect("requests serialize"),
                 headers: Vec::new(),
             },
             Produce::Response(response) => OutRecord {
-                topic: topics.inventory_responses.clone(),
+                topic: topics.inventory_responses,
                 payload: serde_json::to_vec(&response).expect("responses serialize"),
                 key: response.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountRequest(request) => OutRecord {
-                topic: topics.amount_requests.clone(),
+                topic: topics.amount_requests,
                 payload: serde_json::to_vec(&request).expect("amount requests serialize"),
                 key: request.user_id.into(),
                 headers: Vec::new(),
             },
             Produce::AmountResponse(response) => OutRecord {
-                topic: topics.amount_responses.clone(),
+                topic: topics.amount_responses,
                 payload: serde_json::to_vec(&response).expect("amount responses serialize"),
                 key: response.user_id.into(),
                 headers: Vec::new(),
@@ -831,36 +832,36 @@ impl Produce {
     }
 }
 
-/// The names of the topics a partition consumes, each made once and cloned into its records'
-/// sources, its batches' processed lists and the committed floors; and each topic-partition's
-/// mark (`topic:partition`), cloned into the watermarks and history chains of the users it
-/// touches. A name up to 23 bytes is held inline and cloned as a copy; a longer one is
-/// allocated once and shared, where owned copies were allocations per record and per user,
-/// each a cold line when next compared or written. Kept from batch to batch, so a long name
-/// stays one allocation in the CPU's caches. A partition reads a handful of topics: a scan
-/// beats hashing the name.
+/// The names of the topics a partition consumes, each interned once and copied into its
+/// records' sources, its batches' processed lists and the committed floors; and each
+/// topic-partition's mark (`topic:partition`), cloned into the watermarks and history chains
+/// of the users it touches. A mark up to 23 bytes is held inline and cloned as a copy; a
+/// longer one is allocated once and shared, where owned copies were allocations per record
+/// and per user, each a cold line when next compared or written. Kept from batch to batch,
+/// so a long mark stays one allocation in the CPU's caches. A partition reads a handful of
+/// topics: a scan beats hashing the name.
 #[derive(Default)]
 struct InputNames {
-    topics: Vec<SmolStr>,
-    marks: Vec<(SmolStr, i32, SmolStr)>,
+    topics: Vec<InternedName>,
+    marks: Vec<(InternedName, i32, SmolStr)>,
 }
 
 impl InputNames {
-    /// More than any configuration reads; past it the names are made again from empty.
+    /// More than any configuration reads; past it the names are found again from empty.
     const MAX: usize = 256;
 
-    fn topic(&mut self, name: &str) -> SmolStr {
+    fn topic(&mut self, name: &str) -> InternedName {
         if self.topics.len() >= Self::MAX && !self.topics.iter().any(|known| known == name) {
             self.topics.clear();
         }
         shared_name(&mut self.topics, name)
     }
 
-    fn mark(&mut self, topic: &SmolStr, partition: i32) -> SmolStr {
+    fn mark(&mut self, topic: InternedName, partition: i32) -> SmolStr {
         if let Some((_, _, mark)) = self
             .marks
             .iter()
-            .find(|(t, p, _)| *p == partition && t == topic)
+            .find(|(t, p, _)| *p == partition && *t == topic)
         {
             return mark.clone();
         }
@@ -868,11 +869,11 @@ impl InputNames {
             self.marks.clear();
         }
         let made = step::input_mark(&SourceRef {
-            topic: topic.clone(),
+            topic,
             partition,
             offset: 0,
         });
-        self.marks.push((topic.clone(), partition, made.clone()));
+        self.marks.push((topic, partition, made.clone()));
         made
     }
 }
@@ -1002,8 +1003,8 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Records of one topic share one name (a name too long to be held inline, one
-    /// allocation), and those of one topic-partition one mark; another topic or partition
+    /// Records of one topic share one interned name, and those of one topic-partition one
+    /// mark (a mark too long to be held inline, one allocation); another topic or partition
     /// gets its own.
     #[test]
     fn a_partition_makes_each_topic_name_and_mark_once() {
@@ -1012,21 +1013,21 @@ mod tests {
         let first = names.topic(long);
         let again = names.topic(long);
         let other = names.topic("kickapps");
-        assert!(first.is_heap_allocated());
-        assert_eq!(first.as_ptr(), again.as_ptr(), "the same allocation");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same interned name");
         assert_eq!((&*first, &*other), (long, "kickapps"));
         assert_eq!(other, names.topic("kickapps"));
         assert_eq!(names.topics.len(), 2);
 
-        let mark = names.mark(&first, 3);
+        let mark = names.mark(first, 3);
+        assert!(mark.is_heap_allocated());
         assert_eq!(mark, format!("{long}:3"));
         assert_eq!(
             mark.as_ptr(),
-            names.mark(&again, 3).as_ptr(),
+            names.mark(again, 3).as_ptr(),
             "the same allocation"
         );
-        assert_eq!(names.mark(&first, 4), format!("{long}:4"));
-        assert_eq!(names.mark(&other, 3), "kickapps:3");
+        assert_eq!(names.mark(first, 4), format!("{long}:4"));
+        assert_eq!(names.mark(other, 3), "kickapps:3");
         assert_eq!(names.marks.len(), 3);
     }
 
@@ -1036,7 +1037,7 @@ mod tests {
         let mut names = InputNames::default();
         for i in 0..InputNames::MAX + 10 {
             let topic = names.topic(&format!("t{i}"));
-            assert_eq!(names.mark(&topic, 1), format!("t{i}:1"));
+            assert_eq!(names.mark(topic, 1), format!("t{i}:1"));
         }
         assert!(names.topics.len() <= InputNames::MAX && names.marks.len() <= InputNames::MAX);
         assert_eq!(names.topic("t0"), "t0");

@@ -266,7 +266,7 @@ impl Rig {
         let mut engine = Engine::new(Arc::clone(&self.catalog));
         let mut rewards = BTreeMap::new();
         for r in self.log.records(INPUT) {
-            let source = SourceRef::new(&r.topic, r.partition, r.offset);
+            let source = SourceRef::new(r.topic, r.partition, r.offset);
             for event in engine
                 .process_record(&self.mapping.compile(), &r.payload, &source, r.timestamp)
                 .events
@@ -893,7 +893,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
     store.write_batch(&second.write).await.unwrap();
     let mut engine = Engine::new(Arc::clone(&rig.catalog));
     for r in &records {
-        let source = SourceRef::new(&r.topic, r.partition, r.offset);
+        let source = SourceRef::new(r.topic, r.partition, r.offset);
         engine.process_record(&rig.mapping.compile(), &r.payload, &source, r.timestamp);
     }
     let end = load().await.unwrap();

@@ -276,7 +276,7 @@ fn replay_records_emits_the_events_of_the_records_real_coordinates() {
     let mut engine = questline::core::engine::Engine::new(catalog);
     let mut want = Vec::new();
     for r in &records {
-        let source = questline::core::model::SourceRef::new(&r.topic, r.partition, r.offset);
+        let source = questline::core::model::SourceRef::new(r.topic, r.partition, r.offset);
         for event in engine
             .process_record(&mapping, &r.payload, &source, r.timestamp)
             .events
