@@ -10,7 +10,10 @@
 //!
 //! The workload is `scripts/bench`'s: the example catalog, the seed mapping, 10,000 users
 //! over four partitions, native actions alternating triggers 1 and 3, a batch of 2,000
-//! records (500 per partition, evaluated partition after partition as the worker does).
+//! records (500 per partition, evaluated partition after partition as the worker does). It
+//! runs twice: with a 13-byte input topic name and (`_long_topic`) with a 29-byte one, as
+//! `scripts/bench` names its topics; names cited by every event cost more when they are
+//! longer than a `SmolStr` holds inline.
 //! Every user has state before the measurement (criterion's warm-up evaluates dozens of
 //! batches), and all of them stay cached, as in the worker at these sizes. Batches are not written to the store: the store's write runs on other threads in
 //! the worker, and the partition's cache holds every user's state meanwhile. But they are
