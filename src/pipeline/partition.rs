@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::dead_letters;
 use super::input::{Input, Inputs};
-use super::log::{shared_name, text_header, InRecord, OutRecord};
+use super::log::{text_header, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use super::user_cache::{Slot, UserCache};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
@@ -93,8 +93,8 @@ pub struct Batch {
     pub write: BatchWrite,
     /// The records to produce, each with the consumed record that caused it.
     pub publish: Vec<OutboxEntry>,
-    /// `(topic, partition, offset)` of every record, for the commit. The topic's name is the
-    /// records' sources' own (`InputNames`): no heap copy per record.
+    /// `(topic, partition, offset)` of every record, for the commit. The topic's name is
+    /// interned: no heap copy or reference count per record.
     pub processed: Vec<(InternedName, i32, i64)>,
     pub stats: Stats,
 }
@@ -438,15 +438,13 @@ impl Partition {
         // lowest of the batch, not the first: a poll that spans an eager revoke-and-reassign
         // can hand over records fetched before it and then again from the committed offset,
         // and a floor too high would drop outbox entries that were never published.
-        let mut lowest: FxHashMap<(&str, i32), i64> = FxHashMap::default();
+        let mut lowest: FxHashMap<(InternedName, i32), i64> = FxHashMap::default();
         for r in records {
-            let low = lowest.entry((&r.topic, r.partition)).or_insert(r.offset);
+            let low = lowest.entry((r.topic, r.partition)).or_insert(r.offset);
             *low = (*low).min(r.offset);
         }
-        for ((topic, partition), offset) in lowest {
-            self.floors
-                .entry((self.names.topic(topic), partition))
-                .or_insert(offset);
+        for (topic_partition, offset) in lowest {
+            self.floors.entry(topic_partition).or_insert(offset);
         }
         let decoded: Vec<DecodedRecord<'_>> = records
             .iter()
@@ -477,7 +475,7 @@ impl Partition {
                 ref input,
                 ref owner,
             } = decoded[i];
-            let topic = self.names.topic(&record.topic);
+            let topic = record.topic;
             let mark = self.names.mark(topic, record.partition);
             batch
                 .processed
@@ -832,30 +830,21 @@ impl Produce {
     }
 }
 
-/// The names of the topics a partition consumes, each interned once and copied into its
-/// records' sources, its batches' processed lists and the committed floors; and each
-/// topic-partition's mark (`topic:partition`), cloned into the watermarks and history chains
-/// of the users it touches. A mark up to 23 bytes is held inline and cloned as a copy; a
-/// longer one is allocated once and shared, where owned copies were allocations per record
-/// and per user, each a cold line when next compared or written. Kept from batch to batch,
-/// so a long mark stays one allocation in the CPU's caches. A partition reads a handful of
-/// topics: a scan beats hashing the name.
+/// The mark of each topic-partition a partition consumes (`topic:partition`), cloned into the
+/// watermarks and history chains of the users it touches. A mark up to 23 bytes is held
+/// inline and cloned as a copy; a longer one is allocated once and shared, where owned copies
+/// were allocations per record and per user, each a cold line when next compared or written.
+/// Kept from batch to batch, so a long mark stays one allocation in the CPU's caches. A
+/// partition reads a handful of topic-partitions, and interned topic names compare by
+/// address: a scan beats hashing.
 #[derive(Default)]
 struct InputNames {
-    topics: Vec<InternedName>,
     marks: Vec<(InternedName, i32, SmolStr)>,
 }
 
 impl InputNames {
-    /// More than any configuration reads; past it the names are found again from empty.
+    /// More than any configuration reads; past it the marks are made again from empty.
     const MAX: usize = 256;
-
-    fn topic(&mut self, name: &str) -> InternedName {
-        if self.topics.len() >= Self::MAX && !self.topics.iter().any(|known| known == name) {
-            self.topics.clear();
-        }
-        shared_name(&mut self.topics, name)
-    }
 
     fn mark(&mut self, topic: InternedName, partition: i32) -> SmolStr {
         if let Some((_, _, mark)) = self
@@ -1003,21 +992,15 @@ pub fn duplicate_reason(input: &Input) -> &'static str {
 mod tests {
     use super::*;
 
-    /// Records of one topic share one interned name, and those of one topic-partition one
-    /// mark (a mark too long to be held inline, one allocation); another topic or partition
-    /// gets its own.
+    /// The records of one topic-partition share one mark (a mark too long to be held inline,
+    /// one allocation); another topic or partition gets its own.
     #[test]
-    fn a_partition_makes_each_topic_name_and_mark_once() {
+    fn a_partition_makes_each_mark_once() {
         let long = "upstream.loyalty.actions-from-the-point-of-sale";
         let mut names = InputNames::default();
-        let first = names.topic(long);
-        let again = names.topic(long);
-        let other = names.topic("kickapps");
-        assert_eq!(first.as_ptr(), again.as_ptr(), "the same interned name");
-        assert_eq!((&*first, &*other), (long, "kickapps"));
-        assert_eq!(other, names.topic("kickapps"));
-        assert_eq!(names.topics.len(), 2);
-
+        let first = InternedName::new(long);
+        let again = InternedName::new(long);
+        let other = InternedName::new("kickapps");
         let mark = names.mark(first, 3);
         assert!(mark.is_heap_allocated());
         assert_eq!(mark, format!("{long}:3"));
@@ -1031,16 +1014,16 @@ mod tests {
         assert_eq!(names.marks.len(), 3);
     }
 
-    /// Past the bound the names start again from empty, and are still right.
+    /// Past the bound the marks start again from empty, and are still right.
     #[test]
-    fn names_past_the_bound_are_made_again() {
+    fn marks_past_the_bound_are_made_again() {
         let mut names = InputNames::default();
         for i in 0..InputNames::MAX + 10 {
-            let topic = names.topic(&format!("t{i}"));
+            let topic = InternedName::new(&format!("t{i}"));
             assert_eq!(names.mark(topic, 1), format!("t{i}:1"));
         }
-        assert!(names.topics.len() <= InputNames::MAX && names.marks.len() <= InputNames::MAX);
-        assert_eq!(names.topic("t0"), "t0");
+        assert!(names.marks.len() <= InputNames::MAX);
+        assert_eq!(names.mark(InternedName::new("t0"), 1), "t0:1");
     }
 
     fn entry(topic: &str, offset: i64) -> OutboxEntry {
