@@ -113,7 +113,8 @@ impl PartialEq<&str> for InternedName {
     }
 }
 
-/// Hashed as the text, so it agrees with `str` (maps keyed by names may be asked with text).
+/// Hashed as the text: equality falls back to the text, so equal names must hash alike
+/// whatever their addresses.
 impl Hash for InternedName {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state)
