@@ -147,9 +147,51 @@ fn late_dropper() -> std::sync::mpsc::Sender<Batch> {
     send
 }
 
+/// One batch of [`BATCH`] records for each partition, processed partition after partition;
+/// the time the processing took.
+fn one_batch(f: &mut Fixture, dropper: &std::sync::mpsc::Sender<Batch>) -> Duration {
+    let offsets = f.next_offset..f.next_offset + BATCH as u64;
+    f.next_offset += BATCH as u64;
+    let work: Vec<Vec<InRecord>> = (0..PARTITIONS)
+        .map(|p| offsets.clone().map(|o| record(f.input, p, o)).collect())
+        .collect();
+    let started = Instant::now();
+    let batches: Vec<Batch> = f
+        .partitions
+        .iter_mut()
+        .zip(&work)
+        .map(|(partition, records)| {
+            let processing = partition.process(&f.store, &f.inputs, &f.topics, records);
+            f.rt.block_on(processing).unwrap()
+        })
+        .collect();
+    let spent = started.elapsed();
+    for batch in batches {
+        assert!(batch.stats.dead_letters.is_empty(), "every action is valid");
+        assert_eq!(batch.stats.applied, BATCH as u64, "none a duplicate");
+        dropper.send(batch).unwrap();
+    }
+    spent
+}
+
+/// `RECORD_STEP_BATCHES=N`: N batches with the long topic name, then exit, for counting
+/// instructions (`valgrind --tool=callgrind --toggle-collect='*Partition*process*'`). Under
+/// criterion the number of batches depends on the time each takes, and a user's state grows
+/// from batch to batch, so counts per batch only compare over the same number of batches.
+fn fixed_batches() -> Option<u64> {
+    std::env::var("RECORD_STEP_BATCHES").ok()?.parse().ok()
+}
+
 fn record_step(c: &mut Criterion) {
     allocator::tune();
     let dropper = late_dropper();
+    if let Some(batches) = fixed_batches() {
+        let mut f = fixture(LONG_INPUT);
+        for _ in 0..batches {
+            one_batch(&mut f, &dropper);
+        }
+        std::process::exit(0);
+    }
     let mut group = c.benchmark_group("record_step");
     group.throughput(Throughput::Elements(BATCH as u64 * PARTITIONS));
     group.warm_up_time(Duration::from_secs(3));
@@ -157,34 +199,7 @@ fn record_step(c: &mut Criterion) {
     for (input, suffix) in [(INPUT, ""), (LONG_INPUT, "_long_topic")] {
         let mut f = fixture(input);
         group.bench_function(format!("{name}{suffix}"), |b| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    let offsets = f.next_offset..f.next_offset + BATCH as u64;
-                    f.next_offset += BATCH as u64;
-                    let work: Vec<Vec<InRecord>> = (0..PARTITIONS)
-                        .map(|p| offsets.clone().map(|o| record(f.input, p, o)).collect())
-                        .collect();
-                    let started = Instant::now();
-                    let batches: Vec<Batch> = f
-                        .partitions
-                        .iter_mut()
-                        .zip(&work)
-                        .map(|(partition, records)| {
-                            let processing =
-                                partition.process(&f.store, &f.inputs, &f.topics, records);
-                            f.rt.block_on(processing).unwrap()
-                        })
-                        .collect();
-                    spent += started.elapsed();
-                    for batch in batches {
-                        assert!(batch.stats.dead_letters.is_empty(), "every action is valid");
-                        assert_eq!(batch.stats.applied, BATCH as u64, "none a duplicate");
-                        dropper.send(batch).unwrap();
-                    }
-                }
-                spent
-            })
+            b.iter_custom(|iters| (0..iters).map(|_| one_batch(&mut f, &dropper)).sum())
         });
     }
     group.finish();

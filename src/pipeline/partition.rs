@@ -136,6 +136,27 @@ pub struct Partition {
     /// The names of the topics this partition consumed and their watermark marks, kept from
     /// batch to batch (see [`InputNames`]).
     names: InputNames,
+    /// How long the last batch's growing lists became (see [`ListSizes`]).
+    sizes: ListSizes,
+}
+
+/// How many history entries and output items and events the last batch made, to size the
+/// next batch's lists from the start. A list grown by doubling copies what it holds at each
+/// step: a history entry is some 500 bytes, an event 320, and the copies were 3 % of the
+/// record step's instructions (callgrind, the record step bench). Batches of a partition
+/// are alike, not equal: the room asked for is a quarter more than the last batch used.
+#[derive(Clone, Copy, Default)]
+struct ListSizes {
+    history: usize,
+    items: usize,
+    events: usize,
+}
+
+impl ListSizes {
+    /// The room for a list whose last batch's length was `last`.
+    fn room(last: usize) -> usize {
+        last + last / 4
+    }
 }
 
 /// How many decided amount outcomes a partition remembers beyond the store (see
@@ -190,6 +211,7 @@ impl Partition {
             decided: LruCache::new(NonZeroUsize::new(DECIDED_AMOUNTS).expect("non-zero")),
             row_scratch: Vec::new(),
             names: InputNames::default(),
+            sizes: ListSizes::default(),
         }
     }
 
@@ -461,8 +483,15 @@ impl Partition {
         let (users, carried) = self.load(store, history.latest(), &decoded).await?;
         let decided = self.decide_amounts(&history, &decoded).await;
         let mut batch = Batch::default();
+        batch
+            .write
+            .history
+            .reserve(ListSizes::room(self.sizes.history));
+        batch
+            .write
+            .reserve_user_rows(users.of_record.iter().flatten().filter(|u| u.last).count());
         let mut touched_resources: FxHashSet<String> = FxHashSet::default();
-        let mut produced = Produced::for_records(decoded.len());
+        let mut produced = Produced::sized(self.sizes, decoded.len());
         let output_topics = OutputTopics::from(topics);
         for (i, record_user) in users.of_record.iter().enumerate() {
             // The user of a record a few ahead: its state starts loading while this one is
@@ -567,6 +596,11 @@ impl Partition {
         }
         batch.write.write_timestamp = self.next_timestamp();
         let carried_len = carried.len();
+        self.sizes = ListSizes {
+            history: batch.write.history.len(),
+            items: produced.items.len(),
+            events: produced.events.len(),
+        };
         let entries = produced.into_entries(carried, &output_topics);
         // Serialized here, while the previous batch is being written, not in the write. A
         // history entry's event is the one this batch publishes: its row reuses those bytes
@@ -702,9 +736,7 @@ impl Partition {
                     .insert((key.clone(), claim.claim_id.clone()), claim.clone());
                 batch.write.claims.push((key.clone(), claim));
             }
-            for event in out.events {
-                produced.push_event(source.clone(), event);
-            }
+            produced.push_events(source, out.events);
         }
         for done in out.first_completions {
             self.count_finished(batch, &done);
@@ -746,7 +778,8 @@ impl Partition {
 
 /// What a user or resource evaluation produced, before it is encoded as a record.
 enum Produce {
-    Event(Event),
+    /// An event, by its index in [`Produced::events`].
+    Event(usize),
     /// A record made whole already (a user's refused action's dead letter).
     Record(OutRecord),
     Request(Request),
@@ -783,20 +816,24 @@ impl From<&Topics> for OutputTopics {
 }
 
 impl Produce {
-    fn into_record(self, topics: &OutputTopics) -> OutRecord {
+    /// The record to publish; an event is taken from `events` (its id moved, not copied).
+    fn into_record(self, events: &mut [Event], topics: &OutputTopics) -> OutRecord {
         match self {
             Produce::Record(record) => record,
-            Produce::Event(event) => {
+            Produce::Event(index) => {
+                let event = &mut events[index];
                 let topic = match event.stream() {
                     Stream::Progress => &topics.progress,
                     Stream::Rewards => &topics.rewards,
                     Stream::DeadLetter => &topics.dead_letter,
                 };
+                // Written before its id is taken for the header.
+                let payload = event_json(event);
                 OutRecord {
                     topic: *topic,
-                    payload: event_json(&event),
+                    payload,
                     headers: vec![
-                        text_header("questline-event-id", event.event_id),
+                        text_header("questline-event-id", std::mem::take(&mut event.event_id)),
                         text_header("questline-event-type", event.body.kind()),
                     ],
                     key: event.user_id.clone(),
@@ -874,21 +911,31 @@ type ProgressKey = (SmolStr, SmolStr, u32, u32, u32);
 /// The batch's output in processing order, with progress events coalesced: only the last
 /// state per user, challenge, group and trigger is kept, so output volume does not double
 /// the input. Encoded only at the end, so coalesced-away events cost no serialization.
+///
+/// Events are kept apart, in the order they came, and an item names its event by index: an
+/// event is some 320 bytes, and as an item it was copied at each step from the evaluator to
+/// its record (pushed, taken, flattened, matched: six copies an event, a tenth of the record
+/// step's instructions with the other moves of large values), where now the events of an
+/// input are appended at once and read in place when encoded. Coalesced-away events stay in
+/// the list until the batch ends (a batch's worth, at most its records times the events an
+/// input makes).
 #[derive(Default)]
 struct Produced {
     items: Vec<Option<(SourceRef, Produce)>>,
+    events: Vec<Event>,
     last_progress: FxHashMap<ProgressKey, usize>,
     /// The trace context each traced input's records carry (`traceparent`, `tracestate`).
     traces: FxHashMap<SourceRef, TraceContext>,
 }
 
 impl Produced {
-    /// Room for one output record per input: the end-to-end benchmark makes 1.0–1.4 per action
-    /// (1.03 with 600k actions, 1.34 with its default 200k), so the list grows once at most
-    /// instead of doubling from empty as a batch's events come.
-    fn for_records(records: usize) -> Self {
+    /// Room for the output of `records` inputs: one item and one event per input (what the
+    /// end-to-end benchmark makes: 1.0–1.4), or the room the last batch's output asks for if
+    /// that is more, so the lists do not grow by doubling as the batch's events come.
+    fn sized(last: ListSizes, records: usize) -> Self {
         Produced {
-            items: Vec::with_capacity(records),
+            items: Vec::with_capacity(ListSizes::room(last.items).max(records)),
+            events: Vec::with_capacity(ListSizes::room(last.events).max(records)),
             ..Produced::default()
         }
     }
@@ -897,26 +944,34 @@ impl Produced {
         self.items.push(Some((cause, what)));
     }
 
-    fn push_event(&mut self, cause: SourceRef, event: Event) {
-        if let EventBody::ProgressUpdated {
-            challenge_id,
-            group_id,
-            trigger_id,
-            ..
-        } = &event.body
-        {
-            let key = (
-                event.tenant.clone(),
-                event.user_id.clone(),
-                *challenge_id,
-                *group_id,
-                *trigger_id,
-            );
-            if let Some(earlier) = self.last_progress.insert(key, self.items.len()) {
-                self.items[earlier] = None;
+    /// An input's events, appended to the batch's as they are, each an item in order. A
+    /// `progress.updated` supersedes the batch's earlier one of the same user, challenge,
+    /// group and trigger.
+    fn push_events(&mut self, cause: &SourceRef, mut events: Vec<Event>) {
+        let first = self.events.len();
+        self.events.append(&mut events);
+        for index in first..self.events.len() {
+            let event = &self.events[index];
+            if let EventBody::ProgressUpdated {
+                challenge_id,
+                group_id,
+                trigger_id,
+                ..
+            } = &event.body
+            {
+                let key = (
+                    event.tenant.clone(),
+                    event.user_id.clone(),
+                    *challenge_id,
+                    *group_id,
+                    *trigger_id,
+                );
+                if let Some(earlier) = self.last_progress.insert(key, self.items.len()) {
+                    self.items[earlier] = None;
+                }
             }
+            self.push(cause.clone(), Produce::Event(index));
         }
-        self.push(cause, Produce::Event(event));
     }
 
     /// The outbox: entries carried from the stored outbox first (their causes come first),
@@ -929,8 +984,9 @@ impl Produced {
             .collect();
         let mut entries = carried;
         entries.reserve(self.items.len());
+        let mut events = self.events;
         for (cause, what) in self.items.into_iter().flatten() {
-            let mut record = what.into_record(topics);
+            let mut record = what.into_record(&mut events, topics);
             // Most traffic is untraced: no lookup (and no hashing of the cause) then.
             let trace = (!self.traces.is_empty())
                 .then(|| self.traces.get(&cause))
@@ -1071,9 +1127,9 @@ mod tests {
             catalog_version: 0,
         };
         let mut produced = Produced::default();
-        produced.push_event(SourceRef::new("t", 0, 1), progress(1, "p1"));
-        produced.push_event(SourceRef::new("t", 0, 2), progress(2, "p2"));
-        produced.push_event(SourceRef::new("t", 0, 3), progress(3, "e9"));
+        produced.push_events(&SourceRef::new("t", 0, 1), vec![progress(1, "p1")]);
+        produced.push_events(&SourceRef::new("t", 0, 2), vec![progress(2, "p2")]);
+        produced.push_events(&SourceRef::new("t", 0, 3), vec![progress(3, "e9")]);
         let entries = produced.into_entries(vec![entry("t", 9)], &OutputTopics::from(&topics));
         let ids: Vec<_> = entries
             .iter()
@@ -1082,6 +1138,100 @@ mod tests {
         // p1 and p2 coalesced into the last state; its id equals a carried one, so only the
         // carried copy is kept.
         assert_eq!(ids, ["e9"]);
+    }
+
+    /// An input's events keep their order among the batch's items, a later progress of the
+    /// same user, challenge, group and trigger replaces an earlier one in its place, and each
+    /// record carries its own event: the JSON with the id, and the id in its header.
+    #[test]
+    fn events_are_published_in_order_each_with_its_own_json_and_id() {
+        let topics = Topics::default();
+        let event = |id: &str, trigger_id: u32, body: Option<EventBody>| Event {
+            event_id: id.into(),
+            body: body.unwrap_or(EventBody::ProgressUpdated {
+                challenge_id: 1,
+                group_id: 1,
+                trigger_id,
+                trigger_frequency: 1.into(),
+                accumulated: 1.into(),
+                action_left: 0.into(),
+                progress: 0.into(),
+            }),
+            tenant: "default".into(),
+            user_id: "u".into(),
+            occurred_at: chrono::Utc::now(),
+            source: SourceRef::new("t", 0, 1),
+            catalog_version: 0,
+        };
+        let milestone = |id: &str| {
+            let body = EventBody::MilestoneAchieved {
+                challenge_id: 1,
+                milestone_id: "m".into(),
+                prizes: Vec::new(),
+            };
+            event(id, 0, Some(body))
+        };
+        let mut produced = Produced::default();
+        produced.push_events(
+            &SourceRef::new("t", 0, 1),
+            vec![event("a1", 1, None), event("a3", 3, None), milestone("am")],
+        );
+        produced.push(
+            SourceRef::new("t", 0, 2),
+            Produce::Record(OutRecord {
+                topic: "out".into(),
+                key: "u".into(),
+                payload: b"{}".to_vec(),
+                headers: vec![text_header("questline-event-id", "r")],
+            }),
+        );
+        produced.push_events(&SourceRef::new("t", 0, 3), vec![event("b1", 1, None)]);
+        let expected: Vec<(String, Vec<u8>)> = produced
+            .events
+            .iter()
+            .filter(|e| e.event_id != "a1")
+            .map(|e| (e.event_id.clone(), serde_json::to_vec(e).unwrap()))
+            .collect();
+        let entries = produced.into_entries(Vec::new(), &OutputTopics::from(&topics));
+        let ids: Vec<_> = entries
+            .iter()
+            .map(|e| outbox::event_id(&e.record).unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["a3", "am", "r", "b1"],
+            "a1 gave way to b1, in b1's place"
+        );
+        let offsets: Vec<_> = entries.iter().map(|e| e.cause.offset).collect();
+        assert_eq!(offsets, [1, 1, 2, 3]);
+        for (id, json) in expected {
+            let entry = entries
+                .iter()
+                .find(|e| outbox::event_id(&e.record) == Some(id.as_str()))
+                .unwrap();
+            assert_eq!(
+                entry.record.payload, json,
+                "{id}'s record holds its own JSON"
+            );
+        }
+        assert_eq!(entries[1].record.topic.as_str(), topics.rewards);
+        assert_eq!(entries[0].record.topic.as_str(), topics.progress);
+    }
+
+    /// A batch's lists start with a quarter more room than the last batch's used, and never
+    /// less than one item and one event per input.
+    #[test]
+    fn a_batch_is_sized_from_the_last_one() {
+        let last = ListSizes {
+            history: 0,
+            items: 800,
+            events: 40,
+        };
+        let produced = Produced::sized(last, 500);
+        assert!(produced.items.capacity() >= 1000);
+        assert!(produced.events.capacity() >= 500);
+        assert_eq!(ListSizes::room(0), 0);
+        assert_eq!(ListSizes::room(1000), 1250);
     }
 
     #[test]

@@ -127,6 +127,13 @@ impl BatchWrite {
     /// Returns the row's length, from which the cache estimates the record's memory.
     /// `scratch`: a buffer the caller keeps from one row to the next (the row is serialized
     /// there, then copied into one of its exact size).
+    /// Room for `users` rows pushed with [`BatchWrite::push_user_row`]: a batch knows how
+    /// many users it touches before it evaluates them, and the list would otherwise grow by
+    /// doubling, copying its rows at each step.
+    pub fn reserve_user_rows(&mut self, users: usize) {
+        self.encoded.user_rows.reserve(users);
+    }
+
     pub fn push_user_row(
         &mut self,
         key: UserKey,
