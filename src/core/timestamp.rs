@@ -39,7 +39,7 @@ impl serde::Serialize for Rfc3339<'_> {
 }
 
 /// `t` as chrono writes it, in `buf`; `None` where chrono's form is not the common one.
-fn write<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 30]) -> Option<&'b str> {
+pub(crate) fn write<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 30]) -> Option<&'b str> {
     let year = t.year();
     let nanos = t.nanosecond();
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {

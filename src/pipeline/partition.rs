@@ -994,7 +994,10 @@ impl Produced {
             if let Some(trace) = trace {
                 trace.set_on(&mut record.headers);
             }
-            if outbox::event_id(&record).is_some_and(|id| carried_ids.contains(id)) {
+            // Most batches carry nothing: no header to read then.
+            if !carried_ids.is_empty()
+                && outbox::event_id(&record).is_some_and(|id| carried_ids.contains(id))
+            {
                 continue;
             }
             entries.push(OutboxEntry { cause, record });
