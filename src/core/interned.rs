@@ -13,6 +13,11 @@
 //! never counted. Interned names are never freed. What gets interned is bounded by the
 //! deployment, not by traffic: the topics its workers consume, and the topics named by the
 //! stored rows and replay files it reads.
+//!
+//! Why not a crate: `ustr`, the common one, is licensed BSD-2-Clause-Patent, outside the
+//! licences `deny.toml` allows; `internment` hashes an interned value by its address, so a
+//! map keyed by names would order them differently in every process, where hashing the text
+//! keeps every map's order the same from run to run. What is left is a set behind a lock.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
