@@ -1144,8 +1144,9 @@ mod tests {
     }
 
     /// An input's events keep their order among the batch's items, a later progress of the
-    /// same user, challenge, group and trigger replaces an earlier one in its place, and each
-    /// record carries its own event: the JSON with the id, and the id in its header.
+    /// same user, challenge, group and trigger supersedes an earlier one (which leaves its
+    /// place), and each record carries its own event: the JSON with the id, and the id in
+    /// its header.
     #[test]
     fn events_are_published_in_order_each_with_its_own_json_and_id() {
         let topics = Topics::default();
