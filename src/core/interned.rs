@@ -12,7 +12,8 @@
 //! An [`InternedName`] is a `&'static str`: copied as two words, compared by address first,
 //! never counted. Interned names are never freed. What gets interned is bounded by the
 //! deployment, not by traffic: the topics its workers consume, and the topics named by the
-//! stored rows and replay files it reads.
+//! stored rows and replay files it reads. Never a client's text: `tests/it/interning.rs`
+//! submits new text in every field of an action and finds none of it interned.
 //!
 //! Why not a crate: `ustr`, the common one, is licensed BSD-2-Clause-Patent, outside the
 //! licences `deny.toml` allows; `internment` hashes an interned value by its address, so a
@@ -52,6 +53,15 @@ impl InternedName {
         let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
         names.insert(leaked);
         InternedName(leaked)
+    }
+
+    /// Whether `name` was interned by this process (interning nothing). For checking that
+    /// what gets interned stays bounded by the deployment: a client's text never should be.
+    pub fn is_interned(name: &str) -> bool {
+        interned()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
     }
 
     pub fn as_str(&self) -> &'static str {

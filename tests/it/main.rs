@@ -15,6 +15,7 @@ mod evaluator;
 mod evaluator_props;
 mod http;
 mod http_transport;
+mod interning;
 mod kafka_amounts;
 mod kafka_catalog;
 mod kafka_faults;
