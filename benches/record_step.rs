@@ -12,8 +12,8 @@
 //! over four partitions, native actions alternating triggers 1 and 3, a batch of 2,000
 //! records (500 per partition, evaluated partition after partition as the worker does). It
 //! runs twice: with a 13-byte input topic name and (`_long_topic`) with a 29-byte one, as
-//! `scripts/bench` names its topics; names cited by every event cost more when they are
-//! longer than a `SmolStr` holds inline.
+//! `scripts/bench` names its topics; the topic-partition marks every user's watermark and
+//! history cite cost more when they are longer than a `SmolStr` holds inline.
 //! Every user has state before the measurement (criterion's warm-up evaluates dozens of
 //! batches), and all of them stay cached, as in the worker at these sizes. Batches are not written to the store: the store's write runs on other threads in
 //! the worker, and the partition's cache holds every user's state meanwhile. But they are
@@ -41,10 +41,11 @@ use questline::store::StateStore;
 #[allow(dead_code)] // its tests, compiled here but not run
 mod allocator;
 
-/// The input topic's name: short enough to be held inline (`SmolStr`, up to 23 bytes)...
+/// The input topic's name: its marks (`topic:partition`) short enough to be held inline
+/// (`SmolStr`, up to 23 bytes)...
 const INPUT: &str = "bench.actions";
-/// ...and as `scripts/bench` names it (`bench-PID-STAMP.actions`): longer than 23 bytes, so
-/// the names that cite it are shared on the heap, as most production topic names would be.
+/// ...and as `scripts/bench` names it (`bench-PID-STAMP.actions`): its marks longer than 23
+/// bytes, so shared on the heap, as with most production topic names.
 const LONG_INPUT: &str = "bench-19664-764490123.actions";
 const PARTITIONS: u64 = 4;
 /// Users per partition.

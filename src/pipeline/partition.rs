@@ -133,9 +133,9 @@ pub struct Partition {
     /// Where users' rows are serialized before each is copied into a buffer of its size
     /// ([`BatchWrite::push_user_row`]): reused, so it stays in the CPU's caches.
     row_scratch: Vec<u8>,
-    /// The names of the topics this partition consumed and their watermark marks, kept from
-    /// batch to batch (see [`InputNames`]).
-    names: InputNames,
+    /// The watermark marks of the topic-partitions this partition consumed, kept from batch
+    /// to batch (see [`InputMarks`]).
+    marks: InputMarks,
     /// How long the last batch's growing lists became (see [`ListSizes`]).
     sizes: ListSizes,
 }
@@ -210,7 +210,7 @@ impl Partition {
             amounts: Arc::new(Fallbacks),
             decided: LruCache::new(NonZeroUsize::new(DECIDED_AMOUNTS).expect("non-zero")),
             row_scratch: Vec::new(),
-            names: InputNames::default(),
+            marks: InputMarks::default(),
             sizes: ListSizes::default(),
         }
     }
@@ -505,7 +505,7 @@ impl Partition {
                 ref owner,
             } = decoded[i];
             let topic = record.topic;
-            let mark = self.names.mark(topic, record.partition);
+            let mark = self.marks.mark(topic, record.partition);
             batch
                 .processed
                 .push((topic, record.partition, record.offset));
@@ -788,9 +788,8 @@ enum Produce {
     AmountResponse(AmountResponse),
 }
 
-/// The topics a batch's records go to, made once per batch from the settings: a record takes
-/// its topic as a `SmolStr` clone (a copy of up to 23 bytes inline, a count beyond), not as a
-/// new heap copy of the name.
+/// The topics a batch's records go to, interned once per batch from the settings: a record
+/// takes its topic as a copy of an [`InternedName`], not as a heap copy of the name.
 struct OutputTopics {
     progress: InternedName,
     rewards: InternedName,
@@ -875,11 +874,11 @@ impl Produce {
 /// partition reads a handful of topic-partitions, and interned topic names compare by
 /// address: a scan beats hashing.
 #[derive(Default)]
-struct InputNames {
+struct InputMarks {
     marks: Vec<(InternedName, i32, SmolStr)>,
 }
 
-impl InputNames {
+impl InputMarks {
     /// More than any configuration reads; past it the marks are made again from empty.
     const MAX: usize = 256;
 
@@ -1056,33 +1055,33 @@ mod tests {
     #[test]
     fn a_partition_makes_each_mark_once() {
         let long = "upstream.loyalty.actions-from-the-point-of-sale";
-        let mut names = InputNames::default();
+        let mut marks = InputMarks::default();
         let first = InternedName::new(long);
         let again = InternedName::new(long);
         let other = InternedName::new("kickapps");
-        let mark = names.mark(first, 3);
+        let mark = marks.mark(first, 3);
         assert!(mark.is_heap_allocated());
         assert_eq!(mark, format!("{long}:3"));
         assert_eq!(
             mark.as_ptr(),
-            names.mark(again, 3).as_ptr(),
+            marks.mark(again, 3).as_ptr(),
             "the same allocation"
         );
-        assert_eq!(names.mark(first, 4), format!("{long}:4"));
-        assert_eq!(names.mark(other, 3), "kickapps:3");
-        assert_eq!(names.marks.len(), 3);
+        assert_eq!(marks.mark(first, 4), format!("{long}:4"));
+        assert_eq!(marks.mark(other, 3), "kickapps:3");
+        assert_eq!(marks.marks.len(), 3);
     }
 
     /// Past the bound the marks start again from empty, and are still right.
     #[test]
     fn marks_past_the_bound_are_made_again() {
-        let mut names = InputNames::default();
-        for i in 0..InputNames::MAX + 10 {
+        let mut marks = InputMarks::default();
+        for i in 0..InputMarks::MAX + 10 {
             let topic = InternedName::new(&format!("t{i}"));
-            assert_eq!(names.mark(topic, 1), format!("t{i}:1"));
+            assert_eq!(marks.mark(topic, 1), format!("t{i}:1"));
         }
-        assert!(names.marks.len() <= InputNames::MAX);
-        assert_eq!(names.mark(InternedName::new("t0"), 1), "t0:1");
+        assert!(marks.marks.len() <= InputMarks::MAX);
+        assert_eq!(marks.mark(InternedName::new("t0"), 1), "t0:1");
     }
 
     fn entry(topic: &str, offset: i64) -> OutboxEntry {

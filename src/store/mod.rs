@@ -122,11 +122,6 @@ impl BatchWrite {
         Ok(())
     }
 
-    /// Adds a user's row serialized straight from `record`, without copying the record into
-    /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
-    /// Returns the row's length, from which the cache estimates the record's memory.
-    /// `scratch`: a buffer the caller keeps from one row to the next (the row is serialized
-    /// there, then copied into one of its exact size).
     /// Room for `users` rows pushed with [`BatchWrite::push_user_row`]: a batch knows how
     /// many users it touches before it evaluates them, and the list would otherwise grow by
     /// doubling, copying its rows at each step.
@@ -134,6 +129,11 @@ impl BatchWrite {
         self.encoded.user_rows.reserve(users);
     }
 
+    /// Adds a user's row serialized straight from `record`, without copying the record into
+    /// the batch: the worker's write needs only the bytes, and its cache keeps the record.
+    /// Returns the row's length, from which the cache estimates the record's memory.
+    /// `scratch`: a buffer the caller keeps from one row to the next (the row is serialized
+    /// there, then copied into one of its exact size).
     pub fn push_user_row(
         &mut self,
         key: UserKey,

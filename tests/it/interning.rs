@@ -1,5 +1,6 @@
 //! What the process interns comes from its deployment, never from a client.
 
+use crate::support::http::status_json;
 use crate::support::inprocess::Engine;
 use questline::core::interned::InternedName;
 use serde_json::json;
@@ -41,7 +42,8 @@ async fn a_clients_text_is_never_interned() {
     let progress = &engine.settings.topics.progress;
     let events = engine.records_of(progress, &texts[0]).await;
     assert!(!events.is_empty(), "the action was evaluated");
-    let (status, _) = get(&engine, &format!("/user/balance?user_id={}", texts[0])).await;
+    let balance = format!("{}/user/balance?user_id={}", engine.base(), texts[0]);
+    let (status, _) = status_json(reqwest::get(balance).await.unwrap()).await;
     assert_eq!(status, 200);
     for text in &texts {
         assert!(!InternedName::is_interned(text), "{text} was interned");
@@ -53,11 +55,4 @@ async fn a_clients_text_is_never_interned() {
         );
     }
     engine.stop();
-}
-
-async fn get(engine: &Engine, path_and_query: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{}{path_and_query}", engine.base()))
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
 }
