@@ -116,11 +116,13 @@ pub fn to_json(value: Decimal) -> Value {
 /// a whole number every reader's double holds exactly. The events' own writer prints these
 /// directly (`core::event_json`).
 pub fn json_integer(normalized: Decimal) -> Option<i64> {
-    if normalized.scale() == 0 && fits_json_number(normalized) {
-        normalized.to_i64()
-    } else {
-        None
+    if normalized.scale() != 0 {
+        return None;
     }
+    // `fits_json_number` and `to_i64` without a logarithm or a division: at scale 0 the
+    // mantissa is the value, and one of at most 15 digits is below 10^15.
+    let mantissa = normalized.mantissa();
+    (mantissa.unsigned_abs() < 10u128.pow(EXACT_DOUBLE_DIGITS)).then_some(mantissa as i64)
 }
 
 /// Whether [`to_json`] writes `normalized` (a normalized decimal) as a number rather than a

@@ -1,4 +1,6 @@
-//! An event's JSON: the envelope and `progress.updated` written here, other bodies by serde.
+//! An event's JSON: the envelope and the bodies of the hot path (`progress.updated`,
+//! `milestone.achieved`, `reward.granted` and `reward.rejected`) written here, other bodies
+//! by serde.
 //!
 //! Why: every action yields a `progress.updated`, and serializing events was a tenth of the
 //! record step (`cargo bench --bench record_step`): serde_json escapes each of the ~20 member
@@ -9,10 +11,11 @@
 //! property test compares them on arbitrary events): they are the contract downstream
 //! consumers read, the outbox re-publishes and the history serves.
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::decimal;
-use super::events::{Event, EventBody};
+use super::events::{Event, EventBody, GrantReason, PrizeInfo};
 use super::timestamp;
 
 /// Appends `event`'s JSON to `out`: byte for byte what `serde_json::to_writer` writes.
@@ -49,6 +52,63 @@ pub fn write(event: &Event, out: &mut Vec<u8>) {
                 number(out, *value);
             }
         }
+        EventBody::MilestoneAchieved {
+            challenge_id,
+            milestone_id,
+            prizes,
+        } => {
+            out.extend_from_slice(b"\"type\":\"milestone.achieved\",");
+            milestone_members(out, *challenge_id, milestone_id);
+            out.extend_from_slice(b",\"prizes\":[");
+            for (i, prize) in prizes.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                prize_object(out, prize);
+            }
+            out.push(b']');
+        }
+        EventBody::RewardGranted {
+            reward_type,
+            amount,
+            code,
+            reason,
+            balance,
+        } => {
+            out.extend_from_slice(b"\"type\":\"reward.granted\",\"rewardType\":");
+            string(out, reward_type);
+            optional(out, b",\"amount\":", *amount, number);
+            optional(out, b",\"code\":", code.as_deref(), string);
+            out.extend_from_slice(b",\"reason\":");
+            match reason {
+                GrantReason::Milestone {
+                    challenge_id,
+                    milestone_id,
+                } => {
+                    out.extend_from_slice(b"{\"kind\":\"milestone\",");
+                    milestone_members(out, *challenge_id, milestone_id);
+                    out.push(b'}');
+                }
+                other => serialized(out, other),
+            }
+            out.extend_from_slice(b",\"balance\":");
+            number(out, *balance);
+        }
+        EventBody::RewardRejected {
+            reward_type,
+            reason,
+            challenge_id,
+            milestone_id,
+            operation,
+        } => {
+            out.extend_from_slice(b"\"type\":\"reward.rejected\",\"rewardType\":");
+            string(out, reward_type);
+            out.extend_from_slice(b",\"reason\":");
+            string(out, reason.as_str());
+            optional(out, b",\"challengeId\":", *challenge_id, integer);
+            optional(out, b",\"milestoneId\":", milestone_id.as_deref(), string);
+            optional(out, b",\"operation\":", operation.as_deref(), serialized);
+        }
         body => members(body, out),
     }
     out.extend_from_slice(b",\"tenant\":");
@@ -56,14 +116,7 @@ pub fn write(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"userId\":");
     string(out, &event.user_id);
     out.extend_from_slice(b",\"occurredAt\":");
-    match timestamp::write(&event.occurred_at, &mut [0; 30]) {
-        Some(text) => string(out, text),
-        None => timestamp::rfc3339(
-            &event.occurred_at,
-            &mut serde_json::Serializer::new(&mut *out),
-        )
-        .expect("a timestamp serializes"),
-    }
+    time(out, &event.occurred_at);
     out.extend_from_slice(b",\"source\":{\"topic\":");
     string(out, &event.source.topic);
     out.extend_from_slice(b",\"partition\":");
@@ -73,6 +126,62 @@ pub fn write(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"},\"catalogVersion\":");
     integer(out, event.catalog_version);
     out.push(b'}');
+}
+
+/// A member skipped when absent (`skip_serializing_if = "Option::is_none"`): `name` is the
+/// comma and the member's name.
+fn optional<T>(out: &mut Vec<u8>, name: &[u8], value: Option<T>, write: fn(&mut Vec<u8>, T)) {
+    if let Some(value) = value {
+        out.extend_from_slice(name);
+        write(out, value);
+    }
+}
+
+/// The members that name a milestone: `"challengeId":…,"milestoneId":…`.
+fn milestone_members(out: &mut Vec<u8>, challenge_id: u32, milestone_id: &str) {
+    out.extend_from_slice(b"\"challengeId\":");
+    integer(out, challenge_id);
+    out.extend_from_slice(b",\"milestoneId\":");
+    string(out, milestone_id);
+}
+
+/// A prize of `milestone.achieved`, as serde writes [`PrizeInfo`].
+fn prize_object(out: &mut Vec<u8>, prize: &PrizeInfo) {
+    out.extend_from_slice(b"{\"value\":");
+    match &prize.value {
+        Some(value) => string(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"expirationDate\":");
+    match &prize.expiration_date {
+        Some(at) => time(out, at),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"description\":");
+    string(out, &prize.description);
+    out.extend_from_slice(b",\"rewardType\":");
+    string(out, &prize.reward_type);
+    out.push(b'}');
+}
+
+/// An instant as [`timestamp::rfc3339`] writes it. The common form is digits and ASCII
+/// punctuation: nothing to escape, so it is copied between its quotes as it is.
+fn time(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    match timestamp::write(at, &mut [0; 30]) {
+        Some(text) => {
+            out.push(b'"');
+            out.extend_from_slice(text);
+            out.push(b'"');
+        }
+        None => timestamp::rfc3339(at, &mut serde_json::Serializer::new(&mut *out))
+            .expect("a timestamp serializes"),
+    }
+}
+
+/// `value` as serde_json writes it: for the rarer parts of a body (a reason of a rule or an
+/// operation, an operation's reference).
+fn serialized(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    serde_json::to_writer(out, value).expect("event parts serialize");
 }
 
 /// `body`'s members, as the event's flattened body: serde's object for it without its braces
@@ -111,7 +220,14 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
 /// A decimal as [`decimal::to_json`] writes it: integers (the common case: frequencies,
 /// sums of whole values) printed here, everything else through that function.
 fn number(out: &mut Vec<u8>, value: Decimal) {
-    if let Some(i) = decimal::json_integer(value.normalize()) {
+    // At scale 0 a decimal is normalized already, but for the sign of a zero, which
+    // `json_integer` does not see (its mantissa is 0 either way).
+    let normalized = if value.scale() == 0 {
+        value
+    } else {
+        value.normalize()
+    };
+    if let Some(i) = decimal::json_integer(normalized) {
         integer(out, i);
         return;
     }
@@ -121,7 +237,8 @@ fn number(out: &mut Vec<u8>, value: Decimal) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::events::{GrantReason, PrizeInfo, RejectReason};
+    use crate::core::catalog::Priority;
+    use crate::core::events::{OperationRef, RejectReason};
     use crate::core::model::SourceRef;
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
@@ -194,6 +311,61 @@ mod tests {
         }
     }
 
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (
+            prop_oneof![
+                -62_135_596_800i64..253_402_300_799,
+                -(1i64 << 40)..(1i64 << 40)
+            ],
+            prop_oneof![Just(0u32), 0u32..1_000_000_000, Just(1_500_000_000)],
+        )
+            .prop_map(|(at, nanos)| DateTime::from_timestamp(at, nanos).unwrap_or_default())
+    }
+
+    fn grant_reason() -> impl Strategy<Value = GrantReason> {
+        let text = self::text();
+        prop_oneof![
+            (any::<u32>(), text).prop_map(|(challenge_id, milestone_id)| {
+                GrantReason::Milestone {
+                    challenge_id,
+                    milestone_id,
+                }
+            }),
+            (text, text, proptest::option::of(any::<u32>())).prop_map(|(event, rule, at)| {
+                GrantReason::Rule {
+                    event,
+                    rule,
+                    priority: at.map_or(Priority::Last, Priority::At),
+                }
+            }),
+            operation().prop_map(|operation| operation.reason()),
+        ]
+    }
+
+    fn operation() -> impl Strategy<Value = OperationRef> {
+        let text = self::text();
+        (text, text, decimal_strategy(), text, text).prop_map(
+            |(code, building_block, amount, description, grant_id)| OperationRef {
+                code,
+                building_block,
+                amount,
+                description,
+                grant_id,
+            },
+        )
+    }
+
+    fn reject_reason() -> impl Strategy<Value = RejectReason> {
+        prop_oneof![
+            Just(RejectReason::Depleted),
+            Just(RejectReason::Capped),
+            Just(RejectReason::Inactive),
+            Just(RejectReason::Limit),
+            Just(RejectReason::BalanceLimit),
+            Just(RejectReason::UnclaimedLimit),
+        ]
+    }
+
     fn other_bodies() -> impl Strategy<Value = EventBody> {
         let text = self::text();
         let opt_text = || proptest::option::of(text);
@@ -202,39 +374,43 @@ mod tests {
                 text,
                 proptest::option::of(decimal_strategy()),
                 opt_text(),
-                any::<u32>(),
-                text,
+                grant_reason(),
                 decimal_strategy()
             )
+                .prop_map(|(reward_type, amount, code, reason, balance)| {
+                    EventBody::RewardGranted {
+                        reward_type,
+                        amount,
+                        code,
+                        reason,
+                        balance,
+                    }
+                }),
+            (
+                text,
+                reject_reason(),
+                proptest::option::of(any::<u32>()),
+                opt_text(),
+                proptest::option::of(operation())
+            )
                 .prop_map(
-                    |(reward_type, amount, code, challenge_id, milestone_id, balance)| {
-                        EventBody::RewardGranted {
+                    |(reward_type, reason, challenge_id, milestone_id, operation)| {
+                        EventBody::RewardRejected {
                             reward_type,
-                            amount,
-                            code,
-                            reason: GrantReason::Milestone {
-                                challenge_id,
-                                milestone_id,
-                            },
-                            balance,
+                            reason,
+                            challenge_id,
+                            milestone_id,
+                            operation: operation.map(Box::new),
                         }
                     }
                 ),
-            (text, proptest::option::of(any::<u32>()), opt_text()).prop_map(
-                |(reward_type, challenge_id, milestone_id)| {
-                    EventBody::RewardRejected {
-                        reward_type,
-                        reason: RejectReason::Depleted,
-                        challenge_id,
-                        milestone_id,
-                        operation: None,
-                    }
-                }
-            ),
             (
                 any::<u32>(),
                 text,
-                proptest::collection::vec((opt_text(), text, text), 0..3)
+                proptest::collection::vec(
+                    (opt_text(), proptest::option::of(instant()), text, text),
+                    0..3
+                )
             )
                 .prop_map(|(challenge_id, milestone_id, prizes)| {
                     EventBody::MilestoneAchieved {
@@ -242,15 +418,24 @@ mod tests {
                         milestone_id,
                         prizes: prizes
                             .into_iter()
-                            .map(|(value, description, reward_type)| PrizeInfo {
-                                value,
-                                expiration_date: None,
-                                description,
-                                reward_type,
-                            })
+                            .map(
+                                |(value, expiration_date, description, reward_type)| PrizeInfo {
+                                    value,
+                                    expiration_date,
+                                    description,
+                                    reward_type,
+                                },
+                            )
                             .collect(),
                     }
                 }),
+            (text, proptest::collection::vec(text, 0..3)).prop_map(|(claim_id, reasons)| {
+                EventBody::ClaimFailed {
+                    claim_id,
+                    items: Vec::new(),
+                    reason: reasons.concat(),
+                }
+            }),
         ]
     }
 
@@ -260,8 +445,9 @@ mod tests {
             body in other_bodies(),
             names in names(),
             at in -62_135_596_800i64..253_402_300_799,
+            nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000],
         ) {
-            let event = event(body, names, at, 0);
+            let event = event(body, names, at, nanos);
             let mut ours = Vec::new();
             write(&event, &mut ours);
             prop_assert_eq!(

@@ -568,7 +568,7 @@ fn award(
     if cs.wins == 1 {
         out.effects.first_completions.push(challenge.id);
     }
-    let milestone_id = format!("{}-{}", challenge.id, cs.wins);
+    let milestone_id = milestone_id(challenge.id, cs.wins);
     if challenge.repeatable {
         use_actions(challenge, cs, catalog);
         cs.status = ChallengeStatus::Active;
@@ -589,20 +589,19 @@ fn award(
             }
         })
         .collect();
+    // Auto-claimed prizes are credited at once and leave no unclaimed milestone behind.
+    let unclaimed = (!challenge.auto_claim).then(|| Milestone {
+        milestone_id: milestone_id.clone(),
+        challenge_id: challenge.id,
+        achieved_at: at,
+        prizes: prizes.clone(),
+    });
     out.emit(EventBody::MilestoneAchieved {
         challenge_id: challenge.id,
         milestone_id: milestone_id.clone(),
-        prizes: prizes.clone(),
+        prizes,
     });
-    // Auto-claimed prizes are credited at once and leave no unclaimed milestone behind.
-    if !challenge.auto_claim {
-        state.milestones.push(Milestone {
-            milestone_id: milestone_id.clone(),
-            challenge_id: challenge.id,
-            achieved_at: at,
-            prizes,
-        });
-    }
+    state.milestones.extend(unclaimed);
     for prize in &challenge.prizes {
         let active = catalog
             .reward_type(&prize.reward_type)
@@ -642,6 +641,16 @@ fn award(
             );
         }
     }
+}
+
+/// The id of a challenge's `wins`th milestone: `<challenge>-<wins>`. Written with itoa: a
+/// `format!` took 700 instructions of every award (callgrind, the record step bench).
+fn milestone_id(challenge: u32, wins: u32) -> String {
+    let mut id = String::with_capacity(21);
+    id.push_str(itoa::Buffer::new().format(challenge));
+    id.push('-');
+    id.push_str(itoa::Buffer::new().format(wins));
+    id
 }
 
 #[allow(clippy::too_many_arguments)]
