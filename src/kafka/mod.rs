@@ -273,6 +273,9 @@ pub struct KafkaLog {
     recommitted: Mutex<std::time::Instant>,
 }
 
+/// The most records a poll makes room for at once (450 KB); a larger batch grows its list.
+const RESERVED_RECORDS: usize = 4096;
+
 /// How often an idle worker re-sends offsets the broker has not confirmed.
 const RECOMMIT_EVERY: Duration = Duration::from_secs(1);
 
@@ -433,6 +436,10 @@ impl Log for KafkaLog {
             );
             return Ok(out);
         }
+        // Room for the whole batch once a record came: grown by doubling, the list of records
+        // (112 bytes each) was copied again at each step. Not more than `RESERVED_RECORDS`, so
+        // that a large `batch_size` costs memory only when its batches fill.
+        out.reserve_exact(max.min(RESERVED_RECORDS));
         out.push(first);
         let deadline = tokio::time::Instant::now() + linger;
         while out.len() < max {
