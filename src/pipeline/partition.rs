@@ -306,7 +306,7 @@ impl Partition {
         // evicting only users of committed batches), and the batch's cached users are made
         // the most recent before the missing ones are loaded.
         // Sized for a user per record (the most a batch has): grown by rehashing, the index
-        // cost 1 % of the record step.
+        // cost 1.3 % of the record step's instructions, sized 0.7 % (callgrind).
         let mut index: FxHashMap<&UserKey, usize> =
             FxHashMap::with_capacity_and_hasher(decoded.len(), Default::default());
         let mut batch_users: Vec<&UserKey> = Vec::with_capacity(decoded.len());
@@ -948,7 +948,8 @@ impl Produced {
             items: Vec::with_capacity(ListSizes::room(last.items).max(records)),
             events: Vec::with_capacity(ListSizes::room(last.events).max(records)),
             // A progress key per input at most, nearly always (one `progress.updated` each):
-            // grown by rehashing, the map cost 2 % of the record step.
+            // grown by rehashing, the map cost 1.3 % of the record step's instructions, sized
+            // 0.5 % (callgrind).
             last_progress: FxHashMap::with_capacity_and_hasher(records, Default::default()),
             ..Produced::default()
         }
