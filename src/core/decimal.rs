@@ -116,28 +116,16 @@ pub fn to_json(value: Decimal) -> Value {
 /// a whole number every reader's double holds exactly. The events' own writer prints these
 /// directly (`core::event_json`).
 pub fn json_integer(normalized: Decimal) -> Option<i64> {
-    if normalized.scale() != 0 {
-        return None;
-    }
-    // `fits_json_number` and `to_i64` without a logarithm or a division: at scale 0 the
-    // mantissa is the value, and one of at most 15 digits is below 10^15.
-    let mantissa = normalized.mantissa();
-    (mantissa.unsigned_abs() < 10u128.pow(EXACT_DOUBLE_DIGITS)).then_some(mantissa as i64)
+    // At scale 0 the mantissa is the value (and fits an `i64` when it fits a double).
+    (normalized.scale() == 0 && fits_json_number(normalized)).then(|| normalized.mantissa() as i64)
 }
 
 /// Whether [`to_json`] writes `normalized` (a normalized decimal) as a number rather than a
-/// string: every reader's double holds it exactly.
+/// string: every reader's double holds it exactly, i.e. it has at most
+/// [`EXACT_DOUBLE_DIGITS`] significant digits: its mantissa is below 10^15 (a comparison, not
+/// a logarithm: this runs for every decimal of every event).
 fn fits_json_number(normalized: Decimal) -> bool {
-    significant_digits(normalized) <= EXACT_DOUBLE_DIGITS
-}
-
-fn significant_digits(value: Decimal) -> u32 {
-    let mantissa = value.mantissa().unsigned_abs();
-    if mantissa == 0 {
-        1
-    } else {
-        mantissa.ilog10() + 1
-    }
+    normalized.mantissa().unsigned_abs() < 10u128.pow(EXACT_DOUBLE_DIGITS)
 }
 
 /// Serializes a decimal as [`to_json`] does.

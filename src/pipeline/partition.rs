@@ -800,6 +800,9 @@ enum Produce {
     AmountResponse(Box<AmountResponse>),
 }
 
+// The item size the boxing is for, checked when compiling: a variant added unboxed fails here.
+const _: () = assert!(std::mem::size_of::<Option<(SourceRef, Produce)>>() == 48);
+
 /// The topics a batch's records go to, interned once per batch from the settings: a record
 /// takes its topic as a copy of an [`InternedName`], not as a heap copy of the name.
 struct OutputTopics {
