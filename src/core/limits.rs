@@ -89,7 +89,28 @@ pub fn max_future_skew() -> Duration {
 /// action accumulates into each trigger it counts toward, and `Decimal`'s general comparison
 /// (out of line, rescaling, reading back the sum just written) was 6.5 % of the evaluator
 /// bench's samples.
+///
+/// Operands of one scale (every value of a trigger whose producers send one precision) are
+/// added as integers and bounded in registers: through `checked_add` the sum was stored and
+/// its mantissa read back in wider loads than it was written with, which the CPU cannot
+/// forward from its store buffer; that one reload was 12 % of the evaluator bench's samples.
+#[inline]
 pub fn accumulate(a: Decimal, b: Decimal) -> Decimal {
+    let scale = a.scale();
+    if scale == b.scale() {
+        if let Some(&max) = MAX_ACCUMULATED_AT_SCALE.get(scale as usize) {
+            // Both mantissas are below 2^96, so their sum cannot overflow an i128.
+            // A zero sum is left to `checked_add`, whose zero keeps an operand's sign.
+            let sum = a.mantissa() + b.mantissa();
+            if sum < 0 {
+                return Decimal::ZERO;
+            } else if sum.unsigned_abs() > max {
+                return MAX_ACCUMULATED;
+            } else if sum > 0 {
+                return Decimal::from_i128_with_scale(sum, scale);
+            }
+        }
+    }
     let Some(sum) = a.checked_add(b) else {
         return if b.is_sign_negative() {
             Decimal::ZERO
@@ -225,10 +246,41 @@ mod tests {
         ]
     }
 
+    /// Two decimals of one scale (the fast path's operands): small values of either sign,
+    /// pairs that cancel to zero of either sign, and values near [`MAX_ACCUMULATED`].
+    fn same_scale_pair() -> impl Strategy<Value = (Decimal, Decimal)> {
+        let mantissa = prop_oneof![
+            -1_000_000i128..=1_000_000,
+            Just(0),
+            Just((1i128 << 96) - 1),
+            Just(-((1i128 << 96) - 1)),
+        ];
+        let any_scale = (mantissa.clone(), mantissa, 0u32..=28);
+        // The maximum at the pair's own scale, give or take a few units of the last place.
+        let near_max = (0u32..=8, -3i128..=3, -3i128..=3)
+            .prop_map(|(scale, d, b)| (10i128.pow(20 + scale) + d, b, scale));
+        let operands = prop_oneof![any_scale, near_max];
+        (operands, any::<bool>(), any::<bool>()).prop_map(
+            |((a, b, scale), cancel, negative_zero)| {
+                let at = |m: i128| {
+                    let mut d = Decimal::from_i128_with_scale(m, scale);
+                    if m == 0 && negative_zero {
+                        d.set_sign_negative(true);
+                    }
+                    d
+                };
+                (at(a), at(if cancel { -a } else { b }))
+            },
+        )
+    }
+
     proptest! {
-        /// The bounds checked on sign and mantissa give `clamp`'s result, to the bit.
+        /// The bounds checked on sign and mantissa (or, for operands of one scale, on the
+        /// integer sum) give `clamp`'s result, to the bit.
         #[test]
-        fn accumulation_is_the_clamped_sum(a in decimal(), b in decimal()) {
+        fn accumulation_is_the_clamped_sum(
+            (a, b) in prop_oneof![(decimal(), decimal()), same_scale_pair()]
+        ) {
             let sum = a.checked_add(b).unwrap_or(if b.is_sign_negative() {
                 Decimal::MIN
             } else {

@@ -324,14 +324,14 @@ fn advance(
             let (accumulated, met) = match trigger.aggregation {
                 Aggregation::Sum => {
                     let acc = limits::accumulate(tp.accumulated, value);
-                    (acc, acc >= req.frequency)
+                    (acc, decimal::compare(acc, req.frequency).is_ge())
                 }
                 Aggregation::Match if trigger.comparator.holds(value, req.frequency) => {
                     (value, true)
                 }
                 Aggregation::Match => (tp.accumulated, tp.met),
             };
-            if accumulated == tp.accumulated && met == tp.met {
+            if met == tp.met && decimal::compare(accumulated, tp.accumulated).is_eq() {
                 continue;
             }
             tp.accumulated = accumulated;
@@ -396,11 +396,7 @@ pub fn progress_of(
 ) -> (Decimal, Decimal) {
     match aggregation {
         Aggregation::Sum => (
-            frequency
-                .checked_sub(accumulated)
-                .unwrap_or(Decimal::ZERO)
-                .max(Decimal::ZERO)
-                .normalize(),
+            decimal::remaining(frequency, accumulated),
             decimal::percent(accumulated, frequency),
         ),
         Aggregation::Match if met => (Decimal::ZERO, Decimal::ONE_HUNDRED),
@@ -417,7 +413,7 @@ fn requirement_met(
     agg: Aggregation,
 ) -> bool {
     cs.trigger(group, trigger).is_some_and(|tp| match agg {
-        Aggregation::Sum => tp.accumulated >= frequency,
+        Aggregation::Sum => decimal::compare(tp.accumulated, frequency).is_ge(),
         Aggregation::Match => tp.met,
     })
 }
