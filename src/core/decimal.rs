@@ -190,7 +190,7 @@ pub fn compare(a: Decimal, b: Decimal) -> Ordering {
 }
 
 /// What is left of `target` once `done` counts toward it: `target - done`, never below zero,
-/// normalized (`5` is left of `10 - 5`, not `5.00`), and zero if the difference overflows.
+/// normalized (`10.00 - 5` leaves `5`, not `5.00`), and zero if the difference overflows.
 /// Whole numbers are subtracted as integers, for the same reason as [`compare`].
 #[inline]
 pub fn remaining(target: Decimal, done: Decimal) -> Decimal {
