@@ -65,8 +65,18 @@ pub struct TenantCatalog {
     triggers_by_key: FxHashMap<String, Vec<usize>>,
     triggers_by_number: FxHashMap<u32, Vec<usize>>,
     challenges_by_trigger: FxHashMap<u32, Vec<usize>>,
+    /// Per challenge, as in `challenges`: whether it needs every one of its requirements met
+    /// (every operator after the first is AND, in its groups and between them).
+    needs_all: Vec<bool>,
     challenge_by_id: FxHashMap<u32, usize>,
     reward_type_by_name: FxHashMap<String, usize>,
+}
+
+/// Whether every operator after the first is AND: the evaluator's `join_in_order` ignores
+/// the first, so the join then needs every value true.
+fn and_after_first(mut operators: impl Iterator<Item = Operator>) -> bool {
+    operators.next();
+    operators.all(|op| op == Operator::And)
 }
 
 /// Why an action's trigger does not resolve.
@@ -172,6 +182,16 @@ impl TenantCatalog {
             .enumerate()
             .map(|(i, c)| (c.id, i))
             .collect();
+        self.needs_all = self
+            .challenges
+            .iter()
+            .map(|c| {
+                and_after_first(c.groups.iter().map(|g| g.operator))
+                    && c.groups
+                        .iter()
+                        .all(|g| and_after_first(g.triggers.iter().map(|t| t.operator)))
+            })
+            .collect();
         self.challenges_by_trigger.clear();
         for (i, c) in self.challenges.iter().enumerate() {
             for g in &c.groups {
@@ -239,12 +259,26 @@ impl TenantCatalog {
         &self,
         trigger: u32,
     ) -> impl ExactSizeIterator<Item = &Challenge> {
+        self.challenges_with_needs_all(trigger).map(|(c, _)| c)
+    }
+
+    /// As [`TenantCatalog::challenges_for_trigger`], each with whether it needs every one of
+    /// its requirements met (AND throughout): for such a challenge one unmet requirement says
+    /// it is not complete, without reading the others.
+    pub fn challenges_with_needs_all(
+        &self,
+        trigger: u32,
+    ) -> impl ExactSizeIterator<Item = (&Challenge, bool)> {
         self.challenges_by_trigger
             .get(&trigger)
             .map(|v| v.as_slice())
             .unwrap_or(&[])
             .iter()
-            .map(|&i| &self.challenges[i])
+            .map(|&i| {
+                // A catalog whose indexes were not built says "no": the full check runs.
+                let needs_all = self.needs_all.get(i).copied().unwrap_or(false);
+                (&self.challenges[i], needs_all)
+            })
     }
 
     /// Resolves an action's trigger key and location; numbers and names alike honour the
@@ -303,6 +337,61 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What lets the evaluator stop at one unmet requirement: when every operator after
+        /// the first is AND, the join in order is true exactly when every value is.
+        #[test]
+        fn a_join_of_ands_needs_every_value(
+            items in prop::collection::vec((any::<bool>(), any::<bool>()), 0..8)
+        ) {
+            let items: Vec<(Operator, bool)> = items
+                .into_iter()
+                .map(|(and, value)| (if and { Operator::And } else { Operator::Or }, value))
+                .collect();
+            if and_after_first(items.iter().map(|&(op, _)| op)) {
+                let every = !items.is_empty() && items.iter().all(|&(_, value)| value);
+                prop_assert_eq!(crate::core::evaluator::join_in_order(items.clone()), every);
+            }
+        }
+    }
+
+    /// A challenge needs every requirement only when no OR joins its groups or the
+    /// requirements within one; the first operator of each list is ignored, as the
+    /// evaluator ignores it.
+    #[test]
+    fn needs_all_is_and_throughout() {
+        let text = "[[reward_types]]\nreward_type = \"points\"\n\
+            [[triggers]]\nid = 1\nname = \"a\"\n[[triggers]]\nid = 2\nname = \"b\"\n\
+            [[challenges]]\nid = 1\nname = \"ands\"\n\
+            [[challenges.groups]]\nid = 1\noperator = \"OR\"\n\
+            triggers = [{ trigger = 1, frequency = 1, operator = \"OR\" }, { trigger = 2, frequency = 1 }]\n\
+            [[challenges.groups]]\nid = 2\ntriggers = [{ trigger = 2, frequency = 5 }]\n\
+            [[challenges]]\nid = 2\nname = \"or within\"\n\
+            [[challenges.groups]]\nid = 1\n\
+            triggers = [{ trigger = 1, frequency = 1 }, { trigger = 2, frequency = 1, operator = \"OR\" }]\n\
+            [[challenges]]\nid = 3\nname = \"or between\"\n\
+            [[challenges.groups]]\nid = 1\ntriggers = [{ trigger = 1, frequency = 1 }]\n\
+            [[challenges.groups]]\nid = 2\noperator = \"OR\"\ntriggers = [{ trigger = 2, frequency = 1 }]\n";
+        let catalog = Catalog::from_sources(&[("c.toml", text.to_string())]).unwrap();
+        let tenant = catalog.default_tenant().unwrap();
+        let needs_all: BTreeMap<u32, bool> = tenant
+            .challenges_with_needs_all(2)
+            .map(|(c, needs_all)| (c.id, needs_all))
+            .collect();
+        assert_eq!(
+            needs_all,
+            BTreeMap::from([(1, true), (2, false), (3, false)])
+        );
+        assert_eq!(
+            tenant
+                .challenges_for_trigger(2)
+                .map(|c| c.id)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
 
     fn catalog(triggers: &str) -> Catalog {
         let text = format!(
