@@ -299,6 +299,17 @@ fn normalized_hundredths(hundredths: u16) -> Decimal {
     }
 }
 
+/// A test's decimal: `mantissa` at `scale`, and a zero negative if `negative_zero` (the sign
+/// `rust_decimal` keeps on a zero, which the integer fast paths must reproduce).
+#[cfg(test)]
+pub(crate) fn test_decimal(mantissa: i128, scale: u32, negative_zero: bool) -> Decimal {
+    let mut d = Decimal::from_i128_with_scale(mantissa, scale);
+    if mantissa == 0 && negative_zero {
+        d.set_sign_negative(true);
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,14 +445,10 @@ mod tests {
             any::<(bool, bool)>(),
         )
             .prop_map(|(a, b, sa, sb, (negative_zero_a, negative_zero_b))| {
-                let at = |m: i128, scale: u32, negative_zero: bool| {
-                    let mut d = Decimal::from_i128_with_scale(m, scale);
-                    if m == 0 && negative_zero {
-                        d.set_sign_negative(true);
-                    }
-                    d
-                };
-                (at(a, sa, negative_zero_a), at(b, sb, negative_zero_b))
+                (
+                    test_decimal(a, sa, negative_zero_a),
+                    test_decimal(b, sb, negative_zero_b),
+                )
             })
     }
 

@@ -157,6 +157,7 @@ pub fn is_valid_amount(amount: Decimal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::decimal::test_decimal;
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -262,14 +263,11 @@ mod tests {
         let operands = prop_oneof![any_scale, near_max];
         (operands, any::<bool>(), any::<bool>()).prop_map(
             |((a, b, scale), cancel, negative_zero)| {
-                let at = |m: i128| {
-                    let mut d = Decimal::from_i128_with_scale(m, scale);
-                    if m == 0 && negative_zero {
-                        d.set_sign_negative(true);
-                    }
-                    d
-                };
-                (at(a), at(if cancel { -a } else { b }))
+                let b = if cancel { -a } else { b };
+                (
+                    test_decimal(a, scale, negative_zero),
+                    test_decimal(b, scale, negative_zero),
+                )
             },
         )
     }

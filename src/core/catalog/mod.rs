@@ -254,18 +254,11 @@ impl TenantCatalog {
         self.inventories_of(reward_type).next().is_some()
     }
 
-    /// The challenges that count a trigger, in id order.
+    /// The challenges that count a trigger, in id order, each with whether it needs every one
+    /// of its requirements met (AND throughout): for such a challenge one unmet requirement
+    /// says it is not complete, without reading the others. Both come from
+    /// `build_indexes`, which fills the two lists together.
     pub fn challenges_for_trigger(
-        &self,
-        trigger: u32,
-    ) -> impl ExactSizeIterator<Item = &Challenge> {
-        self.challenges_with_needs_all(trigger).map(|(c, _)| c)
-    }
-
-    /// As [`TenantCatalog::challenges_for_trigger`], each with whether it needs every one of
-    /// its requirements met (AND throughout): for such a challenge one unmet requirement says
-    /// it is not complete, without reading the others.
-    pub fn challenges_with_needs_all(
         &self,
         trigger: u32,
     ) -> impl ExactSizeIterator<Item = (&Challenge, bool)> {
@@ -274,11 +267,7 @@ impl TenantCatalog {
             .map(|v| v.as_slice())
             .unwrap_or(&[])
             .iter()
-            .map(|&i| {
-                // A catalog whose indexes were not built says "no": the full check runs.
-                let needs_all = self.needs_all.get(i).copied().unwrap_or(false);
-                (&self.challenges[i], needs_all)
-            })
+            .map(|&i| (&self.challenges[i], self.needs_all[i]))
     }
 
     /// Resolves an action's trigger key and location; numbers and names alike honour the
@@ -341,19 +330,22 @@ mod tests {
 
     proptest! {
         /// What lets the evaluator stop at one unmet requirement: when every operator after
-        /// the first is AND, the join in order is true exactly when every value is.
+        /// the first is AND (whatever the first), the join in order is true exactly when
+        /// every value is.
         #[test]
         fn a_join_of_ands_needs_every_value(
-            items in prop::collection::vec((any::<bool>(), any::<bool>()), 0..8)
+            first_is_and in any::<bool>(),
+            values in prop::collection::vec(any::<bool>(), 0..8),
         ) {
-            let items: Vec<(Operator, bool)> = items
-                .into_iter()
-                .map(|(and, value)| (if and { Operator::And } else { Operator::Or }, value))
+            let first = if first_is_and { Operator::And } else { Operator::Or };
+            let items: Vec<(Operator, bool)> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| (if i == 0 { first } else { Operator::And }, value))
                 .collect();
-            if and_after_first(items.iter().map(|&(op, _)| op)) {
-                let every = !items.is_empty() && items.iter().all(|&(_, value)| value);
-                prop_assert_eq!(crate::core::evaluator::join_in_order(items.clone()), every);
-            }
+            prop_assert!(and_after_first(items.iter().map(|&(op, _)| op)));
+            let every = !values.is_empty() && values.iter().all(|&value| value);
+            prop_assert_eq!(crate::core::evaluator::join_in_order(items), every);
         }
     }
 
@@ -376,21 +368,11 @@ mod tests {
             [[challenges.groups]]\nid = 2\noperator = \"OR\"\ntriggers = [{ trigger = 2, frequency = 1 }]\n";
         let catalog = Catalog::from_sources(&[("c.toml", text.to_string())]).unwrap();
         let tenant = catalog.default_tenant().unwrap();
-        let needs_all: BTreeMap<u32, bool> = tenant
-            .challenges_with_needs_all(2)
+        let needs_all: Vec<(u32, bool)> = tenant
+            .challenges_for_trigger(2)
             .map(|(c, needs_all)| (c.id, needs_all))
             .collect();
-        assert_eq!(
-            needs_all,
-            BTreeMap::from([(1, true), (2, false), (3, false)])
-        );
-        assert_eq!(
-            tenant
-                .challenges_for_trigger(2)
-                .map(|c| c.id)
-                .collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(needs_all, vec![(1, true), (2, false), (3, false)]);
     }
 
     fn catalog(triggers: &str) -> Catalog {

@@ -286,7 +286,7 @@ fn count_toward_challenges(
     // lateness) counts only toward challenges still open at that bound: a backdated
     // `occurredAt` cannot pay on a challenge that closed long ago.
     let late_bound = out.record_time - catalog.allowed_lateness;
-    let challenges = catalog.challenges_with_needs_all(trigger.id);
+    let challenges = catalog.challenges_for_trigger(trigger.id);
     // Mostly one progress event per challenge counted toward (a completion emits more).
     out.expected_events = out.expected_events.max(challenges.len());
     for (challenge, needs_all) in challenges {
