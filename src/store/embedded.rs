@@ -71,6 +71,7 @@ use super::{
 #[cfg(test)]
 mod fault_tests;
 mod history_log;
+mod io_priority;
 mod journal;
 mod layered;
 mod lock;
@@ -99,11 +100,14 @@ use tables::{decode_row, outranks, row_header, seal, storage_error, unseal, EPOC
 /// it instead of failing on its new rows. Format 5 pads the journal's records to whole blocks
 /// where it writes them around the page cache (`journal`): a format-4 binary would stop
 /// replaying a segment at its first padding and drop the batches after it, so it must refuse
-/// such a directory after a crash. This code reads the journals of every earlier format (their
-/// records are back to back), so format 2 to 4 directories open and are marked 5.
-const FORMAT_VERSION: u64 = 5;
+/// such a directory after a crash. Format 6 numbers each journal record with its segment, as
+/// segment files are reused (`journal`): a format-5 binary would read a numbered record as
+/// torn and drop it, so it must refuse such a directory. This code reads the journals of
+/// every earlier format (unnumbered records, back to back or padded), so format 2 to 5
+/// directories open and are marked 6.
+const FORMAT_VERSION: u64 = 6;
 /// The formats a directory may have and be opened (and marked [`FORMAT_VERSION`]).
-const UPGRADES_FROM: std::ops::RangeInclusive<u64> = 2..=4;
+const UPGRADES_FROM: std::ops::RangeInclusive<u64> = 2..=5;
 const FORMAT_KEY: &str = "format_version";
 
 const DB_FILE: &str = "questline.redb";

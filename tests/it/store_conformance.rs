@@ -1270,7 +1270,7 @@ mod embedded_only {
             let version = meta.get("format_version").unwrap().unwrap().value();
             version
         };
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         let reopened = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
             load_one(&reopened, "old").await,

@@ -7,17 +7,35 @@
 //! batch of 2,000 users: the pipeline's critical path. Appending the same rows to a file and
 //! syncing it takes 1–2 ms. So a write is appended here and synced, then kept in memory (the
 //! [overlay](super::overlay)); a background checkpoint writes many batches into redb in one
-//! commit, each touched page once, and then deletes the journal segments it covered.
+//! commit, each touched page once, and then retires the journal segments it covered.
 //!
 //! # Format
 //!
 //! `<store>/journal/<segment:020>.log`, numbered upwards; every freeze of the overlay starts a
 //! new segment. A segment is a sequence of records:
 //!
-//! `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]`
+//! `[payload length | 1 << 31: u32 LE][CRC-32: u32 LE][segment number: u64 LE][payload]`
 //!
-//! and a payload is a count, then that many rows: a [`RowKey`] and the sealed row, in the
-//! order the batch wrote them (the store's `wire` encoding).
+//! where the CRC covers the segment number and the payload, and a payload is a count, then
+//! that many rows: a [`RowKey`] and the sealed row, in the order the batch wrote them (the
+//! store's `wire` encoding). Records written before segments were reused have no segment
+//! number (`[length][CRC-32 of the payload][payload]`, the length's top bit clear); they are
+//! still read, so a journal left by an older release replays.
+//!
+//! # Reused segments
+//!
+//! A checkpointed segment is not deleted but kept (`<segment:020>.free`, at most
+//! [`SPARES`]) and renamed to the next new segment, whose appends then overwrite it
+//! in place. Why: deleting a segment of tens of megabytes frees its blocks, and on a file
+//! system that discards freed blocks (ext4 mounted with `discard`) the unlink took 20–50 ms
+//! during which every journal sync waited (docs/benchmarks.md); and an append past a file's
+//! end allocates blocks and grows its size, so each sync must also commit the file system's
+//! own journal, queued behind whatever else is committing it (the checkpoint's database
+//! file). An append inside blocks already written needs neither. This is what PostgreSQL does
+//! with its WAL segments and RocksDB with `recycle_log_file_num`. A reused file still holds
+//! its earlier segment's records after the new ones: the segment number in each record is
+//! what tells them apart, and reading stops, without a warning, at the first record of
+//! another segment.
 //!
 //! Where the file system allows it, a segment is written around the kernel's page cache
 //! (`O_DIRECT`): each record starts on a [`BLOCK`] boundary and is followed by zeros up to the
@@ -30,14 +48,16 @@
 //! # Recovery
 //!
 //! Opening the store replays every segment into redb in order, with the same fenced upserts
-//! as a live write, then deletes them. Replaying rows that a checkpoint already wrote is
+//! as a live write, then deletes them (a segment of an older release may have records without
+//! a number, which must not be read as a reused file's leftovers, so none is kept). Replaying rows that a checkpoint already wrote is
 //! harmless: the store only upserts, and a fenced upsert sequence replayed over its own result
 //! gives that result again. A segment's replay stops at its first record that is cut short or
 //! fails its checksum: a crash during an append (the write was never acknowledged), or an
 //! append that failed and could not be cut back (the next append then opened a new segment).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,7 +67,16 @@ use crate::store::StoreError;
 
 /// The journal's directory inside the store's.
 pub(super) const DIR: &str = "journal";
-const FRAME: usize = 8;
+/// A record's header: its payload's length (with [`NUMBERED`]), its CRC and its segment.
+const FRAME: usize = 16;
+/// The header of a record written before segments were reused: length and CRC only.
+const LEGACY_FRAME: usize = 8;
+/// The length's top bit: the record carries its segment's number (a batch is far below 2 GiB).
+const NUMBERED: u32 = 1 << 31;
+/// How many checkpointed segments are kept to be reused: one is enough, as a freeze waits
+/// for the checkpoint of the segment before (at most one is frozen at a time), which leaves
+/// that segment's file for the new one. A file kept is as large as its segment was.
+const SPARES: usize = 1;
 /// What a direct append is aligned to, in memory and in the file, and padded to: the largest
 /// logical block size of common devices (most are 512 bytes), so one size suits them all.
 const BLOCK: usize = 4096;
@@ -151,10 +180,11 @@ impl Journal {
     }
 
     /// One append of `rows` and its sync; on failure the segment is cut back, or marked torn.
+    /// Written at the end of the segment's records, not of the file: a reused file goes on.
     fn try_append(&mut self, rows: &[(RowKey, Vec<u8>)]) -> io::Result<()> {
-        let record = frame(rows, std::mem::take(&mut self.frame), self.io);
+        let record = frame(rows, std::mem::take(&mut self.frame), self.io, self.segment);
         let result = fault(self.faults.as_ref(), "append to")
-            .and_then(|()| self.file.write_all(record.bytes()))
+            .and_then(|()| self.file.write_all_at(record.bytes(), self.len))
             .and_then(|()| fault(self.faults.as_ref(), "sync"))
             .and_then(|()| self.file.sync_data());
         let record_len = record.bytes().len() as u64;
@@ -211,9 +241,31 @@ pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
     name.to_str()?.strip_suffix(".log")?.parse().ok()
 }
 
-/// Creates a segment file and makes its directory entry durable: a synced append to a file
-/// whose entry was lost in a crash would be lost with it. `direct`: written around the page
-/// cache if the file system allows it.
+/// A kept segment's file ([`retire_through`]): `<segment:020>.free`.
+fn spare_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}.free"))
+}
+
+/// The kept segments' files in `dir`.
+fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_spare = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".free"))
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+        if is_spare {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Creates a segment file, reusing a kept one if there is one, and makes its directory entry
+/// durable: a synced append to a file whose entry was lost in a crash would be lost with it.
+/// `direct`: written around the page cache if the file system allows it.
 fn create_segment(
     dir: &Path,
     segment: u64,
@@ -227,12 +279,18 @@ fn create_segment(
         source,
     };
     fault(faults, "create").map_err(error)?;
-    // Appending: after a failed append is cut back, the next one starts at the cut.
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(error)?;
+    // Not appending: a reused file is overwritten from its start, and after a failed append
+    // is cut back, the next one starts at the cut (the journal writes at its own offset).
+    let reused = spares(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|spare| std::fs::rename(spare, &path).is_ok());
+    let file = if reused {
+        OpenOptions::new().write(true).open(&path)
+    } else {
+        OpenOptions::new().write(true).create_new(true).open(&path)
+    }
+    .map_err(error)?;
     sync_dir(dir).map_err(error)?;
     let io = if direct && set_direct(&file) {
         Io::Direct
@@ -285,9 +343,9 @@ impl Framed {
     }
 }
 
-/// `[len][crc][count, then (key, row) …]`, in `buf` (cleared first); for a direct append,
-/// starting on a block boundary and padded to whole blocks.
-fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>, io: Io) -> Framed {
+/// `[len][crc][segment][count, then (key, row) …]`, in `buf` (cleared first); for a direct
+/// append, starting on a block boundary and padded to whole blocks.
+fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>, io: Io, segment: u64) -> Framed {
     let direct = io == Io::Direct;
     let size: usize = rows.iter().map(|(_, row)| row.len() + 64).sum();
     buf.clear();
@@ -307,11 +365,12 @@ fn frame(rows: &[(RowKey, Vec<u8>)], mut buf: Vec<u8>, io: Io) -> Framed {
         w.buf.extend_from_slice(row);
     }
     let payload = start + FRAME;
-    let crc = crc32fast::hash(&w.buf[payload..]);
-    // A batch is far below 4 GiB: the store's batches are bounded by the pipeline's.
-    let len = u32::try_from(w.buf.len() - payload).unwrap_or(u32::MAX);
-    w.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    w.buf[start + 4..payload].copy_from_slice(&crc.to_le_bytes());
+    w.buf[start + 8..payload].copy_from_slice(&segment.to_le_bytes());
+    let crc = crc32fast::hash(&w.buf[start + 8..]);
+    // A batch is far below 2 GiB: the store's batches are bounded by the pipeline's.
+    let len = u32::try_from(w.buf.len() - payload).map_or(u32::MAX, |len| len.min(!NUMBERED));
+    w.buf[start..start + 4].copy_from_slice(&(len | NUMBERED).to_le_bytes());
+    w.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     let framed = Framed { buf: w.buf, start };
     if direct {
         framed.align()
@@ -374,21 +433,35 @@ pub(super) fn read_all(dir: &Path) -> Result<Vec<Segment>, StoreError> {
         .collect()
 }
 
+/// Reads a segment's records up to its end: the file's end, a reused file's earlier
+/// contents, or a record cut short or damaged (whose bytes on are `dropped_bytes`).
 fn parse_segment(number: u64, bytes: &[u8]) -> Segment {
     let mut batches = Vec::new();
     let mut at = 0;
+    // Whether a record of this segment carried its number: then whatever follows that is
+    // not such a record is what a reused file held before, not a torn append.
+    let mut numbered = false;
     while at < bytes.len() {
-        if let Some((rows, used)) = next_record(&bytes[at..]) {
-            batches.push(rows);
-            at += used;
-            continue;
-        }
+        let end_of_records = match next_record(&bytes[at..], number) {
+            Next::Record(rows, used, is_numbered) => {
+                batches.push(rows);
+                at += used;
+                numbered |= is_numbered;
+                continue;
+            }
+            Next::Foreign => true,
+            Next::Torn => false,
+            Next::Other => numbered,
+        };
         // A direct append's padding: zeros from the end of its record to the next block
         // (or to the end of the file, if a crash cut the padding short).
         let padding = &bytes[at..at.next_multiple_of(BLOCK).min(bytes.len())];
         if at % BLOCK != 0 && padding.iter().all(|&b| b == 0) {
             at += padding.len();
             continue;
+        }
+        if end_of_records {
+            at = bytes.len();
         }
         break;
     }
@@ -399,24 +472,88 @@ fn parse_segment(number: u64, bytes: &[u8]) -> Segment {
     }
 }
 
-/// The record at the start of `bytes` and its length, or `None` if it is not whole and sound.
-fn next_record(bytes: &[u8]) -> Option<(Rows, usize)> {
-    let header = bytes.get(..FRAME)?;
-    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    let payload = bytes.get(FRAME..FRAME.checked_add(len)?)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    unframe(payload).ok().map(|rows| (rows, FRAME + len))
+/// What a segment holds at an offset.
+#[derive(Debug)]
+enum Next {
+    /// A whole, sound record of this segment, its length, and whether it carried the
+    /// segment's number (an older release's records do not).
+    Record(Rows, usize, bool),
+    /// A numbered record of another segment: what a reused file held before.
+    Foreign,
+    /// A header with this segment's number whose record is not whole or sound: an append
+    /// cut short by a crash, or damage.
+    Torn,
+    /// Anything else: padding, an unnumbered record that is not whole or sound, nothing.
+    Other,
 }
 
-/// Deletes the segments numbered up to `through`: their batches are in redb.
+/// The record at the start of `bytes`, in segment `segment`.
+fn next_record(bytes: &[u8], segment: u64) -> Next {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(len), Some(crc)) = (word(0), word(4)) else {
+        return Next::Other;
+    };
+    let numbered = len & NUMBERED != 0;
+    let (frame, unsound) = if numbered {
+        let Some(number) = bytes.get(LEGACY_FRAME..FRAME) else {
+            return Next::Other;
+        };
+        if number != segment.to_le_bytes() {
+            return Next::Foreign;
+        }
+        (FRAME, Next::Torn)
+    } else {
+        (LEGACY_FRAME, Next::Other)
+    };
+    // What the CRC covers: the segment's number, if the record has it, and the payload.
+    let len = (len & !NUMBERED) as usize;
+    let Some(covered) = bytes.get(LEGACY_FRAME..frame + len) else {
+        return unsound;
+    };
+    if crc32fast::hash(covered) != crc {
+        return unsound;
+    }
+    match unframe(&covered[frame - LEGACY_FRAME..]) {
+        Ok(rows) => Next::Record(rows, frame + len, numbered),
+        Err(_) => unsound,
+    }
+}
+
+/// Deletes the segments numbered up to `through` (at open: their batches are in redb).
 pub(super) fn delete_through(dir: &Path, through: u64) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if segment_number(&entry.file_name()).is_some_and(|n| n <= through) {
             std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Retires the segments numbered up to `through`, whose batches a checkpoint put in redb:
+/// the largest is kept to be reused, up to [`SPARES`] kept in all, the rest deleted.
+/// Renaming one is not synced: if a crash undoes it, the segment is replayed (harmlessly)
+/// and deleted at the next open.
+pub(super) fn retire_through(dir: &Path, through: u64) -> io::Result<()> {
+    let mut covered = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(n) = segment_number(&entry.file_name()).filter(|&n| n <= through) {
+            covered.push((entry.metadata()?.len(), n));
+        }
+    }
+    covered.sort_unstable_by(|a, b| b.cmp(a));
+    let mut room = SPARES.saturating_sub(spares(dir)?.len());
+    for (_, n) in covered {
+        if room > 0 {
+            std::fs::rename(segment_path(dir, n), spare_path(dir, n))?;
+            room -= 1;
+        } else {
+            std::fs::remove_file(segment_path(dir, n))?;
         }
     }
     Ok(())
@@ -467,6 +604,111 @@ mod tests {
             .map(|s| s.number)
             .collect();
         assert_eq!(left, vec![2]);
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_retired_segment_is_reused_and_its_earlier_records_never_read_back() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = Journal::create(dir.path(), 1, None, direct).unwrap();
+            journal.append(&rows(30)).unwrap();
+            journal.append(&long_keyed_rows()).unwrap();
+            let first_len = std::fs::metadata(segment_path(dir.path(), 1))
+                .unwrap()
+                .len();
+            assert_eq!(journal.rotate().unwrap(), 1);
+            retire_through(dir.path(), 1).unwrap();
+            assert_eq!(
+                files(dir.path()),
+                vec![format!("{:020}.free", 1), format!("{:020}.log", 2)]
+            );
+            assert_eq!(journal.rotate().unwrap(), 2);
+            // Segment 3 is segment 1's file, its records still there until overwritten.
+            assert_eq!(
+                files(dir.path()),
+                vec![format!("{:020}.log", 2), format!("{:020}.log", 3)]
+            );
+            let reused = segment_path(dir.path(), 3);
+            assert_eq!(std::fs::metadata(&reused).unwrap().len(), first_len);
+            let read = read_all(dir.path()).unwrap();
+            assert!(read[1].batches.is_empty(), "direct: {direct}");
+            assert_eq!(read[1].dropped_bytes, 0, "not a torn append: {direct}");
+
+            journal.append(&rows(2)).unwrap();
+            assert_eq!(
+                std::fs::metadata(&reused).unwrap().len(),
+                first_len,
+                "overwritten in place"
+            );
+            let read = read_all(dir.path()).unwrap();
+            assert_eq!(read[1].batches, vec![rows(2)], "direct: {direct}");
+            assert_eq!(read[1].dropped_bytes, 0, "direct: {direct}");
+
+            // An append of segment 3 cut short is still told from the earlier records.
+            let torn = frame(&rows(500), Vec::new(), journal.io, 3);
+            let half = &torn.bytes()[..torn.bytes().len() / 2];
+            journal.file.write_all_at(half, journal.len).unwrap();
+            let read = read_all(dir.path()).unwrap();
+            assert_eq!(read[1].batches, vec![rows(2)], "direct: {direct}");
+            assert!(read[1].dropped_bytes > 0, "a torn append: {direct}");
+        }
+    }
+
+    #[test]
+    fn retiring_keeps_the_largest_segments_up_to_the_spares_and_deletes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), 1, None, true).unwrap();
+        // Segments of 2, 1, 5 and 1 blocks where appends are direct.
+        for n in [300, 5, 900, 1] {
+            journal.append(&rows(n)).unwrap();
+            journal.rotate().unwrap();
+        }
+        retire_through(dir.path(), 3).unwrap();
+        assert_eq!(
+            files(dir.path()),
+            vec![
+                format!("{:020}.free", 3),
+                format!("{:020}.log", 4),
+                format!("{:020}.log", 5),
+            ]
+        );
+        // No room left: the next retired segment is deleted.
+        retire_through(dir.path(), 4).unwrap();
+        assert_eq!(
+            files(dir.path()),
+            vec![format!("{:020}.free", 3), format!("{:020}.log", 5)]
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_older_release_without_its_segment_number_reads_back() {
+        let legacy = |batch: &Rows| {
+            let numbered = frame(batch, Vec::new(), Io::Buffered, 9);
+            let payload = &numbered.bytes()[FRAME..];
+            let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+            record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            record.extend_from_slice(payload);
+            record
+        };
+        let mut bytes = [legacy(&rows(3)), legacy(&rows(1))].concat();
+        let read = parse_segment(4, &bytes);
+        assert_eq!(read.batches, vec![rows(3), rows(1)]);
+        assert_eq!(read.dropped_bytes, 0);
+        // Damaged, it is dropped and said so, as before.
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let read = parse_segment(4, &bytes);
+        assert_eq!(read.batches, vec![rows(3)]);
+        assert!(read.dropped_bytes > 0);
     }
 
     /// A fault injector that fails each operation with the OS error `fails` names for it.
@@ -539,7 +781,7 @@ mod tests {
     #[test]
     fn a_direct_frame_starts_on_a_block_and_fills_whole_blocks() {
         for batch in [rows(0), rows(1), rows(300), long_keyed_rows()] {
-            let framed = frame(&batch, Vec::new(), Io::Direct);
+            let framed = frame(&batch, Vec::new(), Io::Direct, 1);
             let bytes = framed.bytes();
             assert_eq!(
                 bytes.as_ptr().align_offset(BLOCK),
@@ -548,11 +790,13 @@ mod tests {
                 batch.len()
             );
             assert_eq!(bytes.len() % BLOCK, 0, "{} rows", batch.len());
-            let (read, used) = next_record(bytes).expect("the record reads back");
+            let Next::Record(read, used, true) = next_record(bytes, 1) else {
+                panic!("the record reads back, numbered");
+            };
             assert_eq!(read, batch);
             assert!(bytes[used..].iter().all(|&b| b == 0), "padded with zeros");
             // The same record buffered: unpadded, the same bytes up to its end.
-            let buffered = frame(&batch, Vec::new(), Io::Buffered);
+            let buffered = frame(&batch, Vec::new(), Io::Buffered, 1);
             assert_eq!(buffered.bytes(), &bytes[..used]);
         }
     }
@@ -569,7 +813,7 @@ mod tests {
             let bytes = std::fs::read(segment_path(dir.path(), 1)).unwrap();
             let unpadded: usize = batches
                 .iter()
-                .map(|b| frame(b, Vec::new(), Io::Buffered).bytes().len())
+                .map(|b| frame(b, Vec::new(), Io::Buffered, 1).bytes().len())
                 .sum();
             if journal.is_direct() {
                 assert_eq!(bytes.len() % BLOCK, 0);
@@ -610,7 +854,7 @@ mod tests {
         let segments = read_all(dir.path()).unwrap();
         assert_eq!(segments[0].batches, vec![rows(1)]);
         assert_eq!(segments[1].batches, vec![rows(2), rows(3)]);
-        let unpadded = |b: &Rows| frame(b, Vec::new(), Io::Buffered).bytes().len();
+        let unpadded = |b: &Rows| frame(b, Vec::new(), Io::Buffered, 1).bytes().len();
         let bytes = std::fs::read(segment_path(dir.path(), 2)).unwrap();
         assert_eq!(
             bytes.len(),
@@ -626,6 +870,30 @@ mod tests {
     }
 
     proptest! {
+        /// A reused file reads back exactly the records its new segment wrote over the
+        /// earlier segment's, however many of each, buffered or direct; and nothing is said
+        /// to be cut short.
+        #[test]
+        fn a_reused_file_reads_back_only_its_new_segment(
+            direct in any::<bool>(),
+            old in proptest::collection::vec(0u64..120, 0..6),
+            new in proptest::collection::vec(0u64..120, 0..6),
+        ) {
+            let io = if direct { Io::Direct } else { Io::Buffered };
+            let write = |sizes: &[u64], segment| -> Vec<u8> {
+                sizes.iter().flat_map(|&n| frame(&rows(n), Vec::new(), io, segment).bytes().to_vec()).collect()
+            };
+            let mut bytes = write(&old, 1);
+            let fresh = write(&new, 2);
+            if bytes.len() < fresh.len() {
+                bytes.resize(fresh.len(), 0);
+            }
+            bytes[..fresh.len()].copy_from_slice(&fresh);
+            let read = parse_segment(2, &bytes);
+            prop_assert_eq!(read.batches, new.iter().map(|&n| rows(n)).collect::<Vec<_>>());
+            prop_assert_eq!(read.dropped_bytes, 0);
+        }
+
         /// A segment cut anywhere (a crash mid-append) reads back as a prefix of its batches,
         /// and flipping any byte never yields a batch that was not written; buffered
         /// (records back to back) and direct (each padded to whole blocks).
@@ -638,7 +906,7 @@ mod tests {
             let io = if direct { Io::Direct } else { Io::Buffered };
             let batches: Vec<Rows> = (1..5).map(rows).collect();
             let records: Vec<Vec<u8>> =
-                batches.iter().map(|b| frame(b, Vec::new(), io).bytes().to_vec()).collect();
+                batches.iter().map(|b| frame(b, Vec::new(), io, 1).bytes().to_vec()).collect();
             let bytes = records.concat();
             let cut = cut % (bytes.len() + 1);
             let read = parse_segment(1, &bytes[..cut]);
@@ -652,7 +920,7 @@ mod tests {
             // Every batch reads back only when the flip hit the last record's padding.
             let last = records.len() - 1;
             let last_start = bytes.len() - records[last].len();
-            let last_end = last_start + frame(&batches[last], Vec::new(), Io::Buffered).bytes().len();
+            let last_end = last_start + frame(&batches[last], Vec::new(), Io::Buffered, 1).bytes().len();
             prop_assert!(read.batches.len() < batches.len() || at >= last_end, "flip at {}", at);
         }
     }

@@ -8,7 +8,8 @@
 //! the active overlay holds `store.journal_mb` ([`DEFAULT_CHECKPOINT_BYTES`]), or
 //! [`CHECKPOINT_INTERVAL`] has passed, it is *frozen*: the journal moves on to a new segment,
 //! and a background thread writes the frozen overlay into redb in one durable commit (sorted,
-//! each touched page copied once), then deletes the segments it covered. At most one overlay
+//! each touched page copied once), then retires the segments it covered (keeps one to be
+//! reused as a new segment: see the journal's doc). At most one overlay
 //! is frozen at a time, so memory is bounded by about twice `store.journal_mb`: a write that
 //! finds the active overlay full while the previous one is still being checkpointed waits for
 //! it (backpressure), for up to [`FREEZE_WAIT`].
@@ -28,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::history_log;
+use super::io_priority;
 use super::journal::{self, Faults, Journal, Rows};
 use super::overlay::{Frozen, Layers, RowKey};
 use super::reopen::Reopening;
@@ -298,9 +300,9 @@ impl Layered {
             "embedded store: checkpointed"
         );
         write_lock(&self.layers).frozen = None;
-        if let Err(e) = journal::delete_through(&self.journal_dir, frozen.through_segment) {
+        if let Err(e) = journal::retire_through(&self.journal_dir, frozen.through_segment) {
             // Harmless: the segments are replayed (idempotently) at the next open.
-            tracing::warn!(error = %e, "embedded store: cannot delete checkpointed journal segments");
+            tracing::warn!(error = %e, "embedded store: cannot retire checkpointed journal segments");
         }
         let mut signal = lock(&self.signal);
         signal.frozen = false;
@@ -429,7 +431,14 @@ impl Checkpointer {
         let shared = Arc::clone(layered);
         let thread = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || shared.run())
+            .spawn(move || {
+                if let Err(e) = io_priority::idle_for_this_thread() {
+                    // Only slower appends while a checkpoint writes (a kernel without
+                    // ioprio_set, or a seccomp filter that refuses it).
+                    tracing::debug!(error = %e, "embedded store: checkpoint I/O keeps its priority");
+                }
+                shared.run()
+            })
             .map_err(|source| StoreError::Journal {
                 action: "start the checkpoint thread for",
                 path: layered.journal_dir.clone(),
