@@ -70,8 +70,9 @@ use rust_decimal::Decimal;
 use std::cell::OnceCell;
 use std::time::Duration;
 
-use questline::core::events::{Event, EventBody};
-use questline::core::model::SourceRef;
+#[path = "fixtures/progress_event.rs"]
+mod fixtures;
+use fixtures::progress_event;
 use questline::core::state::{ChallengeState, ChallengeStatus, TriggerProgress, UserState};
 use questline::pipeline::log::OutRecord;
 use questline::pipeline::outbox::{self, OutboxEntry};
@@ -139,23 +140,7 @@ fn record(i: usize) -> UserRecord {
 
 /// User `i`'s two progress events, as the partition outbox holds them.
 fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
-    let event = |n: i64| Event {
-        event_id: format!("{}-{n}", user_id(i)),
-        body: EventBody::ProgressUpdated {
-            challenge_id: 7,
-            group_id: 1,
-            trigger_id: 1,
-            trigger_frequency: Decimal::new(1000, 0),
-            accumulated: Decimal::new(250, 0),
-            action_left: Decimal::new(750, 0),
-            progress: Decimal::new(2500, 2),
-        },
-        tenant: TENANT.into(),
-        user_id: user_id(i).into(),
-        occurred_at: chrono::DateTime::from_timestamp(1_764_000_000 + n, 0).unwrap(),
-        source: SourceRef::new("questline.actions", 3, n),
-        catalog_version: 0,
-    };
+    let event = |n: i64| progress_event(TENANT, user_id(i), n, format!("{}-{n}", user_id(i)));
     [event(1), event(2)]
         .into_iter()
         .map(|e| OutboxEntry {
@@ -340,7 +325,8 @@ fn history_fixture() -> (tokio::runtime::Runtime, EmbeddedStore, tempfile::TempD
     let rt = runtime();
     let dir = bench_dir();
     let store = EmbeddedStore::open(dir.path().join("store")).unwrap();
-    let event: Event = serde_json::from_slice(&outbox_entries(0)[0].record.payload).unwrap();
+    let event: questline::core::events::Event =
+        serde_json::from_slice(&outbox_entries(0)[0].record.payload).unwrap();
     for (user, placed) in [("by-position", true), ("by-user", false)] {
         let key = UserKey::new(TENANT, user);
         let mut record = UserRecord::default();
