@@ -246,21 +246,31 @@ fn spare_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.free"))
 }
 
-/// The kept segments' files in `dir`.
-fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// The kept segments' files in `dir`, with their numbers.
+fn spares(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let is_spare = name
+        let number = name
             .to_str()
             .and_then(|n| n.strip_suffix(".free"))
-            .is_some_and(|n| n.parse::<u64>().is_ok());
-        if is_spare {
-            found.push(entry.path());
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            found.push((number, entry.path()));
         }
     }
     Ok(found)
+}
+
+/// The number the next segment must be above: the newest segment's (`last`), or a kept
+/// file's if higher. A kept file holds records numbered up to its own number, which must
+/// never be read as the new segment's (were the segments deleted by hand, `last` is 0).
+pub(super) fn newest_number(dir: &Path, last: u64) -> io::Result<u64> {
+    Ok(spares(dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .fold(last, u64::max))
 }
 
 /// Creates a segment file, reusing a kept one if there is one, and makes its directory entry
@@ -284,7 +294,7 @@ fn create_segment(
     let reused = spares(dir)
         .unwrap_or_default()
         .into_iter()
-        .any(|spare| std::fs::rename(spare, &path).is_ok());
+        .any(|(_, spare)| std::fs::rename(spare, &path).is_ok());
     let file = if reused {
         OpenOptions::new().write(true).open(&path)
     } else {
@@ -660,6 +670,30 @@ mod tests {
             let read = read_all(dir.path()).unwrap();
             assert_eq!(read[1].batches, vec![rows(2)], "direct: {direct}");
             assert!(read[1].dropped_bytes > 0, "a torn append: {direct}");
+        }
+    }
+
+    #[test]
+    fn a_new_segment_is_numbered_above_every_kept_file() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = Journal::create(dir.path(), 1, None, direct).unwrap();
+            journal.append(&rows(1)).unwrap();
+            journal.append(&rows(2)).unwrap();
+            journal.rotate().unwrap();
+            retire_through(dir.path(), 1).unwrap();
+            drop(journal);
+            // The segments deleted by hand: only the kept file is left, with segment 1's
+            // records. A store opening now finds no segment (`last` 0).
+            std::fs::remove_file(segment_path(dir.path(), 2)).unwrap();
+            assert_eq!(newest_number(dir.path(), 7).unwrap(), 7);
+            let next = newest_number(dir.path(), 0).unwrap() + 1;
+            let mut journal = Journal::create(dir.path(), next, None, direct).unwrap();
+            journal.append(&rows(1)).unwrap();
+            let read = read_all(dir.path()).unwrap();
+            assert_eq!(read.len(), 1);
+            // Numbered 1 like the file's old records, rows(2) would read back after it.
+            assert_eq!(read[0].batches, vec![rows(1)], "direct: {direct}");
         }
     }
 

@@ -132,7 +132,13 @@ impl Layered {
                 source,
             })?;
         }
-        let journal = Journal::create(&journal_dir, last + 1, faults, options.direct_journal)?;
+        let newest =
+            journal::newest_number(&journal_dir, last).map_err(|source| StoreError::Journal {
+                action: "list kept segments in",
+                path: journal_dir.clone(),
+                source,
+            })?;
+        let journal = Journal::create(&journal_dir, newest + 1, faults, options.direct_journal)?;
         tracing::debug!(
             direct = journal.is_direct(),
             "embedded store: journal segment opened (direct: around the page cache)"
