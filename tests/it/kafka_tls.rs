@@ -280,9 +280,13 @@ fn a_worker_that_does_not_trust_the_brokers_certificate_stops_and_says_why() {
         },
     );
     let mut worker = setup.spawn_worker(None);
-    let exit = worker.wait(Duration::from_secs(40));
+    let exit = worker.wait_status(Duration::from_secs(40));
     let log = worker.log_text();
-    assert_eq!(exit, Some(1), "{log}");
+    assert_eq!(
+        exit.and_then(|status| status.code()),
+        Some(1),
+        "{exit:?} (None: still running after 40 s)\n{log}"
+    );
     assert!(
         log.contains("cannot reach the kafka brokers")
             && log.contains("(last broker error: ")
@@ -321,9 +325,14 @@ fn the_worker_runs_the_scram_exchange_over_tls_and_reports_the_brokers_refusal()
         },
     );
     let mut worker = setup.spawn_worker(None);
-    let exit = worker.wait(Duration::from_secs(40));
+    let exit = worker.wait_status(Duration::from_secs(40));
     let log = worker.log_text();
-    assert_eq!(exit, Some(1), "{log}\ntansu log:\n{}", tls.log());
+    assert_eq!(
+        exit.and_then(|status| status.code()),
+        Some(1),
+        "{exit:?} (None: still running after 40 s)\n{log}\ntansu log:\n{}",
+        tls.log()
+    );
     assert!(
         log.contains("cannot reach the kafka brokers")
             && log.contains("SASL SCRAM authentication failed: broker responded with unknown-user"),

@@ -570,10 +570,16 @@ impl WorkerProcess {
     /// Waits for the worker to exit by itself: its exit code (None if it still runs after
     /// `timeout`, or was ended by a signal).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        self.wait_status(timeout).and_then(|status| status.code())
+    }
+
+    /// Waits for the worker to exit by itself: how it ended (None if it still runs after
+    /// `timeout`); its `Debug` names a signal, which [`Worker::wait`]'s code cannot.
+    pub fn wait_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
