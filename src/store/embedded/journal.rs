@@ -76,7 +76,7 @@ const NUMBERED: u32 = 1 << 31;
 /// How many checkpointed segments are kept to be reused: one is enough, as a freeze waits
 /// for the checkpoint of the segment before (at most one is frozen at a time), which leaves
 /// that segment's file for the new one. A file kept is as large as its segment was.
-const SPARES: usize = 1;
+pub(super) const SPARES: usize = 1;
 /// What a direct append is aligned to, in memory and in the file, and padded to: the largest
 /// logical block size of common devices (most are 512 bytes), so one size suits them all.
 const BLOCK: usize = 4096;
@@ -238,7 +238,12 @@ fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 
 /// The number of a segment file's name ([`segment_path`]); `None` for any other file.
 pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
-    name.to_str()?.strip_suffix(".log")?.parse().ok()
+    numbered_file(name, ".log")
+}
+
+/// The number of a file named `<number><extension>`.
+fn numbered_file(name: &std::ffi::OsStr, extension: &str) -> Option<u64> {
+    name.to_str()?.strip_suffix(extension)?.parse().ok()
 }
 
 /// A kept segment's file ([`retire_through`]): `<segment:020>.free`.
@@ -251,12 +256,7 @@ fn spares(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let number = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".free"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
+        if let Some(number) = numbered_file(&entry.file_name(), ".free") {
             found.push((number, entry.path()));
         }
     }
@@ -533,22 +533,12 @@ fn next_record(bytes: &[u8], segment: u64) -> Next {
     }
 }
 
-/// Deletes the segments numbered up to `through` (at open: their batches are in redb).
-pub(super) fn delete_through(dir: &Path, through: u64) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if segment_number(&entry.file_name()).is_some_and(|n| n <= through) {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Retires the segments numbered up to `through`, whose batches a checkpoint put in redb:
-/// the largest is kept to be reused, up to [`SPARES`] kept in all, the rest deleted.
+/// Retires the segments numbered up to `through`, whose batches are in redb: the largest are
+/// kept to be reused, up to `keep` files kept in all ([`SPARES`] after a checkpoint; none at
+/// open, where a segment of an older release may hold unnumbered records), the rest deleted.
 /// Renaming one is not synced: if a crash undoes it, the segment is replayed (harmlessly)
 /// and deleted at the next open.
-pub(super) fn retire_through(dir: &Path, through: u64) -> io::Result<()> {
+pub(super) fn retire_through(dir: &Path, through: u64, keep: usize) -> io::Result<()> {
     let mut covered = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -557,7 +547,7 @@ pub(super) fn retire_through(dir: &Path, through: u64) -> io::Result<()> {
         }
     }
     covered.sort_unstable_by(|a, b| b.cmp(a));
-    let mut room = SPARES.saturating_sub(spares(dir)?.len());
+    let mut room = keep.saturating_sub(spares(dir)?.len());
     for (_, n) in covered {
         if room > 0 {
             std::fs::rename(segment_path(dir, n), spare_path(dir, n))?;
@@ -607,7 +597,7 @@ mod tests {
             .collect();
         assert_eq!(shape, vec![(1, vec![2, 3], 0), (2, vec![1], 0)]);
         assert_eq!(segments[0].batches[1], rows(3));
-        delete_through(dir.path(), 1).unwrap();
+        retire_through(dir.path(), 1, 0).unwrap();
         let left: Vec<u64> = read_all(dir.path())
             .unwrap()
             .iter()
@@ -636,7 +626,7 @@ mod tests {
                 .unwrap()
                 .len();
             assert_eq!(journal.rotate().unwrap(), 1);
-            retire_through(dir.path(), 1).unwrap();
+            retire_through(dir.path(), 1, SPARES).unwrap();
             assert_eq!(
                 files(dir.path()),
                 vec![format!("{:020}.free", 1), format!("{:020}.log", 2)]
@@ -681,7 +671,7 @@ mod tests {
             journal.append(&rows(1)).unwrap();
             journal.append(&rows(2)).unwrap();
             journal.rotate().unwrap();
-            retire_through(dir.path(), 1).unwrap();
+            retire_through(dir.path(), 1, SPARES).unwrap();
             drop(journal);
             // The segments deleted by hand: only the kept file is left, with segment 1's
             // records. A store opening now finds no segment (`last` 0).
@@ -706,7 +696,7 @@ mod tests {
             journal.append(&rows(n)).unwrap();
             journal.rotate().unwrap();
         }
-        retire_through(dir.path(), 3).unwrap();
+        retire_through(dir.path(), 3, SPARES).unwrap();
         assert_eq!(
             files(dir.path()),
             vec![
@@ -716,7 +706,7 @@ mod tests {
             ]
         );
         // No room left: the next retired segment is deleted.
-        retire_through(dir.path(), 4).unwrap();
+        retire_through(dir.path(), 4, SPARES).unwrap();
         assert_eq!(
             files(dir.path()),
             vec![format!("{:020}.free", 3), format!("{:020}.log", 5)]

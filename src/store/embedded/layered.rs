@@ -126,10 +126,12 @@ impl Layered {
             );
         }
         if last > 0 {
-            journal::delete_through(&journal_dir, last).map_err(|source| StoreError::Journal {
-                action: "delete replayed segments in",
-                path: journal_dir.clone(),
-                source,
+            journal::retire_through(&journal_dir, last, 0).map_err(|source| {
+                StoreError::Journal {
+                    action: "delete replayed segments in",
+                    path: journal_dir.clone(),
+                    source,
+                }
             })?;
         }
         let newest =
@@ -306,7 +308,9 @@ impl Layered {
             "embedded store: checkpointed"
         );
         write_lock(&self.layers).frozen = None;
-        if let Err(e) = journal::retire_through(&self.journal_dir, frozen.through_segment) {
+        let retired =
+            journal::retire_through(&self.journal_dir, frozen.through_segment, journal::SPARES);
+        if let Err(e) = retired {
             // Harmless: the segments are replayed (idempotently) at the next open.
             tracing::warn!(error = %e, "embedded store: cannot retire checkpointed journal segments");
         }

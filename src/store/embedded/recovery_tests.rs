@@ -267,12 +267,39 @@ async fn crashes_through_generations_of_a_reused_segment_lose_nothing_acknowledg
         // Retires the segment (kept) and starts the next generation in its file.
         store.checkpoint().await.unwrap();
     }
-    let kept = std::fs::read_dir(dir.path().join(journal::DIR))
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            name.to_string_lossy().ends_with(".free")
-        })
-        .count();
+    let kept = journal_numbers(dir.path(), ".free").len();
     assert_eq!(kept, 1, "one file kept for reuse");
+}
+
+/// The numbers of `dir`'s journal files named `<n>.<extension>`.
+fn journal_numbers(dir: &Path, extension: &str) -> Vec<u64> {
+    std::fs::read_dir(dir.join(journal::DIR))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(extension)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Opening numbers the new segment above every kept file, even with the segments deleted
+/// by hand (a kept file's old records are numbered up to its own number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opened_without_segments_numbers_its_new_one_above_the_kept_file() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.write_batch(&batch(1, 100)).await.unwrap();
+        store.checkpoint().await.unwrap();
+    }
+    let kept = journal_numbers(dir.path(), ".free");
+    assert_eq!(kept.len(), 1, "closed with one kept file");
+    for n in journal_numbers(dir.path(), ".log") {
+        std::fs::remove_file(dir.path().join(journal::DIR).join(format!("{n:020}.log"))).unwrap();
+    }
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let new = journal_numbers(dir.path(), ".log");
+    assert_eq!(new.len(), 1);
+    assert!(new[0] > kept[0], "new segment {new:?}, kept {kept:?}");
+    assert_eq!(seen(&reopened).await.0, Some(user(1)));
 }
