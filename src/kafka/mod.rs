@@ -32,7 +32,7 @@ pub use topics::{check_copartitioned, copartitioned, ensure_topics, reach, Topic
 
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
@@ -402,6 +402,36 @@ fn failed(op: &'static str) -> impl Fn(KafkaError) -> LogError {
     move |source| LogError::Kafka { op, source }
 }
 
+/// The stream's next item if it comes within `wait` (by `deadline` when given, else `wait`
+/// from now); `None` once that passes.
+///
+/// A zero wait takes only what is ready, without a timer: tokio's timers tick by the
+/// millisecond and a deadline of "now" rounds up to the next tick, so a zero timeout still
+/// waited for the timer driver's next turn. The worker polls with no wait while a batch is
+/// being written and published, and that wait was ~1.3 ms of every batch cycle's poll
+/// (instrumented `scripts/bench`, latency phase), before the batch's own write could start.
+async fn within<S: futures::Stream + Unpin>(
+    wait: Duration,
+    deadline: Option<tokio::time::Instant>,
+    stream: &mut S,
+) -> Option<Option<S::Item>> {
+    if wait.is_zero() {
+        return ready_now(stream);
+    }
+    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wait);
+    tokio::time::timeout_at(deadline, stream.next()).await.ok()
+}
+
+/// How many times [`ready_now`] polls: a consumer's stream answers "not yet" when it consumed
+/// an event that is not a message (a commit's result, statistics, a rebalance) and asks to be
+/// polled again, and a commit's result follows every batch.
+const READY_POLLS: usize = 4;
+
+/// The stream's next item if it is ready now, polling past the non-message events before it.
+fn ready_now<S: futures::Stream + Unpin>(stream: &mut S) -> Option<Option<S::Item>> {
+    (0..READY_POLLS).find_map(|_| stream.next().now_or_never())
+}
+
 #[async_trait]
 impl Log for KafkaLog {
     async fn poll_batch(
@@ -415,14 +445,14 @@ impl Log for KafkaLog {
         // One message stream for the whole batch: each `recv` would register a waker slot of
         // its own and unregister it again, two lock round trips per record.
         let mut stream = self.consumer.stream();
-        let first = match tokio::time::timeout(idle, stream.next()).await {
-            Err(_) => {
+        let first = match within(idle, None, &mut stream).await {
+            None => {
                 self.recommit();
                 return Ok(out);
             }
-            Ok(None) => return Ok(out), // not reached: a consumer's stream never ends
-            Ok(Some(Err(e))) => return Err(failed("poll")(e)),
-            Ok(Some(Ok(m))) => Self::to_record(&m, &mut names),
+            Some(None) => return Ok(out), // not reached: a consumer's stream never ends
+            Some(Some(Err(e))) => return Err(failed("poll")(e)),
+            Some(Some(Ok(m))) => Self::to_record(&m, &mut names),
         };
         if max == 0 {
             // A keep-alive poll while paused should not deliver; if it did, nothing is lost:
@@ -443,13 +473,13 @@ impl Log for KafkaLog {
         out.push(first);
         let deadline = tokio::time::Instant::now() + linger;
         while out.len() < max {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Err(_) | Ok(None) => break,
-                Ok(Some(Err(e))) => {
+            match within(linger, Some(deadline), &mut stream).await {
+                None | Some(None) => break,
+                Some(Some(Err(e))) => {
                     tracing::warn!(error = %e, "consumer error mid-batch");
                     break;
                 }
-                Ok(Some(Ok(m))) => out.push(Self::to_record(&m, &mut names)),
+                Some(Some(Ok(m))) => out.push(Self::to_record(&m, &mut names)),
             }
         }
         Ok(out)
@@ -558,4 +588,72 @@ pub fn header_map(headers: Option<&rdkafka::message::BorrowedHeaders>) -> BTreeM
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Yields `items` in order, each after `events` polls that consume a non-message event
+    /// (pending, waking the task at once, as rdkafka's stream does).
+    struct Events {
+        items: Vec<u32>,
+        events: usize,
+        seen: usize,
+    }
+
+    impl futures::Stream for Events {
+        type Item = u32;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u32>> {
+            if self.items.is_empty() {
+                return Poll::Pending;
+            }
+            if self.seen < self.events {
+                self.seen += 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.seen = 0;
+            Poll::Ready(Some(self.items.remove(0)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_wait_takes_what_is_ready_without_waiting_for_a_timer() {
+        let start = tokio::time::Instant::now();
+        let mut stream = Events {
+            items: vec![7, 8],
+            events: 3,
+            seen: 0,
+        };
+        assert_eq!(
+            within(Duration::ZERO, None, &mut stream).await,
+            Some(Some(7))
+        );
+        assert_eq!(
+            within(Duration::ZERO, None, &mut stream).await,
+            Some(Some(8))
+        );
+        assert_eq!(within(Duration::ZERO, None, &mut stream).await, None);
+        // With the clock paused, a timer would have moved it on to its tick.
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_at_its_deadline_when_nothing_comes() {
+        let start = tokio::time::Instant::now();
+        let mut nothing = Events {
+            items: Vec::new(),
+            events: 0,
+            seen: 0,
+        };
+        let wait = Duration::from_millis(5);
+        assert_eq!(within(wait, None, &mut nothing).await, None);
+        assert_eq!(tokio::time::Instant::now(), start + wait);
+        let deadline = start + Duration::from_millis(8);
+        assert_eq!(within(wait, Some(deadline), &mut nothing).await, None);
+        assert_eq!(tokio::time::Instant::now(), deadline);
+    }
 }
