@@ -80,6 +80,13 @@ impl Input {
 
     /// The user whose state this input changes, if a user owns it.
     pub fn user(&self) -> Option<UserKey> {
+        if let Input::Action { action, .. } = self {
+            // The action's names as they are: a copy, not a new name made from the text.
+            return Some(UserKey {
+                tenant: action.tenant.clone(),
+                user_id: action.user_id.clone(),
+            });
+        }
         self.user_ids()
             .map(|(tenant, user_id)| UserKey::new(tenant, user_id))
     }
