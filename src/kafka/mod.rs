@@ -402,24 +402,27 @@ fn failed(op: &'static str) -> impl Fn(KafkaError) -> LogError {
     move |source| LogError::Kafka { op, source }
 }
 
-/// The stream's next item if it comes within `wait` (by `deadline` when given, else `wait`
-/// from now); `None` once that passes.
+/// When a wait of `wait` from now ends, for [`next_by`]; `None` for no wait at all.
+fn deadline_after(wait: Duration) -> Option<tokio::time::Instant> {
+    (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait)
+}
+
+/// The stream's next item if it comes by `deadline`; `None` once that passes. With no
+/// deadline, only what is ready now.
 ///
-/// A zero wait takes only what is ready, without a timer: tokio's timers tick by the
-/// millisecond and a deadline of "now" rounds up to the next tick, so a zero timeout still
-/// waited for the timer driver's next turn. The worker polls with no wait while a batch is
-/// being written and published, and that wait was ~1.3 ms of every batch cycle's poll
-/// (instrumented `scripts/bench`, latency phase), before the batch's own write could start.
-async fn within<S: futures::Stream + Unpin>(
-    wait: Duration,
+/// No wait arms no timer: tokio's timers tick by the millisecond and a deadline of "now"
+/// rounds up to the next tick, so a zero timeout still waited for the timer driver's next
+/// turn. The worker polls with no wait while a batch is being written and published, and
+/// that wait was ~1.3 ms of every batch cycle's poll (instrumented `scripts/bench`, latency
+/// phase), before the batch's own write could start.
+async fn next_by<S: futures::Stream + Unpin>(
     deadline: Option<tokio::time::Instant>,
     stream: &mut S,
 ) -> Option<Option<S::Item>> {
-    if wait.is_zero() {
-        return ready_now(stream);
+    match deadline {
+        None => ready_now(stream),
+        Some(deadline) => tokio::time::timeout_at(deadline, stream.next()).await.ok(),
     }
-    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wait);
-    tokio::time::timeout_at(deadline, stream.next()).await.ok()
 }
 
 /// How many times [`ready_now`] polls: a consumer's stream answers "not yet" when it consumed
@@ -445,7 +448,7 @@ impl Log for KafkaLog {
         // One message stream for the whole batch: each `recv` would register a waker slot of
         // its own and unregister it again, two lock round trips per record.
         let mut stream = self.consumer.stream();
-        let first = match within(idle, None, &mut stream).await {
+        let first = match next_by(deadline_after(idle), &mut stream).await {
             None => {
                 self.recommit();
                 return Ok(out);
@@ -471,9 +474,9 @@ impl Log for KafkaLog {
         // that a large `batch_size` costs memory only when its batches fill.
         out.reserve_exact(max.min(RESERVED_RECORDS));
         out.push(first);
-        let deadline = tokio::time::Instant::now() + linger;
+        let deadline = deadline_after(linger);
         while out.len() < max {
-            match within(linger, Some(deadline), &mut stream).await {
+            match next_by(deadline, &mut stream).await {
                 None | Some(None) => break,
                 Some(Some(Err(e))) => {
                     tracing::warn!(error = %e, "consumer error mid-batch");
@@ -622,21 +625,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_zero_wait_takes_what_is_ready_without_waiting_for_a_timer() {
+        assert_eq!(deadline_after(Duration::ZERO), None, "no wait, no deadline");
         let start = tokio::time::Instant::now();
         let mut stream = Events {
             items: vec![7, 8],
             events: 3,
             seen: 0,
         };
-        assert_eq!(
-            within(Duration::ZERO, None, &mut stream).await,
-            Some(Some(7))
-        );
-        assert_eq!(
-            within(Duration::ZERO, None, &mut stream).await,
-            Some(Some(8))
-        );
-        assert_eq!(within(Duration::ZERO, None, &mut stream).await, None);
+        assert_eq!(next_by(None, &mut stream).await, Some(Some(7)));
+        assert_eq!(next_by(None, &mut stream).await, Some(Some(8)));
+        assert_eq!(next_by(None, &mut stream).await, None);
         // With the clock paused, a timer would have moved it on to its tick.
         assert_eq!(tokio::time::Instant::now(), start);
     }
@@ -650,10 +648,10 @@ mod tests {
             seen: 0,
         };
         let wait = Duration::from_millis(5);
-        assert_eq!(within(wait, None, &mut nothing).await, None);
+        assert_eq!(next_by(deadline_after(wait), &mut nothing).await, None);
         assert_eq!(tokio::time::Instant::now(), start + wait);
         let deadline = start + Duration::from_millis(8);
-        assert_eq!(within(wait, Some(deadline), &mut nothing).await, None);
+        assert_eq!(next_by(Some(deadline), &mut nothing).await, None);
         assert_eq!(tokio::time::Instant::now(), deadline);
     }
 }

@@ -232,7 +232,7 @@ fn fault(faults: Option<&Faults>, action: &'static str) -> io::Result<()> {
     faults.map_or(Ok(()), |f| f(action))
 }
 
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.log"))
 }
 
@@ -241,8 +241,8 @@ pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
     numbered_file(name, ".log")
 }
 
-/// The number of a file named `<number><extension>`.
-fn numbered_file(name: &std::ffi::OsStr, extension: &str) -> Option<u64> {
+/// The number of a file named `<number><extension>` (`.log`: a segment; `.free`: a kept one).
+pub(super) fn numbered_file(name: &std::ffi::OsStr, extension: &str) -> Option<u64> {
     name.to_str()?.strip_suffix(extension)?.parse().ok()
 }
 

@@ -275,10 +275,7 @@ async fn crashes_through_generations_of_a_reused_segment_lose_nothing_acknowledg
 fn journal_numbers(dir: &Path, extension: &str) -> Vec<u64> {
     std::fs::read_dir(dir.join(journal::DIR))
         .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            name.strip_suffix(extension)?.parse().ok()
-        })
+        .filter_map(|e| journal::numbered_file(&e.unwrap().file_name(), extension))
         .collect()
 }
 
@@ -295,7 +292,7 @@ async fn a_store_opened_without_segments_numbers_its_new_one_above_the_kept_file
     let kept = journal_numbers(dir.path(), ".free");
     assert_eq!(kept.len(), 1, "closed with one kept file");
     for n in journal_numbers(dir.path(), ".log") {
-        std::fs::remove_file(dir.path().join(journal::DIR).join(format!("{n:020}.log"))).unwrap();
+        std::fs::remove_file(journal::segment_path(&dir.path().join(journal::DIR), n)).unwrap();
     }
     let reopened = EmbeddedStore::open(dir.path()).unwrap();
     let new = journal_numbers(dir.path(), ".log");

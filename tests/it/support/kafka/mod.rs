@@ -574,7 +574,7 @@ impl WorkerProcess {
     }
 
     /// Waits for the worker to exit by itself: how it ended (None if it still runs after
-    /// `timeout`); its `Debug` names a signal, which [`Worker::wait`]'s code cannot.
+    /// `timeout`); its `Debug` names a signal, which [`Self::wait`]'s code cannot.
     pub fn wait_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
