@@ -167,6 +167,7 @@ fn batch(n: usize, population: usize) -> BatchWrite {
             .collect(),
         outbox: Some(outbox::write(
             "bench/p0",
+            n as u64,
             &(start..start + BATCH)
                 .flat_map(outbox_entries)
                 .collect::<Vec<_>>(),

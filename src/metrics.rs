@@ -11,6 +11,7 @@
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
 //! | `questline_batch_size` | histogram | | records per batch |
 //! | `questline_batch_seconds` | histogram | | batch latency, evaluation start to commit (batches overlap: one is evaluated while the previous one is written, published and committed) |
+//! | `questline_batches_written_ahead_total` | counter | | batches written right after their evaluation, while the batch before them was being acknowledged (at low and medium rates; a burst of full batches is written at the next poll) |
 //! | `questline_store_seconds` | histogram | op (`load`, `write`, `read`, `checkpoint`) | store latency; `checkpoint`: the embedded store moving its journal into the database, in the background |
 //! | `questline_log_seconds` | histogram | op (`publish`, `commit`) | publishing a batch until every record is acknowledged; committing its offsets |
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |
@@ -52,6 +53,7 @@ pub struct Metrics {
     pub rewards_granted: IntCounterVec,
     pub batch_size: Histogram,
     pub batch_seconds: Histogram,
+    pub batches_written_ahead: IntCounter,
     pub store_seconds: HistogramVec,
     pub log_seconds: HistogramVec,
     pub store_errors: IntCounterVec,
@@ -199,6 +201,10 @@ impl Metrics {
         let plain = |name: &str, help: &str| {
             registered(r, IntCounter::new(name, help).expect("valid metric"))
         };
+        let batches_written_ahead = plain(
+            "batches_written_ahead_total",
+            "Batches written while the batch before them was being acknowledged",
+        );
         let catalog_versions = plain(
             "catalog_versions_total",
             "Catalog versions read from the catalog log and applied",
@@ -266,6 +272,7 @@ impl Metrics {
             ),
             batch_size,
             batch_seconds,
+            batches_written_ahead,
             store_seconds: histogram(
                 r,
                 "store_seconds",

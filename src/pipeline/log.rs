@@ -42,7 +42,7 @@ pub fn shared_name(names: &mut Vec<InternedName>, name: &str) -> InternedName {
 /// A record to produce. The key decides the partition (librdkafka's murmur2, the Java
 /// client's default, so producers in any language agree on where a user lives).
 /// Serializable because the partition outbox stores records as they will be produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OutRecord {
     /// Interned ([`InternedName`]): an event's record neither copies its topic to the heap
     /// nor counts references to it (atomic increments on a line another thread's drops

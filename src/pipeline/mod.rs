@@ -27,3 +27,4 @@ pub mod protocol;
 pub mod topic_wait;
 pub mod user_cache;
 pub mod worker;
+pub mod write_ahead;

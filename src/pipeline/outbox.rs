@@ -1,25 +1,32 @@
-//! The partition outbox: the records a partition's last batch produced, stored in the same
-//! write as the batch's state and published after it (docs/design.md, commit protocol steps 3–4).
+//! The partition outbox: the records a partition's batch produced, stored in the same write
+//! as the batch's state and published after it (docs/design.md, commit protocol steps 3–4).
 //!
-//! # Why one outbox per partition, replaced by every batch
+//! # Why two outboxes per partition, used in turn
 //!
-//! A batch's records are all acknowledged by the broker before its offsets are committed, and
-//! the next batch is written only after that (it may be evaluated meanwhile: see the worker's
-//! pipelining). So at any moment only the *last written* batch's records can be unpublished, and each batch's write simply replaces the stored outbox: one
-//! row per partition, written once per batch, never cleared record by record. (An outbox
-//! inside each user's row, which is what this replaced, made every write carry and re-encode
-//! the events, and forced a second write to clear them.)
+//! A batch's records are all acknowledged by the broker before its offsets are committed.
+//! The worker may write batch N+1 while N's records are still being acknowledged (see the
+//! worker's pipelining), but never N+2 before N is committed. So at any moment at most the
+//! last *two* written batches' records can be unpublished, and each batch's write replaces
+//! the older of two stored outboxes (its *slot*): one row written per batch, never cleared
+//! record by record, and no batch's records copied into the next one's. (An outbox inside
+//! each user's row, which is what a single outbox replaced, made every write carry and
+//! re-encode the events; one outbox carrying the previous batch's records as well doubled
+//! what every batch wrote.)
 //!
-//! After a crash the new owner reads the outbox when it takes the partition. An entry whose
-//! cause is below its input partition's committed offset was published (offsets are committed
-//! only after publishing) and is dropped; the rest are published again with the batch that
-//! redelivers their causes, with the same event ids, and carried into that batch's outbox.
+//! Each outbox holds its batch's number in the partition's sequence, so the two are read
+//! back in the order they were written. After a crash the new owner reads both when it takes
+//! the partition ([`merge`]). An entry whose cause is below its input partition's committed
+//! offset was published (offsets are committed only after publishing) and is dropped; the
+//! rest are published again with the batch that redelivers their causes, with the same event
+//! ids, and carried into that batch's outbox.
 //!
 //! # Encoding
 //!
 //! The records are already the bytes that go to the broker, so the outbox is binary: a format
-//! byte, then the entries in [postcard](https://docs.rs/postcard). Nothing but the pipeline
-//! reads it; the store keeps it as an opaque blob.
+//! byte, the entries in [postcard](https://docs.rs/postcard), then the sequence number (8
+//! bytes, little-endian). The number trails the entries so that an outbox written before it
+//! existed (number 0) and a release that reads no number both read the same entries.
+//! Nothing but the pipeline reads it; the store keeps it as an opaque blob.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,16 +38,47 @@ use crate::store::OutboxWrite;
 const FORMAT: u8 = 1;
 
 /// One record to produce, and the consumed record whose processing produced it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub cause: SourceRef,
     pub record: OutRecord,
 }
 
-/// The outbox `owner` stores for `entries` ([`crate::store::BatchWrite::outbox`]): encoded
-/// straight into the store's row buffer, behind room for its header.
-pub fn write(owner: &str, entries: &[OutboxEntry]) -> OutboxWrite {
-    OutboxWrite::appended(owner, encoded_len(entries), |bytes| append(entries, bytes))
+/// The outbox `owner` stores for `entries`, the partition's batch number `seq`
+/// ([`crate::store::BatchWrite::outbox`]): encoded straight into the store's row buffer,
+/// behind room for its header.
+pub fn write(owner: &str, seq: u64, entries: &[OutboxEntry]) -> OutboxWrite {
+    OutboxWrite::appended(owner, encoded_len(entries) + SEQ_BYTES, |bytes| {
+        let mut bytes = append(entries, bytes);
+        bytes.extend_from_slice(&seq.to_le_bytes());
+        bytes
+    })
+}
+
+/// The sequence number's width, behind the entries.
+const SEQ_BYTES: usize = 8;
+
+/// A stored outbox read back: its batch's number and its entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The batch's number in its partition's sequence; 0 for an outbox written before
+    /// outboxes were numbered.
+    pub seq: u64,
+    pub entries: Vec<OutboxEntry>,
+}
+
+/// The entries of a partition's stored outboxes in the order their batches were written,
+/// each once. The newer of two outboxes can hold entries of the older one: the first batch
+/// after a take carries what its predecessors left unpublished. Such a copy is kept where
+/// the newer outbox has it, after everything the older one held before it, which keeps the
+/// order in which they were first produced.
+pub fn merge(mut stored: Vec<Stored>) -> Vec<OutboxEntry> {
+    stored.sort_by_key(|s| s.seq);
+    let all: Vec<OutboxEntry> = stored.into_iter().flat_map(|s| s.entries).collect();
+    let mut seen = std::collections::HashSet::with_capacity(all.len());
+    let mut kept: Vec<&OutboxEntry> = all.iter().rev().filter(|e| seen.insert(*e)).collect();
+    kept.reverse();
+    kept.into_iter().cloned().collect()
 }
 
 /// About the bytes `entries` encode to, so that the buffer is sized once: the payloads are
@@ -96,6 +134,8 @@ pub enum OutboxError {
     Decode(#[from] postcard::Error),
     #[error("outbox format {found} is not {FORMAT} (written by another version)")]
     Format { found: u8 },
+    #[error("outbox has {found} bytes after its entries, not a {SEQ_BYTES}-byte batch number")]
+    Trailing { found: usize },
 }
 
 /// The store keeps outboxes opaque: an unreadable one is a corrupt row of the store.
@@ -106,10 +146,21 @@ impl From<OutboxError> for crate::store::Corruption {
 }
 
 /// Decodes a stored outbox; bad bytes are an error naming the problem, never a panic.
-pub fn decode(bytes: &[u8]) -> Result<Vec<OutboxEntry>, OutboxError> {
+pub fn decode(bytes: &[u8]) -> Result<Stored, OutboxError> {
     match bytes.split_first() {
-        None => Ok(Vec::new()),
-        Some((&FORMAT, rest)) => Ok(postcard::from_bytes(rest)?),
+        None => Ok(Stored {
+            seq: 0,
+            entries: Vec::new(),
+        }),
+        Some((&FORMAT, rest)) => {
+            let (entries, rest) = postcard::take_from_bytes(rest)?;
+            let seq = match <[u8; SEQ_BYTES]>::try_from(rest) {
+                Ok(seq) => u64::from_le_bytes(seq),
+                Err(_) if rest.is_empty() => 0,
+                Err(_) => return Err(OutboxError::Trailing { found: rest.len() }),
+            };
+            Ok(Stored { seq, entries })
+        }
         Some((&found, _)) => Err(OutboxError::Format { found }),
     }
 }
@@ -137,31 +188,81 @@ mod tests {
         }
     }
 
-    /// The bytes the store is given for `entries`.
+    /// The bytes the store is given for `entries`, as batch 7.
     fn encoded(entries: &[OutboxEntry]) -> Vec<u8> {
-        write("g/p3", entries).bytes().to_vec()
+        write("g/p3", 7, entries).bytes().to_vec()
+    }
+
+    fn stored(seq: u64, entries: Vec<OutboxEntry>) -> Stored {
+        Stored { seq, entries }
     }
 
     #[test]
-    fn entries_round_trip() {
+    fn entries_and_their_batch_number_round_trip() {
         let entries = vec![entry(1, b"{\"a\":1}"), entry(2, &[0, 255, 7])];
-        let stored = write("g/p3", &entries);
-        assert_eq!(stored.owner, "g/p3");
-        let bytes = stored.bytes();
+        let written = write("g/p3", 41, &entries);
+        assert_eq!(written.owner, "g/p3");
+        let bytes = written.bytes();
         assert_eq!(bytes[0], FORMAT);
-        assert_eq!(decode(bytes).unwrap(), entries);
-        assert_eq!(decode(&encoded(&[])).unwrap(), vec![]);
-        assert_eq!(decode(&[]).unwrap(), vec![]);
+        assert_eq!(decode(bytes).unwrap(), stored(41, entries.clone()));
+        assert_eq!(decode(&encoded(&[])).unwrap(), stored(7, vec![]));
+        assert_eq!(decode(&[]).unwrap(), stored(0, vec![]));
         assert_eq!(event_id(&entries[1].record), Some("id-2"));
+    }
+
+    /// Outboxes written before they were numbered read as batch 0; a release that reads no
+    /// number reads the entries of a numbered one (postcard leaves trailing bytes alone).
+    #[test]
+    fn numbered_and_unnumbered_outboxes_read_both_ways() {
+        let entries = vec![entry(1, b"x"), entry(2, b"y")];
+        let unnumbered = postcard::to_extend(&entries, vec![FORMAT]).unwrap();
+        assert_eq!(decode(&unnumbered).unwrap(), stored(0, entries.clone()));
+        let numbered = encoded(&entries);
+        let read_by_unnumbered_release: Vec<OutboxEntry> =
+            postcard::from_bytes(&numbered[1..]).unwrap();
+        assert_eq!(read_by_unnumbered_release, entries);
     }
 
     #[test]
     fn other_formats_and_truncated_bytes_are_errors() {
         let bytes = encoded(&[entry(1, b"x")]);
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        let short = decode(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(
+            short.to_string().contains("7 bytes after its entries"),
+            "{short}"
+        );
+        assert!(decode(&bytes[..bytes.len() - SEQ_BYTES - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(decode(&other).unwrap_err().to_string().contains("format 9"));
+    }
+
+    #[test]
+    fn merged_outboxes_come_in_batch_order() {
+        let older = stored(4, vec![entry(10, b"a"), entry(11, b"b")]);
+        let newer = stored(5, vec![entry(20, b"c")]);
+        let expected = vec![entry(10, b"a"), entry(11, b"b"), entry(20, b"c")];
+        assert_eq!(merge(vec![newer.clone(), older.clone()]), expected);
+        assert_eq!(merge(vec![older, newer]), expected);
+        assert_eq!(merge(vec![]), vec![]);
+    }
+
+    /// The first batch after a take carries what both outboxes left unpublished into the
+    /// older one's slot, which becomes the newer: its copies are the ones kept, in its order.
+    #[test]
+    fn carried_copies_are_kept_once_in_the_order_first_produced() {
+        let (a, b, c, d) = (
+            entry(10, b"a"),
+            entry(20, b"b"),
+            entry(30, b"c"),
+            entry(40, b"d"),
+        );
+        let left = stored(8, vec![b.clone(), c.clone()]);
+        let carrying = stored(9, vec![a.clone(), b.clone(), c.clone(), d.clone()]);
+        assert_eq!(merge(vec![left, carrying]), vec![a, b, c, d]);
     }
 
     /// Outboxes written while header values were text decode with byte values: postcard
@@ -192,15 +293,44 @@ mod tests {
         }];
         let bytes = postcard::to_extend(&old, vec![FORMAT]).unwrap();
         let decoded = decode(&bytes).unwrap();
-        assert_eq!(decoded.len(), 1);
-        assert_eq!(event_id(&decoded[0].record), Some("id-1é"));
-        assert_eq!(encoded(&decoded), bytes, "and encode the same way");
+        assert_eq!((decoded.seq, decoded.entries.len()), (0, 1));
+        assert_eq!(event_id(&decoded.entries[0].record), Some("id-1é"));
+        let again = encoded(&decoded.entries);
+        assert_eq!(
+            again[..again.len() - SEQ_BYTES],
+            bytes,
+            "and encode the same way"
+        );
     }
 
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
+        }
+
+        /// However the two outboxes of a partition were written (disjoint batches, or the
+        /// newer carrying a suffix of the older's entries), merging them yields every entry
+        /// once, in the order of first production.
+        #[test]
+        fn merge_keeps_every_entry_once_in_order(
+            older in 0usize..6,
+            carried in 0usize..6,
+            newer in 0usize..6,
+            newer_first in any::<bool>(),
+        ) {
+            let carried = carried.min(older);
+            let first: Vec<OutboxEntry> = (0..older).map(|i| entry(i as i64, b"o")).collect();
+            let fresh: Vec<OutboxEntry> = (0..newer).map(|i| entry(100 + i as i64, b"n")).collect();
+            let mut second: Vec<OutboxEntry> = first[older - carried..].to_vec();
+            second.extend(fresh.iter().cloned());
+            let mut slots = vec![stored(1, first.clone()), stored(2, second)];
+            if newer_first {
+                slots.reverse();
+            }
+            let mut expected = first;
+            expected.extend(fresh);
+            prop_assert_eq!(merge(slots), expected);
         }
     }
 }

@@ -110,10 +110,16 @@ pub struct Partition {
     /// first offset seen after taking the partition (the group's committed position), then
     /// this owner's own commits. Outbox entries caused below it were published.
     floors: FxHashMap<(InternedName, i32), i64>,
-    /// Whose outbox this partition writes (`group/pN`).
-    outbox_owner: String,
-    /// Whether the stored outbox was read since the partition was taken or its cache reset;
-    /// until then the next batch reads it and publishes what may not have been published.
+    /// Whose outboxes this partition writes, used in turn (`group/pN` and `group/pN.2`: see
+    /// `pipeline::outbox`).
+    outbox_owners: [String; 2],
+    /// The outbox the next batch replaces: the older of the two.
+    outbox_slot: usize,
+    /// The number of the last batch whose outbox was made (see [`outbox::Stored::seq`]).
+    outbox_seq: u64,
+    /// Whether the stored outboxes were read since the partition was taken or its cache
+    /// reset; until then the next batch reads them and publishes what may not have been
+    /// published.
     outbox_loaded: bool,
     /// Ownership epoch from the store, for fenced writes; and the batch counter under it.
     epoch: Option<i64>,
@@ -201,7 +207,9 @@ impl Partition {
             users: UserCache::new(cache_users.max(16), usize::MAX),
             resources: FxHashMap::default(),
             floors: FxHashMap::default(),
-            outbox_owner: format!("{group}/p{id}"),
+            outbox_owners: [format!("{group}/p{id}"), format!("{group}/p{id}.2")],
+            outbox_slot: 0,
+            outbox_seq: 0,
             outbox_loaded: false,
             epoch: None,
             batch_seq: 0,
@@ -256,14 +264,29 @@ impl Partition {
         self.users.set_budget(bytes);
     }
 
-    /// A write that empties the stored outbox: on a clean stop, once the last batch is
+    /// The writes that empty both stored outboxes: on a clean stop, once the last batch is
     /// committed, so the next owner has nothing to consider re-publishing.
-    pub fn clear_outbox(&mut self) -> BatchWrite {
-        BatchWrite {
-            outbox: Some(outbox::write(&self.outbox_owner, &[])),
-            write_timestamp: self.next_timestamp(),
-            ..BatchWrite::default()
-        }
+    pub fn clear_outboxes(&mut self) -> [BatchWrite; 2] {
+        [(); 2].map(|()| {
+            let outbox = Some(self.next_outbox(&[]));
+            BatchWrite {
+                outbox,
+                write_timestamp: self.next_timestamp(),
+                ..BatchWrite::default()
+            }
+        })
+    }
+
+    /// The next batch's outbox holding `entries`: the older slot, replaced, numbered next.
+    fn next_outbox(&mut self, entries: &[OutboxEntry]) -> crate::store::OutboxWrite {
+        self.outbox_seq += 1;
+        let written = outbox::write(
+            &self.outbox_owners[self.outbox_slot],
+            self.outbox_seq,
+            entries,
+        );
+        self.outbox_slot ^= 1;
+        written
     }
 
     fn next_timestamp(&mut self) -> Option<i64> {
@@ -426,21 +449,41 @@ impl Partition {
         self.counters_loaded = Some(Arc::clone(catalog));
         let mut carried = Vec::new();
         if !self.outbox_loaded {
-            if let Some(bytes) = store.load_outbox(&self.outbox_owner).await? {
-                carried = outbox::decode(&bytes)
-                    .map_err(|e| StoreError::corrupt(format!("outbox {}", self.outbox_owner), e))?;
-                carried.retain(|entry| self.unpublished(entry));
-                if !carried.is_empty() {
-                    tracing::info!(
-                        partition = self.id,
-                        records = carried.len(),
-                        "publishing the stored outbox again (same event ids)"
-                    );
-                }
-            }
+            carried = self.load_outboxes(store).await?;
             self.outbox_loaded = true;
         }
         Ok((users, carried))
+    }
+
+    /// Reads both stored outboxes: returns their entries that may not have been published,
+    /// in the order they were produced, and makes the older slot (or a missing one) the next
+    /// to be replaced, with numbers continuing from the newer.
+    async fn load_outboxes<S: StateStore + ?Sized>(
+        &mut self,
+        store: &S,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stored = Vec::with_capacity(2);
+        let mut seqs = [None; 2];
+        for (slot, owner) in self.outbox_owners.iter().enumerate() {
+            if let Some(bytes) = store.load_outbox(owner).await? {
+                let read = outbox::decode(&bytes)
+                    .map_err(|e| StoreError::corrupt(format!("outbox {owner}"), e))?;
+                seqs[slot] = Some(read.seq);
+                stored.push(read);
+            }
+        }
+        self.outbox_slot = usize::from(seqs[1] < seqs[0]);
+        self.outbox_seq = seqs.iter().flatten().copied().max().unwrap_or(0);
+        let mut carried = outbox::merge(stored);
+        carried.retain(|entry| self.unpublished(entry));
+        if !carried.is_empty() {
+            tracing::info!(
+                partition = self.id,
+                records = carried.len(),
+                "publishing the stored outboxes again (same event ids)"
+            );
+        }
+        Ok(carried)
     }
 
     /// Evaluates a batch of this partition's records in offset order. On error nothing is
@@ -619,7 +662,7 @@ impl Partition {
         );
         batch.write.encode_with(|id| published.get(id).copied())?;
         drop(published);
-        batch.write.outbox = Some(outbox::write(&self.outbox_owner, &entries));
+        batch.write.outbox = Some(self.next_outbox(&entries));
         // Step 4 material: dead letters (already in `publish`), then the outbox.
         batch.publish.extend(entries);
         Ok(batch)

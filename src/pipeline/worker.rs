@@ -6,12 +6,16 @@
 //!
 //! Evaluation is CPU work and persisting, publishing and committing are mostly waiting, so
 //! the two overlap: while batch N is written, published and committed (a spawned task),
-//! batch N+1 is evaluated against the cache, which already holds N's results. The order of
-//! effects stays that of the sequential protocol: N+1 is written only after N's records were
-//! acknowledged (so N+1's outbox may replace N's), and polls happen only with no batch in
-//! flight (so a rebalance, which librdkafka runs inside the poll, never meets one; a revoked
-//! partition's evaluated-but-unwritten share of N+1 is simply dropped, for the new owner to
-//! replay). The cache never evicts a user the batch being evaluated needs (see
+//! batch N+1 is evaluated against the cache, which already holds N's results. When N's
+//! acknowledgement is the longer part, N+1 is written as soon as it is evaluated, beside it,
+//! and only published at the next poll ([`super::write_ahead`] decides). The order of
+//! effects stays that of the sequential protocol: N+1 is written after N's write and
+//! published after N's records, into the partition's other outbox (so N's stays until it
+//! is committed), and N+2 is polled only once N is committed. Polls happen with nothing
+//! being persisted or published (so a rebalance, which librdkafka runs inside the poll,
+//! never meets a write or a publish under way): a revoked partition's share of N+1 is
+//! simply dropped, for the new owner to replay (its outbox holds the records if it was
+//! written). The cache never evicts a user the batch being evaluated needs (see
 //! `Partition::load`), so no user is reloaded before its previous write is durable.
 //!
 //! Failure handling is one rule: if persisting, publishing or committing a batch fails, the
@@ -32,6 +36,7 @@ use super::log::{InRecord, Log, LogError, OutRecord, Rebalance};
 use super::oversize;
 use super::partition::{Batch, Partition, Stats};
 use super::protocol::{self, AfterFailure, AfterTooLarge, AfterWait, Redo, Refused};
+use super::write_ahead;
 use crate::amounts::{AmountCaller, Fallbacks};
 use crate::core::model::SourceRef;
 use crate::error::ErrorClass;
@@ -152,6 +157,8 @@ pub struct Worker<L: Log, S: StateStore + ?Sized> {
     shutdown: watch::Receiver<bool>,
     /// The batch evaluated last, waiting for the next poll to start its finishing.
     pending: Option<Evaluated>,
+    /// Recent durations of finishes' parts, for deciding what is written ahead.
+    estimates: write_ahead::Estimates,
     /// What `/readyz` reports: not ready before the first assignment or while paused.
     readiness: Readiness,
     /// Decides programmatic events' amount requests, for every partition.
@@ -177,13 +184,34 @@ enum Attempt {
 type Work = BTreeMap<i32, Vec<InRecord>>;
 
 /// A batch being persisted, published and committed; its batches come back on success.
-type FinishTask = tokio::task::JoinHandle<Result<Vec<(i32, Batch)>, BatchError>>;
+type FinishTask = tokio::task::JoinHandle<Result<Finished, BatchError>>;
 
-/// A batch evaluated (cache updated) but not yet persisted, published and committed.
+/// Batches finished (persisted, published, committed), their writes and records taken, and
+/// how long the finish's parts took.
+struct Finished {
+    batches: Vec<(i32, Batch)>,
+    /// `None` for batches written ahead (their write was timed where it ran).
+    write: Option<Duration>,
+    deliver: Duration,
+}
+
+/// A batch evaluated (cache updated) but not yet published and committed; persisted too if
+/// it was written ahead (see [`super::write_ahead`]).
 struct Evaluated {
     work: Work,
     batches: Vec<(i32, Batch)>,
     started: Instant,
+    written: bool,
+}
+
+/// A batch's finish under way: its task, and a signal when its write is durable (for a
+/// batch not written ahead), after which the next batch may be written.
+struct Finishing {
+    task: FinishTask,
+    written: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Whether the batch was written ahead, and when its finish started.
+    was_written: bool,
+    since: Instant,
 }
 
 /// What persists, publishes and commits batches: owned handles, so it runs as its own task
@@ -220,6 +248,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             totals: Totals::default(),
             shutdown,
             pending: None,
+            estimates: write_ahead::Estimates::default(),
             readiness: Readiness::default(),
             amounts: Arc::new(Fallbacks),
             exclusive: None,
@@ -281,8 +310,8 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// Finishes the pending batch, if any (on shutdown, and for [`Worker::step`]).
     async fn settle(&mut self) -> Result<(), WorkerError> {
         if let Some(pending) = self.pending.take() {
-            let task = self.spawn_finish(pending.batches);
-            self.finished_or_redone(task, pending.work, pending.started)
+            let finishing = self.spawn_finish(pending.batches, pending.written);
+            self.finished_or_redone(finishing.task, pending.work, pending.started)
                 .await?;
         }
         Ok(())
@@ -353,12 +382,13 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         }
         // Start finishing the previous batch, then evaluate this one meanwhile.
         let finishing = self.pending.take().map(|pending| {
-            let task = self.spawn_finish(pending.batches);
-            (task, pending.work, pending.started)
+            let finishing = self.spawn_finish(pending.batches, pending.written);
+            (finishing, pending.work, pending.started)
         });
         if records.is_empty() {
-            if let Some((task, previous, started)) = finishing {
-                self.finished_or_redone(task, previous, started).await?;
+            if let Some((finishing, previous, started)) = finishing {
+                self.finished_or_redone(finishing.task, previous, started)
+                    .await?;
             }
             return Ok(());
         }
@@ -384,8 +414,21 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .evaluate(&work)
             .instrument(tracing::info_span!("evaluate", records = polled))
             .await;
-        if let Some((task, mut previous, previous_started)) = finishing {
-            if let Err(reason) = self.finished(task, previous_started).await {
+        let evaluated_in = started.elapsed();
+        let (evaluated, finishing, written) = match (evaluated, finishing) {
+            (Ok(batches), Some((finishing, previous, previous_started))) => {
+                let (batches, finishing, written) =
+                    self.write_ahead(batches, finishing, evaluated_in).await;
+                (
+                    batches,
+                    Some((finishing, previous, previous_started)),
+                    written,
+                )
+            }
+            (evaluated, finishing) => (evaluated, finishing, false),
+        };
+        if let Some((finishing, mut previous, previous_started)) = finishing {
+            if let Err(reason) = self.finished(finishing.task, previous_started).await {
                 // This batch was evaluated on top of the failed one: both are redone, in
                 // offset order, from what the store holds.
                 for (p, records) in work {
@@ -400,6 +443,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                     work,
                     batches,
                     started,
+                    written,
                 })
             }
             Err(reason) => self.redo(work, started, reason).await?,
@@ -407,11 +451,84 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         Ok(())
     }
 
-    /// Persists, publishes and commits `batches` in a task of its own (traced as `finish`).
-    fn spawn_finish(&self, batches: Vec<(i32, Batch)>) -> FinishTask {
+    /// Persists (unless `written` ahead), publishes and commits `batches` in a task of its
+    /// own (traced as `finish`).
+    fn spawn_finish(&self, mut batches: Vec<(i32, Batch)>, written: bool) -> Finishing {
         let records: usize = batches.iter().map(|(_, b)| b.processed.len()).sum();
-        let span = tracing::info_span!("finish", records);
-        tokio::spawn(self.finisher().finish(batches).instrument(span))
+        let span = tracing::info_span!("finish", records, written_ahead = written);
+        let finisher = self.finisher();
+        let since = Instant::now();
+        if written {
+            let task = async move {
+                let (batches, deliver) = finisher.deliver(batches).await?;
+                Ok(Finished {
+                    batches,
+                    write: None,
+                    deliver,
+                })
+            };
+            return Finishing {
+                task: tokio::spawn(task.instrument(span)),
+                written: None,
+                was_written: true,
+                since,
+            };
+        }
+        let (durable, signal) = tokio::sync::oneshot::channel();
+        let task = async move {
+            let write = finisher.write(&mut batches).await?;
+            // The receiver is gone when the worker wrote nothing ahead: nothing waits.
+            let _ = durable.send(());
+            let (batches, deliver) = finisher.deliver(batches).await?;
+            Ok(Finished {
+                batches,
+                write: Some(write),
+                deliver,
+            })
+        };
+        Finishing {
+            task: tokio::spawn(task.instrument(span)),
+            written: Some(signal),
+            was_written: false,
+            since,
+        }
+    }
+
+    /// Writes `batches`, just evaluated in `evaluated_in`, ahead if the previous batch's
+    /// `finishing` is still running and [`write_ahead::worth_it`] says so: after the
+    /// previous batch's write is durable, beside its delivery. Returns the batches (an
+    /// error if the write failed: they are redone), the finishing, and whether they were
+    /// written.
+    async fn write_ahead(
+        &mut self,
+        mut batches: Vec<(i32, Batch)>,
+        mut finishing: Finishing,
+        evaluated_in: Duration,
+    ) -> (Result<Vec<(i32, Batch)>, BatchError>, Finishing, bool) {
+        if finishing.task.is_finished() {
+            return (Ok(batches), finishing, false);
+        }
+        let remaining = self
+            .estimates
+            .remaining(finishing.was_written, finishing.since.elapsed());
+        if !write_ahead::worth_it(&self.estimates, remaining, evaluated_in) {
+            return (Ok(batches), finishing, false);
+        }
+        // Batches are written in the order they were evaluated: this one after the
+        // previous one's write. If that write failed, so does its finish: both are redone.
+        if let Some(durable) = finishing.written.take() {
+            if durable.await.is_err() {
+                return (Ok(batches), finishing, false);
+            }
+        }
+        match self.finisher().write(&mut batches).await {
+            Ok(took) => {
+                self.estimates.observe_write(took);
+                metrics().batches_written_ahead.inc();
+                (Ok(batches), finishing, true)
+            }
+            Err(e) => (Err(e), finishing, false),
+        }
     }
 
     fn finisher(&self) -> Finisher<L, S> {
@@ -428,8 +545,12 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// Waits for a finishing batch; on success its partitions learn the commit and its stats
     /// are counted. A failure is returned for the caller to redo the batch's records.
     async fn finished(&mut self, task: FinishTask, started: Instant) -> Result<(), BatchError> {
-        let batches = task.await.unwrap_or_else(|e| Err(BatchError::Task(e)))?;
-        self.settled(&batches, started);
+        let finished = task.await.unwrap_or_else(|e| Err(BatchError::Task(e)))?;
+        if let Some(took) = finished.write {
+            self.estimates.observe_write(took);
+        }
+        self.estimates.observe_deliver(finished.deliver);
+        self.settled(&finished.batches, started);
         Ok(())
     }
 
@@ -719,11 +840,25 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                         if now_empty {
                             self.owned.remove(&p);
                             // Nothing is being persisted or published during a poll. A batch
-                            // evaluated but not started loses this partition's share: the new
-                            // owner replays those records from the committed offset.
+                            // evaluated (and maybe written ahead) but not published loses this
+                            // partition's share: the new owner replays those records from the
+                            // committed offset, and publishes a written share's records from
+                            // the partition's outbox.
+                            let mut applied = Vec::new();
                             if let Some(pending) = self.pending.as_mut() {
                                 pending.work.remove(&p);
-                                pending.batches.retain(|(id, _)| *id != p);
+                                let (share, kept) = std::mem::take(&mut pending.batches)
+                                    .into_iter()
+                                    .partition(|(id, _)| *id == p);
+                                pending.batches = kept;
+                                // A written share was applied, durably, by this member: it
+                                // counts here, and the new owner counts it as redelivered.
+                                if pending.written {
+                                    applied = share;
+                                }
+                            }
+                            for (_, batch) in &applied {
+                                self.count(&batch.stats);
                             }
                             if let Some(partition) = self.partitions.remove(&p) {
                                 tracing::info!(partition = p, "partition revoked; cache dropped");
@@ -750,7 +885,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         let writes: Vec<_> = self
             .partitions
             .values_mut()
-            .map(Partition::clear_outbox)
+            .flat_map(Partition::clear_outboxes)
             .collect();
         if let Err(e) = self.store.write_batches(writes).await {
             tracing::warn!(error = %e, "could not clear the outboxes; a restart may re-publish (same event ids)");
@@ -760,11 +895,16 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
 
 impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
     /// Steps 3–5 for evaluated batches: persist, publish, commit, in that order, each only
-    /// after the previous one succeeded. Returns the batches (their writes and records taken).
-    async fn finish(
-        mut self,
-        mut batches: Vec<(i32, Batch)>,
-    ) -> Result<Vec<(i32, Batch)>, BatchError> {
+    /// after the previous one succeeded (a batch redone after a failure). Returns the
+    /// batches (their writes and records taken).
+    async fn finish(self, mut batches: Vec<(i32, Batch)>) -> Result<Vec<(i32, Batch)>, BatchError> {
+        self.write(&mut batches).await?;
+        Ok(self.deliver(batches).await?.0)
+    }
+
+    /// Step 3 for evaluated batches: persist every partition's writes (taken from the
+    /// batches). Returns how long it took.
+    async fn write(&self, batches: &mut [(i32, Batch)]) -> Result<Duration, BatchError> {
         // Step 3: persist every partition's writes in one store call (one transaction and
         // one fsync on the embedded store; concurrent partitions on ScyllaDB).
         let write = Instant::now();
@@ -781,6 +921,16 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             metrics().store_errors.with_label_values(&["write"]).inc();
             return Err(BatchError::Write(e));
         }
+        Ok(write.elapsed())
+    }
+
+    /// Steps 4–5 for written batches: publish, then commit once every record is
+    /// acknowledged. Returns the batches (their records taken) and how long it took.
+    async fn deliver(
+        mut self,
+        mut batches: Vec<(i32, Batch)>,
+    ) -> Result<(Vec<(i32, Batch)>, Duration), BatchError> {
+        let started = Instant::now();
         // Step 4: publish effects and dead letters; wait for every acknowledgement.
         let mut out = Vec::new();
         let mut origins = Vec::new();
@@ -844,7 +994,7 @@ impl<L: Log, S: StateStore + ?Sized> Finisher<L, S> {
             .log_seconds
             .with_label_values(&["commit"])
             .observe(commit.elapsed().as_secs_f64());
-        Ok(batches)
+        Ok((batches, started.elapsed()))
     }
 
     async fn wait_or_stop(&mut self, d: Duration) -> bool {

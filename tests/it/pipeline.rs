@@ -683,6 +683,53 @@ async fn a_crash_between_write_and_publish_publishes_the_stored_outbox_exactly_o
     rig.assert_exactly_once(USERS).await;
 }
 
+/// A batch is written ahead while the one before it is still being published: each goes to
+/// one of its partition's two outboxes. A crash with both written and neither published must
+/// find both batches' records, and publish each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_with_two_batches_written_and_unpublished_publishes_both_outboxes_once() {
+    const USERS: usize = 30;
+    let rig = Rig::new();
+    let all = actions(160, USERS, 9);
+    rig.append(&all);
+    // First life: partition 0's records evaluated and written in two batches, as the worker
+    // writes a batch ahead, and the process dies before publishing either.
+    let polled = rig
+        .log
+        .poll_batch(1_000, Duration::ZERO, Duration::ZERO)
+        .await
+        .unwrap();
+    let mine: Vec<InRecord> = polled.into_iter().filter(|r| r.partition == 0).collect();
+    assert!(mine.len() > 10, "partition 0 has records: {}", mine.len());
+    let (first_half, second_half) = mine.split_at(mine.len() / 2);
+    let mut partition = Partition::new("g", 0, 1_000);
+    for half in [first_half, second_half] {
+        let batch = partition
+            .process(rig.store.as_ref(), &rig.inputs, &rig.topics, half)
+            .await
+            .unwrap();
+        assert!(
+            !batch.publish.is_empty(),
+            "the batch has records to publish"
+        );
+        rig.store.write_batches(vec![batch.write]).await.unwrap();
+    }
+    drop(partition);
+    assert!(rig.rewards().0.is_empty(), "nothing published yet");
+
+    // Second life: partition 0's records are skipped by the stored watermark, and both stored
+    // outboxes are published, each record once; the other partitions are processed afresh.
+    rig.log.subscribe(&rig.inputs.topics());
+    let (stop, shutdown) = watch::channel(false);
+    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(1_000, 1_000), shutdown));
+    rig.wait_committed(160, Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    let totals = second.await.unwrap();
+    assert_eq!(totals.redelivered, mine.len() as u64, "{totals:?}");
+    assert_eq!(totals.applied, (160 - mine.len()) as u64, "{totals:?}");
+    rig.assert_exactly_once(USERS).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_back_to_the_same_member_republishes_nothing() {
     const USERS: usize = 40;
