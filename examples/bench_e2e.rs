@@ -894,8 +894,9 @@ fn print_latency_series(
             .push(created - sent_at);
     }
     eprintln!(
-        "second | events | p50 / p99 / max ms || worker in that second: batches, records, \
-         evaluate s, store write s, publish s, checkpoints (s); worker CPU s, machine busy s"
+        "second | events | p50 / p99 / max ms || worker in that second: batches (written \
+         ahead), records, evaluate s, store write s, publish s, checkpoints (s); worker CPU s, \
+         machine busy s"
     );
     for (second, lat) in by_second {
         let st = stats(lat);
@@ -912,8 +913,9 @@ fn print_latency_series(
                         - d(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
                 };
                 format!(
-                    "{:.0}, {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
+                    "{:.0} ({:.0}), {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
                     d("questline_batch_seconds_count"),
+                    d("questline_batches_written_ahead_total"),
                     d("questline_batch_size_sum"),
                     d("questline_store_seconds_sum{op=\"load\"}"),
                     d("questline_store_seconds_sum{op=\"write\"}"),
@@ -938,6 +940,8 @@ fn print_latency_series(
 /// Where the worker's time went between two scrapes.
 struct Breakdown {
     batches: f64,
+    /// Batches written while the batch before them was being acknowledged.
+    ahead: f64,
     records: f64,
     events: f64,
     process_s: f64,
@@ -957,6 +961,7 @@ impl Breakdown {
         };
         Breakdown {
             batches: d("questline_batch_seconds_count"),
+            ahead: d("questline_batches_written_ahead_total"),
             records: d("questline_batch_size_sum"),
             events: sum_prefix(b, "questline_events_out_total")
                 - sum_prefix(a, "questline_events_out_total"),
@@ -1737,9 +1742,11 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
     let pct = |x: f64| 100.0 * x / e.max(1e-9);
     let _ = writeln!(
         s,
-        "worker phase, from its metrics: {:.0} batches of {:.0} records on average ({:.0} records \
-         with the internal topics), {:.0} events out ({} read back from progress+rewards, warm-up included)",
+        "worker phase, from its metrics: {:.0} batches ({:.0} written ahead) of {:.0} records on \
+         average ({:.0} records with the internal topics), {:.0} events out ({} read back from \
+         progress+rewards, warm-up included)",
         b.batches,
+        b.ahead,
         b.records / b.batches.max(1.0),
         b.records,
         b.events,
