@@ -414,6 +414,10 @@ pub struct PipelineSettings {
     /// Backoff bounds when the store or the broker fails (milliseconds).
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    /// Whether a batch may be written while the batch before it is being acknowledged, when
+    /// that is the longer part of the cycle (`pipeline::write_ahead`): lower latency at low
+    /// and medium rates; off, every batch is written at the next poll.
+    pub write_ahead: bool,
 }
 
 impl Default for PipelineSettings {
@@ -425,6 +429,7 @@ impl Default for PipelineSettings {
             cache_mb: 64,
             retry_min_ms: 50,
             retry_max_ms: 5_000,
+            write_ahead: true,
         }
     }
 }

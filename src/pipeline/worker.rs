@@ -494,8 +494,9 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         }
     }
 
-    /// Writes `batches`, just evaluated in `evaluated_in`, ahead if the previous batch's
-    /// `finishing` is still running and [`write_ahead::worth_it`] says so: after the
+    /// Writes `batches`, just evaluated in `evaluated_in`, ahead if `pipeline.write_ahead`
+    /// allows it, the previous batch's `finishing` is still running and
+    /// [`write_ahead::worth_it`] says so: after the
     /// previous batch's write is durable, beside its delivery. Returns the batches (an
     /// error if the write failed: they are redone), the finishing, and whether they were
     /// written.
@@ -505,7 +506,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         mut finishing: Finishing,
         evaluated_in: Duration,
     ) -> (Result<Vec<(i32, Batch)>, BatchError>, Finishing, bool) {
-        if finishing.task.is_finished() {
+        if !self.settings.write_ahead || finishing.task.is_finished() {
             return (Ok(batches), finishing, false);
         }
         let remaining = self

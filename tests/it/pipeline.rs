@@ -459,6 +459,9 @@ enum Fault {
     /// `AllBrokersDown`, the others find nothing within the idle wait, as librdkafka's
     /// consumer does while it rejoins its group during an outage.
     BrokerGoneWhileIdle { polls: AtomicU64 },
+    /// Every publish is acknowledged this long after it is handed over: a broker with a slow
+    /// round trip (an injected delay).
+    SlowAcks(Duration),
 }
 
 /// The in-process log with one [`Fault`]; everything else is passed through.
@@ -530,6 +533,10 @@ impl Log for Faulty {
                     rdkafka::types::RDKafkaErrorCode::AllBrokersDown,
                 ),
             }),
+            Fault::SlowAcks(delay) => {
+                tokio::time::sleep(delay).await;
+                self.log.publish(records).await
+            }
             _ => self.log.publish(records).await,
         }
     }
@@ -728,6 +735,40 @@ async fn a_crash_with_two_batches_written_and_unpublished_publishes_both_outboxe
     assert_eq!(totals.redelivered, mine.len() as u64, "{totals:?}");
     assert_eq!(totals.applied, (160 - mine.len()) as u64, "{totals:?}");
     rig.assert_exactly_once(USERS).await;
+}
+
+/// With acknowledgements slower than a batch's evaluation (an injected 20 ms round trip) and a
+/// backlog, batches are written while the batch before them is being acknowledged, and
+/// nothing is lost or published twice; with `pipeline.write_ahead = false` none is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_written_ahead_beside_slow_acknowledgements_exactly_once() {
+    const USERS: usize = 30;
+    for write_ahead in [true, false] {
+        let rig = Rig::new();
+        rig.append(&actions(400, USERS, 12));
+        let ahead = || questline::metrics::metrics().batches_written_ahead.get();
+        let before = ahead();
+        let (stop, shutdown) = watch::channel(false);
+        let worker = spawn(rig.worker(
+            Faulty::new(&rig.log, Fault::SlowAcks(Duration::from_millis(20))),
+            PipelineSettings {
+                write_ahead,
+                ..settings(20, 1_000)
+            },
+            shutdown,
+        ));
+        rig.wait_committed(400, Duration::from_secs(30)).await;
+        stop.send(true).unwrap();
+        let totals = worker.await.unwrap();
+        assert_eq!(totals.applied, 400, "{totals:?}");
+        let written_ahead = ahead() - before;
+        if write_ahead {
+            assert!(written_ahead > 0, "{totals:?}");
+        } else {
+            assert_eq!(written_ahead, 0, "{totals:?}");
+        }
+        rig.assert_exactly_once(USERS).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
