@@ -11,7 +11,7 @@
 //! | `questline_rewards_granted_total` | counter | reward_type | `reward.granted` events |
 //! | `questline_batch_size` | histogram | | records per batch |
 //! | `questline_batch_seconds` | histogram | | batch latency, evaluation start to commit (batches overlap: one is evaluated while the previous one is written, published and committed) |
-//! | `questline_batches_written_ahead_total` | counter | | batches written right after their evaluation, while the batch before them was being acknowledged (at low and medium rates; a burst of full batches is written at the next poll) |
+//! | `questline_batches_written_ahead_total` | counter | | batches written right after their evaluation, while the batch before them was being acknowledged (when the worker keeps up with its input; a poll that fills its batch leaves the write to the next poll) |
 //! | `questline_store_seconds` | histogram | op (`load`, `write`, `read`, `checkpoint`) | store latency; `checkpoint`: the embedded store moving its journal into the database, in the background |
 //! | `questline_log_seconds` | histogram | op (`publish`, `commit`) | publishing a batch until every record is acknowledged; committing its offsets |
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |

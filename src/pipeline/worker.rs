@@ -417,8 +417,9 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         let evaluated_in = started.elapsed();
         let (evaluated, finishing, written) = match (evaluated, finishing) {
             (Ok(batches), Some((finishing, previous, previous_started))) => {
-                let (batches, finishing, written) =
-                    self.write_ahead(batches, finishing, evaluated_in).await;
+                let (batches, finishing, written) = self
+                    .write_ahead(batches, finishing, evaluated_in, polled)
+                    .await;
                 (
                     batches,
                     Some((finishing, previous, previous_started)),
@@ -494,19 +495,23 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         }
     }
 
-    /// Writes `batches`, just evaluated in `evaluated_in`, ahead if `pipeline.write_ahead`
-    /// allows it, the previous batch's `finishing` is still running and
-    /// [`write_ahead::worth_it`] says so: after the
-    /// previous batch's write is durable, beside its delivery. Returns the batches (an
-    /// error if the write failed: they are redone), the finishing, and whether they were
+    /// Writes `batches` (from a poll of `polled` records, evaluated in `evaluated_in`) ahead
+    /// if `pipeline.write_ahead` allows it, the poll found the worker keeping up, the
+    /// previous batch's `finishing` is still running and [`write_ahead::worth_it`] says so:
+    /// after the previous batch's write is durable, beside its delivery. Returns the batches
+    /// (an error if the write failed: they are redone), the finishing, and whether they were
     /// written.
     async fn write_ahead(
         &mut self,
         mut batches: Vec<(i32, Batch)>,
         mut finishing: Finishing,
         evaluated_in: Duration,
+        polled: usize,
     ) -> (Result<Vec<(i32, Batch)>, BatchError>, Finishing, bool) {
-        if !self.settings.write_ahead || finishing.task.is_finished() {
+        if !self.settings.write_ahead
+            || !write_ahead::keeping_up(polled, self.settings.batch_size)
+            || finishing.task.is_finished()
+        {
             return (Ok(batches), finishing, false);
         }
         let remaining = self

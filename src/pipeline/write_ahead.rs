@@ -12,7 +12,10 @@
 //! puts the write on the main path after the evaluation instead of beside the next one, and
 //! gains nothing: then the batch waits for the next poll, as before.
 //!
-//! [`Estimates`] keeps recent durations of the two parts of a finish; [`worth_it`] weighs
+//! Only a worker that keeps up writes ahead: a poll that filled its batch means a backlog,
+//! where the rate matters more than a record's wait, and writing beside the publishing on the
+//! same cores cost end-to-end runs CPU per action and rate ([`keeping_up`]). Then
+//! [`Estimates`] keeps recent durations of the two parts of a finish, and [`worth_it`] weighs
 //! the wait a write ahead adds now against what it takes off the next cycle.
 //!
 //! Writing ahead is safe because each partition has two outboxes used in turn
@@ -62,6 +65,12 @@ impl Estimates {
     }
 }
 
+/// Whether a poll that returned `polled` records, of the `batch_size` it asked for, finds the
+/// worker keeping up with its input: a full batch means more was waiting.
+pub fn keeping_up(polled: usize, batch_size: usize) -> bool {
+    polled < batch_size
+}
+
 /// Whether to write the batch just evaluated (in `evaluated`) ahead, while the previous
 /// batch's finish still has `remaining` to run.
 ///
@@ -72,9 +81,8 @@ impl Estimates {
 /// `max(write + deliver, evaluated)`, taking the batch's evaluation time as the next one's.
 /// Writing ahead is worth it when it takes off the next cycle at least half a write more
 /// than it adds to this one: a write ahead runs beside the previous batch's publishing on the
-/// same cores, and in a burst, where the two sides come out nearly even, end-to-end runs
-/// measured more CPU per action and a lower rate when it was done on a bare majority. With no
-/// estimates yet (the first batches) nothing is written ahead.
+/// same cores, which slows both, so a gain too close to even is none. With no estimates yet
+/// (the first batches) nothing is written ahead.
 pub fn worth_it(estimates: &Estimates, remaining: Duration, evaluated: Duration) -> bool {
     let (Some(write), Some(deliver)) = (estimates.write, estimates.deliver) else {
         return false;
@@ -122,6 +130,13 @@ mod tests {
         assert!(!worth_it(&e, e.remaining(false, ms(9)), ms(9)));
         // A shorter evaluation leaves a clear gain (4 ms for 1).
         assert!(worth_it(&e, e.remaining(false, ms(8)), ms(8)));
+    }
+
+    #[test]
+    fn only_a_poll_short_of_its_batch_size_keeps_up() {
+        assert!(keeping_up(0, 2_000));
+        assert!(keeping_up(1_999, 2_000));
+        assert!(!keeping_up(2_000, 2_000));
     }
 
     #[test]

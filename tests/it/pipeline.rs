@@ -737,15 +737,19 @@ async fn a_crash_with_two_batches_written_and_unpublished_publishes_both_outboxe
     rig.assert_exactly_once(USERS).await;
 }
 
-/// With acknowledgements slower than a batch's evaluation (an injected 20 ms round trip) and a
-/// backlog, batches are written while the batch before them is being acknowledged, and
-/// nothing is lost or published twice; with `pipeline.write_ahead = false` none is.
+/// With acknowledgements slower than a batch's evaluation (an injected 20 ms round trip) and
+/// actions arriving steadily, batches are written while the batch before them is being
+/// acknowledged, and nothing is lost or published twice. None is with
+/// `pipeline.write_ahead = false`, nor in a backlog, where every poll fills its batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_written_ahead_beside_slow_acknowledgements_exactly_once() {
     const USERS: usize = 30;
-    for write_ahead in [true, false] {
+    for (write_ahead, backlog) in [(true, false), (false, false), (true, true)] {
         let rig = Rig::new();
-        rig.append(&actions(400, USERS, 12));
+        let all = actions(400, USERS, 12);
+        if backlog {
+            rig.append(&all);
+        }
         let ahead = || questline::metrics::metrics().batches_written_ahead.get();
         let before = ahead();
         let (stop, shutdown) = watch::channel(false);
@@ -753,19 +757,25 @@ async fn batches_are_written_ahead_beside_slow_acknowledgements_exactly_once() {
             Faulty::new(&rig.log, Fault::SlowAcks(Duration::from_millis(20))),
             PipelineSettings {
                 write_ahead,
-                ..settings(20, 1_000)
+                ..settings(if backlog { 20 } else { 1_000 }, 1_000)
             },
             shutdown,
         ));
+        if !backlog {
+            for chunk in all.chunks(10) {
+                rig.append(chunk);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         rig.wait_committed(400, Duration::from_secs(30)).await;
         stop.send(true).unwrap();
         let totals = worker.await.unwrap();
         assert_eq!(totals.applied, 400, "{totals:?}");
         let written_ahead = ahead() - before;
-        if write_ahead {
+        if write_ahead && !backlog {
             assert!(written_ahead > 0, "{totals:?}");
         } else {
-            assert_eq!(written_ahead, 0, "{totals:?}");
+            assert_eq!(written_ahead, 0, "backlog {backlog}: {totals:?}");
         }
         rig.assert_exactly_once(USERS).await;
     }
