@@ -1,16 +1,18 @@
 //! The partition outbox: the records a partition's batch produced, stored in the same write
 //! as the batch's state and published after it (docs/design.md, commit protocol steps 3–4).
 //!
-//! # Why two outboxes per partition, used in turn
+//! # Why two outboxes per partition
 //!
 //! A batch's records are all acknowledged by the broker before its offsets are committed.
 //! The worker may write batch N+1 while N's records are still being acknowledged (see the
 //! worker's pipelining), but never N+2 before N is committed. So at any moment at most the
-//! last *two* written batches' records can be unpublished, and each batch's write replaces
-//! the older of two stored outboxes (its *slot*): one row written per batch, never cleared
-//! record by record, and no batch's records copied into the next one's. (An outbox inside
-//! each user's row, which is what a single outbox replaced, made every write carry and
-//! re-encode the events; one outbox carrying the previous batch's records as well doubled
+//! last *two* written batches' records can be unpublished. A batch written after the one
+//! before it was committed replaces that one's outbox; a batch written ahead goes to the
+//! other outbox, so N's stays until it is committed. One row written per batch, never cleared
+//! record by record, no batch's records copied into the next one's, and a worker that writes
+//! nothing ahead (a backlog) rewrites one outbox per partition, as before there were two.
+//! (An outbox inside each user's row, which a single outbox replaced, made every write carry
+//! and re-encode the events; one outbox carrying the previous batch's records as well doubled
 //! what every batch wrote.)
 //!
 //! Each outbox holds its batch's number in the partition's sequence, so the two are read

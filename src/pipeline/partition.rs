@@ -110,10 +110,11 @@ pub struct Partition {
     /// first offset seen after taking the partition (the group's committed position), then
     /// this owner's own commits. Outbox entries caused below it were published.
     floors: FxHashMap<(InternedName, i32), i64>,
-    /// Whose outboxes this partition writes, used in turn (`group/pN` and `group/pN.2`: see
+    /// Whose outboxes this partition writes (`group/pN` and `group/pN.2`: see
     /// `pipeline::outbox`).
     outbox_owners: [String; 2],
-    /// The outbox the next batch replaces: the older of the two.
+    /// The outbox the latest batch was made for: the next batch replaces it, unless that
+    /// batch is written ahead ([`Partition::write_ahead_outbox`]).
     outbox_slot: usize,
     /// The number of the last batch whose outbox was made (see [`outbox::Stored::seq`]).
     outbox_seq: u64,
@@ -267,8 +268,13 @@ impl Partition {
     /// The writes that empty both stored outboxes: on a clean stop, once the last batch is
     /// committed, so the next owner has nothing to consider re-publishing.
     pub fn clear_outboxes(&mut self) -> [BatchWrite; 2] {
-        [(); 2].map(|()| {
-            let outbox = Some(self.next_outbox(&[]));
+        [0, 1].map(|slot| {
+            self.outbox_seq += 1;
+            let outbox = Some(outbox::write(
+                &self.outbox_owners[slot],
+                self.outbox_seq,
+                &[],
+            ));
             BatchWrite {
                 outbox,
                 write_timestamp: self.next_timestamp(),
@@ -277,16 +283,29 @@ impl Partition {
         })
     }
 
-    /// The next batch's outbox holding `entries`: the older slot, replaced, numbered next.
+    /// The next batch's outbox holding `entries`, numbered next, replacing the latest
+    /// batch's: written after that batch is committed, as batches are unless written ahead.
+    /// (So a worker that writes nothing ahead rewrites one outbox row per partition, and the
+    /// embedded store's checkpoint moves one into its database, not two.)
     fn next_outbox(&mut self, entries: &[OutboxEntry]) -> crate::store::OutboxWrite {
         self.outbox_seq += 1;
-        let written = outbox::write(
+        outbox::write(
             &self.outbox_owners[self.outbox_slot],
             self.outbox_seq,
             entries,
-        );
+        )
+    }
+
+    /// Moves `write`'s outbox (this partition's latest batch's) to the other slot: the batch
+    /// is written ahead, while the batch before it, whose outbox it would otherwise replace,
+    /// may still be unpublished.
+    pub fn write_ahead_outbox(&mut self, write: &mut BatchWrite) {
         self.outbox_slot ^= 1;
-        written
+        if let Some(outbox) = write.outbox.as_mut() {
+            outbox
+                .owner
+                .clone_from(&self.outbox_owners[self.outbox_slot]);
+        }
     }
 
     fn next_timestamp(&mut self) -> Option<i64> {
@@ -456,8 +475,9 @@ impl Partition {
     }
 
     /// Reads both stored outboxes: returns their entries that may not have been published,
-    /// in the order they were produced, and makes the older slot (or a missing one) the next
-    /// to be replaced, with numbers continuing from the newer.
+    /// in the order they were produced, and takes the newer one as the latest batch's, with
+    /// numbers continuing from it. (The next batch carries these entries, so it may replace
+    /// either.)
     async fn load_outboxes<S: StateStore + ?Sized>(
         &mut self,
         store: &S,
@@ -472,7 +492,7 @@ impl Partition {
                 stored.push(read);
             }
         }
-        self.outbox_slot = usize::from(seqs[1] < seqs[0]);
+        self.outbox_slot = usize::from(seqs[1] > seqs[0]);
         self.outbox_seq = seqs.iter().flatten().copied().max().unwrap_or(0);
         let mut carried = outbox::merge(stored);
         carried.retain(|entry| self.unpublished(entry));

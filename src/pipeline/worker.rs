@@ -527,6 +527,11 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 return (Ok(batches), finishing, false);
             }
         }
+        for (p, batch) in &mut batches {
+            if let Some(partition) = self.partitions.get_mut(p) {
+                partition.write_ahead_outbox(&mut batch.write);
+            }
+        }
         match self.finisher().write(&mut batches).await {
             Ok(took) => {
                 self.estimates.observe_write(took);

@@ -18,9 +18,9 @@
 //! [`Estimates`] keeps recent durations of the two parts of a finish, and [`worth_it`] weighs
 //! the wait a write ahead adds now against what it takes off the next cycle.
 //!
-//! Writing ahead is safe because each partition has two outboxes used in turn
-//! (`pipeline::outbox`): batch N+1's write replaces the outbox of N-1, which was committed
-//! before N+1 was polled, never N's, whose records may still be in flight.
+//! Writing ahead is safe because each partition has two outboxes (`pipeline::outbox`): a
+//! batch written ahead goes to the other one than the batch before it, whose records may
+//! still be in flight; the batch after it is polled only once that one is committed.
 
 use std::time::Duration;
 

@@ -710,11 +710,14 @@ async fn a_crash_with_two_batches_written_and_unpublished_publishes_both_outboxe
     assert!(mine.len() > 10, "partition 0 has records: {}", mine.len());
     let (first_half, second_half) = mine.split_at(mine.len() / 2);
     let mut partition = Partition::new("g", 0, 1_000);
-    for half in [first_half, second_half] {
-        let batch = partition
+    for (ahead, half) in [(false, first_half), (true, second_half)] {
+        let mut batch = partition
             .process(rig.store.as_ref(), &rig.inputs, &rig.topics, half)
             .await
             .unwrap();
+        if ahead {
+            partition.write_ahead_outbox(&mut batch.write);
+        }
         assert!(
             !batch.publish.is_empty(),
             "the batch has records to publish"
