@@ -269,12 +269,7 @@ impl Partition {
     /// committed, so the next owner has nothing to consider re-publishing.
     pub fn clear_outboxes(&mut self) -> [BatchWrite; 2] {
         [0, 1].map(|slot| {
-            self.outbox_seq += 1;
-            let outbox = Some(outbox::write(
-                &self.outbox_owners[slot],
-                self.outbox_seq,
-                &[],
-            ));
+            let outbox = Some(self.numbered_outbox(slot, &[]));
             BatchWrite {
                 outbox,
                 write_timestamp: self.next_timestamp(),
@@ -288,12 +283,17 @@ impl Partition {
     /// (So a worker that writes nothing ahead rewrites one outbox row per partition, and the
     /// embedded store's checkpoint moves one into its database, not two.)
     fn next_outbox(&mut self, entries: &[OutboxEntry]) -> crate::store::OutboxWrite {
+        self.numbered_outbox(self.outbox_slot, entries)
+    }
+
+    /// The outbox of `slot` holding `entries`, numbered next.
+    fn numbered_outbox(
+        &mut self,
+        slot: usize,
+        entries: &[OutboxEntry],
+    ) -> crate::store::OutboxWrite {
         self.outbox_seq += 1;
-        outbox::write(
-            &self.outbox_owners[self.outbox_slot],
-            self.outbox_seq,
-            entries,
-        )
+        outbox::write(&self.outbox_owners[slot], self.outbox_seq, entries)
     }
 
     /// Moves `write`'s outbox (this partition's latest batch's) to the other slot: the batch

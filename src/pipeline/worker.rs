@@ -204,13 +204,11 @@ struct Evaluated {
     written: bool,
 }
 
-/// A batch's finish under way: its task, and a signal when its write is durable (for a
-/// batch not written ahead), after which the next batch may be written.
+/// A batch's finish under way: its task, when it started, and (for a batch not written
+/// ahead) a signal when its write is durable, after which the next batch may be written.
 struct Finishing {
     task: FinishTask,
-    written: Option<tokio::sync::oneshot::Receiver<()>>,
-    /// Whether the batch was written ahead, and when its finish started.
-    was_written: bool,
+    durable: Option<tokio::sync::oneshot::Receiver<()>>,
     since: Instant,
 }
 
@@ -381,7 +379,7 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             );
         }
         // Start finishing the previous batch, then evaluate this one meanwhile.
-        let finishing = self.pending.take().map(|pending| {
+        let mut finishing = self.pending.take().map(|pending| {
             let finishing = self.spawn_finish(pending.batches, pending.written);
             (finishing, pending.work, pending.started)
         });
@@ -415,18 +413,16 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .instrument(tracing::info_span!("evaluate", records = polled))
             .await;
         let evaluated_in = started.elapsed();
-        let (evaluated, finishing, written) = match (evaluated, finishing) {
-            (Ok(batches), Some((finishing, previous, previous_started))) => {
-                let (batches, finishing, written) = self
-                    .write_ahead(batches, finishing, evaluated_in, polled)
-                    .await;
-                (
-                    batches,
-                    Some((finishing, previous, previous_started)),
-                    written,
-                )
-            }
-            (evaluated, finishing) => (evaluated, finishing, false),
+        let mut written = false;
+        let evaluated = match (evaluated, finishing.as_mut()) {
+            (Ok(batches), Some((finishing, _, _))) => self
+                .write_ahead(batches, finishing, evaluated_in, polled)
+                .await
+                .map(|(batches, ahead)| {
+                    written = ahead;
+                    batches
+                }),
+            (evaluated, _) => evaluated,
         };
         if let Some((finishing, mut previous, previous_started)) = finishing {
             if let Err(reason) = self.finished(finishing.task, previous_started).await {
@@ -458,40 +454,33 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
         let records: usize = batches.iter().map(|(_, b)| b.processed.len()).sum();
         let span = tracing::info_span!("finish", records, written_ahead = written);
         let finisher = self.finisher();
-        let since = Instant::now();
-        if written {
-            let task = async move {
-                let (batches, deliver) = finisher.deliver(batches).await?;
-                Ok(Finished {
-                    batches,
-                    write: None,
-                    deliver,
-                })
-            };
-            return Finishing {
-                task: tokio::spawn(task.instrument(span)),
-                written: None,
-                was_written: true,
-                since,
-            };
-        }
-        let (durable, signal) = tokio::sync::oneshot::channel();
+        let (signal, durable) = if written {
+            (None, None)
+        } else {
+            let (signal, durable) = tokio::sync::oneshot::channel();
+            (Some(signal), Some(durable))
+        };
         let task = async move {
-            let write = finisher.write(&mut batches).await?;
-            // The receiver is gone when the worker wrote nothing ahead: nothing waits.
-            let _ = durable.send(());
+            let write = match signal {
+                None => None,
+                Some(signal) => {
+                    let took = finisher.write(&mut batches).await?;
+                    // The receiver is gone when the worker wrote nothing ahead: nothing waits.
+                    let _ = signal.send(());
+                    Some(took)
+                }
+            };
             let (batches, deliver) = finisher.deliver(batches).await?;
             Ok(Finished {
                 batches,
-                write: Some(write),
+                write,
                 deliver,
             })
         };
         Finishing {
             task: tokio::spawn(task.instrument(span)),
-            written: Some(signal),
-            was_written: false,
-            since,
+            durable,
+            since: Instant::now(),
         }
     }
 
@@ -499,32 +488,32 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
     /// if `pipeline.write_ahead` allows it, the poll found the worker keeping up, the
     /// previous batch's `finishing` is still running and [`write_ahead::worth_it`] says so:
     /// after the previous batch's write is durable, beside its delivery. Returns the batches
-    /// (an error if the write failed: they are redone), the finishing, and whether they were
-    /// written.
+    /// and whether they were written; an error if the write failed (they are redone).
     async fn write_ahead(
         &mut self,
         mut batches: Vec<(i32, Batch)>,
-        mut finishing: Finishing,
+        finishing: &mut Finishing,
         evaluated_in: Duration,
         polled: usize,
-    ) -> (Result<Vec<(i32, Batch)>, BatchError>, Finishing, bool) {
+    ) -> Result<(Vec<(i32, Batch)>, bool), BatchError> {
         if !self.settings.write_ahead
             || !write_ahead::keeping_up(polled, self.settings.batch_size)
             || finishing.task.is_finished()
         {
-            return (Ok(batches), finishing, false);
+            return Ok((batches, false));
         }
+        let was_written = finishing.durable.is_none();
         let remaining = self
             .estimates
-            .remaining(finishing.was_written, finishing.since.elapsed());
+            .remaining(was_written, finishing.since.elapsed());
         if !write_ahead::worth_it(&self.estimates, remaining, evaluated_in) {
-            return (Ok(batches), finishing, false);
+            return Ok((batches, false));
         }
         // Batches are written in the order they were evaluated: this one after the
         // previous one's write. If that write failed, so does its finish: both are redone.
-        if let Some(durable) = finishing.written.take() {
+        if let Some(durable) = finishing.durable.take() {
             if durable.await.is_err() {
-                return (Ok(batches), finishing, false);
+                return Ok((batches, false));
             }
         }
         for (p, batch) in &mut batches {
@@ -532,14 +521,10 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
                 partition.write_ahead_outbox(&mut batch.write);
             }
         }
-        match self.finisher().write(&mut batches).await {
-            Ok(took) => {
-                self.estimates.observe_write(took);
-                metrics().batches_written_ahead.inc();
-                (Ok(batches), finishing, true)
-            }
-            Err(e) => (Err(e), finishing, false),
-        }
+        let took = self.finisher().write(&mut batches).await?;
+        self.estimates.observe_write(took);
+        metrics().batches_written_ahead.inc();
+        Ok((batches, true))
     }
 
     fn finisher(&self) -> Finisher<L, S> {

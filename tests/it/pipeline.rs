@@ -327,6 +327,18 @@ impl Rig {
         assert_eq!(copies, 0, "events published more than once");
         self.assert_states(&engine, users).await;
     }
+
+    /// A new process after a crash: the log redelivers from the committed offsets, and a
+    /// worker of `batch_size` runs until `total` input records are committed.
+    async fn second_life(&self, batch_size: usize, total: i64) -> Totals {
+        self.log.subscribe(&self.inputs.topics());
+        let (stop, shutdown) = watch::channel(false);
+        let worker =
+            spawn(self.worker(Arc::clone(&self.log), settings(batch_size, 1_000), shutdown));
+        self.wait_committed(total, Duration::from_secs(20)).await;
+        stop.send(true).unwrap();
+        worker.await.unwrap()
+    }
 }
 
 /// Runs `worker` in a task until `stop` is signalled.
@@ -641,12 +653,7 @@ async fn a_crash_between_publish_and_commit_redelivers_skips_by_watermark_and_re
     assert_eq!(copies, 0);
 
     // Second life: the same records again, at the same offsets.
-    rig.log.subscribe(&rig.inputs.topics());
-    let (stop, shutdown) = watch::channel(false);
-    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(40, 1_000), shutdown));
-    rig.wait_committed(200, Duration::from_secs(20)).await;
-    stop.send(true).unwrap();
-    let totals = second.await.unwrap();
+    let totals = rig.second_life(40, 200).await;
     assert_eq!(totals.applied, 0, "nothing applied twice: {totals:?}");
     assert_eq!(totals.redelivered, 200, "{totals:?}");
     let (after, copies) = rig.rewards();
@@ -680,12 +687,7 @@ async fn a_crash_between_write_and_publish_publishes_the_stored_outbox_exactly_o
     // Second life: the records are skipped by the stored watermark, and the stored outboxes
     // are the events, published once.
     rig.log.set_paused(false).unwrap(); // a new process starts unpaused
-    rig.log.subscribe(&rig.inputs.topics());
-    let (stop, shutdown) = watch::channel(false);
-    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(1_000, 1_000), shutdown));
-    rig.wait_committed(120, Duration::from_secs(20)).await;
-    stop.send(true).unwrap();
-    let totals = second.await.unwrap();
+    let totals = rig.second_life(1_000, 120).await;
     assert_eq!((totals.applied, totals.redelivered), (0, 120), "{totals:?}");
     rig.assert_exactly_once(USERS).await;
 }
@@ -729,12 +731,7 @@ async fn a_crash_with_two_batches_written_and_unpublished_publishes_both_outboxe
 
     // Second life: partition 0's records are skipped by the stored watermark, and both stored
     // outboxes are published, each record once; the other partitions are processed afresh.
-    rig.log.subscribe(&rig.inputs.topics());
-    let (stop, shutdown) = watch::channel(false);
-    let second = spawn(rig.worker(Arc::clone(&rig.log), settings(1_000, 1_000), shutdown));
-    rig.wait_committed(160, Duration::from_secs(20)).await;
-    stop.send(true).unwrap();
-    let totals = second.await.unwrap();
+    let totals = rig.second_life(1_000, 160).await;
     assert_eq!(totals.redelivered, mine.len() as u64, "{totals:?}");
     assert_eq!(totals.applied, (160 - mine.len()) as u64, "{totals:?}");
     rig.assert_exactly_once(USERS).await;
