@@ -93,6 +93,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn StateStore>, Fail
                 cache_bytes: settings.store.cache_mb.saturating_mul(1 << 20),
                 checkpoint_bytes: settings.store.journal_mb.saturating_mul(1 << 20),
                 direct_journal: settings.store.direct_journal,
+                idle_checkpoint: settings.store.idle_checkpoint,
             };
             let store = EmbeddedStore::open_with_options(&settings.store.path, options)
                 .map_err(|e| Failure::Runtime(e.into()))?;

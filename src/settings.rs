@@ -221,6 +221,12 @@ pub struct StoreSettings {
     /// where the file system allows it: a batch is then handed to the disk from the store's
     /// own buffer instead of being copied into the page cache first.
     pub direct_journal: bool,
+    /// Whether the embedded store's checkpoint thread runs under Linux's idle scheduling
+    /// policy (`SCHED_IDLE`): it then uses only the CPU time no other thread wants, so its work
+    /// every few seconds stops slowing the record step and the publishing. Turn it off where
+    /// other processes keep the machine's cores busy, or the checkpoint can starve and writes
+    /// wait for it.
+    pub idle_checkpoint: bool,
     /// How long a worker on the embedded store may share its consumer group with another
     /// member before it stops (a restarted worker shares it with its former self until the
     /// broker drops the old session).
@@ -236,6 +242,7 @@ impl Default for StoreSettings {
             cache_mb: crate::store::embedded::DEFAULT_CACHE_BYTES >> 20,
             journal_mb: crate::store::embedded::DEFAULT_CHECKPOINT_BYTES >> 20,
             direct_journal: true,
+            idle_checkpoint: true,
             exclusive_grace_seconds: 60,
             scylla: ScyllaSettings::default(),
         }

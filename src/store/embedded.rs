@@ -71,11 +71,11 @@ use super::{
 #[cfg(test)]
 mod fault_tests;
 mod history_log;
-mod io_priority;
 mod journal;
 mod layered;
 mod lock;
 mod overlay;
+mod priority;
 #[cfg(test)]
 mod recovery_tests;
 mod reopen;
@@ -132,6 +132,9 @@ pub struct EmbeddedOptions {
     /// Whether the journal is written around the page cache where the file system allows it
     /// (`store.direct_journal`; see `journal`).
     pub direct_journal: bool,
+    /// Whether the checkpoint thread runs under the idle scheduling policy
+    /// (`store.idle_checkpoint`; see `priority`).
+    pub idle_checkpoint: bool,
 }
 
 impl Default for EmbeddedOptions {
@@ -140,6 +143,7 @@ impl Default for EmbeddedOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             direct_journal: true,
+            idle_checkpoint: true,
         }
     }
 }
@@ -226,7 +230,7 @@ impl EmbeddedStore {
         let layered = Arc::new(Layered::open(db, dir.join(journal::DIR), faults, options)?);
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
-                _checkpointer: Checkpointer::start(&layered)?,
+                _checkpointer: Checkpointer::start(&layered, options.idle_checkpoint)?,
                 layered,
                 dir,
                 _lock: lock,

@@ -29,9 +29,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::history_log;
-use super::io_priority;
 use super::journal::{self, Faults, Journal, Rows};
 use super::overlay::{Frozen, Layers, RowKey};
+use super::priority;
 use super::reopen::Reopening;
 use super::tables::{outranks, storage_error, ReadTables, WriteTables};
 use super::EmbeddedOptions;
@@ -46,6 +46,8 @@ pub(super) const DEFAULT_CHECKPOINT_BYTES: usize = 32 << 20;
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a write waits for the previous checkpoint before it fails (transient, retried).
 const FREEZE_WAIT: Duration = Duration::from_secs(30);
+/// A write's wait for the checkpoint that is worth a warning: a checkpoint falling behind.
+const SLOW_CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
 /// How long a failed checkpoint waits before it tries again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -255,9 +257,16 @@ impl Layered {
         if signal.frozen || read_lock(&self.layers).active.is_empty() {
             return Ok(());
         }
-        if wait.is_some() && started.elapsed() >= Duration::from_millis(1) {
+        let waited = started.elapsed();
+        if wait.is_some() && waited >= SLOW_CHECKPOINT_WAIT {
+            tracing::warn!(
+                waited_ms = waited.as_millis() as u64,
+                "embedded store: a write waited for the checkpoint (a disk slower than the \
+                 writes, or, under store.idle_checkpoint, cores kept busy by other processes)"
+            );
+        } else if wait.is_some() && waited >= Duration::from_millis(1) {
             tracing::debug!(
-                waited_ms = started.elapsed().as_millis() as u64,
+                waited_ms = waited.as_millis() as u64,
                 "embedded store: a write waited for the checkpoint"
             );
         }
@@ -437,15 +446,22 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(layered: &Arc<Layered>) -> Result<Self, StoreError> {
+    /// `idle_cpu`: the thread runs under the idle scheduling policy (`store.idle_checkpoint`).
+    pub(super) fn start(layered: &Arc<Layered>, idle_cpu: bool) -> Result<Self, StoreError> {
         let shared = Arc::clone(layered);
         let thread = std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || {
-                if let Err(e) = io_priority::idle_for_this_thread() {
+                if let Err(e) = priority::idle_io_for_this_thread() {
                     // Only slower appends while a checkpoint writes (a kernel without
                     // ioprio_set, or a seccomp filter that refuses it).
                     tracing::debug!(error = %e, "embedded store: checkpoint I/O keeps its priority");
+                }
+                if idle_cpu {
+                    if let Err(e) = priority::idle_cpu_for_this_thread() {
+                        // Only the checkpoint competing for the cores as before.
+                        tracing::debug!(error = %e, "embedded store: checkpoint CPU keeps its priority");
+                    }
                 }
                 shared.run()
             })
