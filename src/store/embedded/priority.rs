@@ -16,7 +16,10 @@
 //! `SCHED_IDLE` a thread runs only on a core no other thread wants, and any other thread that
 //! wakes takes the core from it at once; a lower nice value (tried: nice 10) still shares the
 //! core and did not move the tail. What it costs: a checkpoint takes longer while the machine
-//! is busy, and on a machine whose cores other processes keep busy it can starve.
+//! is busy, and on a machine whose cores other processes keep busy it can starve. A lock it
+//! holds when it is preempted is held until it runs again; what it shares with the pipeline
+//! is held briefly (the layers' lock, to drop the frozen overlay; redb's transaction
+//! bookkeeping), and whoever waits on it frees a core for it.
 //!
 //! A checkpoint that falls behind is bounded either way: a write that finds the next overlay
 //! full waits for it (the pipeline then stops asking for CPU, which the checkpoint gets), and
