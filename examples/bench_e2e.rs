@@ -920,27 +920,24 @@ fn print_latency_series(
         ahead += delta("questline_batches_written_ahead_total");
         let st = stats(lat);
         let worker = window
-            .map(|w| {
-                let d = |k: &str| {
-                    w[1].1.get(k).copied().unwrap_or(0.0) - w[0].1.get(k).copied().unwrap_or(0.0)
-                };
+            .map(|_| {
                 // How many of a kind took longer than 25 ms (the histogram's buckets).
                 let slow = |sum: &str, op: &str| {
-                    d(&format!("{sum}_count{{op=\"{op}\"}}"))
-                        - d(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
+                    delta(&format!("{sum}_count{{op=\"{op}\"}}"))
+                        - delta(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
                 };
                 format!(
                     "{:.0} ({:.0}), {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
-                    d("questline_batch_seconds_count"),
-                    d("questline_batches_written_ahead_total"),
-                    d("questline_batch_size_sum"),
-                    d("questline_store_seconds_sum{op=\"load\"}"),
-                    d("questline_store_seconds_sum{op=\"write\"}"),
-                    d("questline_log_seconds_sum{op=\"publish\"}"),
-                    d("questline_store_seconds_count{op=\"checkpoint\"}"),
-                    d("questline_store_seconds_sum{op=\"checkpoint\"}"),
-                    d("worker_cpu_s"),
-                    d("machine_busy_s"),
+                    delta("questline_batch_seconds_count"),
+                    delta("questline_batches_written_ahead_total"),
+                    delta("questline_batch_size_sum"),
+                    delta("questline_store_seconds_sum{op=\"load\"}"),
+                    delta("questline_store_seconds_sum{op=\"write\"}"),
+                    delta("questline_log_seconds_sum{op=\"publish\"}"),
+                    delta("questline_store_seconds_count{op=\"checkpoint\"}"),
+                    delta("questline_store_seconds_sum{op=\"checkpoint\"}"),
+                    delta("worker_cpu_s"),
+                    delta("machine_busy_s"),
                     slow("questline_store_seconds", "load"),
                     slow("questline_store_seconds", "write"),
                     slow("questline_log_seconds", "publish"),
