@@ -283,6 +283,12 @@ fn settled_cpu(pid: u32, idle_per_sec: Duration) -> Option<(Duration, Instant)> 
     }
 }
 
+/// The kinds of thread [`thread_cpu`] tells apart, as the table names them.
+const RECORD_STEP: &str = "record step (main)";
+const TOKIO: &str = "tokio workers and blocking pool (store, publish)";
+const CHECKPOINT: &str = "store checkpoint";
+const LIBRDKAFKA: &str = "librdkafka";
+
 /// The worker's CPU so far by the kind of thread that spent it (threads still alive), from
 /// /proc/PID/task: the record step on the main thread, tokio's other threads (its workers and
 /// blocking pool: store writes and reads, publishing), the store's checkpoint, librdkafka's
@@ -296,13 +302,13 @@ fn thread_cpu(pid: u32) -> HashMap<&'static str, Duration> {
         let tid: u32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let kind = match comm.trim() {
-            _ if tid == pid => "record step (main)",
-            "tokio-rt-worker" => "tokio workers and blocking pool (store, publish)",
-            "store-checkpoin" => "store checkpoint",
+            _ if tid == pid => RECORD_STEP,
+            "tokio-rt-worker" => TOKIO,
+            "store-checkpoin" => CHECKPOINT,
             // questline's own polling threads (`kafka::polled`); rdkafka's `ThreadedProducer`
             // named its "producer polling thread", cut to 15 bytes (releases before it).
             "producer-poll" | "probe-poll" | "producer pollin" => "producer polling",
-            c if c.starts_with("rdk:") => "librdkafka",
+            c if c.starts_with("rdk:") => LIBRDKAFKA,
             _ => "other",
         };
         if let Some(cpu) = stat_cpu(&task.path().join("stat")) {
@@ -919,31 +925,31 @@ fn print_latency_series(
         batches += delta("questline_batch_seconds_count");
         ahead += delta("questline_batches_written_ahead_total");
         let st = stats(lat);
-        let worker = window
-            .map(|_| {
-                // How many of a kind took longer than 25 ms (the histogram's buckets).
-                let slow = |sum: &str, op: &str| {
-                    delta(&format!("{sum}_count{{op=\"{op}\"}}"))
-                        - delta(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
-                };
-                format!(
-                    "{:.0} ({:.0}), {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
-                    delta("questline_batch_seconds_count"),
-                    delta("questline_batches_written_ahead_total"),
-                    delta("questline_batch_size_sum"),
-                    delta("questline_store_seconds_sum{op=\"load\"}"),
-                    delta("questline_store_seconds_sum{op=\"write\"}"),
-                    delta("questline_log_seconds_sum{op=\"publish\"}"),
-                    delta("questline_store_seconds_count{op=\"checkpoint\"}"),
-                    delta("questline_store_seconds_sum{op=\"checkpoint\"}"),
-                    delta("worker_cpu_s"),
-                    delta("machine_busy_s"),
-                    slow("questline_store_seconds", "load"),
-                    slow("questline_store_seconds", "write"),
-                    slow("questline_log_seconds", "publish"),
-                )
-            })
-            .unwrap_or_default();
+        let worker = if window.is_some() {
+            // How many of a kind took longer than 25 ms (the histogram's buckets).
+            let slow = |sum: &str, op: &str| {
+                delta(&format!("{sum}_count{{op=\"{op}\"}}"))
+                    - delta(&format!("{sum}_bucket{{op=\"{op}\",le=\"0.025\"}}"))
+            };
+            format!(
+                "{:.0} ({:.0}), {:.0}, {:.3}, {:.3}, {:.3}, {:.0} ({:.3}); {:.2}, {:.2}; over 25 ms: {:.0} partition evaluations, {:.0} writes, {:.0} publishes",
+                delta("questline_batch_seconds_count"),
+                delta("questline_batches_written_ahead_total"),
+                delta("questline_batch_size_sum"),
+                delta("questline_store_seconds_sum{op=\"load\"}"),
+                delta("questline_store_seconds_sum{op=\"write\"}"),
+                delta("questline_log_seconds_sum{op=\"publish\"}"),
+                delta("questline_store_seconds_count{op=\"checkpoint\"}"),
+                delta("questline_store_seconds_sum{op=\"checkpoint\"}"),
+                delta("worker_cpu_s"),
+                delta("machine_busy_s"),
+                slow("questline_store_seconds", "load"),
+                slow("questline_store_seconds", "write"),
+                slow("questline_log_seconds", "publish"),
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
             "{second:>6} | {:>6} | {} / {} / {} || {worker}",
             st.n, st.p50, st.p99, st.max
@@ -1628,13 +1634,10 @@ fn summary_line(o: &Options, r: &Report) -> String {
             format!("{:.2}", cpu.deferred.as_secs_f64()),
         ));
         for (kind, key) in [
-            ("record step (main)", "main_us"),
-            (
-                "tokio workers and blocking pool (store, publish)",
-                "tokio_us",
-            ),
-            ("librdkafka", "rdkafka_us"),
-            ("store checkpoint", "checkpoint_us"),
+            (RECORD_STEP, "main_us"),
+            (TOKIO, "tokio_us"),
+            (LIBRDKAFKA, "rdkafka_us"),
+            (CHECKPOINT, "checkpoint_us"),
         ] {
             if let Some((_, d)) = cpu.by_thread.iter().find(|(k, _)| *k == kind) {
                 pairs.push((key, format!("{:.1}", per_action(*d))));

@@ -413,16 +413,17 @@ impl<L: Log, S: StateStore + ?Sized> Worker<L, S> {
             .instrument(tracing::info_span!("evaluate", records = polled))
             .await;
         let evaluated_in = started.elapsed();
-        let mut written = false;
-        let evaluated = match (evaluated, finishing.as_mut()) {
-            (Ok(batches), Some((finishing, _, _))) => self
-                .write_ahead(batches, finishing, evaluated_in, polled)
-                .await
-                .map(|(batches, ahead)| {
-                    written = ahead;
-                    batches
-                }),
-            (evaluated, _) => evaluated,
+        let (evaluated, written) = match (evaluated, finishing.as_mut()) {
+            (Ok(batches), Some((finishing, _, _))) => {
+                match self
+                    .write_ahead(batches, finishing, evaluated_in, polled)
+                    .await
+                {
+                    Ok((batches, ahead)) => (Ok(batches), ahead),
+                    Err(e) => (Err(e), false),
+                }
+            }
+            (evaluated, _) => (evaluated, false),
         };
         if let Some((finishing, mut previous, previous_started)) = finishing {
             if let Err(reason) = self.finished(finishing.task, previous_started).await {
