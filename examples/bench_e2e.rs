@@ -14,8 +14,9 @@
 //! `pipeline.linger_ms`, 5), `--latency-secs S` (10), `--latency-rate R` (actions/s of the
 //! latency phase; default half the worker's measured rate), `--latency-users returning|fresh`
 //! (whose actions: the throughput phase's users, the default, or new ones), `--warmup W` (200),
-//! `--compression C` (the worker's librdkafka `compression.type`, `none`), `--keep` (keep the
-//! worker's directory: config, store, log).
+//! `--compression C` (the worker's librdkafka `compression.type`, `none`),
+//! `--worker-property KEY=VALUE` (a librdkafka property for the worker, repeatable), `--no-floor`
+//! (skip phase 7), `--keep` (keep the worker's directory: config, store, log).
 //!
 //! Phases, all on topics with a unique prefix:
 //! 1. produce N native actions (keyed by user id, idempotent producer, acks=all);
@@ -35,6 +36,10 @@
 //! 6. the broker's own bound: the worker's events read back in phase 4 are produced again,
 //!    alone, uncompressed and with lz4; the better rate divided by the events per action is
 //!    the most any worker could do on this broker (and the ratio it could reach).
+//! 7. the test bed's latency floor (`--no-floor` skips it): records produced as phase 4
+//!    produces actions, at its rate, are copied by a pass-through (a plain consumer and an
+//!    idempotent producer with the worker's client settings, no batching, no store); the
+//!    copy's CreateTime − the original's is what the broker and the clients alone cost.
 //!
 //! The table gives each figure of docs/benchmarks.md's targets with its target, and the hot
 //! state: the stored size of a user with 10 active challenges and a full action-id window.
@@ -80,6 +85,11 @@ struct Options {
     keep: bool,
     /// Print the latency phase second by second, beside the worker's metrics of that second.
     latency_series: bool,
+    /// Measure the test bed's latency floor (phase 7); `--no-floor` skips it.
+    floor: bool,
+    /// `--worker-property KEY=VALUE` (repeatable): librdkafka properties added to the
+    /// worker's `[kafka.properties]`, to compare client settings on the same build.
+    worker_properties: Vec<(String, String)>,
 }
 
 impl Options {
@@ -98,18 +108,31 @@ fn parse_args() -> Result<Options> {
     let mut map: HashMap<String, String> = HashMap::new();
     let mut keep = false;
     let mut latency_series = false;
+    let mut floor = true;
+    let mut worker_properties = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
         match a.as_str() {
             "--keep" => keep = true,
             "--latency-series" => latency_series = true,
+            "--no-floor" => floor = false,
+            "--worker-property" => {
+                let v = args
+                    .get(i + 1)
+                    .ok_or_else(|| anyhow!("--worker-property needs KEY=VALUE"))?;
+                let (key, value) = v
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--worker-property: KEY=VALUE, not {v:?}"))?;
+                worker_properties.push((key.to_string(), value.to_string()));
+                i += 1;
+            }
             "-h" | "--help" => {
                 println!(
                     "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
                      [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
                      [--latency-rate R] [--latency-users returning|fresh] [--warmup W] \
-                     [--compression none|lz4|zstd|...] [--latency-series] [--keep]"
+                     [--compression none|lz4|zstd|...] [--latency-series] [--no-floor] [--worker-property KEY=VALUE]... [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -176,6 +199,8 @@ fn parse_args() -> Result<Options> {
             .unwrap_or_else(|| "none".into()),
         keep,
         latency_series,
+        floor,
+        worker_properties,
     };
     if o.actions == 0 || o.users == 0 || o.partitions <= 0 || o.warmup == 0 {
         bail!("--actions, --users, --partitions and --warmup must be positive");
@@ -499,6 +524,24 @@ fn action(user: &str, trigger: u32, value: u64, action_id: &str) -> (String, Str
     (user.to_string(), payload)
 }
 
+/// Sends `record`, waiting while the producer's queue is full.
+fn send_waiting<K, P>(p: &BenchProducer, mut record: BaseRecord<'_, K, P>) -> Result<()>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
 /// Sends `n` records made by `make(i)`, at most `per_sec` a second when given; returns the
 /// time from the first send until every record is acknowledged.
 fn produce(
@@ -521,20 +564,11 @@ fn produce(
             }
         }
         let (key, payload) = make(i);
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(&key)
             .payload(&payload)
             .timestamp(now_ms());
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                Err((e, _)) => bail!("produce to {topic}: {e}"),
-            }
-        }
+        send_waiting(p, record).with_context(|| format!("produce to {topic}"))?;
         i += 1;
     }
     p.flush(Duration::from_secs(60))
@@ -750,7 +784,7 @@ partitions = {partitions}
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
 "compression.type" = "{compression}"
-[topics]
+{properties}[topics]
 progress = "{progress}"
 rewards = "{rewards}"
 dead_letter = "{dead}"
@@ -784,6 +818,11 @@ batch_size = {batch}
             linger = o.linger_ms,
             batch = o.batch_size,
             compression = o.compression,
+            properties = o
+                .worker_properties
+                .iter()
+                .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+                .collect::<String>(),
         ),
     )?;
     Ok(config)
@@ -1062,6 +1101,127 @@ fn stats(mut v: Vec<i64>) -> Stats {
     }
 }
 
+/// Copies every record `from` consumes to `output` as soon as it comes, naming the original
+/// (`partition:offset`), until `stop` (phase 7).
+fn pass_through(
+    from: &BaseConsumer,
+    to: &BenchProducer,
+    output: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
+    while !stop.load(Ordering::SeqCst) {
+        let m = match from.poll(Duration::from_millis(20)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => bail!("the pass-through's consumer: {e}"),
+            None => continue,
+        };
+        // The copy names its original: its partition and offset.
+        let payload = format!("{}:{}", m.partition(), m.offset());
+        let mut record = BaseRecord::to(output).payload(&payload);
+        if let Some(key) = m.key() {
+            record = record.key(key);
+        }
+        send_waiting(to, record).context("the pass-through's producer")?;
+    }
+    Ok(())
+}
+
+/// Phase 7: the test bed's own latency, without the worker. Records are produced to
+/// `input` as phase 4 produces actions (the same producer settings, rate and duration), and a
+/// pass-through takes each one as soon as it is consumed and produces it again to `output`,
+/// with the worker's client settings (the consumer's `fetch.wait.max.ms`; the producer's
+/// idempotence, `acks=all` and `linger.ms`) and nothing else: no batch linger, no evaluation,
+/// no store. Its latency (the copy's CreateTime − the original's) is what the broker and the
+/// clients alone cost on this machine, the floor under phase 4's.
+fn latency_floor(
+    o: &Options,
+    input: &str,
+    output: &str,
+    scratch: &str,
+    group: &str,
+    rate: f64,
+) -> Result<Stats> {
+    let count = ((rate * o.latency_secs) as usize).max(1);
+    let assigned = |topic: &str, group: &str| -> Result<BaseConsumer> {
+        let consumer: BaseConsumer = consumer_config(&o.broker, group).create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..o.partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(consumer)
+    };
+    let pass_in = assigned(input, group)?;
+    let reader = assigned(output, &format!("{group}-reader"))?;
+    let pass_out: BenchProducer = ClientConfig::new()
+        .set("bootstrap.servers", &o.broker)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create_with_context(Tracker::new(o.partitions, false))
+        .context("the pass-through's producer")?;
+    let source = producer(&o.broker, o.partitions, true, scratch)?;
+    let stop = AtomicBool::new(false);
+    let copies = std::thread::scope(|s| -> Result<Vec<(i32, i64, i64)>> {
+        let passing = s.spawn(|| -> Result<()> {
+            let passed = pass_through(&pass_in, &pass_out, output, &stop);
+            if passed.is_err() {
+                stop.store(true, Ordering::SeqCst); // the reader waits for nothing more
+            }
+            passed
+        });
+        let reading = s.spawn(|| {
+            let mut copies = Vec::with_capacity(count);
+            let deadline = Instant::now() + Duration::from_secs_f64(o.latency_secs + 60.0);
+            while copies.len() < count && Instant::now() < deadline && !stop.load(Ordering::SeqCst)
+            {
+                let Some(Ok(m)) = reader.poll(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let original = m
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|p| p.split_once(':'))
+                    .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)));
+                if let (Some((p, o)), Some(created)) = (original, m.timestamp().to_millis()) {
+                    copies.push((p, o, created));
+                }
+            }
+            copies
+        });
+        let sent = produce(&source, input, count, Some(rate), |i| {
+            let user = format!("floor-{}", i % o.users);
+            action(&user, 1, 1, &format!("floor-{i}"))
+        });
+        if sent.is_err() {
+            stop.store(true, Ordering::SeqCst); // nothing more will come through
+        }
+        let copies = reading
+            .join()
+            .map_err(|_| anyhow!("the floor's reader panicked"))?;
+        stop.store(true, Ordering::SeqCst);
+        passing
+            .join()
+            .map_err(|_| anyhow!("the pass-through panicked"))??;
+        sent?;
+        Ok(copies)
+    })?;
+    let stamps = source.context().stamps.as_ref().unwrap().lock().unwrap();
+    let latencies: Vec<i64> = copies
+        .iter()
+        .filter_map(|(p, o, created)| stamps.get(&(*p, *o)).map(|sent| created - sent))
+        .collect();
+    if latencies.len() < count {
+        bail!(
+            "the latency floor: {} of {count} records came back through the pass-through",
+            latencies.len()
+        );
+    }
+    Ok(stats(latencies))
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// The broker's own limit on the worker: every action yields `events_per_action` events
@@ -1112,6 +1272,8 @@ struct Report {
     rss: String,
     exit: Option<i32>,
     series: Option<SeriesSummary>,
+    /// Phase 7: the test bed's latency floor at the latency phase's rate.
+    floor: Option<Stats>,
 }
 
 fn main() {
@@ -1147,6 +1309,8 @@ fn run() -> Result<bool> {
         names.t("commands"),
         names.t("inventory-requests"),
         names.t("inventory-responses"),
+        names.t("floor-in"),
+        names.t("floor-out"),
     ]
     .into();
     log(format!(
@@ -1539,6 +1703,28 @@ fn run() -> Result<bool> {
         fmt_rate(output_rate),
         fmt_rate(broker_bound.worker_cap())
     ));
+    // ---- 7. the test bed's latency floor, at the latency phase's rate
+    let floor = if o.floor {
+        log(format!(
+            "7. latency floor: {count} records through a pass-through consumer and producer at {}",
+            fmt_rate(target)
+        ));
+        let floor = latency_floor(
+            &o,
+            &names.t("floor-in"),
+            &names.t("floor-out"),
+            &scratch,
+            &names.t("floor"),
+            target,
+        )?;
+        log(format!(
+            "   p50 / p99 / max {} / {} / {} ms",
+            floor.p50, floor.p99, floor.max
+        ));
+        Some(floor)
+    } else {
+        None
+    };
     if o.keep {
         let kept = dir.keep();
         log(format!("kept {}", kept.display()));
@@ -1568,6 +1754,7 @@ fn run() -> Result<bool> {
         rss,
         exit,
         series,
+        floor,
     };
     print!("{}", table(&o, &report, &load_before));
     println!("{}", summary_line(&o, &report));
@@ -1657,6 +1844,10 @@ fn summary_line(o: &Options, r: &Report) -> String {
             "latency_ahead_pct",
             format!("{:.0}", 100.0 * series.ahead_share),
         ));
+    }
+    if let Some(floor) = &r.floor {
+        pairs.push(("floor_p50_ms", floor.p50.to_string()));
+        pairs.push(("floor_p99_ms", floor.p99.to_string()));
     }
     pairs.push(("burst_ahead", format!("{:.0}", r.breakdown.ahead)));
     if let Ok(kb) = r.hwm.trim_end_matches("kB").trim().parse::<f64>() {
@@ -1803,6 +1994,13 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         "| latency, action → received by a consumer ({} events) | {} / {} / {} ms | |",
         a.n, a.p50, a.p99, a.max
     );
+    if let Some(f) = &r.floor {
+        let _ = writeln!(
+            s,
+            "| latency floor of the test bed: record → copied by a pass-through consumer and producer with the worker's client settings, CreateTime to CreateTime, same rate ({} records) | {} / {} / {} ms | |",
+            f.n, f.p50, f.p99, f.max
+        );
+    }
     let hwm_mb = r
         .hwm
         .trim_end_matches("kB")
