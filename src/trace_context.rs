@@ -7,7 +7,7 @@
 //! recommendation asks of a receiver, and the record is processed as an untraced one.
 //! Pure: no exporter, no global state; [`crate::otlp`] turns a context into a span's parent.
 
-use std::borrow::Cow;
+use crate::pipeline::log::{text_header, Headers};
 
 /// The header naming the trace and the parent span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -116,12 +116,12 @@ impl TraceContext {
     }
 
     /// The context of a Kafka record's headers.
-    pub fn from_headers<K: AsRef<str>>(headers: &[(K, Vec<u8>)]) -> Option<Self> {
+    pub fn from_headers<K: AsRef<str>, V: AsRef<[u8]>>(headers: &[(K, V)]) -> Option<Self> {
         Self::from_values(|name| {
             headers
                 .iter()
                 .filter(move |(k, _)| k.as_ref().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_slice())
+                .map(|(_, v)| v.as_ref())
         })
     }
 
@@ -132,16 +132,13 @@ impl TraceContext {
 
     /// Puts this context on a record's headers, replacing any `traceparent` and `tracestate`
     /// the record had (a dead letter carries its input's headers on).
-    pub fn set_on(&self, headers: &mut Vec<(Cow<'static, str>, Vec<u8>)>) {
+    pub fn set_on(&self, headers: &mut Headers) {
         headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
         });
-        headers.push((
-            Cow::Borrowed(TRACEPARENT),
-            self.parent.to_header().into_bytes(),
-        ));
+        headers.push(text_header(TRACEPARENT, self.parent.to_header()));
         if let Some(state) = &self.state {
-            headers.push((Cow::Borrowed(TRACESTATE), state.clone().into_bytes()));
+            headers.push(text_header(TRACESTATE, state.clone()));
         }
     }
 }
@@ -246,10 +243,10 @@ mod tests {
         assert_eq!(TraceParent::parse(glued), None, "no dash after the flags");
     }
 
-    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(Cow<'static, str>, Vec<u8>)> {
+    fn headers(pairs: &[(&str, &[u8])]) -> Headers {
         pairs
             .iter()
-            .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_vec()))
+            .map(|(k, v)| (k.to_string().into(), v.to_vec().into()))
             .collect()
     }
 
@@ -270,7 +267,7 @@ mod tests {
             TraceContext::from_headers(&headers(&[("traceparent", &[0xff, 0])])),
             None
         );
-        assert_eq!(TraceContext::from_headers::<String>(&[]), None);
+        assert_eq!(TraceContext::from_headers::<String, Vec<u8>>(&[]), None);
         let bad_state = headers(&[("traceparent", VALID.as_bytes()), ("tracestate", b"a=\x01")]);
         assert_eq!(TraceContext::from_headers(&bad_state).unwrap().state, None);
     }

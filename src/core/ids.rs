@@ -6,6 +6,7 @@
 
 use super::model::SourceRef;
 use sha1::{Digest, Sha1};
+use smallvec::SmallVec;
 use uuid::Uuid;
 
 /// The namespace of questline's v5 UUIDs (itself a v5 UUID of the project's name in the URL
@@ -17,19 +18,39 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x1f7b_6c1e_4a8e_5c3d_9e2f_0b4d_7a61_c3e
 /// Written piece by piece rather than with `format!`: this runs for every input, and `fmt`'s
 /// machinery was 1.8 % of the worker's main thread in a profile of `scripts/bench`.
 pub fn cause_of(source: &SourceRef) -> String {
-    let mut partition = itoa::Buffer::new();
-    let mut offset = itoa::Buffer::new();
-    let (partition, offset) = (
-        partition.format(source.partition),
-        offset.format(source.offset),
-    );
-    let mut cause = String::with_capacity(source.topic.len() + partition.len() + offset.len() + 2);
-    cause.push_str(&source.topic);
-    cause.push(':');
-    cause.push_str(partition);
-    cause.push(':');
-    cause.push_str(offset);
-    cause
+    CauseText::of(source).as_str().to_owned()
+}
+
+/// [`cause_of`]'s text, held on the stack when it fits: the record step needs an input's
+/// cause only while it evaluates the input (to mint the ids of its events), and a `String`
+/// for it was an allocation per record, freed at once (`benches/record_step.rs`).
+pub struct CauseText(SmallVec<[u8; CAUSE_INLINE]>);
+
+/// Bytes of a cause held inline: a topic name of up to 30-odd bytes with its coordinates.
+const CAUSE_INLINE: usize = 64;
+
+impl CauseText {
+    pub fn of(source: &SourceRef) -> Self {
+        let mut partition = itoa::Buffer::new();
+        let mut offset = itoa::Buffer::new();
+        let mut text = SmallVec::new();
+        for piece in [
+            source.topic.as_bytes(),
+            b":",
+            partition.format(source.partition).as_bytes(),
+            b":",
+            offset.format(source.offset).as_bytes(),
+        ] {
+            text.extend_from_slice(piece);
+        }
+        CauseText(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Made of a `str` and ASCII only: the check cannot fail, and costs a few nanoseconds
+        // where the alternative is `unsafe`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// The id of the `index`-th event caused by `cause`.
@@ -116,16 +137,19 @@ mod tests {
 
     #[test]
     fn a_cause_is_the_coordinates_joined_by_colons() {
+        // The last one longer than the text held on the stack.
+        let long = "t".repeat(CAUSE_INLINE + 5);
         for (topic, partition, offset) in [
             ("actions", 3, 42),
             ("", 0, 0),
             ("a.b-c_d", i32::MAX, i64::MAX),
             ("négatif", -1, i64::MIN),
+            (long.as_str(), 7, 9),
         ] {
-            assert_eq!(
-                cause_of(&SourceRef::new(topic, partition, offset)),
-                format!("{topic}:{partition}:{offset}")
-            );
+            let source = SourceRef::new(topic, partition, offset);
+            let expected = format!("{topic}:{partition}:{offset}");
+            assert_eq!(cause_of(&source), expected);
+            assert_eq!(CauseText::of(&source).as_str(), expected);
         }
     }
 

@@ -14,7 +14,6 @@
 
 use chrono::{DateTime, Utc};
 use smol_str::SmolStr;
-use std::borrow::Cow;
 
 use super::catalog::Catalog;
 use super::decode::{self, Rejection};
@@ -333,14 +332,18 @@ fn evaluate_user(
         Input::Action { action, .. } if record.state.disabled => return refused(action, pos),
         _ => {}
     }
-    let cause: Cow<'_, str> = match input {
-        Input::Response(r) => Cow::Borrowed(&r.request_id),
-        Input::Amount(r) => Cow::Borrowed(&r.request_id),
-        _ => Cow::Owned(ids::cause_of(pos.source)),
+    let coordinates;
+    let cause: &str = match input {
+        Input::Response(r) => &r.request_id,
+        Input::Amount(r) => &r.request_id,
+        _ => {
+            coordinates = ids::CauseText::of(pos.source);
+            coordinates.as_str()
+        }
     };
     let ctx = Context {
         source: pos.source,
-        cause: &cause,
+        cause,
         record_time: pos.record_time,
     };
     let user_input = match input {

@@ -17,7 +17,7 @@ use super::batches::{Batches, Outcome, Ticket};
 use super::errors::LimitedErrors;
 use super::failed;
 use super::polled::Polled;
-use crate::pipeline::log::{too_large, HeaderName, LogError, OutRecord, Published};
+use crate::pipeline::log::{too_large, HeaderName, HeaderValue, LogError, OutRecord, Published};
 
 /// How long a publisher waits before handing a record again to a full producer queue
 /// (`queue.buffering.max.kbytes`): the worker waits, in order, and never drops.
@@ -55,7 +55,7 @@ pub struct Outgoing<'a> {
     pub topic: &'a str,
     pub key: &'a str,
     pub payload: &'a [u8],
-    pub headers: &'a [(HeaderName, Vec<u8>)],
+    pub headers: &'a [(HeaderName, HeaderValue)],
     /// `None`: librdkafka's partitioner (`murmur2_random` of the key) chooses.
     pub partition: Option<i32>,
 }
@@ -210,12 +210,12 @@ impl KafkaProducer {
 /// in one allocation) into a list it owns, whichever of its calls adds them (its own
 /// `RD_KAFKA_VTYPE_HEADER` does the same), and takes the list with the record; names and values
 /// are passed as borrowed slices, so this is the only copy.
-fn owned_headers(headers: &[(HeaderName, Vec<u8>)]) -> OwnedHeaders {
+fn owned_headers(headers: &[(HeaderName, HeaderValue)]) -> OwnedHeaders {
     let mut owned = OwnedHeaders::new_with_capacity(headers.len());
     for (k, v) in headers {
         owned = owned.insert(Header {
             key: k,
-            value: Some(v.as_slice()),
+            value: Some(v.as_ref()),
         });
     }
     owned

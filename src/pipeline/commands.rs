@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::evaluator::{ClaimCommand, GrantCommand};
 use crate::core::model::Action;
 use crate::core::state::UserStatusChange;
-use crate::pipeline::log::{HeaderName, LogError};
+use crate::pipeline::log::{Headers, LogError};
 use crate::trace_context::TraceContext;
 
 /// One record of the commands topic, keyed by user id.
@@ -70,8 +70,8 @@ pub trait CommandSink: Send + Sync + 'static {
 }
 
 /// The headers of a command's record: its trace context, if it has one.
-pub fn command_headers(trace: Option<&TraceContext>) -> Vec<(HeaderName, Vec<u8>)> {
-    let mut headers = Vec::new();
+pub fn command_headers(trace: Option<&TraceContext>) -> Headers {
+    let mut headers = Headers::new();
     if let Some(trace) = trace {
         trace.set_on(&mut headers);
     }

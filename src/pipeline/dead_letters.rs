@@ -9,7 +9,9 @@
 //! written for Connect's DLQs reads questline's too. An original header under one of those names is dropped: a dead letter
 //! re-fed as input must not carry two reasons.
 
-use super::log::{text_header, HeaderName, InRecord, OutRecord};
+use super::log::{
+    static_header, text_header, HeaderName, HeaderValue, Headers, InRecord, OutRecord,
+};
 use crate::core::decode::Rejection;
 use crate::core::events::Event;
 
@@ -26,15 +28,15 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         _ => rejection.user_id.clone().unwrap_or_default(),
     };
     let source = &event.source;
-    let mut headers: Vec<(HeaderName, Vec<u8>)> = record
+    let mut headers: Headers = record
         .headers
         .iter()
         .filter(|(k, _)| !k.starts_with("questline-") && !k.starts_with(CONNECT_PREFIX))
-        .map(|(k, v)| (HeaderName::Owned(k.clone()), v.clone()))
+        .map(|(k, v)| (HeaderName::Owned(k.clone()), HeaderValue::Owned(v.clone())))
         .collect();
     headers.extend([
         text_header("questline-event-id", event.event_id.clone()),
-        text_header("questline-event-type", event.body.kind()),
+        static_header("questline-event-type", event.body.kind()),
         text_header("questline-reason", rejection.reason.clone()),
         text_header("questline-reject-kind", rejection.kind.as_str()),
         text_header("questline-source-topic", source.topic.to_string()),
@@ -123,7 +125,7 @@ mod tests {
                 "__connect.errors.exception.message",
             ]
         );
-        assert_eq!(out.headers[1].1, [0xff, 0x00], "bytes kept as they are");
+        assert_eq!(*out.headers[1].1, [0xff, 0x00], "bytes kept as they are");
         assert_eq!(out.header("__connect.errors.topic"), Some("actions"));
         assert_eq!(out.header("__connect.errors.partition"), Some("2"));
         assert_eq!(out.header("__connect.errors.offset"), Some("17"));

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::log::{HeaderName, InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use super::log::{Headers, InRecord, Log, LogError, OutRecord, Published, Rebalance};
 
 /// Kafka's default partitioner hash (murmur2, as in the Java client and librdkafka's
 /// `murmur2_random`), so partition numbers agree with real producers.
@@ -105,7 +105,7 @@ impl MemoryLog {
 
     /// Appends a record as a producer would; returns its partition and offset.
     pub fn append(&self, topic: &str, key: &str, payload: Vec<u8>) -> (i32, i64) {
-        self.append_with_headers(topic, key, payload, Vec::new())
+        self.append_with_headers(topic, key, payload, Headers::new())
     }
 
     /// [`MemoryLog::append`], with headers (named as a producer names them).
@@ -114,11 +114,11 @@ impl MemoryLog {
         topic: &str,
         key: &str,
         payload: Vec<u8>,
-        headers: Vec<(HeaderName, Vec<u8>)>,
+        headers: Headers,
     ) -> (i32, i64) {
         let headers = headers
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let (p, offset) = {
             let mut inner = self.lock();

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::log::{text_header, OutRecord};
+use super::log::{static_header, text_header, Headers, OutRecord};
 use crate::core::events::{encode_prefix, Event, EventBody, RefusedOutput};
 use crate::core::ids;
 use crate::core::model::SourceRef;
@@ -106,9 +106,9 @@ pub fn dead_letter(
         source: cause.clone(),
         catalog_version: envelope.catalog_version,
     };
-    let mut headers = vec![
+    let mut headers: Headers = vec![
         text_header("questline-event-id", event.event_id.clone()),
-        text_header("questline-event-type", "dead_letter"),
+        static_header("questline-event-type", "dead_letter"),
         text_header("questline-reason", reason),
         text_header("questline-source-topic", cause.topic.to_string()),
         text_header("questline-source-partition", cause.partition.to_string()),
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(a, b);
         // Another event of the same cause: another id.
         let mut other = refused(b"{}".to_vec());
-        other.headers[0].1 = b"e-2".to_vec();
+        other.headers[0].1 = b"e-2".to_vec().into();
         assert_ne!(
             dead_letter(&other, &cause, "dl", now()).headers[0],
             a.headers[0]
@@ -221,7 +221,7 @@ mod tests {
             key: "acme/reward/tshirt".into(),
             payload: br#"{"requestId":"r","tenant":"acme","userId":"u9","kind":"winner_slot"}"#
                 .to_vec(),
-            headers: Vec::new(),
+            headers: Default::default(),
         };
         let cause = SourceRef::new("actions", 1, 9);
         let a = dead_letter(&request, &cause, "dl", now());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::dead_letters;
 use super::input::{Input, Inputs};
-use super::log::{text_header, InRecord, OutRecord};
+use super::log::{static_header, text_header, Headers, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use super::user_cache::{Slot, UserCache};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
@@ -911,7 +911,7 @@ impl Produce {
                     payload,
                     headers: vec![
                         text_header("questline-event-id", std::mem::take(&mut event.event_id)),
-                        text_header("questline-event-type", event.body.kind()),
+                        static_header("questline-event-type", event.body.kind()),
                     ],
                     key: event.user_id.clone(),
                 }
@@ -920,25 +920,25 @@ impl Produce {
                 topic: topics.inventory_requests,
                 key: request.resource().into(),
                 payload: serde_json::to_vec(&request).expect("requests serialize"),
-                headers: Vec::new(),
+                headers: Headers::new(),
             },
             Produce::Response(response) => OutRecord {
                 topic: topics.inventory_responses,
                 payload: serde_json::to_vec(&response).expect("responses serialize"),
                 key: response.user_id.into(),
-                headers: Vec::new(),
+                headers: Headers::new(),
             },
             Produce::AmountRequest(request) => OutRecord {
                 topic: topics.amount_requests,
                 payload: serde_json::to_vec(&request).expect("amount requests serialize"),
                 key: request.user_id.into(),
-                headers: Vec::new(),
+                headers: Headers::new(),
             },
             Produce::AmountResponse(response) => OutRecord {
                 topic: topics.amount_responses,
                 payload: serde_json::to_vec(&response).expect("amount responses serialize"),
                 key: response.user_id.into(),
-                headers: Vec::new(),
+                headers: Headers::new(),
             },
         }
     }
