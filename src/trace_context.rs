@@ -7,7 +7,7 @@
 //! recommendation asks of a receiver, and the record is processed as an untraced one.
 //! Pure: no exporter, no global state; [`crate::otlp`] turns a context into a span's parent.
 
-use crate::pipeline::log::{text_header, Headers};
+use std::borrow::Cow;
 
 /// The header naming the trace and the parent span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -132,13 +132,17 @@ impl TraceContext {
 
     /// Puts this context on a record's headers, replacing any `traceparent` and `tracestate`
     /// the record had (a dead letter carries its input's headers on).
-    pub fn set_on(&self, headers: &mut Headers) {
+    /// Generic over the value's type so that this module needs nothing of the pipeline's.
+    pub fn set_on<V: From<Vec<u8>>>(&self, headers: &mut Vec<(Cow<'static, str>, V)>) {
         headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
         });
-        headers.push(text_header(TRACEPARENT, self.parent.to_header()));
+        headers.push((
+            Cow::Borrowed(TRACEPARENT),
+            self.parent.to_header().into_bytes().into(),
+        ));
         if let Some(state) = &self.state {
-            headers.push(text_header(TRACESTATE, state.clone()));
+            headers.push((Cow::Borrowed(TRACESTATE), state.clone().into_bytes().into()));
         }
     }
 }
@@ -243,10 +247,10 @@ mod tests {
         assert_eq!(TraceParent::parse(glued), None, "no dash after the flags");
     }
 
-    fn headers(pairs: &[(&str, &[u8])]) -> Headers {
+    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(Cow<'static, str>, Vec<u8>)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string().into(), v.to_vec().into()))
+            .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_vec()))
             .collect()
     }
 
