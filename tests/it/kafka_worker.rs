@@ -104,10 +104,11 @@ fn seed_kickapps_and_kwegg_shapes_become_the_expected_events() {
     let rejected = of_type(&rewards, "reward.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["value"]["reason"], "inactive");
-    // Keyed by user, with the event id as a header too.
+    // Keyed by user, with the event id and type as headers too.
     for r in &rewards {
         assert_eq!(r["key"], r["value"]["userId"]);
         assert_eq!(r["headers"]["questline-event-id"], r["value"]["eventId"]);
+        assert_eq!(r["headers"]["questline-event-type"], r["value"]["type"]);
     }
     // The last progress event of the seed's user shows the walk-through's end state.
     let progress = broker.consume(&[setup.topic("progress")], 100, Duration::from_secs(3));
