@@ -470,26 +470,31 @@ type BenchProducer = ThreadedProducer<Tracker>;
 /// A producer that has already connected and got its idempotent producer id (one record to
 /// `scratch`), so timings start with a ready client.
 fn producer(broker: &str, partitions: i32, stamps: bool, scratch: &str) -> Result<BenchProducer> {
-    compressed_producer(broker, partitions, stamps, scratch, "none")
+    ready_producer(broker, partitions, stamps, scratch, &[])
 }
 
-/// [`producer`] with librdkafka's `compression.type` set to `compression`.
-fn compressed_producer(
+/// [`producer`] with librdkafka properties `overrides` set over the bench's own.
+fn ready_producer(
     broker: &str,
     partitions: i32,
     stamps: bool,
     scratch: &str,
-    compression: &str,
+    overrides: &[(&str, &str)],
 ) -> Result<BenchProducer> {
-    let p: BenchProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", broker)
-        .set("compression.type", compression)
+        .set("compression.type", "none")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
-        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.messages", "500000");
+    for (key, value) in overrides {
+        config.set(*key, *value);
+    }
+    let p: BenchProducer = config
         .create_with_context(Tracker::new(partitions, stamps))
         .context("creating the producer")?;
     p.send(BaseRecord::to(scratch).key("warm-up").payload("{}"))
@@ -1071,9 +1076,13 @@ struct Seen {
 }
 
 fn output_consumer(o: &Options, names: &Names, topics: &[String]) -> Result<BaseConsumer> {
-    let consumer: BaseConsumer = consumer_config(&o.broker, &names.t("latency-reader"))
-        .create()
-        .context("output consumer")?;
+    assigned_consumer(o, &names.t("latency-reader"), topics).context("output consumer")
+}
+
+/// A consumer of every partition of `topics` from their beginning, assigned rather than
+/// subscribed: no group join to wait for.
+fn assigned_consumer(o: &Options, group: &str, topics: &[String]) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = consumer_config(&o.broker, group).create()?;
     let mut tpl = TopicPartitionList::new();
     for t in topics {
         for p in 0..o.partitions {
@@ -1142,25 +1151,16 @@ fn latency_floor(
     rate: f64,
 ) -> Result<Stats> {
     let count = ((rate * o.latency_secs) as usize).max(1);
-    let assigned = |topic: &str, group: &str| -> Result<BaseConsumer> {
-        let consumer: BaseConsumer = consumer_config(&o.broker, group).create()?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..o.partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
-        Ok(consumer)
-    };
-    let pass_in = assigned(input, group)?;
-    let reader = assigned(output, &format!("{group}-reader"))?;
-    let pass_out: BenchProducer = ClientConfig::new()
-        .set("bootstrap.servers", &o.broker)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .create_with_context(Tracker::new(o.partitions, false))
+    let pass_in = assigned_consumer(o, group, &[input.to_string()])?;
+    let reader = assigned_consumer(o, &format!("{group}-reader"), &[output.to_string()])?;
+    // The worker's producer: its linger, and whatever `--worker-property` sets for the worker.
+    let mut worker_settings = vec![("linger.ms", questline::kafka::PRODUCER_LINGER_MS)];
+    worker_settings.extend(
+        o.worker_properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let pass_out = ready_producer(&o.broker, o.partitions, false, scratch, &worker_settings)
         .context("the pass-through's producer")?;
     let source = producer(&o.broker, o.partitions, true, scratch)?;
     let stop = AtomicBool::new(false);
@@ -1684,7 +1684,13 @@ fn run() -> Result<bool> {
         if samples.is_empty() {
             bail!("no output events were read back to replay");
         }
-        let p6 = compressed_producer(&o.broker, o.partitions, false, &scratch, compression)?;
+        let p6 = ready_producer(
+            &o.broker,
+            o.partitions,
+            false,
+            &scratch,
+            &[("compression.type", compression)],
+        )?;
         let d = produce(&p6, &scratch, n, None, |i| {
             samples[i % samples.len()].clone()
         })?;

@@ -116,12 +116,12 @@ impl TraceContext {
     }
 
     /// The context of a Kafka record's headers.
-    pub fn from_headers<K: AsRef<str>, V: AsRef<[u8]>>(headers: &[(K, V)]) -> Option<Self> {
+    pub fn from_headers<K: AsRef<str>>(headers: &[(K, Vec<u8>)]) -> Option<Self> {
         Self::from_values(|name| {
             headers
                 .iter()
                 .filter(move |(k, _)| k.as_ref().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_ref())
+                .map(|(_, v)| v.as_slice())
         })
     }
 
@@ -271,7 +271,7 @@ mod tests {
             TraceContext::from_headers(&headers(&[("traceparent", &[0xff, 0])])),
             None
         );
-        assert_eq!(TraceContext::from_headers::<String, Vec<u8>>(&[]), None);
+        assert_eq!(TraceContext::from_headers::<String>(&[]), None);
         let bad_state = headers(&[("traceparent", VALID.as_bytes()), ("tracestate", b"a=\x01")]);
         assert_eq!(TraceContext::from_headers(&bad_state).unwrap().state, None);
     }

@@ -13,10 +13,8 @@ use uuid::Uuid;
 /// namespace, fixed forever: changing it would change every event id).
 const NAMESPACE: Uuid = Uuid::from_u128(0x1f7b_6c1e_4a8e_5c3d_9e2f_0b4d_7a61_c3e5);
 
-/// The cause of an input: its Kafka coordinates, `{topic}:{partition}:{offset}`.
-///
-/// Written piece by piece rather than with `format!`: this runs for every input, and `fmt`'s
-/// machinery was 1.8 % of the worker's main thread in a profile of `scripts/bench`.
+/// The cause of an input: its Kafka coordinates, `{topic}:{partition}:{offset}`, owned
+/// ([`CauseText`] is the record step's, on the stack).
 pub fn cause_of(source: &SourceRef) -> String {
     CauseText::of(source).as_str().to_owned()
 }
@@ -30,6 +28,8 @@ pub struct CauseText(SmallVec<[u8; CAUSE_INLINE]>);
 const CAUSE_INLINE: usize = 64;
 
 impl CauseText {
+    /// Written piece by piece rather than with `format!`: this runs for every input, and
+    /// `fmt`'s machinery was 1.8 % of the worker's main thread in a profile of `scripts/bench`.
     pub fn of(source: &SourceRef) -> Self {
         let mut partition = itoa::Buffer::new();
         let mut offset = itoa::Buffer::new();

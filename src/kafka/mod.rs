@@ -243,6 +243,11 @@ fn producer_only(key: &str) -> bool {
 
 pub use crate::settings::{CONSUMER_QUEUE_KBYTES, PRODUCER_QUEUE_KBYTES};
 
+/// The producer's `linger.ms` unless `kafka.properties` sets another: a batch's records are
+/// handed over together, so a short wait is enough to fill librdkafka's requests. Public so
+/// that `scripts/bench`'s latency floor produces as the worker does.
+pub const PRODUCER_LINGER_MS: &str = "2";
+
 /// The process's producer. One per process, shared by the worker's publishing, the sidecar's
 /// commands and the catalog log: every librdkafka client has threads of its own (a main
 /// thread, one per broker, a polling thread) that wake even when idle, so each extra client
@@ -254,7 +259,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<Arc<KafkaProducer>, LogError
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
+        .set("linger.ms", PRODUCER_LINGER_MS)
         .set("message.timeout.ms", "30000");
     apply_properties(&mut config, settings, |k| !consumer_only(k));
     KafkaProducer::create(&config)

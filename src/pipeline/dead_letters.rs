@@ -38,7 +38,7 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         text_header("questline-event-id", event.event_id.clone()),
         static_header("questline-event-type", event.body.kind()),
         text_header("questline-reason", rejection.reason.clone()),
-        text_header("questline-reject-kind", rejection.kind.as_str()),
+        static_header("questline-reject-kind", rejection.kind.as_str()),
         text_header("questline-source-topic", source.topic.to_string()),
         text_header("questline-source-partition", source.partition.to_string()),
         text_header("questline-source-offset", source.offset.to_string()),

@@ -95,8 +95,8 @@ pub type HeaderName = Cow<'static, str>;
 pub type HeaderValue = Cow<'static, [u8]>;
 
 /// A produced record's headers. (Held inline up to two, as an event's are, they would save
-/// the list's allocation too, but make a record 168 bytes instead of 88; not measured apart
-/// from the noise end to end, docs/benchmarks.md.)
+/// the list's allocation too, but make a record 168 bytes instead of 88; never measured end
+/// to end against a baseline built beside it, docs/benchmarks.md.)
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 /// A header with a text value, as questline's own headers are.
