@@ -264,7 +264,7 @@ mod tests {
     ) -> Event {
         let (event_id, tenant, user_id, topic) = names;
         Event {
-            event_id,
+            event_id: event_id.into(),
             body,
             tenant: tenant.into(),
             user_id: user_id.into(),

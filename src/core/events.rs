@@ -19,7 +19,7 @@ use super::model::SourceRef;
 pub struct Event {
     /// Deterministic: derived from the source and the effect's position, so a replay or a
     /// re-publish after a crash carries the same id and consumers can deduplicate.
-    pub event_id: String,
+    pub event_id: super::ids::EventId,
     #[serde(flatten)]
     pub body: EventBody,
     /// Cloned for each event of an input: inline up to 23 bytes (`SmolStr`), shared beyond.

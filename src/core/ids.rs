@@ -54,7 +54,7 @@ impl CauseText {
 }
 
 /// The id of the `index`-th event caused by `cause`.
-pub fn event_id(cause: &str, index: usize) -> String {
+pub fn event_id(cause: &str, index: usize) -> EventId {
     EventIds::new(cause).id(index)
 }
 
@@ -80,6 +80,178 @@ pub fn operation_id(tenant: &str, code: &str) -> String {
 /// name-based UUID of its kind, tenant and name, the same in every process and version.
 pub fn entity_id(kind: &str, tenant: &str, name: &str) -> String {
     Uuid::new_v5(&NAMESPACE, format!("{kind}\0{tenant}\0{name}").as_bytes()).to_string()
+}
+
+/// An event's id, as text: a minted one is a v5 UUID's 36 characters ([`EventIds`]).
+///
+/// Held inline up to [`EventId::INLINE`] bytes, as every minted id is: making one, copying it
+/// into the user's history and into its record's `questline-event-id` header allocate
+/// nothing. As a `String` it was an allocation per event minted and per copy, each freed on
+/// the thread that wrote or published the batch; the evaluator mints about four per action
+/// (`benches/evaluator.rs`). Longer ids (only ever written by hand, in tests and tools) are
+/// boxed. It reads, compares, hashes, prints and serializes as its text.
+#[derive(Clone)]
+pub struct EventId(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; EventId::INLINE],
+    },
+    Boxed(Box<str>),
+}
+
+impl EventId {
+    /// A hyphenated UUID's length.
+    pub const INLINE: usize = 36;
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Copied from a `str` whole ([`EventId::from`]): the check cannot fail, and
+            // costs a few nanoseconds where the alternative is `unsafe`.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Boxed(text) => text,
+        }
+    }
+}
+
+impl From<&str> for EventId {
+    fn from(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= EventId::INLINE => {
+                let mut bytes = [0; EventId::INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                EventId(Repr::Inline { len, bytes })
+            }
+            _ => EventId(Repr::Boxed(text.into())),
+        }
+    }
+}
+
+impl From<String> for EventId {
+    fn from(text: String) -> Self {
+        if text.len() <= EventId::INLINE {
+            EventId::from(text.as_str())
+        } else {
+            EventId(Repr::Boxed(text.into_boxed_str()))
+        }
+    }
+}
+
+impl From<EventId> for String {
+    fn from(id: EventId) -> Self {
+        id.as_str().to_owned()
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        EventId::from("")
+    }
+}
+
+impl std::ops::Deref for EventId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for EventId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for EventId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for EventId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for EventId {}
+
+impl PartialEq<str> for EventId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for EventId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for EventId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::hash::Hash for EventId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for EventId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EventId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::fmt::Debug for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventId {
+    /// From borrowed or transient text without an owned copy first.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = EventId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event id")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<EventId, E> {
+                Ok(EventId::from(text))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<EventId, E> {
+                Ok(EventId::from(text))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
 }
 
 /// Mints the event ids of one input, as [`event_id`] does: `Uuid::new_v5(NAMESPACE,
@@ -147,7 +319,7 @@ impl EventIds {
     }
 
     /// The id of the `index`-th event of this cause.
-    pub fn id(&self, index: usize) -> String {
+    pub fn id(&self, index: usize) -> EventId {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(index).as_bytes();
         // The last one or two blocks: the tail, the digits, the 0x80 that ends the message and,
@@ -174,9 +346,7 @@ impl EventIds {
             out.copy_from_slice(&word.to_be_bytes());
         }
         let uuid = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
-        uuid.hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .to_owned()
+        EventId::from(&*uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
     }
 }
 
@@ -238,6 +408,42 @@ mod tests {
                 assert_eq!(event_id(cause, index), expected, "{cause} {index}");
             }
         }
+    }
+
+    #[test]
+    fn an_event_id_is_its_text_inline_or_boxed() {
+        let long = "x".repeat(EventId::INLINE + 1);
+        for text in [
+            "",
+            "e-1",
+            "ccb7f46e-98a6-57b4-8616-1c4006bb305a",
+            long.as_str(),
+        ] {
+            let id = EventId::from(text);
+            assert_eq!(id.as_str(), text);
+            assert_eq!(EventId::from(text.to_owned()), id);
+            assert_eq!(String::from(id.clone()), text);
+            assert_eq!(format!("{id}"), text);
+            assert_eq!(format!("{id:?}"), format!("{text:?}"));
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<EventId>(&json).unwrap(), id);
+            let bytes = postcard::to_allocvec(&id).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(text).unwrap());
+            assert_eq!(postcard::from_bytes::<EventId>(&bytes).unwrap(), id);
+        }
+        let inline = |id: &EventId| matches!(id.0, Repr::Inline { .. });
+        assert!(inline(&EventId::from(
+            "ccb7f46e-98a6-57b4-8616-1c4006bb305a"
+        )));
+        assert!(!inline(&EventId::from(long)));
+        let (a, b) = (EventId::from("a"), EventId::from("b"));
+        assert!(a < b);
+        assert_eq!(
+            std::mem::size_of::<EventId>(),
+            40,
+            "an event's size is budgeted"
+        );
     }
 
     proptest::proptest! {

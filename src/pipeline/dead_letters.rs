@@ -9,9 +9,7 @@
 //! written for Connect's DLQs reads questline's too. An original header under one of those names is dropped: a dead letter
 //! re-fed as input must not carry two reasons.
 
-use super::log::{
-    static_header, text_header, HeaderName, HeaderValue, Headers, InRecord, OutRecord,
-};
+use super::log::{text_header, HeaderName, HeaderValue, Headers, InRecord, OutRecord};
 use crate::core::decode::Rejection;
 use crate::core::events::Event;
 
@@ -32,17 +30,17 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         .headers
         .iter()
         .filter(|(k, _)| !k.starts_with("questline-") && !k.starts_with(CONNECT_PREFIX))
-        .map(|(k, v)| (HeaderName::Owned(k.clone()), HeaderValue::Owned(v.clone())))
+        .map(|(k, v)| (HeaderName::Owned(k.clone()), HeaderValue::from_slice(v)))
         .collect();
     headers.extend([
-        text_header("questline-event-id", event.event_id.clone()),
-        static_header("questline-event-type", event.body.kind()),
+        text_header("questline-event-id", &event.event_id),
+        text_header("questline-event-type", event.body.kind()),
         text_header("questline-reason", rejection.reason.clone()),
-        static_header("questline-reject-kind", rejection.kind.as_str()),
-        text_header("questline-source-topic", source.topic.to_string()),
+        text_header("questline-reject-kind", rejection.kind.as_str()),
+        text_header("questline-source-topic", source.topic),
         text_header("questline-source-partition", source.partition.to_string()),
         text_header("questline-source-offset", source.offset.to_string()),
-        text_header("__connect.errors.topic", source.topic.to_string()),
+        text_header("__connect.errors.topic", source.topic),
         text_header("__connect.errors.partition", source.partition.to_string()),
         text_header("__connect.errors.offset", source.offset.to_string()),
         text_header(

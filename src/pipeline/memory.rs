@@ -118,7 +118,7 @@ impl MemoryLog {
     ) -> (i32, i64) {
         let headers = headers
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .map(|(k, v)| (k.into_owned(), v.into_vec()))
             .collect();
         let (p, offset) = {
             let mut inner = self.lock();

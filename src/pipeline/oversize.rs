@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::log::{static_header, text_header, Headers, OutRecord};
+use super::log::{text_header, Headers, OutRecord};
 use crate::core::events::{encode_prefix, Event, EventBody, RefusedOutput};
 use crate::core::ids;
 use crate::core::model::SourceRef;
@@ -107,10 +107,10 @@ pub fn dead_letter(
         catalog_version: envelope.catalog_version,
     };
     let mut headers: Headers = vec![
-        text_header("questline-event-id", event.event_id.clone()),
-        static_header("questline-event-type", "dead_letter"),
+        text_header("questline-event-id", &event.event_id),
+        text_header("questline-event-type", "dead_letter"),
         text_header("questline-reason", reason),
-        text_header("questline-source-topic", cause.topic.to_string()),
+        text_header("questline-source-topic", cause.topic),
         text_header("questline-source-partition", cause.partition.to_string()),
         text_header("questline-source-offset", cause.offset.to_string()),
     ];

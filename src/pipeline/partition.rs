@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::dead_letters;
 use super::input::{Input, Inputs};
-use super::log::{static_header, text_header, Headers, InRecord, OutRecord};
+use super::log::{text_header, Headers, InRecord, OutRecord};
 use super::outbox::{self, OutboxEntry};
 use super::user_cache::{Slot, UserCache};
 use crate::amounts::{AmountCaller, Call, Fallbacks};
@@ -910,8 +910,8 @@ impl Produce {
                     topic: *topic,
                     payload,
                     headers: vec![
-                        text_header("questline-event-id", std::mem::take(&mut event.event_id)),
-                        static_header("questline-event-type", event.body.kind()),
+                        text_header("questline-event-id", &event.event_id),
+                        text_header("questline-event-type", event.body.kind()),
                     ],
                     key: event.user_id.clone(),
                 }
@@ -1275,7 +1275,7 @@ mod tests {
             .events
             .iter()
             .filter(|e| e.event_id != "a1")
-            .map(|e| (e.event_id.clone(), serde_json::to_vec(e).unwrap()))
+            .map(|e| (e.event_id.to_string(), serde_json::to_vec(e).unwrap()))
             .collect();
         let entries = produced.into_entries(Vec::new(), &OutputTopics::from(&topics));
         let ids: Vec<_> = entries

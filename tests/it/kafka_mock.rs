@@ -277,7 +277,7 @@ impl MockRig {
             {
                 if event.stream() == Stream::Rewards {
                     rewards.insert(
-                        event.event_id.clone(),
+                        event.event_id.to_string(),
                         serde_json::to_value(&event).unwrap(),
                     );
                 }

@@ -832,7 +832,7 @@ impl GrowingStore {
                 ("points", Some(Decimal::from(1 + u64::from(seq % 5 == 0))))
             };
             let event = Event {
-                event_id: format!("e-{seq}"),
+                event_id: format!("e-{seq}").into(),
                 body: EventBody::RewardGranted {
                     reward_type: reward_type.into(),
                     amount,

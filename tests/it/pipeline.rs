@@ -273,7 +273,7 @@ impl Rig {
             {
                 if event.stream() == Stream::Rewards {
                     rewards.insert(
-                        event.event_id.clone(),
+                        event.event_id.to_string(),
                         serde_json::to_value(&event).unwrap(),
                     );
                 }
@@ -903,7 +903,7 @@ async fn history_rows_are_the_published_events() {
         assert_eq!(history.len() as u64, total);
         for entry in history {
             let stored = serde_json::to_value(&entry.event).unwrap();
-            assert_eq!(Some(&stored), published.get(&entry.event.event_id));
+            assert_eq!(Some(&stored), published.get(entry.event.event_id.as_str()));
             read += 1;
         }
     }

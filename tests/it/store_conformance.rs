@@ -110,7 +110,7 @@ fn event(user: &str, n: i64) -> Event {
         },
     };
     Event {
-        event_id: format!("{user}-{n}-ev"),
+        event_id: format!("{user}-{n}-ev").into(),
         body,
         tenant: TENANT.into(),
         user_id: user.into(),
@@ -792,8 +792,8 @@ async fn fencing<S: StateStore>(store: &S) {
             String::from_utf8(outbox).unwrap(),
             record.applied[&smol_str::format_smolstr!("{TOPIC}:3")].to_string(),
             resource.state.winners.to_string(),
-            history[0].event.event_id.clone(),
-            claim.event.event_id.clone(),
+            history[0].event.event_id.to_string(),
+            claim.event.event_id.to_string(),
             finished.to_string(),
         ]
     };

@@ -116,7 +116,7 @@ pub fn transaction_of(event: &Event, reward_type: &str) -> Option<Transaction> {
         _ => return None,
     };
     (points > Decimal::ZERO).then(|| Transaction {
-        id: event.event_id.clone(),
+        id: event.event_id.to_string(),
         entry,
         created_at: event.occurred_at,
         kind,

@@ -189,7 +189,7 @@ fn history_entry(event: &Event) -> Option<HistoryEntry> {
         }
     };
     Some(HistoryEntry {
-        id: event.event_id.clone(),
+        id: event.event_id.to_string(),
         org_id: event.tenant.to_string(),
         user_id: event.user_id.to_string(),
         reward_type: reward_type.clone(),

@@ -388,7 +388,7 @@ mod tests {
     /// A reward event of `user`, its id naming its sequence number.
     fn event(user: &str, seq: u64) -> Event {
         let mut event = super::super::recovery_tests::event();
-        event.event_id = format!("{user}-e-{seq}");
+        event.event_id = format!("{user}-e-{seq}").into();
         event.user_id = user.into();
         event.source = SourceRef::new("actions", 0, seq as i64);
         event
@@ -507,7 +507,10 @@ mod tests {
                     .history(&UserKey::new("t", user), 1, 10)
                     .await
                     .unwrap();
-                let ids: Vec<String> = entries.iter().map(|e| e.event.event_id.clone()).collect();
+                let ids: Vec<String> = entries
+                    .iter()
+                    .map(|e| e.event.event_id.to_string())
+                    .collect();
                 let expected: Vec<String> = (0..3).rev().map(|s| format!("{user}-e-{s}")).collect();
                 assert_eq!((ids, total), (expected, 3), "{user}");
             }

@@ -797,7 +797,7 @@ pub fn expected(inputs: &[Value], catalog: &Path, mapping: &Path) -> Expected {
         for event in processed.events {
             if event.stream() == Stream::Rewards {
                 let old = rewards.insert(
-                    event.event_id.clone(),
+                    event.event_id.to_string(),
                     serde_json::to_value(&event).unwrap(),
                 );
                 assert!(old.is_none(), "the engine minted {} twice", event.event_id);
