@@ -35,7 +35,7 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
     headers.extend([
         text_header("questline-event-id", &event.event_id),
         text_header("questline-event-type", event.body.kind()),
-        text_header("questline-reason", rejection.reason.clone()),
+        text_header("questline-reason", &rejection.reason),
         text_header("questline-reject-kind", rejection.kind.as_str()),
         text_header("questline-source-topic", source.topic),
         text_header("questline-source-partition", source.partition.to_string()),
@@ -43,10 +43,7 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         text_header("__connect.errors.topic", source.topic),
         text_header("__connect.errors.partition", source.partition.to_string()),
         text_header("__connect.errors.offset", source.offset.to_string()),
-        text_header(
-            "__connect.errors.exception.message",
-            rejection.reason.clone(),
-        ),
+        text_header("__connect.errors.exception.message", &rejection.reason),
     ]);
     OutRecord {
         topic: topic.into(),
