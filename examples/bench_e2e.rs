@@ -16,7 +16,10 @@
 //! (whose actions: the throughput phase's users, the default, or new ones), `--warmup W` (200),
 //! `--compression C` (the worker's librdkafka `compression.type`, `none`),
 //! `--worker-property KEY=VALUE` (a librdkafka property for the worker, repeatable), `--no-floor`
-//! (skip phase 7), `--keep` (keep the worker's directory: config, store, log).
+//! (skip phase 7), `--keep` (keep the worker's directory: config, store, log), `--cql HOST:PORT`
+//! (the worker on the CQL store there, in a keyspace of its own made by `questline migrate`,
+//! instead of the embedded store) and `--cql-pid PID` (that server's process here: its CPU per
+//! action is reported too).
 //!
 //! Phases, all on topics with a unique prefix:
 //! 1. produce N native actions (keyed by user id, idempotent producer, acks=all);
@@ -90,6 +93,12 @@ struct Options {
     /// `--worker-property KEY=VALUE` (repeatable): librdkafka properties added to the
     /// worker's `[kafka.properties]`, to compare client settings on the same build.
     worker_properties: Vec<(String, String)>,
+    /// `--cql HOST:PORT`: the worker's store is the CQL store on that server (a keyspace of
+    /// its own, created with `questline migrate`) instead of the embedded one.
+    cql: Option<String>,
+    /// `--cql-pid PID`: the CQL server's process on this machine, whose CPU per action the
+    /// table then gives beside the worker's.
+    cql_pid: Option<u32>,
 }
 
 impl Options {
@@ -132,7 +141,8 @@ fn parse_args() -> Result<Options> {
                     "bench_e2e --broker HOST:PORT --questline PATH [--actions N] [--users M] \
                      [--partitions P] [--batch-size B] [--linger-ms L] [--latency-secs S] \
                      [--latency-rate R] [--latency-users returning|fresh] [--warmup W] \
-                     [--compression none|lz4|zstd|...] [--latency-series] [--no-floor] [--worker-property KEY=VALUE]... [--keep]"
+                     [--compression none|lz4|zstd|...] [--latency-series] [--no-floor] [--worker-property KEY=VALUE]... \
+                     [--cql HOST:PORT [--cql-pid PID]] [--keep]"
                 );
                 std::process::exit(0);
             }
@@ -201,6 +211,11 @@ fn parse_args() -> Result<Options> {
         latency_series,
         floor,
         worker_properties,
+        cql: map.get("cql").cloned(),
+        cql_pid: map
+            .get("cql-pid")
+            .map(|v| v.parse().map_err(|_| anyhow!("--cql-pid: not a PID: {v}")))
+            .transpose()?,
     };
     if o.actions == 0 || o.users == 0 || o.partitions <= 0 || o.warmup == 0 {
         bail!("--actions, --users, --partitions and --warmup must be positive");
@@ -759,7 +774,8 @@ impl Names {
 }
 
 /// Writes the worker's config (like tests/it/support/kafka): its own topics and group, the
-/// example catalog, the seed mapping on the bench's input topic, an embedded store.
+/// example catalog, the seed mapping on the bench's input topic, the embedded store (or the CQL
+/// store, with `--cql`).
 fn write_config(
     dir: &Path,
     o: &Options,
@@ -800,8 +816,7 @@ inventory_responses = "{responses}"
 path = "{catalog}"
 [mappings]
 dir = "{mappings}"
-[store]
-path = "{store}"
+{store}
 [http]
 listen = "127.0.0.1:{http_port}"
 [pipeline]
@@ -819,7 +834,14 @@ batch_size = {batch}
             responses = names.t("inventory-responses"),
             catalog = root.join("examples/catalog").display(),
             mappings = mappings.display(),
-            store = dir.join("store").display(),
+            store = match &o.cql {
+                None => format!("[store]\npath = {:?}", dir.join("store").display().to_string()),
+                // A keyspace per run: the group's name, which is unique, as CQL spells names.
+                Some(addr) => format!(
+                    "[store]\nkind = \"scylla\"\n[store.scylla]\nnodes = [{addr:?}]\nkeyspace = {:?}",
+                    names.t("ks").replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                ),
+            },
             linger = o.linger_ms,
             batch = o.batch_size,
             compression = o.compression,
@@ -831,6 +853,25 @@ batch_size = {batch}
         ),
     )?;
     Ok(config)
+}
+
+/// Creates the CQL store's keyspace and tables for the worker's config (`questline migrate`).
+fn migrate(o: &Options, config: &Path, addr: &str) -> Result<()> {
+    log(format!("   questline migrate on the CQL server at {addr}"));
+    let out = Command::new(&o.questline)
+        .args(["migrate", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} migrate", o.questline.display()))?;
+    if !out.status.success() {
+        bail!(
+            "questline migrate failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn spawn_worker(o: &Options, config: &Path, dir: &Path) -> Result<Worker> {
@@ -1255,6 +1296,9 @@ struct Report {
     worker_elapsed: Duration,
     worker_rate: f64,
     worker_cpu: Option<WorkerCpu>,
+    /// The CQL server's CPU over the throughput phase and the worker's settling after it
+    /// (`--cql-pid`).
+    cql_cpu: Option<Duration>,
     breakdown: Breakdown,
     latency_target_rate: f64,
     latency_sent: usize,
@@ -1386,6 +1430,9 @@ fn run() -> Result<bool> {
         .tempdir()?;
     let http_port = free_port()?;
     let config = write_config(dir.path(), &o, &names, &input, http_port)?;
+    if let Some(addr) = &o.cql {
+        migrate(&o, &config, addr)?;
+    }
     let mut worker = spawn_worker(&o, &config, dir.path())?;
     let pid = worker.child.id();
     log(format!(
@@ -1414,6 +1461,7 @@ fn run() -> Result<bool> {
     let idle_per_sec = idle_cpu_rate(worker.child.id(), Duration::from_secs(3));
     let metrics_before = scrape(http_port).context("worker /metrics")?;
     let cpu_before = cpu_time(worker.child.id());
+    let cql_cpu_before = o.cql_pid.and_then(cpu_time);
     let faults_before = minor_faults(worker.child.id());
     let threads_before = thread_cpu(worker.child.id());
     let produced = Arc::new(AtomicBool::new(false));
@@ -1474,6 +1522,12 @@ fn run() -> Result<bool> {
             minor_faults: faults,
         })
     });
+    // The CQL server's CPU over the same span: the burst and the worker's settling after it.
+    let cql_cpu = o
+        .cql_pid
+        .and_then(cpu_time)
+        .zip(cql_cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let worker_rate = rate(o.actions, worker_elapsed);
     log(format!(
         "   {} ({:.2} s; producing took {:.2} s)",
@@ -1743,6 +1797,7 @@ fn run() -> Result<bool> {
         worker_produce,
         worker_elapsed,
         worker_cpu,
+        cql_cpu,
         worker_rate,
         breakdown,
         latency_target_rate: target,
@@ -1837,6 +1892,9 @@ fn summary_line(o: &Options, r: &Report) -> String {
             }
         }
     }
+    if let Some(cpu) = r.cql_cpu {
+        pairs.push(("cql_server_us", format!("{:.1}", per_action(cpu))));
+    }
     if let Some(cpu) = r.latency_cpu_per_action {
         pairs.push(("latency_cpu_us", format!("{cpu:.1}")));
     }
@@ -1870,8 +1928,16 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "questline end to end: {} actions, {} users, {} partitions, batch_size {}, linger_ms {}",
-        o.actions, o.users, o.partitions, o.batch_size, o.linger_ms
+        "questline end to end: {} actions, {} users, {} partitions, batch_size {}, linger_ms {}, {}",
+        o.actions,
+        o.users,
+        o.partitions,
+        o.batch_size,
+        o.linger_ms,
+        match &o.cql {
+            None => "embedded store".to_string(),
+            Some(addr) => format!("CQL store on {addr}"),
+        }
     );
     let _ = writeln!(
         s,
@@ -1901,6 +1967,14 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         fmt_rate(r.worker_rate),
         r.worker_elapsed.as_secs_f64()
     );
+    if let Some(cpu) = r.cql_cpu {
+        let _ = writeln!(
+            s,
+            "| CQL server CPU (user + system) per action, over the burst and the worker's settling | {:.1} µs ({:.2} s of CPU) | |",
+            cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+            cpu.as_secs_f64()
+        );
+    }
     if let Some(cpu) = &r.worker_cpu {
         let per_action = cpu.total.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
         let _ = writeln!(
