@@ -771,6 +771,11 @@ impl Names {
     fn t(&self, name: &str) -> String {
         format!("{}.{name}", self.prefix)
     }
+
+    /// The run's keyspace on a CQL server (`--cql`): its unique prefix as CQL spells names.
+    fn keyspace(&self) -> String {
+        format!("{}_ks", self.prefix).replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    }
 }
 
 /// Writes the worker's config (like tests/it/support/kafka): its own topics and group, the
@@ -836,10 +841,9 @@ batch_size = {batch}
             mappings = mappings.display(),
             store = match &o.cql {
                 None => format!("[store]\npath = {:?}", dir.join("store").display().to_string()),
-                // A keyspace per run: the group's name, which is unique, as CQL spells names.
                 Some(addr) => format!(
                     "[store]\nkind = \"scylla\"\n[store.scylla]\nnodes = [{addr:?}]\nkeyspace = {:?}",
-                    names.t("ks").replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                    names.keyspace()
                 ),
             },
             linger = o.linger_ms,
@@ -1432,6 +1436,11 @@ fn run() -> Result<bool> {
     let config = write_config(dir.path(), &o, &names, &input, http_port)?;
     if let Some(addr) = &o.cql {
         migrate(&o, &config, addr)?;
+        // The bench leaves it behind: a dev server forgets it, a real cluster keeps it.
+        log(format!(
+            "   keyspace {} created on {addr} (drop it after the run on a server that persists)",
+            names.keyspace()
+        ));
     }
     let mut worker = spawn_worker(&o, &config, dir.path())?;
     let pid = worker.child.id();
