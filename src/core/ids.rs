@@ -308,53 +308,14 @@ impl EventIds {
         for block in last[..len].chunks_exact(SHA1_BLOCK) {
             compress(&mut state, block);
         }
-        let text = v5_text(&state);
-        match ArrayString::from_byte_string(&text) {
-            Ok(inline) => EventId(Repr::Inline(inline)),
-            // Hexadecimal digits and hyphens: always text.
-            Err(_) => EventId::from(String::from_utf8_lossy(&text).into_owned()),
+        // A v5 UUID is the digest's first 16 bytes with its version and variant set.
+        let mut bytes = [0u8; 16];
+        for (word, out) in state.iter().zip(bytes.chunks_mut(4)) {
+            out.copy_from_slice(&word.to_be_bytes());
         }
+        let uuid = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
+        EventId::from(&*uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
     }
-}
-
-/// The hyphenated, lower-case text of the v5 UUID of a name whose SHA-1 digest starts with
-/// `digest`'s first four words: its 16 bytes with the version and variant set (RFC 9562,
-/// 5.5). Written here rather than through `uuid`'s `Builder` and `encode_lower`, whose
-/// per-byte work was most of [`EventIds::id`]'s own time after the hash (perf on
-/// `benches/evaluator.rs`); the tests hold it to `uuid`'s text.
-fn v5_text(digest: &[u32; 5]) -> [u8; EventId::INLINE] {
-    let words = [
-        digest[0],
-        // Byte 6's high nibble: the version.
-        (digest[1] & !0x0000_F000) | 0x0000_5000,
-        // Byte 8's two high bits: the variant, 0b10.
-        (digest[2] & 0x3FFF_FFFF) | 0x8000_0000,
-        digest[3],
-    ];
-    let [a, b, c, d] = words.map(hex_digits);
-    let mut text = [b'-'; EventId::INLINE];
-    text[0..8].copy_from_slice(&a);
-    text[9..13].copy_from_slice(&b[..4]);
-    text[14..18].copy_from_slice(&b[4..]);
-    text[19..23].copy_from_slice(&c[..4]);
-    text[24..28].copy_from_slice(&c[4..]);
-    text[28..36].copy_from_slice(&d);
-    text
-}
-
-/// `word`'s eight lower-case hexadecimal digits, most significant first: each nibble spread
-/// into a byte of its own, then all eight turned into digits at once.
-fn hex_digits(word: u32) -> [u8; 8] {
-    let mut x = u64::from(word);
-    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
-    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
-    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
-    // Byte j now holds nibble j counted from the lowest; swapped, the highest comes first.
-    let nibbles = x.swap_bytes();
-    // 1 in each byte whose nibble is 10 or more (a letter), which then skips the 39
-    // characters between '9' + 1 and 'a'.
-    let letters = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    (nibbles + 0x3030_3030_3030_3030 + letters * 0x27).to_le_bytes()
 }
 
 /// SHA-1's compression of one 64-byte `block` into `state`.
@@ -378,28 +339,6 @@ mod tests {
             event_id("replay:0:1", 0),
             "ccb7f46e-98a6-57b4-8616-1c4006bb305a"
         );
-    }
-
-    #[test]
-    fn hex_digits_are_those_format_writes() {
-        for word in [
-            0,
-            1,
-            9,
-            10,
-            15,
-            16,
-            0x0123_4567,
-            0x89AB_CDEF,
-            0xFFFF_FFFF,
-            0xA0B0_C0D9,
-        ] {
-            assert_eq!(
-                &hex_digits(word)[..],
-                format!("{word:08x}").as_bytes(),
-                "{word:#x}"
-            );
-        }
     }
 
     #[test]
@@ -475,12 +414,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        #[test]
-        fn any_word_has_the_hex_digits_format_writes(word in proptest::prelude::any::<u32>()) {
-            let expected = format!("{word:08x}");
-            proptest::prop_assert_eq!(&hex_digits(word)[..], expected.as_bytes());
-        }
-
         /// The hand-laid last blocks against the `uuid` crate's own v5 (SHA-1 through its
         /// `Digest` API), for names of every length around one, two and three blocks.
         #[test]
