@@ -249,6 +249,11 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
+/// CPU time `d` spread over `n` actions, in µs each.
+fn micros_per_action(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1e6 / n.max(1) as f64
+}
+
 fn fmt_rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M/s", r / 1e6)
@@ -1726,8 +1731,7 @@ fn run() -> Result<bool> {
         print_latency_series(&seen, &stamps, lat_start_ms, &scrapes.into_inner().unwrap())
     });
     let latency_sent = stamps.len();
-    let latency_cpu_per_action =
-        latency_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / latency_sent.max(1) as f64);
+    let latency_cpu_per_action = latency_cpu.map(|cpu| micros_per_action(cpu, latency_sent));
 
     // ---- 5. memory and shutdown
     let hwm = proc_field(pid, "VmHWM:").unwrap_or_else(|| "?".into());
@@ -1873,7 +1877,7 @@ fn hot_state_bytes() -> usize {
 /// with the work deferred past the commit, the rest by thread until the commit), latency in
 /// ms, peak RSS in MB. A figure the run could not measure is left out.
 fn summary_line(o: &Options, r: &Report) -> String {
-    let per_action = |d: Duration| d.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
+    let per_action = |d: Duration| micros_per_action(d, o.actions);
     let mut pairs: Vec<(&str, String)> = vec![
         ("rate_kps", format!("{:.1}", r.worker_rate / 1e3)),
         (
@@ -1980,12 +1984,12 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         let _ = writeln!(
             s,
             "| CQL server CPU (user + system) per action, over the burst and the worker's settling | {:.1} µs ({:.2} s of CPU) | |",
-            cpu.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+            micros_per_action(cpu, o.actions),
             cpu.as_secs_f64()
         );
     }
     if let Some(cpu) = &r.worker_cpu {
-        let per_action = cpu.total.as_secs_f64() * 1e6 / o.actions.max(1) as f64;
+        let per_action = micros_per_action(cpu.total, o.actions);
         let _ = writeln!(
             s,
             "| worker CPU (user + system) per action, deferred work included | {:.1} µs ({:.2} s of CPU in {:.2} s, {:.2} s of it after the commit, beyond the idle rate) | ≤ 8 µs {} |",
@@ -2014,7 +2018,7 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
             .map(|(kind, c)| {
                 format!(
                     "{kind} {:.1} µs ({:.0} %)",
-                    c.as_secs_f64() * 1e6 / o.actions.max(1) as f64,
+                    micros_per_action(*c, o.actions),
                     100.0 * c.as_secs_f64() / burst.max(1e-9)
                 )
             })

@@ -26,6 +26,8 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         _ => rejection.user_id.clone().unwrap_or_default(),
     };
     let source = &event.source;
+    // Each written twice: questline's own header and Kafka Connect's.
+    let (partition, offset) = (source.partition.to_string(), source.offset.to_string());
     let mut headers: Headers = record
         .headers
         .iter()
@@ -38,11 +40,11 @@ pub fn record(event: &Event, rejection: &Rejection, record: &InRecord, topic: &s
         text_header("questline-reason", &rejection.reason),
         text_header("questline-reject-kind", rejection.kind.as_str()),
         text_header("questline-source-topic", source.topic),
-        text_header("questline-source-partition", source.partition.to_string()),
-        text_header("questline-source-offset", source.offset.to_string()),
+        text_header("questline-source-partition", &partition),
+        text_header("questline-source-offset", &offset),
         text_header("__connect.errors.topic", source.topic),
-        text_header("__connect.errors.partition", source.partition.to_string()),
-        text_header("__connect.errors.offset", source.offset.to_string()),
+        text_header("__connect.errors.partition", &partition),
+        text_header("__connect.errors.offset", &offset),
         text_header("__connect.errors.exception.message", &rejection.reason),
     ]);
     OutRecord {
