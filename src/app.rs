@@ -112,6 +112,7 @@ pub async fn connect_scylla(settings: &Settings) -> Result<ScyllaStore, Failure>
         "{{'class': 'NetworkTopologyStrategy', 'replication_factor': {}}}",
         s.replication_factor
     );
+    options.partitions_per_batch = s.partitions_per_batch;
     ScyllaStore::connect_with(options)
         .await
         .map_err(|e| Failure::Runtime(e.into()))

@@ -15,6 +15,7 @@
 //! | `questline_store_seconds` | histogram | op (`load`, `write`, `read`, `checkpoint`) | store latency; `checkpoint`: the embedded store moving its journal into the database, in the background |
 //! | `questline_log_seconds` | histogram | op (`publish`, `commit`) | publishing a batch until every record is acknowledged; committing its offsets |
 //! | `questline_store_errors_total` | counter | op | failed store calls (the partition pauses) |
+//! | `questline_cql_batch_partitions` | histogram | | partitions per CQL batch the ScyllaDB store sends (`store.scylla.partitions_per_batch` at most, unless a partition's own writes fill batches) |
 //! | `questline_store_wedged` | gauge | | 1 while the embedded store is closed after an I/O failure (a full disk) and not yet reopened; 0 otherwise |
 //! | `questline_rebalances_total` | counter | kind (`assign`, `revoke`) | consumer group rebalances |
 //! | `questline_retries_total` | counter | stage (`poll`, `take`, `load`, `write`, `publish`, `commit`) | a stage failed and is tried again (the batch paused and redone, a poll or a commit retried) |
@@ -58,6 +59,7 @@ pub struct Metrics {
     pub log_seconds: HistogramVec,
     pub store_errors: IntCounterVec,
     pub store_wedged: IntGauge,
+    pub cql_batch_partitions: Histogram,
     pub rebalances: IntCounterVec,
     pub retries: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
@@ -129,6 +131,16 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(batch_size.clone()))
+            .expect("unique metric");
+        let cql_batch_partitions = Histogram::with_opts(
+            HistogramOpts::new(
+                "cql_batch_partitions",
+                "Partitions per CQL batch the ScyllaDB store sends",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(cql_batch_partitions.clone()))
             .expect("unique metric");
         let batch_seconds = Histogram::with_opts(
             HistogramOpts::new("batch_seconds", "Batch latency from poll to commit")
@@ -289,6 +301,7 @@ impl Metrics {
             ),
             store_errors: counter(r, "store_errors_total", "Failed store calls", &["op"]),
             store_wedged,
+            cql_batch_partitions,
             rebalances: counter(
                 r,
                 "rebalances_total",

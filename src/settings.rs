@@ -257,6 +257,9 @@ pub struct ScyllaSettings {
     /// `local_quorum` (default), `quorum`, `one`, `local_one`, `all`.
     pub consistency: String,
     pub replication_factor: u32,
+    /// Partitions whose replicas are the same nodes written in one unlogged CQL batch (see
+    /// `store::cql_batches`); 1 writes each partition in a batch of its own.
+    pub partitions_per_batch: usize,
 }
 
 impl Default for ScyllaSettings {
@@ -266,6 +269,7 @@ impl Default for ScyllaSettings {
             keyspace: "questline".into(),
             consistency: "local_quorum".into(),
             replication_factor: 1,
+            partitions_per_batch: crate::store::scylla::DEFAULT_PARTITIONS_PER_BATCH,
         }
     }
 }

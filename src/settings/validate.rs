@@ -310,6 +310,12 @@ fn store(s: &Settings, out: &mut Problems) {
         1,
         "the replicas of the keyspace migrate creates",
     );
+    out.at_least(
+        &["store", "scylla", "partitions_per_batch"],
+        i64::try_from(sc.partitions_per_batch).unwrap_or(i64::MAX),
+        1,
+        "partitions per CQL batch (1: each partition in a batch of its own)",
+    );
 }
 
 fn http(s: &Settings, out: &mut Problems) {
@@ -963,6 +969,11 @@ mod tests {
         assert_refused(
             |s| s.store.scylla.replication_factor = 0,
             "store.scylla.replication_factor",
+            "is 0",
+        );
+        assert_refused(
+            |s| s.store.scylla.partitions_per_batch = 0,
+            "store.scylla.partitions_per_batch",
             "is 0",
         );
         assert_refused(|s| s.catalog.path = "".into(), "catalog.path", "is empty");

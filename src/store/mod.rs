@@ -19,6 +19,7 @@ pub use crate::core::records::{
 
 pub(crate) mod codec;
 use codec::AheadRow;
+mod cql_batches;
 pub mod cql_schema;
 pub mod embedded;
 mod error;

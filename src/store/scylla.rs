@@ -11,10 +11,12 @@
 //!   range on ScyllaDB, and it is the only form the CQL test server answers correctly.
 //! - **Prepared statements only, every value bound**; statements are prepared once, lazily, so
 //!   [`ScyllaStore::connect`] works before [`ScyllaStore::migrate`] has created the tables.
-//! - **One unlogged batch per partition**: a user's record, history entries and claims go in
-//!   one batch routed to the user's replicas; batches of different users run concurrently
-//!   (bounded). Logged (multi-partition atomic) batches would double the write cost, and are
-//!   not needed: every write is an idempotent upsert that the worker replays after a failure.
+//! - **Unlogged batches of a few partitions with the same replicas**: a user's record, history
+//!   entries and claims share one partition; up to `partitions_per_batch` such partitions
+//!   whose replicas are the same nodes go in one batch (see `cql_batches`), routed to one of
+//!   those replicas; batches run concurrently (bounded). Logged (multi-partition atomic)
+//!   batches would double the write cost, and are not needed: every write is an idempotent
+//!   upsert that the worker replays after a failure.
 //! - **Fencing by cell timestamps.** A fenced batch carries its owner's write timestamp as the
 //!   batch's protocol-level default timestamp — the same cell timestamp `USING TIMESTAMP ?`
 //!   would set. ScyllaDB keeps the cell with the larger timestamp, so a zombie owner's late
@@ -38,6 +40,7 @@ use futures::{StreamExt, TryStreamExt};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::cluster::ClusterState;
 use scylla::errors::{DbError, ExecutionError, IntoRowsResultError, RequestAttemptError};
 use scylla::policies::retry::DefaultRetryPolicy;
 use scylla::response::query_result::QueryResult;
@@ -59,15 +62,24 @@ use tokio::sync::OnceCell;
 use async_trait::async_trait;
 
 use super::codec::{self, decode, encode, page_seqs};
+use super::cql_batches::{self, PackLimits, PackedBatch, PartitionWrites};
 use super::cql_schema::{validate_keyspace, DEFAULT_REPLICATION, MIGRATIONS};
 use super::{
     BatchWrite, ClaimRecord, ConfigError, Corruption, HistoryEntry, OutboxWrite, ResourceRecord,
     ResultShape, StateStore, StoreError, UserKey, UserRecord,
 };
+use crate::metrics::metrics;
 
 /// At most this many statements per batch: ScyllaDB warns above 128 KiB per batch and fails
 /// above 1 MiB by default; a user's batch is normally one record and a few history entries.
 const MAX_BATCH_STATEMENTS: usize = 32;
+/// At most this many bytes of values in a batch of several partitions: half the cluster's
+/// default batch-size warning (a partition alone may pass it, as it always could).
+const MAX_PACKED_BATCH_BYTES: usize = 64 * 1024;
+/// Partitions per batch unless configured (`store.scylla.partitions_per_batch`): at Apache
+/// Cassandra's default threshold for warning about unlogged batches across partitions (10),
+/// so the same store stays quiet there too.
+pub const DEFAULT_PARTITIONS_PER_BATCH: usize = 10;
 /// The largest outbox chunk: well under ScyllaDB's default 128 KiB batch-size warning
 /// once the row's other columns are added.
 const OUTBOX_CHUNK: usize = 120 * 1024;
@@ -94,6 +106,8 @@ pub struct ScyllaOptions {
     pub connect_timeout: Duration,
     /// Requests in flight per store call (a batch's partitions, a page's history reads).
     pub concurrency: usize,
+    /// Partitions with the same replicas written in one CQL batch; 1: each in a batch of its own.
+    pub partitions_per_batch: usize,
 }
 
 impl ScyllaOptions {
@@ -106,6 +120,7 @@ impl ScyllaOptions {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             concurrency: 128,
+            partitions_per_batch: DEFAULT_PARTITIONS_PER_BATCH,
         }
     }
 }
@@ -138,6 +153,8 @@ pub struct ScyllaStore {
     keyspace: String,
     replication: String,
     concurrency: usize,
+    /// How a batch's partitions are packed into CQL batches.
+    pack: PackLimits,
     statements: OnceCell<Statements>,
     /// Set once the server was seen ignoring `IF NOT EXISTS` (logged once).
     warned_no_lwt: AtomicBool,
@@ -237,6 +254,11 @@ impl ScyllaStore {
             keyspace: options.keyspace,
             replication: replication.to_string(),
             concurrency: options.concurrency.max(1),
+            pack: PackLimits {
+                partitions: options.partitions_per_batch.max(1),
+                statements: MAX_BATCH_STATEMENTS,
+                bytes: MAX_PACKED_BATCH_BYTES,
+            },
             statements: OnceCell::new(),
             warned_no_lwt: AtomicBool::new(false),
         })
@@ -582,46 +604,82 @@ impl ScyllaStore {
         }
     }
 
-    /// Runs each group of statements as unlogged batches of at most [`MAX_BATCH_STATEMENTS`],
-    /// groups concurrently, every cell stamped with `timestamp`.
+    /// Writes each partition's statements in unlogged batches, packed by [`cql_batches::pack`]
+    /// (partitions of the same replicas together, within [`ScyllaStore::pack`]'s limits),
+    /// batches concurrently, every cell stamped with `timestamp`.
     async fn write_groups(
         &self,
-        groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>>,
+        partitions: Vec<PartitionWrites<Replicas, BoundStatement<'_>>>,
         timestamp: i64,
     ) -> Result<(), StoreError> {
-        let mut batches = Vec::new();
-        for group in groups {
-            let mut rest = group;
-            while !rest.is_empty() {
-                let tail = rest.split_off(rest.len().min(MAX_BATCH_STATEMENTS));
-                let mut cql = Batch::new(BatchType::Unlogged);
-                cql.set_is_idempotent(true);
-                // Protocol-level default timestamp of every cell the batch writes: fencing.
-                cql.set_timestamp(Some(timestamp));
-                let mut values = Vec::with_capacity(rest.len());
-                for (statement, row) in rest {
-                    cql.append_statement(statement.clone());
-                    values.push(row);
-                }
-                batches.push((cql, values));
-                rest = tail;
-            }
-        }
-        let writes: Vec<_> = batches
+        let packed = cql_batches::pack(partitions, self.pack, |(_, row)| row.bytes());
+        let partitions_per_batch = &metrics().cql_batch_partitions;
+        let writes: Vec<_> = packed
             .into_iter()
-            .map(|(cql, values)| async move {
-                self.session
-                    .batch(&cql, values)
-                    .await
-                    .map(drop)
-                    .map_err(|e| execution_error("writing a batch", e))
-            })
+            .map(
+                |PackedBatch {
+                     partitions,
+                     statements,
+                 }| {
+                    partitions_per_batch.observe(partitions as f64);
+                    let mut cql = Batch::new(BatchType::Unlogged);
+                    cql.set_is_idempotent(true);
+                    // Protocol-level default timestamp of every cell the batch writes: fencing.
+                    cql.set_timestamp(Some(timestamp));
+                    let mut values = Vec::with_capacity(statements.len());
+                    for (statement, row) in statements {
+                        cql.append_statement(statement.clone());
+                        values.push(row);
+                    }
+                    async move {
+                        self.session
+                            .batch(&cql, values)
+                            .await
+                            .map(drop)
+                            .map_err(|e| execution_error("writing a batch", e))
+                    }
+                },
+            )
             .collect();
         futures::stream::iter(writes)
             .buffer_unordered(self.concurrency)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    /// Where a user's partition lives (its record, history and claims share it): each replica
+    /// as its host id and the shard that owns the partition there, as the driver's view of
+    /// the ring names them; a one-node cluster's node when the ring names none (the CQL test
+    /// server publishes no tokens). `None` when unknown: the partition is then written in a
+    /// batch of its own. Partitions with the same answer share batches, so the replica the
+    /// driver sends a batch to owns all of them, on the shard that receives it.
+    fn user_replicas(
+        &self,
+        ring: &ClusterState,
+        st: &Statements,
+        key: &UserKey,
+    ) -> Option<Replicas> {
+        let token = st
+            .get_user
+            .calculate_token(&(key.tenant.as_str(), key.user_id.as_str()))
+            .ok()
+            .flatten();
+        let mut replicas: Replicas = token
+            .map(|token| ring.get_token_endpoints(&self.keyspace, "users", token))
+            .unwrap_or_default()
+            .iter()
+            .map(|(node, shard)| (node.host_id, *shard))
+            .collect();
+        if replicas.is_empty() {
+            match ring.get_nodes_info() {
+                [only] => replicas.push((only.host_id, 0)),
+                _ => return None,
+            }
+        }
+        replicas.sort_unstable();
+        replicas.dedup();
+        Some(replicas)
     }
 
     /// Replaces an outbox: chunks 1..n, then chunk 0 with the count and this write's id
@@ -642,12 +700,16 @@ impl ScyllaStore {
             value: pieces.len() as u64,
             column: "chunk count (CQL int)",
         })?;
+        // Each chunk alone: a chunk is nearly as large as a batch may be.
         let row = |i: usize| {
             let chunk = i32::try_from(i).expect("fewer chunks than count");
-            vec![(
-                &st.put_outbox,
-                BatchRow::Outbox(&outbox.owner, chunk, timestamp, count, pieces[i]),
-            )]
+            PartitionWrites {
+                replicas: None,
+                statements: vec![(
+                    &st.put_outbox,
+                    BatchRow::Outbox(&outbox.owner, chunk, timestamp, count, pieces[i]),
+                )],
+            }
         };
         self.write_groups((1..pieces.len()).map(row).collect(), timestamp)
             .await?;
@@ -696,6 +758,13 @@ impl ScyllaStore {
 /// Page size of exact-key reads (see [`ScyllaStore::read_exact_row`]).
 const EXACT_READ_PAGE: i32 = 4;
 
+/// The replicas of a partition, sorted: each node's host id and the shard that owns the
+/// partition on it.
+type Replicas = smallvec::SmallVec<[(uuid::Uuid, u32); 3]>;
+
+/// A statement of a batch with its values.
+type BoundStatement<'a> = (&'a PreparedStatement, BatchRow<'a>);
+
 /// One statement's values in a batch mixing tables (a user's record, history and claims).
 enum BatchRow<'a> {
     User(&'a str, &'a str, &'a [u8]),
@@ -705,6 +774,20 @@ enum BatchRow<'a> {
     Finished(&'a str, i64, &'a str, i64),
     /// owner, chunk, write id, chunk count, bytes.
     Outbox(&'a str, i32, i64, i32, &'a [u8]),
+}
+
+impl BatchRow<'_> {
+    /// The size of the values, near enough to keep a batch within its byte limit.
+    fn bytes(&self) -> usize {
+        match self {
+            BatchRow::User(t, u, r) => t.len() + u.len() + r.len(),
+            BatchRow::Resource(k, r) => k.len() + r.len(),
+            BatchRow::History(t, u, _, e) => t.len() + u.len() + 8 + e.len(),
+            BatchRow::Claim(t, u, c, r) => t.len() + u.len() + c.len() + r.len(),
+            BatchRow::Finished(t, _, p, _) => t.len() + 8 + p.len() + 8,
+            BatchRow::Outbox(o, _, _, _, b) => o.len() + 16 + b.len(),
+        }
+    }
 }
 
 impl SerializeRow for BatchRow<'_> {
@@ -753,14 +836,19 @@ fn last_wins<'a, T, K: std::hash::Hash + Eq>(
         .collect()
 }
 
-/// The index of `key`'s group, appending a new group the first time `key` is seen.
+/// The index of `key`'s partition, appending it, with the replicas `replicas` names, the first
+/// time `key` is seen.
 fn group_index<K: std::hash::Hash + Eq, T>(
-    groups: &mut Vec<Vec<T>>,
+    groups: &mut Vec<PartitionWrites<Replicas, T>>,
     index: &mut HashMap<K, usize>,
     key: K,
+    replicas: impl FnOnce() -> Option<Replicas>,
 ) -> usize {
     *index.entry(key).or_insert_with(|| {
-        groups.push(Vec::new());
+        groups.push(PartitionWrites {
+            replicas: replicas(),
+            statements: Vec::new(),
+        });
         groups.len() - 1
     })
 }
@@ -848,7 +936,8 @@ impl StateStore for ScyllaStore {
             .unwrap_or_else(codec::unfenced_timestamp);
 
         // Group the statements by partition, keeping the batch's order within each.
-        let mut groups: Vec<Vec<(&PreparedStatement, BatchRow<'_>)>> = Vec::new();
+        let mut groups: Vec<PartitionWrites<Replicas, BoundStatement<'_>>> = Vec::new();
+        let ring = self.session.get_cluster_state();
         let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
         let user_rows = batch.user_rows()?;
         for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
@@ -857,8 +946,9 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&ring, st, key),
             );
-            groups[g].push((&st.put_user, row));
+            groups[g].statements.push((&st.put_user, row));
         }
         let history_rows = batch.history_rows()?;
         for (key, seq, entry) in last_wins(&history_rows, |(k, seq, _)| (*k, *seq)) {
@@ -873,8 +963,9 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&ring, st, key),
             );
-            groups[g].push((&st.put_history, row));
+            groups[g].statements.push((&st.put_history, row));
         }
         for (key, claim) in last_wins(&batch.claims, |(k, c)| (k, &c.claim_id)) {
             let what = format!("claim {}/{}/{}", key.tenant, key.user_id, claim.claim_id);
@@ -888,12 +979,16 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&ring, st, key),
             );
-            groups[g].push((&st.put_claim, row));
+            groups[g].statements.push((&st.put_claim, row));
         }
         let resource_rows = batch.resource_rows()?;
         for (key, row) in last_wins(&resource_rows, |(k, _)| *k) {
-            groups.push(vec![(&st.put_resource, BatchRow::Resource(key, row))]);
+            groups.push(PartitionWrites {
+                replicas: None,
+                statements: vec![(&st.put_resource, BatchRow::Resource(key, row))],
+            });
         }
         let mut tenant_group: HashMap<&str, usize> = HashMap::new();
         for count in last_wins(&batch.finished, |c| {
@@ -906,8 +1001,13 @@ impl StateStore for ScyllaStore {
                 &count.partition,
                 to_bigint(&what, count.count)?,
             );
-            let g = group_index(&mut groups, &mut tenant_group, count.tenant.as_str());
-            groups[g].push((&st.put_finished, row));
+            let g = group_index(
+                &mut groups,
+                &mut tenant_group,
+                count.tenant.as_str(),
+                || None,
+            );
+            groups[g].statements.push((&st.put_finished, row));
         }
 
         // The outbox first: a batch interrupted after it wrote state must find that state's

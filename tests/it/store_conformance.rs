@@ -1467,6 +1467,51 @@ mod embedded_only {
 mod scylla_only {
     use super::*;
 
+    /// Partitions per CQL batch so far in this process: (batches, partitions). The tests run
+    /// one process each (cargo nextest; `scripts/test` runs them so).
+    fn cql_batches_sent() -> (u64, f64) {
+        let h = &questline::metrics::metrics().cql_batch_partitions;
+        (h.get_sample_count(), h.get_sample_sum())
+    }
+
+    /// On a one-node cluster (the CQL test server), the users of a batch share CQL batches,
+    /// `partitions_per_batch` at a time, each user's record and history together; with 1,
+    /// each user goes in a batch of its own. Either way every row is written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn users_of_one_node_share_cql_batches() {
+        let Some(addr) = cql_node() else {
+            eprintln!("SKIPPED scylla::users_of_one_node_share_cql_batches");
+            return;
+        };
+        for (per_batch, expected_batches) in [(10, 3), (1, 25)] {
+            let mut options = test_options(&addr, &fresh_keyspace("qlt"));
+            options.partitions_per_batch = per_batch;
+            let store = ScyllaStore::connect_with(options).await.unwrap();
+            store.migrate().await.unwrap();
+            let mut batch = BatchWrite::default();
+            let users: Vec<String> = (0..25).map(|i| format!("packed-{i}")).collect();
+            for user in &users {
+                append_history(&mut batch, user, user_record(user, 1), 1);
+            }
+            let (batches, partitions) = cql_batches_sent();
+            store.write_batch(&batch).await.unwrap();
+            let (after, partitions_after) = cql_batches_sent();
+            assert_eq!(after - batches, expected_batches, "{per_batch} per batch");
+            assert_eq!(partitions_after - partitions, 25.0);
+            for user in &users {
+                let mut expected = user_record(user, 1);
+                expected.history_len = 1;
+                assert_eq!(load_one(&store, user).await, Some(expected));
+                let (entries, total) = store.history(&key(user), 0, 10).await.unwrap();
+                assert_eq!(
+                    (entries, total),
+                    (vec![history_entry(user, 0)], 1),
+                    "{user}"
+                );
+            }
+        }
+    }
+
     /// `migrate` is idempotent: a second run applies nothing and changes nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migrate_twice_is_a_no_op() {
