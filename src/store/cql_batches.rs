@@ -17,7 +17,7 @@
 //! Partitions whose replicas the driver cannot name (no ring metadata yet, several nodes) go
 //! one partition per batch, as every partition did before packing.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::hash::Hash;
 
 /// How many partitions, statements and bytes one packed CQL batch may carry.
@@ -55,7 +55,7 @@ pub fn pack<K: Hash + Eq, T>(
     let statements_cap = limits.statements.max(1);
     let mut batches: Vec<PackedBatch<T>> = Vec::new();
     // The batch being filled for each set of replicas: (index in `batches`, partitions, bytes).
-    let mut open: HashMap<K, (usize, usize, usize)> = HashMap::new();
+    let mut open: FxHashMap<K, (usize, usize, usize)> = FxHashMap::default();
     for partition in partitions {
         let size: usize = partition.statements.iter().map(&bytes).sum();
         let count = partition.statements.len();

@@ -37,6 +37,7 @@
 //!   write survives one replica down and a LOCAL_QUORUM read always sees it.
 
 use futures::{StreamExt, TryStreamExt};
+use rustc_hash::FxHashMap;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -52,7 +53,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency, Statement};
 use scylla::value::{CqlTimestamp, CqlValue, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -660,11 +661,16 @@ impl ScyllaStore {
         st: &Statements,
         key: &UserKey,
     ) -> Option<Replicas> {
-        let token = st
-            .get_user
-            .calculate_token(&(key.tenant.as_str(), key.user_id.as_str()))
-            .ok()
-            .flatten();
+        // Without a token ring (the CQL test server publishes none) no token names replicas:
+        // not worth computing one per user.
+        let token = if ring.replica_locator().ring().is_empty() {
+            None
+        } else {
+            st.get_user
+                .calculate_token(&(key.tenant.as_str(), key.user_id.as_str()))
+                .ok()
+                .flatten()
+        };
         let mut replicas: Replicas = token
             .map(|token| ring.get_token_endpoints(&self.keyspace, "users", token))
             .unwrap_or_default()
@@ -821,7 +827,8 @@ fn last_wins<'a, T, K: std::hash::Hash + Eq>(
     items: &'a [T],
     key: impl Fn(&'a T) -> K,
 ) -> Vec<&'a T> {
-    let mut last: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    let mut last: FxHashMap<K, usize> =
+        FxHashMap::with_capacity_and_hasher(items.len(), Default::default());
     for (i, item) in items.iter().enumerate() {
         last.insert(key(item), i);
     }
@@ -840,7 +847,7 @@ fn last_wins<'a, T, K: std::hash::Hash + Eq>(
 /// time `key` is seen.
 fn group_index<K: std::hash::Hash + Eq, T>(
     groups: &mut Vec<PartitionWrites<Replicas, T>>,
-    index: &mut HashMap<K, usize>,
+    index: &mut FxHashMap<K, usize>,
     key: K,
     replicas: impl FnOnce() -> Option<Replicas>,
 ) -> usize {
@@ -938,7 +945,7 @@ impl StateStore for ScyllaStore {
         // Group the statements by partition, keeping the batch's order within each.
         let mut groups: Vec<PartitionWrites<Replicas, BoundStatement<'_>>> = Vec::new();
         let ring = self.session.get_cluster_state();
-        let mut user_group: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut user_group: FxHashMap<(&str, &str), usize> = FxHashMap::default();
         let user_rows = batch.user_rows()?;
         for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
             let row = BatchRow::User(key.tenant.as_str(), key.user_id.as_str(), record);
@@ -990,7 +997,7 @@ impl StateStore for ScyllaStore {
                 statements: vec![(&st.put_resource, BatchRow::Resource(key, row))],
             });
         }
-        let mut tenant_group: HashMap<&str, usize> = HashMap::new();
+        let mut tenant_group: FxHashMap<&str, usize> = FxHashMap::default();
         for count in last_wins(&batch.finished, |c| {
             (&c.tenant, c.challenge_id, &c.partition)
         }) {
