@@ -80,7 +80,7 @@ fn record(input: &str, partition: u64, offset: u64) -> InRecord {
         topic: input.into(),
         partition: partition as i32,
         offset: offset as i64,
-        key: Some(user.into_bytes()),
+        key: Some(user.into_bytes().into()),
         payload: payload.into_bytes(),
         timestamp: Utc::now(),
         headers: Vec::new(),

@@ -21,7 +21,7 @@ use crate::failure::Failure;
 use crate::files;
 use crate::pipeline::catalog_feed::CatalogSource;
 use crate::pipeline::input::{Input, Inputs};
-use crate::pipeline::log::InRecord;
+use crate::pipeline::log::{InRecord, RecordKey};
 use anyhow::Context as _;
 use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
@@ -443,7 +443,7 @@ impl DumpedRecord {
             topic: self.topic.into(),
             partition: self.partition,
             offset: self.offset,
-            key: self.key.map(String::into_bytes),
+            key: self.key.map(|key| RecordKey::from_slice(key.as_bytes())),
             payload,
             timestamp,
             // A dump line has no headers (schemas/kafka-record.v1.json).

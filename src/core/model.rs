@@ -91,7 +91,27 @@ pub struct Action {
     pub location: Option<String>,
     /// The seed marks it "not used"; carried through for producers that send it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_type: Option<Value>,
+    pub action_type: Option<ActionType>,
+}
+
+/// An action's `actionType` as it came. Producers send a short string (the seed's examples:
+/// `"purchase.in_store"`), held inline: as a `serde_json::Value` it was an allocation per
+/// action in the mapping, freed on another thread. Any other JSON value is kept as it is.
+/// Written back as the same JSON either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActionType {
+    Text(SmolStr),
+    Other(Value),
+}
+
+impl From<Value> for ActionType {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::String(text) => ActionType::Text(text.into()),
+            other => ActionType::Other(other),
+        }
+    }
 }
 
 pub(crate) fn default_tenant() -> String {
@@ -171,6 +191,43 @@ impl UserKey {
         UserKey {
             tenant: tenant.into(),
             user_id: user_id.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `actionType` is read and written back as the same JSON, whatever it is; a string is
+    /// held as text, anything else as the value.
+    #[test]
+    fn action_type_round_trips_any_json() {
+        for value in [
+            json!("purchase.in_store"),
+            json!("a type name longer than twenty-three bytes"),
+            json!(7),
+            json!({"kind": ["x", 1]}),
+            json!(null),
+        ] {
+            let text = json!({"userId": "u", "triggerId": 1, "actionType": value});
+            let action: Action = serde_json::from_value(text.clone()).unwrap();
+            match (&action.action_type, &value) {
+                (None, Value::Null) => {}
+                (Some(ActionType::Text(t)), Value::String(s)) => assert_eq!(t, s),
+                (Some(ActionType::Other(v)), _) => assert_eq!(v, &value),
+                other => panic!("{other:?}"),
+            }
+            let back = serde_json::to_value(&action).unwrap();
+            let expected = if value.is_null() { None } else { Some(&value) };
+            assert_eq!(back.get("actionType"), expected);
+            assert_eq!(ActionType::from(value.clone()), {
+                match &value {
+                    Value::String(s) => ActionType::Text(s.into()),
+                    v => ActionType::Other(v.clone()),
+                }
+            });
         }
     }
 }

@@ -48,7 +48,9 @@ use std::time::Duration;
 
 use crate::core::interned::InternedName;
 use crate::pipeline::commands::{command_headers, Command, CommandSink, SubmitError};
-use crate::pipeline::log::{shared_name, InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use crate::pipeline::log::{
+    shared_name, InRecord, Log, LogError, OutRecord, Published, Rebalance, RecordKey,
+};
 use crate::settings::KafkaSettings;
 use crate::trace_context::TraceContext;
 
@@ -334,7 +336,7 @@ impl KafkaLog {
             topic: shared_name(names, m.topic()),
             partition: m.partition(),
             offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
+            key: m.key().map(RecordKey::from_slice),
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp,
             headers: m
@@ -475,7 +477,7 @@ impl Log for KafkaLog {
             return Ok(out);
         }
         // Room for the whole batch once a record came: grown by doubling, the list of records
-        // (112 bytes each) was copied again at each step. Not more than `RESERVED_RECORDS`, so
+        // (128 bytes each) was copied again at each step. Not more than `RESERVED_RECORDS`, so
         // that a large `batch_size` costs memory only when its batches fill.
         out.reserve_exact(max.min(RESERVED_RECORDS));
         out.push(first);

@@ -61,13 +61,14 @@ mod tests {
     use super::*;
     use crate::core::decode::dead_letter;
     use crate::core::model::SourceRef;
+    use crate::pipeline::log::RecordKey;
 
     fn input(key: Option<&[u8]>, headers: &[(&str, &[u8])]) -> InRecord {
         InRecord {
             topic: "actions".into(),
             partition: 2,
             offset: 17,
-            key: key.map(<[u8]>::to_vec),
+            key: key.map(RecordKey::from_slice),
             payload: b"not json".to_vec(),
             timestamp: "2026-01-01T00:00:00Z".parse().unwrap(),
             headers: headers

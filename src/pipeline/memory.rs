@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::log::{Headers, InRecord, Log, LogError, OutRecord, Published, Rebalance};
+use super::log::{Headers, InRecord, Log, LogError, OutRecord, Published, Rebalance, RecordKey};
 
 /// Kafka's default partitioner hash (murmur2, as in the Java client and librdkafka's
 /// `murmur2_random`), so partition numbers agree with real producers.
@@ -133,7 +133,7 @@ impl MemoryLog {
                 topic: topic.into(),
                 partition: p,
                 offset,
-                key: Some(key.as_bytes().to_vec()),
+                key: Some(RecordKey::from_slice(key.as_bytes())),
                 payload,
                 timestamp: Utc::now(),
                 headers,

@@ -812,7 +812,7 @@ async fn a_user_of_an_unwritten_batch_is_not_reloaded_when_the_cache_shrinks() {
         topic: INPUT.into(),
         partition: 0,
         offset,
-        key: Some(format!("u{user}").into_bytes()),
+        key: Some(format!("u{user}").into_bytes().into()),
         payload: serde_json::json!({"userId": format!("u{user}"), "triggerId": 1, "value": 10})
             .to_string()
             .into_bytes(),
@@ -871,7 +871,7 @@ async fn history_rows_are_the_published_events() {
             topic: INPUT.into(),
             partition: 0,
             offset: offset as i64,
-            key: Some(user.into_bytes()),
+            key: Some(user.into_bytes().into()),
             payload: payload.into_bytes(),
             timestamp: chrono::Utc::now(),
             headers: Vec::new(),
@@ -935,7 +935,7 @@ async fn a_zombie_owner_cannot_overwrite_the_state_of_the_partitions_new_owner()
             topic: INPUT.into(),
             partition: 0,
             offset,
-            key: Some(b"z".to_vec()),
+            key: Some(b"z".to_vec().into()),
             payload: serde_json::json!({"userId": "z", "triggerId": 1, "value": 60})
                 .to_string()
                 .into_bytes(),
@@ -1159,7 +1159,7 @@ async fn an_amount_request_is_called_once_across_a_redone_batch_a_repeat_and_a_n
         topic: topic.into(),
         partition: 0,
         offset,
-        key: Some(b"u1".to_vec()),
+        key: Some(b"u1".to_vec().into()),
         payload,
         timestamp: chrono::Utc::now(),
         headers: Vec::new(),
@@ -1322,8 +1322,8 @@ async fn an_output_too_large_for_the_log_becomes_a_small_dead_letter_and_the_par
     );
     assert!(letter["original"].as_str().unwrap().len() <= 1024);
     assert_eq!(
-        dead[0].key,
-        Some(b"u3".to_vec()),
+        dead[0].key.as_deref(),
+        Some(&b"u3"[..]),
         "the poison record's key, which its dead letter carried"
     );
     rig.assert_exactly_once(USERS).await;

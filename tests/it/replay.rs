@@ -190,7 +190,7 @@ fn record(partition: i32, offset: i64, payload: &[u8], at_ms: i64) -> InRecord {
         topic: ACTIONS_TOPIC.into(),
         partition,
         offset,
-        key: Some(b"user".to_vec()),
+        key: Some(b"user".to_vec().into()),
         payload: payload.to_vec(),
         timestamp: chrono::Utc.timestamp_millis_opt(at_ms).unwrap(),
         headers: Vec::new(),

@@ -912,7 +912,7 @@ fn full_action() -> Action {
         .params
         .insert("restaurant".into(), json!("Buffalo Burger"));
     action.location = Some("forum".into());
-    action.action_type = Some(json!(7));
+    action.action_type = Some(json!(7).into());
     action
 }
 
@@ -1100,7 +1100,7 @@ fn kafka_record_schema_and_code_agree() {
         topic: "questline.actions".into(),
         partition: 3,
         offset: 42,
-        key: key.map(|k| k.as_bytes().to_vec()),
+        key: key.map(|k| k.as_bytes().into()),
         payload: payload.to_vec(),
         timestamp: "2026-11-25T10:00:00.123Z".parse().unwrap(),
         headers: Vec::new(),

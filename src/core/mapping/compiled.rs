@@ -24,7 +24,7 @@ use super::{
 };
 use crate::core::decimal;
 use crate::core::limits;
-use crate::core::model::{Action, TriggerKey};
+use crate::core::model::{Action, ActionType, TriggerKey};
 
 /// A [`Mapping`] ready to apply to many records ([`Mapping::compile`]). Applying it gives
 /// exactly what applying the mapping itself gives.
@@ -423,7 +423,10 @@ impl CompiledMapping {
             .tenant
             .text_as(doc)?
             .unwrap_or_else(|| SmolStr::new(&self.source.tenant));
-        let action_type = self.action_type.read(doc)?.map(Doc::to_value);
+        let action_type = self.action_type.read(doc)?.map(|doc| match doc {
+            Doc::String(text) => ActionType::Text(SmolStr::new(text)),
+            other => ActionType::Other(other.to_value()),
+        });
         Ok(Action {
             tenant,
             user_id: SmolStr::default(),
