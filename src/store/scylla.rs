@@ -77,9 +77,9 @@ const MAX_BATCH_STATEMENTS: usize = 32;
 /// At most this many bytes of values in a batch of several partitions: half the cluster's
 /// default batch-size warning (a partition alone may pass it, as it always could).
 const MAX_PACKED_BATCH_BYTES: usize = 64 * 1024;
-/// Partitions per batch unless configured (`store.scylla.partitions_per_batch`): at Apache
-/// Cassandra's default threshold for warning about unlogged batches across partitions (10),
-/// so the same store stays quiet there too.
+/// Partitions per batch unless configured (`store.scylla.partitions_per_batch`): Apache
+/// Cassandra's default threshold for warning about unlogged batches across partitions (10).
+/// (ScyllaDB warns about a batch by its size only, above 128 KiB by default.)
 pub const DEFAULT_PARTITIONS_PER_BATCH: usize = 10;
 /// The largest outbox chunk: well under ScyllaDB's default 128 KiB batch-size warning
 /// once the row's other columns are added.
