@@ -74,9 +74,10 @@ use crate::metrics::metrics;
 /// At most this many statements per batch: ScyllaDB warns above 128 KiB per batch and fails
 /// above 1 MiB by default; a user's batch is normally one record and a few history entries.
 const MAX_BATCH_STATEMENTS: usize = 32;
-/// At most this many bytes of values in a batch of several partitions: half the cluster's
-/// default batch-size warning (a partition alone may pass it, as it always could).
-const MAX_PACKED_BATCH_BYTES: usize = 64 * 1024;
+/// At most this many bytes of values in a batch of several partitions: a quarter of
+/// ScyllaDB's default batch-size warning (128 KiB), which it measures on the mutations in
+/// memory, larger than the values sent (a partition alone may pass it, as it always could).
+const MAX_PACKED_BATCH_BYTES: usize = 32 * 1024;
 /// Partitions per batch unless configured (`store.scylla.partitions_per_batch`): Apache
 /// Cassandra's default threshold for warning about unlogged batches across partitions (10).
 /// (ScyllaDB warns about a batch by its size only, above 128 KiB by default.)
