@@ -222,12 +222,10 @@ mod tests {
             let back = serde_json::to_value(&action).unwrap();
             let expected = if value.is_null() { None } else { Some(&value) };
             assert_eq!(back.get("actionType"), expected);
-            assert_eq!(ActionType::from(value.clone()), {
-                match &value {
-                    Value::String(s) => ActionType::Text(s.into()),
-                    v => ActionType::Other(v.clone()),
-                }
-            });
+            // Built from a value (as tests and builders do), it is what reading the JSON gives.
+            if !value.is_null() {
+                assert_eq!(action.action_type, Some(ActionType::from(value.clone())));
+            }
         }
     }
 }

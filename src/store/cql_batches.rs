@@ -54,37 +54,35 @@ pub fn pack<K: Hash + Eq, T>(
 ) -> Vec<PackedBatch<T>> {
     let statements_cap = limits.statements.max(1);
     let mut batches: Vec<PackedBatch<T>> = Vec::new();
-    // The batch being filled for each set of replicas: (index in `batches`, partitions, bytes).
-    let mut open: FxHashMap<K, (usize, usize, usize)> = FxHashMap::default();
+    // The batch being filled for each set of replicas: its index in `batches`, and the bytes
+    // it carries.
+    let mut open: FxHashMap<K, (usize, usize)> = FxHashMap::default();
     for partition in partitions {
-        let size: usize = partition.statements.iter().map(&bytes).sum();
         let count = partition.statements.len();
-        let Some(replicas) = partition.replicas.filter(|_| limits.partitions > 1) else {
+        let shareable = limits.partitions > 1 && count <= statements_cap;
+        let Some(replicas) = partition.replicas.filter(|_| shareable) else {
             split_into(&mut batches, partition.statements, statements_cap);
             continue;
         };
-        if count > statements_cap {
-            split_into(&mut batches, partition.statements, statements_cap);
-            continue;
-        }
-        let fits = open.get(&replicas).is_some_and(|&(at, parts, used)| {
-            parts < limits.partitions
-                && batches[at].statements.len() + count <= statements_cap
-                && used + size <= limits.bytes
-        });
-        if fits {
-            if let Some((at, parts, used)) = open.get_mut(&replicas) {
-                batches[*at].statements.extend(partition.statements);
-                batches[*at].partitions += 1;
-                *parts += 1;
+        let size: usize = partition.statements.iter().map(&bytes).sum();
+        match open.get_mut(&replicas) {
+            Some((at, used))
+                if batches[*at].partitions < limits.partitions
+                    && batches[*at].statements.len() + count <= statements_cap
+                    && *used + size <= limits.bytes =>
+            {
+                let batch = &mut batches[*at];
+                batch.statements.extend(partition.statements);
+                batch.partitions += 1;
                 *used += size;
             }
-        } else {
-            batches.push(PackedBatch {
-                partitions: 1,
-                statements: partition.statements,
-            });
-            open.insert(replicas, (batches.len() - 1, 1, size));
+            _ => {
+                batches.push(PackedBatch {
+                    partitions: 1,
+                    statements: partition.statements,
+                });
+                open.insert(replicas, (batches.len() - 1, size));
+            }
         }
     }
     batches

@@ -650,6 +650,20 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// What the driver knows of where partitions live, read once per written batch.
+    fn placement(&self) -> Placement {
+        let ring = self.session.get_cluster_state();
+        let only_node = match ring.get_nodes_info() {
+            [only] => Some(Replicas::from_elem((only.host_id, 0), 1)),
+            _ => None,
+        };
+        Placement {
+            has_tokens: !ring.replica_locator().ring().is_empty(),
+            ring,
+            only_node,
+        }
+    }
+
     /// Where a user's partition lives (its record, history and claims share it): each replica
     /// as its host id and the shard that owns the partition there, as the driver's view of
     /// the ring names them; a one-node cluster's node when the ring names none (the CQL test
@@ -658,31 +672,32 @@ impl ScyllaStore {
     /// driver sends a batch to owns all of them, on the shard that receives it.
     fn user_replicas(
         &self,
-        ring: &ClusterState,
+        placement: &Placement,
         st: &Statements,
         key: &UserKey,
     ) -> Option<Replicas> {
-        // Without a token ring (the CQL test server publishes none) no token names replicas:
-        // not worth computing one per user.
-        let token = if ring.replica_locator().ring().is_empty() {
-            None
-        } else {
-            st.get_user
-                .calculate_token(&(key.tenant.as_str(), key.user_id.as_str()))
-                .ok()
-                .flatten()
-        };
+        // Without a token ring no token names replicas: not worth computing one per user.
+        let token = placement
+            .has_tokens
+            .then(|| {
+                st.get_user
+                    .calculate_token(&(key.tenant.as_str(), key.user_id.as_str()))
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
         let mut replicas: Replicas = token
-            .map(|token| ring.get_token_endpoints(&self.keyspace, "users", token))
+            .map(|token| {
+                placement
+                    .ring
+                    .get_token_endpoints(&self.keyspace, "users", token)
+            })
             .unwrap_or_default()
             .iter()
             .map(|(node, shard)| (node.host_id, *shard))
             .collect();
         if replicas.is_empty() {
-            match ring.get_nodes_info() {
-                [only] => replicas.push((only.host_id, 0)),
-                _ => return None,
-            }
+            return placement.only_node.clone();
         }
         replicas.sort_unstable();
         replicas.dedup();
@@ -768,6 +783,15 @@ const EXACT_READ_PAGE: i32 = 4;
 /// The replicas of a partition, sorted: each node's host id and the shard that owns the
 /// partition on it.
 type Replicas = smallvec::SmallVec<[(uuid::Uuid, u32); 3]>;
+
+/// The driver's view of where partitions live, for one written batch.
+struct Placement {
+    ring: Arc<ClusterState>,
+    /// Whether the ring has tokens (the CQL test server publishes none).
+    has_tokens: bool,
+    /// The cluster's node when it has exactly one.
+    only_node: Option<Replicas>,
+}
 
 /// A statement of a batch with its values.
 type BoundStatement<'a> = (&'a PreparedStatement, BatchRow<'a>);
@@ -945,7 +969,7 @@ impl StateStore for ScyllaStore {
 
         // Group the statements by partition, keeping the batch's order within each.
         let mut groups: Vec<PartitionWrites<Replicas, BoundStatement<'_>>> = Vec::new();
-        let ring = self.session.get_cluster_state();
+        let placement = self.placement();
         let mut user_group: FxHashMap<(&str, &str), usize> = FxHashMap::default();
         let user_rows = batch.user_rows()?;
         for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
@@ -954,7 +978,7 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
-                || self.user_replicas(&ring, st, key),
+                || self.user_replicas(&placement, st, key),
             );
             groups[g].statements.push((&st.put_user, row));
         }
@@ -971,7 +995,7 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
-                || self.user_replicas(&ring, st, key),
+                || self.user_replicas(&placement, st, key),
             );
             groups[g].statements.push((&st.put_history, row));
         }
@@ -987,7 +1011,7 @@ impl StateStore for ScyllaStore {
                 &mut groups,
                 &mut user_group,
                 (key.tenant.as_str(), key.user_id.as_str()),
-                || self.user_replicas(&ring, st, key),
+                || self.user_replicas(&placement, st, key),
             );
             groups[g].statements.push((&st.put_claim, row));
         }
