@@ -185,7 +185,10 @@ mod tests {
                 topic: "questline.progress".into(),
                 key: "user-1".into(),
                 payload: payload.to_vec(),
-                headers: vec![text_header("questline-event-id", format!("id-{offset}"))],
+                headers: smallvec::smallvec![text_header(
+                    "questline-event-id",
+                    format!("id-{offset}")
+                )],
             },
         }
     }
