@@ -149,7 +149,7 @@ fn outbox_entries(i: usize) -> Vec<OutboxEntry> {
                 topic: "questline.progress".into(),
                 key: e.user_id.clone(),
                 payload: serde_json::to_vec(&e).unwrap(),
-                headers: smallvec::smallvec![questline::pipeline::log::text_header(
+                headers: vec![questline::pipeline::log::text_header(
                     "questline-event-id",
                     e.event_id.clone(),
                 )],

@@ -7,7 +7,6 @@
 //! recommendation asks of a receiver, and the record is processed as an untraced one.
 //! Pure: no exporter, no global state; [`crate::otlp`] turns a context into a span's parent.
 
-use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// The header naming the trace and the parent span.
@@ -133,13 +132,8 @@ impl TraceContext {
 
     /// Puts this context on a record's headers, replacing any `traceparent` and `tracestate`
     /// the record had (a dead letter carries its input's headers on).
-    /// Generic over the value's type and the list's inline room so that this module needs
-    /// nothing of the pipeline's.
-    pub fn set_on<V, A>(&self, headers: &mut SmallVec<A>)
-    where
-        V: From<Vec<u8>>,
-        A: smallvec::Array<Item = (Cow<'static, str>, V)>,
-    {
+    /// Generic over the value's type so that this module needs nothing of the pipeline's.
+    pub fn set_on<V: From<Vec<u8>>>(&self, headers: &mut Vec<(Cow<'static, str>, V)>) {
         headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case(TRACEPARENT) && !k.eq_ignore_ascii_case(TRACESTATE)
         });
@@ -253,7 +247,7 @@ mod tests {
         assert_eq!(TraceParent::parse(glued), None, "no dash after the flags");
     }
 
-    fn headers(pairs: &[(&str, &[u8])]) -> SmallVec<[(Cow<'static, str>, Vec<u8>); 2]> {
+    fn headers(pairs: &[(&str, &[u8])]) -> Vec<(Cow<'static, str>, Vec<u8>)> {
         pairs
             .iter()
             .map(|(k, v)| (Cow::Owned(k.to_string()), v.to_vec()))

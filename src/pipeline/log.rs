@@ -108,15 +108,10 @@ pub type HeaderValue = SmallVec<[u8; HEADER_VALUE_INLINE]>;
 /// Bytes of a header value held inline: an event id (a UUID's 36 characters) fits.
 pub const HEADER_VALUE_INLINE: usize = 40;
 
-/// A produced record's headers, held inline up to [`HEADERS_INLINE`]: an event's record
-/// carries two (its id and type), and a list on the heap was an allocation per event on the
-/// record step, freed on the thread that drops the published records. A record is 168 bytes
-/// instead of 88 for it (moved a few times on its way to the broker). Dead letters, which
-/// carry their input's headers on, and traced records spill to the heap.
-pub type Headers = SmallVec<[(HeaderName, HeaderValue); HEADERS_INLINE]>;
-
-/// Headers of a produced record held inline: an event's id and type.
-pub const HEADERS_INLINE: usize = 2;
+/// A produced record's headers. (Held inline up to two, as an event's are, they would save
+/// the list's allocation too, but make a record 168 bytes instead of 88; never measured end
+/// to end against a baseline built beside it, docs/benchmarks.md.)
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 /// A header with a text value, as questline's own headers are.
 pub fn text_header(name: &'static str, value: impl AsRef<str>) -> (HeaderName, HeaderValue) {

@@ -185,10 +185,7 @@ mod tests {
                 topic: "questline.progress".into(),
                 key: "user-1".into(),
                 payload: payload.to_vec(),
-                headers: smallvec::smallvec![text_header(
-                    "questline-event-id",
-                    format!("id-{offset}")
-                )],
+                headers: vec![text_header("questline-event-id", format!("id-{offset}"))],
             },
         }
     }

@@ -106,7 +106,7 @@ pub fn dead_letter(
         source: cause.clone(),
         catalog_version: envelope.catalog_version,
     };
-    let mut headers: Headers = smallvec::smallvec![
+    let mut headers: Headers = vec![
         text_header("questline-event-id", &event.event_id),
         text_header("questline-event-type", "dead_letter"),
         text_header("questline-reason", reason),
@@ -150,7 +150,7 @@ mod tests {
             topic: "questline.rewards".into(),
             key: "u1".into(),
             payload,
-            headers: smallvec::smallvec![
+            headers: vec![
                 text_header("questline-event-id", "e-1"),
                 text_header("questline-event-type", "milestone.achieved"),
             ],

@@ -909,7 +909,7 @@ impl Produce {
                 OutRecord {
                     topic: *topic,
                     payload,
-                    headers: smallvec::smallvec![
+                    headers: vec![
                         text_header("questline-event-id", &event.event_id),
                         text_header("questline-event-type", event.body.kind()),
                     ],
@@ -1173,10 +1173,7 @@ mod tests {
                 topic: "out".into(),
                 key: "u".into(),
                 payload: Vec::new(),
-                headers: smallvec::smallvec![text_header(
-                    "questline-event-id",
-                    format!("e{offset}")
-                )],
+                headers: vec![text_header("questline-event-id", format!("e{offset}"))],
             },
         }
     }
@@ -1270,7 +1267,7 @@ mod tests {
                 topic: "out".into(),
                 key: "u".into(),
                 payload: b"{}".to_vec(),
-                headers: smallvec::smallvec![text_header("questline-event-id", "r")],
+                headers: vec![text_header("questline-event-id", "r")],
             })),
         );
         produced.push_events(&SourceRef::new("t", 0, 3), vec![event("b1", 1, None)]);
@@ -1341,7 +1338,7 @@ mod tests {
                 topic: "out".into(),
                 key: "u".into(),
                 payload: b"{}".to_vec(),
-                headers: smallvec::smallvec![text_header("questline-event-id", id)],
+                headers: vec![text_header("questline-event-id", id)],
             }))
         };
         produced.push(traced, request("a"));

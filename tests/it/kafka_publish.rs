@@ -38,7 +38,7 @@ fn record(key: &str, size: usize) -> OutRecord {
         topic: TOPIC.into(),
         key: key.into(),
         payload: vec![b'x'; size],
-        headers: smallvec::smallvec![("questline-event-id".into(), key.as_bytes().to_vec().into())],
+        headers: vec![("questline-event-id".into(), key.as_bytes().to_vec().into())],
     }
 }
 

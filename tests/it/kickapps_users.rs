@@ -184,7 +184,7 @@ async fn the_worker_dead_letters_a_disabled_users_kafka_action_and_counts_it_onc
         KICKAPPS_TOPIC,
         user,
         record.clone(),
-        smallvec::smallvec![("traceparent".into(), b"00-abc-01".to_vec().into())],
+        vec![("traceparent".into(), b"00-abc-01".to_vec().into())],
     );
     wait(KICKAPPS_TOPIC, 1).await;
 
