@@ -811,10 +811,6 @@ brokers = "{broker}"
 group_id = "{group}"
 partitions = {partitions}
 [kafka.properties]
-"fetch.wait.max.ms" = "10"
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-"compression.type" = "{compression}"
 {properties}[topics]
 progress = "{progress}"
 rewards = "{rewards}"
@@ -853,15 +849,36 @@ batch_size = {batch}
             },
             linger = o.linger_ms,
             batch = o.batch_size,
-            compression = o.compression,
-            properties = o
-                .worker_properties
+            properties = worker_kafka_properties(o)
                 .iter()
                 .map(|(k, v)| format!("{k:?} = {v:?}\n"))
                 .collect::<String>(),
         ),
     )?;
     Ok(config)
+}
+
+/// The worker's `[kafka.properties]`: the test bed's client settings (the fetch wait of
+/// TEST-SERVERS.md, a quick group session, `--compression`), each replaced by a
+/// `--worker-property` of the same key, then the other `--worker-property` settings. (Written
+/// twice, a key would make the worker refuse its configuration as a duplicate.)
+fn worker_kafka_properties(o: &Options) -> Vec<(String, String)> {
+    let mut properties: Vec<(String, String)> = [
+        ("fetch.wait.max.ms", "10"),
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+        ("compression.type", o.compression.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (key, value) in &o.worker_properties {
+        match properties.iter_mut().find(|(k, _)| k == key) {
+            Some(set) => set.1 = value.clone(),
+            None => properties.push((key.clone(), value.clone())),
+        }
+    }
+    properties
 }
 
 /// Creates the CQL store's keyspace and tables for the worker's config (`questline migrate`).
@@ -1126,13 +1143,22 @@ struct Seen {
 }
 
 fn output_consumer(o: &Options, names: &Names, topics: &[String]) -> Result<BaseConsumer> {
-    assigned_consumer(o, &names.t("latency-reader"), topics).context("output consumer")
+    assigned_consumer(o, &names.t("latency-reader"), topics, &[]).context("output consumer")
 }
 
 /// A consumer of every partition of `topics` from their beginning, assigned rather than
-/// subscribed: no group join to wait for.
-fn assigned_consumer(o: &Options, group: &str, topics: &[String]) -> Result<BaseConsumer> {
-    let consumer: BaseConsumer = consumer_config(&o.broker, group).create()?;
+/// subscribed: no group join to wait for. `overrides`: properties set over the test bed's.
+fn assigned_consumer(
+    o: &Options,
+    group: &str,
+    topics: &[String],
+    overrides: &[(&str, &str)],
+) -> Result<BaseConsumer> {
+    let mut config = consumer_config(&o.broker, group);
+    for (key, value) in overrides {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut tpl = TopicPartitionList::new();
     for t in topics {
         for p in 0..o.partitions {
@@ -1201,15 +1227,24 @@ fn latency_floor(
     rate: f64,
 ) -> Result<Stats> {
     let count = ((rate * o.latency_secs) as usize).max(1);
-    let pass_in = assigned_consumer(o, group, &[input.to_string()])?;
-    let reader = assigned_consumer(o, &format!("{group}-reader"), &[output.to_string()])?;
-    // The worker's producer: its linger, and whatever `--worker-property` sets for the worker.
-    let mut worker_settings = vec![("linger.ms", questline::kafka::PRODUCER_LINGER_MS)];
-    worker_settings.extend(
+    // The worker's clients: whatever `--worker-property` sets for the worker, each side
+    // taking its own as the worker's clients do (src/kafka); its producer's linger besides.
+    let worker = |side_only: fn(&str) -> bool| -> Vec<(&str, &str)> {
         o.worker_properties
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+            .filter(|(k, _)| !side_only(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    };
+    let pass_in = assigned_consumer(
+        o,
+        group,
+        &[input.to_string()],
+        &worker(questline::kafka::producer_only),
+    )?;
+    let reader = assigned_consumer(o, &format!("{group}-reader"), &[output.to_string()], &[])?;
+    let mut worker_settings = vec![("linger.ms", questline::kafka::PRODUCER_LINGER_MS)];
+    worker_settings.extend(worker(questline::kafka::consumer_only));
     let pass_out = ready_producer(&o.broker, o.partitions, false, scratch, &worker_settings)
         .context("the pass-through's producer")?;
     let source = producer(&o.broker, o.partitions, true, scratch)?;

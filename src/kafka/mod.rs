@@ -219,8 +219,9 @@ fn apply_properties(
 }
 
 /// Properties that only make sense for one side; passing them to the other makes librdkafka
-/// log warnings, so each side gets its own.
-fn consumer_only(key: &str) -> bool {
+/// log warnings, so each side gets its own. Public so that `scripts/bench`'s pass-through
+/// (its latency floor) splits the worker's `kafka.properties` as the worker does.
+pub fn consumer_only(key: &str) -> bool {
     key.starts_with("fetch.")
         || key.starts_with("queued.")
         || key.starts_with("session.")
@@ -232,7 +233,8 @@ fn consumer_only(key: &str) -> bool {
         || key == "isolation.level"
 }
 
-fn producer_only(key: &str) -> bool {
+/// See [`consumer_only`].
+pub fn producer_only(key: &str) -> bool {
     key.starts_with("linger")
         || key.starts_with("batch.")
         || key.starts_with("compression")
