@@ -617,7 +617,15 @@ fn produce(
 // ---------------------------------------------------------------------------------------------
 // Consuming
 
-/// Consumer settings the worker uses (src/kafka), with the fetch wait of TEST-SERVERS.md.
+/// The test bed's consumer settings, which every consumer here and the worker's own share:
+/// the fetch wait of TEST-SERVERS.md and a quick group session.
+const TEST_BED_CONSUMER: [(&str, &str); 3] = [
+    ("fetch.wait.max.ms", "10"),
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "500"),
+];
+
+/// Consumer settings the worker uses (src/kafka), with the test bed's.
 fn consumer_config(broker: &str, group: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", broker)
@@ -625,10 +633,10 @@ fn consumer_config(broker: &str, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500");
+        .set("partition.assignment.strategy", "range");
+    for (key, value) in TEST_BED_CONSUMER {
+        c.set(key, value);
+    }
     c
 }
 
@@ -858,20 +866,18 @@ batch_size = {batch}
     Ok(config)
 }
 
-/// The worker's `[kafka.properties]`: the test bed's client settings (the fetch wait of
-/// TEST-SERVERS.md, a quick group session, `--compression`), each replaced by a
-/// `--worker-property` of the same key, then the other `--worker-property` settings. (Written
-/// twice, a key would make the worker refuse its configuration as a duplicate.)
+/// The worker's `[kafka.properties]`: the test bed's consumer settings and `--compression`,
+/// each replaced by a `--worker-property` of the same key, then the other `--worker-property`
+/// settings. (Written twice, a key would make the worker refuse its configuration as a
+/// duplicate.) The latency floor's pass-through takes the same, split as the worker splits
+/// them.
 fn worker_kafka_properties(o: &Options) -> Vec<(String, String)> {
-    let mut properties: Vec<(String, String)> = [
-        ("fetch.wait.max.ms", "10"),
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "500"),
-        ("compression.type", o.compression.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut properties: Vec<(String, String)> = TEST_BED_CONSUMER
+        .iter()
+        .copied()
+        .chain([("compression.type", o.compression.as_str())])
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     for (key, value) in &o.worker_properties {
         match properties.iter_mut().find(|(k, _)| k == key) {
             Some(set) => set.1 = value.clone(),
@@ -1227,10 +1233,11 @@ fn latency_floor(
     rate: f64,
 ) -> Result<Stats> {
     let count = ((rate * o.latency_secs) as usize).max(1);
-    // The worker's clients: whatever `--worker-property` sets for the worker, each side
-    // taking its own as the worker's clients do (src/kafka); its producer's linger besides.
+    // The worker's clients: its `[kafka.properties]`, each side taking its own as the
+    // worker's clients do (src/kafka); its producer's linger besides.
+    let properties = worker_kafka_properties(o);
     let worker = |side_only: fn(&str) -> bool| -> Vec<(&str, &str)> {
-        o.worker_properties
+        properties
             .iter()
             .filter(|(k, _)| !side_only(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
