@@ -521,3 +521,28 @@ mod tests {
         assert_eq!(a.value, Decimal::from(5));
     }
 }
+
+#[cfg(test)]
+mod action_type_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The mapping holds a string `actionType` as text and anything else as the value: the
+    /// same `ActionType` that reading the value gives (`ActionType::from`), from raw bytes
+    /// and from a parsed document alike.
+    #[test]
+    fn action_type_is_what_the_model_reads_from_the_value() {
+        let mapping = super::super::Mapping::native().compile();
+        for value in [
+            json!("purchase.in_store"),
+            json!(7),
+            json!({"kind": ["x", 1]}),
+        ] {
+            let doc = json!({"userId": "u", "triggerId": 1, "actionType": value});
+            let expected = Some(ActionType::from(value.clone()));
+            let from_bytes = mapping.apply(doc.to_string().as_bytes()).unwrap();
+            assert_eq!(from_bytes.action_type, expected, "{value}");
+            assert_eq!(mapping.apply_value(&doc).unwrap().action_type, expected);
+        }
+    }
+}
