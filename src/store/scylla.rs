@@ -868,64 +868,21 @@ fn last_wins<'a, T, K: std::hash::Hash + Eq>(
         .collect()
 }
 
-/// A batch's statements grouped by partition, each partition's in the batch's order: a
-/// user's record, history and claims share the user's partition, a tenant's counters the
-/// tenant's.
-#[derive(Default)]
-struct Partitions<'a> {
-    groups: Vec<PartitionWrites<Replicas, BoundStatement<'a>>>,
-    users: FxHashMap<(&'a str, &'a str), usize>,
-    tenants: FxHashMap<&'a str, usize>,
-}
-
-impl<'a> Partitions<'a> {
-    /// Adds `statement` to `key`'s partition; `replicas` is asked the first time the user is
-    /// seen.
-    fn user(
-        &mut self,
-        key: &'a UserKey,
-        replicas: impl FnOnce() -> Option<Replicas>,
-        statement: BoundStatement<'a>,
-    ) {
-        let g = Self::index(
-            &mut self.groups,
-            &mut self.users,
-            (key.tenant.as_str(), key.user_id.as_str()),
-            replicas,
-        );
-        self.groups[g].statements.push(statement);
-    }
-
-    /// Adds `statement` to `tenant`'s partition (its replicas are not looked up).
-    fn tenant(&mut self, tenant: &'a str, statement: BoundStatement<'a>) {
-        let g = Self::index(&mut self.groups, &mut self.tenants, tenant, || None);
-        self.groups[g].statements.push(statement);
-    }
-
-    /// Adds a partition of one statement, written alone.
-    fn alone(&mut self, statement: BoundStatement<'a>) {
-        self.groups.push(PartitionWrites {
-            replicas: None,
-            statements: vec![statement],
+/// The index of `key`'s partition, appending it, with the replicas `replicas` names, the first
+/// time `key` is seen.
+fn group_index<K: std::hash::Hash + Eq, T>(
+    groups: &mut Vec<PartitionWrites<Replicas, T>>,
+    index: &mut FxHashMap<K, usize>,
+    key: K,
+    replicas: impl FnOnce() -> Option<Replicas>,
+) -> usize {
+    *index.entry(key).or_insert_with(|| {
+        groups.push(PartitionWrites {
+            replicas: replicas(),
+            statements: Vec::new(),
         });
-    }
-
-    /// The index of `key`'s partition, appending it, with the replicas `replicas` names, the
-    /// first time `key` is seen.
-    fn index<K: std::hash::Hash + Eq>(
-        groups: &mut Vec<PartitionWrites<Replicas, BoundStatement<'a>>>,
-        index: &mut FxHashMap<K, usize>,
-        key: K,
-        replicas: impl FnOnce() -> Option<Replicas>,
-    ) -> usize {
-        *index.entry(key).or_insert_with(|| {
-            groups.push(PartitionWrites {
-                replicas: replicas(),
-                statements: Vec::new(),
-            });
-            groups.len() - 1
-        })
-    }
+        groups.len() - 1
+    })
 }
 
 fn to_bigint(what: &dyn std::fmt::Display, n: u64) -> Result<i64, StoreError> {
@@ -1011,14 +968,19 @@ impl StateStore for ScyllaStore {
             .unwrap_or_else(codec::unfenced_timestamp);
 
         // Group the statements by partition, keeping the batch's order within each.
-        let mut partitions = Partitions::default();
-        let placement = &self.placement();
-        // A user's replicas, looked up the first time the batch names the user.
-        let replicas = |key| move || self.user_replicas(placement, st, key);
+        let mut groups: Vec<PartitionWrites<Replicas, BoundStatement<'_>>> = Vec::new();
+        let placement = self.placement();
+        let mut user_group: FxHashMap<(&str, &str), usize> = FxHashMap::default();
         let user_rows = batch.user_rows()?;
         for (key, record) in last_wins(&user_rows, |(k, _)| *k) {
             let row = BatchRow::User(key.tenant.as_str(), key.user_id.as_str(), record);
-            partitions.user(key, replicas(*key), (&st.put_user, row));
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&placement, st, key),
+            );
+            groups[g].statements.push((&st.put_user, row));
         }
         let history_rows = batch.history_rows()?;
         for (key, seq, entry) in last_wins(&history_rows, |(k, seq, _)| (*k, *seq)) {
@@ -1029,7 +991,13 @@ impl StateStore for ScyllaStore {
                 to_bigint(&what, *seq)?,
                 entry,
             );
-            partitions.user(key, replicas(*key), (&st.put_history, row));
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&placement, st, key),
+            );
+            groups[g].statements.push((&st.put_history, row));
         }
         for (key, claim) in last_wins(&batch.claims, |(k, c)| (k, &c.claim_id)) {
             let what = format!("claim {}/{}/{}", key.tenant, key.user_id, claim.claim_id);
@@ -1039,12 +1007,22 @@ impl StateStore for ScyllaStore {
                 &claim.claim_id,
                 encode(&what, claim)?,
             );
-            partitions.user(key, replicas(key), (&st.put_claim, row));
+            let g = group_index(
+                &mut groups,
+                &mut user_group,
+                (key.tenant.as_str(), key.user_id.as_str()),
+                || self.user_replicas(&placement, st, key),
+            );
+            groups[g].statements.push((&st.put_claim, row));
         }
         let resource_rows = batch.resource_rows()?;
         for (key, row) in last_wins(&resource_rows, |(k, _)| *k) {
-            partitions.alone((&st.put_resource, BatchRow::Resource(key, row)));
+            groups.push(PartitionWrites {
+                replicas: None,
+                statements: vec![(&st.put_resource, BatchRow::Resource(key, row))],
+            });
         }
+        let mut tenant_group: FxHashMap<&str, usize> = FxHashMap::default();
         for count in last_wins(&batch.finished, |c| {
             (&c.tenant, c.challenge_id, &c.partition)
         }) {
@@ -1055,7 +1033,13 @@ impl StateStore for ScyllaStore {
                 &count.partition,
                 to_bigint(&what, count.count)?,
             );
-            partitions.tenant(&count.tenant, (&st.put_finished, row));
+            let g = group_index(
+                &mut groups,
+                &mut tenant_group,
+                count.tenant.as_str(),
+                || None,
+            );
+            groups[g].statements.push((&st.put_finished, row));
         }
 
         // The outbox first: a batch interrupted after it wrote state must find that state's
@@ -1063,7 +1047,7 @@ impl StateStore for ScyllaStore {
         if let Some(outbox) = &batch.outbox {
             self.write_outbox(st, outbox, timestamp).await?;
         }
-        self.write_groups(partitions.groups, timestamp).await
+        self.write_groups(groups, timestamp).await
     }
 
     async fn history(
