@@ -63,13 +63,23 @@ async fn seen(store: &EmbeddedStore) -> (Option<UserRecord>, Option<u64>, Option
 }
 
 /// Copies the store's files as they are on disk now: what a `kill -9` would leave.
+///
+/// The journal first, then the database: the checkpoint thread retires a segment only once
+/// its batches are in the database, so a segment it retires between the listing and the
+/// copy (a flaky `NotFound` when the database was copied first) is skipped, and the
+/// database copied after it holds its batches, as after a crash at that moment.
 pub(super) fn crash_copy(from: &Path, to: &Path) {
-    std::fs::copy(from.join(DB_FILE), to.join(DB_FILE)).unwrap();
     std::fs::create_dir_all(to.join(journal::DIR)).unwrap();
     for entry in std::fs::read_dir(from.join(journal::DIR)).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(journal::DIR).join(entry.file_name())).unwrap();
+        match std::fs::copy(entry.path(), to.join(journal::DIR).join(entry.file_name())) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            copied => {
+                copied.unwrap();
+            }
+        }
     }
+    std::fs::copy(from.join(DB_FILE), to.join(DB_FILE)).unwrap();
 }
 
 /// The journal's segments in `dir`, with their lengths (not the segments kept for reuse).
