@@ -150,18 +150,25 @@ fn skip_opt_pos(r: &mut Reader<'_>, field: &'static str) -> Result<(), WireError
 
 /// The chunk row `key` holds after `new` (a sealed row of new entries, as a batch brings
 /// them) is written over `stored` (its newest row so far, if any): the entries of both in key
-/// order, `new`'s where both have one, sealed with `new`'s header.
+/// order, `new`'s where both have one, sealed with `new`'s header. `None`: `new` itself, as
+/// it is (no row stored, and its entries already in order, each key once, as a batch
+/// writes them): the common case, a chunk no batch wrote before, costs no copy.
 pub(super) fn merge(
     key: &RowKey,
     stored: Option<&[u8]>,
     new: &[u8],
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<Option<Vec<u8>>, StoreError> {
     let (timestamp, new_payload) = unseal(key, new)?;
-    let fresh = entries(new_payload).collect::<Result<_, _>>();
-    let fresh = in_order(fresh.map_err(|e| corrupt(key, e))?);
+    let fresh: Vec<ChunkEntry<'_>> = entries(new_payload)
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt(key, e))?;
     let Some(stored) = stored else {
-        return Ok(seal_entries(timestamp, &fresh));
+        let ordered = fresh
+            .windows(2)
+            .all(|pair| pair[0].order(&pair[1]) == Ordering::Less);
+        return Ok((!ordered).then(|| seal_entries(timestamp, &in_order(fresh))));
     };
+    let fresh = in_order(fresh);
     // An unreadable stored chunk is replaced by the new entries alone (and logged): the same
     // rule as for any unreadable row (`tables::outranks`).
     let old = unseal(key, stored).and_then(|(_, payload)| {
@@ -196,7 +203,7 @@ pub(super) fn merge(
             None => break,
         }
     }
-    Ok(seal_entries(timestamp, &merged))
+    Ok(Some(seal_entries(timestamp, &merged)))
 }
 
 /// `entries` in key order, each key once: of an entry written twice, the later. A chunk's
@@ -517,6 +524,44 @@ mod tests {
         }
     }
 
+    /// The chunks a store holds when it opens (checkpointed, or only in the journal when it
+    /// crashed) are continued, not replaced: by the first write after the open (the input's
+    /// highest chunk is looked up then), by a write below the highest chunk written (a
+    /// replay), and a chunk past it starts empty.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_held_before_the_open_are_continued_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut a = UserRecord::default();
+        store
+            .write_batch(&placed("a", &mut a, &[0, 1]))
+            .await
+            .unwrap();
+        store.checkpoint().await.unwrap();
+        store
+            .write_batch(&placed("a", &mut a, &[40]))
+            .await
+            .unwrap();
+        let crashed = tempfile::tempdir().unwrap();
+        super::super::recovery_tests::crash_copy(dir.path(), crashed.path());
+        drop(store);
+        let store = EmbeddedStore::open(crashed.path()).unwrap();
+        for offsets in [&[41][..], &[2], &[100, 101], &[3, 42, 102]] {
+            store
+                .write_batch(&placed("a", &mut a, offsets))
+                .await
+                .unwrap();
+        }
+        let key = UserKey::new("t", "a");
+        let (entries, total) = store.history(&key, 0, 100).await.unwrap();
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| e.event.event_id.to_string())
+            .collect();
+        let expected: Vec<String> = (0..10).rev().map(|s| format!("a-e-{s}")).collect();
+        assert_eq!((ids, total), (expected, 10));
+    }
+
     /// An entry of user `u{user}` at (`offset`, `index`) of `in:0`, its JSON naming `tag`.
     fn chunk_entry(out: &mut Vec<u8>, (offset, index, user): (i64, u32, u8), tag: &str) {
         let place = HistoryChain::default().push(0, HistoryPos::new("in:0", offset, index));
@@ -547,7 +592,7 @@ mod tests {
                 row
             };
             let (old_row, new_row) = (row(&old, "old", 1), row(&new, "new", 2));
-            let merged = merge(&key, Some(&old_row), &new_row).unwrap();
+            let merged = merge(&key, Some(&old_row), &new_row).unwrap().unwrap();
             let (ts, payload) = unseal(&key, &merged).unwrap();
             proptest::prop_assert_eq!(ts, 2);
             let got: Vec<((i64, u32, String), String)> = entries(payload)
@@ -567,7 +612,35 @@ mod tests {
             let expected: Vec<_> = expected.into_iter().collect();
             proptest::prop_assert_eq!(&got, &expected);
             let again = merge(&key, Some(&merged), &new_row).unwrap();
-            proptest::prop_assert_eq!(again, merged);
+            proptest::prop_assert_eq!(again, Some(merged));
+        }
+
+        /// A chunk with no stored row is the new row itself when its entries are in key order,
+        /// each key once (`None`: kept as it is), and otherwise those entries sorted, the last
+        /// written of a key kept: the row a merge over an empty chunk makes.
+        #[test]
+        fn a_new_chunk_is_kept_as_written_only_when_already_in_order(
+            new in proptest::collection::vec((0i64..32, 0u32..3, 0u8..3), 1..20),
+        ) {
+            let key = RowKey::HistoryChunk("in:0".into(), 0);
+            let mut row = row_header(2).to_vec();
+            for (i, &e) in new.iter().enumerate() {
+                chunk_entry(&mut row, e, &format!("n{i}"));
+            }
+            let empty = row_header(1).to_vec();
+            let over_empty = merge(&key, Some(&empty), &row).unwrap().unwrap();
+            let keys: Vec<_> = new.iter().map(|&(o, i, u)| (o, i, format!("u{u}"))).collect();
+            let ordered = keys.windows(2).all(|pair| pair[0] < pair[1]);
+            match merge(&key, None, &row).unwrap() {
+                None => {
+                    proptest::prop_assert!(ordered);
+                    proptest::prop_assert_eq!(&row, &over_empty);
+                }
+                Some(sorted) => {
+                    proptest::prop_assert!(!ordered);
+                    proptest::prop_assert_eq!(sorted, over_empty);
+                }
+            }
         }
     }
 

@@ -22,7 +22,7 @@
 //! not see the frozen overlay any more sees its rows in redb.
 
 use redb::Durability;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -65,6 +65,13 @@ pub(super) struct Layered {
     /// [`Layered::checkpoint_now`]'s never interleave, so a checkpoint drops exactly the
     /// frozen overlay it wrote (a freeze cannot replace it while it is pending).
     checkpointing: Mutex<()>,
+    /// Per input partition, the highest history chunk the store holds (looked up in redb at
+    /// the input's first chunk since the store opened; every chunk written since goes through
+    /// [`Layered::merge_history_chunks`], under the journal's lock, which raises it). A chunk
+    /// above it cannot be stored: its merge reads nothing. Too high is harmless (a lookup that
+    /// finds nothing); too low would lose entries, and cannot happen while this process is the
+    /// store's only writer (the lock file).
+    chunk_frontier: Mutex<FxHashMap<String, i64>>,
 }
 
 #[derive(Default)]
@@ -156,6 +163,7 @@ impl Layered {
             signal: Mutex::new(Signal::default()),
             changed: Condvar::new(),
             checkpointing: Mutex::new(()),
+            chunk_frontier: Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -184,9 +192,10 @@ impl Layered {
 
     /// Replaces each history chunk row of `rows` by the chunk's whole newest row with its new
     /// entries merged in: the stored chunk is the one an earlier row of `rows` wrote, else the
-    /// layers' or redb's. A batch's chunks are mostly new (the offsets only grow), so the
-    /// lookups mostly find nothing; only the chunk a batch continues from the one before is
-    /// read and rewritten.
+    /// layers' or redb's. A batch's chunks are mostly new (the offsets only grow), so only the
+    /// chunk a batch continues from the one before is read and rewritten: a chunk past the
+    /// highest the store holds for its input ([`Layered::chunk_frontier`]) is known to be new
+    /// without a lookup, and a batch whose chunks are all new reads nothing.
     fn merge_history_chunks(&self, rows: &mut Rows) -> Result<(), StoreError> {
         if !rows
             .iter()
@@ -194,26 +203,18 @@ impl Layered {
         {
             return Ok(());
         }
-        self.read(|view| {
-            let mut written: HashMap<RowKey, usize> = HashMap::new();
-            for i in 0..rows.len() {
-                if !matches!(rows[i].0, RowKey::HistoryChunk(..)) {
-                    continue;
-                }
-                let merged = match written.get(&rows[i].0) {
-                    Some(&earlier) => {
-                        history_log::merge(&rows[i].0, Some(&rows[earlier].1), &rows[i].1)?
-                    }
-                    None => {
-                        let stored = view.get(&rows[i].0)?;
-                        history_log::merge(&rows[i].0, stored.as_deref(), &rows[i].1)?
-                    }
-                };
-                rows[i].1 = merged;
-                written.insert(rows[i].0.clone(), i);
-            }
-            Ok(())
-        })
+        let mut frontier = lock(&self.chunk_frontier);
+        let may_be_stored = rows.iter().any(|(key, _)| match key {
+            RowKey::HistoryChunk(input, chunk) => frontier
+                .get(input.as_str())
+                .is_none_or(|newest| chunk <= newest),
+            _ => false,
+        });
+        if may_be_stored {
+            self.read(|view| merge_chunks(rows, &mut frontier, Some(view)))
+        } else {
+            merge_chunks(rows, &mut frontier, None)
+        }
     }
 
     /// Runs `read` over the layers and a redb snapshot taken after them.
@@ -398,6 +399,56 @@ fn commit(
         write(&mut tables)?;
     }
     txn.commit().map_err(|e| storage_error(ctx, e))
+}
+
+/// [`Layered::merge_history_chunks`]'s merge. `view` is `None` only when the frontier tells
+/// that every chunk of `rows` is new (checked under the same lock). Raises the frontier of
+/// each input to the highest chunk written; a write that then fails leaves it too high, which
+/// costs a lookup and never misses a row.
+fn merge_chunks(
+    rows: &mut Rows,
+    frontier: &mut FxHashMap<String, i64>,
+    view: Option<&View<'_>>,
+) -> Result<(), StoreError> {
+    let mut written: FxHashMap<RowKey, usize> = FxHashMap::default();
+    for i in 0..rows.len() {
+        let RowKey::HistoryChunk(input, chunk) = &rows[i].0 else {
+            continue;
+        };
+        let merged = match written.get(&rows[i].0) {
+            Some(&earlier) => history_log::merge(&rows[i].0, Some(&rows[earlier].1), &rows[i].1)?,
+            None => {
+                let known = frontier.get(input.as_str()).copied();
+                debug_assert!(
+                    view.is_some() || known.is_some_and(|newest| *chunk > newest),
+                    "a chunk that may be stored is merged without a view"
+                );
+                let (newest, stored) = match view {
+                    Some(view) => {
+                        let newest = match known {
+                            Some(newest) => Some(newest),
+                            None => view.tables.last_chunk(input)?,
+                        };
+                        let stored = match newest {
+                            Some(newest) if *chunk <= newest => view.get(&rows[i].0)?,
+                            _ => None,
+                        };
+                        (newest, stored)
+                    }
+                    None => (known, None),
+                };
+                let merged = history_log::merge(&rows[i].0, stored.as_deref(), &rows[i].1)?;
+                let highest = newest.map_or(*chunk, |newest| newest.max(*chunk));
+                frontier.insert(input.clone(), highest);
+                merged
+            }
+        };
+        if let Some(merged) = merged {
+            rows[i].1 = merged;
+        }
+        written.insert(rows[i].0.clone(), i);
+    }
+    Ok(())
 }
 
 /// The newest rows: the overlays, then redb's snapshot.

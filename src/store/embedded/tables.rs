@@ -261,6 +261,19 @@ impl ReadTables {
         };
         found.map_err(|e| storage_error("reading rows", e))
     }
+
+    /// The highest history chunk stored for `input`, if any.
+    pub(super) fn last_chunk(&self, input: &str) -> Result<Option<i64>, StoreError> {
+        let e = |e| storage_error("reading rows", e);
+        let mut chunks = self
+            .history_log
+            .range((input, i64::MIN)..=(input, i64::MAX))
+            .map_err(e)?;
+        Ok(match chunks.next_back() {
+            Some(found) => Some(found.map_err(e)?.0.value().1),
+            None => None,
+        })
+    }
 }
 
 #[cfg(test)]
