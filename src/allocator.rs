@@ -1,12 +1,19 @@
-//! The binary's allocator (the library leaves the choice to whoever embeds it): mimalloc,
+//! The binary's allocator (the library leaves the choice to whoever embeds it): mimalloc 2,
 //! with two of its options set differently from mimalloc's defaults so that the worker's
 //! resident memory stays near what it holds (docs/operations.md, "Sizing and scaling").
+//!
+//! Why mimalloc 2 and not 3 (the `mimalloc` crate's default): the worker allocates on one
+//! thread what others free (a batch's rows, records and events; librdkafka's messages), and
+//! mimalloc 3's pages, collected back by their owner, cost the allocating threads more. In
+//! `scripts/bench`, 6 alternated rounds against the same code on mimalloc 3: CPU per action
+//! lower in 5 (9.6–14.7 against 11.1–16.3 µs), in the latency phase lower in 6 of 6; the
+//! peak resident set 50–60 MB higher (250–269 against 196–235 MB) (docs/benchmarks.md).
 //!
 //! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
 //! live heap peaked at ~250 MB while the resident set peaked at 454–498 MB. Two things made
 //! the difference. mimalloc asks the kernel for transparent huge pages, so a 2 MiB page is
-//! resident as soon as one byte of it is touched. And mimalloc 3 keeps freed memory for a
-//! second before it returns it, while the worker frees one batch's buffers and allocates the
+//! resident as soon as one byte of it is touched. And mimalloc 3 kept freed memory for a
+//! second before it returned it, while the worker frees one batch's buffers and allocates the
 //! next one's every few tens of milliseconds on other threads.
 //!
 //! The one module with `unsafe` code: calls into mimalloc's C API and `prctl`, with integer
@@ -35,15 +42,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_t` is a C enum whose numbering changed between mimalloc 2 and 3: with another
 /// release linked, [`tune`] sets nothing rather than a wrong option, and a test fails so that
 /// whoever upgrades it checks the numbers against its `include/mimalloc.h`.
-const MIMALLOC_VERSION: c_int = 30302;
+const MIMALLOC_VERSION: c_int = 20302;
 /// `mi_option_purge_delay`: how long freed memory stays before it goes back to the OS, in ms.
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 /// `mi_option_allow_thp`: whether mimalloc asks for transparent huge pages.
-const MI_OPTION_ALLOW_THP: c_int = 43;
+const MI_OPTION_ALLOW_THP: c_int = 37;
 
-/// questline's purge delay, against mimalloc 3's 1,000 ms: short enough that one batch's
-/// freed buffers are returned before the batches after it peak, long enough that a thread
-/// reuses its own freed pages within a batch instead of faulting fresh ones in.
+/// questline's purge delay: short enough that one batch's freed buffers are returned before
+/// the batches after it peak, long enough that a thread reuses its own freed pages within a
+/// batch instead of faulting fresh ones in. mimalloc 2's own is 10 ms: with it,
+/// `scripts/bench` measured 15–20 MB less peak resident memory (35–80 MB less with new
+/// users) and 12–22 % more CPU per action (docs/benchmarks.md); `MIMALLOC_PURGE_DELAY=10`
+/// chooses that trade.
 const PURGE_DELAY_MS: c_long = 100;
 
 extern "C" {
