@@ -2,12 +2,14 @@
 //! with two of its options set differently from mimalloc's defaults so that the worker's
 //! resident memory stays near what it holds (docs/operations.md, "Sizing and scaling").
 //!
-//! Why mimalloc 2 and not 3 (the `mimalloc` crate's default): the worker allocates on one
-//! thread what others free (a batch's rows, records and events; librdkafka's messages), and
-//! mimalloc 3's pages, collected back by their owner, cost the allocating threads more. In
-//! `scripts/bench`, 6 alternated rounds against the same code on mimalloc 3: CPU per action
-//! lower in 5 (9.6–14.7 against 11.1–16.3 µs), in the latency phase lower in 6 of 6; the
-//! peak resident set 50–60 MB higher (250–269 against 196–235 MB) (docs/benchmarks.md).
+//! Why mimalloc 2 and not 3 (the `mimalloc` crate's default): with the purge delay below,
+//! mimalloc 3 returned the memory of one batch and faulted it in again for the next (in one
+//! profile each, page faults and `madvise` were 49 samples of the record step's thread
+//! against 4); mimalloc 2 keeps it. In `scripts/bench`, 6 alternated rounds: CPU per action
+//! lower in 5 (9.6–14.7 against 11.1–16.3 µs), the peak resident set 50–60 MB higher
+//! (250–269 against 196–235 MB). mimalloc 3 with its own delay of 1,000 ms measured about
+//! the same as mimalloc 2 does here, in CPU and in memory (5 alternated pairs,
+//! docs/benchmarks.md): the gain is memory kept between batches, which either gives.
 //!
 //! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
 //! live heap peaked at ~250 MB while the resident set peaked at 454–498 MB. Two things made
