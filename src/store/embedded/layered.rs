@@ -418,11 +418,9 @@ fn merge_chunks(
         let merged = match written.get(&rows[i].0) {
             Some(&earlier) => history_log::merge(&rows[i].0, Some(&rows[earlier].1), &rows[i].1)?,
             None => {
+                // Without a view, every chunk of `rows` was above the frontier before this
+                // merge (which may since have raised it): none is stored.
                 let known = frontier.get(input.as_str()).copied();
-                debug_assert!(
-                    view.is_some() || known.is_some_and(|newest| *chunk > newest),
-                    "a chunk that may be stored is merged without a view"
-                );
                 let (newest, stored) = match view {
                     Some(view) => {
                         let newest = match known {
@@ -439,7 +437,12 @@ fn merge_chunks(
                 };
                 let merged = history_log::merge(&rows[i].0, stored.as_deref(), &rows[i].1)?;
                 let highest = newest.map_or(*chunk, |newest| newest.max(*chunk));
-                frontier.insert(input.clone(), highest);
+                match frontier.get_mut(input.as_str()) {
+                    Some(held) => *held = highest,
+                    None => {
+                        frontier.insert(input.clone(), highest);
+                    }
+                }
                 merged
             }
         };
