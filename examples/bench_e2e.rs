@@ -1236,10 +1236,10 @@ fn latency_floor(
     // The worker's clients: its `[kafka.properties]`, each side taking its own as the
     // worker's clients do (src/kafka); its producer's linger besides.
     let properties = worker_kafka_properties(o);
-    let worker = |side_only: fn(&str) -> bool| -> Vec<(&str, &str)> {
+    let worker = |other_side_only: fn(&str) -> bool| -> Vec<(&str, &str)> {
         properties
             .iter()
-            .filter(|(k, _)| !side_only(k))
+            .filter(|(k, _)| !other_side_only(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
     };

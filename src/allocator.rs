@@ -7,9 +7,10 @@
 //! profile each, page faults and `madvise` were 49 samples of the record step's thread
 //! against 4); mimalloc 2 keeps it. In `scripts/bench`, 6 alternated rounds: CPU per action
 //! lower in 5 (9.6–14.7 against 11.1–16.3 µs), the peak resident set 50–60 MB higher
-//! (250–269 against 196–235 MB). mimalloc 3 with its own delay of 1,000 ms measured about
-//! the same as mimalloc 2 does here, in CPU and in memory (5 alternated pairs,
-//! docs/benchmarks.md): the gain is memory kept between batches, which either gives.
+//! (250–269 against 196–235 MB). mimalloc 3 with its own delay of 1,000 ms measured the
+//! same CPU as mimalloc 2 does here over 8 alternated pairs, and less memory in 7 of them
+//! (more in 2 of 2 with new users; docs/benchmarks.md): the gain is memory kept between
+//! batches, which either gives.
 //!
 //! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
 //! live heap peaked at ~250 MB while the resident set peaked at 454–498 MB. Two things made

@@ -520,12 +520,6 @@ mod tests {
             .unwrap();
         assert_eq!(a.value, Decimal::from(5));
     }
-}
-
-#[cfg(test)]
-mod action_type_tests {
-    use super::*;
-    use serde_json::json;
 
     /// The mapping holds a string `actionType` as text and anything else as the value: the
     /// same `ActionType` that reading the value gives (`ActionType::from`), from raw bytes

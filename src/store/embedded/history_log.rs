@@ -527,7 +527,7 @@ mod tests {
     /// The chunks a store holds when it opens (checkpointed, or only in the journal when it
     /// crashed) are continued, not replaced: by the first write after the open (the input's
     /// highest chunk is looked up then), by a write below the highest chunk written (a
-    /// replay), and a chunk past it starts empty, in whatever order a batch brings them.
+    /// replay), and a chunk past it starts empty, two new ones in one batch included.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chunks_held_before_the_open_are_continued_not_replaced() {
         let dir = tempfile::tempdir().unwrap();

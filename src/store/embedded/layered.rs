@@ -418,22 +418,19 @@ fn merge_chunks(
         let merged = match written.get(&rows[i].0) {
             Some(&earlier) => history_log::merge(&rows[i].0, Some(&rows[earlier].1), &rows[i].1)?,
             None => {
-                // Without a view, every chunk of `rows` was above the frontier before this
-                // merge (which may since have raised it): none is stored.
+                // The highest chunk stored for the input. Without a view every chunk of
+                // `rows` was above the frontier before this merge (which may have raised it
+                // since), so none is stored and `known` is set.
                 let known = frontier.get(input.as_str()).copied();
-                let (newest, stored) = match view {
-                    Some(view) => {
-                        let newest = match known {
-                            Some(newest) => Some(newest),
-                            None => view.tables.last_chunk(input)?,
-                        };
-                        let stored = match newest {
-                            Some(newest) if *chunk <= newest => view.get(&rows[i].0)?,
-                            _ => None,
-                        };
-                        (newest, stored)
+                let newest = match (known, view) {
+                    (None, Some(view)) => view.tables.last_chunk(input)?,
+                    _ => known,
+                };
+                let stored = match view {
+                    Some(view) if newest.is_some_and(|newest| *chunk <= newest) => {
+                        view.get(&rows[i].0)?
                     }
-                    None => (known, None),
+                    _ => None,
                 };
                 let merged = history_log::merge(&rows[i].0, stored.as_deref(), &rows[i].1)?;
                 let highest = newest.map_or(*chunk, |newest| newest.max(*chunk));
