@@ -1,23 +1,20 @@
-//! The binary's allocator (the library leaves the choice to whoever embeds it): mimalloc 2,
-//! with two of its options set differently from mimalloc's defaults so that the worker's
-//! resident memory stays near what it holds (docs/operations.md, "Sizing and scaling").
+//! The binary's allocator (the library leaves the choice to whoever embeds it): mimalloc 3,
+//! with transparent huge pages off and freed memory returned after a second, so that the
+//! worker's resident memory stays near what it holds and a batch's freed pages serve the
+//! next batches (docs/operations.md, "Sizing and scaling").
 //!
-//! Why mimalloc 2 and not 3 (the `mimalloc` crate's default): with the purge delay below,
+//! Why a second (mimalloc 3's own delay) and not the 100 ms questline set before: at 100 ms
 //! mimalloc 3 returned the memory of one batch and faulted it in again for the next (in one
 //! profile each, page faults and `madvise` were 49 samples of the record step's thread
-//! against 4); mimalloc 2 keeps it. In `scripts/bench`, 6 alternated rounds: CPU per action
-//! lower in 5 (9.6–14.7 against 11.1–16.3 µs), the peak resident set 50–60 MB higher
-//! (250–269 against 196–235 MB). mimalloc 3 with its own delay of 1,000 ms measured the
-//! same CPU as mimalloc 2 does here over 8 alternated pairs, and less memory in 7 of them
-//! (more in 2 of 2 with new users; docs/benchmarks.md): the gain is memory kept between
-//! batches, which either gives.
+//! against 4). `scripts/bench`, alternated against mimalloc 2 at 100 ms (which keeps it, and
+//! was the allocator for a while): the same CPU per action over 8 pairs, a lower peak
+//! resident set in 7 of them (220–268 against 246–283 MB), and with new users queued a p99
+//! lower in 6 of 6 pairs (103–265 against 114–768 ms) (docs/benchmarks.md).
 //!
-//! Measured with `scripts/bench` (docs/benchmarks.md, "Where the worker's memory goes"): the
-//! live heap peaked at ~250 MB while the resident set peaked at 454–498 MB. Two things made
-//! the difference. mimalloc asks the kernel for transparent huge pages, so a 2 MiB page is
-//! resident as soon as one byte of it is touched. And mimalloc 3 kept freed memory for a
-//! second before it returned it, while the worker frees one batch's buffers and allocates the
-//! next one's every few tens of milliseconds on other threads.
+//! Huge pages off is what keeps the resident set near the heap. Measured with `scripts/bench`
+//! (docs/benchmarks.md, "Where the worker's memory goes"), with them on the live heap peaked
+//! at ~250 MB while the resident set peaked at 454–498 MB: mimalloc asks the kernel for
+//! transparent huge pages, so a 2 MiB page is resident as soon as one byte of it is touched.
 //!
 //! The one module with `unsafe` code: calls into mimalloc's C API and `prctl`, with integer
 //! arguments only (and, in a test, C's `malloc` and `free`).
@@ -45,19 +42,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_t` is a C enum whose numbering changed between mimalloc 2 and 3: with another
 /// release linked, [`tune`] sets nothing rather than a wrong option, and a test fails so that
 /// whoever upgrades it checks the numbers against its `include/mimalloc.h`.
-const MIMALLOC_VERSION: c_int = 20302;
+const MIMALLOC_VERSION: c_int = 30302;
 /// `mi_option_purge_delay`: how long freed memory stays before it goes back to the OS, in ms.
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 /// `mi_option_allow_thp`: whether mimalloc asks for transparent huge pages.
-const MI_OPTION_ALLOW_THP: c_int = 37;
+const MI_OPTION_ALLOW_THP: c_int = 43;
 
-/// questline's purge delay: short enough that one batch's freed buffers are returned before
-/// the batches after it peak, long enough that a thread reuses its own freed pages within a
-/// batch instead of faulting fresh ones in. mimalloc 2's own is 10 ms: with it,
-/// `scripts/bench` measured 15–20 MB less peak resident memory (35–80 MB less with new
-/// users) and 12–22 % more CPU per action (docs/benchmarks.md); `MIMALLOC_PURGE_DELAY=10`
-/// chooses that trade.
-const PURGE_DELAY_MS: c_long = 100;
+/// questline's purge delay, mimalloc 3's own, set rather than assumed: long enough that the
+/// memory one batch frees serves the batches after it instead of being faulted in again.
+/// `MIMALLOC_PURGE_DELAY=100` (questline's earlier value) trades CPU for memory: against
+/// mimalloc 2 it peaked at 196–235 MB and cost more CPU per action in 5 of 6 rounds
+/// (docs/benchmarks.md).
+const PURGE_DELAY_MS: c_long = 1_000;
 
 extern "C" {
     fn mi_version() -> c_int;
