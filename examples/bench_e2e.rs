@@ -14,7 +14,7 @@
 //! `pipeline.linger_ms`, 5), `--latency-secs S` (10), `--latency-rate R` (actions/s of the
 //! latency phase; default half the worker's measured rate), `--latency-users returning|fresh`
 //! (whose actions: the throughput phase's users, the default, or new ones), `--warmup W` (200),
-//! `--compression C` (the worker's librdkafka `compression.type`, `none`),
+//! `--compression C` (the worker's librdkafka `compression.type`, questline's own by default: `lz4`),
 //! `--worker-property KEY=VALUE` (a librdkafka property for the worker, repeatable), `--no-floor`
 //! (skip phase 7), `--keep` (keep the worker's directory: config, store, log), `--cql HOST:PORT`
 //! (the worker on the CQL store there, in a keyspace of its own made by `questline migrate`,
@@ -83,7 +83,7 @@ struct Options {
     /// per action: a heavier workload than the peak's).
     latency_fresh: bool,
     warmup: usize,
-    /// The worker's `compression.type` (librdkafka), `none` by default as in questline.
+    /// The worker's `compression.type` (librdkafka), questline's own by default.
     compression: String,
     keep: bool,
     /// Print the latency phase second by second, beside the worker's metrics of that second.
@@ -206,7 +206,7 @@ fn parse_args() -> Result<Options> {
         compression: map
             .get("compression")
             .cloned()
-            .unwrap_or_else(|| "none".into()),
+            .unwrap_or_else(|| questline::kafka::PRODUCER_COMPRESSION.into()),
         keep,
         latency_series,
         floor,
