@@ -1010,18 +1010,22 @@ fn print_latency_series(
     scrapes: &[(i64, HashMap<String, f64>)],
 ) -> SeriesSummary {
     let mut by_second: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    // Milestones by second: a milestone's prizes may go through the inventory stage, whose
+    // answer takes two more trips through the broker than the action's own events.
+    let mut milestones: HashMap<i64, usize> = HashMap::new();
     for e in seen {
         let (Some(&sent_at), Some(created)) = (stamps.get(&(e.partition, e.offset)), e.created)
         else {
             continue;
         };
-        by_second
-            .entry((sent_at - start_ms) / 1_000)
-            .or_default()
-            .push(created - sent_at);
+        let second = (sent_at - start_ms) / 1_000;
+        by_second.entry(second).or_default().push(created - sent_at);
+        if e.kind == "milestone.achieved" {
+            *milestones.entry(second).or_default() += 1;
+        }
     }
     eprintln!(
-        "second | events | p50 / p99 / max ms || worker in that second: batches (written \
+        "second | events | p50 / p99 / max ms | milestones || worker in that second: batches (written \
          ahead), records, evaluate s, store write s, publish s, checkpoints (s); worker CPU s, \
          machine busy s"
     );
@@ -1068,8 +1072,12 @@ fn print_latency_series(
             String::new()
         };
         eprintln!(
-            "{second:>6} | {:>6} | {} / {} / {} || {worker}",
-            st.n, st.p50, st.p99, st.max
+            "{second:>6} | {:>6} | {} / {} / {} | {:>4} || {worker}",
+            st.n,
+            st.p50,
+            st.p99,
+            st.max,
+            milestones.get(&second).copied().unwrap_or(0)
         );
     }
     SeriesSummary {
@@ -1360,7 +1368,8 @@ struct Report {
     latency_all: Stats,
     latency_rewards: Stats,
     latency_arrival: Stats,
-    kinds: Vec<(String, usize)>,
+    /// Each event type's count and latency (action → event CreateTime) in the latency phase.
+    kinds: Vec<(String, Stats)>,
     throughput_outputs: usize,
     broker_bound: BrokerBound,
     hwm: String,
@@ -1752,14 +1761,15 @@ fn run() -> Result<bool> {
     let mut rewards = Vec::new();
     let mut arrival = Vec::new();
     let mut matched = std::collections::HashSet::new();
-    let mut kinds: HashMap<String, usize> = HashMap::new();
+    let mut kinds: HashMap<String, Vec<i64>> = HashMap::new();
     for e in &seen {
         let Some(&sent_at) = stamps.get(&(e.partition, e.offset)) else {
             continue;
         };
         matched.insert((e.partition, e.offset));
-        *kinds.entry(e.kind.clone()).or_default() += 1;
+        let of_kind = kinds.entry(e.kind.clone()).or_default();
         if let Some(c) = e.created {
+            of_kind.push(c - sent_at);
             all.push(c - sent_at);
             if e.rewards_topic {
                 rewards.push(c - sent_at);
@@ -1767,8 +1777,8 @@ fn run() -> Result<bool> {
         }
         arrival.push(e.received - sent_at);
     }
-    let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
-    kinds.sort();
+    let mut kinds: Vec<(String, Stats)> = kinds.into_iter().map(|(k, v)| (k, stats(v))).collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
     let series = o.latency_series.then(|| {
         print_latency_series(&seen, &stamps, lat_start_ms, &scrapes.into_inner().unwrap())
     });
@@ -2209,7 +2219,7 @@ fn table(o: &Options, r: &Report, load_before: &str) -> String {
         r.latency_matched_inputs,
         r.kinds
             .iter()
-            .map(|(k, n)| format!("{k} {n}"))
+            .map(|(k, l)| format!("{k} {} (p50 / p99 / max {} / {} / {} ms)", l.n, l.p50, l.p99, l.max))
             .collect::<Vec<_>>()
             .join(", ")
     );
