@@ -67,8 +67,10 @@ pub(super) struct Layered {
     checkpointing: Mutex<()>,
     /// Per input partition, the highest history chunk the store holds (looked up in redb at
     /// the input's first chunk since the store opened; every chunk written since goes through
-    /// [`Layered::merge_history_chunks`], under the journal's lock, which raises it). A chunk
-    /// above it cannot be stored: its merge reads nothing. Too high is harmless (a lookup that
+    /// [`Layered::merge_history_chunks`], under the journal's lock, which raises it). redb
+    /// alone is enough for that first lookup: opening replays the journal into redb, so until
+    /// the input's first write the overlays hold none of its chunks. A chunk above the
+    /// frontier cannot be stored: its merge reads nothing. Too high is harmless (a lookup that
     /// finds nothing); too low would lose entries, and cannot happen while this process is the
     /// store's only writer (the lock file).
     chunk_frontier: Mutex<FxHashMap<String, i64>>,
@@ -423,6 +425,7 @@ fn merge_chunks(
                 // since), so none is stored and `known` is set.
                 let known = frontier.get(input.as_str()).copied();
                 let newest = match (known, view) {
+                    // redb only: see `Layered::chunk_frontier` for why the overlays hold none.
                     (None, Some(view)) => view.tables.last_chunk(input)?,
                     _ => known,
                 };
